@@ -1,0 +1,152 @@
+//! The driver contract: what the engine needs from a protocol.
+//!
+//! The engine owns time (executors decide when an iteration starts and stops);
+//! a driver owns the protocol work of one iteration and records what it saw.
+//! Drivers are generic, not boxed: the engine is monomorphized per driver, so
+//! an iteration costs no allocation or dynamic dispatch.
+
+use crate::data::Feeder;
+use crate::metrics::{Recorder, Registry, Tags};
+use crate::template::Scope;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Plan-wide settings drivers may fall back on (`[defaults]`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    pub base_url: Option<toml::Spanned<String>>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, toml::Spanned<String>>,
+    pub timeout: Option<crate::duration::Dur>,
+    pub insecure_skip_tls_verify: Option<bool>,
+    pub http_version: Option<crate::http::HttpVersion>,
+}
+
+/// What a driver is built from, besides its own options.
+pub struct BuildCtx<'a> {
+    pub scenario: &'a str,
+    /// `scenario` plus the plan's tags for this scenario.
+    pub tags: Tags,
+    pub env: &'a HashMap<String, String>,
+    pub feeders: &'a [Arc<Feeder>],
+    pub registry: &'a Arc<Registry>,
+    pub defaults: &'a Defaults,
+    /// Directory of the plan file: relative paths in options start here.
+    pub base_dir: PathBuf,
+    /// Most VUs this scenario will run at once (plan-wide, before segmenting).
+    pub max_vus: u64,
+}
+
+/// Given to each VU when it is created, on the worker thread that runs it.
+pub struct VuEnv {
+    /// 0-based, unique across the plan's VUs of this scenario (and across segments).
+    pub index: u64,
+    pub recorder: Recorder,
+    pub seed: u64,
+}
+
+/// One iteration as the executor asks for it.
+#[derive(Clone, Copy, Debug)]
+pub struct Iteration {
+    /// 0-based count of this VU's iterations.
+    pub number: u64,
+    /// Open-model executors: when this arrival was scheduled to start.
+    /// Latency of the first request is measured from here, so a stalled
+    /// target shows up in the percentiles (no coordinated omission).
+    pub scheduled: Option<Instant>,
+    /// When the executor wants the VU to wind down (end of the scenario or of
+    /// its ramp). Long-lived sessions end themselves here; a session still
+    /// running then ended as planned, not as a drop.
+    pub deadline: Option<Instant>,
+}
+
+pub trait Driver: Send + Sync + Sized + 'static {
+    type Vu: Vu;
+
+    /// Make a VU. Cheap: connections are opened on first use.
+    fn vu(self: &Arc<Self>, env: VuEnv) -> Self::Vu;
+
+    /// Feeders this scenario reads (indexes into the plan's feeders), so the
+    /// plan can check that `pick = "unique"` has a row for every VU.
+    fn used_feeders(&self) -> &[usize] {
+        &[]
+    }
+
+    /// Checks that need the target (e.g. PREPARE every statement), run once
+    /// before any load. An error here stops the run with exit code 2.
+    fn prepare(self: &Arc<Self>) -> impl Future<Output = Result<(), String>> + Send {
+        async { Ok(()) }
+    }
+}
+
+pub trait Vu: 'static {
+    fn iteration(&mut self, it: Iteration) -> impl Future<Output = ()>;
+
+    /// Called when the VU retires, to close sessions politely.
+    fn close(&mut self) -> impl Future<Output = ()> {
+        async {}
+    }
+}
+
+/// Per-VU template state shared by drivers: captured vars, feeder rows, rng.
+pub struct VuState {
+    pub index: u64,
+    pub iter: u64,
+    pub vars: Vec<String>,
+    pub rows: Vec<usize>,
+    pub rng: fastrand::Rng,
+    feeders: Arc<[Arc<Feeder>]>,
+    used: Arc<[usize]>,
+}
+
+impl VuState {
+    pub fn new(
+        index: u64,
+        seed: u64,
+        vars: usize,
+        feeders: Arc<[Arc<Feeder>]>,
+        used: Arc<[usize]>,
+    ) -> Self {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut rows = vec![0; feeders.len()];
+        for &f in used.iter() {
+            rows[f] = feeders[f].pick_row(index, &mut rng);
+        }
+        Self {
+            index,
+            iter: 0,
+            vars: vec![String::new(); vars],
+            rows,
+            rng,
+            feeders,
+            used,
+        }
+    }
+
+    /// Start an iteration: pick the next feeder rows.
+    pub fn begin(&mut self, iter: u64) {
+        self.iter = iter;
+        if iter > 0 {
+            for &f in self.used.iter() {
+                self.rows[f] = self.feeders[f].pick_row(self.index, &mut self.rng);
+            }
+        }
+    }
+
+    pub fn scope<'a>(&'a mut self, locals: &'a [&'a str]) -> Scope<'a> {
+        Scope {
+            vu: self.index + 1,
+            iter: self.iter,
+            vars: &self.vars,
+            feeders: &self.feeders,
+            rows: &self.rows,
+            locals,
+            rng: &mut self.rng,
+        }
+    }
+}

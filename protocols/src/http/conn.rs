@@ -1,0 +1,391 @@
+//! Connections owned by one VU: TCP (+ TLS), HTTP/1.1 or HTTP/2, byte counting.
+
+use super::HttpVersion;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::TokioIo;
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+pub type Body = Full<Bytes>;
+
+/// Bytes a VU's connections moved on the wire (TLS records included).
+#[derive(Default)]
+pub struct IoCounters {
+    pub sent: Cell<u64>,
+    pub received: Cell<u64>,
+}
+
+pub struct Counting<S> {
+    inner: S,
+    counters: Rc<IoCounters>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counting<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = (buf.filled().len() - before) as u64;
+        let c = &self.counters.received;
+        c.set(c.get() + n);
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counting<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            let c = &self.counters.sent;
+            c.set(c.get() + n as u64);
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = r {
+            let c = &self.counters.sent;
+            c.set(c.get() + n as u64);
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Where a connection goes: scheme + host + port.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Origin {
+    pub https: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Origin {
+    pub fn of(uri: &http::Uri) -> Result<Self, &'static str> {
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err("invalid url"),
+        };
+        let host = uri.host().ok_or("invalid url")?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        Ok(Self { https, host, port })
+    }
+}
+
+pub enum Sender {
+    H1(http1::SendRequest<Body>),
+    H2(http2::SendRequest<Body>),
+}
+
+impl Sender {
+    pub fn is_closed(&self) -> bool {
+        match self {
+            Sender::H1(s) => s.is_closed(),
+            Sender::H2(s) => s.is_closed(),
+        }
+    }
+
+    pub fn is_h2(&self) -> bool {
+        matches!(self, Sender::H2(_))
+    }
+}
+
+pub struct Conn {
+    pub origin: Origin,
+    pub sender: Sender,
+}
+
+/// Timings of opening one connection.
+#[derive(Default, Clone, Copy)]
+pub struct ConnectTimes {
+    pub connecting: Duration,
+    pub tls: Duration,
+}
+
+/// Why a request did not get a response; becomes the `error` tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    Dns,
+    Refused,
+    Reset,
+    Timeout,
+    Tls,
+    Protocol,
+    InvalidUrl,
+    Io,
+}
+
+impl ErrorKind {
+    pub fn tag(self) -> &'static str {
+        match self {
+            ErrorKind::Dns => "dns lookup failed",
+            ErrorKind::Refused => "connection refused",
+            ErrorKind::Reset => "connection reset",
+            ErrorKind::Timeout => "request timeout",
+            ErrorKind::Tls => "tls handshake failed",
+            ErrorKind::Protocol => "protocol error",
+            ErrorKind::InvalidUrl => "invalid url",
+            ErrorKind::Io => "io error",
+        }
+    }
+
+    pub fn from_io(e: &io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::ConnectionRefused => ErrorKind::Refused,
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof => ErrorKind::Reset,
+            io::ErrorKind::TimedOut => ErrorKind::Timeout,
+            _ => ErrorKind::Io,
+        }
+    }
+
+    pub fn from_hyper(e: &hyper::Error) -> Self {
+        let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(s) = src {
+            if let Some(io) = s.downcast_ref::<io::Error>() {
+                return Self::from_io(io);
+            }
+            src = s.source();
+        }
+        if e.is_incomplete_message() || e.is_closed() || e.is_canceled() {
+            ErrorKind::Reset
+        } else if e.is_timeout() {
+            ErrorKind::Timeout
+        } else {
+            ErrorKind::Protocol
+        }
+    }
+}
+
+/// Runs hyper's HTTP/2 background tasks on the VU's own thread.
+#[derive(Clone, Copy)]
+struct LocalExec;
+
+impl<F: std::future::Future + 'static> hyper::rt::Executor<F> for LocalExec {
+    fn execute(&self, fut: F) {
+        tokio::task::spawn_local(fut);
+    }
+}
+
+/// Shared by all VUs of a driver: TLS settings and resolved addresses.
+pub struct Connector {
+    pub tls: Arc<rustls::ClientConfig>,
+    pub version: HttpVersion,
+    dns: Mutex<HashMap<(String, u16), Vec<SocketAddr>>>,
+}
+
+impl Connector {
+    pub fn new(insecure: bool, version: HttpVersion) -> Self {
+        Self {
+            tls: Arc::new(tls_config(insecure, version)),
+            version,
+            dns: Mutex::default(),
+        }
+    }
+
+    async fn resolve(&self, origin: &Origin) -> Result<Vec<SocketAddr>, ErrorKind> {
+        if let Ok(ip) = origin.host.parse::<std::net::IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, origin.port)]);
+        }
+        let key = (origin.host.clone(), origin.port);
+        if let Some(addrs) = self.dns.lock().expect("dns cache").get(&key) {
+            return Ok(addrs.clone());
+        }
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((origin.host.as_str(), origin.port))
+            .await
+            .map_err(|_| ErrorKind::Dns)?
+            .collect();
+        if addrs.is_empty() {
+            return Err(ErrorKind::Dns);
+        }
+        self.dns
+            .lock()
+            .expect("dns cache")
+            .insert(key, addrs.clone());
+        Ok(addrs)
+    }
+
+    /// Open a connection and run its protocol task on this thread.
+    pub async fn connect(
+        &self,
+        origin: &Origin,
+        counters: &Rc<IoCounters>,
+        times: &mut ConnectTimes,
+    ) -> Result<Conn, ErrorKind> {
+        let addrs = self.resolve(origin).await?;
+        let started = Instant::now();
+        let mut last = ErrorKind::Refused;
+        let mut tcp = None;
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(s) => {
+                    tcp = Some(s);
+                    break;
+                }
+                Err(e) => last = ErrorKind::from_io(&e),
+            }
+        }
+        let tcp = tcp.ok_or(last)?;
+        let _ = tcp.set_nodelay(true);
+        times.connecting = started.elapsed();
+        let io = Counting {
+            inner: tcp,
+            counters: counters.clone(),
+        };
+        if origin.https {
+            let tls_started = Instant::now();
+            let name = rustls::pki_types::ServerName::try_from(origin.host.clone())
+                .map_err(|_| ErrorKind::InvalidUrl)?;
+            let stream = tokio_rustls::TlsConnector::from(self.tls.clone())
+                .connect(name, io)
+                .await
+                .map_err(|_| ErrorKind::Tls)?;
+            times.tls = tls_started.elapsed();
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            self.handshake(origin, TokioIo::new(stream), h2).await
+        } else {
+            let h2 = self.version == HttpVersion::Http2;
+            self.handshake(origin, TokioIo::new(io), h2).await
+        }
+    }
+
+    async fn handshake<T>(&self, origin: &Origin, io: T, h2: bool) -> Result<Conn, ErrorKind>
+    where
+        T: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
+    {
+        let sender = if h2 {
+            let (sender, conn) = http2::handshake(LocalExec, io)
+                .await
+                .map_err(|e| ErrorKind::from_hyper(&e))?;
+            tokio::task::spawn_local(async move {
+                let _ = conn.await;
+            });
+            Sender::H2(sender)
+        } else {
+            let (sender, conn) = http1::handshake(io)
+                .await
+                .map_err(|e| ErrorKind::from_hyper(&e))?;
+            tokio::task::spawn_local(async move {
+                let _ = conn.await;
+            });
+            Sender::H1(sender)
+        };
+        Ok(Conn {
+            origin: origin.clone(),
+            sender,
+        })
+    }
+}
+
+fn tls_config(insecure: bool, version: HttpVersion) -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions");
+    let mut config = if insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+            .with_no_client_auth()
+    } else {
+        let roots =
+            rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    config.alpn_protocols = match version {
+        HttpVersion::Http1 => vec![b"http/1.1".to_vec()],
+        HttpVersion::Http2 => vec![b"h2".to_vec()],
+        HttpVersion::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+    };
+    config
+}
+
+/// `insecure_skip_tls_verify`: for staging certificates, as k6's option.
+#[derive(Debug)]
+struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

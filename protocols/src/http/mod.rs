@@ -1,0 +1,436 @@
+//! The HTTP driver: hyper 1.x, one keep-alive connection per VU, HTTP/1.1 and
+//! HTTP/2 (ALPN over TLS, or prior knowledge), rustls.
+
+mod check;
+mod conn;
+mod vu;
+
+pub use check::ChecksSpec;
+pub use conn::ErrorKind;
+pub use vu::HttpVu;
+
+use crate::data::Feeder;
+use crate::driver::{BuildCtx, Driver, VuEnv};
+use crate::duration::{Dur, DurRange};
+use crate::error::ConfigError;
+use crate::metrics::{MetricId, MetricKind, Registry, Tags, Unit};
+use crate::template::{Template, TemplateEnv};
+use check::{Capture, Check};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use toml::Spanned;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub enum HttpVersion {
+    /// HTTP/2 when the server offers it over TLS (ALPN), else HTTP/1.1.
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "1.1")]
+    Http1,
+    /// HTTP/2 only; on http:// URLs by prior knowledge (h2c).
+    #[serde(rename = "2")]
+    Http2,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flow {
+    /// Every request in order, each iteration: a user flow.
+    #[default]
+    Sequence,
+    /// One request per iteration, picked by `weight`: a traffic mix.
+    Weighted,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpOptions {
+    #[serde(default)]
+    pub flow: Flow,
+    pub requests: Vec<RequestSpec>,
+    pub base_url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub headers: BTreeMap<Spanned<String>, Spanned<String>>,
+    pub timeout: Option<Dur>,
+    pub insecure_skip_tls_verify: Option<bool>,
+    pub http_version: Option<HttpVersion>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestSpec {
+    pub name: Option<String>,
+    pub method: Option<Spanned<String>>,
+    pub url: Spanned<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    pub query: BTreeMap<String, Spanned<Value>>,
+    pub json: Option<Spanned<Value>>,
+    pub body: Option<Spanned<String>>,
+    pub timeout: Option<Dur>,
+    pub weight: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub checks: ChecksSpec,
+    #[serde(default)]
+    pub captures: BTreeMap<String, Spanned<Value>>,
+    pub think_time: Option<DurRange>,
+}
+
+pub(crate) struct Request {
+    name: String,
+    method: Method,
+    url: Template,
+    static_uri: Option<Uri>,
+    static_headers: HeaderMap,
+    dynamic_headers: Vec<(HeaderName, Template)>,
+    body: Option<Template>,
+    timeout: Duration,
+    checks: Vec<Check>,
+    captures: Vec<Capture>,
+    /// Statuses that do not count in http_req_failed.
+    expected: Vec<u16>,
+    needs_body: bool,
+    needs_json: bool,
+    think_time: Option<DurRange>,
+}
+
+impl Request {
+    fn is_expected(&self, status: u16) -> bool {
+        if self.expected.is_empty() {
+            (200..400).contains(&status)
+        } else {
+            self.expected.contains(&status)
+        }
+    }
+}
+
+pub(crate) struct Metrics {
+    reqs: MetricId,
+    duration: MetricId,
+    waiting: MetricId,
+    connecting: MetricId,
+    tls: MetricId,
+    receiving: MetricId,
+    failed: MetricId,
+    sent: MetricId,
+    received: MetricId,
+    checks: MetricId,
+}
+
+impl Metrics {
+    fn register(r: &Registry) -> Self {
+        use MetricKind::*;
+        Self {
+            reqs: r.metric("http_reqs", Counter, Unit::Default),
+            duration: r.metric("http_req_duration", Trend, Unit::Time),
+            waiting: r.metric("http_req_waiting", Trend, Unit::Time),
+            connecting: r.metric("http_req_connecting", Trend, Unit::Time),
+            tls: r.metric("http_req_tls_handshaking", Trend, Unit::Time),
+            receiving: r.metric("http_req_receiving", Trend, Unit::Time),
+            failed: r.metric("http_req_failed", Rate, Unit::Default),
+            sent: r.metric("data_sent", Counter, Unit::Data),
+            received: r.metric("data_received", Counter, Unit::Data),
+            checks: r.metric("checks", Rate, Unit::Default),
+        }
+    }
+}
+
+pub struct HttpDriver {
+    tags: Tags,
+    flow: Flow,
+    requests: Vec<Request>,
+    /// Cumulative weights for the weighted flow.
+    cumulative: Vec<f64>,
+    connector: conn::Connector,
+    feeders: Arc<[Arc<Feeder>]>,
+    used_feeders: Arc<[usize]>,
+    vars: usize,
+    metrics: Metrics,
+}
+
+impl HttpDriver {
+    pub fn build(options: HttpOptions, ctx: &BuildCtx<'_>) -> Result<Self, ConfigError> {
+        if options.requests.is_empty() {
+            return Err(ConfigError::new(format!(
+                "scenario {:?} has no requests: add at least one [[scenarios.{}.requests]] with a url",
+                ctx.scenario, ctx.scenario
+            )));
+        }
+        let defaults = ctx.defaults;
+        let mut env = TemplateEnv::new(ctx.env, ctx.feeders, ctx.scenario);
+        for r in &options.requests {
+            for name in r.captures.keys() {
+                env.declare_var(name);
+            }
+        }
+        let base = options.base_url.as_ref().or(defaults.base_url.as_ref());
+        let timeout = options
+            .timeout
+            .or(defaults.timeout)
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(60));
+        let version = options
+            .http_version
+            .or(defaults.http_version)
+            .unwrap_or_default();
+        let insecure = options
+            .insecure_skip_tls_verify
+            .or(defaults.insecure_skip_tls_verify)
+            .unwrap_or(false);
+
+        let mut header_specs: BTreeMap<String, (std::ops::Range<usize>, Spanned<String>)> =
+            BTreeMap::new();
+        for (k, v) in &defaults.headers {
+            header_specs.insert(k.to_lowercase(), (v.span(), v.clone()));
+        }
+        for (k, v) in &options.headers {
+            header_specs.insert(k.get_ref().to_lowercase(), (k.span(), v.clone()));
+        }
+
+        let mut requests = Vec::new();
+        let mut cumulative = Vec::new();
+        let mut total = 0.0;
+        for (i, spec) in options.requests.iter().enumerate() {
+            let req = compile_request(spec, i, base, &header_specs, timeout, &mut env)?;
+            let w = match &spec.weight {
+                Some(w) if !(w.get_ref().is_finite() && *w.get_ref() >= 0.0) => {
+                    return Err(ConfigError::at(w.span(), "weight must be a number >= 0"));
+                }
+                Some(w) => *w.get_ref(),
+                None => 1.0,
+            };
+            if let Some(w) = &spec.weight
+                && options.flow == Flow::Sequence
+            {
+                return Err(ConfigError::at(
+                    w.span(),
+                    "weight only applies to flow = \"weighted\"; set flow = \"weighted\" on the scenario or remove the weight",
+                ));
+            }
+            total += w;
+            cumulative.push(total);
+            requests.push(req);
+        }
+        if options.flow == Flow::Weighted && total <= 0.0 {
+            return Err(ConfigError::new(format!(
+                "scenario {:?}: all request weights are 0; give at least one a positive weight",
+                ctx.scenario
+            )));
+        }
+        let used: Vec<usize> = env.used_feeders.iter().copied().collect();
+        Ok(Self {
+            tags: ctx.tags.clone(),
+            flow: options.flow,
+            requests,
+            cumulative,
+            connector: conn::Connector::new(insecure, version),
+            feeders: ctx.feeders.to_vec().into(),
+            used_feeders: used.into(),
+            vars: env.vars.len(),
+            metrics: Metrics::register(ctx.registry),
+        })
+    }
+
+    fn pick_weighted(&self, rng: &mut fastrand::Rng) -> usize {
+        let total = *self.cumulative.last().unwrap_or(&0.0);
+        let x = rng.f64() * total;
+        self.cumulative
+            .iter()
+            .position(|&c| x < c)
+            .unwrap_or(self.cumulative.len() - 1)
+    }
+}
+
+fn compile_request(
+    spec: &RequestSpec,
+    index: usize,
+    base: Option<&Spanned<String>>,
+    scenario_headers: &BTreeMap<String, (std::ops::Range<usize>, Spanned<String>)>,
+    default_timeout: Duration,
+    env: &mut TemplateEnv<'_>,
+) -> Result<Request, ConfigError> {
+    let at = |s: &Spanned<String>| {
+        let span = s.span();
+        move |e: String| ConfigError::at(span.clone(), e)
+    };
+    let method = match &spec.method {
+        Some(m) => Method::from_bytes(m.get_ref().to_uppercase().as_bytes()).map_err(|_| {
+            ConfigError::at(m.span(), format!("{:?} is not an HTTP method", m.get_ref()))
+        })?,
+        None => Method::GET,
+    };
+    let raw_url = spec.url.get_ref();
+    let absolute = raw_url.starts_with("http://") || raw_url.starts_with("https://");
+    let mut url = if absolute {
+        env.compile(raw_url).map_err(at(&spec.url))?
+    } else {
+        let base = base.ok_or_else(|| {
+            ConfigError::at(
+                spec.url.span(),
+                format!(
+                    "url {raw_url:?} is relative but there is no base_url: set base_url in [defaults] or on the scenario, or write a full http:// URL"
+                ),
+            )
+        })?;
+        let b = base.get_ref().trim_end_matches('/');
+        if !(b.starts_with("http://") || b.starts_with("https://")) {
+            return Err(ConfigError::at(
+                base.span(),
+                format!("base_url {b:?} must start with http:// or https://"),
+            ));
+        }
+        let path = if raw_url.starts_with('/') || raw_url.is_empty() {
+            raw_url.to_string()
+        } else {
+            format!("/{raw_url}")
+        };
+        Template::concat([
+            env.compile(b).map_err(at(base))?,
+            env.compile(&path).map_err(at(&spec.url))?,
+        ])
+    };
+    if !spec.query.is_empty() {
+        let mut pairs = Vec::new();
+        for (k, v) in &spec.query {
+            let text = match v.get_ref() {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => {
+                    return Err(ConfigError::at(
+                        v.span(),
+                        format!("query value {k:?} must be a string, number or boolean"),
+                    ));
+                }
+            };
+            pairs.push((k.clone(), text));
+        }
+        let sep = if raw_url.contains('?') { "&" } else { "?" };
+        let q = env
+            .compile_query(&pairs)
+            .map_err(|e| ConfigError::at(spec.url.span(), e))?;
+        url = Template::concat([url, Template::literal(sep), q]);
+    }
+    let static_uri = match url.as_static() {
+        Some(text) => Some(Uri::try_from(text.as_str()).map_err(|e| {
+            ConfigError::at(spec.url.span(), format!("{text:?} is not a valid URL: {e}"))
+        })?),
+        None => None,
+    };
+
+    let mut static_headers = HeaderMap::new();
+    let mut dynamic_headers = Vec::new();
+    let mut all: BTreeMap<String, (std::ops::Range<usize>, Spanned<String>)> =
+        scenario_headers.clone();
+    for (k, v) in &spec.headers {
+        all.insert(k.get_ref().to_lowercase(), (k.span(), v.clone()));
+    }
+    let has_content_type = all.contains_key("content-type");
+    for (name, (key_span, value)) in &all {
+        let hn = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            ConfigError::at(
+                key_span.clone(),
+                format!("{name:?} is not a valid header name"),
+            )
+        })?;
+        let t = env.compile(value.get_ref()).map_err(at(value))?;
+        match t.as_static() {
+            Some(text) => {
+                let hv = HeaderValue::from_str(&text).map_err(|_| {
+                    ConfigError::at(
+                        value.span(),
+                        format!("{text:?} is not a valid header value"),
+                    )
+                })?;
+                static_headers.insert(hn, hv);
+            }
+            None => dynamic_headers.push((hn, t)),
+        }
+    }
+    if !static_headers.contains_key(http::header::USER_AGENT) {
+        static_headers.insert(
+            http::header::USER_AGENT,
+            HeaderValue::from_static(concat!("volley/", env!("CARGO_PKG_VERSION"))),
+        );
+    }
+    let body = match (&spec.json, &spec.body) {
+        (Some(_), Some(b)) => {
+            return Err(ConfigError::at(
+                b.span(),
+                "a request has either json or body, not both",
+            ));
+        }
+        (Some(j), None) => {
+            if !has_content_type {
+                static_headers.insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+            }
+            Some(
+                env.compile_json(j.get_ref())
+                    .map_err(|e| ConfigError::at(j.span(), e))?,
+            )
+        }
+        (None, Some(b)) => Some(env.compile(b.get_ref()).map_err(at(b))?),
+        (None, None) => None,
+    };
+
+    let checks = check::compile_checks(&spec.checks)?;
+    let expected = match &spec.checks.status {
+        Some(s) => check::statuses(s)?,
+        None => Vec::new(),
+    };
+    let mut captures = Vec::new();
+    for (name, v) in &spec.captures {
+        let var = env.declare_var(name);
+        captures.push(check::compile_capture(name, var, v)?);
+    }
+    let needs_json =
+        checks.iter().any(Check::needs_json) || captures.iter().any(Capture::needs_json);
+    let needs_body = needs_json
+        || checks.iter().any(Check::needs_body)
+        || captures.iter().any(Capture::needs_body);
+    let name = spec.name.clone().unwrap_or_else(|| {
+        // Unnamed requests are tagged by their URL template, as k6 tags by URL.
+        if spec.url.get_ref().is_empty() {
+            format!("request {}", index + 1)
+        } else {
+            spec.url.get_ref().clone()
+        }
+    });
+    Ok(Request {
+        name,
+        method,
+        url,
+        static_uri,
+        static_headers,
+        dynamic_headers,
+        body,
+        timeout: spec.timeout.map(|d| d.0).unwrap_or(default_timeout),
+        checks,
+        captures,
+        expected,
+        needs_body,
+        needs_json,
+        think_time: spec.think_time,
+    })
+}
+
+impl Driver for HttpDriver {
+    type Vu = HttpVu;
+
+    fn vu(self: &Arc<Self>, env: VuEnv) -> HttpVu {
+        HttpVu::new(self.clone(), env)
+    }
+
+    fn used_feeders(&self) -> &[usize] {
+        &self.used_feeders
+    }
+}

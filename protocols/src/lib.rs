@@ -1,0 +1,16 @@
+//! volley's driver contract and protocol drivers.
+//!
+//! This crate knows nothing of executors, outputs or the CLI: the engine in
+//! the `volley` crate schedules iterations, drivers do the protocol work and
+//! record samples into the metrics shard they are handed.
+
+pub mod data;
+pub mod driver;
+pub mod duration;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod template;
+
+pub use driver::{BuildCtx, Defaults, Driver, Iteration, Vu, VuEnv, VuState};
+pub use error::ConfigError;

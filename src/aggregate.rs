@@ -1,0 +1,291 @@
+//! The aggregator: merges worker shards per flush interval into a time series
+//! of small points and into cumulative totals (full histograms).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use volley_protocols::metrics::{
+    MetricId, MetricKind, Registry, SeriesId, Shard, Slot, Tags, Unit,
+};
+
+/// One series in one interval, reduced to what charts and time-series outputs show.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Point {
+    Counter {
+        count: u64,
+    },
+    Rate {
+        hits: u64,
+        total: u64,
+    },
+    Gauge {
+        value: f64,
+        min: f64,
+        max: f64,
+    },
+    /// Time values in microseconds.
+    Trend {
+        count: u64,
+        min: u64,
+        max: u64,
+        mean: f64,
+        p50: u64,
+        p90: u64,
+        p95: u64,
+        p99: u64,
+    },
+}
+
+impl Point {
+    pub fn of(slot: &Slot) -> Option<Point> {
+        Some(match slot {
+            Slot::Empty => return None,
+            Slot::Counter(n) => Point::Counter { count: *n },
+            Slot::Rate { hits, total } => Point::Rate {
+                hits: *hits,
+                total: *total,
+            },
+            Slot::Gauge { last, min, max } => Point::Gauge {
+                value: *last,
+                min: *min,
+                max: *max,
+            },
+            Slot::Trend(h) => Point::Trend {
+                count: h.len(),
+                min: h.min(),
+                max: h.max(),
+                mean: h.mean(),
+                p50: h.value_at_quantile(0.5),
+                p90: h.value_at_quantile(0.9),
+                p95: h.value_at_quantile(0.95),
+                p99: h.value_at_quantile(0.99),
+            },
+        })
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Interval {
+    /// Interval k covers [k, k+1) seconds from the start of the run.
+    pub index: u64,
+    pub points: Vec<(SeriesId, Point)>,
+}
+
+/// What a worker sends once per flush interval.
+pub struct Flush {
+    pub worker: usize,
+    pub index: u64,
+    pub shard: Shard,
+    /// VUs running per scenario at the flush.
+    pub active: Vec<u64>,
+    /// VUs allocated per scenario.
+    pub allocated: Vec<u64>,
+    /// The worker's last flush.
+    pub last: bool,
+}
+
+#[derive(Default)]
+struct Pending {
+    slots: Vec<Slot>,
+    active: Vec<u64>,
+    allocated: Vec<u64>,
+}
+
+pub struct Aggregator {
+    pub registry: Arc<Registry>,
+    seen: Vec<Option<u64>>,
+    done: Vec<bool>,
+    pending: BTreeMap<u64, Pending>,
+    pub totals: Vec<Slot>,
+    pub intervals: Vec<Interval>,
+    vus: SeriesId,
+    vus_max: SeriesId,
+    vus_by_scenario: Vec<SeriesId>,
+}
+
+impl Aggregator {
+    pub fn new(registry: Arc<Registry>, workers: usize, scenarios: &[String]) -> Self {
+        let vus_m = registry.metric("vus", MetricKind::Gauge, Unit::Default);
+        let vus_max_m = registry.metric("vus_max", MetricKind::Gauge, Unit::Default);
+        let vus = registry.series(vus_m, &Tags::default());
+        let vus_max = registry.series(vus_max_m, &Tags::default());
+        let vus_by_scenario = scenarios
+            .iter()
+            .map(|s| registry.series(vus_m, &Tags::new([("scenario", s.as_str())])))
+            .collect();
+        Self {
+            registry,
+            seen: vec![None; workers],
+            done: vec![false; workers],
+            pending: BTreeMap::new(),
+            totals: Vec::new(),
+            intervals: Vec::new(),
+            vus,
+            vus_max,
+            vus_by_scenario,
+        }
+    }
+
+    /// Take one worker flush; returns how many intervals became complete.
+    pub fn push(&mut self, f: Flush) -> usize {
+        let p = self.pending.entry(f.index).or_default();
+        merge_slots(&mut p.slots, f.shard.slots);
+
+        add(&mut p.active, &f.active);
+        add(&mut p.allocated, &f.allocated);
+        self.seen[f.worker] = Some(f.index);
+        if f.last {
+            self.done[f.worker] = true;
+        }
+        let mut n = 0;
+        while let Some((&k, _)) = self.pending.first_key_value() {
+            let complete = self
+                .seen
+                .iter()
+                .zip(&self.done)
+                .all(|(s, d)| *d || s.is_some_and(|s| s >= k));
+            if !complete {
+                break;
+            }
+            self.finalize(k);
+            n += 1;
+        }
+        n
+    }
+
+    /// Close every interval still open (end of run).
+    pub fn finish(&mut self) {
+        let keys: Vec<u64> = self.pending.keys().copied().collect();
+        for k in keys {
+            self.finalize(k);
+        }
+    }
+
+    fn finalize(&mut self, k: u64) {
+        let Some(mut p) = self.pending.remove(&k) else {
+            return;
+        };
+        let total_active: u64 = p.active.iter().sum();
+        let total_alloc: u64 = p.allocated.iter().sum();
+        set_gauge(&mut p.slots, self.vus, total_active as f64);
+        set_gauge(&mut p.slots, self.vus_max, total_alloc as f64);
+        for (i, id) in self.vus_by_scenario.iter().enumerate() {
+            set_gauge(
+                &mut p.slots,
+                *id,
+                p.active.get(i).copied().unwrap_or(0) as f64,
+            );
+        }
+        let mut points = Vec::new();
+        for (id, slot) in p.slots.iter().enumerate() {
+            if let Some(point) = Point::of(slot) {
+                points.push((id as SeriesId, point));
+            }
+        }
+        merge_slots(&mut self.totals, p.slots);
+        self.intervals.push(Interval { index: k, points });
+    }
+
+    /// Totals of `metric` over every series whose tags include `filter`.
+    pub fn total(&self, metric: MetricId, filter: &Tags) -> Slot {
+        total_of(&self.registry, &self.totals, metric, filter)
+    }
+}
+
+/// Merge `metric` over the series whose tags include `filter`. Gauges do not
+/// add up across series, so a gauge with a series of exactly these tags
+/// (e.g. `vus` and `vus{scenario:a}`) is read from that series alone.
+pub fn total_of(registry: &Registry, slots: &[Slot], metric: MetricId, filter: &Tags) -> Slot {
+    let series = registry.all_series();
+    let is_gauge = registry.metrics()[metric as usize].kind == MetricKind::Gauge;
+    let exact = is_gauge
+        && series
+            .iter()
+            .any(|s| s.metric == metric && s.tags == *filter);
+    let mut out = Slot::Empty;
+    for (id, info) in series.iter().enumerate() {
+        let wanted = if exact {
+            info.tags == *filter
+        } else {
+            info.tags.matches(filter)
+        };
+        if info.metric == metric
+            && wanted
+            && let Some(s) = slots.get(id)
+        {
+            out.merge(s);
+        }
+    }
+    out
+}
+
+fn add(into: &mut Vec<u64>, from: &[u64]) {
+    if into.len() < from.len() {
+        into.resize(from.len(), 0);
+    }
+    for (a, b) in into.iter_mut().zip(from) {
+        *a += b;
+    }
+}
+
+fn merge_slots(into: &mut Vec<Slot>, from: Vec<Slot>) {
+    if into.len() < from.len() {
+        into.resize_with(from.len(), Slot::default);
+    }
+    for (i, s) in from.into_iter().enumerate() {
+        match &mut into[i] {
+            slot @ Slot::Empty => *slot = s,
+            slot => slot.merge(&s),
+        }
+    }
+}
+
+fn set_gauge(slots: &mut Vec<Slot>, id: SeriesId, v: f64) {
+    let i = id as usize;
+    if slots.len() <= i {
+        slots.resize_with(i + 1, Slot::default);
+    }
+    slots[i] = Slot::Gauge {
+        last: v,
+        min: v,
+        max: v,
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use volley_protocols::metrics::Recorder;
+
+    #[test]
+    fn intervals_complete_when_every_worker_reported() {
+        let reg = Registry::new();
+        let m = reg.metric("http_reqs", MetricKind::Counter, Unit::Default);
+        let id = reg.series(m, &Tags::new([("scenario", "a")]));
+        let mut agg = Aggregator::new(reg.clone(), 2, &["a".to_string()]);
+        let flush = |worker, index, n, last| {
+            let rec = Recorder::new(reg.clone());
+            rec.add(id, n);
+            Flush {
+                worker,
+                index,
+                shard: rec.take(),
+                active: vec![3],
+                allocated: vec![3],
+                last,
+            }
+        };
+        assert_eq!(agg.push(flush(0, 0, 5, false)), 0);
+        assert_eq!(agg.push(flush(1, 0, 7, false)), 1);
+        assert_eq!(agg.push(flush(1, 1, 1, true)), 0);
+        assert_eq!(agg.push(flush(0, 1, 2, true)), 1);
+        assert!(matches!(agg.total(m, &Tags::default()), Slot::Counter(15)));
+        let first = &agg.intervals[0];
+        assert!(first.points.contains(&(id, Point::Counter { count: 12 })));
+        let vus = agg.registry.metric_id("vus").unwrap();
+        assert!(
+            matches!(agg.total(vus, &Tags::default()), Slot::Gauge { last, .. } if last == 6.0)
+        );
+    }
+}

@@ -1,0 +1,55 @@
+//! The drivers this build knows, behind one enum so the engine can be
+//! generic over each (no boxing on the hot path).
+
+use serde::Deserialize;
+use std::sync::Arc;
+use toml::Spanned;
+use toml::de::{DeValue, ValueDeserializer};
+use volley_protocols::http::{HttpDriver, HttpOptions};
+use volley_protocols::{BuildCtx, ConfigError, Driver};
+
+pub const DRIVERS: &[&str] = &["http"];
+
+pub enum AnyDriver {
+    Http(Arc<HttpDriver>),
+}
+
+/// Run `$body` with `$d` bound to the concrete `Arc<Driver>`.
+#[macro_export]
+macro_rules! with_driver {
+    ($any:expr, $d:ident => $body:expr) => {
+        match $any {
+            $crate::drivers::AnyDriver::Http($d) => $body,
+        }
+    };
+}
+
+pub fn build(
+    name: &Spanned<String>,
+    options: Spanned<DeValue<'_>>,
+    ctx: &BuildCtx<'_>,
+) -> Result<AnyDriver, ConfigError> {
+    match name.get_ref().as_str() {
+        "http" => {
+            let o = HttpOptions::deserialize(ValueDeserializer::from(options))?;
+            Ok(AnyDriver::Http(Arc::new(HttpDriver::build(o, ctx)?)))
+        }
+        other => Err(ConfigError::at(
+            name.span(),
+            format!(
+                "unknown driver {other:?}; this build has {}",
+                DRIVERS.join(", ")
+            ),
+        )),
+    }
+}
+
+impl AnyDriver {
+    pub fn used_feeders(&self) -> &[usize] {
+        with_driver!(self, d => d.used_feeders())
+    }
+
+    pub async fn prepare(&self) -> Result<(), String> {
+        with_driver!(self, d => d.prepare().await)
+    }
+}

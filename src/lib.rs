@@ -1,0 +1,14 @@
+//! volley's engine: plans, executors, the metrics pipeline, thresholds,
+//! summaries and the embedded demo target. The `volley` binary is a thin CLI
+//! over this library; integration tests use it directly too.
+
+pub mod aggregate;
+pub mod drivers;
+pub mod engine;
+pub mod plan;
+pub mod progress;
+pub mod run;
+pub mod serve;
+pub mod stats;
+pub mod summary;
+pub mod threshold;

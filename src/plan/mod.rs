@@ -1,0 +1,492 @@
+//! Plan files: parse, substitute `${ENV}`, validate, build drivers.
+//! Every error points at file:line:column before any traffic is sent.
+
+pub mod env;
+pub mod executor;
+
+use crate::drivers::AnyDriver;
+use crate::threshold::{self, ThresholdSet};
+use executor::{COMMON_KEYS, Common, Executor};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+use volley_protocols::data::{Feeder, Pick};
+use volley_protocols::duration::{Dur, DurRange};
+use volley_protocols::metrics::{Registry, Tags};
+use volley_protocols::{BuildCtx, ConfigError, Defaults};
+
+/// A plan error, located in its file.
+#[derive(Debug)]
+pub struct PlanError {
+    pub file: String,
+    /// 1-based line and column, when known.
+    pub position: Option<(usize, usize)>,
+    pub message: String,
+    /// The offending line, for display.
+    pub snippet: Option<String>,
+}
+
+impl PlanError {
+    pub fn new(file: &str, message: impl Into<String>) -> Self {
+        Self {
+            file: file.to_string(),
+            position: None,
+            message: message.into(),
+            snippet: None,
+        }
+    }
+
+    fn locate(file: &str, source: &str, e: ConfigError) -> Self {
+        let Some(span) = e.span else {
+            return Self::new(file, e.message);
+        };
+        let start = span.start.min(source.len());
+        let line_start = source[..start].rfind('\n').map(|i| i + 1).unwrap_or(0);
+        let line = source[..start].matches('\n').count() + 1;
+        let col = source[line_start..start].chars().count() + 1;
+        let line_end = source[start..]
+            .find('\n')
+            .map(|i| start + i)
+            .unwrap_or(source.len());
+        let text = &source[line_start..line_end];
+        let width = source[start..span.end.min(line_end).max(start)]
+            .chars()
+            .count()
+            .max(1);
+        let gutter = " ".repeat(line.to_string().len());
+        let snippet = format!(
+            "{gutter} |\n{line} | {text}\n{gutter} | {}{}",
+            " ".repeat(col - 1),
+            "^".repeat(width)
+        );
+        Self {
+            file: file.to_string(),
+            position: Some((line, col)),
+            message: e.message,
+            snippet: Some(snippet),
+        }
+    }
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some((l, c)) => write!(f, "{}:{l}:{c}: {}", self.file, self.message)?,
+            None => write!(f, "{}: {}", self.file, self.message)?,
+        }
+        if let Some(s) = &self.snippet {
+            write!(f, "\n{s}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+/// `--segment I/N`: this instance runs the I-th of N interleaved shares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// 0-based.
+    pub index: u64,
+    pub count: u64,
+}
+
+impl Default for Segment {
+    fn default() -> Self {
+        Self { index: 0, count: 1 }
+    }
+}
+
+impl Segment {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (i, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("--segment {s:?}: write I/N, e.g. 2/3"))?;
+        let (i, n): (u64, u64) = (
+            i.trim()
+                .parse()
+                .map_err(|_| format!("--segment {s:?}: I is not a number"))?,
+            n.trim()
+                .parse()
+                .map_err(|_| format!("--segment {s:?}: N is not a number"))?,
+        );
+        if n == 0 || i == 0 || i > n {
+            return Err(format!("--segment {s:?}: I must be between 1 and N"));
+        }
+        Ok(Self {
+            index: i - 1,
+            count: n,
+        })
+    }
+
+    /// How many of `total` equal, interleaved items (0..total) fall in this segment.
+    pub fn share(&self, total: u64) -> u64 {
+        total / self.count + u64::from(total % self.count > self.index)
+    }
+}
+
+impl fmt::Display for Segment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index + 1, self.count)
+    }
+}
+
+pub struct Scenario {
+    pub name: String,
+    pub driver_name: String,
+    pub exec: Executor,
+    pub start_time: Duration,
+    pub graceful_stop: Duration,
+    pub tags: Tags,
+    pub think_time: Option<DurRange>,
+    pub driver: AnyDriver,
+    pub breaking_point: Option<Spanned<toml::Value>>,
+}
+
+impl Scenario {
+    /// When this scenario stops scheduling work, from the start of the run.
+    pub fn end(&self) -> Duration {
+        self.start_time + self.exec.duration()
+    }
+}
+
+pub struct Plan {
+    pub file: PathBuf,
+    pub source: String,
+    /// Identity of the plan text, so merged parts can be checked to come from one plan.
+    pub digest: String,
+    pub defaults: Defaults,
+    pub feeders: Vec<Arc<Feeder>>,
+    pub scenarios: Vec<Scenario>,
+    pub thresholds: Vec<ThresholdSet>,
+    pub registry: Arc<Registry>,
+    pub env: HashMap<String, String>,
+    pub segment: Segment,
+}
+
+impl Plan {
+    /// Scheduled length of the whole run (without graceful stops).
+    pub fn duration(&self) -> Duration {
+        self.scenarios
+            .iter()
+            .map(Scenario::end)
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// Longest possible run, graceful stops included.
+    pub fn max_duration(&self) -> Duration {
+        self.scenarios
+            .iter()
+            .map(|s| s.end() + s.graceful_stop)
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DataSpec {
+    file: Spanned<String>,
+    pick: Option<Spanned<Pick>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Top {
+    #[serde(default)]
+    defaults: Defaults,
+    #[serde(default)]
+    data: BTreeMap<String, DataSpec>,
+}
+
+const TOP_KEYS: &[&str] = &["defaults", "data", "scenarios", "thresholds"];
+
+pub struct LoadOptions {
+    pub env: HashMap<String, String>,
+    pub segment: Segment,
+}
+
+pub fn load(path: &Path, opts: &LoadOptions) -> Result<Plan, PlanError> {
+    let file = path.display().to_string();
+    let source = std::fs::read_to_string(path)
+        .map_err(|e| PlanError::new(&file, format!("cannot read the plan: {e}")))?;
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    parse(&file, &source, &base_dir, opts).map_err(|e| PlanError::locate(&file, &source, e))
+}
+
+fn de<'a, T: Deserialize<'a>>(span: Range<usize>, table: DeTable<'a>) -> Result<T, ConfigError> {
+    T::deserialize(ValueDeserializer::from(Spanned::new(
+        span,
+        DeValue::Table(table),
+    )))
+    .map_err(ConfigError::from)
+}
+
+fn parse(
+    file: &str,
+    source: &str,
+    base_dir: &Path,
+    opts: &LoadOptions,
+) -> Result<Plan, ConfigError> {
+    let root = DeTable::parse(source)?;
+    let root_span = root.span();
+    let mut root = Spanned::new(root_span.clone(), DeValue::Table(root.into_inner()));
+    env::substitute(&mut root, &opts.env)?;
+    let DeValue::Table(mut table) = root.into_inner() else {
+        unreachable!("a document is a table")
+    };
+    for (k, _) in table.iter() {
+        if !TOP_KEYS.contains(&k.get_ref().as_ref()) {
+            return Err(ConfigError::at(
+                k.span(),
+                format!(
+                    "unknown section `{}`; a plan has [defaults], [data.NAME], [scenarios.NAME] and [thresholds]",
+                    k.get_ref()
+                ),
+            ));
+        }
+    }
+    let scenarios_entry = table.remove("scenarios");
+    let thresholds_entry = table.remove("thresholds");
+    let top: Top = de(root_span.clone(), table)?;
+
+    let mut feeders = Vec::new();
+    for (name, spec) in top.data {
+        // Relative to the plan's folder, as k6 resolves open(); else to the
+        // current directory, so `file = "fixtures/data/users.csv"` works from the repo root.
+        let rel = Path::new(spec.file.get_ref());
+        let p = [base_dir.join(rel), rel.to_path_buf()]
+            .into_iter()
+            .find(|p| p.exists())
+            .unwrap_or_else(|| base_dir.join(rel));
+        let pick = spec.pick.as_ref().map(|p| *p.get_ref()).unwrap_or_default();
+        let pick_span = spec
+            .pick
+            .as_ref()
+            .map(Spanned::span)
+            .unwrap_or(spec.file.span());
+        let mut f = Feeder::load(&name, &p, pick).map_err(|e| {
+            ConfigError::at(
+                spec.file.span(),
+                format!("{e} (a relative path is looked up in the plan's folder, then in the current directory)"),
+            )
+        })?;
+        f.set_segment(opts.segment.index as usize, opts.segment.count as usize);
+        feeders.push((Arc::new(f), pick_span));
+    }
+    let feeder_arcs: Vec<Arc<Feeder>> = feeders.iter().map(|(f, _)| f.clone()).collect();
+
+    let registry = Registry::new();
+    crate::engine::register_metrics(&registry);
+
+    let Some(scenarios_entry) = scenarios_entry else {
+        return Err(ConfigError::at(
+            0..0,
+            "the plan has no scenarios: add e.g. [scenarios.api] with driver = \"http\" and an executor",
+        ));
+    };
+    let scen_span = scenarios_entry.span();
+    let DeValue::Table(scen_table) = scenarios_entry.into_inner() else {
+        return Err(ConfigError::at(
+            scen_span,
+            "`scenarios` must be a table of [scenarios.NAME] sections",
+        ));
+    };
+    if scen_table.is_empty() {
+        return Err(ConfigError::at(
+            scen_span,
+            "no scenarios: add [scenarios.NAME] sections",
+        ));
+    }
+
+    let mut scenarios = Vec::new();
+    for (name, value) in scen_table {
+        let name_text = name.get_ref().to_string();
+        let span = value.span();
+        let DeValue::Table(t) = value.into_inner() else {
+            return Err(ConfigError::at(
+                name.span(),
+                format!("scenario {name_text:?} must be a table"),
+            ));
+        };
+        let (mut common_t, mut driver_t) = (DeTable::new(), DeTable::new());
+        for (k, v) in t {
+            if COMMON_KEYS.contains(&k.get_ref().as_ref()) {
+                common_t.insert(k, v);
+            } else {
+                driver_t.insert(k, v);
+            }
+        }
+        let common: Common = de(span.clone(), common_t)?;
+        let exec = Executor::from_common(&common, name.span())?;
+        let driver_name = common.driver.as_ref().ok_or_else(|| {
+            ConfigError::at(
+                name.span(),
+                format!(
+                    "scenario {name_text:?} needs `driver`: one of {}",
+                    crate::drivers::DRIVERS.join(", ")
+                ),
+            )
+        })?;
+        let mut tags = Tags::new([("scenario", name_text.as_str())]);
+        for (k, v) in &common.tags {
+            tags = tags.with(k, v.clone());
+        }
+        let ctx = BuildCtx {
+            scenario: &name_text,
+            tags: tags.clone(),
+            env: &opts.env,
+            feeders: &feeder_arcs,
+            registry: &registry,
+            defaults: &top.defaults,
+            base_dir: base_dir.to_path_buf(),
+            max_vus: exec.max_vus(),
+        };
+        let options = Spanned::new(span.clone(), DeValue::Table(driver_t));
+        let driver = crate::drivers::build(driver_name, options, &ctx).map_err(|e| {
+            if e.message.starts_with("unknown field") {
+                ConfigError {
+                    message: format!(
+                        "{}; the engine's scenario keys are {}",
+                        e.message,
+                        COMMON_KEYS.join(", ")
+                    ),
+                    ..e
+                }
+            } else {
+                e
+            }
+        })?;
+        for &fi in driver.used_feeders() {
+            let (f, pick_span) = &feeders[fi];
+            if f.pick == Pick::Unique && exec.max_vus() > f.len() as u64 {
+                return Err(ConfigError::at(
+                    pick_span.clone(),
+                    format!(
+                        "data.{} picks unique rows per VU, but scenario {name_text:?} runs up to {} VUs and {} has {} rows: add rows or use pick = \"round-robin\"",
+                        f.name,
+                        exec.max_vus(),
+                        f.file,
+                        f.len()
+                    ),
+                ));
+            }
+        }
+        scenarios.push(Scenario {
+            name: name_text,
+            driver_name: driver_name.get_ref().clone(),
+            exec,
+            start_time: common.start_time.map(|d: Dur| d.0).unwrap_or_default(),
+            graceful_stop: common
+                .graceful_stop
+                .map(|d| d.0)
+                .unwrap_or(Duration::from_secs(30)),
+            tags,
+            think_time: common.think_time,
+            driver,
+            breaking_point: common.breaking_point,
+        });
+    }
+
+    let mut thresholds = Vec::new();
+    let threshold_table = match thresholds_entry.map(|t| (t.span(), t.into_inner())) {
+        None => DeTable::new(),
+        Some((_, DeValue::Table(t))) => t,
+        Some((span, _)) => {
+            return Err(ConfigError::at(
+                span,
+                "[thresholds] must be a table of metric = [\"expression\", ...]",
+            ));
+        }
+    };
+    for (key, value) in threshold_table {
+        let value_span = value.span();
+        let items: Vec<Spanned<serde_json::Value>> =
+            Deserialize::deserialize(ValueDeserializer::from(value))
+                .map_err(|e| ConfigError::from(e).or_at(value_span.clone()))
+                .map_err(|e| ConfigError {
+                    message: format!("{}; thresholds are lists, e.g. [\"p(95)<200\"]", e.message),
+                    ..e
+                })?;
+        let list: Vec<(serde_json::Value, Range<usize>)> = items
+            .iter()
+            .map(|i| (i.get_ref().clone(), i.span()))
+            .collect();
+        if list.is_empty() {
+            return Err(ConfigError::at(
+                value_span,
+                "empty threshold list: add e.g. \"p(95)<200\"",
+            ));
+        }
+        let key = Spanned::new(key.span(), key.get_ref().to_string());
+        let set = threshold::parse_set(key.get_ref(), key.span(), &list)?;
+        let Some(id) = registry.metric_id(&set.metric) else {
+            let mut names: Vec<String> = registry
+                .metrics()
+                .iter()
+                .map(|m| m.name.to_string())
+                .collect();
+            names.sort();
+            return Err(ConfigError::at(
+                key.span(),
+                format!(
+                    "no metric named {:?} in this plan; its metrics are {}",
+                    set.metric,
+                    names.join(", ")
+                ),
+            ));
+        };
+        let kind = registry.metrics()[id as usize].kind;
+        for t in &set.items {
+            threshold::check_fits(t, kind, &set.metric)?;
+        }
+        thresholds.push(set);
+    }
+    let _ = file;
+
+    Ok(Plan {
+        file: PathBuf::from(file),
+        source: source.to_string(),
+        digest: digest(source),
+        defaults: top.defaults,
+        feeders: feeder_arcs,
+        scenarios,
+        thresholds,
+        registry,
+        env: opts.env.clone(),
+        segment: opts.segment,
+    })
+}
+
+/// FNV-1a: stable across builds, enough to tell two plan texts apart.
+fn digest(s: &str) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in s.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_share_evenly() {
+        let shares: Vec<u64> = (1..=3)
+            .map(|i| Segment::parse(&format!("{i}/3")).unwrap().share(10))
+            .collect();
+        assert_eq!(shares, vec![4, 3, 3]);
+        assert!(Segment::parse("0/3").is_err());
+        assert!(Segment::parse("4/3").is_err());
+        assert!(Segment::parse("x").is_err());
+    }
+}

@@ -1,0 +1,145 @@
+//! The live progress line: a bar on a terminal, a plain line every few
+//! seconds otherwise (CI logs).
+
+use crate::aggregate::{Aggregator, Point};
+use crate::engine::Observer;
+use crate::stats::Stats;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::time::Duration;
+use volley_protocols::duration::format_duration;
+use volley_protocols::metrics::Tags;
+
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    total: Duration,
+    last_plain: Duration,
+    quiet: bool,
+    /// Metrics summed per interval for the rate shown, in order of preference.
+    rate_metrics: Vec<&'static str>,
+}
+
+impl Progress {
+    pub fn new(total: Duration, quiet: bool) -> Self {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let b = ProgressBar::new(total.as_millis().max(1) as u64);
+            b.set_style(
+                ProgressStyle::with_template("{spinner} [{bar:24}] {msg}")
+                    .expect("static template")
+                    .progress_chars("=> "),
+            );
+            b
+        });
+        Self {
+            bar,
+            total,
+            last_plain: Duration::ZERO,
+            quiet,
+            rate_metrics: vec![
+                "http_reqs",
+                "webhook_deliveries",
+                "pg_queries",
+                "ws_msgs_sent",
+                "iterations",
+            ],
+        }
+    }
+
+    fn line(&self, agg: &Aggregator, elapsed: Duration) -> String {
+        let reg = &agg.registry;
+        let defs = reg.metrics();
+        let series = reg.all_series();
+        let last = agg.intervals.last();
+        let mut vus = 0.0;
+        let mut per_metric: Vec<(String, u64)> = Vec::new();
+        if let Some(iv) = last {
+            for (id, p) in &iv.points {
+                let info = &series[*id as usize];
+                let name = &*defs[info.metric as usize].name;
+                match p {
+                    Point::Gauge { value, .. } if name == "vus" && info.tags.is_empty() => {
+                        vus = *value
+                    }
+                    Point::Counter { count } => {
+                        match per_metric.iter_mut().find(|(n, _)| n == name) {
+                            Some(e) => e.1 += count,
+                            None => per_metric.push((name.to_string(), *count)),
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let mut parts = vec![
+            format!(
+                "{} / {}",
+                format_duration(elapsed.min(self.total.max(elapsed))),
+                format_duration(self.total)
+            ),
+            format!("{vus:.0} VUs"),
+        ];
+        if let Some((name, n)) = self
+            .rate_metrics
+            .iter()
+            .find_map(|m| per_metric.iter().find(|(n, _)| n == m).cloned())
+        {
+            parts.push(format!(
+                "{n} {}/s",
+                name.trim_end_matches('s').replace('_', " ")
+            ));
+        }
+        if let Some(id) = reg.metric_id("http_req_duration") {
+            let slot = agg.total(id, &Tags::default());
+            let st = Stats::new(
+                volley_protocols::metrics::MetricKind::Trend,
+                volley_protocols::metrics::Unit::Time,
+                &slot,
+                elapsed,
+            );
+            if st.count > 0 {
+                parts.push(format!(
+                    "p95 {}",
+                    crate::summary::ms_text(st.quantile(95.0))
+                ));
+            }
+        }
+        if let Some(id) = reg.metric_id("http_req_failed") {
+            let slot = agg.total(id, &Tags::default());
+            if let volley_protocols::metrics::Slot::Rate { hits, total } = slot
+                && total > 0
+            {
+                parts.push(format!("errors {:.2}%", hits as f64 * 100.0 / total as f64));
+            }
+        }
+        parts.join(" | ")
+    }
+}
+
+impl Observer for Progress {
+    fn on_interval(&mut self, agg: &Aggregator, elapsed: Duration) -> Option<String> {
+        if self.quiet {
+            return None;
+        }
+        let line = self.line(agg, elapsed);
+        match &self.bar {
+            Some(b) => {
+                b.set_position(elapsed.as_millis() as u64);
+                b.set_message(line);
+                b.tick();
+            }
+            None => {
+                if elapsed >= self.last_plain + Duration::from_secs(5) {
+                    self.last_plain = elapsed;
+                    eprintln!("running: {line}");
+                }
+            }
+        }
+        None
+    }
+
+    fn on_end(&mut self, _agg: &Aggregator, _elapsed: Duration) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+}

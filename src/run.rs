@@ -1,0 +1,196 @@
+//! `volley run`: load, prepare, drive, judge, report.
+
+use crate::aggregate::Aggregator;
+use crate::engine::{self, Control, Observer, RunOptions};
+use crate::plan::Plan;
+use crate::progress::Progress;
+use crate::stats::Stats;
+use crate::summary::{self, RunInfo, ScenarioInfo, SeriesRecord, Summary, ThresholdSource};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use volley_protocols::metrics::Slot;
+
+pub struct Settings {
+    pub quiet: bool,
+    pub workers: usize,
+    pub seed: u64,
+    pub start_at: Option<SystemTime>,
+}
+
+pub struct Report {
+    pub summary: Summary,
+    pub series: Vec<(SeriesRecord, Slot)>,
+    pub thresholds_ok: bool,
+    pub interrupted: bool,
+}
+
+/// Stops the run when a threshold marked abort_on_fail fails.
+struct AbortOnFail {
+    plan: Arc<Plan>,
+}
+
+impl Observer for AbortOnFail {
+    fn on_interval(&mut self, agg: &Aggregator, elapsed: Duration) -> Option<String> {
+        for set in &self.plan.thresholds {
+            let armed: Vec<_> = set
+                .items
+                .iter()
+                .filter(|t| t.abort_on_fail && elapsed >= t.delay_abort_eval)
+                .collect();
+            if armed.is_empty() {
+                continue;
+            }
+            let id = agg.registry.metric_id(&set.metric)?;
+            let def = agg.registry.metrics()[id as usize].clone();
+            let slot = agg.total(id, &set.filter);
+            let stats = Stats::new(def.kind, def.unit, &slot, elapsed);
+            for t in armed {
+                if t.eval(&stats).0 == Some(false) {
+                    return Some(format!(
+                        "threshold {} '{}' failed (abort_on_fail)",
+                        set.key, t.source
+                    ));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Run the plan to the end (or until stopped) and build its summary.
+pub async fn execute(
+    plan: Arc<Plan>,
+    s: &Settings,
+    control: Control,
+    extra: &mut [&mut dyn Observer],
+) -> Result<Report, String> {
+    for sc in &plan.scenarios {
+        sc.driver
+            .prepare()
+            .await
+            .map_err(|e| format!("scenario {:?}: {e}", sc.name))?;
+    }
+    if let Some(at) = s.start_at {
+        wait_until(at, s.quiet, &control).await;
+    }
+    let mut progress = Progress::new(plan.duration(), s.quiet);
+    let mut abort = AbortOnFail { plan: plan.clone() };
+    let mut observers: Vec<&mut dyn Observer> = vec![&mut progress, &mut abort];
+    for o in extra.iter_mut() {
+        observers.push(&mut **o);
+    }
+    let result = engine::run(
+        plan.clone(),
+        RunOptions {
+            workers: s.workers,
+            seed: s.seed,
+        },
+        control.clone(),
+        &mut observers,
+    )
+    .await;
+    let series = summary::collect_series(&result.agg);
+    let (metrics, thresholds_ok) = summary::derive(&series, &plan.thresholds, result.elapsed);
+    let (interval_series, intervals) = summary::interval_records(&result.agg);
+    let started_ms = result
+        .started
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    let info = RunInfo {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        plan: plan.file.display().to_string(),
+        plan_digest: plan.digest.clone(),
+        segment: plan.segment.to_string(),
+        started: humantime::format_rfc3339_millis(result.started).to_string(),
+        started_unix_ms: started_ms,
+        duration_s: result.elapsed.as_secs_f64(),
+        aborted: result.aborted.clone(),
+        scenarios: plan
+            .scenarios
+            .iter()
+            .map(|sc| ScenarioInfo {
+                name: sc.name.clone(),
+                driver: sc.driver_name.clone(),
+                executor: sc.exec.name().to_string(),
+                description: sc.exec.describe(),
+                max_vus: sc.exec.max_vus(),
+                duration_s: sc.exec.duration().as_secs_f64(),
+                graceful_stop_s: sc.graceful_stop.as_secs_f64(),
+            })
+            .collect(),
+        thresholds: plan
+            .thresholds
+            .iter()
+            .map(|t| ThresholdSource {
+                key: t.key.clone(),
+                expressions: t.items.iter().map(|i| i.source.clone()).collect(),
+            })
+            .collect(),
+    };
+    let interrupted =
+        control.stop.is_cancelled() && result.aborted.as_deref() == Some("stopped by the user");
+    Ok(Report {
+        summary: Summary {
+            volley: info,
+            metrics,
+            series: series.iter().map(|(r, _)| r.clone()).collect(),
+            interval_series,
+            intervals,
+        },
+        series,
+        thresholds_ok,
+        interrupted,
+    })
+}
+
+async fn wait_until(at: SystemTime, quiet: bool, control: &Control) {
+    let Ok(wait) = at.duration_since(SystemTime::now()) else {
+        return;
+    };
+    if !quiet {
+        eprintln!(
+            "waiting {} until {} to start",
+            volley_protocols::duration::format_duration(wait),
+            humantime::format_rfc3339_seconds(at)
+        );
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => {}
+        _ = control.stop.cancelled() => {}
+    }
+}
+
+/// Write a file whole or not at all: a temp file beside it, then rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "out".into());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+/// Ctrl-C once: graceful stop; twice: stop now.
+pub fn install_ctrl_c(control: &Control) {
+    let control = control.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!(
+                "\nstopping: letting iterations finish (graceful_stop); Ctrl-C again to stop now"
+            );
+            control.stop.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                control.kill.cancel();
+            }
+        }
+    });
+}

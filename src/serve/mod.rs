@@ -1,0 +1,122 @@
+//! `volley serve`: the embedded demo target. A JSON API shaped like the
+//! services teams test, with injectable latency and errors, and a stats
+//! endpoint (`/__volley/stats`) so tests compare volley's counts with the
+//! server's own.
+
+mod api;
+mod stats;
+
+pub use stats::Stats;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use volley_protocols::duration::DurRange;
+
+#[derive(Clone, Debug, Default)]
+pub struct ServeOptions {
+    /// Delay added to every API response.
+    pub latency: Option<DurRange>,
+    /// Share of API requests answered 500.
+    pub error_rate: f64,
+}
+
+pub type Body = Full<Bytes>;
+
+pub struct State {
+    pub opts: ServeOptions,
+    pub stats: Stats,
+    pub api: api::Store,
+}
+
+pub struct Server {
+    pub addr: SocketAddr,
+    pub state: Arc<State>,
+    stop: CancellationToken,
+}
+
+impl Server {
+    /// Bind and serve in the background on the current runtime.
+    pub async fn start(addr: SocketAddr, opts: ServeOptions) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State {
+            opts,
+            stats: Stats::default(),
+            api: api::Store::new(),
+        });
+        let stop = CancellationToken::new();
+        tokio::spawn(accept_loop(listener, state.clone(), stop.clone()));
+        Ok(Server { addr, state, stop })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn shutdown(&self) {
+        self.stop.cancel();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<State>, stop: CancellationToken) {
+    loop {
+        let (tcp, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, don't spin.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => return,
+        };
+        let _ = tcp.set_nodelay(true);
+        let state = state.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let state = state.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(state, req).await) }
+            });
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc);
+            tokio::select! {
+                _ = conn => {}
+                _ = stop.cancelled() => {}
+            }
+        });
+    }
+}
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    if let Some(rest) = path.strip_prefix("/__volley/") {
+        return stats::handle(&state, req.method(), rest);
+    }
+    api::handle(&state, req).await
+}
+
+pub fn json_response(status: u16, value: &serde_json::Value) -> Response<Body> {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("static response parts are valid")
+}

@@ -1,0 +1,285 @@
+//! The end-of-run summary in the terminal, shaped like k6's.
+
+use super::{SeriesRecord, Summary, merged};
+use crate::stats::Stats;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+use volley_protocols::duration::format_duration;
+use volley_protocols::metrics::{MetricKind, Slot, Tags, Unit};
+
+/// Duration metrics broken down per scenario and name, with their failure rate.
+pub const BREAKDOWNS: &[(&str, &str, &str)] = &[
+    ("http_req_duration", "http_req_failed", "name"),
+    ("webhook_duration", "webhook_failed", "event"),
+    ("pg_query_duration", "pg_query_errors", "name"),
+    ("ws_msg_latency", "ws_msgs_lost", "room"),
+];
+
+pub fn ms(v: f64) -> String {
+    if v >= 1000.0 {
+        format_duration(Duration::from_secs_f64(v / 1000.0))
+    } else if v >= 1.0 {
+        format!("{v:.2}ms")
+    } else {
+        format!("{:.0}µs", v * 1000.0)
+    }
+}
+
+pub fn bytes(v: f64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = v;
+    let mut i = 0;
+    while v >= 1000.0 && i < units.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{v:.0} {}", units[i])
+    } else {
+        format!("{v:.1} {}", units[i])
+    }
+}
+
+fn value(unit: Unit, v: f64) -> String {
+    match unit {
+        Unit::Time => ms(v),
+        Unit::Data => bytes(v),
+        Unit::Default => {
+            if v.fract() == 0.0 && v.abs() < 1e15 {
+                format!("{v:.0}")
+            } else {
+                format!("{v:.2}")
+            }
+        }
+    }
+}
+
+fn dots(name: &str, width: usize) -> String {
+    let mut s = name.to_string();
+    s.push_str(&".".repeat(width.saturating_sub(name.chars().count()).max(2)));
+    s.push(':');
+    s
+}
+
+fn stat_line(kind: MetricKind, unit: Unit, v: &BTreeMap<String, f64>) -> String {
+    let g = |k: &str| v.get(k).copied().unwrap_or(0.0);
+    match kind {
+        MetricKind::Counter => match unit {
+            Unit::Data => format!("{:<10} {}/s", bytes(g("count")), bytes(g("rate"))),
+            _ => format!("{:<10} {:.2}/s", value(unit, g("count")), g("rate")),
+        },
+        MetricKind::Rate => format!(
+            "{:<9} ✓ {:<8} ✗ {}",
+            format!("{:.2}%", g("rate") * 100.0),
+            g("passes"),
+            g("fails")
+        ),
+        MetricKind::Gauge => format!(
+            "{:<10} min={:<8} max={}",
+            value(unit, g("value")),
+            value(unit, g("min")),
+            value(unit, g("max"))
+        ),
+        MetricKind::Trend => format!(
+            "avg={:<9} min={:<9} med={:<9} max={:<9} p(90)={:<9} p(95)={:<9} p(99)={}",
+            value(unit, g("avg")),
+            value(unit, g("min")),
+            value(unit, g("med")),
+            value(unit, g("max")),
+            value(unit, g("p(90)")),
+            value(unit, g("p(95)")),
+            value(unit, g("p(99)"))
+        ),
+    }
+}
+
+pub fn render_text(s: &Summary, series: &[(SeriesRecord, Slot)]) -> String {
+    let mut out = String::new();
+    let info = &s.volley;
+    let elapsed = Duration::from_secs_f64(info.duration_s);
+    let max_vus: u64 = info.scenarios.iter().map(|x| x.max_vus).sum();
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "  scenarios: {} scenario{}, {} max VUs, ran {}{}",
+        info.scenarios.len(),
+        if info.scenarios.len() == 1 { "" } else { "s" },
+        max_vus,
+        format_duration(elapsed),
+        if info.segment != "1/1" {
+            format!(" (segment {})", info.segment)
+        } else {
+            String::new()
+        }
+    );
+    for sc in &info.scenarios {
+        let _ = writeln!(
+            out,
+            "           * {} [{} / {}]: {}",
+            sc.name, sc.driver, sc.executor, sc.description
+        );
+    }
+    if let Some(reason) = &info.aborted {
+        let _ = writeln!(out, "\n  ! run stopped early: {reason}");
+    }
+
+    let with_thresholds: Vec<(&String, &super::MetricSummary)> = s
+        .metrics
+        .iter()
+        .filter(|(_, m)| !m.thresholds.is_empty())
+        .collect();
+    if !with_thresholds.is_empty() {
+        let _ = writeln!(out, "\n  █ THRESHOLDS\n");
+        for (name, m) in with_thresholds {
+            let _ = writeln!(out, "    {name}");
+            for (expr, r) in &m.thresholds {
+                let mark = if r.ok { "✓" } else { "✗" };
+                let seen = match (r.value, r.no_data) {
+                    (_, true) => "no data".to_string(),
+                    (Some(v), _) => {
+                        let agg = expr.split(['<', '>', '=', '!']).next().unwrap_or("").trim();
+                        let shown = if matches!(agg, "rate") && m.kind == MetricKind::Rate {
+                            format!("{:.2}%", v * 100.0)
+                        } else if matches!(agg, "count" | "rate") {
+                            value(Unit::Default, v)
+                        } else {
+                            value(m.contains, v)
+                        };
+                        format!("{agg}={shown}")
+                    }
+                    _ => String::new(),
+                };
+                let _ = writeln!(out, "    {mark} '{expr}' {seen}");
+            }
+        }
+    }
+
+    let _ = writeln!(out, "\n  █ TOTAL RESULTS\n");
+    let width = s
+        .metrics
+        .iter()
+        .filter(|(k, _)| !k.contains('{'))
+        .map(|(k, _)| k.len())
+        .max()
+        .unwrap_or(10)
+        .max(20)
+        + 3;
+    for (name, m) in s.metrics.iter().filter(|(k, _)| !k.contains('{')) {
+        let _ = writeln!(
+            out,
+            "    {} {}",
+            dots(name, width),
+            stat_line(m.kind, m.contains, &m.values)
+        );
+        if name == "http_req_duration"
+            && let Some((kind, unit, slot)) =
+                merged(series, name, &Tags::new([("expected_response", "true")]))
+        {
+            let st = Stats::new(kind, unit, &slot, elapsed);
+            let _ = writeln!(
+                out,
+                "    {} {}",
+                dots("  { expected_response:true }", width),
+                stat_line(kind, unit, &super::values_of(&st))
+            );
+        }
+    }
+
+    for (metric, failed, tag) in BREAKDOWNS {
+        let table = breakdown(series, metric, failed, tag, elapsed);
+        if table.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "\n  █ {metric} BY SCENARIO AND {}\n",
+            tag.to_uppercase()
+        );
+        let _ = writeln!(
+            out,
+            "    {:<32} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
+            "scenario / name", "count", "rate/s", "p50", "p95", "p99", "max", "failed"
+        );
+        for row in table {
+            let _ = writeln!(out, "    {row}");
+        }
+    }
+    let errors = error_breakdown(series);
+    if !errors.is_empty() {
+        let _ = writeln!(out, "\n  █ ERRORS\n");
+        for (what, n) in errors {
+            let _ = writeln!(out, "    {n:>8} × {what}");
+        }
+    }
+    out
+}
+
+fn breakdown(
+    series: &[(SeriesRecord, Slot)],
+    metric: &str,
+    failed: &str,
+    tag: &str,
+    elapsed: Duration,
+) -> Vec<String> {
+    let mut groups: BTreeMap<(String, String), ()> = BTreeMap::new();
+    for (r, _) in series.iter().filter(|(r, _)| r.metric == metric) {
+        let sc = r.tags.get("scenario").unwrap_or("-").to_string();
+        let name = r.tags.get(tag).unwrap_or("-").to_string();
+        groups.insert((sc, name), ());
+    }
+    let mut rows = Vec::new();
+    for (sc, name) in groups.keys() {
+        let mut filter = Tags::new([("scenario", sc.as_str())]);
+        if name != "-" {
+            filter = filter.with(tag, name.clone());
+        }
+        let Some((kind, unit, slot)) = merged(series, metric, &filter) else {
+            continue;
+        };
+        let st = Stats::new(kind, unit, &slot, elapsed);
+        let fail = merged(series, failed, &filter)
+            .map(|(k, u, s)| Stats::new(k, u, &s, elapsed))
+            .map(|f| match f.kind {
+                MetricKind::Rate => format!("{:.2}%", f.rate * 100.0),
+                _ => format!("{}", f.count),
+            })
+            .unwrap_or_else(|| "-".into());
+        let label: String = format!("{sc} · {name}").chars().take(32).collect();
+        rows.push(format!(
+            "{:<32} {:>8} {:>9.2} {:>9} {:>9} {:>9} {:>9} {:>8}",
+            label,
+            st.count,
+            st.rate,
+            value(unit, st.quantile(50.0)),
+            value(unit, st.quantile(95.0)),
+            value(unit, st.quantile(99.0)),
+            value(unit, st.max),
+            fail
+        ));
+    }
+    rows
+}
+
+/// Unexpected HTTP statuses and transport errors, most frequent first.
+fn error_breakdown(series: &[(SeriesRecord, Slot)]) -> Vec<(String, u64)> {
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for (r, slot) in series {
+        if r.metric != "http_reqs" || r.tags.get("expected_response") != Some("false") {
+            continue;
+        }
+        let Slot::Counter(n) = slot else { continue };
+        let what = match r.tags.get("error") {
+            Some(e) => format!("{e} ({})", r.tags.get("name").unwrap_or("-")),
+            None => format!(
+                "status {} ({})",
+                r.tags.get("status").unwrap_or("?"),
+                r.tags.get("name").unwrap_or("-")
+            ),
+        };
+        *counts.entry(what).or_default() += n;
+    }
+    let mut v: Vec<(String, u64)> = counts.into_iter().collect();
+    v.sort_by_key(|e| std::cmp::Reverse(e.1));
+    v
+}
