@@ -38,7 +38,27 @@ impl From<toml::de::Error> for ConfigError {
     fn from(e: toml::de::Error) -> Self {
         Self {
             span: e.span(),
-            message: e.message().trim_end().to_string(),
+            message: plain(e.message().trim_end()),
         }
     }
+}
+
+/// serde speaks Rust ("expected u64", "unknown field"); users write TOML.
+fn plain(msg: &str) -> String {
+    let mut m = msg
+        .replace("unknown field", "unknown key")
+        .replace("missing field", "missing key")
+        .replace("unknown variant", "unknown value");
+    for (rust, user) in [
+        ("expected u64", "expected a whole number such as 10"),
+        ("expected u32", "expected a whole number such as 10"),
+        ("expected u16", "expected a whole number such as 10"),
+        ("expected usize", "expected a whole number such as 10"),
+        ("expected i64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+    ] {
+        m = m.replace(rust, user);
+    }
+    m
 }

@@ -324,6 +324,16 @@ fn parse(
                 driver_t.insert(k, v);
             }
         }
+        // A typo of an engine key would otherwise surface as a confusing
+        // "missing duration" or as an unknown driver option.
+        for (k, _) in driver_t.iter() {
+            if let Some(near) = COMMON_KEYS.iter().find(|c| edit_distance(c, k.get_ref()) <= 2) {
+                return Err(ConfigError::at(
+                    k.span(),
+                    format!("unknown key `{}` in scenario {name_text:?}; did you mean `{near}`?", k.get_ref()),
+                ));
+            }
+        }
         let common: Common = de(span.clone(), common_t)?;
         let exec = Executor::from_common(&common, name.span())?;
         let driver_name = common.driver.as_ref().ok_or_else(|| {
@@ -351,7 +361,7 @@ fn parse(
         };
         let options = Spanned::new(span.clone(), DeValue::Table(driver_t));
         let driver = crate::drivers::build(driver_name, options, &ctx).map_err(|e| {
-            if e.message.starts_with("unknown field") {
+            if e.message.starts_with("unknown key") {
                 ConfigError {
                     message: format!(
                         "{}; the engine's scenario keys are {}",
@@ -463,6 +473,19 @@ fn parse(
         env: opts.env.clone(),
         segment: opts.segment,
     })
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 /// FNV-1a: stable across builds, enough to tell two plan texts apart.

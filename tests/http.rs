@@ -1,0 +1,547 @@
+//! End to end: the `volley` binary against the embedded target on loopback.
+//! Counts volley reports are compared with what the server itself served.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+use volley::serve::ServeOptions;
+use volley_protocols::duration::DurRange;
+
+fn plan(dir: &Dir, body: &str, base: &str) -> std::path::PathBuf {
+    dir.write("plan.toml", &format!("[defaults]\nbase_url = \"{base}\"\n\n{body}"))
+}
+
+#[test]
+fn request_counts_equal_the_servers_counts() {
+    let t = Target::start(ServeOptions::default());
+    let d = Dir::new();
+    let p = plan(
+        &d,
+        r#"
+[scenarios.mix]
+driver = "http"
+executor = "per-vu-iterations"
+vus = 7
+iterations = 30
+flow = "sequence"
+
+[[scenarios.mix.requests]]
+name = "health"
+url = "/api/v1/health"
+
+[[scenarios.mix.requests]]
+name = "products"
+url = "/api/products"
+query = { page = "{{ rand_int(1, 5) }}" }
+
+[[scenarios.mix.requests]]
+name = "missing"
+url = "/api/nope"
+checks = { status = 404 }
+"#,
+        &t.url(),
+    );
+    let (out, s) = run_plan(&d, &p, &[]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let s = s.unwrap();
+    assert_eq!(value(&s, "iterations", "count"), 210.0);
+    assert_eq!(value(&s, "http_reqs", "count"), 630.0);
+    assert_eq!(t.total(), 630);
+    assert_eq!(counter(&s, "http_reqs", &[("name", "health")]), t.route("GET /api/v1/health"));
+    assert_eq!(counter(&s, "http_reqs", &[("name", "products")]), t.route("GET /api/products"));
+    assert_eq!(counter(&s, "http_reqs", &[("name", "missing"), ("status", "404")]), t.route("unmatched"));
+    // 404 is what the check accepts, so it is not a failure.
+    assert_eq!(value(&s, "http_req_failed", "passes"), 0.0);
+    assert_eq!(value(&s, "checks", "passes"), 210.0);
+    // Bytes on the wire: every response carries at least its status line.
+    assert!(value(&s, "data_received", "count") > 630.0 * 17.0);
+}
+
+#[test]
+fn arrival_rate_sends_rate_times_duration() {
+    let t = Target::start(ServeOptions::default());
+    let d = Dir::new();
+    let p = plan(
+        &d,
+        r#"
+[scenarios.api]
+driver = "http"
+executor = "constant-arrival-rate"
+rate = 200
+time_unit = "1s"
+duration = "5s"
+pre_allocated_vus = 20
+
+[[scenarios.api.requests]]
+url = "/api/v1/health"
+checks = { status = 200 }
+"#,
+        &t.url(),
+    );
+    let (out, s) = run_plan(&d, &p, &[]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let s = s.unwrap();
+    let sent = value(&s, "http_reqs", "count");
+    assert!((sent - 1000.0).abs() <= 10.0, "sent {sent}, want 1000 within 1%");
+    assert_eq!(sent as u64, t.total());
+    // Every scheduled arrival is accounted for: run, or dropped for want of a free VU.
+    assert_eq!(sent + value(&s, "dropped_iterations", "count"), 1000.0);
+}
+
+#[test]
+fn ramping_arrival_rate_follows_the_integral() {
+    let t = Target::start(ServeOptions::default());
+    let d = Dir::new();
+    // 0 -> 100/s over 4s (200 arrivals), then 100/s for 2s (200 arrivals).
+    let p = plan(
+        &d,
+        r#"
+[scenarios.ramp]
+driver = "http"
+executor = "ramping-arrival-rate"
+start_rate = 0
+time_unit = "1s"
+pre_allocated_vus = 10
+max_vus = 30
+stages = [{ duration = "4s", target = 100 }, { duration = "2s", target = 100 }]
+
+[[scenarios.ramp.requests]]
+url = "/api/v1/health"
+"#,
+        &t.url(),
+    );
+    let (out, s) = run_plan(&d, &p, &[]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let sent = value(&s.unwrap(), "http_reqs", "count");
+    assert!((sent - 400.0).abs() <= 4.0, "sent {sent}, want 400 within 1%");
+    assert_eq!(sent as u64, t.total());
+}
+
+#[test]
+fn ramping_vus_reach_their_targets() {
+    let t = Target::start(ServeOptions::default());
+    let d = Dir::new();
+    let p = plan(
+        &d,
+        r#"
+[scenarios.ramp]
+driver = "http"
+executor = "ramping-vus"
+start_vus = 0
+stages = [{ duration = "2s", target = 12 }, { duration = "3s", target = 12 }, { duration = "2s", target = 0 }]
+think_time = "20ms"
+
+[[scenarios.ramp.requests]]
+url = "/api/v1/health"
+"#,
+        &t.url(),
+    );
+    let (out, s) = run_plan(&d, &p, &[]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let s = s.unwrap();
+    assert_eq!(value(&s, "vus", "max"), 12.0, "peak VUs");
+    assert_eq!(value(&s, "vus_max", "max"), 12.0);
+    // The plateau (seconds 2..5) holds exactly the target.
+    let vus_series = s["interval_series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|x| x[0] == "vus" && x[1].as_object().is_some_and(|m| m.is_empty()))
+        .expect("vus series");
+    let at = |sec: u64| -> f64 {
+        s["intervals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["t"] == sec)
+            .and_then(|i| i["points"].as_array().unwrap().iter().find(|p| p[0] == vus_series))
+            .map(|p| p[1]["value"].as_f64().unwrap())
+            .unwrap_or(-1.0)
+    };
+    for sec in [2, 3] {
+        assert_eq!(at(sec), 12.0, "VUs at the end of second {}", sec + 1);
+    }
+    assert!(at(0) > 0.0 && at(0) < 12.0, "ramping up at 1s: {}", at(0));
+    assert_eq!(value(&s, "http_reqs", "count") as u64, t.total());
+}
+
+#[test]
+fn shared_iterations_are_exact() {
+    let t = Target::start(ServeOptions::default());
+    let d = Dir::new();
+    let p = plan(
+        &d,
+        r#"
+[scenarios.once]
+driver = "http"
+executor = "shared-iterations"
+vus = 9
+iterations = 1001
+
+[[scenarios.once.requests]]
+url = "/api/v1/health"
+"#,
+        &t.url(),
+    );
+    let (out, s) = run_plan(&d, &p, &[]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(value(&s.unwrap(), "iterations", "count"), 1001.0);
+    assert_eq!(t.total(), 1001);
+}
+
+#[test]
+fn captures_flow_into_later_requests() {
+    let t = Target::start(ServeOptions::default());
+    let d = Dir::new();
+    d.write("users.csv", "email,password\na@example.test,pa\nb@example.test,pb\n");
+    let p = plan(
+        &d,
+        r#"
+[data.users]
+file = "users.csv"
+
+[scenarios.flow]
+driver = "http"
+executor = "per-vu-iterations"
+vus = 4
+iterations = 10
+
+[[scenarios.flow.requests]]
+name = "login"
+method = "POST"
+url = "/api/v1/auth/login"
+json = { email = "{{ data.users.email }}", password = "{{ data.users.password }}" }
+captures = { token = "$.token", uid = { json = "$.user_id" } }
+checks = { status = 200 }
+
+[[scenarios.flow.requests]]
+name = "profile"
+url = "/api/v1/users/profile"
+headers = { Authorization = "Bearer {{ vars.token }}" }
+checks = { status = 200, json = { "$.id" = "{{ vars.uid }}" }, json_exists = ["$.email"] }
+"#,
+        &t.url(),
+    );
+    let (out, s) = run_plan(&d, &p, &[]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let s = s.unwrap();
+    // Without the captured token the profile would be a 401.
+    assert_eq!(t.route("GET /api/v1/users/profile"), 40);
+    assert_eq!(counter(&s, "http_reqs", &[("name", "profile"), ("status", "200")]), 40);
+    assert_eq!(value(&s, "http_req_failed", "passes"), 0.0);
+}
+
+#[test]
+fn checks_count_passes_and_failures() {
+    let t = Target::start(ServeOptions { latency: None, error_rate: 0.25 });
+    let d = Dir::new();
+    let p = plan(
+        &d,
+        r#"
+[scenarios.flaky]
+driver = "http"
+executor = "shared-iterations"
+vus = 4
+iterations = 400
+
+[[scenarios.flaky.requests]]
+name = "health"
+url = "/api/v1/health"
+checks = { status = 200, body_contains = "ok" }
+"#,
+        &t.url(),
+    );
+    let (out, s) = run_plan(&d, &p, &[]);
+    assert_eq!(code(&out), 0, "no thresholds, so exit 0: {}", text(&out));
+    let s = s.unwrap();
+    let injected = t.server.state.stats.to_json()["injected_errors"].as_u64().unwrap();
+    assert!(injected > 40 && injected < 180, "about 25% of 400: {injected}");
+    // Two checks per request; each injected 500 fails both.
+    assert_eq!(value(&s, "checks", "fails") as u64, 2 * injected);
+    assert_eq!(value(&s, "checks", "passes") as u64, 2 * (400 - injected));
+    assert_eq!(value(&s, "http_req_failed", "passes") as u64, injected);
+    assert_eq!(counter(&s, "http_reqs", &[("status", "500")]), injected);
+}
+
+#[test]
+fn latency_matches_the_injected_delay() {
+    let fixed = DurRange::parse("20ms").unwrap();
+    let t = Target::start(ServeOptions { latency: Some(fixed), error_rate: 0.0 });
+    let d = Dir::new();
+    let p = plan(
+        &d,
+        r#"
+[scenarios.slow]
+driver = "http"
+executor = "constant-arrival-rate"
+rate = 50
+time_unit = "1s"
+duration = "3s"
+pre_allocated_vus = 5
+
+[[scenarios.slow.requests]]
+url = "/api/v1/health"
+"#,
+        &t.url(),
+    );
+    let (out, s) = run_plan(&d, &p, &[]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let s = s.unwrap();
+    let med = value(&s, "http_req_duration", "med");
+    let min = value(&s, "http_req_duration", "min");
+    // Never below the injected 20 ms; not inflated by more than scheduling noise.
+    assert!(min >= 20.0, "min {min} ms");
+    assert!(med < 30.0, "median {med} ms for a 20 ms server");
+}
+
+#[test]
+fn a_stalled_server_shows_in_open_model_latency() {
+    // 5 VUs can serve at most 5 / 0.2 s = 25 requests/s; asked for 40/s the
+    // rest queue up or are dropped. Latency must count from the scheduled start.
+    let t = Target::start(ServeOptions { latency: Some(DurRange::parse("200ms").unwrap()), error_rate: 0.0 });
+    let d = Dir::new();
+    let p = plan(
+        &d,
+        r#"
+[scenarios.open]
+driver = "http"
+executor = "constant-arrival-rate"
+rate = 40
+time_unit = "1s"
+duration = "3s"
+pre_allocated_vus = 5
+max_vus = 5
+
+[[scenarios.open.requests]]
+url = "/api/v1/health"
+"#,
+        &t.url(),
+    );
+    let (out, s) = run_plan(&d, &p, &[]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let s = s.unwrap();
+    let done = value(&s, "iterations", "count");
+    let dropped = value(&s, "dropped_iterations", "count");
+    assert_eq!(done + dropped, 120.0, "every scheduled arrival is either run or dropped");
+    assert!(dropped > 0.0);
+    assert_eq!(done as u64, t.total());
+}
+
+#[test]
+fn a_failing_threshold_exits_99() {
+    let t = Target::start(ServeOptions { latency: None, error_rate: 0.5 });
+    let d = Dir::new();
+    let p = plan(
+        &d,
+        r#"
+[scenarios.api]
+driver = "http"
+executor = "shared-iterations"
+vus = 2
+iterations = 100
+
+[[scenarios.api.requests]]
+url = "/api/v1/health"
+
+[thresholds]
+http_req_failed = ["rate<0.01"]
+http_req_duration = ["p(95)<5000"]
+"#,
+        &t.url(),
+    );
+    let (out, s) = run_plan(&d, &p, &[]);
+    assert_eq!(code(&out), 99, "{}", text(&out));
+    let s = s.unwrap();
+    assert_eq!(s["metrics"]["http_req_failed"]["thresholds"]["rate<0.01"]["ok"], false);
+    assert_eq!(s["metrics"]["http_req_duration"]["thresholds"]["p(95)<5000"]["ok"], true);
+    assert!(text(&out).contains("✗ 'rate<0.01'"));
+}
+
+#[test]
+fn abort_on_fail_stops_the_run_early() {
+    let t = Target::start(ServeOptions { latency: None, error_rate: 1.0 });
+    let d = Dir::new();
+    let p = plan(
+        &d,
+        r#"
+[scenarios.api]
+driver = "http"
+executor = "constant-vus"
+vus = 2
+duration = "30s"
+graceful_stop = "1s"
+
+[[scenarios.api.requests]]
+url = "/api/v1/health"
+think_time = "10ms"
+
+[thresholds]
+http_req_failed = [{ threshold = "rate<0.5", abort_on_fail = true, delay_abort_eval = "1s" }]
+"#,
+        &t.url(),
+    );
+    let (out, s) = run_plan(&d, &p, &[]);
+    assert_eq!(code(&out), 99, "{}", text(&out));
+    let s = s.unwrap();
+    assert!(s["volley"]["aborted"].as_str().unwrap().contains("abort_on_fail"));
+    assert!(s["volley"]["duration_s"].as_f64().unwrap() < 10.0, "stopped long before 30s");
+}
+
+#[test]
+fn transport_errors_are_failed_requests_not_crashes() {
+    // Nothing listens on this port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let d = Dir::new();
+    let p = plan(
+        &d,
+        r#"
+[scenarios.down]
+driver = "http"
+executor = "shared-iterations"
+vus = 2
+iterations = 20
+
+[[scenarios.down.requests]]
+url = "/api/v1/health"
+"#,
+        &format!("http://127.0.0.1:{port}"),
+    );
+    let (out, s) = run_plan(&d, &p, &[]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let s = s.unwrap();
+    assert_eq!(value(&s, "http_req_failed", "passes"), 20.0);
+    assert_eq!(counter(&s, "http_reqs", &[("error", "connection refused")]), 20);
+}
+
+#[test]
+fn bad_plans_exit_2_with_file_line_and_column() {
+    let d = Dir::new();
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "[scenarios.a]\ndriver = \"http\"\nexecutor = \"constant-vus\"\nvus = 1\nduraton = \"1s\"\n[[scenarios.a.requests]]\nurl = \"http://127.0.0.1:1/\"\n",
+            ":5:1:",
+            "duraton",
+        ),
+        (
+            "[scenarios.a]\ndriver = \"http\"\nexecutor = \"constant-vus\"\nvus = \"ten\"\nduration = \"1s\"\n[[scenarios.a.requests]]\nurl = \"http://127.0.0.1:1/\"\n",
+            ":4:7:",
+            "whole number",
+        ),
+        (
+            "[scenarios.a]\ndriver = \"http\"\nexecutor = \"ramping-vus\"\nstages = [{ duration = \"1s\", target = -5 }]\n[[scenarios.a.requests]]\nurl = \"http://127.0.0.1:1/\"\n",
+            ":4:",
+            "target",
+        ),
+        (
+            "[scenarios.a]\ndriver = \"http\"\nexecutor = \"constant-vus\"\nduration = \"1s\"\n[[scenarios.a.requests]]\nurl = \"http://127.0.0.1:1/\"\n[thresholds]\nhttp_req_duration = [\"p95<200\"]\n",
+            ":8:",
+            "p95",
+        ),
+        (
+            "[data.users]\nfile = \"missing.csv\"\n[scenarios.a]\ndriver = \"http\"\nexecutor = \"constant-vus\"\nduration = \"1s\"\n[[scenarios.a.requests]]\nurl = \"http://127.0.0.1:1/\"\n",
+            ":2:8:",
+            "missing.csv",
+        ),
+        (
+            "[scenarios.a]\ndriver = \"http\"\nexecutor = \"constant-vus\"\nduration = \"1s\"\n[[scenarios.a.requests]]\nurl = \"http://127.0.0.1:1/{{ vars.token }}\"\n",
+            ":6:7:",
+            "never captured",
+        ),
+        (
+            "[scenarios.a]\ndriver = \"http\"\nexecutor = \"constant-vus\"\nduration = \"5\"\n[[scenarios.a.requests]]\nurl = \"http://127.0.0.1:1/\"\n",
+            ":4:12:",
+            "no unit",
+        ),
+    ];
+    for (body, position, word) in cases {
+        let p = d.write("bad.toml", body);
+        let out = volley().arg("run").arg(&p).arg("--quiet").output().unwrap();
+        let msg = text(&out);
+        assert_eq!(code(&out), 2, "{msg}");
+        assert!(msg.contains(&format!("bad.toml{position}")), "want {position} in: {msg}");
+        assert!(msg.contains(word), "want {word:?} in: {msg}");
+        assert!(!msg.contains("panicked"), "{msg}");
+        // validate refuses it the same way.
+        let v = volley().arg("validate").arg(&p).output().unwrap();
+        assert_eq!(code(&v), 2);
+    }
+}
+
+#[test]
+fn validate_prints_the_shape() {
+    let d = Dir::new();
+    let p = d.write(
+        "plan.toml",
+        r#"
+[scenarios.a]
+driver = "http"
+executor = "ramping-vus"
+stages = [{ duration = "30s", target = 50 }, { duration = "1m", target = 500 }]
+
+[[scenarios.a.requests]]
+url = "http://127.0.0.1:1/"
+
+[scenarios.b]
+driver = "http"
+executor = "constant-arrival-rate"
+rate = 350
+duration = "90s"
+pre_allocated_vus = 40
+max_vus = 100
+
+[[scenarios.b.requests]]
+url = "http://127.0.0.1:1/"
+"#,
+    );
+    let out = volley().arg("validate").arg(&p).output().unwrap();
+    let msg = text(&out);
+    assert_eq!(code(&out), 0, "{msg}");
+    assert!(msg.contains("total duration: 1m30s"), "{msg}");
+    assert!(msg.contains("peak VUs: 600"), "{msg}");
+    assert!(msg.contains("peak arrival rate: 350.00"), "{msg}");
+    let seg = volley().args(["validate", "--segment", "2/3"]).arg(&p).output().unwrap();
+    assert!(text(&seg).contains("share: 167 of 500 VUs"), "{}", text(&seg));
+}
+
+#[test]
+fn ctrl_c_stops_gracefully_and_prints_the_summary() {
+    let t = Target::start(ServeOptions::default());
+    let d = Dir::new();
+    let p = plan(
+        &d,
+        r#"
+[scenarios.long]
+driver = "http"
+executor = "constant-vus"
+vus = 3
+duration = "60s"
+
+[[scenarios.long.requests]]
+url = "/api/v1/health"
+think_time = "10ms"
+"#,
+        &t.url(),
+    );
+    let export = d.join("summary.json");
+    let child = volley()
+        .arg("run")
+        .arg(&p)
+        .arg("--quiet")
+        .arg("--summary-export")
+        .arg(&export)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 130, "{}", text(&out));
+    assert!(text(&out).contains("TOTAL RESULTS"));
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&export).unwrap()).unwrap();
+    assert_eq!(value(&s, "http_reqs", "count") as u64, t.total());
+    assert!(s["volley"]["duration_s"].as_f64().unwrap() < 30.0);
+}
+
+use std::process::Command;
