@@ -2,7 +2,7 @@
 //! HTTP/2 (ALPN over TLS, or prior knowledge), rustls.
 
 mod check;
-mod conn;
+pub(crate) mod conn;
 mod vu;
 
 pub use check::ChecksSpec;
