@@ -77,6 +77,15 @@ pub trait Driver: Send + Sync + Sized + 'static {
         &[]
     }
 
+    /// Work beside the VUs while the scenario runs, such as sampling the
+    /// server's own view of the load. Runs once per run (on the first worker
+    /// of the first segment), from the scenario's start until `until`, when
+    /// it is dropped. Record through `rec` like a VU does.
+    fn background(self: &Arc<Self>, rec: Recorder, until: Instant) -> impl Future<Output = ()> {
+        let _ = (rec, until);
+        async {}
+    }
+
     /// Checks that need the target (e.g. PREPARE every statement), run once
     /// before any load. An error here stops the run with exit code 2.
     fn prepare(self: &Arc<Self>) -> impl Future<Output = Result<(), String>> + Send {

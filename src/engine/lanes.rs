@@ -62,6 +62,19 @@ pub async fn run_lane<D: Driver>(c: LaneCtx<D>) {
         _ = lane.c.stop.cancelled() => return,
     }
     let supervisor = tokio::task::spawn_local(supervise(lane.clone()));
+    // One lane in the whole (possibly distributed) run owns the driver's background work.
+    let background = (lane.c.offset == 0).then(|| {
+        let work = lane.c.driver.background(lane.c.rec.clone(), lane.c.end);
+        let stop = lane.hard.clone();
+        let end = lane.c.end;
+        tokio::task::spawn_local(async move {
+            tokio::select! {
+                _ = work => {}
+                _ = sleep_until(end.into()) => {}
+                _ = stop.cancelled() => {}
+            }
+        })
+    });
     let mut tasks = Vec::new();
     let owned = |n: u64| (lane.c.offset..n).step_by(lane.c.stride as usize);
     match lane.c.exec.clone() {
@@ -134,6 +147,9 @@ pub async fn run_lane<D: Driver>(c: LaneCtx<D>) {
         let _ = t.await;
     }
     supervisor.abort();
+    if let Some(b) = background {
+        b.abort();
+    }
 }
 
 /// End of schedule (or abort): no new iterations; graceful_stop later: drop the rest.
