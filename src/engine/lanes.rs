@@ -64,10 +64,11 @@ pub async fn run_lane<D: Driver>(c: LaneCtx<D>) {
     let supervisor = tokio::task::spawn_local(supervise(lane.clone()));
     // One lane in the whole (possibly distributed) run owns the driver's background work.
     let background = (lane.c.offset == 0).then(|| {
-        let work = lane.c.driver.background(lane.c.rec.clone(), lane.c.end);
+        let (driver, rec) = (lane.c.driver.clone(), lane.c.rec.clone());
         let stop = lane.hard.clone();
         let end = lane.c.end;
         tokio::task::spawn_local(async move {
+            let work = driver.background(rec, end);
             tokio::select! {
                 _ = work => {}
                 _ = sleep_until(end.into()) => {}
