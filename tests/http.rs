@@ -9,7 +9,10 @@ use volley::serve::ServeOptions;
 use volley_protocols::duration::DurRange;
 
 fn plan(dir: &Dir, body: &str, base: &str) -> std::path::PathBuf {
-    dir.write("plan.toml", &format!("[defaults]\nbase_url = \"{base}\"\n\n{body}"))
+    dir.write(
+        "plan.toml",
+        &format!("[defaults]\nbase_url = \"{base}\"\n\n{body}"),
+    )
 }
 
 #[test]
@@ -48,9 +51,18 @@ checks = { status = 404 }
     assert_eq!(value(&s, "iterations", "count"), 210.0);
     assert_eq!(value(&s, "http_reqs", "count"), 630.0);
     assert_eq!(t.total(), 630);
-    assert_eq!(counter(&s, "http_reqs", &[("name", "health")]), t.route("GET /api/v1/health"));
-    assert_eq!(counter(&s, "http_reqs", &[("name", "products")]), t.route("GET /api/products"));
-    assert_eq!(counter(&s, "http_reqs", &[("name", "missing"), ("status", "404")]), t.route("unmatched"));
+    assert_eq!(
+        counter(&s, "http_reqs", &[("name", "health")]),
+        t.route("GET /api/v1/health")
+    );
+    assert_eq!(
+        counter(&s, "http_reqs", &[("name", "products")]),
+        t.route("GET /api/products")
+    );
+    assert_eq!(
+        counter(&s, "http_reqs", &[("name", "missing"), ("status", "404")]),
+        t.route("unmatched")
+    );
     // 404 is what the check accepts, so it is not a failure.
     assert_eq!(value(&s, "http_req_failed", "passes"), 0.0);
     assert_eq!(value(&s, "checks", "passes"), 210.0);
@@ -83,7 +95,10 @@ checks = { status = 200 }
     assert_eq!(code(&out), 0, "{}", text(&out));
     let s = s.unwrap();
     let sent = value(&s, "http_reqs", "count");
-    assert!((sent - 1000.0).abs() <= 10.0, "sent {sent}, want 1000 within 1%");
+    assert!(
+        (sent - 1000.0).abs() <= 10.0,
+        "sent {sent}, want 1000 within 1%"
+    );
     assert_eq!(sent as u64, t.total());
     // Every scheduled arrival is accounted for: run, or dropped for want of a free VU.
     assert_eq!(sent + value(&s, "dropped_iterations", "count"), 1000.0);
@@ -114,7 +129,10 @@ url = "/api/v1/health"
     let (out, s) = run_plan(&d, &p, &[]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     let sent = value(&s.unwrap(), "http_reqs", "count");
-    assert!((sent - 400.0).abs() <= 4.0, "sent {sent}, want 400 within 1%");
+    assert!(
+        (sent - 400.0).abs() <= 4.0,
+        "sent {sent}, want 400 within 1%"
+    );
     assert_eq!(sent as u64, t.total());
 }
 
@@ -155,7 +173,13 @@ url = "/api/v1/health"
             .unwrap()
             .iter()
             .find(|i| i["t"] == sec)
-            .and_then(|i| i["points"].as_array().unwrap().iter().find(|p| p[0] == vus_series))
+            .and_then(|i| {
+                i["points"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|p| p[0] == vus_series)
+            })
             .map(|p| p[1]["value"].as_f64().unwrap())
             .unwrap_or(-1.0)
     };
@@ -194,7 +218,10 @@ url = "/api/v1/health"
 fn captures_flow_into_later_requests() {
     let t = Target::start(ServeOptions::default());
     let d = Dir::new();
-    d.write("users.csv", "email,password\na@example.test,pa\nb@example.test,pb\n");
+    d.write(
+        "users.csv",
+        "email,password\na@example.test,pa\nb@example.test,pb\n",
+    );
     let p = plan(
         &d,
         r#"
@@ -228,13 +255,19 @@ checks = { status = 200, json = { "$.id" = "{{ vars.uid }}" }, json_exists = ["$
     let s = s.unwrap();
     // Without the captured token the profile would be a 401.
     assert_eq!(t.route("GET /api/v1/users/profile"), 40);
-    assert_eq!(counter(&s, "http_reqs", &[("name", "profile"), ("status", "200")]), 40);
+    assert_eq!(
+        counter(&s, "http_reqs", &[("name", "profile"), ("status", "200")]),
+        40
+    );
     assert_eq!(value(&s, "http_req_failed", "passes"), 0.0);
 }
 
 #[test]
 fn checks_count_passes_and_failures() {
-    let t = Target::start(ServeOptions { latency: None, error_rate: 0.25 });
+    let t = Target::start(ServeOptions {
+        error_rate: 0.25,
+        ..Default::default()
+    });
     let d = Dir::new();
     let p = plan(
         &d,
@@ -255,8 +288,13 @@ checks = { status = 200, body_contains = "ok" }
     let (out, s) = run_plan(&d, &p, &[]);
     assert_eq!(code(&out), 0, "no thresholds, so exit 0: {}", text(&out));
     let s = s.unwrap();
-    let injected = t.server.state.stats.to_json()["injected_errors"].as_u64().unwrap();
-    assert!(injected > 40 && injected < 180, "about 25% of 400: {injected}");
+    let injected = t.server.state.stats.to_json()["injected_errors"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        injected > 40 && injected < 180,
+        "about 25% of 400: {injected}"
+    );
     // Two checks per request; each injected 500 fails both.
     assert_eq!(value(&s, "checks", "fails") as u64, 2 * injected);
     assert_eq!(value(&s, "checks", "passes") as u64, 2 * (400 - injected));
@@ -267,7 +305,10 @@ checks = { status = 200, body_contains = "ok" }
 #[test]
 fn latency_matches_the_injected_delay() {
     let fixed = DurRange::parse("20ms").unwrap();
-    let t = Target::start(ServeOptions { latency: Some(fixed), error_rate: 0.0 });
+    let t = Target::start(ServeOptions {
+        latency: Some(fixed),
+        ..Default::default()
+    });
     let d = Dir::new();
     let p = plan(
         &d,
@@ -299,7 +340,10 @@ url = "/api/v1/health"
 fn a_stalled_server_shows_in_open_model_latency() {
     // 5 VUs can serve at most 5 / 0.2 s = 25 requests/s; asked for 40/s the
     // rest queue up or are dropped. Latency must count from the scheduled start.
-    let t = Target::start(ServeOptions { latency: Some(DurRange::parse("200ms").unwrap()), error_rate: 0.0 });
+    let t = Target::start(ServeOptions {
+        latency: Some(DurRange::parse("200ms").unwrap()),
+        ..Default::default()
+    });
     let d = Dir::new();
     let p = plan(
         &d,
@@ -323,14 +367,21 @@ url = "/api/v1/health"
     let s = s.unwrap();
     let done = value(&s, "iterations", "count");
     let dropped = value(&s, "dropped_iterations", "count");
-    assert_eq!(done + dropped, 120.0, "every scheduled arrival is either run or dropped");
+    assert_eq!(
+        done + dropped,
+        120.0,
+        "every scheduled arrival is either run or dropped"
+    );
     assert!(dropped > 0.0);
     assert_eq!(done as u64, t.total());
 }
 
 #[test]
 fn a_failing_threshold_exits_99() {
-    let t = Target::start(ServeOptions { latency: None, error_rate: 0.5 });
+    let t = Target::start(ServeOptions {
+        error_rate: 0.5,
+        ..Default::default()
+    });
     let d = Dir::new();
     let p = plan(
         &d,
@@ -353,14 +404,23 @@ http_req_duration = ["p(95)<5000"]
     let (out, s) = run_plan(&d, &p, &[]);
     assert_eq!(code(&out), 99, "{}", text(&out));
     let s = s.unwrap();
-    assert_eq!(s["metrics"]["http_req_failed"]["thresholds"]["rate<0.01"]["ok"], false);
-    assert_eq!(s["metrics"]["http_req_duration"]["thresholds"]["p(95)<5000"]["ok"], true);
+    assert_eq!(
+        s["metrics"]["http_req_failed"]["thresholds"]["rate<0.01"]["ok"],
+        false
+    );
+    assert_eq!(
+        s["metrics"]["http_req_duration"]["thresholds"]["p(95)<5000"]["ok"],
+        true
+    );
     assert!(text(&out).contains("✗ 'rate<0.01'"));
 }
 
 #[test]
 fn abort_on_fail_stops_the_run_early() {
-    let t = Target::start(ServeOptions { latency: None, error_rate: 1.0 });
+    let t = Target::start(ServeOptions {
+        error_rate: 1.0,
+        ..Default::default()
+    });
     let d = Dir::new();
     let p = plan(
         &d,
@@ -384,14 +444,26 @@ http_req_failed = [{ threshold = "rate<0.5", abort_on_fail = true, delay_abort_e
     let (out, s) = run_plan(&d, &p, &[]);
     assert_eq!(code(&out), 99, "{}", text(&out));
     let s = s.unwrap();
-    assert!(s["volley"]["aborted"].as_str().unwrap().contains("abort_on_fail"));
-    assert!(s["volley"]["duration_s"].as_f64().unwrap() < 10.0, "stopped long before 30s");
+    assert!(
+        s["volley"]["aborted"]
+            .as_str()
+            .unwrap()
+            .contains("abort_on_fail")
+    );
+    assert!(
+        s["volley"]["duration_s"].as_f64().unwrap() < 10.0,
+        "stopped long before 30s"
+    );
 }
 
 #[test]
 fn transport_errors_are_failed_requests_not_crashes() {
     // Nothing listens on this port.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let d = Dir::new();
     let p = plan(
         &d,
@@ -411,7 +483,10 @@ url = "/api/v1/health"
     assert_eq!(code(&out), 0, "{}", text(&out));
     let s = s.unwrap();
     assert_eq!(value(&s, "http_req_failed", "passes"), 20.0);
-    assert_eq!(counter(&s, "http_reqs", &[("error", "connection refused")]), 20);
+    assert_eq!(
+        counter(&s, "http_reqs", &[("error", "connection refused")]),
+        20
+    );
 }
 
 #[test]
@@ -459,7 +534,10 @@ fn bad_plans_exit_2_with_file_line_and_column() {
         let out = volley().arg("run").arg(&p).arg("--quiet").output().unwrap();
         let msg = text(&out);
         assert_eq!(code(&out), 2, "{msg}");
-        assert!(msg.contains(&format!("bad.toml{position}")), "want {position} in: {msg}");
+        assert!(
+            msg.contains(&format!("bad.toml{position}")),
+            "want {position} in: {msg}"
+        );
         assert!(msg.contains(word), "want {word:?} in: {msg}");
         assert!(!msg.contains("panicked"), "{msg}");
         // validate refuses it the same way.
@@ -500,8 +578,16 @@ url = "http://127.0.0.1:1/"
     assert!(msg.contains("total duration: 1m30s"), "{msg}");
     assert!(msg.contains("peak VUs: 600"), "{msg}");
     assert!(msg.contains("peak arrival rate: 350.00"), "{msg}");
-    let seg = volley().args(["validate", "--segment", "2/3"]).arg(&p).output().unwrap();
-    assert!(text(&seg).contains("share: 167 of 500 VUs"), "{}", text(&seg));
+    let seg = volley()
+        .args(["validate", "--segment", "2/3"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(
+        text(&seg).contains("share: 167 of 500 VUs"),
+        "{}",
+        text(&seg)
+    );
 }
 
 #[test]
@@ -535,7 +621,9 @@ think_time = "10ms"
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(2));
-    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
     let out = child.wait_with_output().unwrap();
     assert_eq!(code(&out), 130, "{}", text(&out));
     assert!(text(&out).contains("TOTAL RESULTS"));

@@ -327,10 +327,16 @@ fn parse(
         // A typo of an engine key would otherwise surface as a confusing
         // "missing duration" or as an unknown driver option.
         for (k, _) in driver_t.iter() {
-            if let Some(near) = COMMON_KEYS.iter().find(|c| edit_distance(c, k.get_ref()) <= 2) {
+            if let Some(near) = COMMON_KEYS
+                .iter()
+                .find(|c| edit_distance(c, k.get_ref()) <= 2)
+            {
                 return Err(ConfigError::at(
                     k.span(),
-                    format!("unknown key `{}` in scenario {name_text:?}; did you mean `{near}`?", k.get_ref()),
+                    format!(
+                        "unknown key `{}` in scenario {name_text:?}; did you mean `{near}`?",
+                        k.get_ref()
+                    ),
                 ));
             }
         }
@@ -481,7 +487,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+            cur.push(
+                (prev[j] + usize::from(ca != *cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
         }
         prev = cur;
     }

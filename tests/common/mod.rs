@@ -46,7 +46,10 @@ pub struct Dir {
 impl Dir {
     pub fn new() -> Self {
         let tmp = tempfile::tempdir().expect("temp dir");
-        Self { path: tmp.path().to_path_buf(), _tmp: tmp }
+        Self {
+            path: tmp.path().to_path_buf(),
+            _tmp: tmp,
+        }
     }
 
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
@@ -82,17 +85,25 @@ pub fn run_plan(dir: &Dir, plan: &Path, args: &[&str]) -> (Output, Option<serde_
         .args(args)
         .output()
         .expect("volley runs");
-    let summary = std::fs::read(&export).ok().map(|b| serde_json::from_slice(&b).expect("summary is JSON"));
+    let summary = std::fs::read(&export)
+        .ok()
+        .map(|b| serde_json::from_slice(&b).expect("summary is JSON"));
     (out, summary)
 }
 
 pub fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// `metrics.<name>.values.<key>` of a summary, 0 when absent.
 pub fn value(summary: &serde_json::Value, metric: &str, key: &str) -> f64 {
-    summary["metrics"][metric]["values"][key].as_f64().unwrap_or(0.0)
+    summary["metrics"][metric]["values"][key]
+        .as_f64()
+        .unwrap_or(0.0)
 }
 
 /// Sum of a counter over the series whose tags include all of `tags`.
@@ -103,7 +114,11 @@ pub fn counter(summary: &serde_json::Value, metric: &str, tags: &[(&str, &str)])
         .sum()
 }
 
-pub fn series<'a>(summary: &'a serde_json::Value, metric: &str, tags: &[(&str, &str)]) -> Vec<&'a serde_json::Value> {
+pub fn series<'a>(
+    summary: &'a serde_json::Value,
+    metric: &str,
+    tags: &[(&str, &str)],
+) -> Vec<&'a serde_json::Value> {
     summary["series"]
         .as_array()
         .expect("series")
