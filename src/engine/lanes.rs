@@ -3,15 +3,21 @@
 //! A lane owns the plan-wide indices `i` with `i % stride == offset`, both
 //! for VUs and for arrivals, so the lanes of all workers (and of all segments
 //! of a distributed run) together make exactly the plan's schedule.
+//!
+//! Nothing here runs per request: an iteration costs a flag check and two
+//! metric records. Hard stops abort the VU tasks instead of every iteration
+//! racing a cancellation future.
 
 use super::timer::Timer;
 use crate::plan::executor::{Arrivals, Executor, vu_intervals};
 use std::cell::{Cell, RefCell};
+use std::future::{Future, poll_fn};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
+use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::{sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 use volley_protocols::duration::DurRange;
@@ -45,16 +51,36 @@ pub struct LaneCtx<D: Driver> {
 
 struct Lane<D: Driver> {
     c: LaneCtx<D>,
-    /// No new iterations in this lane.
+    /// No new iterations in this lane (checked per iteration: a plain flag).
+    winding_down: Cell<bool>,
+    /// The same, for waits that sleep (think time, ramps).
     graceful: CancellationToken,
-    /// Drop iterations still running.
-    hard: CancellationToken,
+    /// Every task of this lane, aborted when graceful_stop runs out.
+    tasks: RefCell<Vec<AbortHandle>>,
+}
+
+/// Counts one unit in a gauge cell for as long as it lives (also when a
+/// task is aborted mid-iteration).
+struct Held<'a>(&'a Cell<u64>);
+
+impl<'a> Held<'a> {
+    fn new(c: &'a Cell<u64>) -> Self {
+        c.set(c.get() + 1);
+        Held(c)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
 }
 
 pub async fn run_lane<D: Driver>(c: LaneCtx<D>) {
     let lane = Rc::new(Lane {
+        winding_down: Cell::new(false),
         graceful: c.stop.child_token(),
-        hard: c.kill.child_token(),
+        tasks: RefCell::default(),
         c,
     });
     tokio::select! {
@@ -63,52 +89,33 @@ pub async fn run_lane<D: Driver>(c: LaneCtx<D>) {
     }
     let supervisor = tokio::task::spawn_local(supervise(lane.clone()));
     // One lane in the whole (possibly distributed) run owns the driver's background work.
-    let background = (lane.c.offset == 0).then(|| {
-        let (driver, rec) = (lane.c.driver.clone(), lane.c.rec.clone());
-        let stop = lane.hard.clone();
-        let end = lane.c.end;
-        tokio::task::spawn_local(async move {
-            let work = driver.background(rec, end);
+    if lane.c.offset == 0 {
+        let (driver, rec, end) = (lane.c.driver.clone(), lane.c.rec.clone(), lane.c.end);
+        lane.spawn(async move {
             tokio::select! {
-                _ = work => {}
+                _ = driver.background(rec, end) => {}
                 _ = sleep_until(end.into()) => {}
-                _ = stop.cancelled() => {}
             }
-        })
-    });
+        });
+    }
     let mut tasks = Vec::new();
     let owned = |n: u64| (lane.c.offset..n).step_by(lane.c.stride as usize);
     match lane.c.exec.clone() {
         Executor::ConstantVus { vus, .. } => {
             for i in owned(vus) {
-                tasks.push(tokio::task::spawn_local(closed_vu(
-                    lane.clone(),
-                    i,
-                    None,
-                    false,
-                )));
+                tasks.push(lane.spawn(closed_vu(lane.clone(), i, None, false)));
             }
         }
         Executor::PerVuIterations {
             vus, iterations, ..
         } => {
             for i in owned(vus) {
-                tasks.push(tokio::task::spawn_local(closed_vu(
-                    lane.clone(),
-                    i,
-                    Some(iterations),
-                    false,
-                )));
+                tasks.push(lane.spawn(closed_vu(lane.clone(), i, Some(iterations), false)));
             }
         }
         Executor::SharedIterations { vus, .. } => {
             for i in owned(vus) {
-                tasks.push(tokio::task::spawn_local(closed_vu(
-                    lane.clone(),
-                    i,
-                    None,
-                    true,
-                )));
+                tasks.push(lane.spawn(closed_vu(lane.clone(), i, None, true)));
             }
         }
         Executor::RampingVus {
@@ -121,13 +128,8 @@ pub async fn run_lane<D: Driver>(c: LaneCtx<D>) {
             for i in owned(max) {
                 let iv = vu_intervals(start_vus, &stages, i);
                 if !iv.is_empty() {
-                    tasks.push(tokio::task::spawn_local(ramping_vu(
-                        lane.clone(),
-                        i,
-                        iv,
-                        graceful_ramp_down,
-                        total,
-                    )));
+                    let ramp = ramping_vu(lane.clone(), i, iv, graceful_ramp_down, total);
+                    tasks.push(lane.spawn(ramp));
                 }
             }
         }
@@ -141,35 +143,47 @@ pub async fn run_lane<D: Driver>(c: LaneCtx<D>) {
             max_vus,
             ..
         } => {
-            open_lane(lane.clone(), pre_allocated_vus, max_vus).await;
+            tasks = open_lane(lane.clone(), pre_allocated_vus, max_vus).await;
         }
     }
     for t in tasks {
         let _ = t.await;
     }
     supervisor.abort();
-    if let Some(b) = background {
-        b.abort();
+    for t in lane.tasks.borrow().iter() {
+        t.abort();
     }
 }
 
-/// End of schedule (or abort): no new iterations; graceful_stop later: drop the rest.
+/// End of schedule (or abort): no new iterations; after graceful_stop, drop the rest.
 async fn supervise<D: Driver>(lane: Rc<Lane<D>>) {
     tokio::select! {
         _ = sleep_until(lane.c.end.into()) => {}
         _ = lane.c.stop.cancelled() => {}
     }
-    lane.graceful.cancel();
+    lane.wind_down();
     tokio::select! {
         _ = sleep(lane.c.graceful_stop) => {}
         _ = lane.c.kill.cancelled() => {}
     }
-    lane.hard.cancel();
+    for t in lane.tasks.borrow().iter() {
+        t.abort();
+    }
 }
 
 impl<D: Driver> Lane<D> {
+    fn spawn<F: Future<Output = ()> + 'static>(&self, f: F) -> JoinHandle<()> {
+        let h = tokio::task::spawn_local(f);
+        self.tasks.borrow_mut().push(h.abort_handle());
+        h
+    }
+
+    fn wind_down(&self) {
+        self.winding_down.set(true);
+        self.graceful.cancel();
+    }
+
     fn new_vu(&self, index: u64) -> D::Vu {
-        self.c.allocated.set(self.c.allocated.get() + 1);
         self.c.driver.vu(VuEnv {
             index,
             recorder: self.c.rec.clone(),
@@ -177,35 +191,35 @@ impl<D: Driver> Lane<D> {
         })
     }
 
-    /// Run one iteration; false when it was cut off.
-    async fn run_one(&self, vu: &mut D::Vu, it: Iteration, hard_at: Option<Instant>) -> bool {
+    /// Run one iteration; false when it was cut off at `cutoff`.
+    async fn run_one(&self, vu: &mut D::Vu, it: Iteration, cutoff: Option<Instant>) -> bool {
         let began = Instant::now();
-        let cutoff = async {
-            match hard_at {
-                Some(t) => sleep_until(t.into()).await,
-                None => std::future::pending().await,
+        let finished = match cutoff {
+            None => {
+                vu.iteration(it).await;
+                true
             }
-        };
-        let finished = tokio::select! {
-            biased;
-            () = vu.iteration(it) => true,
-            _ = self.hard.cancelled() => false,
-            _ = cutoff => false,
+            Some(t) => tokio::select! {
+                biased;
+                () = vu.iteration(it) => true,
+                _ = sleep_until(t.into()) => false,
+            },
         };
         if finished {
             let rec = &self.c.rec;
             rec.add(self.c.iterations, 1);
-            rec.time(
-                self.c.iteration_duration,
-                began.elapsed() + began.saturating_duration_since(it.scheduled.unwrap_or(began)),
-            );
+            // Open models count from the scheduled start.
+            let from = it.scheduled.filter(|s| *s < began).unwrap_or(began);
+            rec.time(self.c.iteration_duration, from.elapsed());
         }
         finished
     }
 
     /// Pause between iterations; false when the lane is winding down.
     async fn think(&self, until: Option<Instant>) -> bool {
-        let Some(t) = &self.c.think else { return true };
+        let Some(t) = &self.c.think else {
+            return !self.winding_down.get();
+        };
         let d = t.pick(&mut fastrand::Rng::new());
         let limit = async {
             match until {
@@ -214,32 +228,20 @@ impl<D: Driver> Lane<D> {
             }
         };
         tokio::select! {
-            _ = sleep(d) => true,
+            _ = sleep(d) => !self.winding_down.get(),
             _ = self.graceful.cancelled() => false,
             _ = limit => false,
         }
     }
-
-    fn busy(&self, delta: i64) {
-        let a = &self.c.active;
-        a.set((a.get() as i64 + delta) as u64);
-    }
-
-    async fn retire(&self, vu: &mut D::Vu) {
-        tokio::select! {
-            _ = vu.close() => {}
-            _ = self.hard.cancelled() => {}
-        }
-        self.c.allocated.set(self.c.allocated.get() - 1);
-    }
 }
 
 async fn closed_vu<D: Driver>(lane: Rc<Lane<D>>, index: u64, per_vu: Option<u64>, shared: bool) {
+    let _alloc = Held::new(&lane.c.allocated);
     let mut vu = lane.new_vu(index);
-    lane.busy(1);
+    let busy = Held::new(&lane.c.active);
     let mut n = 0u64;
     loop {
-        if lane.graceful.is_cancelled() || per_vu.is_some_and(|k| n >= k) {
+        if lane.winding_down.get() || per_vu.is_some_and(|k| n >= k) {
             break;
         }
         if shared && lane.c.shared_counter.fetch_add(1, Ordering::Relaxed) >= lane.c.shared_total {
@@ -250,16 +252,14 @@ async fn closed_vu<D: Driver>(lane: Rc<Lane<D>>, index: u64, per_vu: Option<u64>
             scheduled: None,
             deadline: Some(lane.c.end),
         };
-        if !lane.run_one(&mut vu, it, None).await {
-            break;
-        }
+        lane.run_one(&mut vu, it, None).await;
         n += 1;
         if !lane.think(None).await {
             break;
         }
     }
-    lane.busy(-1);
-    lane.retire(&mut vu).await;
+    drop(busy);
+    vu.close().await;
 }
 
 async fn ramping_vu<D: Driver>(
@@ -270,6 +270,7 @@ async fn ramping_vu<D: Driver>(
     total: Duration,
 ) {
     let mut vu: Option<D::Vu> = None;
+    let mut _alloc = None;
     let mut n = 0u64;
     for (a, b) in intervals {
         tokio::select! {
@@ -278,20 +279,21 @@ async fn ramping_vu<D: Driver>(
         }
         let until = lane.c.start + b;
         // Ramped down before the end: graceful_ramp_down applies; at the end, graceful_stop.
-        let hard_at = (b < total).then_some(until + graceful_ramp_down);
+        let cutoff = (b < total).then_some(until + graceful_ramp_down);
         if vu.is_none() {
+            _alloc = Some(Held::new(&lane.c.allocated));
             vu = Some(lane.new_vu(index));
         }
         let v = vu.as_mut().expect("created above");
-        lane.busy(1);
+        let busy = Held::new(&lane.c.active);
         let mut interrupted = false;
-        while Instant::now() < until && !lane.graceful.is_cancelled() {
+        while Instant::now() < until && !lane.winding_down.get() {
             let it = Iteration {
                 number: n,
                 scheduled: None,
                 deadline: Some(until),
             };
-            if !lane.run_one(v, it, hard_at).await {
+            if !lane.run_one(v, it, cutoff).await {
                 interrupted = true;
                 break;
             }
@@ -300,30 +302,55 @@ async fn ramping_vu<D: Driver>(
                 break;
             }
         }
-        lane.busy(-1);
+        drop(busy);
         if interrupted {
             // Its protocol state was cut mid-iteration: start afresh if it comes back.
-            if let Some(mut old) = vu.take() {
-                lane.retire(&mut old).await;
-            }
-        }
-        if lane.hard.is_cancelled() {
-            break;
+            vu = None;
+            _alloc = None;
         }
     }
     if let Some(mut v) = vu {
-        lane.retire(&mut v).await;
+        v.close().await;
     }
 }
 
+/// Hands one arrival to an idle pooled VU, without locks (single thread).
 #[derive(Default)]
 struct Slot {
     job: Cell<Option<Instant>>,
-    wake: Notify,
+    given: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
 }
 
-async fn open_lane<D: Driver>(lane: Rc<Lane<D>>, pre: u64, max: u64) {
-    let idle: Rc<RefCell<Vec<Rc<Slot>>>> = Rc::default();
+impl Slot {
+    /// `None` tells the VU to retire.
+    fn give(&self, job: Option<Instant>) {
+        self.job.set(job);
+        self.given.set(true);
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    async fn wait(&self) -> Option<Instant> {
+        poll_fn(|cx| {
+            if self.given.replace(false) {
+                return Poll::Ready(self.job.take());
+            }
+            let mut w = self.waker.borrow_mut();
+            if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *w = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+type Idle = Rc<RefCell<Vec<Rc<Slot>>>>;
+
+async fn open_lane<D: Driver>(lane: Rc<Lane<D>>, pre: u64, max: u64) -> Vec<JoinHandle<()>> {
+    let idle: Idle = Rc::default();
     let stride = lane.c.stride as usize;
     let mut vu_indices = (lane.c.offset..max).step_by(stride).peekable();
     let mut tasks = Vec::new();
@@ -332,58 +359,45 @@ async fn open_lane<D: Driver>(lane: Rc<Lane<D>>, pre: u64, max: u64) {
             break;
         }
         vu_indices.next();
-        tasks.push(tokio::task::spawn_local(pool_vu(
-            lane.clone(),
-            idle.clone(),
-            i,
-            None,
-        )));
+        tasks.push(lane.spawn(pool_vu(lane.clone(), idle.clone(), i, None)));
     }
     let mut arrivals = Arrivals::new(&lane.c.exec).expect("open executor");
     let mut timer = Timer::new();
+    let graceful = lane.graceful.clone();
+    let mut stopping = std::pin::pin!(graceful.cancelled());
     let mut k = lane.c.offset;
     while let Some(t) = arrivals.time_of(k) {
         let at = lane.c.start + t;
         if at > Instant::now() {
             tokio::select! {
                 _ = timer.sleep_until(at) => {}
-                _ = lane.graceful.cancelled() => break,
+                _ = &mut stopping => break,
             }
         }
-        if lane.graceful.is_cancelled() {
+        if lane.winding_down.get() {
             break;
         }
         let free = idle.borrow_mut().pop();
         match free {
-            Some(slot) => {
-                slot.job.set(Some(at));
-                slot.wake.notify_one();
-            }
+            Some(slot) => slot.give(Some(at)),
             None => match vu_indices.next() {
-                Some(i) => tasks.push(tokio::task::spawn_local(pool_vu(
-                    lane.clone(),
-                    idle.clone(),
-                    i,
-                    Some(at),
-                ))),
+                Some(i) => tasks.push(lane.spawn(pool_vu(lane.clone(), idle.clone(), i, Some(at)))),
                 None => lane.c.rec.add(lane.c.dropped, 1),
             },
         }
         k += lane.c.stride;
     }
-    // No more arrivals: idle VUs may go; busy ones finish within graceful_stop.
-    lane.graceful.cancel();
-    for t in tasks {
-        let _ = t.await;
+    // No more arrivals: idle VUs retire now, busy ones after their iteration
+    // (within graceful_stop).
+    lane.wind_down();
+    for slot in idle.borrow_mut().drain(..) {
+        slot.give(None);
     }
+    tasks
 }
 
-async fn pool_vu<D: Driver>(
-    lane: Rc<Lane<D>>,
-    idle: Rc<RefCell<Vec<Rc<Slot>>>>,
-    index: u64,
-    first: Option<Instant>,
-) {
+async fn pool_vu<D: Driver>(lane: Rc<Lane<D>>, idle: Idle, index: u64, first: Option<Instant>) {
+    let _alloc = Held::new(&lane.c.allocated);
     let mut vu = lane.new_vu(index);
     let slot = Rc::new(Slot::default());
     let mut job = first;
@@ -392,29 +406,28 @@ async fn pool_vu<D: Driver>(
         let at = match job.take() {
             Some(at) => at,
             None => {
+                if lane.winding_down.get() {
+                    break;
+                }
                 idle.borrow_mut().push(slot.clone());
-                tokio::select! {
-                    biased;
-                    _ = slot.wake.notified() => match slot.job.take() {
-                        Some(at) => at,
-                        None => continue,
-                    },
-                    _ = lane.graceful.cancelled() => break,
+                match slot.wait().await {
+                    Some(at) => at,
+                    None => break,
                 }
             }
         };
-        lane.busy(1);
+        let busy = Held::new(&lane.c.active);
         let it = Iteration {
             number: n,
             scheduled: Some(at),
             deadline: Some(lane.c.end),
         };
-        let ok = lane.run_one(&mut vu, it, None).await;
-        lane.busy(-1);
+        lane.run_one(&mut vu, it, None).await;
+        drop(busy);
         n += 1;
-        if !ok || !lane.think(None).await {
+        if !lane.think(None).await {
             break;
         }
     }
-    lane.retire(&mut vu).await;
+    vu.close().await;
 }

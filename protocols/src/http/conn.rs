@@ -111,6 +111,35 @@ impl Origin {
     }
 }
 
+/// A request URL with what each protocol version needs, computed once for
+/// static URLs: the origin to connect to, the full URI (HTTP/2), the
+/// origin-form path (HTTP/1.1) and the Host header.
+pub struct Target {
+    pub origin: Origin,
+    pub full: http::Uri,
+    pub path: http::Uri,
+    pub host: http::HeaderValue,
+}
+
+impl Target {
+    pub fn parse(full: http::Uri) -> Result<Self, ErrorKind> {
+        let origin = Origin::of(&full).map_err(|_| ErrorKind::InvalidUrl)?;
+        let authority = full.authority().ok_or(ErrorKind::InvalidUrl)?;
+        let host =
+            http::HeaderValue::from_str(authority.as_str()).map_err(|_| ErrorKind::InvalidUrl)?;
+        let path = match full.path_and_query() {
+            Some(pq) => http::Uri::from(pq.clone()),
+            None => http::Uri::from_static("/"),
+        };
+        Ok(Self {
+            origin,
+            full,
+            path,
+            host,
+        })
+    }
+}
+
 pub enum Sender {
     H1(http1::SendRequest<Body>),
     H2(http2::SendRequest<Body>),

@@ -86,7 +86,7 @@ pub(crate) struct Request {
     name: String,
     method: Method,
     url: Template,
-    static_uri: Option<Uri>,
+    static_target: Option<conn::Target>,
     static_headers: HeaderMap,
     dynamic_headers: Vec<(HeaderName, Template)>,
     body: Option<Template>,
@@ -317,10 +317,17 @@ fn compile_request(
             .map_err(|e| ConfigError::at(spec.url.span(), e))?;
         url = Template::concat([url, Template::literal(sep), q]);
     }
-    let static_uri = match url.as_static() {
-        Some(text) => Some(Uri::try_from(text.as_str()).map_err(|e| {
-            ConfigError::at(spec.url.span(), format!("{text:?} is not a valid URL: {e}"))
-        })?),
+    let static_target = match url.as_static() {
+        Some(text) => {
+            let bad = |e: String| {
+                ConfigError::at(spec.url.span(), format!("{text:?} is not a valid URL: {e}"))
+            };
+            let uri = Uri::try_from(text.as_str()).map_err(|e| bad(e.to_string()))?;
+            Some(
+                conn::Target::parse(uri)
+                    .map_err(|_| bad("write scheme://host[:port]/path".into()))?,
+            )
+        }
         None => None,
     };
 
@@ -409,7 +416,7 @@ fn compile_request(
         name,
         method,
         url,
-        static_uri,
+        static_target,
         static_headers,
         dynamic_headers,
         body,

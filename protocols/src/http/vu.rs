@@ -1,16 +1,22 @@
 //! One HTTP VU: owns its connection, renders requests, records what it saw.
+//!
+//! The per-request path avoids work that can be done once: static URLs are
+//! parsed at build time, header maps are recycled from the previous response,
+//! the timeout timer is one per VU and only re-armed, series ids are cached.
 
 use super::check::Response;
-use super::conn::{Conn, ConnectTimes, ErrorKind, IoCounters, Origin, Sender};
+use super::conn::{Conn, ConnectTimes, Connector, ErrorKind, IoCounters, Sender, Target};
 use super::{Flow, HttpDriver, Request};
 use crate::driver::{Iteration, Vu, VuEnv, VuState};
 use crate::metrics::{Recorder, SeriesId};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Uri};
 use http_body_util::{BodyExt, Full};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::time::Sleep;
 
 /// Series ids of one (request, status, error) combination.
 struct Series {
@@ -32,12 +38,21 @@ struct Exchange {
     headers_at: Instant,
 }
 
+/// The VU's connection and the buffers it reuses.
+struct Net {
+    conn: Option<Conn>,
+    io: Rc<IoCounters>,
+    body: Vec<u8>,
+    /// The last response's header map, cleared and reused for the next request.
+    spare: Option<HeaderMap>,
+}
+
 pub struct HttpVu {
     d: Arc<HttpDriver>,
     rec: Recorder,
     state: VuState,
-    conn: Option<Conn>,
-    io: Rc<IoCounters>,
+    net: Net,
+    timer: Pin<Box<Sleep>>,
     series: Vec<Vec<Series>>,
     /// Per request: one `checks` series per check, then one per capture.
     check_series: Vec<Vec<SeriesId>>,
@@ -45,7 +60,6 @@ pub struct HttpVu {
     data_received: SeriesId,
     url: String,
     scratch: String,
-    body: Vec<u8>,
 }
 
 impl HttpVu {
@@ -78,73 +92,70 @@ impl HttpVu {
             data_sent: rec.series(m.sent, &d.tags),
             data_received: rec.series(m.received, &d.tags),
             rec,
-            conn: None,
-            io: Rc::default(),
+            net: Net {
+                conn: None,
+                io: Rc::default(),
+                body: Vec::new(),
+                spare: None,
+            },
+            timer: Box::pin(tokio::time::sleep(std::time::Duration::ZERO)),
             url: String::new(),
             scratch: String::new(),
-            body: Vec::new(),
             d,
         }
     }
 
-    fn series(&mut self, i: usize, status: u16, error: Option<ErrorKind>) -> &Series {
-        let pos = self.series[i]
-            .iter()
-            .position(|s| s.status == status && s.error == error);
-        let pos = match pos {
-            Some(p) => p,
-            None => {
-                let r = &self.d.requests[i];
-                let mut tags = self
-                    .d
-                    .tags
-                    .with("name", r.name.clone())
-                    .with("method", r.method.as_str())
-                    .with("status", status.to_string())
-                    .with(
-                        "expected_response",
-                        (error.is_none() && r.is_expected(status)).to_string(),
-                    );
-                if let Some(e) = error {
-                    tags = tags.with("error", e.tag());
-                }
-                let m = &self.d.metrics;
-                let s = |id| self.rec.series(id, &tags);
-                let entry = Series {
-                    status,
-                    error,
-                    reqs: s(m.reqs),
-                    duration: s(m.duration),
-                    waiting: s(m.waiting),
-                    connecting: s(m.connecting),
-                    tls: s(m.tls),
-                    receiving: s(m.receiving),
-                    failed: s(m.failed),
-                };
-                self.series[i].push(entry);
-                self.series[i].len() - 1
-            }
-        };
-        &self.series[i][pos]
-    }
-
     async fn request(&mut self, i: usize, scheduled: Option<Instant>) {
-        let d = self.d.clone();
+        let d = &*self.d;
         let r = &d.requests[i];
         let start = Instant::now();
-        let sent_before = self.io.sent.get();
-        let received_before = self.io.received.get();
+        let sent_before = self.net.io.sent.get();
+        let received_before = self.net.io.received.get();
         let mut times = ConnectTimes::default();
 
-        let outcome = match self.build(r) {
-            Ok(req) => {
-                match tokio::time::timeout(r.timeout, self.exchange(r, req, &mut times)).await {
-                    Ok(result) => result,
-                    Err(_) => {
-                        // The connection is mid-exchange: it cannot be reused.
-                        self.conn = None;
-                        Err(ErrorKind::Timeout)
+        let parsed;
+        let target = match &r.static_target {
+            Some(t) => Ok(t),
+            None => {
+                self.url.clear();
+                r.url.render(&mut self.state.scope(&[]), &mut self.url);
+                parsed = Uri::try_from(self.url.as_str())
+                    .map_err(|_| ErrorKind::InvalidUrl)
+                    .and_then(Target::parse);
+                parsed.as_ref().map_err(|e| *e)
+            }
+        };
+        let outcome = match target {
+            Ok(target) => {
+                let mut headers = self.net.spare.take().unwrap_or_default();
+                headers.clear();
+                for (k, v) in &r.static_headers {
+                    headers.append(k.clone(), v.clone());
+                }
+                for (name, t) in &r.dynamic_headers {
+                    self.scratch.clear();
+                    t.render(&mut self.state.scope(&[]), &mut self.scratch);
+                    if let Ok(v) = HeaderValue::from_str(&self.scratch) {
+                        headers.insert(name.clone(), v);
                     }
+                }
+                let body = match &r.body {
+                    Some(t) => {
+                        let mut s = String::new();
+                        t.render(&mut self.state.scope(&[]), &mut s);
+                        Bytes::from(s)
+                    }
+                    None => Bytes::new(),
+                };
+                // Re-arming to a later deadline is a cheap update in tokio's wheel.
+                self.timer.as_mut().reset((start + r.timeout).into());
+                let exchange =
+                    self.net
+                        .exchange(&d.connector, r, target, headers, body, &mut times);
+                tokio::select! {
+                    biased;
+                    res = exchange => res,
+                    _ = self.timer.as_mut() => Err(ErrorKind::Timeout),
                 }
             }
             Err(e) => Err(e),
@@ -158,22 +169,21 @@ impl HttpVu {
         let (status, error, headers, sent_at, headers_at) = match outcome {
             Ok(x) => (x.status, None, x.headers, x.sent_at, x.headers_at),
             Err(e) => {
-                self.body.clear();
-                (
-                    0,
-                    Some(e),
-                    HeaderMap::new(),
-                    start + times.connecting + times.tls,
-                    end,
-                )
+                if e == ErrorKind::Timeout {
+                    // Cut mid-exchange: the connection cannot be reused.
+                    self.net.conn = None;
+                }
+                self.net.body.clear();
+                let at = start + times.connecting + times.tls;
+                (0, Some(e), HeaderMap::new(), at, end)
             }
         };
         // k6: duration is sending + waiting + receiving, without connecting;
         // open models measure from the scheduled start instead.
         let duration = end - t0.unwrap_or(sent_at);
         let expected = error.is_none() && r.is_expected(status);
-        let rec = self.rec.clone();
-        let s = self.series(i, status, error);
+        let rec = &self.rec;
+        let s = series(&mut self.series[i], rec, d, r, status, error);
         rec.add(s.reqs, 1);
         rec.time(s.duration, duration);
         rec.time(s.waiting, headers_at.saturating_duration_since(sent_at));
@@ -181,19 +191,22 @@ impl HttpVu {
         rec.time(s.connecting, times.connecting);
         rec.time(s.tls, times.tls);
         rec.rate(s.failed, !expected);
-        rec.add(self.data_sent, self.io.sent.get() - sent_before);
-        rec.add(self.data_received, self.io.received.get() - received_before);
+        rec.add(self.data_sent, self.net.io.sent.get() - sent_before);
+        rec.add(
+            self.data_received,
+            self.net.io.received.get() - received_before,
+        );
 
         if !r.checks.is_empty() || !r.captures.is_empty() {
             let json = if r.needs_json {
-                serde_json::from_slice::<serde_json::Value>(&self.body).ok()
+                serde_json::from_slice::<serde_json::Value>(&self.net.body).ok()
             } else {
                 None
             };
             let resp = Response {
                 status,
                 headers: &headers,
-                body: &self.body,
+                body: &self.net.body,
                 json: json.as_ref(),
                 duration,
             };
@@ -207,75 +220,91 @@ impl HttpVu {
                 self.state.vars[c.var] = value.unwrap_or_default();
             }
         }
+        self.net.spare = Some(headers);
         if let Some(tt) = &r.think_time {
             tokio::time::sleep(tt.pick(&mut self.state.rng)).await;
         }
     }
+}
 
-    /// Render the request for this iteration.
-    fn build(&mut self, r: &Request) -> Result<http::Request<Full<Bytes>>, ErrorKind> {
-        let uri = match &r.static_uri {
-            Some(u) => u.clone(),
-            None => {
-                self.url.clear();
-                r.url.render(&mut self.state.scope(&[]), &mut self.url);
-                Uri::try_from(self.url.as_str()).map_err(|_| ErrorKind::InvalidUrl)?
-            }
-        };
-        let mut headers = r.static_headers.clone();
-        for (name, t) in &r.dynamic_headers {
-            self.scratch.clear();
-            t.render(&mut self.state.scope(&[]), &mut self.scratch);
-            if let Ok(v) = HeaderValue::from_str(&self.scratch) {
-                headers.insert(name.clone(), v);
-            }
-        }
-        let body = match &r.body {
-            Some(t) => {
-                let mut s = String::new();
-                t.render(&mut self.state.scope(&[]), &mut s);
-                Bytes::from(s)
-            }
-            None => Bytes::new(),
-        };
-        let mut req = http::Request::new(Full::new(body));
-        *req.method_mut() = r.method.clone();
-        *req.uri_mut() = uri;
-        *req.headers_mut() = headers;
-        Ok(req)
+/// The cached series of request `r` for this status and error.
+fn series<'a>(
+    cache: &'a mut Vec<Series>,
+    rec: &Recorder,
+    d: &HttpDriver,
+    r: &Request,
+    status: u16,
+    error: Option<ErrorKind>,
+) -> &'a Series {
+    if let Some(p) = cache
+        .iter()
+        .position(|s| s.status == status && s.error == error)
+    {
+        return &cache[p];
     }
+    let mut tags = d
+        .tags
+        .with("name", r.name.clone())
+        .with("method", r.method.as_str())
+        .with("status", status.to_string())
+        .with(
+            "expected_response",
+            (error.is_none() && r.is_expected(status)).to_string(),
+        );
+    if let Some(e) = error {
+        tags = tags.with("error", e.tag());
+    }
+    let m = &d.metrics;
+    let s = |id| rec.series(id, &tags);
+    cache.push(Series {
+        status,
+        error,
+        reqs: s(m.reqs),
+        duration: s(m.duration),
+        waiting: s(m.waiting),
+        connecting: s(m.connecting),
+        tls: s(m.tls),
+        receiving: s(m.receiving),
+        failed: s(m.failed),
+    });
+    cache.last().expect("just pushed")
+}
 
+impl Net {
     async fn exchange(
         &mut self,
+        connector: &Connector,
         r: &Request,
-        mut req: http::Request<Full<Bytes>>,
+        target: &Target,
+        headers: HeaderMap,
+        body: Bytes,
         times: &mut ConnectTimes,
     ) -> Result<Exchange, ErrorKind> {
-        let origin = Origin::of(req.uri()).map_err(|_| ErrorKind::InvalidUrl)?;
-        let full_uri = req.uri().clone();
+        let mut req = http::Request::new(Full::new(body));
+        *req.method_mut() = r.method.clone();
+        *req.headers_mut() = headers;
         let mut reused = true;
         loop {
             let usable =
-                matches!(&self.conn, Some(c) if c.origin == origin && !c.sender.is_closed());
+                matches!(&self.conn, Some(c) if c.origin == target.origin && !c.sender.is_closed());
             if !usable {
                 self.conn = None;
                 reused = false;
-                self.conn = Some(self.d.connector.connect(&origin, &self.io, times).await?);
+                // Boxed: the TLS handshake's state machine would otherwise make
+                // every request's future (moved on each call) several KB.
+                let connect = Box::pin(connector.connect(&target.origin, &self.io, times));
+                self.conn = Some(connect.await?);
             }
             let conn = self.conn.as_mut().expect("connected above");
-            // HTTP/1.1 sends origin-form plus Host; HTTP/2 needs the full URI.
-            if !conn.sender.is_h2() {
-                if !req.headers().contains_key(http::header::HOST)
-                    && let Some(a) = full_uri.authority()
-                    && let Ok(v) = HeaderValue::from_str(a.as_str())
-                {
-                    req.headers_mut().insert(http::header::HOST, v);
-                }
-                if let Some(pq) = full_uri.path_and_query() {
-                    *req.uri_mut() = Uri::from(pq.clone());
-                }
+            // HTTP/1.1 sends origin-form plus Host; HTTP/2 the full URI.
+            if conn.sender.is_h2() {
+                *req.uri_mut() = target.full.clone();
             } else {
-                *req.uri_mut() = full_uri.clone();
+                *req.uri_mut() = target.path.clone();
+                if !req.headers().contains_key(http::header::HOST) {
+                    req.headers_mut()
+                        .insert(http::header::HOST, target.host.clone());
+                }
             }
             let sent_at = Instant::now();
             let result = match &mut conn.sender {
@@ -334,7 +363,6 @@ impl HttpVu {
                     match e.take_message() {
                         Some(back) if reused => {
                             req = back;
-                            *req.uri_mut() = full_uri.clone();
                             continue;
                         }
                         _ => return Err(ErrorKind::from_hyper(e.error())),
