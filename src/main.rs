@@ -380,6 +380,10 @@ fn cmd_serve(a: ServeArgs) -> Result<u8, Failure> {
             a.error_rate
         )));
     }
+    // Every client connection is a file descriptor.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!("cannot raise the open-file limit: {e}");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(a.threads.unwrap_or_else(default_workers).max(1))
         .enable_all()

@@ -78,6 +78,10 @@ impl Check {
     pub fn needs_json(&self) -> bool {
         matches!(self.kind, Kind::JsonEquals(..) | Kind::JsonExists(_))
     }
+
+    pub fn needs_headers(&self) -> bool {
+        matches!(self.kind, Kind::Header(..))
+    }
 }
 
 // Numbers compare by value: a check for 2 accepts 2.0.
@@ -217,6 +221,10 @@ impl Capture {
 
     pub fn needs_json(&self) -> bool {
         matches!(self.kind, CaptureKind::Json(_))
+    }
+
+    pub fn needs_headers(&self) -> bool {
+        matches!(self.kind, CaptureKind::Header(_))
     }
 
     /// The captured text, or None when nothing matched.

@@ -31,6 +31,12 @@ pub struct Counting<S> {
     counters: Rc<IoCounters>,
 }
 
+impl<S> Counting<S> {
+    pub fn new(inner: S, counters: Rc<IoCounters>) -> Self {
+        Self { inner, counters }
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Counting<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -83,6 +89,53 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counting<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A connected byte stream, plain or TLS (boxed: rustls state is large and
+/// most connections are plain).
+pub enum Stream {
+    Plain(Counting<TcpStream>),
+    Tls(Box<tokio_rustls::client::TlsStream<Counting<TcpStream>>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
     }
 }
 
@@ -151,10 +204,6 @@ impl Sender {
             Sender::H1(s) => s.is_closed(),
             Sender::H2(s) => s.is_closed(),
         }
-    }
-
-    pub fn is_h2(&self) -> bool {
-        matches!(self, Sender::H2(_))
     }
 }
 
@@ -275,13 +324,39 @@ impl Connector {
         Ok(addrs)
     }
 
-    /// Open a connection and run its protocol task on this thread.
+    /// Open a connection and run its protocol task (hyper) on this thread.
+    #[allow(dead_code)] // for drivers that want hyper's HTTP/1.1 (webhooks)
     pub async fn connect(
         &self,
         origin: &Origin,
         counters: &Rc<IoCounters>,
         times: &mut ConnectTimes,
     ) -> Result<Conn, ErrorKind> {
+        let (stream, h2) = self.connect_stream(origin, counters, times).await?;
+        self.handshake_on(origin, stream, h2).await
+    }
+
+    /// Run hyper's HTTP/1.1 or HTTP/2 client over a connected stream.
+    pub async fn handshake_on(
+        &self,
+        origin: &Origin,
+        stream: Stream,
+        h2: bool,
+    ) -> Result<Conn, ErrorKind> {
+        match stream {
+            Stream::Tls(tls) => self.handshake(origin, TokioIo::new(*tls), h2).await,
+            Stream::Plain(tcp) => self.handshake(origin, TokioIo::new(tcp), h2).await,
+        }
+    }
+
+    /// TCP (and TLS) to `origin`, with connect and handshake times. The bool
+    /// says whether to speak HTTP/2 (negotiated by ALPN, or asked for on h2c).
+    pub async fn connect_stream(
+        &self,
+        origin: &Origin,
+        counters: &Rc<IoCounters>,
+        times: &mut ConnectTimes,
+    ) -> Result<(Stream, bool), ErrorKind> {
         let addrs = self.resolve(origin).await?;
         let started = Instant::now();
         let mut last = ErrorKind::Refused;
@@ -298,10 +373,7 @@ impl Connector {
         let tcp = tcp.ok_or(last)?;
         let _ = tcp.set_nodelay(true);
         times.connecting = started.elapsed();
-        let io = Counting {
-            inner: tcp,
-            counters: counters.clone(),
-        };
+        let io = Counting::new(tcp, counters.clone());
         if origin.https {
             let tls_started = Instant::now();
             let name = rustls::pki_types::ServerName::try_from(origin.host.clone())
@@ -312,10 +384,9 @@ impl Connector {
                 .map_err(|_| ErrorKind::Tls)?;
             times.tls = tls_started.elapsed();
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-            self.handshake(origin, TokioIo::new(stream), h2).await
+            Ok((Stream::Tls(Box::new(stream)), h2))
         } else {
-            let h2 = self.version == HttpVersion::Http2;
-            self.handshake(origin, TokioIo::new(io), h2).await
+            Ok((Stream::Plain(io), self.version == HttpVersion::Http2))
         }
     }
 

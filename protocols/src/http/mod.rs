@@ -3,6 +3,7 @@
 
 mod check;
 pub(crate) mod conn;
+mod h1;
 mod vu;
 
 pub use check::ChecksSpec;
@@ -97,6 +98,8 @@ pub(crate) struct Request {
     expected: Vec<u16>,
     needs_body: bool,
     needs_json: bool,
+    /// Response headers are read by a check or capture.
+    needs_headers: bool,
     think_time: Option<DurRange>,
 }
 
@@ -401,6 +404,8 @@ fn compile_request(
     }
     let needs_json =
         checks.iter().any(Check::needs_json) || captures.iter().any(Capture::needs_json);
+    let needs_headers =
+        checks.iter().any(Check::needs_headers) || captures.iter().any(Capture::needs_headers);
     let needs_body = needs_json
         || checks.iter().any(Check::needs_body)
         || captures.iter().any(Capture::needs_body);
@@ -426,6 +431,7 @@ fn compile_request(
         expected,
         needs_body,
         needs_json,
+        needs_headers,
         think_time: spec.think_time,
     })
 }

@@ -1,11 +1,13 @@
 //! One HTTP VU: owns its connection, renders requests, records what it saw.
 //!
 //! The per-request path avoids work that can be done once: static URLs are
-//! parsed at build time, header maps are recycled from the previous response,
+//! parsed at build time, header maps are recycled, HTTP/1.1 goes through our
+//! lean connection (h1.rs) with no second task or channel,
 //! the timeout timer is one per VU and only re-armed, series ids are cached.
 
 use super::check::Response;
-use super::conn::{Conn, ConnectTimes, Connector, ErrorKind, IoCounters, Sender, Target};
+use super::conn::{Conn, ConnectTimes, Connector, ErrorKind, IoCounters, Origin, Sender, Target};
+use super::h1::{self, H1};
 use super::{Flow, HttpDriver, Request};
 use crate::driver::{Iteration, Vu, VuEnv, VuState};
 use crate::metrics::{Recorder, SeriesId};
@@ -38,12 +40,20 @@ struct Exchange {
     headers_at: Instant,
 }
 
+/// A VU's connection: our lean HTTP/1.1, or hyper for HTTP/2.
+enum Link {
+    H1 { origin: Origin, conn: H1 },
+    H2(Conn),
+}
+
 /// The VU's connection and the buffers it reuses.
 struct Net {
-    conn: Option<Conn>,
+    link: Option<Link>,
     io: Rc<IoCounters>,
     body: Vec<u8>,
-    /// The last response's header map, cleared and reused for the next request.
+    /// The request being written (HTTP/1.1).
+    out: Vec<u8>,
+    /// A header map from an earlier request, cleared and reused.
     spare: Option<HeaderMap>,
 }
 
@@ -93,9 +103,10 @@ impl HttpVu {
             data_received: rec.series(m.received, &d.tags),
             rec,
             net: Net {
-                conn: None,
+                link: None,
                 io: Rc::default(),
                 body: Vec::new(),
+                out: Vec::new(),
                 spare: None,
             },
             timer: Box::pin(tokio::time::sleep(std::time::Duration::ZERO)),
@@ -171,7 +182,7 @@ impl HttpVu {
             Err(e) => {
                 if e == ErrorKind::Timeout {
                     // Cut mid-exchange: the connection cannot be reused.
-                    self.net.conn = None;
+                    self.net.link = None;
                 }
                 self.net.body.clear();
                 let at = start + times.connecting + times.tls;
@@ -220,6 +231,8 @@ impl HttpVu {
                 self.state.vars[c.var] = value.unwrap_or_default();
             }
         }
+        let mut headers = headers;
+        headers.clear();
         self.net.spare = Some(headers);
         if let Some(tt) = &r.think_time {
             tokio::time::sleep(tt.pick(&mut self.state.rng)).await;
@@ -280,97 +293,152 @@ impl Net {
         body: Bytes,
         times: &mut ConnectTimes,
     ) -> Result<Exchange, ErrorKind> {
-        let mut req = http::Request::new(Full::new(body));
-        *req.method_mut() = r.method.clone();
-        *req.headers_mut() = headers;
+        let mut headers = Some(headers);
         let mut reused = true;
         loop {
-            let usable =
-                matches!(&self.conn, Some(c) if c.origin == target.origin && !c.sender.is_closed());
+            let usable = match &mut self.link {
+                Some(Link::H1 { origin, conn }) => *origin == target.origin && conn.is_reusable(),
+                Some(Link::H2(c)) => c.origin == target.origin && !c.sender.is_closed(),
+                None => false,
+            };
             if !usable {
-                self.conn = None;
+                self.link = None;
                 reused = false;
                 // Boxed: the TLS handshake's state machine would otherwise make
                 // every request's future (moved on each call) several KB.
-                let connect = Box::pin(connector.connect(&target.origin, &self.io, times));
-                self.conn = Some(connect.await?);
+                let (stream, h2) =
+                    Box::pin(connector.connect_stream(&target.origin, &self.io, times)).await?;
+                self.link = Some(if h2 {
+                    Link::H2(Box::pin(connector.handshake_on(&target.origin, stream, true)).await?)
+                } else {
+                    Link::H1 {
+                        origin: target.origin.clone(),
+                        conn: H1::new(stream),
+                    }
+                });
             }
-            let conn = self.conn.as_mut().expect("connected above");
-            // HTTP/1.1 sends origin-form plus Host; HTTP/2 the full URI.
-            if conn.sender.is_h2() {
-                *req.uri_mut() = target.full.clone();
-            } else {
-                *req.uri_mut() = target.path.clone();
-                if !req.headers().contains_key(http::header::HOST) {
-                    req.headers_mut()
-                        .insert(http::header::HOST, target.host.clone());
+            let outcome = match self.link.as_mut().expect("connected above") {
+                Link::H1 { conn, .. } => {
+                    let hm = headers
+                        .as_ref()
+                        .expect("headers are kept for HTTP/1.1 retries");
+                    self.out.clear();
+                    let path = target.path.path_and_query().map_or("/", |p| p.as_str());
+                    h1::write_request(
+                        &mut self.out,
+                        &r.method,
+                        path,
+                        target.host.as_bytes(),
+                        hm,
+                        &body,
+                    );
+                    let sent_at = Instant::now();
+                    let sink = r.needs_body.then_some(&mut self.body);
+                    match h1_exchange(conn, &self.out, r, sink).await {
+                        Ok((status, response_headers, headers_at)) => Ok(Exchange {
+                            status,
+                            headers: response_headers,
+                            sent_at,
+                            headers_at,
+                        }),
+                        // The server had closed this kept-alive connection before
+                        // reading the request: send it again on a fresh one.
+                        Err(_)
+                            if reused && conn.nothing_received() && h1::idempotent(&r.method) =>
+                        {
+                            self.link = None;
+                            continue;
+                        }
+                        Err(e) => Err(e),
+                    }
                 }
-            }
-            let sent_at = Instant::now();
-            let result = match &mut conn.sender {
-                Sender::H1(s) => match s.ready().await {
-                    Ok(()) => s.try_send_request(req).await,
-                    Err(e) => {
-                        self.conn = None;
-                        if reused {
+                Link::H2(c) => {
+                    let mut req = http::Request::new(Full::new(body.clone()));
+                    *req.method_mut() = r.method.clone();
+                    *req.headers_mut() = headers.take().unwrap_or_default();
+                    *req.uri_mut() = target.full.clone();
+                    let sent_at = Instant::now();
+                    match h2_exchange(&mut c.sender, req, r, &mut self.body).await {
+                        Ok((status, headers, headers_at)) => Ok(Exchange {
+                            status,
+                            headers,
+                            sent_at,
+                            headers_at,
+                        }),
+                        Err(_) if reused => {
+                            // A closed multiplexed connection: one retry, fresh.
+                            self.link = None;
+                            reused = false;
+                            headers = Some(HeaderMap::new());
                             continue;
                         }
-                        return Err(ErrorKind::from_hyper(&e));
+                        Err(e) => Err(e),
                     }
-                },
-                Sender::H2(s) => match s.ready().await {
-                    Ok(()) => s.try_send_request(req).await,
-                    Err(e) => {
-                        self.conn = None;
-                        if reused {
-                            continue;
-                        }
-                        return Err(ErrorKind::from_hyper(&e));
-                    }
-                },
+                }
             };
-            match result {
-                Ok(resp) => {
-                    let headers_at = Instant::now();
-                    let (parts, mut body) = resp.into_parts();
-                    self.body.clear();
-                    while let Some(frame) = body.frame().await {
-                        match frame {
-                            Ok(f) => {
-                                if r.needs_body
-                                    && let Some(data) = f.data_ref()
-                                {
-                                    self.body.extend_from_slice(data);
-                                }
-                            }
-                            Err(e) => {
-                                self.conn = None;
-                                return Err(ErrorKind::from_hyper(&e));
-                            }
-                        }
-                    }
-                    return Ok(Exchange {
-                        status: parts.status.as_u16(),
-                        headers: parts.headers,
-                        sent_at,
-                        headers_at,
-                    });
-                }
-                Err(mut e) => {
-                    self.conn = None;
-                    // A kept-alive connection the server had closed: the request
-                    // never left, so send it again on a fresh connection.
-                    match e.take_message() {
-                        Some(back) if reused => {
-                            req = back;
-                            continue;
-                        }
-                        _ => return Err(ErrorKind::from_hyper(e.error())),
-                    }
-                }
+            let closed = match &self.link {
+                Some(Link::H1 { conn, .. }) => conn.is_closed(),
+                _ => false,
+            };
+            if closed || outcome.is_err() {
+                self.link = None;
             }
+            if let Some(mut hm) = headers {
+                hm.clear();
+                self.spare = Some(hm);
+            }
+            return outcome;
         }
     }
+}
+
+async fn h1_exchange(
+    conn: &mut H1,
+    request: &[u8],
+    r: &Request,
+    sink: Option<&mut Vec<u8>>,
+) -> Result<(u16, HeaderMap, Instant), ErrorKind> {
+    conn.send(request).await?;
+    let head = conn.read_head(&r.method, r.needs_headers).await?;
+    let headers_at = Instant::now();
+    let sink = sink.map(|b| {
+        b.clear();
+        b
+    });
+    conn.read_body(&head, sink).await?;
+    Ok((head.status, head.headers, headers_at))
+}
+
+async fn h2_exchange(
+    sender: &mut Sender,
+    req: http::Request<Full<Bytes>>,
+    r: &Request,
+    body_buf: &mut Vec<u8>,
+) -> Result<(u16, HeaderMap, Instant), ErrorKind> {
+    let Sender::H2(s) = sender else {
+        return Err(ErrorKind::Protocol);
+    };
+    s.ready().await.map_err(|e| ErrorKind::from_hyper(&e))?;
+    let resp = s
+        .send_request(req)
+        .await
+        .map_err(|e| ErrorKind::from_hyper(&e))?;
+    let headers_at = Instant::now();
+    let status = resp.status().as_u16();
+    let (mut parts, mut body) = resp.into_parts();
+    if !r.needs_headers {
+        parts.headers.clear();
+    }
+    body_buf.clear();
+    while let Some(frame) = body.frame().await {
+        let f = frame.map_err(|e| ErrorKind::from_hyper(&e))?;
+        if r.needs_body
+            && let Some(data) = f.data_ref()
+        {
+            body_buf.extend_from_slice(data);
+        }
+    }
+    Ok((status, parts.headers, headers_at))
 }
 
 impl Vu for HttpVu {
