@@ -401,10 +401,7 @@ async fn h1_exchange(
     conn.send(request).await?;
     let head = conn.read_head(&r.method, r.needs_headers).await?;
     let headers_at = Instant::now();
-    let sink = sink.map(|b| {
-        b.clear();
-        b
-    });
+    let sink = sink.inspect(|b| b.clear());
     conn.read_body(&head, sink).await?;
     Ok((head.status, head.headers, headers_at))
 }
