@@ -401,7 +401,10 @@ async fn h1_exchange(
     conn.send(request).await?;
     let head = conn.read_head(&r.method, r.needs_headers).await?;
     let headers_at = Instant::now();
-    let sink = sink.inspect(|b| b.clear());
+    let mut sink = sink;
+    if let Some(b) = sink.as_deref_mut() {
+        b.clear();
+    }
     conn.read_body(&head, sink).await?;
     Ok((head.status, head.headers, headers_at))
 }
