@@ -92,7 +92,7 @@ pub async fn execute(
     .await;
     let series = summary::collect_series(&result.agg);
     let (metrics, thresholds_ok) = summary::derive(&series, &plan.thresholds, result.elapsed);
-    let (interval_series, intervals) = summary::interval_records(&result.agg);
+    let records = summary::interval_records(&result.agg);
     let started_ms = result
         .started
         .duration_since(UNIX_EPOCH)
@@ -136,8 +136,9 @@ pub async fn execute(
             volley: info,
             metrics,
             series: series.iter().map(|(r, _)| r.clone()).collect(),
-            interval_series,
-            intervals,
+            interval_series: records.series,
+            rollup_series: records.rollups,
+            intervals: records.intervals,
         },
         series,
         thresholds_ok,
