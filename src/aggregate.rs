@@ -358,4 +358,57 @@ mod tests {
             matches!(agg.total(vus, &Tags::default()), Slot::Gauge { last, .. } if last == 6.0)
         );
     }
+
+    #[test]
+    fn rollups_are_exact_percentiles_per_scenario() {
+        let reg = Registry::new();
+        let m = reg.metric("http_req_duration", MetricKind::Trend, Unit::Time);
+        let a = Tags::new([("scenario", "a")]);
+        let (fast, slow, other) = (
+            reg.series(m, &a.with("name", "fast")),
+            reg.series(m, &a.with("name", "slow")),
+            reg.series(m, &Tags::new([("scenario", "b")])),
+        );
+        let mut agg = Aggregator::new(reg.clone(), 1, &["a".to_string(), "b".to_string()]);
+        let rec = Recorder::new(reg.clone());
+        // 90 fast samples and 10 slow ones: p50 of the scenario is fast,
+        // p95 slow; neither series alone has both.
+        for _ in 0..90 {
+            rec.trend(fast, 1_000);
+        }
+        for _ in 0..10 {
+            rec.trend(slow, 50_000);
+        }
+        rec.trend(other, 7);
+        agg.push(Flush {
+            worker: 0,
+            index: 0,
+            shard: rec.take(),
+            active: vec![1, 1],
+            allocated: vec![1, 1],
+            last: true,
+        });
+        let iv = &agg.intervals[0];
+        assert_eq!(agg.rollups.len(), 2);
+        let ra = agg
+            .rollups
+            .iter()
+            .position(|r| r.scenario == "a" && r.metric == m)
+            .unwrap() as u32;
+        let (_, p) = iv.rollups.iter().find(|(r, _)| *r == ra).unwrap();
+        let Point::Trend {
+            count, p50, p95, ..
+        } = *p
+        else {
+            panic!("{p:?}")
+        };
+        assert_eq!(count, 100);
+        assert_eq!(p50, 1_000);
+        assert!((49_950..=50_050).contains(&p95), "{p95}");
+        // Totals and thresholds see the series, never the rollups.
+        assert!(matches!(
+            agg.total(m, &a),
+            Slot::Trend(h) if h.len() == 100
+        ));
+    }
 }

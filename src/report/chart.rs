@@ -96,6 +96,10 @@ fn fold(t: &[u64], values: &[Option<f64>], how: Fold) -> Vec<(f64, Option<f64>)>
 
 /// Compact time-axis labels: 45s, 1m30s, 2h, 1h15m.
 pub fn axis_time(secs: f64) -> String {
+    // Short runs get ticks at half seconds: label whole seconds only.
+    if (secs - secs.round()).abs() > 0.01 {
+        return String::new();
+    }
     let s = secs.max(0.0).round() as u64;
     let (h, m, sec) = (s / 3600, (s % 3600) / 60, s % 60);
     match (h, m, sec) {
@@ -230,12 +234,18 @@ mod tests {
     #[test]
     fn long_runs_fold_to_few_points() {
         let t: Vec<u64> = (0..14_400).collect();
-        let v: Vec<Option<f64>> = t.iter().map(|x| Some((*x % 100) as f64)).collect();
+        // A one-second spike in a flat line.
+        let v: Vec<Option<f64>> = t
+            .iter()
+            .map(|x| Some(if *x == 5_000 { 1_000.0 } else { 1.0 }))
+            .collect();
+        assert_eq!(span_for(14_400), 24);
         let mean = fold(&t, &v, Fold::Mean);
         assert!(mean.len() <= MAX_POINTS, "{}", mean.len());
-        assert_eq!(span_for(14_400), 24);
         let max = fold(&t, &v, Fold::Max);
-        assert!(max.iter().all(|p| p.1 == Some(99.0) || p.0 > 14_300.0));
+        assert_eq!(max.iter().filter(|p| p.1 == Some(1_000.0)).count(), 1);
+        let peak = mean.iter().filter_map(|p| p.1).fold(0.0, f64::max);
+        assert!((peak - (1_000.0 + 23.0) / 24.0).abs() < 1e-9, "{peak}");
         // Short runs keep every second.
         let short = fold(&[0, 1, 2], &[Some(1.0), None, Some(3.0)], Fold::Max);
         assert_eq!(short, vec![(0.5, Some(1.0)), (1.5, None), (2.5, Some(3.0))]);

@@ -48,6 +48,7 @@ const THROUGHPUT: &[(&str, &str)] = &[
 const ERRORS: &[(&str, &str, bool)] = &[
     ("http_req_failed", "failed requests/s", false),
     ("checks", "failed checks/s", true),
+    ("ws_drop_rate", "sessions dropped/s", false),
     ("ws_errors", "WebSocket errors/s", false),
     ("ws_msgs_lost", "messages lost/s", false),
     ("webhook_failed", "failed deliveries/s", false),
@@ -805,3 +806,179 @@ svg.plot{display:block;width:100%;height:auto;margin-top:6px}
 footer{margin-top:36px;color:var(--dim);font-size:13px}
 @media print{body{background:#fff}.charts{grid-template-columns:1fr 1fr}figure.chart{break-inside:avoid}}
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::{Aggregator, Flush};
+    use crate::summary::{RunInfo, ScenarioInfo, ThresholdSource};
+    use std::time::Duration;
+    use volley_protocols::metrics::{MetricKind::*, Recorder, Registry, Unit};
+
+    /// A summary as a run with websocket, webhook and postgres scenarios
+    /// would leave it: three one-second intervals through the aggregator.
+    fn mixed_summary() -> Summary {
+        let reg = Registry::new();
+        crate::engine::register_metrics(&reg);
+        let names = ["chat", "stripe", "db"].map(String::from);
+        let mut agg = Aggregator::new(reg.clone(), 1, &names);
+        let t = |sc: &str| Tags::new([("scenario", sc)]);
+        let m = |n: &str, k, u| reg.metric(n, k, u);
+        let (sessions, drops, lat, sent) = (
+            m("ws_sessions", Counter, Unit::Default),
+            m("ws_drop_rate", Rate, Unit::Default),
+            m("ws_msg_latency", Trend, Unit::Time),
+            m("ws_msgs_sent", Counter, Unit::Default),
+        );
+        let (hook, hook_failed) = (
+            m("webhook_duration", Trend, Unit::Time),
+            m("webhook_failed", Rate, Unit::Default),
+        );
+        let (q, wait, conns, qfail) = (
+            m("pg_query_duration", Trend, Unit::Time),
+            m("pg_pool_wait", Trend, Unit::Time),
+            m("pg_connections", Gauge, Unit::Default),
+            m("pg_query_failed", Counter, Unit::Default),
+        );
+        for i in 0..3u64 {
+            let rec = Recorder::new(reg.clone());
+            let room = t("chat").with("room", "room-0");
+            rec.add(rec.series(sessions, &room), 5);
+            rec.rate(rec.series(drops, &room), i == 1);
+            rec.add(rec.series(sent, &room), 20);
+            for ms in [10, 20, 30] {
+                rec.time(rec.series(lat, &room), Duration::from_millis(ms));
+            }
+            for kind in ["valid", "forged", "duplicate"] {
+                let tags = t("stripe")
+                    .with("event", "invoice.paid")
+                    .with("kind", kind);
+                rec.time(rec.series(hook, &tags), Duration::from_millis(5));
+                rec.rate(rec.series(hook_failed, &tags), false);
+            }
+            let db = t("db").with("name", "account");
+            rec.time(rec.series(q, &db), Duration::from_millis(2));
+            rec.time(rec.series(wait, &t("db")), Duration::from_millis(40));
+            for (state, n) in [("active", 10.0), ("idle", 2.0)] {
+                rec.gauge(rec.series(conns, &t("db").with("state", state)), n);
+            }
+            rec.add(
+                rec.series(qfail, &db.with("sqlstate", "53300")),
+                i + 1,
+            );
+            agg.push(Flush {
+                worker: 0,
+                index: i,
+                shard: rec.take(),
+                active: vec![5, 2, 10],
+                allocated: vec![5, 2, 10],
+                last: i == 2,
+            });
+        }
+        let series = summary::collect_series(&agg);
+        let elapsed = Duration::from_secs(3);
+        let (metrics, _) = summary::derive(&series, &[], elapsed);
+        let records = summary::interval_records(&agg);
+        let scenarios = [("chat", "websocket"), ("stripe", "webhook"), ("db", "postgres")]
+            .map(|(name, driver)| ScenarioInfo {
+                name: name.into(),
+                driver: driver.into(),
+                executor: "constant-vus".into(),
+                description: "3s".into(),
+                max_vus: 10,
+                duration_s: 3.0,
+                graceful_stop_s: 0.0,
+            })
+            .to_vec();
+        Summary {
+            volley: RunInfo {
+                version: "test".into(),
+                plan: "mixed.toml".into(),
+                plan_digest: "0".into(),
+                segment: "1/1".into(),
+                started: "2026-01-01T00:00:00Z".into(),
+                started_unix_ms: 0,
+                duration_s: 3.0,
+                aborted: None,
+                scenarios,
+                thresholds: Vec::<ThresholdSource>::new(),
+            },
+            metrics,
+            series: series.into_iter().map(|(r, _)| r).collect(),
+            interval_series: records.series,
+            rollup_series: records.rollups,
+            intervals: records.intervals,
+        }
+    }
+
+    fn chart_ids(html: &str) -> Vec<&str> {
+        html.split("<figure class=\"chart\" id=\"")
+            .skip(1)
+            .map(|p| p.split('"').next().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn every_driver_gets_its_charts_and_tables() {
+        let s = mixed_summary();
+        let html = render(&s).unwrap();
+        let ids = chart_ids(&html);
+        for want in [
+            "chart-chat-latency-ws_msg_latency",
+            "chart-chat-throughput",
+            "chart-chat-errors",
+            "chart-chat-vus",
+            "chart-chat-ws-sessions",
+            "chart-stripe-latency-webhook_duration",
+            "chart-stripe-webhook-kinds",
+            "chart-db-latency-pg_query_duration",
+            "chart-db-latency-pg_pool_wait",
+            "chart-db-pg-connections",
+        ] {
+            assert!(ids.contains(&want), "{want} in {ids:?}");
+        }
+        assert_eq!(html.matches("<svg").count(), ids.len());
+        assert!(html.contains(&format!("data-charts=\"{}\"", ids.len())));
+        assert!(html.contains("NO THRESHOLDS"));
+        // Webhook kinds and connection states are the legends' lines.
+        let kinds = html.split("id=\"chart-stripe-webhook-kinds\"").nth(1).unwrap();
+        let kinds = kinds.split("</figcaption>").next().unwrap();
+        for k in ["valid", "forged", "duplicate"] {
+            assert!(kinds.contains(k), "{k}");
+        }
+        let conns = html.split("id=\"chart-db-pg-connections\"").nth(1).unwrap();
+        assert!(conns.contains("active <b>peak 10</b>"), "{conns}");
+        // Tables per query name / event type, and SQLSTATEs named.
+        assert!(html.contains("Queries by name"));
+        assert!(html.contains("Webhook deliveries by event"));
+        assert!(html.contains("sqlstate=53300 (too_many_connections)"));
+        assert!(html.contains("<td class=\"r\">6</td>"), "1+2+3 failed queries");
+    }
+
+    #[test]
+    fn latency_lines_come_from_exact_rollups() {
+        let s = mixed_summary();
+        let tl = Timeline::new(&s);
+        let [p50, _, p99] = tl.percentiles("ws_msg_latency", "chat").unwrap();
+        // Samples 10, 20, 30 ms each second.
+        assert_eq!(p50.len(), 3);
+        assert!(p50.iter().all(|v| v.is_some_and(|v| (v - 20.0).abs() < 0.05)));
+        assert!(p99.iter().all(|v| v.is_some_and(|v| (v - 30.0).abs() < 0.05)));
+        // Without rollups (an older summary) the page still renders, with
+        // upper bounds and a note saying so.
+        let mut old = s.clone();
+        old.rollup_series.clear();
+        for iv in &mut old.intervals {
+            iv.rollups.clear();
+        }
+        let html = render(&old).unwrap();
+        assert!(html.contains("an upper bound"));
+        assert_eq!(chart_ids(&html).len(), chart_ids(&render(&s).unwrap()).len());
+    }
+
+    #[test]
+    fn text_is_escaped() {
+        assert_eq!(esc("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(slug("my scenario/1"), "my-scenario-1");
+    }
+}
