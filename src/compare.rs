@@ -122,8 +122,10 @@ impl MetricSpec {
 }
 
 fn valid_stat(s: &str) -> bool {
-    matches!(s, "avg" | "min" | "med" | "max" | "count" | "rate" | "value")
-        || percentile(s).is_some()
+    matches!(
+        s,
+        "avg" | "min" | "med" | "max" | "count" | "rate" | "value"
+    ) || percentile(s).is_some()
 }
 
 fn percentile(s: &str) -> Option<f64> {
@@ -172,7 +174,7 @@ impl Row {
     pub fn change(&self) -> Option<f64> {
         match (self.baseline, self.current) {
             (Some(b), Some(c)) if b != 0.0 => Some((c - b) / b),
-            (Some(_), Some(c)) if c == 0.0 => Some(0.0),
+            (Some(_), Some(0.0)) => Some(0.0),
             _ => None,
         }
     }
@@ -290,9 +292,7 @@ pub fn compare(base: &Summary, cur: &Summary, opts: &Options) -> Result<Comparis
             let wanted = match r.kind() {
                 MetricKind::Trend => DEFAULT_TRENDS.contains(&name),
                 MetricKind::Gauge => false,
-                _ => {
-                    failure_like(name) || name == "checks" || DEFAULT_THROUGHPUT.contains(&name)
-                }
+                _ => failure_like(name) || name == "checks" || DEFAULT_THROUGHPUT.contains(&name),
             };
             if !wanted {
                 continue;
@@ -525,7 +525,10 @@ mod tests {
             better("http_req_failed", Rate, Unit::Default, "rate"),
             Better::Lower
         );
-        assert_eq!(better("checks", Rate, Unit::Default, "rate"), Better::Higher);
+        assert_eq!(
+            better("checks", Rate, Unit::Default, "rate"),
+            Better::Higher
+        );
         assert_eq!(
             better("http_reqs", Counter, Unit::Default, "rate"),
             Better::Higher
@@ -538,7 +541,10 @@ mod tests {
             better("data_sent", Counter, Unit::Data, "rate"),
             Better::Neither
         );
-        assert_eq!(better("vus", Gauge, Unit::Default, "value"), Better::Neither);
+        assert_eq!(
+            better("vus", Gauge, Unit::Default, "value"),
+            Better::Neither
+        );
     }
 
     #[test]

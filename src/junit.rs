@@ -55,5 +55,7 @@ pub fn render(s: &Summary) -> Result<String, String> {
     let mut report = Report::new("volley");
     report.set_time(Duration::from_secs_f64(info.duration_s.max(0.0)));
     report.add_test_suite(suite);
-    report.to_string().map_err(|e| format!("cannot write JUnit XML: {e}"))
+    report
+        .to_string()
+        .map_err(|e| format!("cannot write JUnit XML: {e}"))
 }

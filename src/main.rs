@@ -307,8 +307,7 @@ fn write_file(what: &str, path: &Path, bytes: &[u8]) -> Result<(), Failure> {
 }
 
 fn write_report(s: &summary::Summary, path: &Path) -> Result<(), Failure> {
-    let html = report::render(s)
-        .map_err(|e| runtime(anyhow!("cannot render the report: {e}")))?;
+    let html = report::render(s).map_err(|e| runtime(anyhow!("cannot render the report: {e}")))?;
     write_file("report", path, html.as_bytes())
 }
 
@@ -400,7 +399,8 @@ fn cmd_report(a: ReportArgs) -> Result<u8, Failure> {
 }
 
 fn cmd_compare(a: CompareArgs) -> Result<u8, Failure> {
-    let max_regression = compare::parse_percent(&a.max_regression).map_err(|e| usage(anyhow!(e)))?;
+    let max_regression =
+        compare::parse_percent(&a.max_regression).map_err(|e| usage(anyhow!(e)))?;
     let metrics = a
         .metric
         .iter()

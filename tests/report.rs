@@ -149,7 +149,14 @@ fn json_and_csv_lines_add_up_to_the_summary() {
             .filter(|p| !p.is_empty())
             .map(|p| {
                 let (k, v) = p.split_once('=').unwrap();
-                (k.to_string(), Value::String(v.replace("%3D", "=").replace("%26", "&").replace("%25", "%")))
+                (
+                    k.to_string(),
+                    Value::String(
+                        v.replace("%3D", "=")
+                            .replace("%26", "&")
+                            .replace("%25", "%"),
+                    ),
+                )
             })
             .collect();
         let k = key(&rec[col("metric")], &Value::Object(tags));
@@ -236,7 +243,10 @@ fn prometheus_scrapes_during_the_run_end_at_the_summary_totals() {
     let started = Instant::now();
     let mut during: Vec<f64> = Vec::new();
     let last = loop {
-        assert!(started.elapsed() < Duration::from_secs(60), "run never ended");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "run never ended"
+        );
         if let Some(body) = scrape(&addr) {
             assert!(body.ends_with("# EOF\n"), "complete exposition");
             if scraped(&body, "volley_running", &[]) == 0.0 {
@@ -293,7 +303,10 @@ fn prometheus_scrapes_during_the_run_end_at_the_summary_totals() {
         scraped(&last, "volley_data_received_bytes_total", &[]),
         value(&s, "data_received", "count")
     );
-    assert_eq!(scraped(&last, "volley_iterations_total", &[]), value(&s, "iterations", "count"));
+    assert_eq!(
+        scraped(&last, "volley_iterations_total", &[]),
+        value(&s, "iterations", "count")
+    );
 }
 
 #[test]
@@ -379,7 +392,11 @@ fn compare_fails_a_twenty_percent_regression_at_a_ten_percent_limit() {
     assert!(text(&out).contains("+0.0%"), "{}", text(&out));
 
     // Latency 20% up: regressed beyond 10%, within 25%.
-    let slow = write_json(&d, "slow.json", &scale_trend(&base_v, "http_req_duration", 1.2));
+    let slow = write_json(
+        &d,
+        "slow.json",
+        &scale_trend(&base_v, "http_req_duration", 1.2),
+    );
     let out = compare(&base, &slow, &["--max-regression", "10%"]);
     assert_eq!(code(&out), 1, "{}", text(&out));
     let t_out = text(&out);
@@ -397,11 +414,19 @@ fn compare_fails_a_twenty_percent_regression_at_a_ten_percent_limit() {
     let out = compare(&base, &slow, &["--max-regression", "25%"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     // 5% up is within 10%.
-    let bit = write_json(&d, "bit.json", &scale_trend(&base_v, "http_req_duration", 1.05));
+    let bit = write_json(
+        &d,
+        "bit.json",
+        &scale_trend(&base_v, "http_req_duration", 1.05),
+    );
     let out = compare(&base, &bit, &["--max-regression", "10%"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     // Faster is never a regression.
-    let fast = write_json(&d, "fast.json", &scale_trend(&base_v, "http_req_duration", 0.5));
+    let fast = write_json(
+        &d,
+        "fast.json",
+        &scale_trend(&base_v, "http_req_duration", 0.5),
+    );
     assert_eq!(code(&compare(&base, &fast, &[])), 0);
 
     // Throughput 20% down regresses; 20% up does not.
@@ -415,10 +440,19 @@ fn compare_fails_a_twenty_percent_regression_at_a_ten_percent_limit() {
     let out = compare(
         &base,
         &slow,
-        &["--metric", "http_req_duration{name:products}:p(99)", "--metric", "http_reqs"],
+        &[
+            "--metric",
+            "http_req_duration{name:products}:p(99)",
+            "--metric",
+            "http_reqs",
+        ],
     );
     assert_eq!(code(&out), 1, "{}", text(&out));
-    assert!(text(&out).contains("http_req_duration{name:products}"), "{}", text(&out));
+    assert!(
+        text(&out).contains("http_req_duration{name:products}"),
+        "{}",
+        text(&out)
+    );
     let out = compare(&base, &slow, &["--metric", "http_reqs", "--by", "name"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     assert!(text(&out).contains("name:missing"), "{}", text(&out));
@@ -432,7 +466,11 @@ fn compare_fails_a_twenty_percent_regression_at_a_ten_percent_limit() {
     assert!(text(&out).contains("no such metric"), "{}", text(&out));
     let out = compare(&base, &p, &[]);
     assert_eq!(code(&out), 2);
-    assert!(text(&out).contains("not a volley summary"), "{}", text(&out));
+    assert!(
+        text(&out).contains("not a volley summary"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -449,10 +487,18 @@ fn compare_sees_injected_latency_between_two_real_runs() {
         assert_eq!(code(&out), 0, "{}", text(&out));
         summaries.push(write_json(&d, &format!("run{i}.json"), &s.unwrap()));
     }
-    let out = compare(&summaries[0], &summaries[1], &["--metric", "http_req_duration:med"]);
+    let out = compare(
+        &summaries[0],
+        &summaries[1],
+        &["--metric", "http_req_duration:med"],
+    );
     assert_eq!(code(&out), 1, "{}", text(&out));
     // The other way round it is an improvement.
-    let out = compare(&summaries[1], &summaries[0], &["--metric", "http_req_duration:med"]);
+    let out = compare(
+        &summaries[1],
+        &summaries[0],
+        &["--metric", "http_req_duration:med"],
+    );
     assert_eq!(code(&out), 0, "{}", text(&out));
 }
 
@@ -564,7 +610,10 @@ fn junit_has_one_failure_per_failed_threshold_and_the_report_shows_the_run() {
     assert!(verdict.contains("FAILED"), "{verdict}");
     assert!(verdict.contains("2 of 4 thresholds failed"), "{verdict}");
     assert!(verdict.contains("p(99)&lt;0.001") && verdict.contains("rate&lt;0.01"));
-    assert!(!verdict.contains("p(95)&lt;5000"), "passed ones are not listed");
+    assert!(
+        !verdict.contains("p(95)&lt;5000"),
+        "passed ones are not listed"
+    );
     // One SVG per expected chart.
     let mut ids = charts(&html);
     ids.sort();
@@ -582,7 +631,10 @@ fn junit_has_one_failure_per_failed_threshold_and_the_report_shows_the_run() {
     assert!(html.contains("<td>products</td>") && html.contains("<td>missing</td>"));
     assert!(html.contains("status 500"), "error breakdown");
     let total = value(&s, "http_reqs", "count") as u64;
-    assert!(html.contains(&format!("{total} (")), "HTTP requests in the facts");
+    assert!(
+        html.contains(&format!("{total} (")),
+        "HTTP requests in the facts"
+    );
     // Self-contained: no script, nothing fetched.
     assert!(!html.contains("<script"));
     assert!(!html.contains("src="));

@@ -195,9 +195,8 @@ impl Collector for SnapshotCollector {
                             buckets,
                         } = v
                         {
-                            m.encode_family(labels)?.encode_histogram::<NoLabelSet>(
-                                *sum, *count, buckets, None,
-                            )?;
+                            m.encode_family(labels)?
+                                .encode_histogram::<NoLabelSet>(*sum, *count, buckets, None)?;
                         }
                     }
                 }

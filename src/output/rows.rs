@@ -120,8 +120,8 @@ pub fn interval_lines(
     for iv in agg.intervals.iter().skip(from) {
         // Every interval lasts a second but the run's last one.
         let span = (elapsed.as_secs_f64() - iv.index as f64).clamp(1e-3, 1.0);
-        let time = humantime::format_rfc3339_millis(started + Duration::from_secs(iv.index))
-            .to_string();
+        let time =
+            humantime::format_rfc3339_millis(started + Duration::from_secs(iv.index)).to_string();
         for (id, point) in &iv.points {
             let Some(info) = series.get(*id as usize) else {
                 continue;
@@ -198,7 +198,7 @@ fn csv_record(l: &Line) -> [String; 17] {
 
 enum Format {
     Json(BufWriter<File>),
-    Csv(csv::Writer<File>),
+    Csv(Box<csv::Writer<File>>),
 }
 
 /// `--out json=FILE` / `--out csv=FILE`: written and flushed every interval,
@@ -231,7 +231,7 @@ impl FileOutput {
         w.write_record(CSV_HEADER)
             .and_then(|_| w.flush().map_err(Into::into))
             .map_err(|e| format!("--out csv={}: {e}", path.display()))?;
-        Ok(Self::new(path, Format::Csv(w)))
+        Ok(Self::new(path, Format::Csv(Box::new(w))))
     }
 
     fn new(path: &Path, format: Format) -> Self {

@@ -60,8 +60,11 @@ pub fn span_for(n: usize) -> u64 {
     n.div_ceil(MAX_POINTS).max(1) as u64
 }
 
-/// (x, value) points of one line, folded to at most MAX_POINTS.
-fn fold(t: &[u64], values: &[Option<f64>], how: Fold) -> Vec<(f64, Option<f64>)> {
+/// (x, value) points of a line; `None` is a gap.
+type Points = Vec<(f64, Option<f64>)>;
+
+/// The points of one line, folded to at most MAX_POINTS.
+fn fold(t: &[u64], values: &[Option<f64>], how: Fold) -> Points {
     let span = span_for(t.last().map(|l| *l as usize + 1).unwrap_or(0));
     let mut out: Vec<(f64, Option<f64>)> = Vec::new();
     let mut bucket: Option<u64> = None;
@@ -139,12 +142,30 @@ fn trim(v: f64) -> String {
 
 /// The chart as an `<svg>` element.
 pub fn svg(data: &ChartData, title: &str) -> Result<String, String> {
-    let lines: Vec<(&Line, Vec<(f64, Option<f64>)>)> = data
+    let lines: Vec<(&Line, Points)> = data
         .lines
         .iter()
         .map(|l| (l, fold(&data.t, &l.values, data.fold)))
         .collect();
-    let x_max = data.t.last().map(|t| *t as f64 + 1.0).unwrap_or(1.0).max(1.0);
+    let x_max = data
+        .t
+        .last()
+        .map(|t| *t as f64 + 1.0)
+        .unwrap_or(1.0)
+        .max(1.0);
+    // Ticks fall on round numbers of the unit the x axis counts in: seconds,
+    // minutes or hours, by the run's length.
+    let x_unit = if x_max > 7200.0 {
+        3600.0
+    } else if x_max > 600.0 {
+        60.0
+    } else {
+        1.0
+    };
+    let lines: Vec<(&Line, Points)> = lines
+        .into_iter()
+        .map(|(l, pts)| (l, pts.into_iter().map(|(x, y)| (x / x_unit, y)).collect()))
+        .collect();
     let y_top = lines
         .iter()
         .flat_map(|(_, pts)| pts.iter().filter_map(|p| p.1))
@@ -166,7 +187,7 @@ pub fn svg(data: &ChartData, title: &str) -> Result<String, String> {
             .margin_bottom(6)
             .x_label_area_size(26)
             .y_label_area_size(58)
-            .build_cartesian_2d(0f64..x_max, 0f64..y_max)
+            .build_cartesian_2d(0f64..x_max / x_unit, 0f64..y_max)
             .map_err(|e| e.to_string())?;
         let grey = RGBColor(100, 100, 100);
         chart
@@ -178,7 +199,7 @@ pub fn svg(data: &ChartData, title: &str) -> Result<String, String> {
             .label_style(("sans-serif", 13).into_font().color(&grey))
             .x_labels(7)
             .y_labels(5)
-            .x_label_formatter(&|x| axis_time(*x))
+            .x_label_formatter(&|x| axis_time(*x * x_unit))
             .y_label_formatter(&|y| axis_value(*y, data.unit))
             .draw()
             .map_err(|e| e.to_string())?;

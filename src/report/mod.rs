@@ -202,12 +202,13 @@ pub fn render(s: &Summary) -> Result<String, String> {
 (HdrHistogram, 3 significant digits; open-model latency counts from each arrival's scheduled start). \
 Runs longer than {} seconds are drawn with one point per span of seconds: latency and gauges show the \
 highest second of the span, rates its mean. Tables are computed from the whole run's histograms.</p>\
-<p>volley {} · plan digest {} · segment {}</p></footer></main></body></html>\n",
+<p>volley {} · plan digest {} · segment {}</p></footer></main></body></html>",
         chart::MAX_POINTS,
         esc(&s.volley.version),
         esc(&s.volley.plan_digest),
         esc(&s.volley.segment)
     );
+    page.push('\n');
     Ok(page)
 }
 
@@ -315,7 +316,10 @@ fn facts(s: &Summary, series: &[(SeriesRecord, Slot)], elapsed: Duration) -> Str
     if let Some(r) = metric_value(s, "http_req_failed", "rate") {
         rows.push(("HTTP failures".into(), format!("{:.2}%", r * 100.0)));
     }
-    for (metric, label) in [("data_received", "Data received"), ("data_sent", "Data sent")] {
+    for (metric, label) in [
+        ("data_received", "Data received"),
+        ("data_sent", "Data sent"),
+    ] {
         if let Some(v) = metric_value(s, metric, "count") {
             rows.push((label.into(), summary::bytes_text(v)));
         }
@@ -345,7 +349,9 @@ fn thresholds_table(s: &Summary) -> String {
                 .get(&t.key)
                 .and_then(|m| m.thresholds.get(expr).map(|r| (m, r)));
             let (mark, class, seen) = match r {
-                Some((m, r)) if r.no_data => ("–", "nodata", summary::threshold_observed(m, expr, r)),
+                Some((m, r)) if r.no_data => {
+                    ("–", "nodata", summary::threshold_observed(m, expr, r))
+                }
                 Some((m, r)) if r.ok => ("✓", "ok", summary::threshold_observed(m, expr, r)),
                 Some((m, r)) => ("✗", "bad", summary::threshold_observed(m, expr, r)),
                 None => ("–", "nodata", "not evaluated".into()),
@@ -589,9 +595,12 @@ fn figure_html(f: &Figure) -> Result<String, String> {
         esc(&f.title)
     );
     for l in &f.data.lines {
-        let peak = l.values.iter().flatten().copied().fold(None, |m: Option<f64>, v| {
-            Some(m.map_or(v, |m| m.max(v)))
-        });
+        let peak = l
+            .values
+            .iter()
+            .flatten()
+            .copied()
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
         let peak = match peak {
             // Counts format as plain numbers (the axis hides fractions).
             Some(p) if f.data.unit == YUnit::Count => chart::axis_value(p, YUnit::PerSecond),
@@ -706,10 +715,12 @@ fn error_breakdown(series: &[(SeriesRecord, Slot)]) -> String {
     let describe = |tags: &Tags, skip: &[&str]| -> String {
         tags.iter()
             .filter(|(k, _)| *k != "scenario" && !skip.contains(k))
-            .map(|(k, v)| match (k, SQLSTATES.iter().find(|(c, _)| *c == v)) {
-                ("sqlstate", Some((_, n))) => format!("sqlstate={v} ({n})"),
-                _ => format!("{k}={v}"),
-            })
+            .map(
+                |(k, v)| match (k, SQLSTATES.iter().find(|(c, _)| *c == v)) {
+                    ("sqlstate", Some((_, n))) => format!("sqlstate={v} ({n})"),
+                    _ => format!("{k}={v}"),
+                },
+            )
             .collect::<Vec<_>>()
             .join(" · ")
     };
@@ -721,10 +732,7 @@ fn error_breakdown(series: &[(SeriesRecord, Slot)]) -> String {
                     Some(e) => e.to_string(),
                     None => format!("status {}", r.tags.get("status").unwrap_or("?")),
                 };
-                let rest = describe(
-                    &r.tags,
-                    &["error", "status", "expected_response", "method"],
-                );
+                let rest = describe(&r.tags, &["error", "status", "expected_response", "method"]);
                 (*n, format!("{head} · {rest}"))
             }
             ("checks", Slot::Rate { hits, total }) => (total - hits, describe(&r.tags, &[])),
@@ -744,11 +752,15 @@ fn error_breakdown(series: &[(SeriesRecord, Slot)]) -> String {
     }
     let mut html = String::from("<section id=\"errors\"><h2>Errors</h2>");
     if rows.is_empty() {
-        html.push_str("<p>No errors: every response was expected, every check passed.</p></section>");
+        html.push_str(
+            "<p>No errors: every response was expected, every check passed.</p></section>",
+        );
         return html;
     }
     let mut rows: Vec<((String, String, String), u64)> = rows.into_iter().collect();
-    rows.sort_by(|a, b| (&a.0.0, &a.0.1, std::cmp::Reverse(a.1)).cmp(&(&b.0.0, &b.0.1, std::cmp::Reverse(b.1))));
+    rows.sort_by(|a, b| {
+        (&a.0.0, &a.0.1, std::cmp::Reverse(a.1)).cmp(&(&b.0.0, &b.0.1, std::cmp::Reverse(b.1)))
+    });
     html.push_str(
         "<table><thead><tr><th>scenario</th><th>metric</th><th>what</th><th class=\"r\">count</th></tr></thead><tbody>",
     );
@@ -850,9 +862,7 @@ mod tests {
                 rec.time(rec.series(lat, &room), Duration::from_millis(ms));
             }
             for kind in ["valid", "forged", "duplicate"] {
-                let tags = t("stripe")
-                    .with("event", "invoice.paid")
-                    .with("kind", kind);
+                let tags = t("stripe").with("event", "invoice.paid").with("kind", kind);
                 rec.time(rec.series(hook, &tags), Duration::from_millis(5));
                 rec.rate(rec.series(hook_failed, &tags), false);
             }
@@ -862,10 +872,7 @@ mod tests {
             for (state, n) in [("active", 10.0), ("idle", 2.0)] {
                 rec.gauge(rec.series(conns, &t("db").with("state", state)), n);
             }
-            rec.add(
-                rec.series(qfail, &db.with("sqlstate", "53300")),
-                i + 1,
-            );
+            rec.add(rec.series(qfail, &db.with("sqlstate", "53300")), i + 1);
             agg.push(Flush {
                 worker: 0,
                 index: i,
@@ -879,17 +886,21 @@ mod tests {
         let elapsed = Duration::from_secs(3);
         let (metrics, _) = summary::derive(&series, &[], elapsed);
         let records = summary::interval_records(&agg);
-        let scenarios = [("chat", "websocket"), ("stripe", "webhook"), ("db", "postgres")]
-            .map(|(name, driver)| ScenarioInfo {
-                name: name.into(),
-                driver: driver.into(),
-                executor: "constant-vus".into(),
-                description: "3s".into(),
-                max_vus: 10,
-                duration_s: 3.0,
-                graceful_stop_s: 0.0,
-            })
-            .to_vec();
+        let scenarios = [
+            ("chat", "websocket"),
+            ("stripe", "webhook"),
+            ("db", "postgres"),
+        ]
+        .map(|(name, driver)| ScenarioInfo {
+            name: name.into(),
+            driver: driver.into(),
+            executor: "constant-vus".into(),
+            description: "3s".into(),
+            max_vus: 10,
+            duration_s: 3.0,
+            graceful_stop_s: 0.0,
+        })
+        .to_vec();
         Summary {
             volley: RunInfo {
                 version: "test".into(),
@@ -941,7 +952,10 @@ mod tests {
         assert!(html.contains(&format!("data-charts=\"{}\"", ids.len())));
         assert!(html.contains("NO THRESHOLDS"));
         // Webhook kinds and connection states are the legends' lines.
-        let kinds = html.split("id=\"chart-stripe-webhook-kinds\"").nth(1).unwrap();
+        let kinds = html
+            .split("id=\"chart-stripe-webhook-kinds\"")
+            .nth(1)
+            .unwrap();
         let kinds = kinds.split("</figcaption>").next().unwrap();
         for k in ["valid", "forged", "duplicate"] {
             assert!(kinds.contains(k), "{k}");
@@ -952,7 +966,10 @@ mod tests {
         assert!(html.contains("Queries by name"));
         assert!(html.contains("Webhook deliveries by event"));
         assert!(html.contains("sqlstate=53300 (too_many_connections)"));
-        assert!(html.contains("<td class=\"r\">6</td>"), "1+2+3 failed queries");
+        assert!(
+            html.contains("<td class=\"r\">6</td>"),
+            "1+2+3 failed queries"
+        );
     }
 
     #[test]
@@ -962,8 +979,14 @@ mod tests {
         let [p50, _, p99] = tl.percentiles("ws_msg_latency", "chat").unwrap();
         // Samples 10, 20, 30 ms each second.
         assert_eq!(p50.len(), 3);
-        assert!(p50.iter().all(|v| v.is_some_and(|v| (v - 20.0).abs() < 0.05)));
-        assert!(p99.iter().all(|v| v.is_some_and(|v| (v - 30.0).abs() < 0.05)));
+        assert!(
+            p50.iter()
+                .all(|v| v.is_some_and(|v| (v - 20.0).abs() < 0.05))
+        );
+        assert!(
+            p99.iter()
+                .all(|v| v.is_some_and(|v| (v - 30.0).abs() < 0.05))
+        );
         // Without rollups (an older summary) the page still renders, with
         // upper bounds and a note saying so.
         let mut old = s.clone();
@@ -973,12 +996,18 @@ mod tests {
         }
         let html = render(&old).unwrap();
         assert!(html.contains("an upper bound"));
-        assert_eq!(chart_ids(&html).len(), chart_ids(&render(&s).unwrap()).len());
+        assert_eq!(
+            chart_ids(&html).len(),
+            chart_ids(&render(&s).unwrap()).len()
+        );
     }
 
     #[test]
     fn text_is_escaped() {
-        assert_eq!(esc("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
         assert_eq!(slug("my scenario/1"), "my-scenario-1");
     }
 }

@@ -5,7 +5,10 @@
 
 mod text;
 
-pub use text::{BREAKDOWNS, bytes as bytes_text, ms as ms_text, render_text, threshold_observed, value as value_text};
+pub use text::{
+    BREAKDOWNS, bytes as bytes_text, ms as ms_text, render_text, threshold_observed,
+    value as value_text,
+};
 
 use crate::aggregate::{Interval, Point};
 use crate::stats::Stats;

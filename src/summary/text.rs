@@ -95,7 +95,11 @@ fn stat_line(kind: MetricKind, unit: Unit, v: &BTreeMap<String, f64>) -> String 
 }
 
 /// What a threshold saw, e.g. `p(95)=212.40ms`, `rate=0.52%`, `no data`.
-pub fn threshold_observed(m: &super::MetricSummary, expr: &str, r: &super::ThresholdResult) -> String {
+pub fn threshold_observed(
+    m: &super::MetricSummary,
+    expr: &str,
+    r: &super::ThresholdResult,
+) -> String {
     match (r.value, r.no_data) {
         (_, true) => "no data".to_string(),
         (Some(v), _) => {
