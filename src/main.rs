@@ -342,9 +342,11 @@ fn run_and_report(
     let rt = main_runtime()?;
     let report = rt.block_on(async {
         let control = engine::Control::default();
-        run::install_ctrl_c(&control);
+        let ctrl_c = run::install_ctrl_c(&control);
         let mut observers = outputs.observers();
-        run::execute(plan.clone(), &settings, control, &mut observers).await
+        let report = run::execute(plan.clone(), &settings, control, &mut observers).await;
+        ctrl_c.abort();
+        report
     });
     let report = report.map_err(|e| usage(anyhow!(e)))?;
     print!("{}", summary::render_text(&report.summary, &report.series));
@@ -358,6 +360,19 @@ fn run_and_report(
     }
     if let Some(path) = &artifacts.junit {
         written = written.and(write_junit(&report.summary, path));
+    }
+    if let Some(linger) = outputs.linger() {
+        eprintln!(
+            "prometheus: serving the final values until scraped, at most {} (Ctrl-C to exit now)",
+            volley_protocols::duration::format_duration(linger)
+        );
+        rt.block_on(async {
+            tokio::select! {
+                _ = outputs.final_scraped() => {}
+                _ = tokio::time::sleep(linger) => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        });
     }
     outputs.finish();
     written?;

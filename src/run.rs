@@ -180,8 +180,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     })
 }
 
-/// Ctrl-C once: graceful stop; twice: stop now.
-pub fn install_ctrl_c(control: &Control) {
+/// Ctrl-C once: graceful stop; twice: stop now. Abort the handle once the
+/// run is over, so a later Ctrl-C is not taken for a stop.
+pub fn install_ctrl_c(control: &Control) -> tokio::task::JoinHandle<()> {
     let control = control.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -193,5 +194,5 @@ pub fn install_ctrl_c(control: &Control) {
                 control.kill.cancel();
             }
         }
-    });
+    })
 }

@@ -100,13 +100,32 @@ impl Outputs {
         v
     }
 
-    /// After the run: let Prometheus scrape the final values (up to each
-    /// endpoint's linger), then stop serving.
+    /// How long to keep serving the final values after the run, if at all.
+    pub fn linger(&self) -> Option<Duration> {
+        self.endpoints
+            .iter()
+            .map(|e| e.linger)
+            .max()
+            .filter(|l| !l.is_zero())
+    }
+
+    /// Resolves once every lingering endpoint has served its final values.
+    pub async fn final_scraped(&self) {
+        while !self
+            .endpoints
+            .iter()
+            .all(|e| e.linger.is_zero() || e.final_scraped())
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Let the response that carried them leave the socket.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    /// Flush and close everything.
     pub fn finish(self) {
         drop(self.files);
-        for e in self.endpoints {
-            e.finish();
-        }
+        drop(self.endpoints);
     }
 }
 

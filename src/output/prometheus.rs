@@ -19,8 +19,9 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit as PUnit};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use volley_protocols::metrics::{MetricKind, Slot, Unit};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -76,8 +77,7 @@ struct Snapshot {
 struct Shared {
     snapshot: Mutex<Snapshot>,
     /// Set once a scrape returned the final values.
-    final_scraped: Mutex<bool>,
-    scraped: Condvar,
+    final_scraped: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -242,8 +242,8 @@ fn value_of(slot: &Slot, unit: Unit) -> Option<Value> {
 /// The serving side of `--out prometheus`, and the observer feeding it.
 pub struct Endpoint {
     pub addr: SocketAddr,
+    pub linger: Duration,
     shared: Arc<Shared>,
-    linger: Duration,
     /// Intervals already taken into the snapshot.
     seen: usize,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -328,30 +328,9 @@ impl Endpoint {
         }
     }
 
-    /// Wait (up to the linger) for a scrape of the final values, then stop.
-    pub fn finish(mut self) {
-        if !self.linger.is_zero() {
-            let deadline = Instant::now() + self.linger;
-            let mut done = self.shared.final_scraped.lock().expect("lock");
-            while !*done {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                done = self
-                    .shared
-                    .scraped
-                    .wait_timeout(done, left)
-                    .expect("lock")
-                    .0;
-            }
-            if *done {
-                // Let the response that carried them leave the socket.
-                drop(done);
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        }
-        self.shutdown();
+    /// A scrape has returned the run's final values.
+    pub fn final_scraped(&self) -> bool {
+        self.shared.final_scraped.load(Ordering::Acquire)
     }
 
     fn shutdown(&mut self) {
@@ -456,8 +435,7 @@ fn respond(
         return reply(500, "text/plain", format!("cannot encode metrics: {e}\n"));
     }
     if last {
-        *shared.final_scraped.lock().expect("lock") = true;
-        shared.scraped.notify_all();
+        shared.final_scraped.store(true, Ordering::Release);
     }
     reply(
         200,
