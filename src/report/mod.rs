@@ -758,13 +758,17 @@ fn error_breakdown(series: &[(SeriesRecord, Slot)]) -> String {
         return html;
     }
     let mut rows: Vec<((String, String, String), u64)> = rows.into_iter().collect();
-    rows.sort_by(|a, b| {
-        (&a.0.0, &a.0.1, std::cmp::Reverse(a.1)).cmp(&(&b.0.0, &b.0.1, std::cmp::Reverse(b.1)))
-    });
+    // Most frequent first, per scenario.
+    rows.sort_by(|(a, na), (b, nb)| a.0.cmp(&b.0).then(nb.cmp(na)).then(a.cmp(b)));
     html.push_str(
         "<table><thead><tr><th>scenario</th><th>metric</th><th>what</th><th class=\"r\">count</th></tr></thead><tbody>",
     );
     for ((sc, metric, what), n) in rows {
+        let what = if what.is_empty() {
+            "–".to_string()
+        } else {
+            what
+        };
         let _ = write!(
             html,
             "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td class=\"r\">{n}</td></tr>",
