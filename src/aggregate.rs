@@ -70,6 +70,17 @@ pub struct Interval {
     /// Interval k covers [k, k+1) seconds from the start of the run.
     pub index: u64,
     pub points: Vec<(SeriesId, Point)>,
+    /// Per-scenario percentiles of each trend (index into
+    /// [`Aggregator::rollups`]): percentiles do not add up across series, so
+    /// they are computed here, from the interval's merged histograms.
+    pub rollups: Vec<(u32, Point)>,
+}
+
+/// A trend metric within one scenario: what per-scenario charts plot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rollup {
+    pub metric: MetricId,
+    pub scenario: String,
 }
 
 /// What a worker sends once per flush interval.
@@ -102,6 +113,9 @@ pub struct Aggregator {
     vus: SeriesId,
     vus_max: SeriesId,
     vus_by_scenario: Vec<SeriesId>,
+    pub rollups: Vec<Rollup>,
+    /// Per series id: its rollup, once looked up (`None` = not looked up yet).
+    rollup_of: Vec<Option<Option<u32>>>,
 }
 
 impl Aggregator {
@@ -124,6 +138,8 @@ impl Aggregator {
             vus,
             vus_max,
             vus_by_scenario,
+            rollups: Vec::new(),
+            rollup_of: Vec::new(),
         }
     }
 
@@ -183,8 +199,62 @@ impl Aggregator {
                 points.push((id as SeriesId, point));
             }
         }
+        let rollups = self.roll_up(&p.slots);
         merge_slots(&mut self.totals, p.slots);
-        self.intervals.push(Interval { index: k, points });
+        self.intervals.push(Interval {
+            index: k,
+            points,
+            rollups,
+        });
+    }
+
+    /// Merge one interval's trend histograms per (metric, scenario): exact
+    /// per-scenario percentiles, kept as small points (memory stays flat).
+    fn roll_up(&mut self, slots: &[Slot]) -> Vec<(u32, Point)> {
+        let mut merged: Vec<Slot> = Vec::new();
+        let mut series = None;
+        for (id, slot) in slots.iter().enumerate() {
+            if !matches!(slot, Slot::Trend(_)) {
+                continue;
+            }
+            if self.rollup_of.len() <= id {
+                self.rollup_of.resize(id + 1, None);
+            }
+            let rid = match self.rollup_of[id] {
+                Some(r) => r,
+                None => {
+                    let all = series.get_or_insert_with(|| self.registry.all_series());
+                    let r = all.get(id).and_then(|info| {
+                        let scenario = info.tags.get("scenario")?;
+                        let key = Rollup {
+                            metric: info.metric,
+                            scenario: scenario.to_string(),
+                        };
+                        Some(match self.rollups.iter().position(|x| *x == key) {
+                            Some(i) => i as u32,
+                            None => {
+                                self.rollups.push(key);
+                                (self.rollups.len() - 1) as u32
+                            }
+                        })
+                    });
+                    self.rollup_of[id] = Some(r);
+                    r
+                }
+            };
+            if let Some(r) = rid {
+                let r = r as usize;
+                if merged.len() <= r {
+                    merged.resize_with(r + 1, Slot::default);
+                }
+                merged[r].merge(slot);
+            }
+        }
+        merged
+            .iter()
+            .enumerate()
+            .filter_map(|(r, slot)| Some((r as u32, Point::of(slot)?)))
+            .collect()
     }
 
     /// Totals of `metric` over every series whose tags include `filter`.
@@ -287,5 +357,58 @@ mod tests {
         assert!(
             matches!(agg.total(vus, &Tags::default()), Slot::Gauge { last, .. } if last == 6.0)
         );
+    }
+
+    #[test]
+    fn rollups_are_exact_percentiles_per_scenario() {
+        let reg = Registry::new();
+        let m = reg.metric("http_req_duration", MetricKind::Trend, Unit::Time);
+        let a = Tags::new([("scenario", "a")]);
+        let (fast, slow, other) = (
+            reg.series(m, &a.with("name", "fast")),
+            reg.series(m, &a.with("name", "slow")),
+            reg.series(m, &Tags::new([("scenario", "b")])),
+        );
+        let mut agg = Aggregator::new(reg.clone(), 1, &["a".to_string(), "b".to_string()]);
+        let rec = Recorder::new(reg.clone());
+        // 90 fast samples and 10 slow ones: p50 of the scenario is fast,
+        // p95 slow; neither series alone has both.
+        for _ in 0..90 {
+            rec.trend(fast, 1_000);
+        }
+        for _ in 0..10 {
+            rec.trend(slow, 50_000);
+        }
+        rec.trend(other, 7);
+        agg.push(Flush {
+            worker: 0,
+            index: 0,
+            shard: rec.take(),
+            active: vec![1, 1],
+            allocated: vec![1, 1],
+            last: true,
+        });
+        let iv = &agg.intervals[0];
+        assert_eq!(agg.rollups.len(), 2);
+        let ra = agg
+            .rollups
+            .iter()
+            .position(|r| r.scenario == "a" && r.metric == m)
+            .unwrap() as u32;
+        let (_, p) = iv.rollups.iter().find(|(r, _)| *r == ra).unwrap();
+        let Point::Trend {
+            count, p50, p95, ..
+        } = *p
+        else {
+            panic!("{p:?}")
+        };
+        assert_eq!(count, 100);
+        assert_eq!(p50, 1_000);
+        assert!((49_950..=50_050).contains(&p95), "{p95}");
+        // Totals and thresholds see the series, never the rollups.
+        assert!(matches!(
+            agg.total(m, &a),
+            Slot::Trend(h) if h.len() == 100
+        ));
     }
 }

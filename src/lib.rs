@@ -3,10 +3,14 @@
 //! over this library; integration tests use it directly too.
 
 pub mod aggregate;
+pub mod compare;
 pub mod drivers;
 pub mod engine;
+pub mod junit;
+pub mod output;
 pub mod plan;
 pub mod progress;
+pub mod report;
 pub mod run;
 pub mod serve;
 pub mod stats;

@@ -8,12 +8,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use volley::{engine, plan, run, serve, summary};
+use volley::output::{OutputSpec, Outputs};
+use volley::{compare, engine, junit, plan, report, run, serve, summary};
 use volley_protocols::duration::DurRange;
 
 /// Exit codes, as k6 users know them.
 const EXIT_OK: u8 = 0;
 const EXIT_RUNTIME: u8 = 1;
+/// `volley compare`: a statistic regressed beyond the limit.
+const EXIT_REGRESSED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 const EXIT_THRESHOLDS: u8 = 99;
 const EXIT_INTERRUPTED: u8 = 130;
@@ -39,6 +42,28 @@ enum Cmd {
     Serve(ServeArgs),
     /// Start the demo target on a free port and run the demo plan against it.
     Demo(DemoArgs),
+    /// Render the HTML report (and JUnit) from a saved summary export.
+    Report(ReportArgs),
+    /// Compare two summary exports; exit 1 when a statistic regressed beyond the limit.
+    Compare(CompareArgs),
+}
+
+/// Files and outputs a run writes besides the terminal summary.
+#[derive(Args, Default)]
+struct ArtifactArgs {
+    /// Write the end-of-run summary as JSON (k6 shape plus mergeable histograms).
+    #[arg(long, value_name = "FILE")]
+    summary_export: Option<PathBuf>,
+    /// Write a self-contained HTML report (charts, tables, verdict).
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Write the thresholds as JUnit XML test cases.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Stream time series while the run goes (repeatable): json=FILE, csv=FILE,
+    /// prometheus=127.0.0.1:9464[,linger=30s].
+    #[arg(long = "out", value_name = "KIND=TARGET")]
+    out: Vec<String>,
 }
 
 #[derive(Args)]
@@ -57,9 +82,8 @@ struct PlanArgs {
 struct RunArgs {
     #[command(flatten)]
     plan: PlanArgs,
-    /// Write the end-of-run summary as JSON (k6 shape plus mergeable histograms).
-    #[arg(long, value_name = "FILE")]
-    summary_export: Option<PathBuf>,
+    #[command(flatten)]
+    artifacts: ArtifactArgs,
     /// No live progress line.
     #[arg(short, long)]
     quiet: bool,
@@ -101,8 +125,42 @@ struct DemoArgs {
     /// Write the summary as JSON.
     #[arg(long, value_name = "FILE")]
     summary_export: Option<PathBuf>,
+    /// Where to write the HTML report.
+    #[arg(long, value_name = "FILE", default_value = "volley-report.html")]
+    report: PathBuf,
     #[arg(short, long)]
     quiet: bool,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// A summary written by `volley run --summary-export` (or merge).
+    summary: PathBuf,
+    /// Where to write the HTML report.
+    #[arg(long, value_name = "FILE", default_value = "report.html")]
+    out: PathBuf,
+    /// Also write the thresholds as JUnit XML.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// The reference summary export.
+    baseline: PathBuf,
+    /// The summary export to judge.
+    current: PathBuf,
+    /// Largest change for the worse allowed: latency or error rates up, throughput down.
+    #[arg(long, value_name = "PERCENT", default_value = "10%")]
+    max_regression: String,
+    /// Compare only these (repeatable): NAME, NAME:STAT, NAME{tag:value}:STAT,
+    /// e.g. 'http_req_duration{scenario:api}:p(99)'. Default: headline latencies
+    /// (p95), error rates and counts, throughput.
+    #[arg(long, value_name = "SPEC")]
+    metric: Vec<String>,
+    /// Also compare per value of this tag within each scenario (e.g. name).
+    #[arg(long, value_name = "TAG")]
+    by: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -119,6 +177,8 @@ fn main() -> ExitCode {
         Cmd::Validate(a) => cmd_validate(a),
         Cmd::Serve(a) => cmd_serve(a),
         Cmd::Demo(a) => cmd_demo(a),
+        Cmd::Report(a) => cmd_report(a),
+        Cmd::Compare(a) => cmd_compare(a),
     };
     match code {
         Ok(c) => ExitCode::from(c),
@@ -211,39 +271,175 @@ fn cmd_run(a: RunArgs) -> Result<u8, Failure> {
         seed: a.seed.unwrap_or_else(random_seed),
         start_at,
     };
-    run_and_report(plan, settings, a.summary_export.as_deref())
+    run_and_report(plan, settings, &a.artifacts)
 }
 
 fn random_seed() -> u64 {
     fastrand::u64(..)
 }
 
+/// Refuse before the run a file we could not write after it.
+fn check_writable(flag: &str, path: &Path) -> Result<(), Failure> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(usage(anyhow!(
+            "{flag} {}: the folder {} does not exist; create it or choose another path",
+            path.display(),
+            dir.display()
+        )));
+    }
+    if path.is_dir() {
+        return Err(usage(anyhow!(
+            "{flag} {}: that is a folder; give a file name",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+fn write_file(what: &str, path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    run::write_atomic(path, bytes)
+        .with_context(|| format!("cannot write the {what} to {}", path.display()))
+        .map_err(runtime)
+}
+
+fn write_report(s: &summary::Summary, path: &Path) -> Result<(), Failure> {
+    let html = report::render(s).map_err(|e| runtime(anyhow!("cannot render the report: {e}")))?;
+    write_file("report", path, html.as_bytes())
+}
+
+fn write_junit(s: &summary::Summary, path: &Path) -> Result<(), Failure> {
+    let xml = junit::render(s).map_err(|e| runtime(anyhow!(e)))?;
+    write_file("JUnit XML", path, xml.as_bytes())
+}
+
 fn run_and_report(
     plan: plan::Plan,
     settings: run::Settings,
-    export: Option<&Path>,
+    artifacts: &ArtifactArgs,
 ) -> Result<u8, Failure> {
+    for (flag, path) in [
+        ("--summary-export", &artifacts.summary_export),
+        ("--report", &artifacts.report),
+        ("--junit", &artifacts.junit),
+    ] {
+        if let Some(p) = path {
+            check_writable(flag, p)?;
+        }
+    }
+    let specs = artifacts
+        .out
+        .iter()
+        .map(|s| OutputSpec::parse(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| usage(anyhow!(e)))?;
+    let mut outputs = Outputs::open(&specs).map_err(|e| usage(anyhow!(e)))?;
     raise_nofile(&plan);
     let plan = Arc::new(plan);
     let rt = main_runtime()?;
     let report = rt.block_on(async {
         let control = engine::Control::default();
-        run::install_ctrl_c(&control);
-        run::execute(plan.clone(), &settings, control, &mut []).await
+        let ctrl_c = run::install_ctrl_c(&control);
+        let mut observers = outputs.observers();
+        let report = run::execute(plan.clone(), &settings, control, &mut observers).await;
+        ctrl_c.abort();
+        report
     });
     let report = report.map_err(|e| usage(anyhow!(e)))?;
     print!("{}", summary::render_text(&report.summary, &report.series));
-    if let Some(path) = export {
+    let mut written = Ok(());
+    if let Some(path) = &artifacts.summary_export {
         let json = serde_json::to_vec_pretty(&report.summary).map_err(runtime)?;
-        run::write_atomic(path, &json)
-            .with_context(|| format!("cannot write the summary to {}", path.display()))
-            .map_err(runtime)?;
+        written = written.and(write_file("summary", path, &json));
     }
+    if let Some(path) = &artifacts.report {
+        written = written.and(write_report(&report.summary, path));
+    }
+    if let Some(path) = &artifacts.junit {
+        written = written.and(write_junit(&report.summary, path));
+    }
+    if let Some(linger) = outputs.linger() {
+        eprintln!(
+            "prometheus: serving the final values until scraped, at most {} (Ctrl-C to exit now)",
+            volley_protocols::duration::format_duration(linger)
+        );
+        rt.block_on(async {
+            tokio::select! {
+                _ = outputs.final_scraped() => {}
+                _ = tokio::time::sleep(linger) => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        });
+    }
+    outputs.finish();
+    written?;
     Ok(if report.interrupted {
         EXIT_INTERRUPTED
     } else if !report.thresholds_ok {
         eprintln!("\nthresholds failed: exit {EXIT_THRESHOLDS}");
         EXIT_THRESHOLDS
+    } else {
+        EXIT_OK
+    })
+}
+
+fn read_summary(path: &Path) -> Result<summary::Summary, Failure> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read {}", path.display()))
+        .map_err(usage)?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        usage(anyhow!(
+            "{} is not a volley summary export ({e}); write one with `volley run PLAN --summary-export FILE`",
+            path.display()
+        ))
+    })
+}
+
+fn cmd_report(a: ReportArgs) -> Result<u8, Failure> {
+    check_writable("--out", &a.out)?;
+    if let Some(j) = &a.junit {
+        check_writable("--junit", j)?;
+    }
+    let s = read_summary(&a.summary)?;
+    write_report(&s, &a.out)?;
+    println!("report written to {}", a.out.display());
+    if let Some(j) = &a.junit {
+        write_junit(&s, j)?;
+        println!("JUnit XML written to {}", j.display());
+    }
+    Ok(EXIT_OK)
+}
+
+fn cmd_compare(a: CompareArgs) -> Result<u8, Failure> {
+    let max_regression =
+        compare::parse_percent(&a.max_regression).map_err(|e| usage(anyhow!(e)))?;
+    let metrics = a
+        .metric
+        .iter()
+        .map(|m| compare::MetricSpec::parse(m))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| usage(anyhow!(e)))?;
+    let base = read_summary(&a.baseline)?;
+    let cur = read_summary(&a.current)?;
+    let opts = compare::Options {
+        max_regression,
+        metrics,
+        by: a.by,
+    };
+    let c = compare::compare(&base, &cur, &opts).map_err(|e| usage(anyhow!(e)))?;
+    println!(
+        "\n  baseline: {} ({})\n  current:  {} ({})\n",
+        a.baseline.display(),
+        base.volley.started,
+        a.current.display(),
+        cur.volley.started
+    );
+    print!("{}", compare::render_table(&c));
+    Ok(if c.regressed() > 0 {
+        EXIT_REGRESSED
     } else {
         EXIT_OK
     })
@@ -455,9 +651,18 @@ fn cmd_demo(a: DemoArgs) -> Result<u8, Failure> {
         seed: random_seed(),
         start_at: None,
     };
-    let code = run_and_report(plan, settings, a.summary_export.as_deref());
+    let artifacts = ArtifactArgs {
+        summary_export: a.summary_export,
+        report: Some(a.report.clone()),
+        ..Default::default()
+    };
+    let code = run_and_report(plan, settings, &artifacts);
     let served = server.state.stats.total();
     eprintln!("the demo target answered {served} requests");
+    if code.is_ok() {
+        let shown = std::fs::canonicalize(&a.report).unwrap_or(a.report.clone());
+        println!("\nreport: {}", shown.display());
+    }
     if let Some(dir) = _tmp {
         let _ = std::fs::remove_dir_all(dir);
     }

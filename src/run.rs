@@ -92,7 +92,7 @@ pub async fn execute(
     .await;
     let series = summary::collect_series(&result.agg);
     let (metrics, thresholds_ok) = summary::derive(&series, &plan.thresholds, result.elapsed);
-    let (interval_series, intervals) = summary::interval_records(&result.agg);
+    let records = summary::interval_records(&result.agg);
     let started_ms = result
         .started
         .duration_since(UNIX_EPOCH)
@@ -136,8 +136,9 @@ pub async fn execute(
             volley: info,
             metrics,
             series: series.iter().map(|(r, _)| r.clone()).collect(),
-            interval_series,
-            intervals,
+            interval_series: records.series,
+            rollup_series: records.rollups,
+            intervals: records.intervals,
         },
         series,
         thresholds_ok,
@@ -179,8 +180,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     })
 }
 
-/// Ctrl-C once: graceful stop; twice: stop now.
-pub fn install_ctrl_c(control: &Control) {
+/// Ctrl-C once: graceful stop; twice: stop now. Abort the handle once the
+/// run is over, so a later Ctrl-C is not taken for a stop.
+pub fn install_ctrl_c(control: &Control) -> tokio::task::JoinHandle<()> {
     let control = control.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -192,5 +194,5 @@ pub fn install_ctrl_c(control: &Control) {
                 control.kill.cancel();
             }
         }
-    });
+    })
 }

@@ -40,6 +40,8 @@ pub struct Control {
 /// Watches the run as intervals complete (progress line, outputs,
 /// abort-on-fail thresholds). Returning Some(reason) stops the run.
 pub trait Observer {
+    /// The moment interval 0 starts (wall clock), before any interval completes.
+    fn on_start(&mut self, _started: SystemTime) {}
     fn on_interval(&mut self, agg: &Aggregator, elapsed: Duration) -> Option<String>;
     fn on_end(&mut self, _agg: &Aggregator, _elapsed: Duration) {}
 }
@@ -69,6 +71,9 @@ pub async fn run(
     // A short lead so every worker starts on the same clock.
     let t0 = Instant::now() + Duration::from_millis(20);
     let started = SystemTime::now() + Duration::from_millis(20);
+    for o in observers.iter_mut() {
+        o.on_start(started);
+    }
     let shared_counters: Vec<Arc<AtomicU64>> =
         plan.scenarios.iter().map(|_| Arc::default()).collect();
     let (tx, mut rx) = mpsc::unbounded_channel::<Flush>();

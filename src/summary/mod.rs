@@ -5,7 +5,10 @@
 
 mod text;
 
-pub use text::{ms as ms_text, render_text};
+pub use text::{
+    BREAKDOWNS, bytes as bytes_text, ms as ms_text, render_text, threshold_observed,
+    value as value_text,
+};
 
 use crate::aggregate::{Interval, Point};
 use crate::stats::Stats;
@@ -158,6 +161,9 @@ pub struct IntervalRecord {
     /// Seconds from the start of the run at which the interval began.
     pub t: u64,
     pub points: Vec<(usize, Point)>,
+    /// Per-scenario percentiles: (index into `rollup_series`, point).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollups: Vec<(usize, Point)>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -167,6 +173,10 @@ pub struct Summary {
     pub series: Vec<SeriesRecord>,
     /// Series referenced by `intervals` (index -> metric and tags).
     pub interval_series: Vec<(String, Tags)>,
+    /// Trend metrics merged per scenario, referenced by `intervals[].rollups`
+    /// (metric and `{scenario}` tag): exact per-second percentiles per scenario.
+    #[serde(default)]
+    pub rollup_series: Vec<(String, Tags)>,
     pub intervals: Vec<IntervalRecord>,
 }
 
@@ -299,9 +309,14 @@ pub fn collect_series(agg: &crate::aggregate::Aggregator) -> Vec<(SeriesRecord, 
     out
 }
 
-pub fn interval_records(
-    agg: &crate::aggregate::Aggregator,
-) -> (Vec<(String, Tags)>, Vec<IntervalRecord>) {
+/// The run's time series: series names, rollup names, and the intervals.
+pub struct IntervalRecords {
+    pub series: Vec<(String, Tags)>,
+    pub rollups: Vec<(String, Tags)>,
+    pub intervals: Vec<IntervalRecord>,
+}
+
+pub fn interval_records(agg: &crate::aggregate::Aggregator) -> IntervalRecords {
     let defs = agg.registry.metrics();
     let series: Vec<(String, Tags)> = agg
         .registry
@@ -309,13 +324,28 @@ pub fn interval_records(
         .iter()
         .map(|s| (defs[s.metric as usize].name.to_string(), s.tags.clone()))
         .collect();
+    let rollups = agg
+        .rollups
+        .iter()
+        .map(|r| {
+            (
+                defs[r.metric as usize].name.to_string(),
+                Tags::new([("scenario", r.scenario.as_str())]),
+            )
+        })
+        .collect();
     let intervals = agg
         .intervals
         .iter()
         .map(|i: &Interval| IntervalRecord {
             t: i.index,
             points: i.points.iter().map(|(id, p)| (*id as usize, *p)).collect(),
+            rollups: i.rollups.iter().map(|(id, p)| (*id as usize, *p)).collect(),
         })
         .collect();
-    (series, intervals)
+    IntervalRecords {
+        series,
+        rollups,
+        intervals,
+    }
 }

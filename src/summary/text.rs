@@ -41,7 +41,7 @@ pub fn bytes(v: f64) -> String {
     }
 }
 
-fn value(unit: Unit, v: f64) -> String {
+pub fn value(unit: Unit, v: f64) -> String {
     match unit {
         Unit::Time => ms(v),
         Unit::Data => bytes(v),
@@ -94,6 +94,29 @@ fn stat_line(kind: MetricKind, unit: Unit, v: &BTreeMap<String, f64>) -> String 
     }
 }
 
+/// What a threshold saw, e.g. `p(95)=212.40ms`, `rate=0.52%`, `no data`.
+pub fn threshold_observed(
+    m: &super::MetricSummary,
+    expr: &str,
+    r: &super::ThresholdResult,
+) -> String {
+    match (r.value, r.no_data) {
+        (_, true) => "no data".to_string(),
+        (Some(v), _) => {
+            let agg = expr.split(['<', '>', '=', '!']).next().unwrap_or("").trim();
+            let shown = if matches!(agg, "rate") && m.kind == MetricKind::Rate {
+                format!("{:.2}%", v * 100.0)
+            } else if matches!(agg, "count" | "rate") {
+                value(Unit::Default, v)
+            } else {
+                value(m.contains, v)
+            };
+            format!("{agg}={shown}")
+        }
+        _ => String::new(),
+    }
+}
+
 pub fn render_text(s: &Summary, series: &[(SeriesRecord, Slot)]) -> String {
     let mut out = String::new();
     let info = &s.volley;
@@ -135,21 +158,7 @@ pub fn render_text(s: &Summary, series: &[(SeriesRecord, Slot)]) -> String {
             let _ = writeln!(out, "    {name}");
             for (expr, r) in &m.thresholds {
                 let mark = if r.ok { "✓" } else { "✗" };
-                let seen = match (r.value, r.no_data) {
-                    (_, true) => "no data".to_string(),
-                    (Some(v), _) => {
-                        let agg = expr.split(['<', '>', '=', '!']).next().unwrap_or("").trim();
-                        let shown = if matches!(agg, "rate") && m.kind == MetricKind::Rate {
-                            format!("{:.2}%", v * 100.0)
-                        } else if matches!(agg, "count" | "rate") {
-                            value(Unit::Default, v)
-                        } else {
-                            value(m.contains, v)
-                        };
-                        format!("{agg}={shown}")
-                    }
-                    _ => String::new(),
-                };
+                let seen = threshold_observed(m, expr, r);
                 let _ = writeln!(out, "    {mark} '{expr}' {seen}");
             }
         }

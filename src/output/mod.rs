@@ -1,0 +1,163 @@
+//! Time-series outputs (`--out`): observers that see every completed
+//! interval of the run. JSON lines and CSV stream one record per interval,
+//! metric and tag set; Prometheus serves the running totals on `/metrics`.
+
+mod prometheus;
+mod rows;
+
+pub use prometheus::{Endpoint, PrometheusOptions};
+pub use rows::{Line, Values, interval_lines};
+
+use crate::engine::Observer;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One `--out` argument.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OutputSpec {
+    Json(PathBuf),
+    Csv(PathBuf),
+    Prometheus(PrometheusOptions),
+}
+
+impl OutputSpec {
+    /// `json=FILE`, `csv=FILE`, `prometheus=ADDR[,linger=DURATION]`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (kind, arg) = s.split_once('=').ok_or_else(|| {
+            format!("--out {s:?}: write json=FILE, csv=FILE or prometheus=127.0.0.1:9464")
+        })?;
+        if arg.is_empty() {
+            return Err(format!("--out {s:?}: the value after {kind}= is empty"));
+        }
+        match kind {
+            "json" => Ok(OutputSpec::Json(arg.into())),
+            "csv" => Ok(OutputSpec::Csv(arg.into())),
+            "prometheus" => {
+                let mut parts = arg.split(',');
+                let addr_text = parts.next().unwrap_or_default();
+                let addr: SocketAddr = addr_text.parse().map_err(|_| {
+                    format!(
+                        "--out {s:?}: {addr_text:?} is not an address to listen on; write e.g. prometheus=127.0.0.1:9464"
+                    )
+                })?;
+                let mut linger = Duration::ZERO;
+                for opt in parts {
+                    match opt.split_once('=') {
+                        Some(("linger", v)) => {
+                            linger = volley_protocols::duration::parse_duration(v)
+                                .map_err(|e| format!("--out {s:?}: linger: {e}"))?
+                        }
+                        _ => {
+                            return Err(format!(
+                                "--out {s:?}: unknown option {opt:?}; the one option is linger=DURATION (e.g. linger=30s)"
+                            ));
+                        }
+                    }
+                }
+                Ok(OutputSpec::Prometheus(PrometheusOptions { addr, linger }))
+            }
+            other => Err(format!(
+                "--out {s:?}: unknown output {other:?}; use json=FILE, csv=FILE or prometheus=ADDR"
+            )),
+        }
+    }
+}
+
+/// The outputs of one run, opened before any load is sent so that a bad path
+/// or a busy port stops the run up front.
+#[derive(Default)]
+pub struct Outputs {
+    files: Vec<Box<dyn Observer>>,
+    endpoints: Vec<Endpoint>,
+}
+
+impl Outputs {
+    pub fn open(specs: &[OutputSpec]) -> Result<Self, String> {
+        let mut out = Outputs::default();
+        for spec in specs {
+            match spec {
+                OutputSpec::Json(path) => {
+                    out.files.push(Box::new(rows::FileOutput::json(path)?));
+                }
+                OutputSpec::Csv(path) => {
+                    out.files.push(Box::new(rows::FileOutput::csv(path)?));
+                }
+                OutputSpec::Prometheus(opts) => out.endpoints.push(Endpoint::start(opts)?),
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn observers(&mut self) -> Vec<&mut dyn Observer> {
+        let mut v: Vec<&mut dyn Observer> = Vec::new();
+        for f in self.files.iter_mut() {
+            v.push(f.as_mut());
+        }
+        for e in self.endpoints.iter_mut() {
+            v.push(e);
+        }
+        v
+    }
+
+    /// How long to keep serving the final values after the run, if at all.
+    pub fn linger(&self) -> Option<Duration> {
+        self.endpoints
+            .iter()
+            .map(|e| e.linger)
+            .max()
+            .filter(|l| !l.is_zero())
+    }
+
+    /// Resolves once every lingering endpoint has served its final values.
+    pub async fn final_scraped(&self) {
+        while !self
+            .endpoints
+            .iter()
+            .all(|e| e.linger.is_zero() || e.final_scraped())
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Let the response that carried them leave the socket.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    /// Flush and close everything.
+    pub fn finish(self) {
+        drop(self.files);
+        drop(self.endpoints);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_specs() {
+        assert_eq!(
+            OutputSpec::parse("json=out.jsonl").unwrap(),
+            OutputSpec::Json("out.jsonl".into())
+        );
+        assert_eq!(
+            OutputSpec::parse("csv=a=b.csv").unwrap(),
+            OutputSpec::Csv("a=b.csv".into())
+        );
+        assert_eq!(
+            OutputSpec::parse("prometheus=127.0.0.1:9464,linger=30s").unwrap(),
+            OutputSpec::Prometheus(PrometheusOptions {
+                addr: "127.0.0.1:9464".parse().unwrap(),
+                linger: Duration::from_secs(30)
+            })
+        );
+        for bad in [
+            "json",
+            "json=",
+            "xml=a",
+            "prometheus=localhost",
+            "prometheus=127.0.0.1:1,x=1",
+        ] {
+            assert!(OutputSpec::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

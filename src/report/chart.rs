@@ -1,0 +1,300 @@
+//! Line charts over time, drawn as SVG by plotters and inlined in the page.
+
+use plotters::prelude::*;
+
+/// Long runs are drawn with at most this many points per line (a 4-hour soak
+/// has 14,400 one-second intervals).
+pub const MAX_POINTS: usize = 600;
+
+const WIDTH: u32 = 640;
+const HEIGHT: u32 = 240;
+
+/// How several seconds fold into one point when a run is long.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Fold {
+    /// Per-second rates: the mean over the span.
+    Mean,
+    /// Latency percentiles and gauges: the highest second of the span, so
+    /// spikes stay visible.
+    Max,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum YUnit {
+    Millis,
+    PerSecond,
+    Count,
+}
+
+pub struct Line {
+    pub label: String,
+    pub color: RGBColor,
+    pub values: Vec<Option<f64>>,
+}
+
+pub struct ChartData {
+    /// Interval starts in seconds, one per value.
+    pub t: Vec<u64>,
+    pub lines: Vec<Line>,
+    pub unit: YUnit,
+    pub fold: Fold,
+}
+
+pub const PALETTE: [RGBColor; 8] = [
+    RGBColor(37, 99, 235),
+    RGBColor(234, 88, 12),
+    RGBColor(22, 163, 74),
+    RGBColor(147, 51, 234),
+    RGBColor(219, 39, 119),
+    RGBColor(13, 148, 136),
+    RGBColor(202, 138, 4),
+    RGBColor(100, 116, 139),
+];
+pub const P50: RGBColor = RGBColor(22, 163, 74);
+pub const P95: RGBColor = RGBColor(234, 88, 12);
+pub const P99: RGBColor = RGBColor(220, 38, 38);
+pub const ERROR: RGBColor = RGBColor(220, 38, 38);
+
+/// Seconds per point when `n` seconds are drawn.
+pub fn span_for(n: usize) -> u64 {
+    n.div_ceil(MAX_POINTS).max(1) as u64
+}
+
+/// (x, value) points of a line; `None` is a gap.
+type Points = Vec<(f64, Option<f64>)>;
+
+/// The points of one line, folded to at most MAX_POINTS.
+fn fold(t: &[u64], values: &[Option<f64>], how: Fold) -> Points {
+    let span = span_for(t.last().map(|l| *l as usize + 1).unwrap_or(0));
+    let mut out: Vec<(f64, Option<f64>)> = Vec::new();
+    let mut bucket: Option<u64> = None;
+    let mut acc: (f64, usize, Option<f64>) = (0.0, 0, None);
+    let flush = |out: &mut Vec<(f64, Option<f64>)>, b: u64, acc: (f64, usize, Option<f64>)| {
+        let x = (b * span) as f64 + span as f64 / 2.0;
+        let v = match how {
+            Fold::Mean if acc.1 > 0 => Some(acc.0 / acc.1 as f64),
+            Fold::Mean => None,
+            Fold::Max => acc.2,
+        };
+        out.push((x, v));
+    };
+    for (ti, v) in t.iter().zip(values) {
+        let b = ti / span;
+        if bucket.is_some_and(|cur| cur != b) {
+            flush(&mut out, bucket.unwrap_or(0), acc);
+            acc = (0.0, 0, None);
+        }
+        bucket = Some(b);
+        if let Some(v) = v {
+            acc.0 += v;
+            acc.1 += 1;
+            acc.2 = Some(acc.2.map_or(*v, |m: f64| m.max(*v)));
+        }
+    }
+    if let Some(b) = bucket {
+        flush(&mut out, b, acc);
+    }
+    out
+}
+
+/// Compact time-axis labels: 45s, 1m30s, 2h, 1h15m.
+pub fn axis_time(secs: f64) -> String {
+    // Short runs get ticks at half seconds: label whole seconds only.
+    if (secs - secs.round()).abs() > 0.01 {
+        return String::new();
+    }
+    let s = secs.max(0.0).round() as u64;
+    let (h, m, sec) = (s / 3600, (s % 3600) / 60, s % 60);
+    match (h, m, sec) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, sec) => format!("{m}m{sec}s"),
+        (h, 0, _) => format!("{h}h"),
+        (h, m, _) => format!("{h}h{m}m"),
+    }
+}
+
+pub fn axis_value(v: f64, unit: YUnit) -> String {
+    match unit {
+        YUnit::Count if v.fract() != 0.0 => String::new(),
+        YUnit::Millis if v >= 1000.0 => format!("{}s", trim(v / 1000.0)),
+        YUnit::Millis => format!("{}ms", trim(v)),
+        _ if v >= 1e6 => format!("{}M", trim(v / 1e6)),
+        _ if v >= 1e3 => format!("{}k", trim(v / 1e3)),
+        _ => trim(v),
+    }
+}
+
+fn trim(v: f64) -> String {
+    let s = if v.abs() >= 100.0 || v == v.trunc() {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    };
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// The chart as an `<svg>` element.
+pub fn svg(data: &ChartData, title: &str) -> Result<String, String> {
+    let lines: Vec<(&Line, Points)> = data
+        .lines
+        .iter()
+        .map(|l| (l, fold(&data.t, &l.values, data.fold)))
+        .collect();
+    let x_max = data
+        .t
+        .last()
+        .map(|t| *t as f64 + 1.0)
+        .unwrap_or(1.0)
+        .max(1.0);
+    // Ticks fall on round numbers of the unit the x axis counts in: seconds,
+    // minutes or hours, by the run's length.
+    let x_unit = if x_max > 7200.0 {
+        3600.0
+    } else if x_max > 600.0 {
+        60.0
+    } else {
+        1.0
+    };
+    let lines: Vec<(&Line, Points)> = lines
+        .into_iter()
+        .map(|(l, pts)| (l, pts.into_iter().map(|(x, y)| (x / x_unit, y)).collect()))
+        .collect();
+    let y_top = lines
+        .iter()
+        .flat_map(|(_, pts)| pts.iter().filter_map(|p| p.1))
+        .fold(0.0f64, f64::max);
+    let y_max = match data.unit {
+        // Whole numbers of VUs or connections: leave room for the top one.
+        YUnit::Count => (y_top * 1.12).ceil().max(1.0),
+        _ if y_top > 0.0 => y_top * 1.12,
+        _ => 1.0,
+    };
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin_top(12)
+            .margin_right(18)
+            .margin_left(6)
+            .margin_bottom(6)
+            .x_label_area_size(26)
+            .y_label_area_size(58)
+            .build_cartesian_2d(0f64..x_max / x_unit, 0f64..y_max)
+            .map_err(|e| e.to_string())?;
+        let grey = RGBColor(100, 100, 100);
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .light_line_style(TRANSPARENT)
+            .bold_line_style(RGBColor(225, 225, 225))
+            .axis_style(RGBColor(170, 170, 170))
+            .label_style(("sans-serif", 13).into_font().color(&grey))
+            .x_labels(7)
+            .y_labels(5)
+            .x_label_formatter(&|x| axis_time(*x * x_unit))
+            .y_label_formatter(&|y| axis_value(*y, data.unit))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (line, pts) in &lines {
+            let style = ShapeStyle {
+                color: line.color.to_rgba(),
+                filled: false,
+                stroke_width: 2,
+            };
+            for seg in segments(pts) {
+                if seg.len() == 1 {
+                    chart
+                        .draw_series(std::iter::once(Circle::new(seg[0], 3, style.filled())))
+                        .map_err(|e| e.to_string())?;
+                } else {
+                    chart
+                        .draw_series(LineSeries::new(seg, style))
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        root.present().map_err(|e| e.to_string())?;
+    }
+    // Accessible name, and no fixed size so CSS can scale the chart.
+    let open = format!(
+        "<svg role=\"img\" aria-label=\"{}\" class=\"plot\" ",
+        super::esc(title)
+    );
+    Ok(out.replacen("<svg ", &open, 1))
+}
+
+/// Runs of points without gaps.
+fn segments(pts: &[(f64, Option<f64>)]) -> Vec<Vec<(f64, f64)>> {
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    for (x, y) in pts {
+        match y {
+            Some(y) => cur.push((*x, *y)),
+            None if !cur.is_empty() => out.push(std::mem::take(&mut cur)),
+            None => {}
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_runs_fold_to_few_points() {
+        let t: Vec<u64> = (0..14_400).collect();
+        // A one-second spike in a flat line.
+        let v: Vec<Option<f64>> = t
+            .iter()
+            .map(|x| Some(if *x == 5_000 { 1_000.0 } else { 1.0 }))
+            .collect();
+        assert_eq!(span_for(14_400), 24);
+        let mean = fold(&t, &v, Fold::Mean);
+        assert!(mean.len() <= MAX_POINTS, "{}", mean.len());
+        let max = fold(&t, &v, Fold::Max);
+        assert_eq!(max.iter().filter(|p| p.1 == Some(1_000.0)).count(), 1);
+        let peak = mean.iter().filter_map(|p| p.1).fold(0.0, f64::max);
+        assert!((peak - (1_000.0 + 23.0) / 24.0).abs() < 1e-9, "{peak}");
+        // Short runs keep every second.
+        let short = fold(&[0, 1, 2], &[Some(1.0), None, Some(3.0)], Fold::Max);
+        assert_eq!(short, vec![(0.5, Some(1.0)), (1.5, None), (2.5, Some(3.0))]);
+        assert_eq!(segments(&short).len(), 2);
+    }
+
+    #[test]
+    fn axis_labels_read_well() {
+        assert_eq!(axis_value(1500.0, YUnit::Millis), "1.5s");
+        assert_eq!(axis_value(12.5, YUnit::Millis), "12.5ms");
+        assert_eq!(axis_value(2500.0, YUnit::PerSecond), "2.5k");
+        assert_eq!(axis_time(90.0), "1m30s");
+    }
+
+    #[test]
+    fn draws_an_svg() {
+        let data = ChartData {
+            t: vec![0, 1, 2],
+            lines: vec![Line {
+                label: "p95".into(),
+                color: P95,
+                values: vec![Some(1.0), Some(2.0), Some(1.5)],
+            }],
+            unit: YUnit::Millis,
+            fold: Fold::Max,
+        };
+        let s = svg(&data, "latency <p95>").unwrap();
+        assert!(s.starts_with("<svg role=\"img\" aria-label=\"latency &lt;p95&gt;\""));
+        assert!(s.contains("<polyline"));
+    }
+}

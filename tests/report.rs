@@ -1,0 +1,688 @@
+//! Reports and outputs end to end: the `volley` binary against the embedded
+//! target. Time-series lines and Prometheus scrapes must add up to the
+//! summary; compare, JUnit and the HTML report are judged on real summaries.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use volley::serve::ServeOptions;
+use volley_protocols::duration::DurRange;
+use volley_protocols::metrics::{decode_histogram, encode_histogram, new_histogram};
+
+fn plan(dir: &Dir, body: &str, base: &str) -> PathBuf {
+    dir.write(
+        "plan.toml",
+        &format!("[defaults]\nbase_url = \"{base}\"\n\n{body}"),
+    )
+}
+
+/// Two named requests at a fixed arrival rate, a few seconds long.
+const MIX: &str = r#"
+[scenarios.api]
+driver = "http"
+executor = "constant-arrival-rate"
+rate = 60
+time_unit = "1s"
+duration = "3s"
+pre_allocated_vus = 10
+flow = "sequence"
+
+[[scenarios.api.requests]]
+name = "products"
+url = "/api/products"
+checks = { status = 200 }
+
+[[scenarios.api.requests]]
+name = "missing"
+url = "/api/nope"
+checks = { status = 404 }
+"#;
+
+/// Series key: metric plus its tags, as `metric{k:v,...}`.
+fn key(metric: &str, tags: &Value) -> String {
+    let tags: BTreeMap<String, String> = tags
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let parts: Vec<String> = tags.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+    format!("{metric}{{{}}}", parts.join(","))
+}
+
+/// (count, total) per series from the summary's raw series: counters
+/// count, rates (hits, total), trends their sample count.
+fn summary_totals(s: &Value) -> BTreeMap<String, (u64, u64)> {
+    let mut out = BTreeMap::new();
+    for r in s["series"].as_array().unwrap() {
+        let k = key(r["metric"].as_str().unwrap(), &r["tags"]);
+        let v = match r["type"].as_str().unwrap() {
+            "counter" => (r["count"].as_u64().unwrap(), 0),
+            "rate" => (r["hits"].as_u64().unwrap(), r["total"].as_u64().unwrap()),
+            "trend" => (
+                decode_histogram(r["histogram"].as_str().unwrap())
+                    .unwrap()
+                    .len(),
+                0,
+            ),
+            _ => continue,
+        };
+        out.insert(k, v);
+    }
+    out
+}
+
+#[test]
+fn json_and_csv_lines_add_up_to_the_summary() {
+    let t = Target::start(ServeOptions::default());
+    let d = Dir::new();
+    let p = plan(&d, MIX, &t.url());
+    let (json, csv) = (d.join("out.jsonl"), d.join("out.csv"));
+    let (out, s) = run_plan(
+        &d,
+        &p,
+        &[
+            "--out",
+            &format!("json={}", json.display()),
+            "--out",
+            &format!("csv={}", csv.display()),
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let s = s.unwrap();
+    let want = summary_totals(&s);
+    assert_eq!(value(&s, "http_reqs", "count") as u64, t.total());
+
+    // JSON lines: one object per interval, metric and tag set.
+    let mut got: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut seconds = std::collections::BTreeSet::new();
+    let mut keys_per_second = std::collections::BTreeSet::new();
+    for line in std::fs::read_to_string(&json).unwrap().lines() {
+        let l: Value = serde_json::from_str(line).expect("every line is a JSON object");
+        let k = key(l["metric"].as_str().unwrap(), &l["tags"]);
+        assert!(
+            keys_per_second.insert((l["t"].as_u64().unwrap(), k.clone())),
+            "one line per interval and series: {line}"
+        );
+        seconds.insert(l["t"].as_u64().unwrap());
+        assert!(l["time"].as_str().unwrap().ends_with('Z'), "{line}");
+        match l["type"].as_str().unwrap() {
+            "counter" | "trend" => got.entry(k).or_default().0 += l["count"].as_u64().unwrap(),
+            "rate" => {
+                let e = got.entry(k).or_default();
+                e.0 += l["count"].as_u64().unwrap();
+                e.1 += l["total"].as_u64().unwrap();
+            }
+            _ => {}
+        }
+        if l["metric"] == "http_req_duration" {
+            let (p50, p99) = (l["p50"].as_f64().unwrap(), l["p99"].as_f64().unwrap());
+            assert!(p50 > 0.0 && p50 <= p99, "time in ms, ordered: {line}");
+        }
+    }
+    assert!(seconds.len() >= 3, "intervals streamed: {seconds:?}");
+    let want_no_gauges: BTreeMap<_, _> = want
+        .iter()
+        .filter(|(k, _)| !k.starts_with("vus"))
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    assert_eq!(got, want_no_gauges, "JSON lines add up to the summary");
+    assert!(got.keys().any(|k| k.starts_with("http_reqs{")));
+
+    // CSV: the same records.
+    let mut r = csv::Reader::from_path(&csv).unwrap();
+    let headers = r.headers().unwrap().clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let mut got_csv: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for rec in r.records() {
+        let rec = rec.unwrap();
+        let tags: serde_json::Map<String, Value> = rec[col("tags")]
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap();
+                (
+                    k.to_string(),
+                    Value::String(
+                        v.replace("%3D", "=")
+                            .replace("%26", "&")
+                            .replace("%25", "%"),
+                    ),
+                )
+            })
+            .collect();
+        let k = key(&rec[col("metric")], &Value::Object(tags));
+        let n = |c: &str| rec[col(c)].parse::<u64>().unwrap_or(0);
+        match &rec[col("type")] {
+            "counter" | "trend" => got_csv.entry(k).or_default().0 += n("count"),
+            "rate" => {
+                let e = got_csv.entry(k).or_default();
+                e.0 += n("count");
+                e.1 += n("total");
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(got_csv, want_no_gauges, "CSV rows add up to the summary");
+}
+
+/// `name{labels} value` lines of an exposition, summed per name over the
+/// series whose labels contain every `k="v"` of `filter`.
+fn scraped(text: &str, name: &str, filter: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, v) = l.rsplit_once(' ')?;
+            let (n, labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest),
+                None => (series, ""),
+            };
+            (n == name
+                && filter
+                    .iter()
+                    .all(|(k, v)| labels.contains(&format!("{k}=\"{v}\""))))
+            .then(|| v.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+fn scrape(addr: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let (head, body) = buf.split_once("\r\n\r\n")?;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.to_lowercase().contains("application/openmetrics-text"));
+    Some(body.to_string())
+}
+
+#[test]
+fn prometheus_scrapes_during_the_run_end_at_the_summary_totals() {
+    let t = Target::start(ServeOptions::default());
+    let d = Dir::new();
+    let p = plan(&d, MIX, &t.url());
+    let export = d.join("summary.json");
+    let mut child = volley()
+        .arg("run")
+        .arg(&p)
+        .args(["--quiet", "--summary-export"])
+        .arg(&export)
+        .args(["--out", "prometheus=127.0.0.1:0,linger=30s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "no address printed");
+        if let Some(rest) = line.trim().strip_prefix("prometheus: serving http://") {
+            break rest.trim_end_matches("/metrics").to_string();
+        }
+    };
+    let drain = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = err.read_to_string(&mut rest);
+        rest
+    });
+    let started = Instant::now();
+    let mut during: Vec<f64> = Vec::new();
+    let last = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "run never ended"
+        );
+        if let Some(body) = scrape(&addr) {
+            assert!(body.ends_with("# EOF\n"), "complete exposition");
+            if scraped(&body, "volley_running", &[]) == 0.0 {
+                break body;
+            }
+            during.push(scraped(&body, "volley_http_reqs_total", &[]));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let out = child.wait_with_output().unwrap();
+    let stderr = drain.join().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let s: Value = serde_json::from_slice(&std::fs::read(&export).unwrap()).unwrap();
+
+    // Live: counters grew while the run went.
+    assert!(
+        during.iter().any(|n| *n > 0.0),
+        "a scrape during the run saw requests: {during:?}"
+    );
+    let total = value(&s, "http_reqs", "count");
+    assert!(during.iter().all(|n| *n <= total), "{during:?} <= {total}");
+    assert!(
+        during.iter().any(|n| *n < total),
+        "some scrape came before the end: {during:?}"
+    );
+    // At the end: exactly the summary's totals.
+    assert_eq!(scraped(&last, "volley_http_reqs_total", &[]), total);
+    for name in ["products", "missing"] {
+        assert_eq!(
+            scraped(&last, "volley_http_reqs_total", &[("name", name)]),
+            counter(&s, "http_reqs", &[("name", name)]) as f64,
+            "{name}"
+        );
+    }
+    assert_eq!(
+        scraped(&last, "volley_http_req_duration_seconds_count", &[]),
+        value(&s, "http_req_duration", "count")
+    );
+    let buckets_inf = scraped(
+        &last,
+        "volley_http_req_duration_seconds_bucket",
+        &[("le", "+Inf")],
+    );
+    assert_eq!(buckets_inf, value(&s, "http_req_duration", "count"));
+    assert_eq!(
+        scraped(&last, "volley_checks_total", &[]),
+        value(&s, "checks", "passes")
+    );
+    assert_eq!(
+        scraped(&last, "volley_http_req_failed_observations_total", &[]),
+        value(&s, "http_req_failed", "passes") + value(&s, "http_req_failed", "fails")
+    );
+    assert_eq!(
+        scraped(&last, "volley_data_received_bytes_total", &[]),
+        value(&s, "data_received", "count")
+    );
+    assert_eq!(
+        scraped(&last, "volley_iterations_total", &[]),
+        value(&s, "iterations", "count")
+    );
+}
+
+#[test]
+fn a_busy_prometheus_port_is_refused_before_the_run() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap();
+    let t = Target::start(ServeOptions::default());
+    let d = Dir::new();
+    let p = plan(&d, MIX, &t.url());
+    let (out, s) = run_plan(&d, &p, &["--out", &format!("prometheus={addr}")]);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert!(text(&out).contains("cannot listen"), "{}", text(&out));
+    assert!(s.is_none());
+    assert_eq!(t.total(), 0, "no load was sent");
+    let (out, _) = run_plan(&d, &p, &["--out", "xml=out.xml"]);
+    assert_eq!(code(&out), 2);
+    assert!(text(&out).contains("unknown output"), "{}", text(&out));
+    let (out, _) = run_plan(&d, &p, &["--report", "/nonexistent-dir/r.html"]);
+    assert_eq!(code(&out), 2);
+    assert!(text(&out).contains("does not exist"), "{}", text(&out));
+    assert_eq!(t.total(), 0, "no load was sent");
+}
+
+// ---- compare ----
+
+/// A copy of a summary with every trend of `metric` multiplied by `f`.
+fn scale_trend(s: &Value, metric: &str, f: f64) -> Value {
+    let mut s = s.clone();
+    for r in s["series"].as_array_mut().unwrap() {
+        if r["metric"] == metric {
+            let h = decode_histogram(r["histogram"].as_str().unwrap()).unwrap();
+            let mut scaled = new_histogram();
+            for v in h.iter_recorded() {
+                let x = (h.median_equivalent(v.value_iterated_to()) as f64 * f).round() as u64;
+                scaled.record_n(x, v.count_at_value()).unwrap();
+            }
+            r["histogram"] = Value::String(encode_histogram(&scaled));
+        }
+    }
+    s
+}
+
+fn scale_counter(s: &Value, metric: &str, f: f64) -> Value {
+    let mut s = s.clone();
+    for r in s["series"].as_array_mut().unwrap() {
+        if r["metric"] == metric {
+            let n = r["count"].as_u64().unwrap() as f64 * f;
+            r["count"] = Value::from(n.round() as u64);
+        }
+    }
+    s
+}
+
+fn write_json(dir: &Dir, name: &str, v: &Value) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, serde_json::to_vec(v).unwrap()).unwrap();
+    p
+}
+
+fn compare(a: &Path, b: &Path, args: &[&str]) -> std::process::Output {
+    volley()
+        .arg("compare")
+        .arg(a)
+        .arg(b)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn compare_fails_a_twenty_percent_regression_at_a_ten_percent_limit() {
+    let t = Target::start(ServeOptions::default());
+    let d = Dir::new();
+    let p = plan(&d, MIX, &t.url());
+    let (out, s) = run_plan(&d, &p, &[]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let base_v = s.unwrap();
+    let base = write_json(&d, "base.json", &base_v);
+
+    // Same run: no change at all.
+    let out = compare(&base, &base, &[]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(text(&out).contains("+0.0%"), "{}", text(&out));
+
+    // Latency 20% up: regressed beyond 10%, within 25%.
+    let slow = write_json(
+        &d,
+        "slow.json",
+        &scale_trend(&base_v, "http_req_duration", 1.2),
+    );
+    let out = compare(&base, &slow, &["--max-regression", "10%"]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    let t_out = text(&out);
+    let row = t_out
+        .lines()
+        .find(|l| l.trim_start().starts_with("http_req_duration "))
+        .unwrap_or_else(|| panic!("{t_out}"));
+    assert!(row.contains("p(95)") && row.contains("regressed"), "{row}");
+    let change: f64 = row
+        .split_whitespace()
+        .find(|w| w.ends_with('%') && w.starts_with('+'))
+        .and_then(|w| w.trim_matches(['+', '%']).parse().ok())
+        .unwrap();
+    assert!((19.0..=21.0).contains(&change), "{row}");
+    let out = compare(&base, &slow, &["--max-regression", "25%"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    // 5% up is within 10%.
+    let bit = write_json(
+        &d,
+        "bit.json",
+        &scale_trend(&base_v, "http_req_duration", 1.05),
+    );
+    let out = compare(&base, &bit, &["--max-regression", "10%"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    // Faster is never a regression.
+    let fast = write_json(
+        &d,
+        "fast.json",
+        &scale_trend(&base_v, "http_req_duration", 0.5),
+    );
+    assert_eq!(code(&compare(&base, &fast, &[])), 0);
+
+    // Throughput 20% down regresses; 20% up does not.
+    let fewer = write_json(&d, "fewer.json", &scale_counter(&base_v, "http_reqs", 0.8));
+    let out = compare(&base, &fewer, &["--metric", "http_reqs:rate"]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    let more = write_json(&d, "more.json", &scale_counter(&base_v, "http_reqs", 1.2));
+    assert_eq!(code(&compare(&base, &more, &["--metric", "http_reqs"])), 0);
+
+    // A chosen statistic and tag set.
+    let out = compare(
+        &base,
+        &slow,
+        &[
+            "--metric",
+            "http_req_duration{name:products}:p(99)",
+            "--metric",
+            "http_reqs",
+        ],
+    );
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(
+        text(&out).contains("http_req_duration{name:products}"),
+        "{}",
+        text(&out)
+    );
+    let out = compare(&base, &slow, &["--metric", "http_reqs", "--by", "name"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(text(&out).contains("name:missing"), "{}", text(&out));
+
+    // Bad input: exit 2 with the reason.
+    let out = compare(&base, &d.join("nope.json"), &[]);
+    assert_eq!(code(&out), 2);
+    assert!(text(&out).contains("cannot read"), "{}", text(&out));
+    let out = compare(&base, &base, &["--metric", "no_such_metric"]);
+    assert_eq!(code(&out), 2);
+    assert!(text(&out).contains("no such metric"), "{}", text(&out));
+    let out = compare(&base, &p, &[]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        text(&out).contains("not a volley summary"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn compare_sees_injected_latency_between_two_real_runs() {
+    let d = Dir::new();
+    let mut summaries = Vec::new();
+    for (i, lat) in ["2ms", "20ms"].into_iter().enumerate() {
+        let t = Target::start(ServeOptions {
+            latency: Some(DurRange::parse(lat).unwrap()),
+            ..Default::default()
+        });
+        let p = plan(&d, MIX, &t.url());
+        let (out, s) = run_plan(&d, &p, &[]);
+        assert_eq!(code(&out), 0, "{}", text(&out));
+        summaries.push(write_json(&d, &format!("run{i}.json"), &s.unwrap()));
+    }
+    let out = compare(
+        &summaries[0],
+        &summaries[1],
+        &["--metric", "http_req_duration:med"],
+    );
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    // The other way round it is an improvement.
+    let out = compare(
+        &summaries[1],
+        &summaries[0],
+        &["--metric", "http_req_duration:med"],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out));
+}
+
+// ---- JUnit and the HTML report ----
+
+const JUDGED: &str = r#"
+[thresholds]
+http_req_duration = ["p(95)<5000"]
+"http_req_duration{scenario:api}" = ["p(99)<0.001"]
+http_req_failed = ["rate<0.01"]
+checks = ["rate>0.1"]
+"#;
+
+/// A run with 2 of 4 thresholds failing (an impossible latency bound and
+/// errors the target injects), written with --report and --junit.
+fn judged_run(d: &Dir) -> (PathBuf, PathBuf, Value) {
+    let t = Target::start(ServeOptions {
+        error_rate: 0.3,
+        ..Default::default()
+    });
+    let p = plan(d, &format!("{MIX}{JUDGED}"), &t.url());
+    let (html, xml) = (d.join("report.html"), d.join("junit.xml"));
+    let (out, s) = run_plan(
+        d,
+        &p,
+        &[
+            "--report",
+            html.to_str().unwrap(),
+            "--junit",
+            xml.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&out), 99, "{}", text(&out));
+    (html, xml, s.unwrap())
+}
+
+fn check_junit(xml: &str) {
+    let doc = roxmltree::Document::parse(xml).expect("JUnit output is XML");
+    let suite = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testsuite"))
+        .expect("a testsuite");
+    assert_eq!(suite.attribute("tests"), Some("4"));
+    assert_eq!(suite.attribute("failures"), Some("2"));
+    let cases: Vec<_> = suite
+        .children()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    assert_eq!(cases.len(), 4);
+    let failed: Vec<(String, String)> = cases
+        .iter()
+        .filter(|c| c.children().any(|f| f.has_tag_name("failure")))
+        .map(|c| {
+            (
+                c.attribute("classname").unwrap().to_string(),
+                c.attribute("name").unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        failed,
+        vec![
+            (
+                "http_req_duration{scenario:api}".to_string(),
+                "p(99)<0.001".to_string()
+            ),
+            ("http_req_failed".to_string(), "rate<0.01".to_string()),
+        ]
+    );
+    let failures = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("failure"))
+        .count();
+    assert_eq!(failures, 2, "one failure per failed threshold");
+    let msg = doc
+        .descendants()
+        .find(|n| n.has_tag_name("failure"))
+        .and_then(|n| n.attribute("message"))
+        .unwrap();
+    assert!(msg.contains("p(99)="), "{msg}");
+}
+
+/// `<figure class="chart" id="...">` ids, each holding one drawn SVG.
+fn charts(html: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    for part in html.split("<figure class=\"chart\" id=\"").skip(1) {
+        let id = part.split('"').next().unwrap().to_string();
+        let fig = part.split("</figure>").next().unwrap();
+        assert_eq!(fig.matches("<svg").count(), 1, "one SVG in {id}");
+        assert!(fig.contains("<polyline"), "{id} draws a line");
+        ids.push(id);
+    }
+    ids
+}
+
+#[test]
+fn junit_has_one_failure_per_failed_threshold_and_the_report_shows_the_run() {
+    let d = Dir::new();
+    let (html_path, xml, s) = judged_run(&d);
+    check_junit(&std::fs::read_to_string(&xml).unwrap());
+
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    // The verdict, and which thresholds failed.
+    let verdict = html
+        .split("<section id=\"verdict\"")
+        .nth(1)
+        .and_then(|v| v.split("</section>").next())
+        .expect("a verdict section");
+    assert!(verdict.contains("FAILED"), "{verdict}");
+    assert!(verdict.contains("2 of 4 thresholds failed"), "{verdict}");
+    assert!(verdict.contains("p(99)&lt;0.001") && verdict.contains("rate&lt;0.01"));
+    assert!(
+        !verdict.contains("p(95)&lt;5000"),
+        "passed ones are not listed"
+    );
+    // One SVG per expected chart.
+    let mut ids = charts(&html);
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            "chart-api-errors",
+            "chart-api-latency-http_req_duration",
+            "chart-api-throughput",
+            "chart-api-vus",
+        ]
+    );
+    assert!(html.contains("data-charts=\"4\""));
+    // The tables: per request name, and the errors the target injected.
+    assert!(html.contains("<td>products</td>") && html.contains("<td>missing</td>"));
+    assert!(html.contains("status 500"), "error breakdown");
+    let total = value(&s, "http_reqs", "count") as u64;
+    assert!(
+        html.contains(&format!("{total} (")),
+        "HTTP requests in the facts"
+    );
+    // Self-contained: no script, nothing fetched.
+    assert!(!html.contains("<script"));
+    assert!(!html.contains("src="));
+    assert!(!html.contains("href=\"http"));
+
+    // Rendered again later from the summary alone: the same page.
+    let summary = write_json(&d, "saved.json", &s);
+    let again = d.join("again.html");
+    let xml2 = d.join("again.xml");
+    let out = volley()
+        .args(["report"])
+        .arg(&summary)
+        .arg("--out")
+        .arg(&again)
+        .arg("--junit")
+        .arg(&xml2)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(&again).unwrap(), html);
+    check_junit(&std::fs::read_to_string(&xml2).unwrap());
+    let out = volley()
+        .args(["report"])
+        .arg(d.join("missing.json"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", text(&out));
+}
+
+#[test]
+fn demo_writes_the_report_and_prints_its_path() {
+    let d = Dir::new();
+    let out = Command::new(env!("CARGO_BIN_EXE_volley"))
+        .arg("demo")
+        .arg("--quiet")
+        .current_dir(&d.path)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let report = d.join("volley-report.html");
+    let html = std::fs::read_to_string(&report).expect("volley-report.html written");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let shown = std::fs::canonicalize(&report).unwrap();
+    assert!(
+        stdout.contains(&format!("report: {}", shown.display())),
+        "{stdout}"
+    );
+    assert!(html.contains("PASSED"));
+    // Two HTTP scenarios, four charts each.
+    assert_eq!(charts(&html).len(), 8);
+}
