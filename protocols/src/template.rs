@@ -34,6 +34,8 @@ enum Expr {
     Var(usize),
     Data { feeder: usize, column: usize },
     Local(usize),
+    /// A local that holds a number: bare (unquoted) in JSON bodies.
+    LocalNum(usize),
     Const(String),
 }
 
@@ -47,6 +49,7 @@ impl Expr {
                 | Expr::RandFloat(..)
                 | Expr::NowUnix
                 | Expr::NowMs
+                | Expr::LocalNum(_)
         )
     }
 }
@@ -70,6 +73,9 @@ pub struct TemplateEnv<'a> {
     pub vars: Vec<String>,
     /// Driver-specific values such as `msg.id`, rendered from `Scope::locals`.
     pub locals: &'a [&'a str],
+    /// Those of `locals` that always hold a number (rendered unquoted by
+    /// `compile_json`, like `rand_int`).
+    pub numeric_locals: &'a [&'a str],
     pub scenario: &'a str,
     /// Feeders referenced so far: VUs pick rows only for these.
     pub used_feeders: BTreeSet<usize>,
@@ -86,6 +92,7 @@ impl<'a> TemplateEnv<'a> {
             feeders,
             vars: Vec::new(),
             locals: &[],
+            numeric_locals: &[],
             scenario,
             used_feeders: BTreeSet::new(),
         }
@@ -140,6 +147,9 @@ impl<'a> TemplateEnv<'a> {
             return self.call(name, &args, src);
         }
         if let Some(i) = self.locals.iter().position(|l| *l == src) {
+            if self.numeric_locals.contains(&src) {
+                return Ok(Expr::LocalNum(i));
+            }
             return Ok(Expr::Local(i));
         }
         let parts: Vec<&str> = src.split('.').map(str::trim).collect();
@@ -557,7 +567,7 @@ fn eval(e: &Expr, s: &mut Scope<'_>, out: &mut String) {
             let f = &s.feeders[*feeder];
             out.push_str(f.value(s.rows[*feeder], *column));
         }
-        Expr::Local(i) => out.push_str(s.locals.get(*i).copied().unwrap_or("")),
+        Expr::Local(i) | Expr::LocalNum(i) => out.push_str(s.locals.get(*i).copied().unwrap_or("")),
         Expr::Const(v) => out.push_str(v),
     }
 }
