@@ -32,7 +32,10 @@ enum Expr {
     NowUnix,
     NowMs,
     Var(usize),
-    Data { feeder: usize, column: usize },
+    Data {
+        feeder: usize,
+        column: usize,
+    },
     Local(usize),
     /// A local that holds a number: bare (unquoted) in JSON bodies.
     LocalNum(usize),

@@ -365,10 +365,7 @@ impl WebhookDriver {
         }
         default_headers(&mut headers);
 
-        let version = o
-            .http_version
-            .or(defaults.http_version)
-            .unwrap_or_default();
+        let version = o.http_version.or(defaults.http_version).unwrap_or_default();
         let insecure = o
             .insecure_skip_tls_verify
             .or(defaults.insecure_skip_tls_verify)
@@ -432,7 +429,10 @@ fn default_headers(headers: &mut HeaderMap) {
     }
 }
 
-fn join_url(endpoint: &Spanned<String>, base: Option<&Spanned<String>>) -> Result<String, ConfigError> {
+fn join_url(
+    endpoint: &Spanned<String>,
+    base: Option<&Spanned<String>>,
+) -> Result<String, ConfigError> {
     let raw = endpoint.get_ref();
     if raw.contains("{{") {
         return Err(ConfigError::at(
@@ -528,13 +528,7 @@ pub(crate) struct Locals {
 
 impl Locals {
     /// Render event `template` of type `name` into `out`.
-    fn render(
-        &mut self,
-        name: &str,
-        template: &Template,
-        state: &mut VuState,
-        out: &mut String,
-    ) {
+    fn render(&mut self, name: &str, template: &Template, state: &mut VuState, out: &mut String) {
         use std::fmt::Write as _;
         let now = unix_now();
         self.id.clear();
@@ -719,4 +713,76 @@ pub async fn send_one(
         signature,
         payload: body,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn render_all() -> Vec<(String, Value)> {
+        let set = TemplateSet::builtin();
+        let vars = std::collections::HashMap::new();
+        let mut env = TemplateEnv::new(&vars, &[], "s");
+        env.locals = LOCALS;
+        env.numeric_locals = NUMERIC_LOCALS;
+        let mut state = VuState::new(0, 42, 0, Arc::from([]), Arc::from([]));
+        let mut locals = Locals::default();
+        let mut out = String::new();
+        set.by_type
+            .iter()
+            .map(|(ty, src)| {
+                let t = env.compile_json(&src.value).unwrap();
+                locals.render(ty, &t, &mut state, &mut out);
+                let v: Value = serde_json::from_str(&out)
+                    .unwrap_or_else(|e| panic!("{ty} renders invalid JSON: {e}\n{out}"));
+                (ty.clone(), v)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_template_renders_a_stripe_event() {
+        let now = unix_now();
+        let mut ids = HashSet::new();
+        for (ty, v) in render_all() {
+            let id = v["id"].as_str().unwrap();
+            assert!(id.starts_with("evt_") && id.len() == 28, "{ty}: {id}");
+            assert!(ids.insert(id.to_string()), "ids are unique");
+            assert_eq!(v["type"], ty.as_str());
+            assert_eq!(v["object"], "event");
+            let created = v["created"].as_i64().expect("created is a number");
+            assert!((created - now).abs() <= 2);
+            let obj = &v["data"]["object"];
+            // Amounts are numbers, and the same amount throughout one event.
+            let amounts: Vec<i64> = ["amount", "amount_received", "amount_total", "amount_due"]
+                .iter()
+                .filter_map(|k| obj[k].as_i64())
+                .filter(|a| *a > 0)
+                .collect();
+            if ty.starts_with("payment_intent")
+                || ty.starts_with("charge")
+                || ty.starts_with("invoice")
+                || ty.starts_with("checkout")
+            {
+                assert!(!amounts.is_empty(), "{ty} has an amount");
+            }
+            assert!(
+                amounts.windows(2).all(|w| w[0] == w[1]),
+                "{ty}: {amounts:?}"
+            );
+            // Field order as Stripe sends it.
+            let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+            assert_eq!(keys[0], "id");
+            assert_eq!(keys[1], "object");
+        }
+    }
+
+    #[test]
+    fn kinds_expect_their_answers() {
+        assert!(Kind::Valid.answered_right(200) && Kind::Duplicate.answered_right(204));
+        assert!(!Kind::Valid.answered_right(400) && !Kind::OutOfOrder.answered_right(500));
+        assert!(Kind::Forged.answered_right(400) && Kind::Stale.answered_right(401));
+        assert!(!Kind::Unsigned.answered_right(200) && !Kind::Forged.answered_right(500));
+    }
 }

@@ -166,7 +166,11 @@ mod tests {
         );
         // printf '%s' '1609459200.{}' | openssl dgst -sha256 -hmac whsec_plMj3rBbBwnbXKdQWdbXV7mDfQ1LIfFd
         assert_eq!(
-            header(&["whsec_plMj3rBbBwnbXKdQWdbXV7mDfQ1LIfFd"], 1_609_459_200, b"{}"),
+            header(
+                &["whsec_plMj3rBbBwnbXKdQWdbXV7mDfQ1LIfFd"],
+                1_609_459_200,
+                b"{}"
+            ),
             "t=1609459200,v1=ad78fdc5145755a2a55d337400db0377077d4afadf0be7f03c19434e1a31d955"
         );
         // An empty body (python3 hmac.new(b"whsec_test_secret", b"1700000000.", sha256)).
@@ -190,7 +194,11 @@ mod tests {
     fn one_v1_per_secret_while_rotating() {
         // python3: hmac.new(b"whsec_rotated_2", b"1700000000." + PAYLOAD, sha256)
         assert_eq!(
-            header(&["whsec_test_secret", "whsec_rotated_2"], 1_700_000_000, PAYLOAD),
+            header(
+                &["whsec_test_secret", "whsec_rotated_2"],
+                1_700_000_000,
+                PAYLOAD
+            ),
             "t=1700000000,v1=8042376f6ca064adbe037642a718227dfd59047137eb49497a54c49eb0cfb724,\
              v1=468c4fe62c4d899f628f8a16901c7f6b27fcdb2bf63f176c423d2e69d5b2fb9c"
         );
@@ -209,21 +217,36 @@ mod tests {
         let rotated = header(&["whsec_old", "whsec_test_secret"], 1_700_000_000, PAYLOAD);
         assert!(verify(Some(rotated.as_bytes()), PAYLOAD, &key, 300, now).is_ok());
         // Order of the items does not matter; unknown schemes are ignored.
-        let reordered = format!("v0=abc,{}", good.replace("t=1700000000,", "") + ",t=1700000000");
+        let reordered = format!(
+            "v0=abc,{}",
+            good.replace("t=1700000000,", "") + ",t=1700000000"
+        );
         assert!(verify(Some(reordered.as_bytes()), PAYLOAD, &key, 300, now).is_ok());
 
         let err = |h: &str, body: &[u8], now| verify(Some(h.as_bytes()), body, &key, 300, now);
-        assert_eq!(verify(None, PAYLOAD, &key, 300, now), Err(VerifyError::Missing));
+        assert_eq!(
+            verify(None, PAYLOAD, &key, 300, now),
+            Err(VerifyError::Missing)
+        );
         assert_eq!(err("v1=00", PAYLOAD, now), Err(VerifyError::Malformed));
-        assert_eq!(err("t=soon,v1=00", PAYLOAD, now), Err(VerifyError::Malformed));
+        assert_eq!(
+            err("t=soon,v1=00", PAYLOAD, now),
+            Err(VerifyError::Malformed)
+        );
         assert_eq!(err("t=1700000000", PAYLOAD, now), Err(VerifyError::NoV1));
         // Wrong secret, altered body, or a timestamp changed after signing.
         let forged = header(&["whsec_guess"], 1_700_000_000, PAYLOAD);
         assert_eq!(err(&forged, PAYLOAD, now), Err(VerifyError::Mismatch));
-        assert_eq!(err(&good, b"{\"id\":\"evt_other\"}", now), Err(VerifyError::Mismatch));
+        assert_eq!(
+            err(&good, b"{\"id\":\"evt_other\"}", now),
+            Err(VerifyError::Mismatch)
+        );
         let replayed = good.replace("t=1700000000", "t=1700000090");
         assert_eq!(err(&replayed, PAYLOAD, now), Err(VerifyError::Mismatch));
-        assert_eq!(err("t=1700000000,v1=zz", PAYLOAD, now), Err(VerifyError::Mismatch));
+        assert_eq!(
+            err("t=1700000000,v1=zz", PAYLOAD, now),
+            Err(VerifyError::Mismatch)
+        );
         // Older than the tolerance: refused; exactly at it: accepted.
         assert_eq!(err(&good, PAYLOAD, 1_700_000_301), Err(VerifyError::Stale));
         assert!(err(&good, PAYLOAD, 1_700_000_300).is_ok());

@@ -179,9 +179,18 @@ impl WebhookVu {
         Bytes::copy_from_slice(self.text.as_bytes())
     }
 
-    fn series(&mut self, event: usize, kind: Kind, status: u16, error: Option<ErrorKind>) -> &Series {
+    fn series(
+        &mut self,
+        event: usize,
+        kind: Kind,
+        status: u16,
+        error: Option<ErrorKind>,
+    ) -> &Series {
         let list = &mut self.series[event][kind.index()];
-        let pos = match list.iter().position(|s| s.status == status && s.error == error) {
+        let pos = match list
+            .iter()
+            .position(|s| s.status == status && s.error == error)
+        {
             Some(p) => p,
             None => {
                 let m = &self.d.metrics;
@@ -243,9 +252,9 @@ impl WebhookVu {
     async fn deliver(&mut self, scheduled: Option<Instant>) {
         let d = self.d.clone();
         let (event, payload, kind) = self.choose();
-        let (body, sig) = self
-            .signer
-            .sign(&d.keys, kind, &payload, d.tolerance, &mut self.state.rng);
+        let (body, sig) =
+            self.signer
+                .sign(&d.keys, kind, &payload, d.tolerance, &mut self.state.rng);
         let mut req = http::Request::new(Full::new(body));
         *req.method_mut() = http::Method::POST;
         *req.headers_mut() = d.headers.clone();
@@ -277,7 +286,11 @@ impl WebhookVu {
             Err(_) => {
                 // Mid-exchange: the connection cannot be reused.
                 self.conn = None;
-                (0, Some(ErrorKind::Timeout), start + times.connecting + times.tls)
+                (
+                    0,
+                    Some(ErrorKind::Timeout),
+                    start + times.connecting + times.tls,
+                )
             }
         };
         // Open models measure from the scheduled start (no coordinated omission).
@@ -335,13 +348,7 @@ mod tests {
         let payload = Bytes::from_static(br#"{"id":"evt_1","amount":100}"#);
         let now = unix_now();
         let check = |body: &Bytes, h: &Option<HeaderValue>| {
-            signature::verify(
-                h.as_ref().map(|v| v.as_bytes()),
-                body,
-                &keys[0],
-                300,
-                now,
-            )
+            signature::verify(h.as_ref().map(|v| v.as_bytes()), body, &keys[0], 300, now)
         };
         for kind in [Kind::Valid, Kind::Duplicate, Kind::OutOfOrder] {
             let (b, h) = signer.sign(&keys, kind, &payload, 300, &mut rng);
