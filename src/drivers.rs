@@ -38,8 +38,11 @@ pub fn build(
             Ok(AnyDriver::Http(Arc::new(HttpDriver::build(o, ctx)?)))
         }
         "webhook" => {
+            // Errors about a missing option point at the scenario's name.
+            let at = name.span();
             let o = WebhookOptions::deserialize(ValueDeserializer::from(options))?;
-            Ok(AnyDriver::Webhook(Arc::new(WebhookDriver::build(o, ctx)?)))
+            let d = WebhookDriver::build(o, ctx).map_err(|e| e.or_at(at))?;
+            Ok(AnyDriver::Webhook(Arc::new(d)))
         }
         other => Err(ConfigError::at(
             name.span(),
