@@ -393,10 +393,19 @@ impl Template {
                 Piece::Expr(e, esc) => {
                     let start = out.len();
                     eval(e, scope, out);
-                    let raw = out.split_off(start);
-                    match esc {
-                        Escape::Json => json_escape_into(&raw, out),
-                        _ => query_escape_into(&raw, out),
+                    // Most values need no escaping: only then copy them aside.
+                    let clean = match esc {
+                        Escape::Json => !out.as_bytes()[start..]
+                            .iter()
+                            .any(|&b| b == b'"' || b == b'\\' || b < 0x20),
+                        _ => out.as_bytes()[start..].iter().all(|&b| unreserved(b)),
+                    };
+                    if !clean {
+                        let raw = out.split_off(start);
+                        match esc {
+                            Escape::Json => json_escape_into(&raw, out),
+                            _ => query_escape_into(&raw, out),
+                        }
                     }
                 }
             }
@@ -597,12 +606,14 @@ pub fn json_escape_into(s: &str, out: &mut String) {
     }
 }
 
+fn unreserved(b: u8) -> bool {
+    matches!(b, b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~')
+}
+
 pub fn query_escape_into(s: &str, out: &mut String) {
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
+            b if unreserved(b) => out.push(b as char),
             _ => {
                 let _ = write!(out, "%{b:02X}");
             }
@@ -708,6 +719,11 @@ mod tests {
             back,
             serde_json::json!({"n": 2, "s": "a\"3", "k": [1, true]})
         );
+        // A value that needs escaping is escaped where it lands.
+        let v = serde_json::json!({"q": "{{ choice('say \\\"hi\\\"\\\\') }}"});
+        let out = render_template(&env.compile_json(&v).unwrap());
+        let back: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(back["q"], "say \"hi\"\\");
     }
 
     #[test]
