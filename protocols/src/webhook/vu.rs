@@ -134,7 +134,7 @@ pub struct WebhookVu {
     series: Vec<[Vec<Series>; 6]>,
     data_sent: SeriesId,
     data_received: SeriesId,
-    text: String,
+    text_capacity: usize,
     /// The last event the endpoint acknowledged: what a duplicate resends.
     last: Option<(usize, Bytes)>,
     /// An event held back, to be delivered after newer ones (out of order),
@@ -164,7 +164,7 @@ impl WebhookVu {
             signer,
             conn: None,
             io: Rc::default(),
-            text: String::new(),
+            text_capacity: 1024,
             last: None,
             held: None,
             since_held: 0,
@@ -174,9 +174,13 @@ impl WebhookVu {
 
     fn render(&mut self, event: usize) -> Bytes {
         let e = &self.d.events[event];
+        // Rendered straight into the buffer that is sent (no copy), sized
+        // from the last event so it does not grow piece by piece.
+        let mut text = String::with_capacity(self.text_capacity);
         self.locals
-            .render(&e.name, &e.template, &mut self.state, &mut self.text);
-        Bytes::copy_from_slice(self.text.as_bytes())
+            .render(&e.name, &e.template, &mut self.state, &mut text);
+        self.text_capacity = self.text_capacity.max(text.len() + text.len() / 8);
+        Bytes::from(text)
     }
 
     fn series(
