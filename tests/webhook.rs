@@ -389,3 +389,41 @@ fn the_send_helper_delivers_one_event() {
     assert_eq!(w.processed_of("invoice.paid"), 1);
     assert_eq!(w.rejected("signature_mismatch"), 1);
 }
+
+#[test]
+fn an_unreachable_endpoint_fails_every_delivery() {
+    // A port nobody listens on: bind, note it, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = Dir::new();
+    let p = d.write(
+        "plan.toml",
+        &format!(
+            r#"[scenarios.down]
+driver = "webhook"
+executor = "shared-iterations"
+vus = 1
+iterations = 5
+endpoint = "http://127.0.0.1:{port}/webhooks/stripe"
+secret = "{SECRET}"
+forged_ratio = 0.5
+
+[thresholds]
+webhook_failed = ["rate<0.5"]
+"#
+        ),
+    );
+    let (out, s) = run_plan(&d, &p, &[]);
+    assert_eq!(code(&out), 99, "{}", text(&out));
+    let s = s.unwrap();
+    assert_eq!(value(&s, "webhook_failed", "passes"), 5.0);
+    assert_eq!(
+        counter(&s, "webhook_deliveries", &[("error", "connection refused")]),
+        5
+    );
+    // No answer is not an accepted forgery.
+    assert_eq!(value(&s, "webhook_forgery_accepted", "count"), 0.0);
+}
