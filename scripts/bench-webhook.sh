@@ -22,7 +22,7 @@ VOLLEY=target/release/volley
 command -v wrk >/dev/null || { echo "needs wrk (apt-get install -y wrk)"; exit 2; }
 [ -x "$VOLLEY" ] || cargo build --release
 
-pin() { # pin CORE CMD...: on a 2-core machine, server and generator apart
+pin() { # pin CORE CMD... (foreground only): server and generator on different cores
   local core=$1; shift
   if command -v taskset >/dev/null; then taskset -c "$core" "$@"; else "$@"; fi
 }
@@ -35,12 +35,21 @@ cleanup() {
 }
 trap cleanup EXIT
 
-pin 1 "$VOLLEY" serve --addr "127.0.0.1:$PORT" --threads 1 --webhook-secret "$SECRET" >"$WORK/serve.log" 2>&1 &
+if curl -fsS "http://127.0.0.1:$PORT/__volley/stats" >/dev/null 2>&1; then
+  echo "something already listens on 127.0.0.1:$PORT; set BENCH_PORT"; exit 2
+fi
+# Started directly (not through a shell function) so that $! is the server.
+if command -v taskset >/dev/null; then
+  taskset -c 1 "$VOLLEY" serve --addr "127.0.0.1:$PORT" --threads 1 --webhook-secret "$SECRET" >"$WORK/serve.log" 2>&1 &
+else
+  "$VOLLEY" serve --addr "127.0.0.1:$PORT" --threads 1 --webhook-secret "$SECRET" >"$WORK/serve.log" 2>&1 &
+fi
 SERVER_PID=$!
 for _ in $(seq 50); do
   curl -fsS "http://127.0.0.1:$PORT/__volley/stats" >/dev/null 2>&1 && break
   sleep 0.1
 done
+kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/serve.log"; exit 1; }
 
 # One real event, signed now (valid for the receiver's 300 s tolerance).
 EVENT=$(sed -e "s/{{ event.id }}/evt_1bench0000000000000000000/" \
