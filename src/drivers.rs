@@ -6,12 +6,14 @@ use std::sync::Arc;
 use toml::Spanned;
 use toml::de::{DeValue, ValueDeserializer};
 use volley_protocols::http::{HttpDriver, HttpOptions};
+use volley_protocols::webhook::{WebhookDriver, WebhookOptions};
 use volley_protocols::{BuildCtx, ConfigError, Driver};
 
-pub const DRIVERS: &[&str] = &["http"];
+pub const DRIVERS: &[&str] = &["http", "webhook"];
 
 pub enum AnyDriver {
     Http(Arc<HttpDriver>),
+    Webhook(Arc<WebhookDriver>),
 }
 
 /// Run `$body` with `$d` bound to the concrete `Arc<Driver>`.
@@ -20,6 +22,7 @@ macro_rules! with_driver {
     ($any:expr, $d:ident => $body:expr) => {
         match $any {
             $crate::drivers::AnyDriver::Http($d) => $body,
+            $crate::drivers::AnyDriver::Webhook($d) => $body,
         }
     };
 }
@@ -33,6 +36,13 @@ pub fn build(
         "http" => {
             let o = HttpOptions::deserialize(ValueDeserializer::from(options))?;
             Ok(AnyDriver::Http(Arc::new(HttpDriver::build(o, ctx)?)))
+        }
+        "webhook" => {
+            // Errors about a missing option point at the scenario's name.
+            let at = name.span();
+            let o = WebhookOptions::deserialize(ValueDeserializer::from(options))?;
+            let d = WebhookDriver::build(o, ctx).map_err(|e| e.or_at(at))?;
+            Ok(AnyDriver::Webhook(Arc::new(d)))
         }
         other => Err(ConfigError::at(
             name.span(),

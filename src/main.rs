@@ -46,6 +46,66 @@ enum Cmd {
     Report(ReportArgs),
     /// Compare two summary exports; exit 1 when a statistic regressed beyond the limit.
     Compare(CompareArgs),
+    /// Sign or send one Stripe webhook event, to debug a receiver.
+    #[command(subcommand)]
+    Webhook(WebhookCmd),
+}
+
+#[derive(Subcommand)]
+enum WebhookCmd {
+    /// Print the Stripe-Signature header for a payload (use with curl -H).
+    Sign(SignArgs),
+    /// Send one signed Stripe event and print the answer. Exit 0 when the
+    /// answer is the one its kind must get (2xx for valid, 4xx otherwise).
+    Send(SendArgs),
+}
+
+#[derive(Args)]
+struct SignArgs {
+    /// The endpoint's signing secret (repeat while rotating: one v1 each).
+    #[arg(
+        long,
+        required = true,
+        env = "STRIPE_WEBHOOK_SECRET",
+        value_delimiter = ','
+    )]
+    secret: Vec<String>,
+    /// The raw body, signed byte for byte ('-': standard input).
+    #[arg(long, value_name = "FILE")]
+    payload: PathBuf,
+    /// Unix seconds to sign with (default: now).
+    #[arg(long)]
+    timestamp: Option<i64>,
+}
+
+#[derive(Args)]
+struct SendArgs {
+    /// The endpoint URL, e.g. http://127.0.0.1:8080/webhooks/stripe.
+    #[arg(long)]
+    to: String,
+    /// The endpoint's signing secret (repeat while rotating).
+    #[arg(long, env = "STRIPE_WEBHOOK_SECRET", value_delimiter = ',')]
+    secret: Vec<String>,
+    /// Event type, e.g. invoice.paid (a built-in template or one in --templates).
+    #[arg(long, default_value = "payment_intent.succeeded")]
+    event: String,
+    /// A folder of event templates (*.json) beside the built-in ones.
+    #[arg(long, value_name = "DIR")]
+    templates: Option<PathBuf>,
+    /// What to send: a valid delivery, or one the endpoint must refuse.
+    #[arg(long, value_enum, default_value = "valid")]
+    kind: SendKind,
+    /// Give up after this long.
+    #[arg(long, default_value = "30s")]
+    timeout: String,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SendKind {
+    Valid,
+    Forged,
+    Stale,
+    Unsigned,
 }
 
 /// Files and outputs a run writes besides the terminal summary.
@@ -118,6 +178,13 @@ struct ServeArgs {
     /// Server threads (default: one per available core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Signing secret of POST /webhooks/stripe (whsec_...).
+    #[arg(long, env = "STRIPE_WEBHOOK_SECRET")]
+    webhook_secret: Option<String>,
+    /// Accept every webhook unverified: an endpoint with a hole, so volley's
+    /// forgery check can be seen to fire.
+    #[arg(long)]
+    webhook_insecure: bool,
 }
 
 #[derive(Args)]
@@ -179,6 +246,8 @@ fn main() -> ExitCode {
         Cmd::Demo(a) => cmd_demo(a),
         Cmd::Report(a) => cmd_report(a),
         Cmd::Compare(a) => cmd_compare(a),
+        Cmd::Webhook(WebhookCmd::Sign(a)) => cmd_webhook_sign(a),
+        Cmd::Webhook(WebhookCmd::Send(a)) => cmd_webhook_send(a),
     };
     match code {
         Ok(c) => ExitCode::from(c),
@@ -590,6 +659,8 @@ fn cmd_serve(a: ServeArgs) -> Result<u8, Failure> {
         let opts = serve::ServeOptions {
             latency,
             error_rate: a.error_rate,
+            webhook_secret: a.webhook_secret.clone(),
+            webhook_insecure: a.webhook_insecure,
         };
         let server = serve::Server::start(a.addr, opts)
             .await
@@ -599,6 +670,16 @@ fn cmd_serve(a: ServeArgs) -> Result<u8, Failure> {
         println!(
             "  API: {0}/api/v1/health  stats: {0}/__volley/stats",
             server.base_url()
+        );
+        let mode = match (&a.webhook_secret, a.webhook_insecure) {
+            (_, true) => "accepts everything (--webhook-insecure)",
+            (Some(_), _) => "verifies signatures",
+            (None, _) => "needs --webhook-secret",
+        };
+        println!(
+            "  webhooks: {}{} ({mode})",
+            server.base_url(),
+            serve::webhook::PATH
         );
         let _ = tokio::signal::ctrl_c().await;
         server.shutdown();
@@ -617,10 +698,14 @@ fn cmd_demo(a: DemoArgs) -> Result<u8, Failure> {
         .build()
         .context("cannot start the async runtime")
         .map_err(runtime)?;
+    let secret = format!("whsec_demo_{}", fastrand::u64(..));
     let server = server_rt
         .block_on(serve::Server::start(
             "127.0.0.1:0".parse().expect("valid address"),
-            serve::ServeOptions::default(),
+            serve::ServeOptions {
+                webhook_secret: Some(secret.clone()),
+                ..Default::default()
+            },
         ))
         .context("cannot start the demo target on loopback")
         .map_err(runtime)?;
@@ -644,7 +729,13 @@ fn cmd_demo(a: DemoArgs) -> Result<u8, Failure> {
         env: vec![],
         segment: None,
     };
-    let plan = load_plan(&args, &[("BASE_URL".to_string(), base)])?;
+    let plan = load_plan(
+        &args,
+        &[
+            ("BASE_URL".to_string(), base),
+            ("STRIPE_WEBHOOK_SECRET".to_string(), secret),
+        ],
+    )?;
     let settings = run::Settings {
         quiet: a.quiet,
         workers: default_workers(),
@@ -658,7 +749,14 @@ fn cmd_demo(a: DemoArgs) -> Result<u8, Failure> {
     };
     let code = run_and_report(plan, settings, &artifacts);
     let served = server.state.stats.total();
-    eprintln!("the demo target answered {served} requests");
+    let w = &server.state.webhooks;
+    eprintln!(
+        "the demo target answered {served} requests; webhooks: {} received, {} rejected, {} duplicates, {} processed",
+        w.received(),
+        w.rejected_total(),
+        w.duplicates(),
+        w.processed()
+    );
     if code.is_ok() {
         let shown = std::fs::canonicalize(&a.report).unwrap_or(a.report.clone());
         println!("\nreport: {}", shown.display());
@@ -667,4 +765,80 @@ fn cmd_demo(a: DemoArgs) -> Result<u8, Failure> {
         let _ = std::fs::remove_dir_all(dir);
     }
     code
+}
+
+fn cmd_webhook_sign(a: SignArgs) -> Result<u8, Failure> {
+    use std::io::Read as _;
+    let payload = if a.payload.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("cannot read the payload from standard input")
+            .map_err(runtime)?;
+        buf
+    } else {
+        std::fs::read(&a.payload)
+            .with_context(|| format!("cannot read the payload {}", a.payload.display()))
+            .map_err(usage)?
+    };
+    let t = a.timestamp.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    });
+    let secrets: Vec<&str> = a.secret.iter().map(String::as_str).collect();
+    let header = volley_protocols::webhook::signature::header(&secrets, t, &payload);
+    println!("Stripe-Signature: {header}");
+    Ok(EXIT_OK)
+}
+
+fn cmd_webhook_send(a: SendArgs) -> Result<u8, Failure> {
+    use volley_protocols::webhook::{Kind, send_one};
+    let timeout = volley_protocols::duration::parse_duration(&a.timeout)
+        .map_err(|e| usage(anyhow!("--timeout: {e}")))?;
+    let kind = match a.kind {
+        SendKind::Valid => Kind::Valid,
+        SendKind::Forged => Kind::Forged,
+        SendKind::Stale => Kind::Stale,
+        SendKind::Unsigned => Kind::Unsigned,
+    };
+    let rt = main_runtime()?;
+    let local = tokio::task::LocalSet::new();
+    let sent = local.block_on(
+        &rt,
+        send_one(
+            &a.to,
+            &a.secret,
+            &a.event,
+            a.templates.as_deref(),
+            kind,
+            timeout,
+        ),
+    );
+    let out = sent.map_err(|e| runtime(anyhow!(e)))?;
+    let id = serde_json::from_slice::<serde_json::Value>(&out.payload)
+        .ok()
+        .and_then(|v| v["id"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    eprintln!("sent {} {id} ({} delivery)", a.event, kind.tag());
+    match &out.signature {
+        Some(h) => eprintln!("Stripe-Signature: {h}"),
+        None => eprintln!("(no Stripe-Signature header)"),
+    }
+    println!("{}", out.status);
+    if !out.body.is_empty() {
+        println!("{}", out.body);
+    }
+    Ok(if kind.answered_right(out.status) {
+        EXIT_OK
+    } else {
+        eprintln!(
+            "the endpoint answered {} to a {} delivery; it must answer {}",
+            out.status,
+            kind.tag(),
+            if kind.must_accept() { "2xx" } else { "4xx" }
+        );
+        EXIT_RUNTIME
+    })
 }

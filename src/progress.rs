@@ -83,12 +83,16 @@ impl Progress {
             .iter()
             .find_map(|m| per_metric.iter().find(|(n, _)| n == m).cloned())
         {
-            parts.push(format!(
-                "{n} {}/s",
-                name.trim_end_matches('s').replace('_', " ")
-            ));
+            // http_reqs -> "http req/s", webhook_deliveries -> "webhook delivery/s".
+            let unit = match name.strip_suffix("ies") {
+                Some(stem) => format!("{stem}y"),
+                None => name.trim_end_matches('s').to_string(),
+            };
+            parts.push(format!("{n} {}/s", unit.replace('_', " ")));
         }
-        if let Some(id) = reg.metric_id("http_req_duration") {
+        // The first protocol's latency and failures that the plan records.
+        let first = |names: &[&str]| names.iter().find_map(|n| reg.metric_id(n));
+        if let Some(id) = first(&["http_req_duration", "webhook_duration"]) {
             let slot = agg.total(id, &Tags::default());
             let st = Stats::new(
                 volley_protocols::metrics::MetricKind::Trend,
@@ -103,7 +107,7 @@ impl Progress {
                 ));
             }
         }
-        if let Some(id) = reg.metric_id("http_req_failed") {
+        if let Some(id) = first(&["http_req_failed", "webhook_failed"]) {
             let slot = agg.total(id, &Tags::default());
             if let volley_protocols::metrics::Slot::Rate { hits, total } = slot
                 && total > 0

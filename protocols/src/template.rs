@@ -32,8 +32,13 @@ enum Expr {
     NowUnix,
     NowMs,
     Var(usize),
-    Data { feeder: usize, column: usize },
+    Data {
+        feeder: usize,
+        column: usize,
+    },
     Local(usize),
+    /// A local that holds a number: bare (unquoted) in JSON bodies.
+    LocalNum(usize),
     Const(String),
 }
 
@@ -47,6 +52,7 @@ impl Expr {
                 | Expr::RandFloat(..)
                 | Expr::NowUnix
                 | Expr::NowMs
+                | Expr::LocalNum(_)
         )
     }
 }
@@ -70,6 +76,9 @@ pub struct TemplateEnv<'a> {
     pub vars: Vec<String>,
     /// Driver-specific values such as `msg.id`, rendered from `Scope::locals`.
     pub locals: &'a [&'a str],
+    /// Those of `locals` that always hold a number (rendered unquoted by
+    /// `compile_json`, like `rand_int`).
+    pub numeric_locals: &'a [&'a str],
     pub scenario: &'a str,
     /// Feeders referenced so far: VUs pick rows only for these.
     pub used_feeders: BTreeSet<usize>,
@@ -86,6 +95,7 @@ impl<'a> TemplateEnv<'a> {
             feeders,
             vars: Vec::new(),
             locals: &[],
+            numeric_locals: &[],
             scenario,
             used_feeders: BTreeSet::new(),
         }
@@ -140,6 +150,9 @@ impl<'a> TemplateEnv<'a> {
             return self.call(name, &args, src);
         }
         if let Some(i) = self.locals.iter().position(|l| *l == src) {
+            if self.numeric_locals.contains(&src) {
+                return Ok(Expr::LocalNum(i));
+            }
             return Ok(Expr::Local(i));
         }
         let parts: Vec<&str> = src.split('.').map(str::trim).collect();
@@ -380,10 +393,19 @@ impl Template {
                 Piece::Expr(e, esc) => {
                     let start = out.len();
                     eval(e, scope, out);
-                    let raw = out.split_off(start);
-                    match esc {
-                        Escape::Json => json_escape_into(&raw, out),
-                        _ => query_escape_into(&raw, out),
+                    // Most values need no escaping: only then copy them aside.
+                    let clean = match esc {
+                        Escape::Json => !out.as_bytes()[start..]
+                            .iter()
+                            .any(|&b| b == b'"' || b == b'\\' || b < 0x20),
+                        _ => out.as_bytes()[start..].iter().all(|&b| unreserved(b)),
+                    };
+                    if !clean {
+                        let raw = out.split_off(start);
+                        match esc {
+                            Escape::Json => json_escape_into(&raw, out),
+                            _ => query_escape_into(&raw, out),
+                        }
                     }
                 }
             }
@@ -557,7 +579,7 @@ fn eval(e: &Expr, s: &mut Scope<'_>, out: &mut String) {
             let f = &s.feeders[*feeder];
             out.push_str(f.value(s.rows[*feeder], *column));
         }
-        Expr::Local(i) => out.push_str(s.locals.get(*i).copied().unwrap_or("")),
+        Expr::Local(i) | Expr::LocalNum(i) => out.push_str(s.locals.get(*i).copied().unwrap_or("")),
         Expr::Const(v) => out.push_str(v),
     }
 }
@@ -584,12 +606,14 @@ pub fn json_escape_into(s: &str, out: &mut String) {
     }
 }
 
+fn unreserved(b: u8) -> bool {
+    matches!(b, b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~')
+}
+
 pub fn query_escape_into(s: &str, out: &mut String) {
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
+            b if unreserved(b) => out.push(b as char),
             _ => {
                 let _ = write!(out, "%{b:02X}");
             }
@@ -695,6 +719,11 @@ mod tests {
             back,
             serde_json::json!({"n": 2, "s": "a\"3", "k": [1, true]})
         );
+        // A value that needs escaping is escaped where it lands.
+        let v = serde_json::json!({"q": "{{ choice('say \\\"hi\\\"\\\\') }}"});
+        let out = render_template(&env.compile_json(&v).unwrap());
+        let back: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(back["q"], "say \"hi\"\\");
     }
 
     #[test]

@@ -465,6 +465,20 @@ fn parse(
         }
         thresholds.push(set);
     }
+    // A forged or stale delivery taken with 2xx is a security hole, not a
+    // slow response: webhook plans fail on it unless they say otherwise.
+    if scenarios.iter().any(|s| s.driver_name == "webhook")
+        && !thresholds
+            .iter()
+            .any(|t| t.metric == "webhook_forgery_accepted")
+    {
+        let list = [(serde_json::Value::from("count==0"), 0..0)];
+        thresholds.push(threshold::parse_set(
+            "webhook_forgery_accepted",
+            0..0,
+            &list,
+        )?);
+    }
     let _ = file;
 
     Ok(Plan {

@@ -5,6 +5,7 @@
 
 mod api;
 mod stats;
+pub mod webhook;
 
 pub use stats::Stats;
 
@@ -26,6 +27,10 @@ pub struct ServeOptions {
     pub latency: Option<DurRange>,
     /// Share of API requests answered 500.
     pub error_rate: f64,
+    /// Signing secret of `POST /webhooks/stripe` (`whsec_...`).
+    pub webhook_secret: Option<String>,
+    /// Accept every webhook delivery unverified (to see forgery checks fire).
+    pub webhook_insecure: bool,
 }
 
 pub type Body = Full<Bytes>;
@@ -34,6 +39,7 @@ pub struct State {
     pub opts: ServeOptions,
     pub stats: Stats,
     pub api: api::Store,
+    pub webhooks: webhook::Receiver,
 }
 
 pub struct Server {
@@ -48,6 +54,7 @@ impl Server {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
+            webhooks: webhook::Receiver::new(opts.webhook_secret.as_deref(), opts.webhook_insecure),
             opts,
             stats: Stats::default(),
             api: api::Store::new(),
@@ -108,6 +115,11 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     if let Some(rest) = path.strip_prefix("/__volley/") {
         return stats::handle(&state, req.method(), rest);
+    }
+    if path == webhook::PATH && req.method() == hyper::Method::POST {
+        let resp = state.webhooks.handle(req).await;
+        state.stats.record_other(resp.status().as_u16());
+        return resp;
     }
     api::handle(&state, req).await
 }

@@ -37,6 +37,14 @@ impl Stats {
         }
     }
 
+    /// Count one answered request outside the API's routes (e.g. webhooks).
+    pub fn record_other(&self, status: u16) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        if let Some(s) = self.statuses.get(status as usize) {
+            s.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     pub fn injected_error(&self) {
         self.injected_errors.fetch_add(1, Ordering::Relaxed);
     }
@@ -88,10 +96,15 @@ impl Stats {
 
 pub fn handle(state: &State, method: &Method, rest: &str) -> Response<Body> {
     match (method, rest) {
-        (&Method::GET, "stats") => json_response(200, &state.stats.to_json()),
+        (&Method::GET, "stats") => {
+            let mut v = state.stats.to_json();
+            v["webhooks"] = state.webhooks.to_json();
+            json_response(200, &v)
+        }
         (&Method::POST, "reset") => {
             state.stats.reset();
             state.api.reset();
+            state.webhooks.reset();
             json_response(200, &serde_json::json!({"reset": true}))
         }
         _ => json_response(

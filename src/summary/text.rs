@@ -11,7 +11,10 @@ use volley_protocols::metrics::{MetricKind, Slot, Tags, Unit};
 /// Duration metrics broken down per scenario and name, with their failure rate.
 pub const BREAKDOWNS: &[(&str, &str, &str)] = &[
     ("http_req_duration", "http_req_failed", "name"),
+    // Webhooks by event type, then by delivery kind (valid, forged, stale,
+    // ...): "failed" is the share not answered as the kind must be.
     ("webhook_duration", "webhook_failed", "event"),
+    ("webhook_duration", "webhook_failed", "kind"),
     ("pg_query_duration", "pg_query_errors", "name"),
     ("ws_msg_latency", "ws_msgs_lost", "room"),
 ];
@@ -205,13 +208,20 @@ pub fn render_text(s: &Summary, series: &[(SeriesRecord, Slot)]) -> String {
             "\n  █ {metric} BY SCENARIO AND {}\n",
             tag.to_uppercase()
         );
+        let width = table
+            .iter()
+            .map(|(label, _)| label.chars().count())
+            .max()
+            .unwrap_or(0)
+            .clamp(32, 64);
         let _ = writeln!(
             out,
-            "    {:<32} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
+            "    {:<width$} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
             "scenario / name", "count", "rate/s", "p50", "p95", "p99", "max", "failed"
         );
-        for row in table {
-            let _ = writeln!(out, "    {row}");
+        for (label, row) in table {
+            let label: String = label.chars().take(width).collect();
+            let _ = writeln!(out, "    {label:<width$} {row}");
         }
     }
     let errors = error_breakdown(series);
@@ -230,7 +240,7 @@ fn breakdown(
     failed: &str,
     tag: &str,
     elapsed: Duration,
-) -> Vec<String> {
+) -> Vec<(String, String)> {
     let mut groups: BTreeMap<(String, String), ()> = BTreeMap::new();
     for (r, _) in series.iter().filter(|(r, _)| r.metric == metric) {
         let sc = r.tags.get("scenario").unwrap_or("-").to_string();
@@ -254,17 +264,19 @@ fn breakdown(
                 _ => format!("{}", f.count),
             })
             .unwrap_or_else(|| "-".into());
-        let label: String = format!("{sc} · {name}").chars().take(32).collect();
-        rows.push(format!(
-            "{:<32} {:>8} {:>9.2} {:>9} {:>9} {:>9} {:>9} {:>8}",
+        let label = format!("{sc} · {name}");
+        rows.push((
             label,
-            st.count,
-            st.rate,
-            value(unit, st.quantile(50.0)),
-            value(unit, st.quantile(95.0)),
-            value(unit, st.quantile(99.0)),
-            value(unit, st.max),
-            fail
+            format!(
+                "{:>8} {:>9.2} {:>9} {:>9} {:>9} {:>9} {:>8}",
+                st.count,
+                st.rate,
+                value(unit, st.quantile(50.0)),
+                value(unit, st.quantile(95.0)),
+                value(unit, st.quantile(99.0)),
+                value(unit, st.max),
+                fail
+            ),
         ));
     }
     rows

@@ -199,6 +199,10 @@ pub enum Sender {
 }
 
 impl Sender {
+    pub fn is_h2(&self) -> bool {
+        matches!(self, Sender::H2(_))
+    }
+
     pub fn is_closed(&self) -> bool {
         match self {
             Sender::H1(s) => s.is_closed(),
@@ -325,7 +329,6 @@ impl Connector {
     }
 
     /// Open a connection and run its protocol task (hyper) on this thread.
-    #[allow(dead_code)] // for drivers that want hyper's HTTP/1.1 (webhooks)
     pub async fn connect(
         &self,
         origin: &Origin,
