@@ -490,14 +490,14 @@ fn compare_sees_injected_latency_between_two_real_runs() {
     let out = compare(
         &summaries[0],
         &summaries[1],
-        &["--metric", "http_req_duration:med"],
+        &["--metric", "http_req_duration{name:products}:med"],
     );
     assert_eq!(code(&out), 1, "{}", text(&out));
     // The other way round it is an improvement.
     let out = compare(
         &summaries[1],
         &summaries[0],
-        &["--metric", "http_req_duration:med"],
+        &["--metric", "http_req_duration{name:products}:med"],
     );
     assert_eq!(code(&out), 0, "{}", text(&out));
 }
