@@ -11,6 +11,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod template;
+pub mod ws;
 
 pub use driver::{BuildCtx, Defaults, Driver, Iteration, Vu, VuEnv, VuState};
 pub use error::ConfigError;

@@ -4,6 +4,7 @@
 //! server's own.
 
 mod api;
+pub mod chat;
 mod stats;
 
 pub use stats::Stats;
@@ -26,6 +27,14 @@ pub struct ServeOptions {
     pub latency: Option<DurRange>,
     /// Share of API requests answered 500.
     pub error_rate: f64,
+    /// Share of chat sessions closed abruptly (no close frame) mid-session.
+    pub ws_drop_rate: f64,
+    /// When a session chosen for a drop is dropped, after it opens (default 1s..5s).
+    pub ws_drop_after: Option<DurRange>,
+    /// Share of chat deliveries (one message to one member) silently withheld.
+    pub ws_loss_rate: f64,
+    /// Delay before a chat message is delivered to the other members.
+    pub ws_delay: Option<DurRange>,
 }
 
 pub type Body = Full<Bytes>;
@@ -34,6 +43,9 @@ pub struct State {
     pub opts: ServeOptions,
     pub stats: Stats,
     pub api: api::Store,
+    pub chat: chat::Chat,
+    /// Cancelled when the server stops: long-lived sessions end with it.
+    pub stop: CancellationToken,
 }
 
 pub struct Server {
@@ -47,18 +59,25 @@ impl Server {
     pub async fn start(addr: SocketAddr, opts: ServeOptions) -> std::io::Result<Server> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        let stop = CancellationToken::new();
         let state = Arc::new(State {
             opts,
             stats: Stats::default(),
             api: api::Store::new(),
+            chat: chat::Chat::default(),
+            stop: stop.clone(),
         });
-        let stop = CancellationToken::new();
         tokio::spawn(accept_loop(listener, state.clone(), stop.clone()));
         Ok(Server { addr, state, stop })
     }
 
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The chat endpoint: `ws://ADDR/ws/chat`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws/chat", self.addr)
     }
 
     pub fn shutdown(&self) {
@@ -108,6 +127,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     if let Some(rest) = path.strip_prefix("/__volley/") {
         return stats::handle(&state, req.method(), rest);
+    }
+    if path == "/ws/chat" {
+        return chat::upgrade(state, req);
     }
     api::handle(&state, req).await
 }

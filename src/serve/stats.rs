@@ -88,9 +88,14 @@ impl Stats {
 
 pub fn handle(state: &State, method: &Method, rest: &str) -> Response<Body> {
     match (method, rest) {
-        (&Method::GET, "stats") => json_response(200, &state.stats.to_json()),
+        (&Method::GET, "stats") => {
+            let mut v = state.stats.to_json();
+            v["chat"] = super::chat::stats_json(state);
+            json_response(200, &v)
+        }
         (&Method::POST, "reset") => {
             state.stats.reset();
+            state.chat.reset();
             state.api.reset();
             json_response(200, &serde_json::json!({"reset": true}))
         }
