@@ -197,7 +197,10 @@ fn alternative_protocol_settings_work_too() {
     // join barrier, a subprotocol, a header template, a string message template.
     let t = Target::start(ServeOptions::default());
     let d = Dir::new();
-    let url = format!("{}?room={{{{ room }}}}&user={{{{ user }}}}", t.server.ws_url());
+    let url = format!(
+        "{}?room={{{{ room }}}}&user={{{{ user }}}}",
+        t.server.ws_url()
+    );
     let p = chat_plan(
         &d,
         &url,
@@ -240,9 +243,8 @@ impl Faults {
     }
 
     fn listen(&self) -> TcpListener {
-        self.rt.block_on(async {
-            TcpListener::bind("127.0.0.1:0").await.unwrap()
-        })
+        self.rt
+            .block_on(async { TcpListener::bind("127.0.0.1:0").await.unwrap() })
     }
 
     /// Accept connections and run `f` on each.
@@ -330,7 +332,11 @@ deadline = "1s"
             "",
         ),
         scenario("closes", &format!("ws://{closes}/"), ""),
-        scenario("babbles", &format!("ws://{babbles}/"), "ping_interval = \"0s\"\nreceive = { joined_type = \"\" }"),
+        scenario(
+            "babbles",
+            &format!("ws://{babbles}/"),
+            "ping_interval = \"0s\"\nreceive = { joined_type = \"\" }",
+        ),
         scenario("silent", &format!("ws://{silent}/"), ""),
         scenario(
             "stalls",
@@ -344,9 +350,8 @@ deadline = "1s"
     let (out, s) = run_plan(&d, &p, &[]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     let s = s.unwrap();
-    let errors = |sc: &str, kind: &str| {
-        counter(&s, "ws_errors", &[("scenario", sc), ("error", kind)])
-    };
+    let errors =
+        |sc: &str, kind: &str| counter(&s, "ws_errors", &[("scenario", sc), ("error", kind)]);
     assert!(errors("upgrade", "handshake status 200") > 0);
     assert!(errors("closes", "closed by peer (1001)") > 0);
     assert!(errors("babbles", "non-json message") > 10);
@@ -387,10 +392,7 @@ fn bad_templates_and_pointers_stop_before_connecting() {
             "message = { id = \"{{ msg.id }}\", at = \"{{ msg.when }}\" }",
             "unknown template value \"msg.when\"",
         ),
-        (
-            "receive = { type = \"type\" }",
-            "must start with '/'",
-        ),
+        ("receive = { type = \"type\" }", "must start with '/'"),
         ("message = { text = \"hi\" }", "no {{ msg.id }}"),
         ("room = \"lobby\"", "include {{ room.index }}"),
         ("reconnect = \"sometimes\"", "unknown value"),

@@ -160,9 +160,12 @@ pub fn upgrade(state: Arc<State>, mut req: Request<Incoming>) -> Response<Body> 
     tokio::spawn(async move {
         match on.await {
             Ok(up) => {
-                let ws =
-                    WebSocketStream::from_raw_socket(TokioIo::new(up), Role::Server, Some(config()))
-                        .await;
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(up),
+                    Role::Server,
+                    Some(config()),
+                )
+                .await;
                 session(state, ws, room, user).await;
             }
             Err(e) => tracing::debug!("websocket upgrade failed: {e}"),
@@ -276,7 +279,9 @@ impl Session {
     fn on_text(&mut self, text: &str, room_q: &Option<String>, user_q: &Option<String>) {
         let Ok(Value::Object(mut msg)) = serde_json::from_str::<Value>(text) else {
             self.chat().stats.rejected.fetch_add(1, Ordering::Relaxed);
-            self.reply(json!({"type": "error", "error": "frames are JSON objects with a \"type\""}));
+            self.reply(
+                json!({"type": "error", "error": "frames are JSON objects with a \"type\""}),
+            );
             return;
         };
         let name = |v: Option<&Value>| match v {
@@ -317,7 +322,12 @@ async fn next_out(rx: &mut mpsc::UnboundedReceiver<Out>, pending: &mut Option<Ou
     pending.take()
 }
 
-async fn session(state: Arc<State>, mut ws: Socket, room_q: Option<String>, user_q: Option<String>) {
+async fn session(
+    state: Arc<State>,
+    mut ws: Socket,
+    room_q: Option<String>,
+    user_q: Option<String>,
+) {
     let chat = &state.chat;
     chat.stats.sessions.fetch_add(1, Ordering::Relaxed);
     chat.stats.open.fetch_add(1, Ordering::Relaxed);
@@ -392,7 +402,10 @@ mod tests {
 
     #[test]
     fn query_params() {
-        assert_eq!(query_param(Some("a=1&room=r2"), "room").as_deref(), Some("r2"));
+        assert_eq!(
+            query_param(Some("a=1&room=r2"), "room").as_deref(),
+            Some("r2")
+        );
         assert_eq!(query_param(None, "room"), None);
     }
 }

@@ -223,8 +223,8 @@ impl Connector {
         let _ = tcp.set_nodelay(true);
         let counted = Counting::new(tcp, io.clone());
         let stream = if tls {
-            let name = rustls::pki_types::ServerName::try_from(host)
-                .map_err(|_| Fault::InvalidUrl)?;
+            let name =
+                rustls::pki_types::ServerName::try_from(host).map_err(|_| Fault::InvalidUrl)?;
             let s = tokio_rustls::TlsConnector::from(self.tls.clone())
                 .connect(name, counted)
                 .await
@@ -233,9 +233,10 @@ impl Connector {
         } else {
             Stream::Plain(counted)
         };
-        let (ws, _resp) = tokio_tungstenite::client_async_with_config(request, stream, Some(config()))
-            .await
-            .map_err(|e| Fault::from_handshake(&e))?;
+        let (ws, _resp) =
+            tokio_tungstenite::client_async_with_config(request, stream, Some(config()))
+                .await
+                .map_err(|e| Fault::from_handshake(&e))?;
         Ok(ws)
     }
 }

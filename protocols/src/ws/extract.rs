@@ -112,6 +112,11 @@ pub fn parse_pointer(p: &str) -> Result<Vec<String>, String> {
     Ok(tokens)
 }
 
+/// The frame is not (one complete) JSON value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not JSON")]
+pub struct NotJson;
+
 /// A set of pointers, compiled into a tree walked once per frame.
 #[derive(Debug, Default)]
 pub struct Extractor {
@@ -146,7 +151,7 @@ impl Extractor {
     }
 
     /// Fill `out` (one slot per added pointer) from the JSON text in `bytes`.
-    pub fn extract<'a>(&self, bytes: &'a [u8], out: &mut [Val<'a>]) -> Result<(), ()> {
+    pub fn extract<'a>(&self, bytes: &'a [u8], out: &mut [Val<'a>]) -> Result<(), NotJson> {
         for v in out.iter_mut() {
             *v = Val::Missing;
         }
@@ -156,8 +161,8 @@ impl Extractor {
             out,
         }
         .deserialize(&mut de)
-        .map_err(|_| ())?;
-        de.end().map_err(|_| ())
+        .map_err(|_| NotJson)?;
+        de.end().map_err(|_| NotJson)
     }
 }
 
@@ -294,7 +299,7 @@ impl<'de, 'n> Visitor<'de> for KeySeed<'n> {
 mod tests {
     use super::*;
 
-    fn run<'a>(ptrs: &[&str], json: &'a str) -> Result<Vec<Val<'a>>, ()> {
+    fn run<'a>(ptrs: &[&str], json: &'a str) -> Result<Vec<Val<'a>>, NotJson> {
         let mut e = Extractor::default();
         let slots: Vec<usize> = ptrs.iter().map(|p| e.add(p).unwrap()).collect();
         let mut out = vec![Val::Missing; e.fields()];
@@ -305,7 +310,14 @@ mod tests {
     #[test]
     fn reads_nested_values_and_skips_the_rest() {
         let v = run(
-            &["/type", "/msg/id", "/msg/meta/at", "/items/1/n", "/nope", "/a~1b"],
+            &[
+                "/type",
+                "/msg/id",
+                "/msg/meta/at",
+                "/items/1/n",
+                "/nope",
+                "/a~1b",
+            ],
             r#"{"x":[1,{"y":2}],"type":"message","msg":{"id":"k-1","meta":{"at":1700000000123456}},
                 "items":[{"n":1},{"n":-2}],"a/b":true}"#,
         )

@@ -84,7 +84,14 @@ pub struct ReceiveSpec {
 }
 
 /// Template locals, in this order: each template sees a prefix of them.
-const LOCALS: &[&str] = &["room.index", "room", "user", "msg.id", "msg.sent_at", "msg.seq"];
+const LOCALS: &[&str] = &[
+    "room.index",
+    "room",
+    "user",
+    "msg.id",
+    "msg.sent_at",
+    "msg.seq",
+];
 const ROOM_LOCALS: usize = 1;
 const USER_LOCALS: usize = 2;
 const SESSION_LOCALS: usize = 3;
@@ -208,10 +215,7 @@ impl WsDriver {
 
         let room_size = match &o.room_size {
             Some(s) if *s.get_ref() == 0 => {
-                return Err(ConfigError::at(
-                    s.span(),
-                    "room_size must be at least 1",
-                ));
+                return Err(ConfigError::at(s.span(), "room_size must be at least 1"));
             }
             Some(s) => *s.get_ref(),
             None => 10,
@@ -226,7 +230,9 @@ impl WsDriver {
             .unwrap_or(("{{ scenario }}-{{ room.index }}", o.url.span()));
         let mut room_env = TemplateEnv::new(ctx.env, &[], ctx.scenario);
         room_env.locals = &LOCALS[..ROOM_LOCALS];
-        let room_t = room_env.compile(room_src.0).map_err(at(room_src.1.clone()))?;
+        let room_t = room_env
+            .compile(room_src.0)
+            .map_err(at(room_src.1.clone()))?;
         if room_t.is_static() && room_count > 1 {
             return Err(ConfigError::at(
                 room_src.1,
@@ -284,7 +290,9 @@ impl WsDriver {
         } else {
             return Err(ConfigError::at(
                 o.url.span(),
-                format!("url {url_text:?} must start with ws:// or wss:// (or be a path on [defaults] base_url)"),
+                format!(
+                    "url {url_text:?} must start with ws:// or wss:// (or be a path on [defaults] base_url)"
+                ),
             ));
         };
         let url = env.compile(&url_src).map_err(at(o.url.span()))?;
@@ -356,7 +364,11 @@ impl WsDriver {
                     ));
                 }
             }
-            let joined: Vec<&str> = o.subprotocols.iter().map(|p| p.get_ref().as_str()).collect();
+            let joined: Vec<&str> = o
+                .subprotocols
+                .iter()
+                .map(|p| p.get_ref().as_str())
+                .collect();
             Some(HeaderValue::from_str(&joined.join(", ")).expect("checked above"))
         };
 
@@ -451,8 +463,14 @@ impl WsDriver {
             Some(d) => d.get_ref().0,
             None => Duration::from_secs(5),
         };
-        let ping_interval = o.ping_interval.map(|d| d.0).unwrap_or(Duration::from_secs(10));
-        let pong_timeout = o.pong_timeout.map(|d| d.0).unwrap_or(Duration::from_secs(5));
+        let ping_interval = o
+            .ping_interval
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(10));
+        let pong_timeout = o
+            .pong_timeout
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(5));
         let connect_timeout = o
             .connect_timeout
             .or(defaults.timeout)

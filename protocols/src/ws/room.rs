@@ -303,7 +303,14 @@ mod tests {
         let _after = room.send(1, far()).unwrap();
         a.received(s0);
         let r = room.settle(&mut a, Instant::now() + D * 2, D, false);
-        assert_eq!(r, Settled { lost: 0, next: None, done: true });
+        assert_eq!(
+            r,
+            Settled {
+                lost: 0,
+                next: None,
+                done: true
+            }
+        );
     }
 
     #[test]

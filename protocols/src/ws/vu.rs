@@ -121,6 +121,7 @@ pub struct WsVu {
     io: Rc<IoCounters>,
     io_seen: (u64, u64),
     locals: Locals,
+    frame_cap: usize,
     failures: u32,
 }
 
@@ -192,6 +193,7 @@ impl WsVu {
             io: Rc::default(),
             io_seen: (0, 0),
             locals,
+            frame_cap: 64,
             failures: 0,
             d,
         }
@@ -216,7 +218,8 @@ impl WsVu {
             self.rec.add(self.s.data_sent, sent - self.io_seen.0);
         }
         if received > self.io_seen.1 {
-            self.rec.add(self.s.data_received, received - self.io_seen.1);
+            self.rec
+                .add(self.s.data_received, received - self.io_seen.1);
         }
         self.io_seen = (sent, received);
     }
@@ -241,8 +244,10 @@ impl WsVu {
             Which::Message => &d.message,
             Which::Header(i) => &d.headers[i].1,
         };
-        let mut out = String::new();
+        // The frame's own allocation, sized like the last one.
+        let mut out = String::with_capacity(self.frame_cap);
         t.render(&mut scope, &mut out);
+        self.frame_cap = self.frame_cap.max(out.len());
         out
     }
 
@@ -337,9 +342,9 @@ impl WsVu {
                 }
                 Step::Continue
             }
-            Message::Close(frame) => {
-                Step::End(Fault::ClosedByPeer(frame.map(|f| u16::from(f.code)).unwrap_or(1005)))
-            }
+            Message::Close(frame) => Step::End(Fault::ClosedByPeer(
+                frame.map(|f| u16::from(f.code)).unwrap_or(1005),
+            )),
             Message::Ping(_) | Message::Frame(_) => Step::Continue,
         }
     }
@@ -453,16 +458,15 @@ impl WsVu {
             Err(f) => return self.failed(f),
         };
         let connect_by = (started + d.connect_timeout).min(end);
-        let mut ws = match timeout_at(connect_by.into(), d.connector.connect(request, &self.io))
-            .await
-        {
-            Ok(Ok(ws)) => ws,
-            Ok(Err(f)) => return self.failed(f),
-            Err(_) if Instant::now() >= end && started.elapsed() < HANG => {
-                return Outcome::Abandoned;
-            }
-            Err(_) => return self.failed(Fault::ConnectTimeout),
-        };
+        let mut ws =
+            match timeout_at(connect_by.into(), d.connector.connect(request, &self.io)).await {
+                Ok(Ok(ws)) => ws,
+                Ok(Err(f)) => return self.failed(f),
+                Err(_) if Instant::now() >= end && started.elapsed() < HANG => {
+                    return Outcome::Abandoned;
+                }
+                Err(_) => return self.failed(Fault::ConnectTimeout),
+            };
         self.failures = 0;
         self.rec.add(self.s.sessions, 1);
         self.rec.time(self.s.connecting, started.elapsed());
@@ -485,7 +489,8 @@ impl WsVu {
         };
 
         let now = Instant::now();
-        let settle_every = (d.deadline / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let settle_every =
+            (d.deadline / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         let mut next_send = d.interval.map(|i| now + self.gap(i));
         let mut next_ping = d.ping.map(|(every, _)| now + every);
         let mut ping_sent: Option<Instant> = None;
@@ -626,7 +631,9 @@ impl Vu for WsVu {
             d.user.render(&mut self.state.scope(&locals), &mut user);
             self.locals.user = user;
         }
-        let own_end = d.session_duration.map(|r| now + r.pick(&mut self.state.rng));
+        let own_end = d
+            .session_duration
+            .map(|r| now + r.pick(&mut self.state.rng));
         let end = match (it.deadline, own_end) {
             (Some(a), Some(b)) => a.min(b),
             (Some(a), None) | (None, Some(a)) => a,
@@ -656,5 +663,39 @@ impl Vu for WsVu {
             let at = it.deadline.map_or(at, |dl| at.min(dl));
             sleep_until(at.into()).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    #[test]
+    fn send_times_in_any_unit() {
+        let us = 1_700_000_000_123_456u64;
+        for v in [
+            Val::U64(us),
+            Val::U64(us / 1000),
+            Val::F64(us as f64 / 1e6),
+            Val::U64(us * 1000),
+            Val::Str(Cow::Borrowed("1700000000123456")),
+        ] {
+            let got = sent_at_micros(&v).unwrap();
+            assert!(got.abs_diff(us) < 1000, "{v:?} -> {got}");
+        }
+        let t = sent_at_micros(&Val::Str("2023-11-14T22:13:20.5Z".into())).unwrap();
+        assert_eq!(t, 1_700_000_000_500_000);
+        assert_eq!(sent_at_micros(&Val::Missing), None);
+        assert_eq!(sent_at_micros(&Val::Str("soon".into())), None);
+    }
+
+    #[test]
+    fn ids_are_ours_or_not() {
+        let v = Val::Str("0badcafe-3-1-42".into());
+        assert_eq!(parse_id("0badcafe", &v), Some((3, 1, 42)));
+        assert_eq!(parse_id("00000000", &v), None);
+        assert_eq!(parse_id("0badcafe", &Val::U64(42)), None);
+        assert_eq!(parse_id("0badcafe", &Val::Str("0badcafe-x".into())), None);
     }
 }
