@@ -406,3 +406,60 @@ fn bad_templates_and_pointers_stop_before_connecting() {
     }
     assert_eq!(chat(&t, "sessions"), 0, "nothing connected");
 }
+
+/// TLS in front of the embedded target: wss:// through rustls end to end.
+fn tls_terminator(f: &Faults, backend: SocketAddr) -> SocketAddr {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
+    let cert = CertificateDer::from_pem_file(format!("{dir}localhost.crt")).unwrap();
+    let key = PrivateKeyDer::from_pem_file(format!("{dir}localhost.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    f.serve(move |tcp| {
+        let acceptor = acceptor.clone();
+        async move {
+            if let Ok(mut tls) = acceptor.accept(tcp).await
+                && let Ok(mut up) = tokio::net::TcpStream::connect(backend).await
+            {
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+            }
+        }
+    })
+}
+
+#[test]
+fn wss_goes_through_rustls() {
+    let t = Target::start(ServeOptions::default());
+    let f = Faults::new();
+    let tls = tls_terminator(&f, t.server.addr);
+    let d = Dir::new();
+    let url = format!("wss://localhost:{}/ws/chat", tls.port());
+    let p = chat_plan(&d, &url, "insecure_skip_tls_verify = true");
+    let (out, s) = run_plan(&d, &p, &[]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let s = s.unwrap();
+    assert_eq!(value(&s, "ws_sessions", "count"), 12.0);
+    assert_eq!(value(&s, "ws_msgs_lost", "count"), 0.0);
+    assert!(value(&s, "ws_msgs_received", "count") > 0.0);
+    assert_eq!(
+        value(&s, "ws_msgs_received", "count") as u64,
+        chat(&t, "deliveries")
+    );
+    // The certificate is self-signed: without the opt-out, the handshake fails.
+    let p = chat_plan(&d, &url, "reconnect = \"never\"");
+    let (out, s) = run_plan(&d, &p, &[]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let s = s.unwrap();
+    assert_eq!(
+        counter(&s, "ws_errors", &[("error", "tls handshake failed")]),
+        12
+    );
+}
