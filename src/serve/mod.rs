@@ -57,7 +57,15 @@ pub struct Server {
 impl Server {
     /// Bind and serve in the background on the current runtime.
     pub async fn start(addr: SocketAddr, opts: ServeOptions) -> std::io::Result<Server> {
-        let listener = TcpListener::bind(addr).await?;
+        // A deep accept queue: thousands of chat participants may connect within a second.
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        let listener = socket.listen(4096)?;
         let addr = listener.local_addr()?;
         let stop = CancellationToken::new();
         let state = Arc::new(State {
