@@ -5,10 +5,11 @@
 //! the room's lock: one lock per room, never a global one) and a log entry
 //! (sender, send time). A member registers once the server has it in the room
 //! and expects every message numbered from then on that another member sends,
-//! until it leaves. It marks what it receives in a private bit window and,
-//! every so often, walks the log from its lowest unresolved number: received,
-//! its own, or unsent is settled; unreceived past the deadline is lost. The
-//! log is trimmed up to the lowest position any present member still needs.
+//! until it leaves. It marks what it receives in a private bit window (no
+//! lock) and, when its oldest unsettled message reaches its deadline, walks
+//! the log from its lowest unsettled number: received, its own, or unsent is
+//! settled; unreceived past the deadline is lost. The log is trimmed up to the
+//! lowest position any present member still needs.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard, OnceLock};

@@ -24,6 +24,8 @@ const HANG: Duration = Duration::from_secs(1);
 /// How long to wait for the server's answer to our close.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 const JOIN_PING: &[u8] = b"volley-join";
+/// Settling more often than this buys nothing.
+const SETTLE_MIN: Duration = Duration::from_millis(20);
 
 /// Series of one room (or of the scenario, when rooms are not tagged).
 #[derive(Clone)]
@@ -376,6 +378,7 @@ impl WsVu {
         match self.send(ws, text, by).await {
             Ok(()) => {
                 self.rec.add(self.s.sent, 1);
+                self.flush_io();
                 Ok(())
             }
             Err(f) => {
@@ -489,12 +492,11 @@ impl WsVu {
         };
 
         let now = Instant::now();
-        let settle_every =
-            (d.deadline / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         let mut next_send = d.interval.map(|i| now + self.gap(i));
         let mut next_ping = d.ping.map(|(every, _)| now + every);
         let mut ping_sent: Option<Instant> = None;
-        let mut next_settle = now + settle_every;
+        // Nothing sent from now on can be lost before `now + deadline`.
+        let mut next_settle = now + d.deadline;
         let timer = tokio::time::sleep_until(end.into());
         tokio::pin!(timer);
 
@@ -536,10 +538,15 @@ impl WsVu {
                         next_ping = d.ping.map(|(every, _)| now + every);
                     }
                     if now >= next_settle {
+                        // Settle when the oldest unsettled message's deadline comes:
+                        // an idle room wakes its members once per deadline, not more.
                         let s = room.settle(&mut p.member, now, d.deadline, false);
                         self.record_lost(s.lost);
                         self.flush_io();
-                        next_settle = now + settle_every;
+                        next_settle = match s.next {
+                            Some(t) => t.max(now + SETTLE_MIN),
+                            None => now + d.deadline,
+                        };
                     }
                 }
                 msg = ws.next() => match msg {
@@ -571,7 +578,7 @@ impl WsVu {
             if s.done {
                 break;
             }
-            let wake = s.next.unwrap_or_else(|| Instant::now() + settle_every);
+            let wake = s.next.unwrap_or_else(|| Instant::now() + SETTLE_MIN);
             let gone = tokio::select! {
                 _ = sleep_until(wake.into()) => false,
                 msg = ws.next() => match msg {
