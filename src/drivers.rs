@@ -7,13 +7,15 @@ use toml::Spanned;
 use toml::de::{DeValue, ValueDeserializer};
 use volley_protocols::http::{HttpDriver, HttpOptions};
 use volley_protocols::webhook::{WebhookDriver, WebhookOptions};
+use volley_protocols::ws::{WsDriver, WsOptions};
 use volley_protocols::{BuildCtx, ConfigError, Driver};
 
-pub const DRIVERS: &[&str] = &["http", "webhook"];
+pub const DRIVERS: &[&str] = &["http", "webhook", "websocket"];
 
 pub enum AnyDriver {
     Http(Arc<HttpDriver>),
     Webhook(Arc<WebhookDriver>),
+    Ws(Arc<WsDriver>),
 }
 
 /// Run `$body` with `$d` bound to the concrete `Arc<Driver>`.
@@ -23,6 +25,7 @@ macro_rules! with_driver {
         match $any {
             $crate::drivers::AnyDriver::Http($d) => $body,
             $crate::drivers::AnyDriver::Webhook($d) => $body,
+            $crate::drivers::AnyDriver::Ws($d) => $body,
         }
     };
 }
@@ -43,6 +46,10 @@ pub fn build(
             let o = WebhookOptions::deserialize(ValueDeserializer::from(options))?;
             let d = WebhookDriver::build(o, ctx).map_err(|e| e.or_at(at))?;
             Ok(AnyDriver::Webhook(Arc::new(d)))
+        }
+        "websocket" => {
+            let o = WsOptions::deserialize(ValueDeserializer::from(options))?;
+            Ok(AnyDriver::Ws(Arc::new(WsDriver::build(o, ctx)?)))
         }
         other => Err(ConfigError::at(
             name.span(),

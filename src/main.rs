@@ -175,6 +175,18 @@ struct ServeArgs {
     /// Share of API requests answered with 500 (0..1).
     #[arg(long, default_value_t = 0.0)]
     error_rate: f64,
+    /// Share of chat sessions (/ws/chat) closed abruptly mid-session (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    ws_drop_rate: f64,
+    /// When a session picked by --ws-drop-rate is dropped after it opens: "2s" or "1s..5s".
+    #[arg(long)]
+    ws_drop_after: Option<String>,
+    /// Share of chat deliveries (a message to one room member) silently withheld (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    ws_loss_rate: f64,
+    /// Delay before chat messages reach the other members: "100ms" or "50ms..150ms".
+    #[arg(long)]
+    ws_delay: Option<String>,
     /// Server threads (default: one per available core).
     #[arg(long)]
     threads: Option<usize>,
@@ -639,11 +651,26 @@ fn cmd_serve(a: ServeArgs) -> Result<u8, Failure> {
         .map(DurRange::parse)
         .transpose()
         .map_err(|e| usage(anyhow!("--latency: {e}")))?;
-    if !(0.0..=1.0).contains(&a.error_rate) {
-        return Err(usage(anyhow!(
-            "--error-rate {} must be between 0 and 1",
-            a.error_rate
-        )));
+    for (flag, v) in [
+        ("--error-rate", a.error_rate),
+        ("--ws-drop-rate", a.ws_drop_rate),
+        ("--ws-loss-rate", a.ws_loss_rate),
+    ] {
+        if !(0.0..=1.0).contains(&v) {
+            return Err(usage(anyhow!("{flag} {v} must be between 0 and 1")));
+        }
+    }
+    let range = |flag: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(DurRange::parse)
+            .transpose()
+            .map_err(|e| usage(anyhow!("{flag}: {e}")))
+    };
+    let ws_drop_after = range("--ws-drop-after", &a.ws_drop_after)?;
+    let ws_delay = range("--ws-delay", &a.ws_delay)?;
+    // Thousands of chat sessions need thousands of descriptors.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!("cannot raise the open-file limit: {e}");
     }
     // Every client connection is a file descriptor.
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
@@ -661,6 +688,10 @@ fn cmd_serve(a: ServeArgs) -> Result<u8, Failure> {
             error_rate: a.error_rate,
             webhook_secret: a.webhook_secret.clone(),
             webhook_insecure: a.webhook_insecure,
+            ws_drop_rate: a.ws_drop_rate,
+            ws_drop_after,
+            ws_loss_rate: a.ws_loss_rate,
+            ws_delay,
         };
         let server = serve::Server::start(a.addr, opts)
             .await
@@ -668,8 +699,9 @@ fn cmd_serve(a: ServeArgs) -> Result<u8, Failure> {
             .map_err(runtime)?;
         println!("volley serve: listening on {}", server.base_url());
         println!(
-            "  API: {0}/api/v1/health  stats: {0}/__volley/stats",
-            server.base_url()
+            "  API: {0}/api/v1/health  chat: {1}  stats: {0}/__volley/stats",
+            server.base_url(),
+            server.ws_url()
         );
         let mode = match (&a.webhook_secret, a.webhook_insecure) {
             (_, true) => "accepts everything (--webhook-insecure)",
@@ -710,7 +742,8 @@ fn cmd_demo(a: DemoArgs) -> Result<u8, Failure> {
         .context("cannot start the demo target on loopback")
         .map_err(runtime)?;
     let base = server.base_url();
-    eprintln!("demo target listening on {base}");
+    let ws = server.ws_url();
+    eprintln!("demo target listening on {base} (chat: {ws})");
 
     let local = Path::new("fixtures/plans/demo.toml");
     let (plan_path, _tmp) = if local.exists() {
@@ -734,6 +767,7 @@ fn cmd_demo(a: DemoArgs) -> Result<u8, Failure> {
         &[
             ("BASE_URL".to_string(), base),
             ("STRIPE_WEBHOOK_SECRET".to_string(), secret),
+            ("WS_URL".to_string(), ws),
         ],
     )?;
     let settings = run::Settings {
@@ -756,6 +790,12 @@ fn cmd_demo(a: DemoArgs) -> Result<u8, Failure> {
         w.rejected_total(),
         w.duplicates(),
         w.processed()
+    );
+    let chat = &server.state.chat.stats;
+    eprintln!(
+        "the demo target answered {served} requests and relayed {} chat messages in {} sessions",
+        chat.messages.load(std::sync::atomic::Ordering::Relaxed),
+        chat.sessions.load(std::sync::atomic::Ordering::Relaxed)
     );
     if code.is_ok() {
         let shown = std::fs::canonicalize(&a.report).unwrap_or(a.report.clone());

@@ -12,6 +12,7 @@ pub mod http;
 pub mod metrics;
 pub mod template;
 pub mod webhook;
+pub mod ws;
 
 pub use driver::{BuildCtx, Defaults, Driver, Iteration, Vu, VuEnv, VuState};
 pub use error::ConfigError;

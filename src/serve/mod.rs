@@ -4,6 +4,7 @@
 //! server's own.
 
 mod api;
+pub mod chat;
 mod stats;
 pub mod webhook;
 
@@ -31,6 +32,14 @@ pub struct ServeOptions {
     pub webhook_secret: Option<String>,
     /// Accept every webhook delivery unverified (to see forgery checks fire).
     pub webhook_insecure: bool,
+    /// Share of chat sessions closed abruptly (no close frame) mid-session.
+    pub ws_drop_rate: f64,
+    /// When a session chosen for a drop is dropped, after it opens (default 1s..5s).
+    pub ws_drop_after: Option<DurRange>,
+    /// Share of chat deliveries (one message to one member) silently withheld.
+    pub ws_loss_rate: f64,
+    /// Delay before a chat message is delivered to the other members.
+    pub ws_delay: Option<DurRange>,
 }
 
 pub type Body = Full<Bytes>;
@@ -40,6 +49,9 @@ pub struct State {
     pub stats: Stats,
     pub api: api::Store,
     pub webhooks: webhook::Receiver,
+    pub chat: chat::Chat,
+    /// Cancelled when the server stops: long-lived sessions end with it.
+    pub stop: CancellationToken,
 }
 
 pub struct Server {
@@ -51,21 +63,36 @@ pub struct Server {
 impl Server {
     /// Bind and serve in the background on the current runtime.
     pub async fn start(addr: SocketAddr, opts: ServeOptions) -> std::io::Result<Server> {
-        let listener = TcpListener::bind(addr).await?;
+        // A deep accept queue: thousands of chat participants may connect within a second.
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        let listener = socket.listen(4096)?;
         let addr = listener.local_addr()?;
+        let stop = CancellationToken::new();
         let state = Arc::new(State {
             webhooks: webhook::Receiver::new(opts.webhook_secret.as_deref(), opts.webhook_insecure),
             opts,
             stats: Stats::default(),
             api: api::Store::new(),
+            chat: chat::Chat::default(),
+            stop: stop.clone(),
         });
-        let stop = CancellationToken::new();
         tokio::spawn(accept_loop(listener, state.clone(), stop.clone()));
         Ok(Server { addr, state, stop })
     }
 
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The chat endpoint: `ws://ADDR/ws/chat`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws/chat", self.addr)
     }
 
     pub fn shutdown(&self) {
@@ -115,6 +142,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     if let Some(rest) = path.strip_prefix("/__volley/") {
         return stats::handle(&state, req.method(), rest);
+    }
+    if path == "/ws/chat" {
+        return chat::upgrade(state, req);
     }
     if path == webhook::PATH && req.method() == hyper::Method::POST {
         let resp = state.webhooks.handle(req).await;

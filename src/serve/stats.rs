@@ -99,10 +99,12 @@ pub fn handle(state: &State, method: &Method, rest: &str) -> Response<Body> {
         (&Method::GET, "stats") => {
             let mut v = state.stats.to_json();
             v["webhooks"] = state.webhooks.to_json();
+            v["chat"] = super::chat::stats_json(state);
             json_response(200, &v)
         }
         (&Method::POST, "reset") => {
             state.stats.reset();
+            state.chat.reset();
             state.api.reset();
             state.webhooks.reset();
             json_response(200, &serde_json::json!({"reset": true}))

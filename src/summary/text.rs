@@ -282,10 +282,21 @@ fn breakdown(
     rows
 }
 
-/// Unexpected HTTP statuses and transport errors, most frequent first.
+/// Unexpected HTTP statuses, transport errors and WebSocket errors, most frequent first.
 fn error_breakdown(series: &[(SeriesRecord, Slot)]) -> Vec<(String, u64)> {
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     for (r, slot) in series {
+        if r.metric == "ws_errors"
+            && let Slot::Counter(n) = slot
+        {
+            let what = format!(
+                "{} (websocket {})",
+                r.tags.get("error").unwrap_or("?"),
+                r.tags.get("scenario").unwrap_or("-")
+            );
+            *counts.entry(what).or_default() += n;
+            continue;
+        }
         if r.metric != "http_reqs" || r.tags.get("expected_response") != Some("false") {
             continue;
         }

@@ -421,7 +421,8 @@ impl Connector {
     }
 }
 
-fn tls_config(insecure: bool, version: HttpVersion) -> rustls::ClientConfig {
+/// rustls with the ring provider; also used by the WebSocket driver (HTTP/1.1 only).
+pub(crate) fn tls_config(insecure: bool, version: HttpVersion) -> rustls::ClientConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()

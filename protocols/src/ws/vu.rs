@@ -1,0 +1,708 @@
+//! One participant: one connection at a time, one session per iteration.
+
+use super::conn::{Fault, Socket};
+use super::extract::Val;
+use super::room::{Member, Room};
+use super::{Reconnect, WsDriver};
+use crate::driver::{Iteration, Vu, VuEnv, VuState};
+use crate::http::conn::IoCounters;
+use crate::metrics::{Recorder, SeriesId, Tags};
+use futures_util::{SinkExt, StreamExt};
+use http::HeaderValue;
+use std::fmt::Write as _;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::time::{sleep_until, timeout_at};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
+use tokio_tungstenite::tungstenite::{Bytes, Message};
+
+/// A connect or join still pending at the planned end counts as failed only
+/// if it had been trying this long; a shorter one was merely cut by the end.
+const HANG: Duration = Duration::from_secs(1);
+/// How long to wait for the server's answer to our close.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+const JOIN_PING: &[u8] = b"volley-join";
+/// Settling more often than this buys nothing.
+const SETTLE_MIN: Duration = Duration::from_millis(20);
+
+/// Series of one room (or of the scenario, when rooms are not tagged).
+#[derive(Clone)]
+pub struct RoomSeries {
+    tags: Tags,
+    sessions: SeriesId,
+    connecting: SeriesId,
+    session_duration: SeriesId,
+    sent: SeriesId,
+    received: SeriesId,
+    latency: SeriesId,
+    lost: SeriesId,
+    drop_rate: SeriesId,
+    ping: SeriesId,
+    data_sent: SeriesId,
+    data_received: SeriesId,
+}
+
+impl RoomSeries {
+    fn new(d: &WsDriver, room: &Room, rec: &Recorder) -> Self {
+        let tags = if d.tag_rooms {
+            d.tags.with("room", room.name.clone())
+        } else {
+            d.tags.clone()
+        };
+        let m = &d.metrics;
+        let s = |id| rec.series(id, &tags);
+        Self {
+            sessions: s(m.sessions),
+            connecting: s(m.connecting),
+            session_duration: s(m.session_duration),
+            sent: s(m.sent),
+            received: s(m.received),
+            latency: s(m.latency),
+            lost: s(m.lost),
+            drop_rate: s(m.drop_rate),
+            ping: s(m.ping),
+            // Bytes are per scenario, as the HTTP driver records them.
+            data_sent: rec.series(m.data_sent, &d.tags),
+            data_received: rec.series(m.data_received, &d.tags),
+            tags,
+        }
+    }
+}
+
+/// How a session ended.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Outcome {
+    /// Cut by the planned end before it was established: not a session.
+    Abandoned,
+    /// Ended by us at its planned end.
+    Planned,
+    /// Could not be established.
+    Failed,
+    /// Ended by the peer or the network before its planned end.
+    Dropped,
+}
+
+enum Step {
+    Continue,
+    Joined,
+    End(Fault),
+}
+
+/// Present in a room; leaves it when dropped (also when the engine cuts the session).
+struct Presence<'a> {
+    room: &'a Room,
+    member: Member,
+}
+
+impl Drop for Presence<'_> {
+    fn drop(&mut self) {
+        self.room.remove(self.member.slot);
+    }
+}
+
+/// Reused buffers for the template locals.
+#[derive(Default)]
+struct Locals {
+    room_index: String,
+    user: String,
+    id: String,
+    sent_at: String,
+    seq: String,
+}
+
+pub struct WsVu {
+    d: Arc<WsDriver>,
+    rec: Recorder,
+    state: VuState,
+    room: usize,
+    slot: u32,
+    s: RoomSeries,
+    errors: Vec<(Fault, SeriesId)>,
+    io: Rc<IoCounters>,
+    io_seen: (u64, u64),
+    locals: Locals,
+    frame_cap: usize,
+    failures: u32,
+}
+
+fn unix_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as u64
+}
+
+/// A send time as servers write it: seconds, milliseconds, microseconds or
+/// nanoseconds since the epoch (told apart by size), or an RFC 3339 string.
+fn sent_at_micros(v: &Val<'_>) -> Option<u64> {
+    let n = match v {
+        Val::Str(s) if s.contains(['-', ':']) => {
+            let t = humantime::parse_rfc3339_weak(s.trim()).ok()?;
+            return Some(t.duration_since(UNIX_EPOCH).ok()?.as_micros() as u64);
+        }
+        other => other.as_f64()?,
+    };
+    if !(n.is_finite() && n > 0.0) {
+        return None;
+    }
+    Some(if n < 1e11 {
+        n * 1e6
+    } else if n < 1e14 {
+        n * 1e3
+    } else if n < 1e17 {
+        n
+    } else {
+        n / 1e3
+    } as u64)
+}
+
+/// Our ids are "NONCE-ROOM-SLOT-SEQ"; anything else is someone else's message.
+fn parse_id(nonce: &str, v: &Val<'_>) -> Option<(u64, u32, u64)> {
+    let rest = v.as_str()?.strip_prefix(nonce)?.strip_prefix('-')?;
+    let mut parts = rest.splitn(3, '-');
+    let room = parts.next()?.parse().ok()?;
+    let slot = parts.next()?.parse().ok()?;
+    let seq = parts.next()?.parse().ok()?;
+    Some((room, slot, seq))
+}
+
+impl WsVu {
+    pub(super) fn new(d: Arc<WsDriver>, env: VuEnv) -> Self {
+        let rec = env.recorder;
+        let room = ((env.index / d.room_size) as usize).min(d.rooms.len() - 1);
+        let slot = (env.index % d.room_size) as u32;
+        let s = d.rooms[room]
+            .series
+            .get_or_init(|| RoomSeries::new(&d, &d.rooms[room], &rec))
+            .clone();
+        let mut locals = Locals::default();
+        let _ = write!(locals.room_index, "{}", d.rooms[room].index);
+        Self {
+            state: VuState::new(
+                env.index,
+                env.seed,
+                d.vars,
+                d.feeders.clone(),
+                d.used_feeders.clone(),
+            ),
+            rec,
+            room,
+            slot,
+            s,
+            errors: Vec::new(),
+            io: Rc::default(),
+            io_seen: (0, 0),
+            locals,
+            frame_cap: 64,
+            failures: 0,
+            d,
+        }
+    }
+
+    fn error(&mut self, f: Fault) {
+        let id = match self.errors.iter().find(|(k, _)| *k == f) {
+            Some((_, id)) => *id,
+            None => {
+                let tags = self.s.tags.with("error", f.tag());
+                let id = self.rec.series(self.d.metrics.errors, &tags);
+                self.errors.push((f, id));
+                id
+            }
+        };
+        self.rec.add(id, 1);
+    }
+
+    fn flush_io(&mut self) {
+        let (sent, received) = (self.io.sent.get(), self.io.received.get());
+        if sent > self.io_seen.0 {
+            self.rec.add(self.s.data_sent, sent - self.io_seen.0);
+        }
+        if received > self.io_seen.1 {
+            self.rec
+                .add(self.s.data_received, received - self.io_seen.1);
+        }
+        self.io_seen = (sent, received);
+    }
+
+    /// Render the session's templates that have no message values.
+    fn render(&mut self, which: Which) -> String {
+        let d = &self.d;
+        let room = &d.rooms[self.room];
+        let l = &self.locals;
+        let locals = [
+            l.room_index.as_str(),
+            room.name.as_str(),
+            l.user.as_str(),
+            l.id.as_str(),
+            l.sent_at.as_str(),
+            l.seq.as_str(),
+        ];
+        let mut scope = self.state.scope(&locals);
+        let t = match which {
+            Which::Url => &d.url,
+            Which::Join => d.join.as_ref().expect("join is set"),
+            Which::Message => &d.message,
+            Which::Header(i) => &d.headers[i].1,
+        };
+        // The frame's own allocation, sized like the last one.
+        let mut out = String::with_capacity(self.frame_cap);
+        t.render(&mut scope, &mut out);
+        self.frame_cap = self.frame_cap.max(out.len());
+        out
+    }
+
+    fn request(&mut self) -> Result<Request, Fault> {
+        let url = self.render(Which::Url);
+        let mut req = url
+            .as_str()
+            .into_client_request()
+            .map_err(|_| Fault::InvalidUrl)?;
+        for i in 0..self.d.headers.len() {
+            let value = self.render(Which::Header(i));
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                req.headers_mut().insert(self.d.headers[i].0.clone(), v);
+            }
+        }
+        if let Some(p) = &self.d.subprotocols {
+            req.headers_mut()
+                .insert("sec-websocket-protocol", p.clone());
+        }
+        Ok(req)
+    }
+
+    /// Read one frame's payload. Chat messages are counted and timed; ours
+    /// are marked received in the member's window.
+    fn on_payload(&mut self, bytes: &[u8], member: Option<&mut Member>) -> Step {
+        let d = self.d.clone();
+        let r = &d.recv;
+        let mut out: [Val<'_>; 4] = Default::default();
+        if r.extractor.extract(bytes, &mut out).is_err() {
+            self.error(Fault::NonJson);
+            return Step::Continue;
+        }
+        let ty = &out[r.type_slot];
+        if let Some(j) = &r.joined_type
+            && ty.eq_text(j)
+        {
+            return Step::Joined;
+        }
+        if let Some(m) = &r.message_type
+            && !ty.eq_text(m)
+        {
+            return Step::Continue;
+        }
+        let id = &out[r.id_slot];
+        if id.is_missing() {
+            return Step::Continue;
+        }
+        let ours = parse_id(&d.nonce, id);
+        let own_echo = match ours {
+            Some((room, slot, _)) => room == d.rooms[self.room].index && slot == self.slot,
+            None => {
+                let sender = &out[r.sender_slot];
+                !sender.is_missing() && sender.eq_text(&self.locals.user)
+            }
+        };
+        if own_echo {
+            return Step::Continue;
+        }
+        self.rec.add(self.s.received, 1);
+        match sent_at_micros(&out[r.sent_at_slot]) {
+            Some(t) => self
+                .rec
+                .trend(self.s.latency, unix_micros().saturating_sub(t)),
+            None => {
+                self.error(Fault::NoSentAt);
+            }
+        }
+        if let (Some((room, _, seq)), Some(m)) = (ours, member)
+            && room == d.rooms[self.room].index
+        {
+            m.received(seq);
+        }
+        Step::Continue
+    }
+
+    fn on_message(
+        &mut self,
+        msg: Message,
+        member: Option<&mut Member>,
+        ping: &mut Option<Instant>,
+    ) -> Step {
+        match msg {
+            Message::Text(t) => self.on_payload(t.as_bytes(), member),
+            Message::Binary(b) => self.on_payload(&b, member),
+            Message::Pong(p) => {
+                if p.as_ref() == JOIN_PING {
+                    if self.d.recv.joined_type.is_none() {
+                        return Step::Joined;
+                    }
+                } else if let Some(sent) = ping.take() {
+                    self.rec.time(self.s.ping, sent.elapsed());
+                }
+                Step::Continue
+            }
+            Message::Close(frame) => Step::End(Fault::ClosedByPeer(
+                frame.map(|f| u16::from(f.code)).unwrap_or(1005),
+            )),
+            Message::Ping(_) | Message::Frame(_) => Step::Continue,
+        }
+    }
+
+    async fn send(&mut self, ws: &mut Socket, text: String, by: Instant) -> Result<(), Fault> {
+        match timeout_at(by.into(), ws.send(Message::text(text))).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Fault::from_ws(&e)),
+            Err(_) => Err(Fault::SendTimeout),
+        }
+    }
+
+    /// Send one chat message, unless the session's end has come.
+    async fn chat(&mut self, ws: &mut Socket, end: Instant) -> Result<(), Fault> {
+        let d = self.d.clone();
+        let room = &d.rooms[self.room];
+        let Some(seq) = room.send(self.slot, end) else {
+            return Ok(());
+        };
+        let l = &mut self.locals;
+        l.id.clear();
+        let _ = write!(l.id, "{}-{}-{}-{}", d.nonce, room.index, self.slot, seq);
+        l.sent_at.clear();
+        let _ = write!(l.sent_at, "{}", unix_micros());
+        l.seq.clear();
+        let _ = write!(l.seq, "{seq}");
+        let text = self.render(Which::Message);
+        let by = Instant::now() + d.ping.map(|p| p.1).unwrap_or(d.connect_timeout);
+        match self.send(ws, text, by).await {
+            Ok(()) => {
+                self.rec.add(self.s.sent, 1);
+                self.flush_io();
+                Ok(())
+            }
+            Err(f) => {
+                room.failed(seq);
+                Err(f)
+            }
+        }
+    }
+
+    /// Send the join and wait until the server has us in the room: its join
+    /// answer when `joined_type` is set, else the pong to a ping sent after
+    /// the join (a server handles one connection's frames in order).
+    async fn join(&mut self, ws: &mut Socket, end: Instant) -> Result<(), Option<Fault>> {
+        let started = Instant::now();
+        let by = (started + self.d.connect_timeout).min(end);
+        if self.d.join.is_some() {
+            let text = self.render(Which::Join);
+            self.send(ws, text, by).await.map_err(Some)?;
+        }
+        if self.d.recv.joined_type.is_none() {
+            let ping = Message::Ping(Bytes::from_static(JOIN_PING));
+            self.send_raw(ws, ping, by).await.map_err(Some)?;
+        }
+        let mut no_ping = None;
+        loop {
+            tokio::select! {
+                _ = sleep_until(by.into()) => {
+                    return if Instant::now() >= end && started.elapsed() < HANG {
+                        Err(None)
+                    } else {
+                        Err(Some(Fault::JoinTimeout))
+                    };
+                }
+                msg = ws.next() => match msg {
+                    None => return Err(Some(Fault::Reset)),
+                    Some(Err(e)) => return Err(Some(Fault::from_ws(&e))),
+                    Some(Ok(m)) => match self.on_message(m, None, &mut no_ping) {
+                        Step::Joined => return Ok(()),
+                        Step::End(f) => return Err(Some(f)),
+                        Step::Continue => {}
+                    },
+                }
+            }
+        }
+    }
+
+    async fn send_raw(&mut self, ws: &mut Socket, m: Message, by: Instant) -> Result<(), Fault> {
+        match timeout_at(by.into(), ws.send(m)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Fault::from_ws(&e)),
+            Err(_) => Err(Fault::SendTimeout),
+        }
+    }
+
+    fn gap(&mut self, interval: Duration) -> Duration {
+        // ±50% around the mean: the rate holds, participants do not send in step.
+        interval.mul_f64(0.5 + self.state.rng.f64())
+    }
+
+    fn record_lost(&mut self, n: u64) {
+        if n > 0 {
+            self.rec.add(self.s.lost, n);
+        }
+    }
+
+    fn end_session(&mut self, started: Instant, outcome: Outcome) -> Outcome {
+        // Zero lost shows as 0 in the summary (and thresholds on it have data).
+        self.rec.add(self.s.lost, 0);
+        self.rec.time(self.s.session_duration, started.elapsed());
+        self.rec.rate(self.s.drop_rate, outcome != Outcome::Planned);
+        self.flush_io();
+        outcome
+    }
+
+    async fn session(&mut self, end: Instant) -> Outcome {
+        let d = self.d.clone();
+        let started = Instant::now();
+        let request = match self.request() {
+            Ok(r) => r,
+            Err(f) => return self.failed(f),
+        };
+        let connect_by = (started + d.connect_timeout).min(end);
+        let mut ws =
+            match timeout_at(connect_by.into(), d.connector.connect(request, &self.io)).await {
+                Ok(Ok(ws)) => ws,
+                Ok(Err(f)) => return self.failed(f),
+                Err(_) if Instant::now() >= end && started.elapsed() < HANG => {
+                    return Outcome::Abandoned;
+                }
+                Err(_) => return self.failed(Fault::ConnectTimeout),
+            };
+        self.failures = 0;
+        self.rec.add(self.s.sessions, 1);
+        self.rec.time(self.s.connecting, started.elapsed());
+
+        match self.join(&mut ws, end).await {
+            Ok(()) => {}
+            Err(Some(f)) => {
+                self.error(f);
+                return self.end_session(started, Outcome::Dropped);
+            }
+            Err(None) => {
+                close(&mut ws).await;
+                return self.end_session(started, Outcome::Planned);
+            }
+        }
+        let room = &d.rooms[self.room];
+        let mut p = Presence {
+            room,
+            member: room.join(self.slot),
+        };
+
+        let now = Instant::now();
+        let mut next_send = d.interval.map(|i| now + self.gap(i));
+        let mut next_ping = d.ping.map(|(every, _)| now + every);
+        let mut ping_sent: Option<Instant> = None;
+        // Nothing sent from now on can be lost before `now + deadline`.
+        let mut next_settle = now + d.deadline;
+        let timer = tokio::time::sleep_until(end.into());
+        tokio::pin!(timer);
+
+        let fault = loop {
+            let pong_due = ping_sent.zip(d.ping).map(|(t, (_, timeout))| t + timeout);
+            let wake = [Some(end), next_send, next_ping, pong_due, Some(next_settle)]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(end);
+            if timer.deadline() != tokio::time::Instant::from(wake) {
+                timer.as_mut().reset(wake.into());
+            }
+            tokio::select! {
+                biased;
+                _ = &mut timer => {
+                    let now = Instant::now();
+                    if now >= end {
+                        break None;
+                    }
+                    if pong_due.is_some_and(|t| now >= t) {
+                        break Some(Fault::PongTimeout);
+                    }
+                    if let Some(t) = next_send && now >= t {
+                        if let Err(f) = self.chat(&mut ws, end).await {
+                            break Some(f);
+                        }
+                        // Keep the rate when late, without a burst to catch up.
+                        next_send = d.interval.map(|i| now.checked_sub(i).map_or(t, |x| t.max(x)) + self.gap(i));
+                    }
+                    if let Some(t) = next_ping && now >= t {
+                        let by = now + d.ping.map(|p| p.1).unwrap_or_default();
+                        if let Err(f) = self.send_raw(&mut ws, Message::Ping(Bytes::from_static(b"volley")), by).await {
+                            break Some(f);
+                        }
+                        if ping_sent.is_none() {
+                            ping_sent = Some(now);
+                        }
+                        next_ping = d.ping.map(|(every, _)| now + every);
+                    }
+                    if now >= next_settle {
+                        // Settle when the oldest unsettled message's deadline comes:
+                        // an idle room wakes its members once per deadline, not more.
+                        let s = room.settle(&mut p.member, now, d.deadline, false);
+                        self.record_lost(s.lost);
+                        self.flush_io();
+                        next_settle = match s.next {
+                            Some(t) => t.max(now + SETTLE_MIN),
+                            None => now + d.deadline,
+                        };
+                    }
+                }
+                msg = ws.next() => match msg {
+                    None => break Some(Fault::Reset),
+                    Some(Err(e)) => break Some(Fault::from_ws(&e)),
+                    Some(Ok(m)) => {
+                        if let Step::End(f) = self.on_message(m, Some(&mut p.member), &mut ping_sent) {
+                            break Some(f);
+                        }
+                    }
+                }
+            }
+        };
+
+        room.leave(&mut p.member);
+        if let Some(f) = fault {
+            // Ended early: what was on its way to us can no longer arrive.
+            self.error(f);
+            let s = room.settle(&mut p.member, Instant::now(), d.deadline, true);
+            self.record_lost(s.lost);
+            return self.end_session(started, Outcome::Dropped);
+        }
+
+        // The planned end: stop sending, wait for what others sent while we
+        // were here (each until its deadline), then close.
+        loop {
+            let s = room.settle(&mut p.member, Instant::now(), d.deadline, false);
+            self.record_lost(s.lost);
+            if s.done {
+                break;
+            }
+            let wake = s.next.unwrap_or_else(|| Instant::now() + SETTLE_MIN);
+            let gone = tokio::select! {
+                _ = sleep_until(wake.into()) => false,
+                msg = ws.next() => match msg {
+                    None | Some(Err(_)) => true,
+                    Some(Ok(m)) => matches!(self.on_message(m, Some(&mut p.member), &mut ping_sent), Step::End(_)),
+                }
+            };
+            if gone {
+                let s = room.settle(&mut p.member, Instant::now(), d.deadline, true);
+                self.record_lost(s.lost);
+                break;
+            }
+        }
+        close(&mut ws).await;
+        self.end_session(started, Outcome::Planned)
+    }
+
+    fn failed(&mut self, f: Fault) -> Outcome {
+        self.failures += 1;
+        self.rec.add(self.s.sessions, 1);
+        self.rec.rate(self.s.drop_rate, true);
+        self.error(f);
+        self.flush_io();
+        Outcome::Failed
+    }
+}
+
+/// Close politely and wait briefly for the server's answer.
+async fn close(ws: &mut Socket) {
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        if ws.close(None).await.is_ok() {
+            while let Some(Ok(_)) = ws.next().await {}
+        }
+    })
+    .await;
+}
+
+#[derive(Clone, Copy)]
+enum Which {
+    Url,
+    Join,
+    Message,
+    Header(usize),
+}
+
+impl Vu for WsVu {
+    async fn iteration(&mut self, it: Iteration) {
+        self.state.begin(it.number);
+        let now = Instant::now();
+        let d = self.d.clone();
+        // The user name may use iteration values: render it per session.
+        {
+            let room = &d.rooms[self.room];
+            let mut user = std::mem::take(&mut self.locals.user);
+            user.clear();
+            let locals = [self.locals.room_index.as_str(), room.name.as_str()];
+            d.user.render(&mut self.state.scope(&locals), &mut user);
+            self.locals.user = user;
+        }
+        let own_end = d
+            .session_duration
+            .map(|r| now + r.pick(&mut self.state.rng));
+        let end = match (it.deadline, own_end) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => now + Duration::from_secs(365 * 24 * 3600),
+        };
+        if end <= now + Duration::from_millis(1) {
+            return;
+        }
+        let outcome = self.session(end).await;
+        let again = match outcome {
+            Outcome::Abandoned => return,
+            Outcome::Planned => d.reconnect == Reconnect::Always,
+            Outcome::Failed | Outcome::Dropped => d.reconnect != Reconnect::Never,
+        };
+        let pause = if again {
+            let mut p = d.reconnect_delay.pick(&mut self.state.rng);
+            if outcome == Outcome::Failed {
+                // Back off from a target that refuses us, instead of spinning.
+                let backoff = Duration::from_millis(250) * (1 << self.failures.min(5)) / 2;
+                p = p.max(backoff);
+            }
+            Some(Instant::now() + p)
+        } else {
+            it.deadline
+        };
+        if let Some(at) = pause {
+            let at = it.deadline.map_or(at, |dl| at.min(dl));
+            sleep_until(at.into()).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    #[test]
+    fn send_times_in_any_unit() {
+        let us = 1_700_000_000_123_456u64;
+        for v in [
+            Val::U64(us),
+            Val::U64(us / 1000),
+            Val::F64(us as f64 / 1e6),
+            Val::U64(us * 1000),
+            Val::Str(Cow::Borrowed("1700000000123456")),
+        ] {
+            let got = sent_at_micros(&v).unwrap();
+            assert!(got.abs_diff(us) < 1000, "{v:?} -> {got}");
+        }
+        let t = sent_at_micros(&Val::Str("2023-11-14T22:13:20.5Z".into())).unwrap();
+        assert_eq!(t, 1_700_000_000_500_000);
+        assert_eq!(sent_at_micros(&Val::Missing), None);
+        assert_eq!(sent_at_micros(&Val::Str("soon".into())), None);
+    }
+
+    #[test]
+    fn ids_are_ours_or_not() {
+        let v = Val::Str("0badcafe-3-1-42".into());
+        assert_eq!(parse_id("0badcafe", &v), Some((3, 1, 42)));
+        assert_eq!(parse_id("00000000", &v), None);
+        assert_eq!(parse_id("0badcafe", &Val::U64(42)), None);
+        assert_eq!(parse_id("0badcafe", &Val::Str("0badcafe-x".into())), None);
+    }
+}
