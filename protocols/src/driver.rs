@@ -9,9 +9,11 @@ use crate::data::Feeder;
 use crate::metrics::{Recorder, Registry, Tags};
 use crate::template::Scope;
 use serde::Deserialize;
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -50,8 +52,47 @@ pub struct VuEnv {
     pub seed: u64,
 }
 
+/// Fires when the run is stopped early (Ctrl-C, an abort_on_fail threshold):
+/// a long-lived session should end now, as a planned end. Lane-local and
+/// cheap to clone; drivers with short iterations can ignore it.
+#[derive(Clone, Default)]
+pub struct Stop(Rc<StopInner>);
+
+#[derive(Default)]
+struct StopInner {
+    fired: Cell<bool>,
+    notify: tokio::sync::Notify,
+}
+
+impl Stop {
+    pub fn fire(&self) {
+        self.0.fired.set(true);
+        self.0.notify.notify_waiters();
+    }
+
+    pub fn is_fired(&self) -> bool {
+        self.0.fired.get()
+    }
+
+    /// Completes when the stop fires (at once if it already has). Pin it
+    /// outside a loop rather than calling it on every turn.
+    pub async fn fired(&self) {
+        let notified = self.0.notify.notified();
+        if self.0.fired.get() {
+            return;
+        }
+        notified.await;
+    }
+}
+
+impl std::fmt::Debug for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Stop({})", self.is_fired())
+    }
+}
+
 /// One iteration as the executor asks for it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Iteration {
     /// 0-based count of this VU's iterations.
     pub number: u64,
@@ -63,6 +104,8 @@ pub struct Iteration {
     /// its ramp). Long-lived sessions end themselves here; a session still
     /// running then ended as planned, not as a drop.
     pub deadline: Option<Instant>,
+    /// The run is being stopped early.
+    pub stop: Stop,
 }
 
 pub trait Driver: Send + Sync + Sized + 'static {

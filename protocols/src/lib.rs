@@ -14,5 +14,5 @@ pub mod template;
 pub mod webhook;
 pub mod ws;
 
-pub use driver::{BuildCtx, Defaults, Driver, Iteration, Vu, VuEnv, VuState};
+pub use driver::{BuildCtx, Defaults, Driver, Iteration, Stop, Vu, VuEnv, VuState};
 pub use error::ConfigError;

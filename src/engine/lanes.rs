@@ -22,7 +22,7 @@ use tokio::time::{sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 use volley_protocols::duration::DurRange;
 use volley_protocols::metrics::{Recorder, SeriesId};
-use volley_protocols::{Driver, Iteration, Vu, VuEnv};
+use volley_protocols::{Driver, Iteration, Stop, Vu, VuEnv};
 
 pub struct LaneCtx<D: Driver> {
     pub driver: Arc<D>,
@@ -57,6 +57,8 @@ struct Lane<D: Driver> {
     graceful: CancellationToken,
     /// Every task of this lane, aborted when graceful_stop runs out.
     tasks: RefCell<Vec<AbortHandle>>,
+    /// Tells running iterations the run is stopping early.
+    stop: Stop,
 }
 
 /// Counts one unit in a gauge cell for as long as it lives (also when a
@@ -81,6 +83,7 @@ pub async fn run_lane<D: Driver>(c: LaneCtx<D>) {
         winding_down: Cell::new(false),
         graceful: c.stop.child_token(),
         tasks: RefCell::default(),
+        stop: Stop::default(),
         c,
     });
     tokio::select! {
@@ -181,6 +184,9 @@ impl<D: Driver> Lane<D> {
     fn wind_down(&self) {
         self.winding_down.set(true);
         self.graceful.cancel();
+        if self.c.stop.is_cancelled() {
+            self.stop.fire();
+        }
     }
 
     fn new_vu(&self, index: u64) -> D::Vu {
@@ -194,6 +200,7 @@ impl<D: Driver> Lane<D> {
     /// Run one iteration; false when it was cut off at `cutoff`.
     async fn run_one(&self, vu: &mut D::Vu, it: Iteration, cutoff: Option<Instant>) -> bool {
         let began = Instant::now();
+        let scheduled = it.scheduled;
         let finished = match cutoff {
             None => {
                 vu.iteration(it).await;
@@ -209,7 +216,7 @@ impl<D: Driver> Lane<D> {
             let rec = &self.c.rec;
             rec.add(self.c.iterations, 1);
             // Open models count from the scheduled start.
-            let from = it.scheduled.filter(|s| *s < began).unwrap_or(began);
+            let from = scheduled.filter(|s| *s < began).unwrap_or(began);
             rec.time(self.c.iteration_duration, from.elapsed());
         }
         finished
@@ -251,6 +258,7 @@ async fn closed_vu<D: Driver>(lane: Rc<Lane<D>>, index: u64, per_vu: Option<u64>
             number: n,
             scheduled: None,
             deadline: Some(lane.c.end),
+            stop: lane.stop.clone(),
         };
         lane.run_one(&mut vu, it, None).await;
         n += 1;
@@ -292,6 +300,7 @@ async fn ramping_vu<D: Driver>(
                 number: n,
                 scheduled: None,
                 deadline: Some(until),
+                stop: lane.stop.clone(),
             };
             if !lane.run_one(v, it, cutoff).await {
                 interrupted = true;
@@ -421,6 +430,7 @@ async fn pool_vu<D: Driver>(lane: Rc<Lane<D>>, idle: Idle, index: u64, first: Op
             number: n,
             scheduled: Some(at),
             deadline: Some(lane.c.end),
+            stop: lane.stop.clone(),
         };
         lane.run_one(&mut vu, it, None).await;
         drop(busy);

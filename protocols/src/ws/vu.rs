@@ -4,7 +4,7 @@ use super::conn::{Fault, Socket};
 use super::extract::Val;
 use super::room::{Member, Room};
 use super::{Reconnect, WsDriver};
-use crate::driver::{Iteration, Vu, VuEnv, VuState};
+use crate::driver::{Iteration, Stop, Vu, VuEnv, VuState};
 use crate::http::conn::IoCounters;
 use crate::metrics::{Recorder, SeriesId, Tags};
 use futures_util::{SinkExt, StreamExt};
@@ -453,7 +453,7 @@ impl WsVu {
         outcome
     }
 
-    async fn session(&mut self, end: Instant) -> Outcome {
+    async fn session(&mut self, end: Instant, stop: &Stop) -> Outcome {
         let d = self.d.clone();
         let started = Instant::now();
         let request = match self.request() {
@@ -499,6 +499,9 @@ impl WsVu {
         let mut next_settle = now + d.deadline;
         let timer = tokio::time::sleep_until(end.into());
         tokio::pin!(timer);
+        // The run stopping early (Ctrl-C, abort_on_fail) ends the session as planned.
+        let stopped = stop.fired();
+        tokio::pin!(stopped);
 
         let fault = loop {
             let pong_due = ping_sent.zip(d.ping).map(|(t, (_, timeout))| t + timeout);
@@ -512,6 +515,7 @@ impl WsVu {
             }
             tokio::select! {
                 biased;
+                _ = &mut stopped => break None,
                 _ = &mut timer => {
                     let now = Instant::now();
                     if now >= end {
@@ -649,12 +653,15 @@ impl Vu for WsVu {
         if end <= now + Duration::from_millis(1) {
             return;
         }
-        let outcome = self.session(end).await;
+        let outcome = self.session(end, &it.stop).await;
         let again = match outcome {
             Outcome::Abandoned => return,
             Outcome::Planned => d.reconnect == Reconnect::Always,
             Outcome::Failed | Outcome::Dropped => d.reconnect != Reconnect::Never,
         };
+        if it.stop.is_fired() {
+            return;
+        }
         let pause = if again {
             let mut p = d.reconnect_delay.pick(&mut self.state.rng);
             if outcome == Outcome::Failed {
