@@ -784,18 +784,16 @@ fn cmd_demo(a: DemoArgs) -> Result<u8, Failure> {
     let code = run_and_report(plan, settings, &artifacts);
     let served = server.state.stats.total();
     let w = &server.state.webhooks;
+    let chat = &server.state.chat.stats;
     eprintln!(
-        "the demo target answered {served} requests; webhooks: {} received, {} rejected, {} duplicates, {} processed",
+        "\nthe demo target, by its own count: {served} API requests; {} chat messages relayed in {} sessions; \
+         {} webhooks received ({} rejected, {} duplicates, {} processed)",
+        chat.messages.load(std::sync::atomic::Ordering::Relaxed),
+        chat.sessions.load(std::sync::atomic::Ordering::Relaxed),
         w.received(),
         w.rejected_total(),
         w.duplicates(),
         w.processed()
-    );
-    let chat = &server.state.chat.stats;
-    eprintln!(
-        "the demo target answered {served} requests and relayed {} chat messages in {} sessions",
-        chat.messages.load(std::sync::atomic::Ordering::Relaxed),
-        chat.sessions.load(std::sync::atomic::Ordering::Relaxed)
     );
     if code.is_ok() {
         let shown = std::fs::canonicalize(&a.report).unwrap_or(a.report.clone());
