@@ -786,7 +786,7 @@ fn cmd_demo(a: DemoArgs) -> Result<u8, Failure> {
     let w = &server.state.webhooks;
     let chat = &server.state.chat.stats;
     eprintln!(
-        "\nthe demo target, by its own count: {served} API requests; {} chat messages relayed in {} sessions; \
+        "\nthe demo target, by its own count: {served} HTTP requests (webhooks included); {} chat messages relayed in {} sessions; \
          {} webhooks received ({} rejected, {} duplicates, {} processed)",
         chat.messages.load(std::sync::atomic::Ordering::Relaxed),
         chat.sessions.load(std::sync::atomic::Ordering::Relaxed),
