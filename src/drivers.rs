@@ -6,12 +6,14 @@ use std::sync::Arc;
 use toml::Spanned;
 use toml::de::{DeValue, ValueDeserializer};
 use volley_protocols::http::{HttpDriver, HttpOptions};
+use volley_protocols::pg::{PgDriver, PgOptions};
 use volley_protocols::{BuildCtx, ConfigError, Driver};
 
-pub const DRIVERS: &[&str] = &["http"];
+pub const DRIVERS: &[&str] = &["http", "postgres"];
 
 pub enum AnyDriver {
     Http(Arc<HttpDriver>),
+    Postgres(Arc<PgDriver>),
 }
 
 /// Run `$body` with `$d` bound to the concrete `Arc<Driver>`.
@@ -20,6 +22,7 @@ macro_rules! with_driver {
     ($any:expr, $d:ident => $body:expr) => {
         match $any {
             $crate::drivers::AnyDriver::Http($d) => $body,
+            $crate::drivers::AnyDriver::Postgres($d) => $body,
         }
     };
 }
@@ -33,6 +36,10 @@ pub fn build(
         "http" => {
             let o = HttpOptions::deserialize(ValueDeserializer::from(options))?;
             Ok(AnyDriver::Http(Arc::new(HttpDriver::build(o, ctx)?)))
+        }
+        "postgres" => {
+            let o = PgOptions::deserialize(ValueDeserializer::from(options))?;
+            Ok(AnyDriver::Postgres(Arc::new(PgDriver::build(o, ctx)?)))
         }
         other => Err(ConfigError::at(
             name.span(),

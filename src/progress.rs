@@ -83,10 +83,13 @@ impl Progress {
             .iter()
             .find_map(|m| per_metric.iter().find(|(n, _)| n == m).cloned())
         {
-            parts.push(format!(
-                "{n} {}/s",
-                name.trim_end_matches('s').replace('_', " ")
-            ));
+            // "http_reqs" reads "http req/s"; "pg_queries" keeps its plural.
+            let label = if name.ends_with("ies") {
+                name.as_str()
+            } else {
+                name.trim_end_matches('s')
+            };
+            parts.push(format!("{n} {}/s", label.replace('_', " ")));
         }
         if let Some(id) = reg.metric_id("http_req_duration") {
             let slot = agg.total(id, &Tags::default());

@@ -12,7 +12,7 @@ use volley_protocols::metrics::{MetricKind, Slot, Tags, Unit};
 pub const BREAKDOWNS: &[(&str, &str, &str)] = &[
     ("http_req_duration", "http_req_failed", "name"),
     ("webhook_duration", "webhook_failed", "event"),
-    ("pg_query_duration", "pg_query_errors", "name"),
+    ("pg_query_duration", "pg_query_failed", "name"),
     ("ws_msg_latency", "ws_msgs_lost", "room"),
 ];
 
@@ -261,10 +261,27 @@ fn breakdown(
     rows
 }
 
-/// Unexpected HTTP statuses and transport errors, most frequent first.
+/// Unexpected HTTP statuses, transport errors and failed PostgreSQL queries
+/// (by SQLSTATE or kind), most frequent first.
 fn error_breakdown(series: &[(SeriesRecord, Slot)]) -> Vec<(String, u64)> {
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     for (r, slot) in series {
+        if r.metric == "pg_query_failed"
+            && let Slot::Rate { hits, .. } = slot
+            && *hits > 0
+        {
+            let name = r.tags.get("name").unwrap_or("-");
+            let kind = r.tags.get("error").unwrap_or("error");
+            let what = match r.tags.get("sqlstate") {
+                Some(code) => {
+                    let label = volley_protocols::pg::sqlstate_name(code).unwrap_or("");
+                    format!("SQLSTATE {code} {label} ({kind}, {name})")
+                }
+                None => format!("{kind} ({name})"),
+            };
+            *counts.entry(what).or_default() += hits;
+            continue;
+        }
         if r.metric != "http_reqs" || r.tags.get("expected_response") != Some("false") {
             continue;
         }
