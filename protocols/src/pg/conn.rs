@@ -103,6 +103,22 @@ impl Target {
         Ok(Target { config, tls, label })
     }
 
+    /// The same server under another application_name (the sampler's own
+    /// session, told apart from the load in pg_stat_activity).
+    pub fn named(&self, suffix: &str) -> Target {
+        let mut config = self.config.clone();
+        let app = format!(
+            "{} {suffix}",
+            self.config.get_application_name().unwrap_or("volley")
+        );
+        config.application_name(app);
+        Target {
+            config,
+            tls: self.tls.clone(),
+            label: self.label.clone(),
+        }
+    }
+
     /// Open a connection; its protocol task runs on this thread's runtime,
     /// beside the VU that owns it.
     pub async fn connect(&self, statements: usize) -> Result<PgConn, tokio_postgres::Error> {
@@ -432,6 +448,19 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// The session cannot go on after this: the server is shutting it down
+    /// (57P01 admin_shutdown and the rest of class 57P) or the link broke
+    /// (class 08), even if the socket has not been seen closing yet.
+    pub fn ends_session(&self) -> bool {
+        match &self.sqlstate {
+            Some(code) => {
+                let c = code.code();
+                c.starts_with("57P") || c.starts_with("08")
+            }
+            None => !matches!(self.kind, ErrorKind::Db | ErrorKind::PoolTimeout),
+        }
+    }
+
     pub fn kind(kind: ErrorKind) -> Self {
         Failure {
             kind,

@@ -35,6 +35,7 @@ pub(super) async fn run(d: Arc<PgDriver>, rec: Recorder, until: Instant) {
                 (s.to_string(), id, 0)
             })
             .collect();
+    let target = d.target.named("sampler");
     let mut conn: Option<PgConn> = None;
     let mut stmt = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -46,7 +47,7 @@ pub(super) async fn run(d: Arc<PgDriver>, rec: Recorder, until: Instant) {
         }
         if !conn.as_ref().is_some_and(PgConn::usable) {
             stmt = None;
-            conn = match d.target.connect(0).await {
+            conn = match target.connect(0).await {
                 Ok(c) => Some(c),
                 Err(e) => {
                     tracing::debug!("pg_stat_activity sampler cannot connect: {e}");

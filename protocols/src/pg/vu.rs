@@ -246,6 +246,9 @@ impl PgVu {
                 true
             }
             Err(f) => {
+                if f.ends_session() {
+                    conn.dirty = true;
+                }
                 self.fail(qi, f);
                 false
             }
