@@ -119,8 +119,8 @@ impl Target {
         }
     }
 
-    /// Open a connection; its protocol task runs on this thread's runtime,
-    /// beside the VU that owns it.
+    /// Open a connection whose protocol runs as a task of its own on this
+    /// thread's runtime (the sampler, validation).
     pub async fn connect(&self, statements: usize) -> Result<PgConn, tokio_postgres::Error> {
         let started = Instant::now();
         let (client, connection) = self.config.connect(self.tls.clone()).await?;
@@ -129,7 +129,50 @@ impl Target {
                 tracing::debug!("postgres connection ended: {e}");
             }
         });
-        Ok(PgConn::new(client, statements, started))
+        Ok(PgConn::new(client, None, statements, started))
+    }
+
+    /// Open a connection that its owner drives in its own task (per-vu,
+    /// per-iteration): each query's request is written and its answer read
+    /// in the VU's task, with no hop through another task.
+    pub async fn connect_owned(&self, statements: usize) -> Result<PgConn, tokio_postgres::Error> {
+        let started = Instant::now();
+        let (client, connection) = self.config.connect(self.tls.clone()).await?;
+        Ok(PgConn::new(client, Some(connection), statements, started))
+    }
+}
+
+/// The protocol half of a tokio-postgres connection.
+pub(crate) type Io = tokio_postgres::Connection<
+    tokio_postgres::Socket,
+    <MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>>::Stream,
+>;
+
+/// Await `fut` (a request on the connection's client) while driving the
+/// connection's I/O in this same task, when this task owns it: read and
+/// dispatch what arrived, let the request go on, write what it queued.
+pub(crate) async fn drive<F: Future>(io: &mut Option<Box<Io>>, fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        poll_io(io, cx);
+        let out = fut.as_mut().poll(cx);
+        if out.is_pending() {
+            poll_io(io, cx);
+        }
+        out
+    })
+    .await
+}
+
+/// Poll the connection once; when it has ended, drop it, so its client reports closed.
+fn poll_io(io: &mut Option<Box<Io>>, cx: &mut std::task::Context<'_>) {
+    if let Some(c) = io.as_mut()
+        && let std::task::Poll::Ready(r) = std::pin::Pin::new(&mut **c).poll(cx)
+    {
+        if let Err(e) = r {
+            tracing::debug!("postgres connection ended: {e}");
+        }
+        *io = None;
     }
 }
 
@@ -163,12 +206,40 @@ impl IoThread {
 }
 
 impl PgConn {
-    fn new(client: Client, statements: usize, started: Instant) -> Self {
+    fn new(client: Client, io: Option<Io>, statements: usize, started: Instant) -> Self {
         PgConn {
             client,
+            // Boxed: a connection's protocol state is kilobytes, and VU
+            // futures that hold a PgConn should stay small.
+            io: io.map(Box::new),
             statements: vec![None; statements],
             connected_in: Some(started.elapsed()),
             dirty: false,
+        }
+    }
+
+    /// Owned connections: take in what the server sent while nobody was
+    /// looking (e.g. it ended the session), without waiting.
+    pub fn refreshed(mut self) -> Self {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        poll_io(&mut self.io, &mut cx);
+        self
+    }
+
+    /// End the session politely: Terminate, then close the socket.
+    pub async fn close(self) {
+        let PgConn {
+            client,
+            io,
+            statements,
+            ..
+        } = self;
+        drop(statements);
+        drop(client);
+        if let Some(io) = io {
+            // With its client gone the connection says Terminate and shuts down
+            // without waiting for the server; the bound is for a stuck socket.
+            let _ = tokio::time::timeout(Duration::from_secs(1), *io).await;
         }
     }
 }
@@ -333,6 +404,9 @@ impl rustls::client::danger::ServerCertVerifier for AnyName {
 /// One server session and the statements prepared on it.
 pub(crate) struct PgConn {
     pub client: Client,
+    /// The protocol half, when the owner drives it (see `drive`); None when
+    /// it runs as a task of its own.
+    pub io: Option<Box<Io>>,
     /// Indexed like the driver's statements; prepared on first use.
     pub statements: Vec<Option<Statement>>,
     /// How long connecting took, until someone records it.
@@ -365,7 +439,7 @@ impl deadpool::managed::Manager for Manager {
                 tracing::warn!(
                     "cannot start the pool's I/O thread ({e}); connections stay on the worker that opens them"
                 );
-                return self.target.connect(self.statements).await;
+                return Box::pin(self.target.connect(self.statements)).await;
             }
         };
         let started = Instant::now();
@@ -383,7 +457,7 @@ impl deadpool::managed::Manager for Manager {
             })
             .await
             .expect("the pool's I/O thread runs until the driver is dropped")?;
-        Ok(PgConn::new(client, self.statements, started))
+        Ok(PgConn::new(client, None, self.statements, started))
     }
 
     async fn recycle(

@@ -1,7 +1,7 @@
 //! One PostgreSQL VU: gets a connection (pool, its own, or a fresh one),
 //! runs its queries with prepared statements, records what it saw.
 
-use super::conn::{ErrorKind, Failure, PgConn};
+use super::conn::{ErrorKind, Failure, PgConn, drive};
 use super::value::{Raw, TextParam, write_text};
 use super::{Mode, PgDriver, Query};
 use crate::driver::{Iteration, Vu, VuEnv, VuState};
@@ -53,6 +53,12 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 pub struct PgVu {
     d: Arc<PgDriver>,
+    v: Inner,
+}
+
+/// The VU's own state; its methods take the driver beside it, so the hot
+/// path clones no Arc.
+struct Inner {
     rec: Recorder,
     state: VuState,
     /// per-vu: the VU's own connection between iterations.
@@ -72,6 +78,13 @@ pub struct PgVu {
 
 impl PgVu {
     pub(super) fn new(d: Arc<PgDriver>, env: VuEnv) -> Self {
+        let v = Inner::new(&d, env);
+        PgVu { d, v }
+    }
+}
+
+impl Inner {
+    fn new(d: &PgDriver, env: VuEnv) -> Self {
         let rec = env.recorder;
         let m = &d.metrics;
         let series = d
@@ -121,25 +134,23 @@ impl PgVu {
             scratch: String::new(),
             backoff: BACKOFF_MIN,
             rec,
-            d,
         }
     }
 
-    fn fail(&mut self, qi: usize, f: Failure) {
+    fn fail(&mut self, d: &PgDriver, qi: usize, f: Failure) {
         let s = &mut self.series[qi];
         let id = match s.failures.iter().find(|(k, _)| *k == f) {
             Some((_, id)) => *id,
             None => {
-                let q = &self.d.queries[qi];
-                let mut tags = self
-                    .d
+                let q = &d.queries[qi];
+                let mut tags = d
                     .tags
                     .with("name", q.name.clone())
                     .with("error", f.kind.tag());
                 if let Some(code) = &f.sqlstate {
                     tags = tags.with("sqlstate", code.code());
                 }
-                let id = self.rec.series(self.d.metrics.failed, &tags);
+                let id = self.rec.series(d.metrics.failed, &tags);
                 s.failures.push((f, id));
                 id
             }
@@ -149,8 +160,12 @@ impl PgVu {
 
     /// Take a connection for this iteration; on failure the query is counted
     /// as failed and None returned.
-    async fn acquire(&mut self, qi: usize, deadline: Option<Instant>) -> Option<Held> {
-        let d = self.d.clone();
+    async fn acquire(
+        &mut self,
+        d: &PgDriver,
+        qi: usize,
+        deadline: Option<Instant>,
+    ) -> Option<Held> {
         let result = match &d.mode {
             Mode::Pool(pool) => {
                 let started = Instant::now();
@@ -161,25 +176,23 @@ impl PgVu {
                     Err(deadpool::managed::PoolError::Timeout(_)) => {
                         self.rec.add(self.pool_timeouts, 1);
                         self.rec.add(self.series[qi].queries, 1);
-                        self.fail(qi, Failure::kind(ErrorKind::PoolTimeout));
+                        self.fail(d, qi, Failure::kind(ErrorKind::PoolTimeout));
                         return None;
                     }
                     Err(deadpool::managed::PoolError::Backend(e)) => Err(Failure::of(&e, true)),
                     Err(_) => Err(Failure::kind(ErrorKind::Other)),
                 }
             }
-            Mode::PerVu => match self.conn.take().filter(PgConn::usable) {
-                Some(c) => Ok(Held::Owned(c)),
-                None => d
-                    .target
-                    .connect(d.statements.len())
+            // Boxed: a connect future is kilobytes, and would otherwise make
+            // every iteration's future (moved on each start) that large.
+            Mode::PerVu => match self.conn.take().map(PgConn::refreshed) {
+                Some(c) if c.usable() => Ok(Held::Owned(c)),
+                _ => Box::pin(d.target.connect_owned(d.statements.len()))
                     .await
                     .map(Held::Owned)
                     .map_err(|e| Failure::of(&e, true)),
             },
-            Mode::PerIteration => d
-                .target
-                .connect(d.statements.len())
+            Mode::PerIteration => Box::pin(d.target.connect_owned(d.statements.len()))
                 .await
                 .map(Held::Owned)
                 .map_err(|e| Failure::of(&e, true)),
@@ -194,7 +207,7 @@ impl PgVu {
             }
             Err(f) => {
                 self.rec.add(self.series[qi].queries, 1);
-                self.fail(qi, f);
+                self.fail(d, qi, f);
                 if !matches!(d.mode, Mode::PerIteration) {
                     let until = Instant::now() + self.backoff;
                     let until = deadline.map_or(until, |dl| until.min(dl));
@@ -207,8 +220,13 @@ impl PgVu {
     }
 
     /// Run query `qi` on `conn` and record it; true when it succeeded.
-    async fn query(&mut self, conn: &mut PgConn, qi: usize, t0: Option<Instant>) -> bool {
-        let d = self.d.clone();
+    async fn query(
+        &mut self,
+        d: &PgDriver,
+        conn: &mut PgConn,
+        qi: usize,
+        t0: Option<Instant>,
+    ) -> bool {
         let q = &d.queries[qi];
         for (slot, t) in &q.lets {
             self.scratch.clear();
@@ -217,8 +235,8 @@ impl PgVu {
         }
         let started = Instant::now();
         let result = match q.timeout {
-            None => self.run(conn, q).await,
-            Some(limit) => match tokio::time::timeout(limit, self.run(conn, q)).await {
+            None => self.run(d, conn, q).await,
+            Some(limit) => match tokio::time::timeout(limit, self.run(d, conn, q)).await {
                 Ok(r) => r,
                 Err(_) => {
                     // Cut off mid-query: ask the server to stop, do not reuse the session.
@@ -249,26 +267,28 @@ impl PgVu {
                 if f.ends_session() {
                     conn.dirty = true;
                 }
-                self.fail(qi, f);
+                self.fail(d, qi, f);
                 false
             }
         }
     }
 
     /// The query's statements, in a transaction when it is one. Ok: rows.
-    async fn run(&mut self, conn: &mut PgConn, q: &Query) -> Result<u64, Failure> {
+    async fn run(&mut self, d: &PgDriver, conn: &mut PgConn, q: &Query) -> Result<u64, Failure> {
         let Some((begin, commit)) = q.tx else {
-            return self.statement(conn, q.statements[0]).await;
+            return self.statement(d, conn, q.statements[0]).await;
         };
         conn.dirty = true;
-        self.statement(conn, begin).await?;
+        self.statement(d, conn, begin).await?;
         let mut rows = 0;
         for &si in &q.statements {
-            match self.statement(conn, si).await {
+            match self.statement(d, conn, si).await {
                 Ok(n) => rows += n,
                 Err(f) => {
                     if !conn.client.is_closed()
-                        && conn.client.batch_execute("ROLLBACK").await.is_ok()
+                        && drive(&mut conn.io, conn.client.batch_execute("ROLLBACK"))
+                            .await
+                            .is_ok()
                     {
                         conn.dirty = false;
                     }
@@ -276,7 +296,7 @@ impl PgVu {
                 }
             }
         }
-        let done = self.statement(conn, commit).await;
+        let done = self.statement(d, conn, commit).await;
         if !conn.client.is_closed() {
             conn.dirty = false;
         }
@@ -285,15 +305,19 @@ impl PgVu {
 
     /// One statement: prepare on first use on this connection, bind the
     /// rendered params as text, read the rows. Ok: rows returned or affected.
-    async fn statement(&mut self, conn: &mut PgConn, si: usize) -> Result<u64, Failure> {
-        let d = self.d.clone();
+    async fn statement(
+        &mut self,
+        d: &PgDriver,
+        conn: &mut PgConn,
+        si: usize,
+    ) -> Result<u64, Failure> {
         let st = &d.statements[si];
         let started = Instant::now();
         if conn.statements[si].is_none() {
-            match conn.client.prepare(&st.sql).await {
+            match drive(&mut conn.io, conn.client.prepare(&st.sql)).await {
                 Ok(s) => conn.statements[si] = Some(s),
                 Err(e) => {
-                    self.checks(si, None, started.elapsed());
+                    self.checks(d, si, None, started.elapsed());
                     return Err(Failure::of(&e, false));
                 }
             }
@@ -309,8 +333,9 @@ impl PgVu {
         let (vars, scratch) = (&mut self.state.vars, &mut self.scratch);
         let was_dirty = conn.dirty;
         conn.dirty = true;
-        let result = async {
-            let stream = conn.client.query_raw(prepared, params).await?;
+        let client = &conn.client;
+        let work = async {
+            let stream = client.query_raw(prepared, params).await?;
             let mut stream = std::pin::pin!(stream);
             let mut n = 0u64;
             while let Some(row) = stream.next().await {
@@ -321,8 +346,8 @@ impl PgVu {
                 n += 1;
             }
             Ok::<u64, tokio_postgres::Error>(stream.rows_affected().unwrap_or(n))
-        }
-        .await;
+        };
+        let result = drive(&mut conn.io, work).await;
         conn.dirty = was_dirty;
         let took = started.elapsed();
         match result {
@@ -332,18 +357,18 @@ impl PgVu {
                         self.state.vars[c.var].clear();
                     }
                 }
-                self.checks(si, Some(n), took);
+                self.checks(d, si, Some(n), took);
                 Ok(n)
             }
             Err(e) => {
-                self.checks(si, None, took);
+                self.checks(d, si, None, took);
                 Err(Failure::of(&e, false))
             }
         }
     }
 
-    fn checks(&mut self, si: usize, rows: Option<u64>, took: Duration) {
-        let st = &self.d.statements[si];
+    fn checks(&mut self, d: &PgDriver, si: usize, rows: Option<u64>, took: Duration) {
+        let st = &d.statements[si];
         let ids = &self.check_series[si];
         for (c, id) in st.checks.iter().zip(ids) {
             self.rec.rate(*id, c.eval(rows, took));
@@ -354,14 +379,13 @@ impl PgVu {
         }
     }
 
-    fn release(&mut self, held: Held) {
+    async fn release(&mut self, d: &PgDriver, held: Held) {
         match held {
-            Held::Owned(c) if matches!(self.d.mode, Mode::PerVu) && c.usable() => {
-                self.conn = Some(c)
-            }
-            // per-iteration: dropping the client closes the session (Terminate).
-            // pooled: back to the pool, which checks it on the next get.
-            _ => {}
+            Held::Owned(c) if matches!(d.mode, Mode::PerVu) && c.usable() => self.conn = Some(c),
+            // Boxed, as connecting is: closing holds the connection by value.
+            Held::Owned(c) => Box::pin(c.close()).await,
+            // Back to the pool, which checks it on the next get.
+            Held::Pooled(_) => {}
         }
     }
 }
@@ -392,34 +416,84 @@ fn capture(
 
 impl Vu for PgVu {
     async fn iteration(&mut self, it: Iteration) {
-        self.state.begin(it.number);
-        let d = self.d.clone();
+        let (d, v) = (&*self.d, &mut self.v);
+        v.state.begin(it.number);
         let start = Instant::now();
         // Open models: the first query's latency counts from the scheduled
         // start, pool wait and connect included.
         let scheduled = it.scheduled.filter(|s| *s < start);
         let (first, count) = match d.flow {
             Flow::Sequence => (0, d.queries.len()),
-            Flow::Weighted => (d.pick_weighted(&mut self.state.rng), 1),
+            Flow::Weighted => (d.pick_weighted(&mut v.state.rng), 1),
         };
-        let Some(mut held) = self.acquire(first, it.deadline).await else {
+        let Some(mut held) = v.acquire(d, first, it.deadline).await else {
             return;
         };
         for qi in first..first + count {
             let t0 = if qi == first { scheduled } else { None };
-            let ok = self.query(&mut held, qi, t0).await;
+            let ok = v.query(d, &mut held, qi, t0).await;
             if !ok && !held.usable() {
                 break;
             }
             if let Some(tt) = &d.queries[qi].think_time {
-                tokio::time::sleep(tt.pick(&mut self.state.rng)).await;
+                tokio::time::sleep(tt.pick(&mut v.state.rng)).await;
             }
         }
-        self.release(held);
+        v.release(d, held).await;
     }
 
     async fn close(&mut self) {
-        // Dropping the client ends the session politely (Terminate).
-        self.conn = None;
+        if let Some(c) = self.v.conn.take() {
+            c.close().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::{BuildCtx, Defaults};
+    use crate::metrics::{Registry, Tags};
+    use std::collections::HashMap;
+
+    /// Every iteration's future is created and moved into the engine's
+    /// select: the rare, large parts (connecting) are boxed so it stays small.
+    #[test]
+    fn an_iteration_future_stays_small() {
+        let env = HashMap::new();
+        let reg = Registry::new();
+        let defaults = Defaults::default();
+        let ctx = BuildCtx {
+            scenario: "s",
+            tags: Tags::default(),
+            env: &env,
+            feeders: &[],
+            registry: &reg,
+            defaults: &defaults,
+            base_dir: ".".into(),
+            max_vus: 1,
+        };
+        for connections in ["pool", "per-vu", "per-iteration"] {
+            let o: super::super::PgOptions = toml::from_str(&format!(
+                "database_url = \"postgres://u@127.0.0.1/x\"\nconnections = \"{connections}\"\n[[queries]]\nsql = \"SELECT 1\"\n"
+            ))
+            .unwrap();
+            let d = Arc::new(PgDriver::build(o, &ctx).unwrap());
+            let mut vu = crate::driver::Driver::vu(
+                &d,
+                VuEnv {
+                    index: 0,
+                    recorder: Recorder::new(reg.clone()),
+                    seed: 1,
+                },
+            );
+            let f = vu.iteration(Iteration {
+                number: 0,
+                scheduled: None,
+                deadline: None,
+            });
+            let size = std::mem::size_of_val(&f);
+            assert!(size < 4096, "{connections}: {size} bytes");
+        }
     }
 }
