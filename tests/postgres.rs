@@ -632,3 +632,216 @@ fn sessions_killed_mid_run_are_counted_and_reopened() {
         assert!(late > 0, "{mode}: queries after the restart");
     }
 }
+
+/// TLS on the shared cluster for as long as it lives: a CA, a server
+/// certificate for DNS:localhost only, `ssl = on` by ALTER SYSTEM + reload.
+/// Connections that do not ask for TLS are unaffected; it is reset on drop.
+struct ServerTls {
+    dir: Dir,
+}
+
+impl ServerTls {
+    fn enable() -> ServerTls {
+        let dir = Dir::new();
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(&dir.path)
+                .output()
+                .expect(
+                    "the openssl command makes the test certificates (apt-get install openssl)",
+                );
+            assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        run(&[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=volley test CA",
+            ],
+        ]
+        .concat());
+        run(&[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        ]
+        .concat());
+        dir.write(
+            "ext.cnf",
+            "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+        );
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        // The server reads these as its own user (postgres, when the tests run as root).
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir.path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(
+            dir.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            dir.join("server.pem"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        if is_root() {
+            let id = std::process::Command::new("id")
+                .args(["-u", "postgres"])
+                .output()
+                .unwrap();
+            let uid: u32 = String::from_utf8_lossy(&id.stdout)
+                .trim()
+                .parse()
+                .expect("a postgres user");
+            for f in ["server.key", "server.pem"] {
+                std::os::unix::fs::chown(dir.join(f), Some(uid), None).unwrap();
+            }
+        }
+        let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+        runtime().block_on(async {
+            let admin = connect(&server_url()).await;
+            for sql in [
+                format!("ALTER SYSTEM SET ssl_cert_file = '{}'", cert.display()),
+                format!("ALTER SYSTEM SET ssl_key_file = '{}'", key.display()),
+                "ALTER SYSTEM SET ssl = on".to_string(),
+                "SELECT pg_reload_conf()".to_string(),
+            ] {
+                admin.batch_execute(&sql).await.unwrap();
+            }
+            for _ in 0..50 {
+                let on: String = connect(&server_url()).await.query_one("SHOW ssl", &[]).await.unwrap().get(0);
+                if on == "on" {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("the server did not turn ssl on; see its log for why (certificate files unreadable?)");
+        });
+        ServerTls { dir }
+    }
+
+    fn ca(&self) -> String {
+        self.dir.join("ca.pem").display().to_string()
+    }
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+impl Drop for ServerTls {
+    fn drop(&mut self) {
+        runtime().block_on(async {
+            let admin = connect(&server_url()).await;
+            for sql in [
+                "ALTER SYSTEM RESET ssl",
+                "ALTER SYSTEM RESET ssl_cert_file",
+                "ALTER SYSTEM RESET ssl_key_file",
+                "SELECT pg_reload_conf()",
+            ] {
+                let _ = admin.batch_execute(sql).await;
+            }
+        });
+    }
+}
+
+#[test]
+fn tls_as_the_url_asks_for_it() {
+    let db = Db::new("tls");
+    let tls = ServerTls::enable();
+    let d = Dir::new();
+    let port_part = db.url.split('@').nth(1).unwrap().to_string(); // 127.0.0.1:PORT/db
+    let at = |host: &str, query: &str| {
+        let rest = port_part.replacen("127.0.0.1", host, 1);
+        format!("postgres://postgres@{rest}?{query}")
+    };
+    let ca = tls.ca();
+    // The query returns a row only on an encrypted session.
+    let plan_for = |url: &str| {
+        d.write(
+            "plan.toml",
+            &format!(
+                "{}\n[[scenarios.db.queries]]\nname = \"ssl\"\nsql = \"SELECT 1 FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl\"\nchecks = {{ rows = 1 }}\n",
+                scenario(url, "executor = \"per-vu-iterations\"\nvus = 2\niterations = 3")
+            ),
+        )
+    };
+    for url in [
+        at("127.0.0.1", "sslmode=require"),
+        // verify-ca: the chain is checked, the name (DNS:localhost) is not.
+        at("127.0.0.1", &format!("sslmode=verify-ca&sslrootcert={ca}")),
+        at(
+            "localhost",
+            &format!("sslmode=verify-full&sslrootcert={ca}"),
+        ),
+    ] {
+        let (out, s) = run_plan(&d, &plan_for(&url), &[]);
+        assert_eq!(code(&out), 0, "{url}: {}", text(&out));
+        let s = s.unwrap();
+        assert_eq!(
+            value(&s, "checks", "passes"),
+            6.0,
+            "{url}: encrypted sessions: {}",
+            text(&out)
+        );
+    }
+    // disable: plain sessions, the check fails.
+    let (out, s) = run_plan(&d, &plan_for(&at("127.0.0.1", "sslmode=disable")), &[]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(value(&s.unwrap(), "checks", "fails"), 6.0);
+    // verify-full refuses a name the certificate does not have, and an unknown CA.
+    for url in [
+        at(
+            "127.0.0.1",
+            &format!("sslmode=verify-full&sslrootcert={ca}"),
+        ),
+        at("localhost", "sslmode=verify-full"),
+    ] {
+        let (out, _) = run_plan(&d, &plan_for(&url), &[]);
+        let t = text(&out);
+        assert_eq!(code(&out), 2, "{url}: {t}");
+        assert!(t.contains("TLS failed"), "{url}: {t}");
+    }
+}

@@ -555,6 +555,10 @@ impl Failure {
             };
         }
         let io = std::error::Error::source(e).and_then(|s| s.downcast_ref::<std::io::Error>());
+        // tokio-postgres names its error kinds only in their text.
+        if connecting && e.to_string().contains("TLS") {
+            return Failure::kind(ErrorKind::ConnectTls);
+        }
         let kind = match (connecting, io.map(std::io::Error::kind)) {
             (true, Some(std::io::ErrorKind::ConnectionRefused)) => ErrorKind::ConnectRefused,
             (true, Some(std::io::ErrorKind::TimedOut)) => ErrorKind::ConnectTimeout,
