@@ -845,3 +845,22 @@ fn tls_as_the_url_asks_for_it() {
         assert!(t.contains("TLS failed"), "{url}: {t}");
     }
 }
+
+#[test]
+fn the_example_plans_are_valid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for plan in [
+        "pg-query-mix.toml",
+        "pg-pool-exhaustion.toml",
+        "pg-connection-storm.toml",
+    ] {
+        let out = volley()
+            .arg("validate")
+            .arg(root.join("fixtures/plans").join(plan))
+            .args(["-e", &format!("DATABASE_URL={}", server_url())])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{plan}: {}", text(&out));
+        assert!(text(&out).contains("[postgres /"), "{plan}: {}", text(&out));
+    }
+}
