@@ -6,7 +6,8 @@
 # volley VU with connections = "per-vu").
 #
 # Server pinned to core 1, generator to core 0 (BENCHMARKING.md); 3 runs per
-# tool and connection count, alternating tools; medians; prints both TPS, the
+# tool and connection count, alternating tools (and which goes first);
+# medians; prints both TPS, the
 # ratio, both latency averages and generator CPU seconds per 100k queries.
 #
 #   scripts/bench-pg.sh                # 10 s runs
@@ -101,8 +102,14 @@ for c in $CLIENTS; do
   : >"$WORK/p.$c"
   : >"$WORK/v.$c"
   for i in $(seq "$RUNS"); do
-    run_pgbench "$c" >>"$WORK/p.$c"
-    run_volley "$c" >>"$WORK/v.$c"
+    # Alternate which tool goes first, so a drift in machine load favours neither.
+    if [ $((i % 2)) = 1 ]; then
+      run_pgbench "$c" >>"$WORK/p.$c"
+      run_volley "$c" >>"$WORK/v.$c"
+    else
+      run_volley "$c" >>"$WORK/v.$c"
+      run_pgbench "$c" >>"$WORK/p.$c"
+    fi
     echo "bench-pg: $c connections, run $i: pgbench $(tail -1 "$WORK/p.$c") | volley $(tail -1 "$WORK/v.$c")" >&2
   done
   col() { awk -v k="$2" '{print $k}' "$1" | median; }
