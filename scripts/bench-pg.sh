@@ -7,8 +7,8 @@
 #
 # Server pinned to core 1, generator to core 0 (BENCHMARKING.md); 3 runs per
 # tool and connection count, alternating tools (and which goes first);
-# medians; prints both TPS, the
-# ratio, both latency averages and generator CPU seconds per 100k queries.
+# medians; prints both TPS, the ratio, both latency averages and generator
+# CPU seconds per 100k queries.
 #
 #   scripts/bench-pg.sh                # 10 s runs
 #   BENCH_SECONDS=5 scripts/bench-pg.sh
