@@ -153,8 +153,12 @@ pub(crate) type Io = tokio_postgres::Connection<
 /// dispatch what arrived, let the request go on, write what it queued.
 pub(crate) async fn drive<F: Future>(io: &mut Option<Box<Io>>, fut: F) -> F::Output {
     let mut fut = std::pin::pin!(fut);
+    let mut first = true;
     std::future::poll_fn(|cx| {
-        poll_io(io, cx);
+        // The first time through, nothing can have arrived for this request yet.
+        if !std::mem::take(&mut first) {
+            poll_io(io, cx);
+        }
         let out = fut.as_mut().poll(cx);
         if out.is_pending() {
             poll_io(io, cx);
