@@ -6,16 +6,18 @@ use std::sync::Arc;
 use toml::Spanned;
 use toml::de::{DeValue, ValueDeserializer};
 use volley_protocols::http::{HttpDriver, HttpOptions};
+use volley_protocols::pg::{PgDriver, PgOptions};
 use volley_protocols::webhook::{WebhookDriver, WebhookOptions};
 use volley_protocols::ws::{WsDriver, WsOptions};
 use volley_protocols::{BuildCtx, ConfigError, Driver};
 
-pub const DRIVERS: &[&str] = &["http", "webhook", "websocket"];
+pub const DRIVERS: &[&str] = &["http", "webhook", "websocket", "postgres"];
 
 pub enum AnyDriver {
     Http(Arc<HttpDriver>),
     Webhook(Arc<WebhookDriver>),
     Ws(Arc<WsDriver>),
+    Postgres(Arc<PgDriver>),
 }
 
 /// Run `$body` with `$d` bound to the concrete `Arc<Driver>`.
@@ -26,6 +28,7 @@ macro_rules! with_driver {
             $crate::drivers::AnyDriver::Http($d) => $body,
             $crate::drivers::AnyDriver::Webhook($d) => $body,
             $crate::drivers::AnyDriver::Ws($d) => $body,
+            $crate::drivers::AnyDriver::Postgres($d) => $body,
         }
     };
 }
@@ -50,6 +53,10 @@ pub fn build(
         "websocket" => {
             let o = WsOptions::deserialize(ValueDeserializer::from(options))?;
             Ok(AnyDriver::Ws(Arc::new(WsDriver::build(o, ctx)?)))
+        }
+        "postgres" => {
+            let o = PgOptions::deserialize(ValueDeserializer::from(options))?;
+            Ok(AnyDriver::Postgres(Arc::new(PgDriver::build(o, ctx)?)))
         }
         other => Err(ConfigError::at(
             name.span(),

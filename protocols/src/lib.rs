@@ -10,6 +10,7 @@ pub mod duration;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod pg;
 pub mod template;
 pub mod webhook;
 pub mod ws;

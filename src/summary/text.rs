@@ -15,7 +15,7 @@ pub const BREAKDOWNS: &[(&str, &str, &str)] = &[
     // ...): "failed" is the share not answered as the kind must be.
     ("webhook_duration", "webhook_failed", "event"),
     ("webhook_duration", "webhook_failed", "kind"),
-    ("pg_query_duration", "pg_query_errors", "name"),
+    ("pg_query_duration", "pg_query_failed", "name"),
     ("ws_msg_latency", "ws_msgs_lost", "room"),
 ];
 
@@ -282,7 +282,8 @@ fn breakdown(
     rows
 }
 
-/// Unexpected HTTP statuses, transport errors and WebSocket errors, most frequent first.
+/// Unexpected HTTP statuses, transport errors, WebSocket errors and failed
+/// PostgreSQL queries (by SQLSTATE or kind), most frequent first.
 fn error_breakdown(series: &[(SeriesRecord, Slot)]) -> Vec<(String, u64)> {
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     for (r, slot) in series {
@@ -295,6 +296,22 @@ fn error_breakdown(series: &[(SeriesRecord, Slot)]) -> Vec<(String, u64)> {
                 r.tags.get("scenario").unwrap_or("-")
             );
             *counts.entry(what).or_default() += n;
+            continue;
+        }
+        if r.metric == "pg_query_failed"
+            && let Slot::Rate { hits, .. } = slot
+            && *hits > 0
+        {
+            let name = r.tags.get("name").unwrap_or("-");
+            let kind = r.tags.get("error").unwrap_or("error");
+            let what = match r.tags.get("sqlstate") {
+                Some(code) => {
+                    let label = volley_protocols::pg::sqlstate_name(code).unwrap_or("");
+                    format!("SQLSTATE {code} {label} ({kind}, {name})")
+                }
+                None => format!("{kind} ({name})"),
+            };
+            *counts.entry(what).or_default() += hits;
             continue;
         }
         if r.metric != "http_reqs" || r.tags.get("expected_response") != Some("false") {

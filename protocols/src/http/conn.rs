@@ -447,7 +447,7 @@ pub(crate) fn tls_config(insecure: bool, version: HttpVersion) -> rustls::Client
 
 /// `insecure_skip_tls_verify`: for staging certificates, as k6's option.
 #[derive(Debug)]
-struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+pub(crate) struct AcceptAny(pub(crate) Arc<rustls::crypto::CryptoProvider>);
 
 impl rustls::client::danger::ServerCertVerifier for AcceptAny {
     fn verify_server_cert(
