@@ -6,7 +6,7 @@ use std::ops::Range;
 use std::time::Duration;
 use volley_protocols::ConfigError;
 use volley_protocols::duration::parse_duration;
-use volley_protocols::metrics::{MetricKind, Tags};
+use volley_protocols::metrics::{MetricKind, Tags, Unit};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Agg {
@@ -18,6 +18,13 @@ pub enum Agg {
     Rate,
     Count,
     Value,
+    /// Least-squares slope per hour of a gauge over the run's per-second
+    /// values, from `after` on (skips warm-up). `bytes`: the limit was
+    /// written with a byte unit (100MB/h).
+    Slope {
+        after: Duration,
+        bytes: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,7 +38,7 @@ pub enum Op {
 }
 
 impl Op {
-    fn holds(self, a: f64, b: f64) -> bool {
+    pub fn holds(self, a: f64, b: f64) -> bool {
         match self {
             Op::Lt => a < b,
             Op::Le => a <= b,
@@ -130,6 +137,10 @@ pub fn parse_expr(src: &str) -> Result<(Agg, Op, f64), String> {
         "rate" => Agg::Rate,
         "count" => Agg::Count,
         "value" => Agg::Value,
+        "slope" => Agg::Slope {
+            after: Duration::ZERO,
+            bytes: false,
+        },
         p if p.starts_with("p(") && p.ends_with(')') => {
             let n: f64 = p[2..p.len() - 1]
                 .parse()
@@ -141,10 +152,15 @@ pub fn parse_expr(src: &str) -> Result<(Agg, Op, f64), String> {
         }
         other => {
             return Err(format!(
-                "{src:?}: unknown aggregation {other:?}; use avg, min, max, med, p(N), rate, count or value"
+                "{src:?}: unknown aggregation {other:?}; use avg, min, max, med, p(N), rate, count, value or slope"
             ));
         }
     };
+    if let Agg::Slope { after, .. } = agg {
+        let (value, bytes) =
+            crate::capacity::slope::parse_rate(value_text).map_err(|e| format!("{src:?}: {e}"))?;
+        return Ok((Agg::Slope { after, bytes }, op, value));
+    }
     let value = parse_value(value_text).map_err(|e| format!("{src:?}: {e}"))?;
     Ok((agg, op, value))
 }
@@ -160,7 +176,8 @@ fn parse_value(v: &str) -> Result<f64, String> {
 }
 
 /// Parse `[thresholds]`: each value is a list of expressions or of
-/// `{ threshold = "...", abort_on_fail = true, delay_abort_eval = "10s" }`.
+/// `{ threshold = "...", abort_on_fail = true, delay_abort_eval = "10s" }`
+/// (slopes also take `after = "5m"`: fit only the values from then on).
 pub fn parse_set(
     key: &str,
     key_span: Range<usize>,
@@ -170,13 +187,15 @@ pub fn parse_set(
     let mut out = Vec::new();
     for (item, span) in items {
         let err = |m: String| ConfigError::at(span.clone(), m);
-        let (text, abort, delay) = match item {
-            Value::String(s) => (s.clone(), false, Duration::ZERO),
+        let (text, abort, delay, after) = match item {
+            Value::String(s) => (s.clone(), false, Duration::ZERO, None),
             Value::Object(m) => {
                 for k in m.keys() {
-                    if !["threshold", "abort_on_fail", "delay_abort_eval"].contains(&k.as_str()) {
+                    if !["threshold", "abort_on_fail", "delay_abort_eval", "after"]
+                        .contains(&k.as_str())
+                    {
                         return Err(err(format!(
-                            "unknown key {k:?} in a threshold; use threshold, abort_on_fail, delay_abort_eval"
+                            "unknown key {k:?} in a threshold; use threshold, abort_on_fail, delay_abort_eval, after"
                         )));
                     }
                 }
@@ -195,11 +214,31 @@ pub fn parse_set(
                         return Err(err("delay_abort_eval is a duration such as \"10s\"".into()));
                     }
                 };
-                (text.to_string(), abort, delay)
+                let after = match m.get("after") {
+                    None => None,
+                    Some(Value::String(s)) => Some(parse_duration(s).map_err(err)?),
+                    Some(_) => return Err(err("after is a duration such as \"5m\"".into())),
+                };
+                (text.to_string(), abort, delay, after)
             }
             _ => return Err(err("a threshold is a string such as \"p(95)<200\"".into())),
         };
-        let (agg, op, value) = parse_expr(&text).map_err(err)?;
+        let (mut agg, op, value) = parse_expr(&text).map_err(err)?;
+        if let Some(a) = after {
+            match &mut agg {
+                Agg::Slope { after, .. } => *after = a,
+                _ => {
+                    return Err(err(format!(
+                        "after applies to slope thresholds (e.g. \"slope<100MB/h\"), not to {text:?}"
+                    )));
+                }
+            }
+        }
+        if abort && matches!(agg, Agg::Slope { .. }) {
+            return Err(err(
+                "a slope is judged once the run is over; abort_on_fail does not apply to it".into(),
+            ));
+        }
         out.push(Threshold {
             source: text,
             agg,
@@ -224,8 +263,11 @@ pub fn check_fits(t: &Threshold, kind: MetricKind, metric: &str) -> Result<(), C
     let ok = match kind {
         MetricKind::Counter => matches!(t.agg, Agg::Count | Agg::Rate),
         MetricKind::Rate => matches!(t.agg, Agg::Rate | Agg::Count),
-        MetricKind::Gauge => matches!(t.agg, Agg::Value | Agg::Min | Agg::Max),
-        MetricKind::Trend => !matches!(t.agg, Agg::Rate | Agg::Value),
+        MetricKind::Gauge => matches!(
+            t.agg,
+            Agg::Value | Agg::Min | Agg::Max | Agg::Slope { .. }
+        ),
+        MetricKind::Trend => !matches!(t.agg, Agg::Rate | Agg::Value | Agg::Slope { .. }),
     };
     if ok {
         return Ok(());
@@ -233,19 +275,43 @@ pub fn check_fits(t: &Threshold, kind: MetricKind, metric: &str) -> Result<(), C
     let hint = match kind {
         MetricKind::Counter => "count or rate",
         MetricKind::Rate => "rate (or count)",
-        MetricKind::Gauge => "value, min or max",
+        MetricKind::Gauge => "value, min, max or slope",
         MetricKind::Trend => "avg, min, max, med, p(N) or count",
+    };
+    let slope = if matches!(t.agg, Agg::Slope { .. }) {
+        " (slope is for gauges, e.g. target_rss{monitor:NAME})"
+    } else {
+        ""
     };
     Err(ConfigError::at(
         t.span.clone(),
-        format!("{metric} is a {kind:?} metric; its thresholds use {hint}").to_lowercase(),
+        format!("{metric} is a {kind:?} metric; its thresholds use {hint}").to_lowercase() + slope,
     ))
+}
+
+/// A slope written in bytes (100MB/h) needs a gauge that counts bytes.
+pub fn check_unit(t: &Threshold, unit: Unit, metric: &str) -> Result<(), ConfigError> {
+    match t.agg {
+        Agg::Slope { bytes: true, .. } if unit != Unit::Data => Err(ConfigError::at(
+            t.span.clone(),
+            format!(
+                "{metric} does not count bytes; write its slope without a byte unit, e.g. \"slope<5/h\""
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 impl Agg {
     /// The aggregated value, in the unit thresholds compare (ms for time).
     pub fn of(self, s: &Stats) -> Option<f64> {
+        if s.never_recovered > 0 {
+            return Some(self.with_unfinished(s));
+        }
         match (self, s.kind) {
+            (Agg::Slope { after, .. }, _) => {
+                crate::capacity::slope::per_hour_after(&s.points, after.as_secs_f64())
+            }
             (Agg::Count, _) => Some(s.count as f64),
             (Agg::Rate, _) => Some(s.rate),
             (Agg::Value, _) => Some(s.value),
@@ -257,6 +323,32 @@ impl Agg {
             (Agg::Max, _) => Some(s.max),
             (Agg::Med, _) => Some(s.quantile(50.0)),
             (Agg::P(p), _) => Some(s.quantile(p)),
+        }
+    }
+
+    /// With observations that never ended (a spike never recovered from),
+    /// which count as longer than any value: the maximum, the mean and the
+    /// upper percentiles are unbounded.
+    fn with_unfinished(self, s: &Stats) -> f64 {
+        let done = s.count;
+        let total = done + s.never_recovered;
+        let quantile = |p: f64| {
+            let rank = (p / 100.0 * total as f64).ceil().max(1.0) as u64;
+            if rank > done {
+                f64::INFINITY
+            } else {
+                // The same rank among the finished ones.
+                s.quantile(rank as f64 * 100.0 / done as f64)
+            }
+        };
+        match self {
+            Agg::Count => total as f64,
+            Agg::Rate => s.rate,
+            Agg::Value | Agg::Slope { .. } => f64::NAN,
+            Agg::Min if done > 0 => s.min,
+            Agg::Min | Agg::Max | Agg::Avg => f64::INFINITY,
+            Agg::Med => quantile(50.0),
+            Agg::P(p) => quantile(p),
         }
     }
 }

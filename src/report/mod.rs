@@ -923,6 +923,7 @@ mod tests {
             interval_series: records.series,
             rollup_series: records.rollups,
             intervals: records.intervals,
+            capacity: Default::default(),
         }
     }
 
