@@ -4,6 +4,7 @@
 //! server's own.
 
 mod api;
+pub mod load;
 mod stats;
 pub mod webhook;
 
@@ -31,6 +32,14 @@ pub struct ServeOptions {
     pub webhook_secret: Option<String>,
     /// Accept every webhook delivery unverified (to see forgery checks fire).
     pub webhook_insecure: bool,
+    /// At most this many API requests in flight; beyond, a short queue, then 503.
+    pub capacity: Option<usize>,
+    /// Requests that may wait for a slot (default: a quarter of `capacity`).
+    pub queue: Option<usize>,
+    /// How long one may wait (default 100ms).
+    pub queue_timeout: Option<std::time::Duration>,
+    /// Grow resident memory by this many KiB per second (a leak, on purpose).
+    pub leak_kb_per_s: f64,
 }
 
 pub type Body = Full<Bytes>;
@@ -40,6 +49,7 @@ pub struct State {
     pub stats: Stats,
     pub api: api::Store,
     pub webhooks: webhook::Receiver,
+    pub load: load::Load,
 }
 
 pub struct Server {
@@ -53,7 +63,10 @@ impl Server {
     pub async fn start(addr: SocketAddr, opts: ServeOptions) -> std::io::Result<Server> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        let load = load::Load::new(opts.capacity, opts.queue, opts.queue_timeout);
+        load::start_leak(opts.leak_kb_per_s, load.leaked.clone());
         let state = Arc::new(State {
+            load,
             webhooks: webhook::Receiver::new(opts.webhook_secret.as_deref(), opts.webhook_insecure),
             opts,
             stats: Stats::default(),
@@ -115,6 +128,11 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     if let Some(rest) = path.strip_prefix("/__volley/") {
         return stats::handle(&state, req.method(), rest);
+    }
+    if req.method() == hyper::Method::GET
+        && let Some(resp) = load::handle(&state, &path)
+    {
+        return resp;
     }
     if path == webhook::PATH && req.method() == hyper::Method::POST {
         let resp = state.webhooks.handle(req).await;

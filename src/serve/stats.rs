@@ -99,6 +99,7 @@ pub fn handle(state: &State, method: &Method, rest: &str) -> Response<Body> {
         (&Method::GET, "stats") => {
             let mut v = state.stats.to_json();
             v["webhooks"] = state.webhooks.to_json();
+            v["load"] = state.load.to_json();
             json_response(200, &v)
         }
         (&Method::POST, "reset") => {
