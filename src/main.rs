@@ -628,6 +628,7 @@ fn describe(plan: &plan::Plan) -> String {
             );
         }
     }
+    out.push_str(&volley::capacity::describe(plan));
     if !plan.thresholds.is_empty() {
         let _ = writeln!(out, "thresholds:");
         for t in &plan.thresholds {

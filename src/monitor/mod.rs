@@ -50,8 +50,11 @@ pub struct MonitorSpec {
 pub enum Source {
     Process {
         pid: Option<u32>,
-        /// Read at every poll, so a restarted target is followed.
+        /// Read at every poll, so a restarted target is followed. A
+        /// relative path is looked up in the plan's folder, then in the
+        /// current directory.
         pid_file: Option<PathBuf>,
+        plan_dir: PathBuf,
     },
     Json {
         url: String,
@@ -86,6 +89,7 @@ impl MonitorSpec {
             Source::Process {
                 pid: Some(p),
                 pid_file: None,
+                ..
             } => format!("pid {p}"),
             Source::Process { pid_file, .. } => format!(
                 "pid in {}",
@@ -285,18 +289,12 @@ fn build(
                 })?)
             }
         };
-        let pid_file = raw.pid_file.as_ref().map(|f| {
-            let rel = Path::new(f.get_ref());
-            let in_plan = base_dir.join(rel);
-            if rel.is_relative() && !in_plan.exists() && rel.exists() {
-                rel.to_path_buf()
-            } else if rel.is_relative() {
-                in_plan
-            } else {
-                rel.to_path_buf()
-            }
-        });
-        Source::Process { pid, pid_file }
+        let pid_file = raw.pid_file.as_ref().map(|f| PathBuf::from(f.get_ref()));
+        Source::Process {
+            pid,
+            pid_file,
+            plan_dir: base_dir.to_path_buf(),
+        }
     } else if let Some(url) = &raw.url {
         check_url(url).map_err(|m| at(url.span(), m))?;
         if raw.metric.is_some() {
@@ -366,6 +364,7 @@ enum Sampler {
     Process {
         pid: Option<u32>,
         pid_file: Option<PathBuf>,
+        plan_dir: PathBuf,
         last: Option<(f64, Instant)>,
         rss: SeriesId,
         cpu: SeriesId,
@@ -385,8 +384,13 @@ enum Sampler {
     },
 }
 
-fn read_pid_file(p: &Path) -> Option<u32> {
-    std::fs::read_to_string(p).ok()?.trim().parse().ok()
+fn read_pid_file(p: &Path, plan_dir: &Path) -> Option<u32> {
+    let text = if p.is_relative() {
+        std::fs::read_to_string(plan_dir.join(p)).or_else(|_| std::fs::read_to_string(p))
+    } else {
+        std::fs::read_to_string(p)
+    };
+    text.ok()?.trim().parse().ok()
 }
 
 impl Sampler {
@@ -400,14 +404,23 @@ impl Sampler {
             rec.series(id, &tags)
         };
         Ok(match &m.source {
-            Source::Process { pid, pid_file } => {
-                let pid = pid.or_else(|| pid_file.as_deref().and_then(read_pid_file));
+            Source::Process {
+                pid,
+                pid_file,
+                plan_dir,
+            } => {
+                let pid = pid.or_else(|| {
+                    pid_file
+                        .as_deref()
+                        .and_then(|f| read_pid_file(f, plan_dir))
+                });
                 let last = pid
                     .and_then(|p| procfs::read(p).ok())
                     .map(|s| (s.cpu_seconds, Instant::now()));
                 Sampler::Process {
                     pid,
                     pid_file: pid_file.clone(),
+                    plan_dir: plan_dir.clone(),
                     last,
                     rss: series(RSS),
                     cpu: series(CPU),
@@ -444,6 +457,7 @@ impl Sampler {
             Sampler::Process {
                 pid,
                 pid_file,
+                plan_dir,
                 last,
                 rss,
                 cpu,
@@ -453,7 +467,7 @@ impl Sampler {
                     && let Some(f) = pid_file.as_deref()
                 {
                     // Restarted (or not started yet): follow the pid file.
-                    *pid = read_pid_file(f);
+                    *pid = read_pid_file(f, plan_dir);
                     *last = None;
                     read = pid.and_then(|p| procfs::read(p).ok());
                 }
@@ -579,10 +593,14 @@ pub async fn prepare(monitors: &[MonitorSpec]) -> Result<(), String> {
             for m in monitors {
                 let fail = |e: String| format!("monitor {:?} ({}): {e}", m.name, m.describe());
                 match &m.source {
-                    Source::Process { pid, pid_file } => {
+                    Source::Process {
+                        pid,
+                        pid_file,
+                        plan_dir,
+                    } => {
                         let pid = match (pid, pid_file) {
                             (Some(p), _) => *p,
-                            (None, Some(f)) => read_pid_file(f).ok_or_else(|| {
+                            (None, Some(f)) => read_pid_file(f, plan_dir).ok_or_else(|| {
                                 fail(format!(
                                     "cannot read a process id from {}; start the target first (it should write its pid there)",
                                     f.display()
