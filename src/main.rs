@@ -666,7 +666,10 @@ fn cmd_serve(a: ServeArgs) -> Result<u8, Failure> {
         return Err(usage(anyhow!("--capacity must be at least 1")));
     }
     if !(a.leak.is_finite() && a.leak >= 0.0) {
-        return Err(usage(anyhow!("--leak {} must be a number of KiB per second >= 0", a.leak)));
+        return Err(usage(anyhow!(
+            "--leak {} must be a number of KiB per second >= 0",
+            a.leak
+        )));
     }
     let queue_timeout = a
         .queue_timeout
@@ -675,7 +678,11 @@ fn cmd_serve(a: ServeArgs) -> Result<u8, Failure> {
         .transpose()
         .map_err(|e| usage(anyhow!("--queue-timeout: {e}")))?;
     if let Some(p) = &a.pid_file {
-        write_file("pid file", p, format!("{}\n", std::process::id()).as_bytes())?;
+        write_file(
+            "pid file",
+            p,
+            format!("{}\n", std::process::id()).as_bytes(),
+        )?;
     }
     // Every client connection is a file descriptor.
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {

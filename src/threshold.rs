@@ -263,10 +263,7 @@ pub fn check_fits(t: &Threshold, kind: MetricKind, metric: &str) -> Result<(), C
     let ok = match kind {
         MetricKind::Counter => matches!(t.agg, Agg::Count | Agg::Rate),
         MetricKind::Rate => matches!(t.agg, Agg::Rate | Agg::Count),
-        MetricKind::Gauge => matches!(
-            t.agg,
-            Agg::Value | Agg::Min | Agg::Max | Agg::Slope { .. }
-        ),
+        MetricKind::Gauge => matches!(t.agg, Agg::Value | Agg::Min | Agg::Max | Agg::Slope { .. }),
         MetricKind::Trend => !matches!(t.agg, Agg::Rate | Agg::Value | Agg::Slope { .. }),
     };
     if ok {
@@ -382,6 +379,99 @@ mod tests {
         assert!(parse_expr("p95<200").is_err());
         assert!(parse_expr("avg 200").is_err());
         assert!(parse_expr("avg<fast").is_err());
+    }
+
+    #[test]
+    fn parses_slopes() {
+        let (agg, op, v) = parse_expr("slope<100MB/h").unwrap();
+        assert_eq!(
+            agg,
+            Agg::Slope {
+                after: Duration::ZERO,
+                bytes: true
+            }
+        );
+        assert_eq!((op, v), (Op::Lt, 100.0 * 1024.0 * 1024.0));
+        assert_eq!(parse_expr("slope <= 2/m").unwrap().2, 120.0);
+        assert!(parse_expr("slope<100MB/week").is_err());
+        let items = [(
+            serde_json::json!({"threshold": "slope<1GB/h", "after": "5m"}),
+            0..1,
+        )];
+        let set = parse_set("target_rss{monitor:a}", 0..1, &items).unwrap();
+        assert!(
+            matches!(set.items[0].agg, Agg::Slope { after, .. } if after == Duration::from_secs(300))
+        );
+        let bad = [(
+            serde_json::json!({"threshold": "max<1", "after": "5m"}),
+            0..1,
+        )];
+        assert!(
+            parse_set("target_rss", 0..1, &bad).is_err(),
+            "after is for slopes"
+        );
+        let abort = [(
+            serde_json::json!({"threshold": "slope<1GB/h", "abort_on_fail": true}),
+            0..1,
+        )];
+        assert!(parse_set("target_rss", 0..1, &abort).is_err());
+    }
+
+    #[test]
+    fn slopes_and_unfinished_observations_evaluate() {
+        use volley_protocols::metrics::Slot;
+        let mut s = Stats::new(
+            MetricKind::Gauge,
+            Unit::Data,
+            &Slot::Gauge {
+                last: 3.0,
+                min: 1.0,
+                max: 3.0,
+            },
+            Duration::from_secs(3),
+        );
+        assert_eq!(
+            Agg::Slope {
+                after: Duration::ZERO,
+                bytes: true
+            }
+            .of(&s),
+            None
+        );
+        s.points = vec![(0.5, 1.0), (1.5, 2.0), (2.5, 3.0)];
+        let per_h = Agg::Slope {
+            after: Duration::ZERO,
+            bytes: true,
+        }
+        .of(&s)
+        .unwrap();
+        assert!((per_h - 3600.0).abs() < 1e-6);
+        // One spike recovered in 2 s, one never: the max is unbounded.
+        let mut h = volley_protocols::metrics::new_histogram();
+        h.record(2_000_000).unwrap();
+        let mut t = Stats::new(
+            MetricKind::Trend,
+            Unit::Time,
+            &Slot::Trend(Box::new(h)),
+            Duration::from_secs(3),
+        );
+        t.never_recovered = 1;
+        assert_eq!(Agg::Max.of(&t), Some(f64::INFINITY));
+        assert_eq!(Agg::Count.of(&t), Some(2.0));
+        assert!((Agg::Min.of(&t).unwrap() - 2000.0).abs() < 2.0);
+        assert!((Agg::P(50.0).of(&t).unwrap() - 2000.0).abs() < 2.0);
+        assert_eq!(Agg::P(95.0).of(&t), Some(f64::INFINITY));
+        let (ok, _) = Threshold {
+            source: "max<30s".into(),
+            agg: Agg::Max,
+            op: Op::Lt,
+            value: 30_000.0,
+            abort_on_fail: false,
+            delay_abort_eval: Duration::ZERO,
+            span: 0..0,
+        }
+        .eval(&t);
+        assert_eq!(ok, Some(false));
     }
 
     #[test]

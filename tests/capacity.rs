@@ -68,7 +68,10 @@ fn ramping_vus_break_where_the_capacity_says() {
         broke > implied - 1e-9 && broke <= implied + step,
         "broke at {broke}, capacity implies {implied}"
     );
-    assert!(held >= implied - step && held < broke, "held {held}, broke {broke}");
+    assert!(
+        held >= implied - step && held < broke,
+        "held {held}, broke {broke}"
+    );
     assert_eq!(failed["unit"], "VUs");
     assert!(failed["at"].as_str().unwrap().ends_with('Z'));
     // Latency never crossed 1 s: that signal did not break.
@@ -101,7 +104,10 @@ fn ramping_vus_break_where_the_capacity_says() {
         .nth(1)
         .unwrap();
     let latency = latency.split("</figure>").next().unwrap();
-    assert!(latency.contains(&format!("broke at {broke} VUs")), "mark on the chart");
+    assert!(
+        latency.contains(&format!("broke at {broke} VUs")),
+        "mark on the chart"
+    );
 
     // Summaries from before capacity answers still render.
     let mut old = s.clone();
@@ -162,14 +168,22 @@ fn a_spike_recovers_or_never_does() {
     assert!((0.0..=2.0).contains(&time), "{time}");
     let base = &r["baseline"];
     assert_eq!(base["error_rate"].as_f64(), Some(0.0), "{r}");
-    assert!(counter(&s, "http_reqs", &[("status", "503")]) > 0, "the spike hurt");
+    assert!(
+        counter(&s, "http_reqs", &[("status", "503")]) > 0,
+        "the spike hurt"
+    );
     assert_eq!(value(&s, "recovery_time", "count"), 1.0);
     assert!((value(&s, "recovery_time", "max") - time * 1000.0).abs() < 5.0);
     assert!(text(&out).contains("recovered in"), "{}", text(&out));
 
     let plan = d.write("stuck.toml", &SPIKE_PLAN.replace("AFTER", "30"));
     let (out, s) = run(&d, &plan, &env);
-    assert_eq!(code(&out), 99, "never recovered fails max<30s: {}", text(&out));
+    assert_eq!(
+        code(&out),
+        99,
+        "never recovered fails max<30s: {}",
+        text(&out)
+    );
     let r = &s["capacity"]["recoveries"][0];
     assert_eq!(r["recovered"], false, "{r}");
     assert!(r.get("recovery_time_s").is_none(), "{r}");
@@ -257,7 +271,10 @@ fn a_monitor_finds_the_leak_by_its_slope() {
     let per_hour = leak_kib_s * 1024.0 * 3600.0;
     for (leak, want_code) in [(leak_kib_s, 99), (0.0, 0)] {
         let srv = Served::start(&["--leak", &leak.to_string()]);
-        let env = env_args(&[("BASE_URL", srv.url.clone()), ("PID", srv.pid().to_string())]);
+        let env = env_args(&[
+            ("BASE_URL", srv.url.clone()),
+            ("PID", srv.pid().to_string()),
+        ]);
         let report = d.join("leak.html");
         let mut args = env.clone();
         args.extend(["--report".into(), report.display().to_string()]);
@@ -337,7 +354,11 @@ url = "/api/v1/health"
     let max = served["max"].as_f64().unwrap();
     // The monitor saw the server's own count while the load went on: more
     // than nothing, never more than it served in the end.
-    assert!(max > 0.0 && max <= t.total() as f64, "{max} of {}", t.total());
+    assert!(
+        max > 0.0 && max <= t.total() as f64,
+        "{max} of {}",
+        t.total()
+    );
     let rss = value(&s, "process_resident_memory_bytes", "value");
     assert!(rss > 1e6, "{rss}");
     let mons = s["capacity"]["monitors"].as_array().unwrap();

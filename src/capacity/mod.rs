@@ -10,25 +10,22 @@
 //! (`capacity_held`, `capacity_broke`, `recovery_time`) that thresholds judge.
 
 pub mod slope;
+mod text;
+mod watch;
 pub mod window;
 
-use crate::aggregate::Aggregator;
-use crate::engine::Observer;
+pub use text::{breaking_line, describe, recovery_line, render_text};
+pub use watch::Watch;
+
 use crate::plan::executor::{Executor, Stage, ramp_value};
-use crate::stats::Stats;
-use crate::summary::SeriesRecord;
 use crate::threshold::{self, Agg, Op, Threshold};
 use serde::{Deserialize, Serialize};
-use std::fmt::Write as _;
 use std::ops::Range;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use toml::Spanned;
 use volley_protocols::ConfigError;
 use volley_protocols::duration::{Dur, format_duration};
-use volley_protocols::metrics::{
-    MetricId, MetricKind, Registry, Slot, Tags, Unit, new_histogram,
-};
-use window::Window;
+use volley_protocols::metrics::{MetricKind, Registry, Slot, Tags, Unit};
 
 /// Metrics whose values exist only once the run is over.
 pub const POST_RUN_METRICS: &[&str] = &["recovery_time", "capacity_held", "capacity_broke"];
@@ -170,8 +167,8 @@ fn parse_breaking(
             e.message().trim()
         ))
     })?;
-    let (metric, filter) =
-        threshold::parse_key(&raw.signal).map_err(|e| err(format!("breaking_point signal: {e}")))?;
+    let (metric, filter) = threshold::parse_key(&raw.signal)
+        .map_err(|e| err(format!("breaking_point signal: {e}")))?;
     let (agg, op, value) =
         threshold::parse_expr(&raw.expr).map_err(|e| err(format!("breaking_point expr: {e}")))?;
     if matches!(agg, Agg::Slope { .. }) {
@@ -221,12 +218,16 @@ fn parse_recovery(
     let span = r.map(Spanned::span).unwrap_or(0..0);
     let err = |m: String| ConfigError::at(span.clone(), m);
     let raw = match r {
-        Some(v) => v.get_ref().clone().try_into().map_err(|e: toml::de::Error| {
-            err(format!(
-                "recovery: {}; write {{ window = \"10s\", tolerance = \"10%\" }}",
-                e.message().trim()
-            ))
-        })?,
+        Some(v) => v
+            .get_ref()
+            .clone()
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                err(format!(
+                    "recovery: {}; write {{ window = \"10s\", tolerance = \"10%\" }}",
+                    e.message().trim()
+                ))
+            })?,
         None => RecoveryRaw {
             window: None,
             tolerance: None,
@@ -244,10 +245,14 @@ fn parse_recovery(
         Some(toml::Value::Integer(i)) => *i as f64,
         Some(toml::Value::String(s)) => match s.trim().strip_suffix('%') {
             Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0).map_err(|_| {
-                err(format!("recovery tolerance {s:?}: write e.g. \"10%\" or 0.1"))
+                err(format!(
+                    "recovery tolerance {s:?}: write e.g. \"10%\" or 0.1"
+                ))
             })?,
             None => s.trim().parse::<f64>().map_err(|_| {
-                err(format!("recovery tolerance {s:?}: write e.g. \"10%\" or 0.1"))
+                err(format!(
+                    "recovery tolerance {s:?}: write e.g. \"10%\" or 0.1"
+                ))
             })?,
         },
         Some(_) => return Err(err("recovery tolerance: write e.g. \"10%\" or 0.1".into())),
@@ -270,7 +275,9 @@ fn parse_recovery(
     for (what, m) in [("latency", Some(&latency)), ("errors", errors.as_ref())] {
         let Some(m) = m else { continue };
         let Some(id) = registry.metric_id(m) else {
-            return Err(err(format!("recovery {what}: no metric named {m:?} in this plan")));
+            return Err(err(format!(
+                "recovery {what}: no metric named {m:?} in this plan"
+            )));
         };
         let kind = registry.metrics()[id as usize].kind;
         let fits = match what {
@@ -295,9 +302,7 @@ fn parse_recovery(
 /// Runs of consecutive `spike = true` stages.
 pub fn spikes_of(exec: &Executor) -> Vec<Spike> {
     let stages: &[Stage] = match exec {
-        Executor::RampingVus { stages, .. } | Executor::RampingArrivalRate { stages, .. } => {
-            stages
-        }
+        Executor::RampingVus { stages, .. } | Executor::RampingArrivalRate { stages, .. } => stages,
         _ => return Vec::new(),
     };
     let mut out: Vec<Spike> = Vec::new();
@@ -461,598 +466,11 @@ pub struct Recovery {
     pub last: Option<WindowStats>,
 }
 
-// ---------------------------------------------------------------------------
-// The live watch
-
-struct Signal {
-    id: Option<MetricId>,
-    kind: MetricKind,
-    unit: Unit,
-    filter: Tags,
-    window: Window,
-}
-
-impl Signal {
-    fn new(registry: &Registry, metric: &str, filter: Tags, keep: u64) -> Self {
-        let id = registry.metric_id(metric);
-        let (kind, unit) = id
-            .map(|i| {
-                let d = &registry.metrics()[i as usize];
-                (d.kind, d.unit)
-            })
-            .unwrap_or((MetricKind::Counter, Unit::Default));
-        Self {
-            id,
-            kind,
-            unit,
-            filter,
-            window: Window::new(keep),
-        }
-    }
-
-    fn push(&mut self, agg: &Aggregator, k: u64) {
-        let cum = match self.id {
-            Some(id) => agg.total(id, &self.filter),
-            None => Slot::Empty,
-        };
-        self.window.push(k, cum);
-    }
-
-    fn stats(&self, secs: u64) -> Stats {
-        let (slot, covered) = self.window.last(secs);
-        Stats::new(
-            self.kind,
-            self.unit,
-            &slot,
-            Duration::from_secs(covered.max(1)),
-        )
-    }
-}
-
-fn secs_of(d: Duration) -> u64 {
-    d.as_secs_f64().ceil().max(1.0) as u64
-}
-
-struct BreakWatch {
-    spec: BreakingSpec,
-    signal: Signal,
-    /// (level, whether that second alone stayed within the limit), until the break.
-    seconds: Vec<(f64, bool)>,
-    crossed: Option<(u64, f64, Option<f64>)>,
-    peak: f64,
-}
-
-impl BreakWatch {
-    fn eval(&self, s: &Stats) -> (Option<bool>, Option<f64>) {
-        let v = self.spec.agg.of(s);
-        (v.map(|v| self.spec.op.holds(v, self.spec.value)), v)
-    }
-}
-
-struct SpikeWatch {
-    spike: Spike,
-    /// Absolute seconds from the run's start.
-    start: f64,
-    end: f64,
-    deadline: f64,
-    baseline: Option<WindowStats>,
-    last: Option<WindowStats>,
-    done: Option<Recovery>,
-}
-
-struct RecoveryWatch {
-    spec: RecoverySpec,
-    latency: Signal,
-    errors: Option<Signal>,
-    spikes: Vec<SpikeWatch>,
-}
-
-impl RecoveryWatch {
-    fn current(&self) -> WindowStats {
-        let secs = secs_of(self.spec.window);
-        let lat = self.latency.stats(secs);
-        let err = self.errors.as_ref().map(|e| e.stats(secs));
-        let (_, covered) = self.latency.window.last(secs);
-        WindowStats {
-            p95_ms: (lat.count > 0).then(|| lat.quantile(95.0)),
-            error_rate: err.filter(|e| e.total > 0).map(|e| e.rate),
-            samples: lat.count,
-            seconds: covered as f64,
-        }
-    }
-}
-
-fn within(base: &WindowStats, cur: &WindowStats, tol: f64) -> bool {
-    if cur.samples == 0 {
-        return false;
-    }
-    let p95_ok = match (base.p95_ms, cur.p95_ms) {
-        (Some(b), Some(c)) => c <= b + (b * tol).max(P95_SLACK_MS),
-        (Some(_), None) => false,
-        (None, _) => true,
-    };
-    let err_ok = match (base.error_rate, cur.error_rate) {
-        (Some(b), Some(c)) => c <= b + (b * tol).max(ERROR_SLACK),
-        (None, Some(c)) => c <= ERROR_SLACK,
-        _ => true,
-    };
-    p95_ok && err_ok
-}
-
-struct ScenarioWatch {
-    name: String,
-    exec: Executor,
-    unit: String,
-    start: f64,
-    duration: f64,
-    breaks: Vec<BreakWatch>,
-    recovery: Option<RecoveryWatch>,
-}
-
-/// The engine observer that finds breaking points and recoveries.
-pub struct Watch {
-    started: Option<SystemTime>,
-    last: Option<u64>,
-    scenarios: Vec<ScenarioWatch>,
-}
-
-impl Watch {
-    pub fn new(plan: &crate::plan::Plan) -> Self {
-        let registry = &plan.registry;
-        let mut scenarios = Vec::new();
-        for sc in &plan.scenarios {
-            let cap = &sc.capacity;
-            if cap.is_empty() {
-                continue;
-            }
-            let start = sc.start_time.as_secs_f64();
-            let duration = sc.exec.duration().as_secs_f64();
-            let breaks = cap
-                .breaking
-                .iter()
-                .map(|b| BreakWatch {
-                    signal: Signal::new(registry, &b.metric, b.filter.clone(), secs_of(b.window)),
-                    spec: b.clone(),
-                    seconds: Vec::new(),
-                    crossed: None,
-                    peak: 0.0,
-                })
-                .collect();
-            let recovery = cap.recovery.as_ref().map(|r| {
-                let scoped = Tags::new([("scenario", sc.name.as_str())]);
-                let keep = secs_of(r.window);
-                let starts: Vec<f64> = cap
-                    .spikes
-                    .iter()
-                    .map(|s| start + s.start.as_secs_f64())
-                    .collect();
-                RecoveryWatch {
-                    latency: Signal::new(registry, &r.latency, scoped.clone(), keep),
-                    errors: r
-                        .errors
-                        .as_ref()
-                        .map(|e| Signal::new(registry, e, scoped.clone(), keep)),
-                    spikes: cap
-                        .spikes
-                        .iter()
-                        .enumerate()
-                        .map(|(i, s)| SpikeWatch {
-                            spike: s.clone(),
-                            start: starts[i],
-                            end: start + s.end.as_secs_f64(),
-                            deadline: starts.get(i + 1).copied().unwrap_or(start + duration),
-                            baseline: None,
-                            last: None,
-                            done: None,
-                        })
-                        .collect(),
-                    spec: r.clone(),
-                }
-            });
-            scenarios.push(ScenarioWatch {
-                name: sc.name.clone(),
-                unit: level_unit(&sc.exec),
-                exec: sc.exec.clone(),
-                start,
-                duration,
-                breaks,
-                recovery,
-            });
-        }
-        Self {
-            started: None,
-            last: None,
-            scenarios,
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.scenarios.is_empty()
-    }
-
-    /// Take in interval `k` (all intervals up to it are complete).
-    fn step(&mut self, agg: &Aggregator, k: u64) -> Option<String> {
-        let mut abort = None;
-        let end_k = k as f64 + 1.0;
-        for sw in &mut self.scenarios {
-            let t = k as f64 + 0.5 - sw.start;
-            if t < 0.0 {
-                continue;
-            }
-            let active = t <= sw.duration;
-            let level = level_at(&sw.exec, t.min(sw.duration)).unwrap_or(0.0);
-            for b in &mut sw.breaks {
-                if b.crossed.is_some() || !active {
-                    continue;
-                }
-                b.signal.push(agg, k);
-                b.peak = b.peak.max(level);
-                let win = b.signal.stats(secs_of(b.spec.window));
-                let (crossed, observed) = b.eval(&win);
-                if crossed == Some(true) {
-                    b.crossed = Some((k, level, observed));
-                    if b.spec.abort && abort.is_none() {
-                        abort = Some(format!(
-                            "scenario {} reached its breaking point at {} {} ({} {} over {})",
-                            sw.name,
-                            level_text(level),
-                            sw.unit,
-                            b.spec.signal,
-                            b.spec.expr,
-                            format_duration(b.spec.window)
-                        ));
-                    }
-                } else {
-                    let one = b.signal.stats(1);
-                    let ok = b.eval(&one).0 == Some(false);
-                    b.seconds.push((level, ok));
-                }
-            }
-            let Some(r) = &mut sw.recovery else { continue };
-            if r.spikes.iter().all(|s| s.done.is_some()) {
-                continue;
-            }
-            r.latency.push(agg, k);
-            if let Some(e) = &mut r.errors {
-                e.push(agg, k);
-            }
-            let cur = r.current();
-            let tol = r.spec.tolerance;
-            for (i, s) in r.spikes.iter_mut().enumerate() {
-                if s.done.is_some() {
-                    continue;
-                }
-                if end_k <= s.start + 1e-9 {
-                    s.baseline = Some(cur.clone());
-                    continue;
-                }
-                if end_k < s.end - 1e-9 {
-                    continue;
-                }
-                if end_k > s.deadline + 1e-9 {
-                    let watched = (s.deadline - s.end).max(0.0);
-                    s.done = Some(verdict(&sw.name, i, s, &r.spec, None, watched));
-                    continue;
-                }
-                s.last = Some(cur.clone());
-                let ok = s
-                    .baseline
-                    .as_ref()
-                    .filter(|b| b.samples > 0)
-                    .is_some_and(|b| within(b, &cur, tol));
-                if ok {
-                    let window_start = end_k - cur.seconds;
-                    let time = (window_start - s.end).max(0.0);
-                    s.done = Some(verdict(&sw.name, i, s, &r.spec, Some(time), time));
-                }
-            }
-        }
-        abort
-    }
-
-    /// The answers, once the run is over.
-    pub fn finish(&mut self, agg: &Aggregator) -> (CapacitySummary, Vec<(SeriesRecord, Slot)>) {
-        if let Some(iv) = agg.intervals.last()
-            && self.last.is_none_or(|l| iv.index > l)
-        {
-            self.last = Some(iv.index);
-            self.step(agg, iv.index);
-        }
-        let end = self.last.map(|k| k as f64 + 1.0).unwrap_or(0.0);
-        let started = self.started.unwrap_or_else(SystemTime::now);
-        let mut out = CapacitySummary::default();
-        let mut series = Vec::new();
-        for sw in &mut self.scenarios {
-            let scoped = Tags::new([("scenario", sw.name.as_str())]);
-            let mut first: Option<(u64, f64, Option<f64>)> = None;
-            for b in &sw.breaks {
-                let (held, broke_at, at_s, observed) = match b.crossed {
-                    Some((k, level, observed)) => {
-                        let held = b
-                            .seconds
-                            .iter()
-                            .filter(|(l, ok)| *ok && *l < level)
-                            .map(|(l, _)| *l)
-                            .fold(None, |m: Option<f64>, l| Some(m.map_or(l, |m| m.max(l))));
-                        if first.is_none_or(|f| k < f.0) {
-                            first = Some((k, level, held));
-                        }
-                        (held, Some(level), Some(k as f64), observed)
-                    }
-                    None => (
-                        (b.peak > 0.0 || !b.seconds.is_empty()).then_some(b.peak),
-                        None,
-                        None,
-                        None,
-                    ),
-                };
-                let observed_text = observed
-                    .map(|v| observed_text(&b.spec, b.signal.kind, b.signal.unit, v))
-                    .unwrap_or_default();
-                out.breaking_points.push(BreakingPoint {
-                    scenario: sw.name.clone(),
-                    signal: format!("{}{}", b.spec.metric, b.spec.filter),
-                    expr: b.spec.expr.clone(),
-                    window_s: b.spec.window.as_secs_f64(),
-                    unit: sw.unit.clone(),
-                    broke: b.crossed.is_some(),
-                    broke_at,
-                    at_s,
-                    at: at_s.map(|s| {
-                        humantime::format_rfc3339_seconds(started + Duration::from_secs_f64(s))
-                            .to_string()
-                    }),
-                    observed,
-                    observed_text,
-                    held,
-                    peak: b.peak,
-                    aborted: b.spec.abort && b.crossed.is_some(),
-                });
-            }
-            if !sw.breaks.is_empty() {
-                let gauge = |v: f64| Slot::Gauge {
-                    last: v,
-                    min: v,
-                    max: v,
-                };
-                let held = match first {
-                    Some((_, _, held)) => held,
-                    None => sw.breaks.iter().map(|b| b.peak).reduce(f64::max),
-                };
-                if let Some(h) = held {
-                    push_series(&mut series, "capacity_held", Unit::Default, &scoped, gauge(h));
-                }
-                if let Some((_, level, _)) = first {
-                    push_series(
-                        &mut series,
-                        "capacity_broke",
-                        Unit::Default,
-                        &scoped,
-                        gauge(level),
-                    );
-                }
-            }
-            let Some(r) = &mut sw.recovery else { continue };
-            for (i, s) in r.spikes.iter_mut().enumerate() {
-                let done = match s.done.take() {
-                    Some(d) => d,
-                    // The run ended after the spike but before a verdict.
-                    None if end >= s.end - 1e-9 => {
-                        let watched = (end.min(s.deadline) - s.end).max(0.0);
-                        verdict(&sw.name, i, s, &r.spec, None, watched)
-                    }
-                    // The run never reached the end of this spike.
-                    None => continue,
-                };
-                let mut h = new_histogram();
-                let micros = (done.recovery_time_s.unwrap_or(done.watched_s) * 1e6) as u64;
-                let _ = h.record(micros);
-                let tags = scoped
-                    .with("spike", (i + 1).to_string())
-                    .with("recovered", done.recovered.to_string());
-                push_series(
-                    &mut series,
-                    "recovery_time",
-                    Unit::Time,
-                    &tags,
-                    Slot::Trend(Box::new(h)),
-                );
-                out.recoveries.push(done);
-            }
-        }
-        (out, series)
-    }
-}
-
-/// The recovery answer for spike `i` (0-based): recovered after `time`
-/// seconds, or (`None`) not within `watched` seconds.
-fn verdict(
-    scenario: &str,
-    i: usize,
-    s: &SpikeWatch,
-    spec: &RecoverySpec,
-    time: Option<f64>,
-    watched: f64,
-) -> Recovery {
-    Recovery {
-        scenario: scenario.to_string(),
-        spike: i + 1,
-        stages: s.spike.stages,
-        start_s: s.start,
-        end_s: s.end,
-        window_s: spec.window.as_secs_f64(),
-        tolerance: spec.tolerance,
-        latency: spec.latency.clone(),
-        errors: spec.errors.clone(),
-        baseline: s.baseline.clone().filter(|b| b.samples > 0),
-        recovered: time.is_some(),
-        recovery_time_s: time,
-        watched_s: watched,
-        last: s.last.clone(),
-    }
-}
-
-fn push_series(
-    out: &mut Vec<(SeriesRecord, Slot)>,
-    metric: &str,
-    unit: Unit,
-    tags: &Tags,
-    slot: Slot,
-) {
-    if let Some(r) = SeriesRecord::from_slot(metric, unit, tags, &slot) {
-        out.push((r, slot));
-    }
-}
-
 fn level_text(v: f64) -> String {
     if v.fract() == 0.0 {
         format!("{v:.0}")
     } else {
         format!("{v:.1}")
-    }
-}
-
-fn observed_text(spec: &BreakingSpec, kind: MetricKind, unit: Unit, v: f64) -> String {
-    let agg = spec
-        .expr
-        .split(['<', '>', '=', '!'])
-        .next()
-        .unwrap_or("")
-        .trim();
-    let shown = match spec.agg {
-        Agg::Rate if kind == MetricKind::Rate => format!("{:.2}%", v * 100.0),
-        Agg::Rate => format!("{v:.2}/s"),
-        Agg::Count => crate::summary::value_text(Unit::Default, v),
-        _ => crate::summary::value_text(unit, v),
-    };
-    format!("{agg}={shown}")
-}
-
-impl Observer for Watch {
-    fn on_start(&mut self, started: SystemTime) {
-        self.started = Some(started);
-    }
-
-    fn on_interval(&mut self, agg: &Aggregator, _elapsed: Duration) -> Option<String> {
-        let k = agg.intervals.last()?.index;
-        // Several intervals completing at once are taken as one step.
-        if self.last.is_some_and(|l| l >= k) {
-            return None;
-        }
-        self.last = Some(k);
-        self.step(agg, k)
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Text
-
-fn clock(rfc3339: &str) -> &str {
-    rfc3339.get(11..19).unwrap_or(rfc3339)
-}
-
-fn secs_text(s: f64) -> String {
-    format_duration(Duration::from_secs_f64(s.max(0.0)))
-}
-
-fn window_text(w: &WindowStats) -> String {
-    let mut parts = Vec::new();
-    if let Some(p) = w.p95_ms {
-        parts.push(format!("p95 {}", crate::summary::ms_text(p)));
-    }
-    if let Some(e) = w.error_rate {
-        parts.push(format!("errors {:.2}%", e * 100.0));
-    }
-    if parts.is_empty() {
-        parts.push("no traffic".into());
-    }
-    parts.join(", ")
-}
-
-/// One line per breaking point, recovery and monitor, for the terminal.
-pub fn render_text(s: &crate::summary::Summary) -> String {
-    let cap = &s.capacity;
-    let mut out = String::new();
-    if !cap.breaking_points.is_empty() || !cap.recoveries.is_empty() {
-        let _ = writeln!(out, "\n  █ CAPACITY\n");
-        for b in &cap.breaking_points {
-            let _ = writeln!(out, "    {} · {}", b.scenario, breaking_line(b));
-        }
-        for r in &cap.recoveries {
-            let _ = writeln!(out, "    {} · {}", r.scenario, recovery_line(r));
-        }
-    }
-    out.push_str(&crate::monitor::render_text(&cap.monitors));
-    out
-}
-
-pub fn breaking_line(b: &BreakingPoint) -> String {
-    let signal = format!(
-        "{} {} over {}",
-        b.signal,
-        b.expr,
-        secs_text(b.window_s)
-    );
-    match (b.broke, b.broke_at) {
-        (true, Some(level)) => {
-            let held = match b.held {
-                Some(h) => format!("held {} {}", level_text(h), b.unit),
-                None => "held no level".to_string(),
-            };
-            let when = match (&b.at, b.at_s) {
-                (Some(at), Some(s)) => format!(", {} UTC (+{})", clock(at), secs_text(s)),
-                _ => String::new(),
-            };
-            format!(
-                "{held}, broke at {} {}{when}: {} ({signal}){}",
-                level_text(level),
-                b.unit,
-                b.observed_text,
-                if b.aborted { "; the run stopped there" } else { "" }
-            )
-        }
-        _ => format!(
-            "did not break: held {} {} (the highest level reached); {signal} never crossed",
-            level_text(b.held.unwrap_or(b.peak)),
-            b.unit
-        ),
-    }
-}
-
-pub fn recovery_line(r: &Recovery) -> String {
-    let stages = if r.stages.0 == r.stages.1 {
-        format!("stage {}", r.stages.0)
-    } else {
-        format!("stages {}-{}", r.stages.0, r.stages.1)
-    };
-    let head = format!(
-        "spike {} ({stages}, ended +{})",
-        r.spike,
-        secs_text(r.end_s)
-    );
-    let before = match &r.baseline {
-        Some(b) => format!("before the spike {}", window_text(b)),
-        None => "no traffic before the spike to compare with".into(),
-    };
-    let judged = format!(
-        "within {:.0}% over {}",
-        r.tolerance * 100.0,
-        secs_text(r.window_s)
-    );
-    match (r.recovered, r.recovery_time_s) {
-        (true, Some(t)) => format!(
-            "{head}: recovered in {} ({}; {before}; {judged})",
-            secs_text(t),
-            r.last.as_ref().map(window_text).unwrap_or_default()
-        ),
-        _ => format!(
-            "{head}: NEVER RECOVERED in {} watched ({}; {before}; {judged})",
-            secs_text(r.watched_s),
-            r.last
-                .as_ref()
-                .map(|w| format!("last {}", window_text(w)))
-                .unwrap_or_else(|| "nothing measured after the spike".into())
-        ),
     }
 }
 
@@ -1093,94 +511,4 @@ mod tests {
         assert_eq!(level_at(&exec, 5.5), Some(3.0));
         assert_eq!(level_unit(&exec), "VUs");
     }
-
-    #[test]
-    fn recovery_tolerance_has_a_floor() {
-        let base = WindowStats {
-            p95_ms: Some(0.3),
-            error_rate: Some(0.0),
-            samples: 100,
-            seconds: 10.0,
-        };
-        let mut cur = base.clone();
-        cur.p95_ms = Some(1.2);
-        assert!(within(&base, &cur, 0.1), "within 1 ms of a fast baseline");
-        cur.p95_ms = Some(1.4);
-        assert!(!within(&base, &cur, 0.1));
-        cur.p95_ms = Some(0.3);
-        cur.error_rate = Some(0.0005);
-        assert!(within(&base, &cur, 0.1));
-        cur.error_rate = Some(0.01);
-        assert!(!within(&base, &cur, 0.1));
-        cur.error_rate = Some(0.0);
-        cur.samples = 0;
-        assert!(!within(&base, &cur, 0.1), "no traffic is no evidence");
-    }
-}
-
-/// What `volley validate` says about breaking points, spikes and monitors.
-pub fn describe(plan: &crate::plan::Plan) -> String {
-    let mut out = String::new();
-    let with: Vec<&crate::plan::Scenario> = plan
-        .scenarios
-        .iter()
-        .filter(|s| !s.capacity.is_empty())
-        .collect();
-    if !with.is_empty() {
-        let _ = writeln!(out, "capacity:");
-    }
-    for sc in with {
-        for b in &sc.capacity.breaking {
-            let _ = writeln!(
-                out,
-                "  {}: breaks when {}{} {} over {}{}",
-                sc.name,
-                b.metric,
-                b.filter,
-                b.expr,
-                format_duration(b.window),
-                if b.abort { " (stops the run there)" } else { "" }
-            );
-        }
-        let Some(r) = &sc.capacity.recovery else {
-            continue;
-        };
-        for (i, s) in sc.capacity.spikes.iter().enumerate() {
-            let at = sc.start_time;
-            let _ = writeln!(
-                out,
-                "  {}: spike {} = stages {}-{} ({} to {}); recovered when p95 of {}{} is within {:.0}% of the {} before it",
-                sc.name,
-                i + 1,
-                s.stages.0,
-                s.stages.1,
-                format_duration(at + s.start),
-                format_duration(at + s.end),
-                r.latency,
-                r.errors
-                    .as_ref()
-                    .map(|e| format!(" and the {e} rate"))
-                    .unwrap_or_default(),
-                r.tolerance * 100.0,
-                format_duration(r.window)
-            );
-        }
-    }
-    if !plan.monitors.is_empty() {
-        let _ = writeln!(out, "monitors (polled every second):");
-        for m in plan.monitors.iter() {
-            let _ = writeln!(
-                out,
-                "  {}: {} -> {}",
-                m.name,
-                m.describe(),
-                m.gauges()
-                    .iter()
-                    .map(|g| format!("{g}{{monitor:{}}}", m.name))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
-    }
-    out
 }

@@ -63,9 +63,10 @@ pub fn parse_rate(text: &str) -> Result<(f64, bool), String> {
         .find(|c: char| c.is_ascii_alphabetic())
         .unwrap_or(amount.len());
     let (num, unit) = amount.split_at(split);
-    let n: f64 = num.trim().parse().map_err(|_| {
-        format!("{text:?} is not a slope; write e.g. 100MB/h, 512KB/s or 2/m")
-    })?;
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a slope; write e.g. 100MB/h, 512KB/s or 2/m"))?;
     let (factor, bytes) = if unit.is_empty() {
         (1.0, false)
     } else {
@@ -146,7 +147,10 @@ mod tests {
     fn parses_rates() {
         let mb = 1024.0 * 1024.0;
         assert_eq!(parse_rate("100MB/h").unwrap(), (100.0 * mb, true));
-        assert_eq!(parse_rate("512KB/s").unwrap(), (512.0 * 1024.0 * 3600.0, true));
+        assert_eq!(
+            parse_rate("512KB/s").unwrap(),
+            (512.0 * 1024.0 * 3600.0, true)
+        );
         assert_eq!(parse_rate("1.5 GiB / h").unwrap().0, 1.5 * 1024.0 * mb);
         assert_eq!(parse_rate("2/m").unwrap(), (120.0, false));
         assert_eq!(parse_rate("0").unwrap(), (0.0, false));

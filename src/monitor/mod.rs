@@ -150,7 +150,9 @@ pub fn parse(
         if !matches!(value.get_ref(), DeValue::Table(_)) {
             return Err(ConfigError::at(
                 name.span(),
-                format!("monitor {name_text:?} must be a table, e.g. [monitors.{name_text}] with pid = 1234"),
+                format!(
+                    "monitor {name_text:?} must be a table, e.g. [monitors.{name_text}] with pid = 1234"
+                ),
             ));
         }
         let raw = MonitorRaw::deserialize(ValueDeserializer::from(value))
@@ -208,7 +210,8 @@ fn build(
     span: std::ops::Range<usize>,
     base_dir: &Path,
 ) -> Result<MonitorSpec, ConfigError> {
-    let at = |s: std::ops::Range<usize>, m: String| ConfigError::at(s, format!("monitor {name:?}: {m}"));
+    let at =
+        |s: std::ops::Range<usize>, m: String| ConfigError::at(s, format!("monitor {name:?}: {m}"));
     let timeout = match &raw.timeout {
         Some(t) if t.get_ref().0.is_zero() || t.get_ref().0 > Duration::from_millis(900) => {
             return Err(at(
@@ -251,10 +254,16 @@ fn build(
             None => default,
         };
         if !valid_gauge(&g) {
-            let s = raw.gauge.as_ref().map(Spanned::span).unwrap_or(span.clone());
+            let s = raw
+                .gauge
+                .as_ref()
+                .map(Spanned::span)
+                .unwrap_or(span.clone());
             return Err(at(
                 s,
-                format!("{g:?} is not a metric name; set gauge = \"memory_mb\" (letters, digits, _)"),
+                format!(
+                    "{g:?} is not a metric name; set gauge = \"memory_mb\" (letters, digits, _)"
+                ),
             ));
         }
         Ok(g)
@@ -269,7 +278,9 @@ fn build(
             if present {
                 return Err(at(
                     span,
-                    format!("{k} does not apply to a process monitor (it records target_rss and target_cpu)"),
+                    format!(
+                        "{k} does not apply to a process monitor (it records target_rss and target_cpu)"
+                    ),
                 ));
             }
         }
@@ -285,7 +296,10 @@ fn build(
                     _ => None,
                 };
                 Some(n.filter(|n| *n > 0).ok_or_else(|| {
-                    at(p.span(), "pid is a process id such as 12345 (or \"${PID}\")".into())
+                    at(
+                        p.span(),
+                        "pid is a process id such as 12345 (or \"${PID}\")".into(),
+                    )
                 })?)
             }
         };
@@ -332,7 +346,8 @@ fn build(
         let m = raw.metric.as_ref().ok_or_else(|| {
             at(url.span(), "a Prometheus monitor needs metric = \"process_resident_memory_bytes\" (labels optional)".into())
         })?;
-        let (metric, mut labels) = prom::parse_selector(m.get_ref()).map_err(|e| at(m.span(), e))?;
+        let (metric, mut labels) =
+            prom::parse_selector(m.get_ref()).map_err(|e| at(m.span(), e))?;
         for (k, v) in &raw.labels {
             labels.push((k.clone(), v.clone()));
         }
@@ -409,11 +424,8 @@ impl Sampler {
                 pid_file,
                 plan_dir,
             } => {
-                let pid = pid.or_else(|| {
-                    pid_file
-                        .as_deref()
-                        .and_then(|f| read_pid_file(f, plan_dir))
-                });
+                let pid =
+                    pid.or_else(|| pid_file.as_deref().and_then(|f| read_pid_file(f, plan_dir)));
                 let last = pid
                     .and_then(|p| procfs::read(p).ok())
                     .map(|s| (s.cpu_seconds, Instant::now()));
@@ -427,7 +439,11 @@ impl Sampler {
                 }
             }
             Source::Json {
-                url, path, gauge, scale, ..
+                url,
+                path,
+                gauge,
+                scale,
+                ..
             } => Sampler::Json {
                 fetcher: Fetcher::new(url)?,
                 path: path.clone(),

@@ -13,8 +13,13 @@ pub struct ProcSample {
 pub fn read(pid: u32) -> io::Result<ProcSample> {
     let statm = std::fs::read_to_string(format!("/proc/{pid}/statm"))?;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    parse(&statm, &stat, rustix::param::page_size() as u64, ticks_per_second())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc format"))
+    parse(
+        &statm,
+        &stat,
+        rustix::param::page_size() as u64,
+        ticks_per_second(),
+    )
+    .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc format"))
 }
 
 fn ticks_per_second() -> f64 {

@@ -17,11 +17,13 @@ pub fn parse_selector(s: &str) -> Result<(String, Vec<(String, String)>), String
     if rest.is_empty() {
         return Ok((name.to_string(), Vec::new()));
     }
-    let (labels, after) = parse_labels(rest).ok_or_else(|| {
-        format!("{s:?}: labels are written {{name=\"value\",...}}")
-    })?;
+    let (labels, after) = parse_labels(rest)
+        .ok_or_else(|| format!("{s:?}: labels are written {{name=\"value\",...}}"))?;
     if !after.trim().is_empty() {
-        return Err(format!("{s:?}: unexpected {:?} after the labels", after.trim()));
+        return Err(format!(
+            "{s:?}: unexpected {:?} after the labels",
+            after.trim()
+        ));
     }
     Ok((name.to_string(), labels))
 }
@@ -86,7 +88,11 @@ pub fn find(text: &str, name: &str, labels: &[(String, String)]) -> Option<f64> 
         if !wanted {
             continue;
         }
-        let Some(v) = rest.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()) else {
+        let Some(v) = rest
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+        else {
             continue;
         };
         sum = Some(sum.unwrap_or(0.0) + v);
@@ -109,7 +115,10 @@ http_requests_total{code="503",path="/a"} 2
 
     #[test]
     fn finds_samples_by_name_and_labels() {
-        assert_eq!(find(TEXT, "process_resident_memory_bytes", &[]), Some(4.5e7));
+        assert_eq!(
+            find(TEXT, "process_resident_memory_bytes", &[]),
+            Some(4.5e7)
+        );
         let ok = vec![("code".to_string(), "200".to_string())];
         assert_eq!(find(TEXT, "http_requests_total", &ok), Some(15.0));
         assert_eq!(find(TEXT, "http_requests_total", &[]), Some(17.0));

@@ -20,7 +20,12 @@ const TREND: RGBColor = RGBColor(100, 116, 139);
 /// Marks for the charts of one scenario.
 pub fn marks(s: &Summary, scenario: &str) -> Vec<Mark> {
     let mut out = Vec::new();
-    for b in s.capacity.breaking_points.iter().filter(|b| b.scenario == scenario) {
+    for b in s
+        .capacity
+        .breaking_points
+        .iter()
+        .filter(|b| b.scenario == scenario)
+    {
         if let (Some(at), Some(level)) = (b.at_s, b.broke_at) {
             out.push(Mark {
                 x: at,
@@ -30,7 +35,12 @@ pub fn marks(s: &Summary, scenario: &str) -> Vec<Mark> {
             });
         }
     }
-    for r in s.capacity.recoveries.iter().filter(|r| r.scenario == scenario) {
+    for r in s
+        .capacity
+        .recoveries
+        .iter()
+        .filter(|r| r.scenario == scenario)
+    {
         out.push(Mark {
             x: r.start_s,
             until: Some(r.end_s),
@@ -38,11 +48,7 @@ pub fn marks(s: &Summary, scenario: &str) -> Vec<Mark> {
             color: SPIKE,
         });
         let (until, label, color) = match r.recovery_time_s {
-            Some(t) => (
-                r.end_s + t,
-                format!("recovered in {}", secs(t)),
-                RECOVERED,
-            ),
+            Some(t) => (r.end_s + t, format!("recovered in {}", secs(t)), RECOVERED),
             None => (r.end_s + r.watched_s, "never recovered".to_string(), BROKE),
         };
         out.push(Mark {
@@ -79,7 +85,11 @@ pub fn section(s: &Summary) -> String {
             "<table id=\"breaking-points\"><thead><tr><th></th><th>scenario</th><th>held</th><th>broke at</th><th>when</th><th>answer</th></tr></thead><tbody>",
         );
         for b in &cap.breaking_points {
-            let (mark, class) = if b.broke { ("✗", "bad") } else { ("✓", "ok") };
+            let (mark, class) = if b.broke {
+                ("✗", "bad")
+            } else {
+                ("✓", "ok")
+            };
             let level = |v: Option<f64>| {
                 v.map(|v| format!("{} {}", trim(v), b.unit))
                     .unwrap_or_else(|| "–".into())
@@ -92,7 +102,11 @@ pub fn section(s: &Summary) -> String {
                 html,
                 "<tr class=\"{class}\"><td class=\"mark\">{mark}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&b.scenario),
-                esc(&level(if b.broke { b.held } else { b.held.or(Some(b.peak)) })),
+                esc(&level(if b.broke {
+                    b.held
+                } else {
+                    b.held.or(Some(b.peak))
+                })),
                 esc(&level(b.broke_at)),
                 esc(&when),
                 esc(&breaking_line(b))
@@ -164,22 +178,20 @@ pub fn monitors_section(s: &Summary, tl: &Timeline) -> Result<(String, usize), S
             let bytes = g.unit == Unit::Data;
             if let Some(per_h) = g.slope_per_hour {
                 // The fitted line through the points' mean.
-                let pts: Vec<(f64, f64)> = tl
-                    .t
-                    .iter()
-                    .zip(&values)
-                    .filter_map(|(t, v)| v.map(|v| (*t as f64 + 0.5, v)))
-                    .collect();
+                let pts: Vec<(f64, f64)> =
+                    tl.t.iter()
+                        .zip(&values)
+                        .filter_map(|(t, v)| v.map(|v| (*t as f64 + 0.5, v)))
+                        .collect();
                 if !pts.is_empty() {
                     let n_pts = pts.len() as f64;
                     let mt = pts.iter().map(|p| p.0).sum::<f64>() / n_pts;
                     let mv = pts.iter().map(|p| p.1).sum::<f64>() / n_pts;
                     let per_s = per_h / 3600.0;
-                    let fit = tl
-                        .t
-                        .iter()
-                        .map(|t| Some(mv + per_s * (*t as f64 + 0.5 - mt)))
-                        .collect();
+                    let fit =
+                        tl.t.iter()
+                            .map(|t| Some(mv + per_s * (*t as f64 + 0.5 - mt)))
+                            .collect();
                     lines.push(line(
                         &format!("trend {}", slope::format_rate(per_h, bytes)),
                         TREND,

@@ -594,8 +594,8 @@ fn join_notes(a: Option<String>, b: Option<String>) -> Option<String> {
 }
 
 fn figure_html(f: &Figure, marks: &[chart::Mark]) -> Result<String, String> {
-    let svg = chart::svg_marked(&f.data, &f.title, marks)
-        .map_err(|e| format!("chart {}: {e}", f.id))?;
+    let svg =
+        chart::svg_marked(&f.data, &f.title, marks).map_err(|e| format!("chart {}: {e}", f.id))?;
     let mut html = format!(
         "<figure class=\"chart\" id=\"{}\"><figcaption><strong>{}</strong><span class=\"legend\">",
         esc(&f.id),

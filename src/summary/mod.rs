@@ -179,7 +179,10 @@ pub struct Summary {
     pub rollup_series: Vec<(String, Tags)>,
     pub intervals: Vec<IntervalRecord>,
     /// Breaking points, recoveries after spikes, monitors (absent in older summaries).
-    #[serde(default, skip_serializing_if = "crate::capacity::CapacitySummary::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "crate::capacity::CapacitySummary::is_empty"
+    )]
     pub capacity: crate::capacity::CapacitySummary,
 }
 
@@ -259,13 +262,21 @@ pub fn gauge_points(
     let exact = names.iter().any(|(m, t)| m == metric && t == filter);
     let wanted: Vec<bool> = names
         .iter()
-        .map(|(m, t)| m == metric && if exact { t == filter } else { t.matches(filter) })
+        .map(|(m, t)| {
+            m == metric
+                && if exact {
+                    t == filter
+                } else {
+                    t.matches(filter)
+                }
+        })
         .collect();
     let mut out = Vec::new();
     for iv in intervals {
         let mut sum = None;
         for (id, p) in &iv.points {
-            if let (true, Point::Gauge { value, .. }) = (wanted.get(*id).copied().unwrap_or(false), p)
+            if let (true, Point::Gauge { value, .. }) =
+                (wanted.get(*id).copied().unwrap_or(false), p)
             {
                 sum = Some(sum.unwrap_or(0.0) + value);
             }

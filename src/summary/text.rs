@@ -115,7 +115,10 @@ pub fn threshold_observed(
     match (r.value, r.no_data) {
         (_, true) => "no data".to_string(),
         (v, _) if never > 0.0 && v.is_none_or(f64::is_infinite) => {
-            format!("{agg}=never recovered ({never:.0} spike{})", if never == 1.0 { "" } else { "s" })
+            format!(
+                "{agg}=never recovered ({never:.0} spike{})",
+                if never == 1.0 { "" } else { "s" }
+            )
         }
         (Some(v), _) if agg == "slope" => format!(
             "slope={}",

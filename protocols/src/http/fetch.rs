@@ -67,8 +67,10 @@ impl Fetcher {
                 req.headers_mut()
                     .insert(http::header::HOST, self.target.host.clone());
             }
-            req.headers_mut()
-                .insert(http::header::USER_AGENT, HeaderValue::from_static("volley-monitor"));
+            req.headers_mut().insert(
+                http::header::USER_AGENT,
+                HeaderValue::from_static("volley-monitor"),
+            );
             let ready = match &mut c.sender {
                 Sender::H1(s) => s.ready().await,
                 Sender::H2(s) => s.ready().await,
