@@ -14,7 +14,7 @@ mod text;
 mod watch;
 pub mod window;
 
-pub use text::{breaking_line, describe, recovery_line, render_text};
+pub use text::{breaking_line, describe, recovery_line, render_text, secs_text};
 pub use watch::Watch;
 
 use crate::plan::executor::{Executor, Stage, ramp_value};

@@ -8,8 +8,12 @@ fn clock(rfc3339: &str) -> &str {
     rfc3339.get(11..19).unwrap_or(rfc3339)
 }
 
-fn secs_text(s: f64) -> String {
-    format_duration(Duration::from_secs_f64(s.max(0.0)))
+/// Seconds as a duration; answers are whole seconds, so none is "0s".
+pub fn secs_text(s: f64) -> String {
+    if s < 0.0005 {
+        return "0s".into();
+    }
+    format_duration(Duration::from_secs_f64(s))
 }
 
 fn window_text(w: &WindowStats) -> String {

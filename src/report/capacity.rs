@@ -70,7 +70,7 @@ fn trim(v: f64) -> String {
 }
 
 fn secs(s: f64) -> String {
-    volley_protocols::duration::format_duration(std::time::Duration::from_secs_f64(s.max(0.0)))
+    crate::capacity::secs_text(s)
 }
 
 /// The answers as a section under the thresholds.
@@ -100,7 +100,7 @@ pub fn section(s: &Summary) -> String {
             };
             let _ = write!(
                 html,
-                "<tr class=\"{class}\"><td class=\"mark\">{mark}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr class=\"{class}\"><td class=\"mark\">{mark}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td style=\"white-space:normal\">{}</td></tr>",
                 esc(&b.scenario),
                 esc(&level(if b.broke {
                     b.held
@@ -125,7 +125,7 @@ pub fn section(s: &Summary) -> String {
             };
             let _ = write!(
                 html,
-                "<tr class=\"{class}\"><td class=\"mark\">{mark}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr class=\"{class}\"><td class=\"mark\">{mark}</td><td>{}</td><td>{}</td><td>{}</td><td style=\"white-space:normal\">{}</td></tr>",
                 esc(&r.scenario),
                 r.spike,
                 esc(&time),
