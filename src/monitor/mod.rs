@@ -676,6 +676,8 @@ fn short(metric: &str) -> &str {
 
 /// `srv rss 45.2 MB cpu 12.0%` for the live line, from the last second.
 pub fn live_text(agg: &Aggregator) -> Option<String> {
+    // Registered only by plans with monitors.
+    agg.registry.metric_id(ERRORS)?;
     let iv = agg.intervals.last()?;
     let series = agg.registry.all_series();
     let defs = agg.registry.metrics();
