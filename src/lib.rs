@@ -3,10 +3,12 @@
 //! over this library; integration tests use it directly too.
 
 pub mod aggregate;
+pub mod capacity;
 pub mod compare;
 pub mod drivers;
 pub mod engine;
 pub mod junit;
+pub mod monitor;
 pub mod output;
 pub mod plan;
 pub mod progress;

@@ -197,6 +197,22 @@ struct ServeArgs {
     /// forgery check can be seen to fire.
     #[arg(long)]
     webhook_insecure: bool,
+    /// Serve at most N API requests at once; beyond that a short queue
+    /// (--queue), then 503: a target with a breaking point.
+    #[arg(long, value_name = "N")]
+    capacity: Option<usize>,
+    /// Requests that may wait for a slot beyond --capacity (default: a quarter of it).
+    #[arg(long, value_name = "N", requires = "capacity")]
+    queue: Option<usize>,
+    /// How long a request may wait for a slot (default 100ms).
+    #[arg(long, value_name = "DURATION", requires = "capacity")]
+    queue_timeout: Option<String>,
+    /// Grow resident memory by this many KiB per second, for ever: a leak to find.
+    #[arg(long, value_name = "KB_PER_S", default_value_t = 0.0)]
+    leak: f64,
+    /// Write this process's id to FILE (for a monitor's pid_file).
+    #[arg(long, value_name = "FILE")]
+    pid_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -624,6 +640,7 @@ fn describe(plan: &plan::Plan) -> String {
             );
         }
     }
+    out.push_str(&volley::capacity::describe(plan));
     if !plan.thresholds.is_empty() {
         let _ = writeln!(out, "thresholds:");
         for t in &plan.thresholds {
@@ -672,6 +689,28 @@ fn cmd_serve(a: ServeArgs) -> Result<u8, Failure> {
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!("cannot raise the open-file limit: {e}");
     }
+    if a.capacity == Some(0) {
+        return Err(usage(anyhow!("--capacity must be at least 1")));
+    }
+    if !(a.leak.is_finite() && a.leak >= 0.0) {
+        return Err(usage(anyhow!(
+            "--leak {} must be a number of KiB per second >= 0",
+            a.leak
+        )));
+    }
+    let queue_timeout = a
+        .queue_timeout
+        .as_deref()
+        .map(volley_protocols::duration::parse_duration)
+        .transpose()
+        .map_err(|e| usage(anyhow!("--queue-timeout: {e}")))?;
+    if let Some(p) = &a.pid_file {
+        write_file(
+            "pid file",
+            p,
+            format!("{}\n", std::process::id()).as_bytes(),
+        )?;
+    }
     // Every client connection is a file descriptor.
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!("cannot raise the open-file limit: {e}");
@@ -692,6 +731,10 @@ fn cmd_serve(a: ServeArgs) -> Result<u8, Failure> {
             ws_drop_after,
             ws_loss_rate: a.ws_loss_rate,
             ws_delay,
+            capacity: a.capacity,
+            queue: a.queue,
+            queue_timeout,
+            leak_kb_per_s: a.leak,
         };
         let server = serve::Server::start(a.addr, opts)
             .await
@@ -713,8 +756,26 @@ fn cmd_serve(a: ServeArgs) -> Result<u8, Failure> {
             server.base_url(),
             serve::webhook::PATH
         );
+        println!(
+            "  metrics: {0}/api/metrics (JSON)  {0}/metrics (Prometheus)  pid {1}",
+            server.base_url(),
+            std::process::id()
+        );
+        if let Some(c) = a.capacity {
+            let q = a.queue.unwrap_or(c / 4);
+            println!(
+                "  capacity: {c} requests in flight, {q} more may wait {}, then 503",
+                a.queue_timeout.as_deref().unwrap_or("100ms")
+            );
+        }
+        if a.leak > 0.0 {
+            println!("  leaking {} KiB/s of resident memory (--leak)", a.leak);
+        }
         let _ = tokio::signal::ctrl_c().await;
         server.shutdown();
+        if let Some(p) = &a.pid_file {
+            let _ = std::fs::remove_file(p);
+        }
         Ok(EXIT_OK)
     })
 }

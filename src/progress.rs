@@ -115,6 +115,9 @@ impl Progress {
                 parts.push(format!("errors {:.2}%", hits as f64 * 100.0 / total as f64));
             }
         }
+        if let Some(m) = crate::monitor::live_text(agg) {
+            parts.push(m);
+        }
         parts.join(" | ")
     }
 }

@@ -71,12 +71,14 @@ pub async fn execute(
             .await
             .map_err(|e| format!("scenario {:?}: {e}", sc.name))?;
     }
+    crate::monitor::prepare(&plan.monitors).await?;
     if let Some(at) = s.start_at {
         wait_until(at, s.quiet, &control).await;
     }
     let mut progress = Progress::new(plan.duration(), s.quiet);
     let mut abort = AbortOnFail { plan: plan.clone() };
-    let mut observers: Vec<&mut dyn Observer> = vec![&mut progress, &mut abort];
+    let mut capacity = crate::capacity::Watch::new(&plan);
+    let mut observers: Vec<&mut dyn Observer> = vec![&mut progress, &mut abort, &mut capacity];
     for o in extra.iter_mut() {
         observers.push(&mut **o);
     }
@@ -90,9 +92,23 @@ pub async fn execute(
         &mut observers,
     )
     .await;
-    let series = summary::collect_series(&result.agg);
-    let (metrics, thresholds_ok) = summary::derive(&series, &plan.thresholds, result.elapsed);
+    let mut series = summary::collect_series(&result.agg);
     let records = summary::interval_records(&result.agg);
+    let (mut answers, answer_series) = capacity.finish(&result.agg);
+    series.extend(answer_series);
+    answers.monitors = crate::monitor::reports(
+        &plan.monitors,
+        &plan.registry,
+        &records.series,
+        &records.intervals,
+        &series,
+    );
+    let view = summary::IntervalView {
+        series: &records.series,
+        intervals: &records.intervals,
+    };
+    let (metrics, thresholds_ok) =
+        summary::derive_with(&series, &plan.thresholds, result.elapsed, Some(view));
     let started_ms = result
         .started
         .duration_since(UNIX_EPOCH)
@@ -139,6 +155,7 @@ pub async fn execute(
             interval_series: records.series,
             rollup_series: records.rollups,
             intervals: records.intervals,
+            capacity: answers,
         },
         series,
         thresholds_ok,

@@ -21,6 +21,12 @@ pub struct Stats {
     pub max: f64,
     pub avg: f64,
     pub hist: Option<Histogram<u64>>,
+    /// Gauge: (seconds from the start, value) per interval, for slopes;
+    /// empty when the time series is not at hand.
+    pub points: Vec<(f64, f64)>,
+    /// recovery_time: spikes the target never recovered from. They count as
+    /// longer than any value (see `Agg::of`).
+    pub never_recovered: u64,
 }
 
 impl Stats {
@@ -36,6 +42,8 @@ impl Stats {
             max: 0.0,
             avg: 0.0,
             hist: None,
+            points: Vec::new(),
+            never_recovered: 0,
         };
         let secs = elapsed.as_secs_f64();
         match slot {

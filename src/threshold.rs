@@ -6,7 +6,7 @@ use std::ops::Range;
 use std::time::Duration;
 use volley_protocols::ConfigError;
 use volley_protocols::duration::parse_duration;
-use volley_protocols::metrics::{MetricKind, Tags};
+use volley_protocols::metrics::{MetricKind, Tags, Unit};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Agg {
@@ -18,6 +18,13 @@ pub enum Agg {
     Rate,
     Count,
     Value,
+    /// Least-squares slope per hour of a gauge over the run's per-second
+    /// values, from `after` on (skips warm-up). `bytes`: the limit was
+    /// written with a byte unit (100MB/h).
+    Slope {
+        after: Duration,
+        bytes: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,7 +38,7 @@ pub enum Op {
 }
 
 impl Op {
-    fn holds(self, a: f64, b: f64) -> bool {
+    pub fn holds(self, a: f64, b: f64) -> bool {
         match self {
             Op::Lt => a < b,
             Op::Le => a <= b,
@@ -130,6 +137,10 @@ pub fn parse_expr(src: &str) -> Result<(Agg, Op, f64), String> {
         "rate" => Agg::Rate,
         "count" => Agg::Count,
         "value" => Agg::Value,
+        "slope" => Agg::Slope {
+            after: Duration::ZERO,
+            bytes: false,
+        },
         p if p.starts_with("p(") && p.ends_with(')') => {
             let n: f64 = p[2..p.len() - 1]
                 .parse()
@@ -141,10 +152,15 @@ pub fn parse_expr(src: &str) -> Result<(Agg, Op, f64), String> {
         }
         other => {
             return Err(format!(
-                "{src:?}: unknown aggregation {other:?}; use avg, min, max, med, p(N), rate, count or value"
+                "{src:?}: unknown aggregation {other:?}; use avg, min, max, med, p(N), rate, count, value or slope"
             ));
         }
     };
+    if let Agg::Slope { after, .. } = agg {
+        let (value, bytes) =
+            crate::capacity::slope::parse_rate(value_text).map_err(|e| format!("{src:?}: {e}"))?;
+        return Ok((Agg::Slope { after, bytes }, op, value));
+    }
     let value = parse_value(value_text).map_err(|e| format!("{src:?}: {e}"))?;
     Ok((agg, op, value))
 }
@@ -160,7 +176,8 @@ fn parse_value(v: &str) -> Result<f64, String> {
 }
 
 /// Parse `[thresholds]`: each value is a list of expressions or of
-/// `{ threshold = "...", abort_on_fail = true, delay_abort_eval = "10s" }`.
+/// `{ threshold = "...", abort_on_fail = true, delay_abort_eval = "10s" }`
+/// (slopes also take `after = "5m"`: fit only the values from then on).
 pub fn parse_set(
     key: &str,
     key_span: Range<usize>,
@@ -170,13 +187,15 @@ pub fn parse_set(
     let mut out = Vec::new();
     for (item, span) in items {
         let err = |m: String| ConfigError::at(span.clone(), m);
-        let (text, abort, delay) = match item {
-            Value::String(s) => (s.clone(), false, Duration::ZERO),
+        let (text, abort, delay, after) = match item {
+            Value::String(s) => (s.clone(), false, Duration::ZERO, None),
             Value::Object(m) => {
                 for k in m.keys() {
-                    if !["threshold", "abort_on_fail", "delay_abort_eval"].contains(&k.as_str()) {
+                    if !["threshold", "abort_on_fail", "delay_abort_eval", "after"]
+                        .contains(&k.as_str())
+                    {
                         return Err(err(format!(
-                            "unknown key {k:?} in a threshold; use threshold, abort_on_fail, delay_abort_eval"
+                            "unknown key {k:?} in a threshold; use threshold, abort_on_fail, delay_abort_eval, after"
                         )));
                     }
                 }
@@ -195,11 +214,31 @@ pub fn parse_set(
                         return Err(err("delay_abort_eval is a duration such as \"10s\"".into()));
                     }
                 };
-                (text.to_string(), abort, delay)
+                let after = match m.get("after") {
+                    None => None,
+                    Some(Value::String(s)) => Some(parse_duration(s).map_err(err)?),
+                    Some(_) => return Err(err("after is a duration such as \"5m\"".into())),
+                };
+                (text.to_string(), abort, delay, after)
             }
             _ => return Err(err("a threshold is a string such as \"p(95)<200\"".into())),
         };
-        let (agg, op, value) = parse_expr(&text).map_err(err)?;
+        let (mut agg, op, value) = parse_expr(&text).map_err(err)?;
+        if let Some(a) = after {
+            match &mut agg {
+                Agg::Slope { after, .. } => *after = a,
+                _ => {
+                    return Err(err(format!(
+                        "after applies to slope thresholds (e.g. \"slope<100MB/h\"), not to {text:?}"
+                    )));
+                }
+            }
+        }
+        if abort && matches!(agg, Agg::Slope { .. }) {
+            return Err(err(
+                "a slope is judged once the run is over; abort_on_fail does not apply to it".into(),
+            ));
+        }
         out.push(Threshold {
             source: text,
             agg,
@@ -224,8 +263,8 @@ pub fn check_fits(t: &Threshold, kind: MetricKind, metric: &str) -> Result<(), C
     let ok = match kind {
         MetricKind::Counter => matches!(t.agg, Agg::Count | Agg::Rate),
         MetricKind::Rate => matches!(t.agg, Agg::Rate | Agg::Count),
-        MetricKind::Gauge => matches!(t.agg, Agg::Value | Agg::Min | Agg::Max),
-        MetricKind::Trend => !matches!(t.agg, Agg::Rate | Agg::Value),
+        MetricKind::Gauge => matches!(t.agg, Agg::Value | Agg::Min | Agg::Max | Agg::Slope { .. }),
+        MetricKind::Trend => !matches!(t.agg, Agg::Rate | Agg::Value | Agg::Slope { .. }),
     };
     if ok {
         return Ok(());
@@ -233,19 +272,43 @@ pub fn check_fits(t: &Threshold, kind: MetricKind, metric: &str) -> Result<(), C
     let hint = match kind {
         MetricKind::Counter => "count or rate",
         MetricKind::Rate => "rate (or count)",
-        MetricKind::Gauge => "value, min or max",
+        MetricKind::Gauge => "value, min, max or slope",
         MetricKind::Trend => "avg, min, max, med, p(N) or count",
+    };
+    let slope = if matches!(t.agg, Agg::Slope { .. }) {
+        " (slope is for gauges, e.g. target_rss{monitor:NAME})"
+    } else {
+        ""
     };
     Err(ConfigError::at(
         t.span.clone(),
-        format!("{metric} is a {kind:?} metric; its thresholds use {hint}").to_lowercase(),
+        format!("{metric} is a {kind:?} metric; its thresholds use {hint}").to_lowercase() + slope,
     ))
+}
+
+/// A slope written in bytes (100MB/h) needs a gauge that counts bytes.
+pub fn check_unit(t: &Threshold, unit: Unit, metric: &str) -> Result<(), ConfigError> {
+    match t.agg {
+        Agg::Slope { bytes: true, .. } if unit != Unit::Data => Err(ConfigError::at(
+            t.span.clone(),
+            format!(
+                "{metric} does not count bytes; write its slope without a byte unit, e.g. \"slope<5/h\""
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 impl Agg {
     /// The aggregated value, in the unit thresholds compare (ms for time).
     pub fn of(self, s: &Stats) -> Option<f64> {
+        if s.never_recovered > 0 {
+            return Some(self.with_unfinished(s));
+        }
         match (self, s.kind) {
+            (Agg::Slope { after, .. }, _) => {
+                crate::capacity::slope::per_hour_after(&s.points, after.as_secs_f64())
+            }
             (Agg::Count, _) => Some(s.count as f64),
             (Agg::Rate, _) => Some(s.rate),
             (Agg::Value, _) => Some(s.value),
@@ -257,6 +320,32 @@ impl Agg {
             (Agg::Max, _) => Some(s.max),
             (Agg::Med, _) => Some(s.quantile(50.0)),
             (Agg::P(p), _) => Some(s.quantile(p)),
+        }
+    }
+
+    /// With observations that never ended (a spike never recovered from),
+    /// which count as longer than any value: the maximum, the mean and the
+    /// upper percentiles are unbounded.
+    fn with_unfinished(self, s: &Stats) -> f64 {
+        let done = s.count;
+        let total = done + s.never_recovered;
+        let quantile = |p: f64| {
+            let rank = (p / 100.0 * total as f64).ceil().max(1.0) as u64;
+            if rank > done {
+                f64::INFINITY
+            } else {
+                // The same rank among the finished ones.
+                s.quantile(rank as f64 * 100.0 / done as f64)
+            }
+        };
+        match self {
+            Agg::Count => total as f64,
+            Agg::Rate => s.rate,
+            Agg::Value | Agg::Slope { .. } => f64::NAN,
+            Agg::Min if done > 0 => s.min,
+            Agg::Min | Agg::Max | Agg::Avg => f64::INFINITY,
+            Agg::Med => quantile(50.0),
+            Agg::P(p) => quantile(p),
         }
     }
 }
@@ -290,6 +379,99 @@ mod tests {
         assert!(parse_expr("p95<200").is_err());
         assert!(parse_expr("avg 200").is_err());
         assert!(parse_expr("avg<fast").is_err());
+    }
+
+    #[test]
+    fn parses_slopes() {
+        let (agg, op, v) = parse_expr("slope<100MB/h").unwrap();
+        assert_eq!(
+            agg,
+            Agg::Slope {
+                after: Duration::ZERO,
+                bytes: true
+            }
+        );
+        assert_eq!((op, v), (Op::Lt, 100.0 * 1024.0 * 1024.0));
+        assert_eq!(parse_expr("slope <= 2/m").unwrap().2, 120.0);
+        assert!(parse_expr("slope<100MB/week").is_err());
+        let items = [(
+            serde_json::json!({"threshold": "slope<1GB/h", "after": "5m"}),
+            0..1,
+        )];
+        let set = parse_set("target_rss{monitor:a}", 0..1, &items).unwrap();
+        assert!(
+            matches!(set.items[0].agg, Agg::Slope { after, .. } if after == Duration::from_secs(300))
+        );
+        let bad = [(
+            serde_json::json!({"threshold": "max<1", "after": "5m"}),
+            0..1,
+        )];
+        assert!(
+            parse_set("target_rss", 0..1, &bad).is_err(),
+            "after is for slopes"
+        );
+        let abort = [(
+            serde_json::json!({"threshold": "slope<1GB/h", "abort_on_fail": true}),
+            0..1,
+        )];
+        assert!(parse_set("target_rss", 0..1, &abort).is_err());
+    }
+
+    #[test]
+    fn slopes_and_unfinished_observations_evaluate() {
+        use volley_protocols::metrics::Slot;
+        let mut s = Stats::new(
+            MetricKind::Gauge,
+            Unit::Data,
+            &Slot::Gauge {
+                last: 3.0,
+                min: 1.0,
+                max: 3.0,
+            },
+            Duration::from_secs(3),
+        );
+        assert_eq!(
+            Agg::Slope {
+                after: Duration::ZERO,
+                bytes: true
+            }
+            .of(&s),
+            None
+        );
+        s.points = vec![(0.5, 1.0), (1.5, 2.0), (2.5, 3.0)];
+        let per_h = Agg::Slope {
+            after: Duration::ZERO,
+            bytes: true,
+        }
+        .of(&s)
+        .unwrap();
+        assert!((per_h - 3600.0).abs() < 1e-6);
+        // One spike recovered in 2 s, one never: the max is unbounded.
+        let mut h = volley_protocols::metrics::new_histogram();
+        h.record(2_000_000).unwrap();
+        let mut t = Stats::new(
+            MetricKind::Trend,
+            Unit::Time,
+            &Slot::Trend(Box::new(h)),
+            Duration::from_secs(3),
+        );
+        t.never_recovered = 1;
+        assert_eq!(Agg::Max.of(&t), Some(f64::INFINITY));
+        assert_eq!(Agg::Count.of(&t), Some(2.0));
+        assert!((Agg::Min.of(&t).unwrap() - 2000.0).abs() < 2.0);
+        assert!((Agg::P(50.0).of(&t).unwrap() - 2000.0).abs() < 2.0);
+        assert_eq!(Agg::P(95.0).of(&t), Some(f64::INFINITY));
+        let (ok, _) = Threshold {
+            source: "max<30s".into(),
+            agg: Agg::Max,
+            op: Op::Lt,
+            value: 30_000.0,
+            abort_on_fail: false,
+            delay_abort_eval: Duration::ZERO,
+            span: 0..0,
+        }
+        .eval(&t);
+        assert_eq!(ok, Some(false));
     }
 
     #[test]

@@ -199,6 +199,15 @@ async fn worker(
         let h = with_driver!(&sc.driver, d => tokio::task::spawn_local(lanes::run_lane(ctx!(d))));
         handles.push(h);
     }
+    // Monitors poll beside the VUs of one worker (and one segment of a
+    // distributed run), recording into its shard: one pipeline, exact seconds.
+    if w == 0 && seg.index == 0 && !plan.monitors.is_empty() {
+        tokio::task::spawn_local(crate::monitor::poll_all(
+            plan.monitors.clone(),
+            rec.clone(),
+            t0,
+        ));
+    }
     let all_done = async {
         for h in handles {
             let _ = h.await;

@@ -42,6 +42,8 @@ pub struct Common {
     pub pre_allocated_vus: Option<Spanned<u64>>,
     pub max_vus: Option<Spanned<u64>>,
     pub breaking_point: Option<Spanned<toml::Value>>,
+    /// How recovery after `spike = true` stages is judged (window, tolerance).
+    pub recovery: Option<Spanned<toml::Value>>,
 }
 
 pub const COMMON_KEYS: &[&str] = &[
@@ -64,6 +66,7 @@ pub const COMMON_KEYS: &[&str] = &[
     "pre_allocated_vus",
     "max_vus",
     "breaking_point",
+    "recovery",
 ];
 
 #[derive(Clone, Debug, PartialEq)]
@@ -130,6 +133,7 @@ impl Executor {
                 "stages",
                 "graceful_ramp_down",
                 "breaking_point",
+                "recovery",
             ],
             "constant-arrival-rate" => &[
                 "rate",
@@ -145,6 +149,7 @@ impl Executor {
                 "pre_allocated_vus",
                 "max_vus",
                 "breaking_point",
+                "recovery",
             ],
             other => {
                 return Err(ConfigError::at(
@@ -195,6 +200,14 @@ impl Executor {
             return Err(ConfigError::at(
                 bp.span(),
                 "breaking_point needs a ramping executor (ramping-vus or ramping-arrival-rate)",
+            ));
+        }
+        if let Some(r) = &c.recovery
+            && !allowed.contains(&"recovery")
+        {
+            return Err(ConfigError::at(
+                r.span(),
+                "recovery is measured after stages marked spike = true: it needs ramping-vus or ramping-arrival-rate",
             ));
         }
         let required =

@@ -147,6 +147,8 @@ pub struct Scenario {
     pub think_time: Option<DurRange>,
     pub driver: AnyDriver,
     pub breaking_point: Option<Spanned<toml::Value>>,
+    /// Breaking-point signals, spikes and how recovery is judged.
+    pub capacity: crate::capacity::ScenarioCapacity,
 }
 
 impl Scenario {
@@ -168,6 +170,8 @@ pub struct Plan {
     pub registry: Arc<Registry>,
     pub env: HashMap<String, String>,
     pub segment: Segment,
+    /// `[monitors.NAME]`: polled once per second beside the run.
+    pub monitors: Arc<[crate::monitor::MonitorSpec]>,
 }
 
 impl Plan {
@@ -206,7 +210,7 @@ struct Top {
     data: BTreeMap<String, DataSpec>,
 }
 
-const TOP_KEYS: &[&str] = &["defaults", "data", "scenarios", "thresholds"];
+const TOP_KEYS: &[&str] = &["defaults", "data", "scenarios", "thresholds", "monitors"];
 
 pub struct LoadOptions {
     pub env: HashMap<String, String>,
@@ -247,7 +251,7 @@ fn parse(
             return Err(ConfigError::at(
                 k.span(),
                 format!(
-                    "unknown section `{}`; a plan has [defaults], [data.NAME], [scenarios.NAME] and [thresholds]",
+                    "unknown section `{}`; a plan has [defaults], [data.NAME], [scenarios.NAME], [monitors.NAME] and [thresholds]",
                     k.get_ref()
                 ),
             ));
@@ -255,6 +259,7 @@ fn parse(
     }
     let scenarios_entry = table.remove("scenarios");
     let thresholds_entry = table.remove("thresholds");
+    let monitors_entry = table.remove("monitors");
     let top: Top = de(root_span.clone(), table)?;
 
     let mut feeders = Vec::new();
@@ -395,7 +400,15 @@ fn parse(
                 ));
             }
         }
+        let capacity = crate::capacity::parse_scenario(
+            &name_text,
+            &exec,
+            common.breaking_point.as_ref(),
+            common.recovery.as_ref(),
+            &registry,
+        )?;
         scenarios.push(Scenario {
+            capacity,
             name: name_text,
             driver_name: driver_name.get_ref().clone(),
             exec,
@@ -410,6 +423,14 @@ fn parse(
             breaking_point: common.breaking_point,
         });
     }
+
+    let caps: Vec<&crate::capacity::ScenarioCapacity> =
+        scenarios.iter().map(|s| &s.capacity).collect();
+    crate::capacity::register_metrics(&registry, &caps);
+    let monitors: Arc<[crate::monitor::MonitorSpec]> = match monitors_entry {
+        Some(entry) => crate::monitor::parse(entry, base_dir, &registry)?.into(),
+        None => Arc::from([]),
+    };
 
     let mut thresholds = Vec::new();
     let threshold_table = match thresholds_entry.map(|t| (t.span(), t.into_inner())) {
@@ -459,9 +480,19 @@ fn parse(
                 ),
             ));
         };
-        let kind = registry.metrics()[id as usize].kind;
+        let def = registry.metrics()[id as usize].clone();
         for t in &set.items {
-            threshold::check_fits(t, kind, &set.metric)?;
+            threshold::check_fits(t, def.kind, &set.metric)?;
+            threshold::check_unit(t, def.unit, &set.metric)?;
+            if t.abort_on_fail && crate::capacity::POST_RUN_METRICS.contains(&set.metric.as_str()) {
+                return Err(ConfigError::at(
+                    t.span.clone(),
+                    format!(
+                        "{} is known once the run is over; abort_on_fail does not apply to it (to stop at the breaking point, write abort = true in breaking_point)",
+                        set.metric
+                    ),
+                ));
+            }
         }
         thresholds.push(set);
     }
@@ -492,6 +523,7 @@ fn parse(
         registry,
         env: opts.env.clone(),
         segment: opts.segment,
+        monitors,
     })
 }
 

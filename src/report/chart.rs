@@ -24,6 +24,22 @@ pub enum YUnit {
     Millis,
     PerSecond,
     Count,
+    /// 1024-based, as memory is counted (KB, MB, GB).
+    Bytes,
+    Percent,
+    Plain,
+}
+
+/// Something that happened at a moment or over a span, drawn over a chart:
+/// a breaking point, a spike, a recovery.
+#[derive(Clone, Debug)]
+pub struct Mark {
+    /// Seconds from the start of the run.
+    pub x: f64,
+    /// End of a span; `None`: a vertical line at `x`.
+    pub until: Option<f64>,
+    pub label: String,
+    pub color: RGBColor,
 }
 
 pub struct Line {
@@ -119,6 +135,16 @@ pub fn axis_value(v: f64, unit: YUnit) -> String {
         YUnit::Count if v.fract() != 0.0 => String::new(),
         YUnit::Millis if v >= 1000.0 => format!("{}s", trim(v / 1000.0)),
         YUnit::Millis => format!("{}ms", trim(v)),
+        YUnit::Percent => format!("{}%", trim(v)),
+        YUnit::Bytes => {
+            let units = ["B", "KB", "MB", "GB", "TB"];
+            let (mut x, mut i) = (v, 0);
+            while x >= 1024.0 && i < units.len() - 1 {
+                x /= 1024.0;
+                i += 1;
+            }
+            format!("{}{}", trim(x), units[i])
+        }
         _ if v >= 1e6 => format!("{}M", trim(v / 1e6)),
         _ if v >= 1e3 => format!("{}k", trim(v / 1e3)),
         _ => trim(v),
@@ -140,8 +166,8 @@ fn trim(v: f64) -> String {
     }
 }
 
-/// The chart as an `<svg>` element.
-pub fn svg(data: &ChartData, title: &str) -> Result<String, String> {
+/// The chart as an `<svg>` element, with `marks` drawn over it.
+pub fn svg_marked(data: &ChartData, title: &str, marks: &[Mark]) -> Result<String, String> {
     let lines: Vec<(&Line, Points)> = data
         .lines
         .iter()
@@ -221,6 +247,42 @@ pub fn svg(data: &ChartData, title: &str) -> Result<String, String> {
                 }
             }
         }
+        for m in marks {
+            let x0 = (m.x / x_unit).clamp(0.0, x_max / x_unit);
+            let color = m.color;
+            match m.until {
+                Some(until) => {
+                    let x1 = (until / x_unit).clamp(x0, x_max / x_unit);
+                    chart
+                        .draw_series(std::iter::once(Rectangle::new(
+                            [(x0, 0.0), (x1, y_max)],
+                            color.mix(0.13).filled(),
+                        )))
+                        .map_err(|e| e.to_string())?;
+                }
+                None => {
+                    chart
+                        .draw_series(LineSeries::new(
+                            vec![(x0, 0.0), (x0, y_max)],
+                            ShapeStyle {
+                                color: color.to_rgba(),
+                                filled: false,
+                                stroke_width: 2,
+                            },
+                        ))
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            if !m.label.is_empty() {
+                chart
+                    .draw_series(std::iter::once(Text::new(
+                        m.label.clone(),
+                        (x0, y_max),
+                        ("sans-serif", 12).into_font().color(&color),
+                    )))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
         root.present().map_err(|e| e.to_string())?;
     }
     // Accessible name, and no fixed size so CSS can scale the chart.
@@ -293,8 +355,26 @@ mod tests {
             unit: YUnit::Millis,
             fold: Fold::Max,
         };
-        let s = svg(&data, "latency <p95>").unwrap();
+        let s = svg_marked(&data, "latency <p95>", &[]).unwrap();
         assert!(s.starts_with("<svg role=\"img\" aria-label=\"latency &lt;p95&gt;\""));
         assert!(s.contains("<polyline"));
+        let marks = [
+            Mark {
+                x: 1.0,
+                until: None,
+                label: "broke at 30 VUs".into(),
+                color: ERROR,
+            },
+            Mark {
+                x: 0.5,
+                until: Some(2.0),
+                label: "spike 1".into(),
+                color: P95,
+            },
+        ];
+        let marked = svg_marked(&data, "latency", &marks).unwrap();
+        assert!(marked.contains("broke at 30 VUs") && marked.contains("spike 1"));
+        assert!(marked.contains("<rect"));
+        assert_eq!(axis_value(45.0 * 1024.0 * 1024.0, YUnit::Bytes), "45MB");
     }
 }

@@ -11,6 +11,7 @@
 //! scenario (percentiles do not add up across series), keeping only the
 //! resulting points so memory stays flat over a long soak.
 
+mod capacity;
 mod chart;
 mod timeline;
 
@@ -133,12 +134,14 @@ pub fn render(s: &Summary) -> Result<String, String> {
     body.push_str(&verdict.html);
     body.push_str(&facts(s, &series, elapsed));
     body.push_str(&thresholds_table(s));
+    body.push_str(&capacity::section(s));
 
     let mut charts = 0usize;
     let mut nav = String::new();
     let mut sections = String::new();
     for sc in &s.volley.scenarios {
         let figures = scenario_figures(&tl, &sc.name, &sc.driver);
+        let marks = capacity::marks(s, &sc.name);
         let id = format!("scenario-{}", slug(&sc.name));
         let _ = write!(
             nav,
@@ -161,7 +164,7 @@ pub fn render(s: &Summary) -> Result<String, String> {
         } else {
             sections.push_str("<div class=\"charts\">");
             for f in &figures {
-                sections.push_str(&figure_html(f)?);
+                sections.push_str(&figure_html(f, &marks)?);
                 charts += 1;
             }
             sections.push_str("</div>");
@@ -169,6 +172,9 @@ pub fn render(s: &Summary) -> Result<String, String> {
         sections.push_str(&breakdown_tables(&series, &sc.name, elapsed));
         sections.push_str("</section>");
     }
+    let (monitors, n) = capacity::monitors_section(s, &tl)?;
+    charts += n;
+    sections.push_str(&monitors);
     let errors = error_breakdown(&series);
 
     let title = format!(
@@ -587,8 +593,9 @@ fn join_notes(a: Option<String>, b: Option<String>) -> Option<String> {
     }
 }
 
-fn figure_html(f: &Figure) -> Result<String, String> {
-    let svg = chart::svg(&f.data, &f.title).map_err(|e| format!("chart {}: {e}", f.id))?;
+fn figure_html(f: &Figure, marks: &[chart::Mark]) -> Result<String, String> {
+    let svg =
+        chart::svg_marked(&f.data, &f.title, marks).map_err(|e| format!("chart {}: {e}", f.id))?;
     let mut html = format!(
         "<figure class=\"chart\" id=\"{}\"><figcaption><strong>{}</strong><span class=\"legend\">",
         esc(&f.id),
@@ -923,6 +930,7 @@ mod tests {
             interval_series: records.series,
             rollup_series: records.rollups,
             intervals: records.intervals,
+            capacity: Default::default(),
         }
     }
 

@@ -222,6 +222,14 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
     let resp = if route == ROUTES.len() - 1 {
         json_response(404, &json!({"error": format!("no route {method} {path}")}))
     } else {
+        let _slot = match state.load.enter().await {
+            super::load::Entry::Rejected => {
+                let resp = super::load::overloaded();
+                state.stats.record(route, resp.status().as_u16());
+                return resp;
+            }
+            slot => slot,
+        };
         if let Some(lat) = &state.opts.latency {
             tokio::time::sleep(lat.pick(&mut fastrand::Rng::new())).await;
         }

@@ -5,6 +5,7 @@
 
 mod api;
 pub mod chat;
+pub mod load;
 mod stats;
 pub mod webhook;
 
@@ -40,6 +41,14 @@ pub struct ServeOptions {
     pub ws_loss_rate: f64,
     /// Delay before a chat message is delivered to the other members.
     pub ws_delay: Option<DurRange>,
+    /// At most this many API requests in flight; beyond, a short queue, then 503.
+    pub capacity: Option<usize>,
+    /// Requests that may wait for a slot (default: a quarter of `capacity`).
+    pub queue: Option<usize>,
+    /// How long one may wait (default 100ms).
+    pub queue_timeout: Option<std::time::Duration>,
+    /// Grow resident memory by this many KiB per second (a leak, on purpose).
+    pub leak_kb_per_s: f64,
 }
 
 pub type Body = Full<Bytes>;
@@ -52,6 +61,7 @@ pub struct State {
     pub chat: chat::Chat,
     /// Cancelled when the server stops: long-lived sessions end with it.
     pub stop: CancellationToken,
+    pub load: load::Load,
 }
 
 pub struct Server {
@@ -74,7 +84,10 @@ impl Server {
         let listener = socket.listen(4096)?;
         let addr = listener.local_addr()?;
         let stop = CancellationToken::new();
+        let load = load::Load::new(opts.capacity, opts.queue, opts.queue_timeout);
+        load::start_leak(opts.leak_kb_per_s, load.leaked.clone());
         let state = Arc::new(State {
+            load,
             webhooks: webhook::Receiver::new(opts.webhook_secret.as_deref(), opts.webhook_insecure),
             opts,
             stats: Stats::default(),
@@ -145,6 +158,11 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     }
     if path == "/ws/chat" {
         return chat::upgrade(state, req);
+    }
+    if req.method() == hyper::Method::GET
+        && let Some(resp) = load::handle(&state, &path)
+    {
+        return resp;
     }
     if path == webhook::PATH && req.method() == hyper::Method::POST {
         let resp = state.webhooks.handle(req).await;

@@ -100,6 +100,7 @@ pub fn handle(state: &State, method: &Method, rest: &str) -> Response<Body> {
             let mut v = state.stats.to_json();
             v["webhooks"] = state.webhooks.to_json();
             v["chat"] = super::chat::stats_json(state);
+            v["load"] = state.load.to_json();
             json_response(200, &v)
         }
         (&Method::POST, "reset") => {

@@ -178,6 +178,12 @@ pub struct Summary {
     #[serde(default)]
     pub rollup_series: Vec<(String, Tags)>,
     pub intervals: Vec<IntervalRecord>,
+    /// Breaking points, recoveries after spikes, monitors (absent in older summaries).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::capacity::CapacitySummary::is_empty"
+    )]
+    pub capacity: crate::capacity::CapacitySummary,
 }
 
 pub fn values_of(s: &Stats) -> BTreeMap<String, f64> {
@@ -206,9 +212,87 @@ pub fn values_of(s: &Stats) -> BTreeMap<String, f64> {
             v.insert("p(90)".into(), s.quantile(90.0));
             v.insert("p(95)".into(), s.quantile(95.0));
             v.insert("p(99)".into(), s.quantile(99.0));
+            if s.never_recovered > 0 {
+                v.insert("never_recovered".into(), s.never_recovered as f64);
+            }
         }
     }
     v
+}
+
+/// Like [`merged`], but trend series tagged `recovered:false` (a spike the
+/// target never recovered from: their value is only how long it was
+/// watched) are counted apart instead of merged.
+pub fn merged_split(
+    series: &[(SeriesRecord, Slot)],
+    metric: &str,
+    filter: &Tags,
+) -> Option<(MetricKind, Unit, Slot, u64)> {
+    let (kind, unit, slot) = merged(series, metric, filter)?;
+    if kind != MetricKind::Trend
+        || !series
+            .iter()
+            .any(|(r, _)| r.metric == metric && r.tags.get("recovered") == Some("false"))
+    {
+        return Some((kind, unit, slot, 0));
+    }
+    let mut done = Slot::Empty;
+    let mut never = 0;
+    for (r, s) in series
+        .iter()
+        .filter(|(r, _)| r.metric == metric && r.tags.matches(filter))
+    {
+        match (r.tags.get("recovered"), s) {
+            (Some("false"), Slot::Trend(h)) => never += h.len(),
+            _ => done.merge(s),
+        }
+    }
+    Some((kind, unit, done, never))
+}
+
+/// A gauge's value per interval, as (seconds from the start, value) at the
+/// middle of each second, from a run's time series. The series with exactly
+/// `filter`'s tags if there is one, else the sum of the matching series.
+pub fn gauge_points(
+    names: &[(String, Tags)],
+    intervals: &[IntervalRecord],
+    metric: &str,
+    filter: &Tags,
+) -> Vec<(f64, f64)> {
+    let exact = names.iter().any(|(m, t)| m == metric && t == filter);
+    let wanted: Vec<bool> = names
+        .iter()
+        .map(|(m, t)| {
+            m == metric
+                && if exact {
+                    t == filter
+                } else {
+                    t.matches(filter)
+                }
+        })
+        .collect();
+    let mut out = Vec::new();
+    for iv in intervals {
+        let mut sum = None;
+        for (id, p) in &iv.points {
+            if let (true, Point::Gauge { value, .. }) =
+                (wanted.get(*id).copied().unwrap_or(false), p)
+            {
+                sum = Some(sum.unwrap_or(0.0) + value);
+            }
+        }
+        if let Some(v) = sum {
+            out.push((iv.t as f64 + 0.5, v));
+        }
+    }
+    out
+}
+
+/// The run's time series, for thresholds that need it (slopes).
+#[derive(Clone, Copy)]
+pub struct IntervalView<'a> {
+    pub series: &'a [(String, Tags)],
+    pub intervals: &'a [IntervalRecord],
 }
 
 /// Merge the series of `metric` whose tags include `filter`. A gauge with a
@@ -240,13 +324,25 @@ pub fn derive(
     thresholds: &[ThresholdSet],
     elapsed: Duration,
 ) -> (BTreeMap<String, MetricSummary>, bool) {
+    derive_with(series, thresholds, elapsed, None)
+}
+
+/// [`derive`], with the time series at hand so `slope` thresholds can be
+/// judged (without it they have no data).
+pub fn derive_with(
+    series: &[(SeriesRecord, Slot)],
+    thresholds: &[ThresholdSet],
+    elapsed: Duration,
+    view: Option<IntervalView<'_>>,
+) -> (BTreeMap<String, MetricSummary>, bool) {
     let mut metrics = BTreeMap::new();
     let mut names: Vec<&str> = series.iter().map(|(r, _)| r.metric.as_str()).collect();
     names.sort();
     names.dedup();
     for name in names {
-        if let Some((kind, unit, slot)) = merged(series, name, &Tags::default()) {
-            let s = Stats::new(kind, unit, &slot, elapsed);
+        if let Some((kind, unit, slot, never)) = merged_split(series, name, &Tags::default()) {
+            let mut s = Stats::new(kind, unit, &slot, elapsed);
+            s.never_recovered = never;
             metrics.insert(
                 name.to_string(),
                 MetricSummary {
@@ -260,15 +356,25 @@ pub fn derive(
     }
     let mut all_ok = true;
     for set in thresholds {
-        let (kind, unit, slot) = merged(series, &set.metric, &set.filter).unwrap_or_else(|| {
-            let kind = series
+        let (kind, unit, slot, never) = merged_split(series, &set.metric, &set.filter)
+            .unwrap_or_else(|| {
+                let kind = series
+                    .iter()
+                    .find(|(r, _)| r.metric == set.metric)
+                    .map(|(r, _)| r.kind())
+                    .unwrap_or(MetricKind::Counter);
+                (kind, Unit::Default, Slot::Empty, 0)
+            });
+        let mut stats = Stats::new(kind, unit, &slot, elapsed);
+        stats.never_recovered = never;
+        if let Some(v) = view
+            && set
+                .items
                 .iter()
-                .find(|(r, _)| r.metric == set.metric)
-                .map(|(r, _)| r.kind())
-                .unwrap_or(MetricKind::Counter);
-            (kind, Unit::Default, Slot::Empty)
-        });
-        let stats = Stats::new(kind, unit, &slot, elapsed);
+                .any(|t| matches!(t.agg, crate::threshold::Agg::Slope { .. }))
+        {
+            stats.points = gauge_points(v.series, v.intervals, &set.metric, &set.filter);
+        }
         let entry = metrics
             .entry(set.key.clone())
             .or_insert_with(|| MetricSummary {

@@ -84,6 +84,13 @@ fn stat_line(kind: MetricKind, unit: Unit, v: &BTreeMap<String, f64>) -> String 
             value(unit, g("min")),
             value(unit, g("max"))
         ),
+        MetricKind::Trend if g("never_recovered") > 0.0 => format!(
+            "{} recovered: avg={} max={}; {} never recovered",
+            g("count"),
+            value(unit, g("avg")),
+            value(unit, g("max")),
+            g("never_recovered")
+        ),
         MetricKind::Trend => format!(
             "avg={:<9} min={:<9} med={:<9} max={:<9} p(90)={:<9} p(95)={:<9} p(99)={}",
             value(unit, g("avg")),
@@ -103,10 +110,21 @@ pub fn threshold_observed(
     expr: &str,
     r: &super::ThresholdResult,
 ) -> String {
+    let agg = expr.split(['<', '>', '=', '!']).next().unwrap_or("").trim();
+    let never = m.values.get("never_recovered").copied().unwrap_or(0.0);
     match (r.value, r.no_data) {
         (_, true) => "no data".to_string(),
+        (v, _) if never > 0.0 && v.is_none_or(f64::is_infinite) => {
+            format!(
+                "{agg}=never recovered ({never:.0} spike{})",
+                if never == 1.0 { "" } else { "s" }
+            )
+        }
+        (Some(v), _) if agg == "slope" => format!(
+            "slope={}",
+            crate::capacity::slope::format_rate(v, m.contains == Unit::Data)
+        ),
         (Some(v), _) => {
-            let agg = expr.split(['<', '>', '=', '!']).next().unwrap_or("").trim();
             let shown = if matches!(agg, "rate") && m.kind == MetricKind::Rate {
                 format!("{:.2}%", v * 100.0)
             } else if matches!(agg, "count" | "rate") {
@@ -166,6 +184,8 @@ pub fn render_text(s: &Summary, series: &[(SeriesRecord, Slot)]) -> String {
             }
         }
     }
+
+    out.push_str(&crate::capacity::render_text(s));
 
     let _ = writeln!(out, "\n  █ TOTAL RESULTS\n");
     let width = s

@@ -3,11 +3,13 @@
 
 mod check;
 pub(crate) mod conn;
+mod fetch;
 mod h1;
 mod vu;
 
 pub use check::ChecksSpec;
 pub use conn::ErrorKind;
+pub use fetch::Fetcher;
 pub use vu::HttpVu;
 
 use crate::data::Feeder;

@@ -1,0 +1,514 @@
+//! Capacity answers: at what level does the target break (`breaking_point`
+//! on a ramping scenario), how fast does it recover after a spike (stages
+//! marked `spike = true`), and does it leak (`slope` thresholds on gauges,
+//! see [`slope`]). Monitors that feed the gauges live in `crate::monitor`.
+//!
+//! Breaking points and recoveries are watched live, as an engine observer
+//! over sliding windows of the run's exact totals (histograms subtract), so
+//! `abort = true` can stop the run at the breaking point with the answer
+//! kept. After the run their answers become summary fields and metrics
+//! (`capacity_held`, `capacity_broke`, `recovery_time`) that thresholds judge.
+
+pub mod slope;
+mod text;
+mod watch;
+pub mod window;
+
+pub use text::{breaking_line, describe, recovery_line, render_text, secs_text};
+pub use watch::Watch;
+
+use crate::plan::executor::{Executor, Stage, ramp_value};
+use crate::threshold::{self, Agg, Op, Threshold};
+use serde::{Deserialize, Serialize};
+use std::ops::Range;
+use std::time::Duration;
+use toml::Spanned;
+use volley_protocols::ConfigError;
+use volley_protocols::duration::{Dur, format_duration};
+use volley_protocols::metrics::{MetricKind, Registry, Slot, Tags, Unit};
+
+/// Metrics whose values exist only once the run is over.
+pub const POST_RUN_METRICS: &[&str] = &["recovery_time", "capacity_held", "capacity_broke"];
+
+const DEFAULT_WINDOW: Duration = Duration::from_secs(10);
+const DEFAULT_TOLERANCE: f64 = 0.10;
+/// Below these, a difference from the baseline is noise, not degradation:
+/// p95 within 1 ms, error rate within 0.1 percentage points.
+const P95_SLACK_MS: f64 = 1.0;
+const ERROR_SLACK: f64 = 0.001;
+
+/// (latency metric, error-rate metric) each driver records, in order of preference.
+const RECOVERY_SIGNALS: &[(&str, &str)] = &[
+    ("http_req_duration", "http_req_failed"),
+    ("webhook_duration", "webhook_failed"),
+    ("pg_query_duration", "pg_query_failed"),
+    ("ws_msg_latency", "ws_drop_rate"),
+];
+
+/// When the target counts as broken: `expr` over `signal` in the last `window`.
+#[derive(Clone, Debug)]
+pub struct BreakingSpec {
+    /// As written, e.g. `http_req_failed` or `http_req_duration{name:login}`.
+    pub signal: String,
+    pub metric: String,
+    /// The written filter plus the scenario.
+    pub filter: Tags,
+    pub expr: String,
+    pub agg: Agg,
+    pub op: Op,
+    pub value: f64,
+    pub window: Duration,
+    pub abort: bool,
+}
+
+/// How a spike's recovery is judged.
+#[derive(Clone, Debug)]
+pub struct RecoverySpec {
+    pub window: Duration,
+    /// Relative: 0.1 = p95 and error rate within 10% of the pre-spike window.
+    pub tolerance: f64,
+    pub latency: String,
+    pub errors: Option<String>,
+}
+
+/// One spike: consecutive stages marked `spike = true`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Spike {
+    /// 1-based stage numbers, first and last.
+    pub stages: (usize, usize),
+    /// From the scenario's start.
+    pub start: Duration,
+    pub end: Duration,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ScenarioCapacity {
+    pub breaking: Vec<BreakingSpec>,
+    pub spikes: Vec<Spike>,
+    pub recovery: Option<RecoverySpec>,
+}
+
+impl ScenarioCapacity {
+    pub fn is_empty(&self) -> bool {
+        self.breaking.is_empty() && self.spikes.is_empty()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BreakingRaw {
+    signal: String,
+    expr: String,
+    window: Option<Dur>,
+    abort: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecoveryRaw {
+    window: Option<Dur>,
+    tolerance: Option<toml::Value>,
+    latency: Option<String>,
+    errors: Option<String>,
+}
+
+/// The scenario's `breaking_point` and `recovery` keys and its spike stages,
+/// checked against the metrics its driver records.
+pub fn parse_scenario(
+    scenario: &str,
+    exec: &Executor,
+    breaking_point: Option<&Spanned<toml::Value>>,
+    recovery: Option<&Spanned<toml::Value>>,
+    registry: &Registry,
+) -> Result<ScenarioCapacity, ConfigError> {
+    let mut out = ScenarioCapacity::default();
+    if let Some(bp) = breaking_point {
+        let span = bp.span();
+        let items: Vec<toml::Value> = match bp.get_ref() {
+            toml::Value::Array(a) => a.clone(),
+            v => vec![v.clone()],
+        };
+        if items.is_empty() {
+            return Err(ConfigError::at(
+                span,
+                "breaking_point is empty; write e.g. { signal = \"http_req_failed\", expr = \"rate>0.05\" }",
+            ));
+        }
+        for item in items {
+            out.breaking
+                .push(parse_breaking(scenario, item, span.clone(), registry)?);
+        }
+    }
+    out.spikes = spikes_of(exec);
+    if let Some(r) = recovery {
+        if out.spikes.is_empty() {
+            return Err(ConfigError::at(
+                r.span(),
+                "recovery is measured after a spike: mark a stage with spike = true",
+            ));
+        }
+        out.recovery = Some(parse_recovery(Some(r), registry)?);
+    } else if !out.spikes.is_empty() {
+        out.recovery = Some(parse_recovery(None, registry)?);
+    }
+    Ok(out)
+}
+
+fn parse_breaking(
+    scenario: &str,
+    item: toml::Value,
+    span: Range<usize>,
+    registry: &Registry,
+) -> Result<BreakingSpec, ConfigError> {
+    let err = |m: String| ConfigError::at(span.clone(), m);
+    let raw: BreakingRaw = item.try_into().map_err(|e: toml::de::Error| {
+        err(format!(
+            "breaking_point: {}; write {{ signal = \"http_req_failed\", expr = \"rate>0.05\", window = \"10s\", abort = false }}",
+            e.message().trim()
+        ))
+    })?;
+    let (metric, filter) = threshold::parse_key(&raw.signal)
+        .map_err(|e| err(format!("breaking_point signal: {e}")))?;
+    let (agg, op, value) =
+        threshold::parse_expr(&raw.expr).map_err(|e| err(format!("breaking_point expr: {e}")))?;
+    if matches!(agg, Agg::Slope { .. }) {
+        return Err(err(
+            "breaking_point expr: a slope is judged over the whole run, not a window".into(),
+        ));
+    }
+    let id = registry.metric_id(&metric).ok_or_else(|| {
+        err(format!(
+            "breaking_point signal: no metric named {metric:?} in this scenario; use e.g. http_req_failed or http_req_duration"
+        ))
+    })?;
+    let kind = registry.metrics()[id as usize].kind;
+    let probe = Threshold {
+        source: raw.expr.clone(),
+        agg,
+        op,
+        value,
+        abort_on_fail: false,
+        delay_abort_eval: Duration::ZERO,
+        span: span.clone(),
+    };
+    threshold::check_fits(&probe, kind, &metric)?;
+    let window = raw.window.map(|d| d.0).unwrap_or(DEFAULT_WINDOW);
+    if window < Duration::from_secs(1) {
+        return Err(err(
+            "breaking_point window: at least 1s (the run is measured per second)".into(),
+        ));
+    }
+    Ok(BreakingSpec {
+        signal: raw.signal.trim().to_string(),
+        metric,
+        filter: filter.with("scenario", scenario),
+        expr: raw.expr.trim().to_string(),
+        agg,
+        op,
+        value,
+        window,
+        abort: raw.abort.unwrap_or(false),
+    })
+}
+
+fn parse_recovery(
+    r: Option<&Spanned<toml::Value>>,
+    registry: &Registry,
+) -> Result<RecoverySpec, ConfigError> {
+    let span = r.map(Spanned::span).unwrap_or(0..0);
+    let err = |m: String| ConfigError::at(span.clone(), m);
+    let raw = match r {
+        Some(v) => v
+            .get_ref()
+            .clone()
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                err(format!(
+                    "recovery: {}; write {{ window = \"10s\", tolerance = \"10%\" }}",
+                    e.message().trim()
+                ))
+            })?,
+        None => RecoveryRaw {
+            window: None,
+            tolerance: None,
+            latency: None,
+            errors: None,
+        },
+    };
+    let window = raw.window.map(|d| d.0).unwrap_or(DEFAULT_WINDOW);
+    if window < Duration::from_secs(1) {
+        return Err(err("recovery window: at least 1s".into()));
+    }
+    let tolerance = match &raw.tolerance {
+        None => DEFAULT_TOLERANCE,
+        Some(toml::Value::Float(f)) => *f,
+        Some(toml::Value::Integer(i)) => *i as f64,
+        Some(toml::Value::String(s)) => match s.trim().strip_suffix('%') {
+            Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0).map_err(|_| {
+                err(format!(
+                    "recovery tolerance {s:?}: write e.g. \"10%\" or 0.1"
+                ))
+            })?,
+            None => s.trim().parse::<f64>().map_err(|_| {
+                err(format!(
+                    "recovery tolerance {s:?}: write e.g. \"10%\" or 0.1"
+                ))
+            })?,
+        },
+        Some(_) => return Err(err("recovery tolerance: write e.g. \"10%\" or 0.1".into())),
+    };
+    if !(tolerance.is_finite() && tolerance >= 0.0) {
+        return Err(err("recovery tolerance must be 0 or more".into()));
+    }
+    let known = |m: &str| registry.metric_id(m).is_some();
+    let (latency, errors) = match (&raw.latency, &raw.errors) {
+        (Some(l), e) => (l.clone(), e.clone()),
+        (None, e) => {
+            let (l, d) = RECOVERY_SIGNALS
+                .iter()
+                .find(|(l, _)| known(l))
+                .map(|(l, e)| (l.to_string(), Some(e.to_string())))
+                .unwrap_or_else(|| ("iteration_duration".to_string(), None));
+            (l, e.clone().or(d.filter(|d| known(d))))
+        }
+    };
+    for (what, m) in [("latency", Some(&latency)), ("errors", errors.as_ref())] {
+        let Some(m) = m else { continue };
+        let Some(id) = registry.metric_id(m) else {
+            return Err(err(format!(
+                "recovery {what}: no metric named {m:?} in this plan"
+            )));
+        };
+        let kind = registry.metrics()[id as usize].kind;
+        let fits = match what {
+            "latency" => kind == MetricKind::Trend,
+            _ => kind == MetricKind::Rate,
+        };
+        if !fits {
+            return Err(err(format!(
+                "recovery {what}: {m} is a {kind:?} metric; latency needs a trend (e.g. http_req_duration), errors a rate (e.g. http_req_failed)"
+            )
+            .to_lowercase()));
+        }
+    }
+    Ok(RecoverySpec {
+        window,
+        tolerance,
+        latency,
+        errors,
+    })
+}
+
+/// Runs of consecutive `spike = true` stages.
+pub fn spikes_of(exec: &Executor) -> Vec<Spike> {
+    let stages: &[Stage] = match exec {
+        Executor::RampingVus { stages, .. } | Executor::RampingArrivalRate { stages, .. } => stages,
+        _ => return Vec::new(),
+    };
+    let mut out: Vec<Spike> = Vec::new();
+    let mut at = Duration::ZERO;
+    let mut prev_spike = false;
+    for (i, s) in stages.iter().enumerate() {
+        let end = at + s.duration.0;
+        if s.spike {
+            match out.last_mut() {
+                Some(last) if prev_spike => {
+                    last.stages.1 = i + 1;
+                    last.end = end;
+                }
+                _ => out.push(Spike {
+                    stages: (i + 1, i + 1),
+                    start: at,
+                    end,
+                }),
+            }
+        }
+        prev_spike = s.spike;
+        at = end;
+    }
+    out
+}
+
+/// Register the post-run metrics the plan's capacity answers produce, so
+/// thresholds can name them.
+pub fn register_metrics(registry: &Registry, scenarios: &[&ScenarioCapacity]) {
+    if scenarios.iter().any(|s| !s.spikes.is_empty()) {
+        registry.metric("recovery_time", MetricKind::Trend, Unit::Time);
+    }
+    if scenarios.iter().any(|s| !s.breaking.is_empty()) {
+        registry.metric("capacity_held", MetricKind::Gauge, Unit::Default);
+        registry.metric("capacity_broke", MetricKind::Gauge, Unit::Default);
+    }
+}
+
+/// The planned load of a scenario at `t` seconds into it: VUs (ramping-vus,
+/// constant-vus) or arrivals per time unit (arrival-rate executors).
+pub fn level_at(exec: &Executor, t: f64) -> Option<f64> {
+    let d = Duration::from_secs_f64(t.max(0.0));
+    match exec {
+        Executor::RampingVus {
+            start_vus, stages, ..
+        } => Some(ramp_value(*start_vus as f64, stages, d).ceil()),
+        Executor::RampingArrivalRate {
+            start_rate, stages, ..
+        } => Some(ramp_value(*start_rate, stages, d)),
+        Executor::ConstantVus { vus, .. } => Some(*vus as f64),
+        Executor::ConstantArrivalRate { rate, .. } => Some(*rate),
+        _ => None,
+    }
+}
+
+/// What a level counts: "VUs" or "iterations/s".
+pub fn level_unit(exec: &Executor) -> String {
+    match exec {
+        Executor::RampingArrivalRate { time_unit, .. }
+        | Executor::ConstantArrivalRate { time_unit, .. } => match time_unit.as_secs_f64() {
+            1.0 => "iterations/s".into(),
+            60.0 => "iterations/m".into(),
+            3600.0 => "iterations/h".into(),
+            _ => format!("iterations per {}", format_duration(*time_unit)),
+        },
+        _ => "VUs".into(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Results (in the summary)
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CapacitySummary {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub breaking_points: Vec<BreakingPoint>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recoveries: Vec<Recovery>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub monitors: Vec<crate::monitor::MonitorReport>,
+}
+
+impl CapacitySummary {
+    pub fn is_empty(&self) -> bool {
+        self.breaking_points.is_empty() && self.recoveries.is_empty() && self.monitors.is_empty()
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BreakingPoint {
+    pub scenario: String,
+    /// The signal with its filter, e.g. `http_req_failed{scenario:ramp}`.
+    pub signal: String,
+    pub expr: String,
+    pub window_s: f64,
+    /// What levels count: "VUs", "iterations/s".
+    pub unit: String,
+    pub broke: bool,
+    /// The level in the second the signal first crossed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broke_at: Option<f64>,
+    /// That second, from the start of the run, and as a UTC time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+    /// The signal over the window that crossed (ms for time), and as shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<f64>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub observed_text: String,
+    /// The highest level before the break at which a second of load stayed
+    /// within the signal's limit; without a break, the highest level reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<f64>,
+    /// The highest level the scenario reached while watched.
+    pub peak: f64,
+    /// The run stopped here (`abort = true`).
+    #[serde(default)]
+    pub aborted: bool,
+}
+
+/// p95 latency and error rate over one window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WindowStats {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p95_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_rate: Option<f64>,
+    pub samples: u64,
+    pub seconds: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Recovery {
+    pub scenario: String,
+    /// 1-based, per scenario.
+    pub spike: usize,
+    /// First and last stage of the spike (1-based).
+    pub stages: (usize, usize),
+    /// The spike's start and end, from the start of the run.
+    pub start_s: f64,
+    pub end_s: f64,
+    pub window_s: f64,
+    pub tolerance: f64,
+    pub latency: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<String>,
+    /// The window before the spike; `None`: no traffic then to compare with.
+    pub baseline: Option<WindowStats>,
+    pub recovered: bool,
+    /// From the end of the spike to the start of the first window back
+    /// within tolerance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_time_s: Option<f64>,
+    /// How long after the spike it was watched (until recovery, the next
+    /// spike, or the end of the scenario or run).
+    pub watched_s: f64,
+    /// The window that recovered, or the last one seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<WindowStats>,
+}
+
+fn level_text(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(secs: u64, target: f64, spike: bool) -> Stage {
+        Stage {
+            duration: Dur(Duration::from_secs(secs)),
+            target,
+            spike,
+        }
+    }
+
+    #[test]
+    fn consecutive_spike_stages_are_one_spike() {
+        let exec = Executor::RampingVus {
+            start_vus: 0,
+            stages: vec![
+                st(10, 5.0, false),
+                st(2, 50.0, true),
+                st(5, 50.0, true),
+                st(3, 5.0, false),
+                st(4, 60.0, true),
+                st(6, 5.0, false),
+            ],
+            graceful_ramp_down: Duration::ZERO,
+        };
+        let spikes = spikes_of(&exec);
+        assert_eq!(spikes.len(), 2);
+        assert_eq!(spikes[0].stages, (2, 3));
+        assert_eq!(spikes[0].start, Duration::from_secs(10));
+        assert_eq!(spikes[0].end, Duration::from_secs(17));
+        assert_eq!(spikes[1].stages, (5, 5));
+        assert_eq!(spikes[1].start, Duration::from_secs(20));
+        // Levels: VUs are whole, mid-second.
+        assert_eq!(level_at(&exec, 5.5), Some(3.0));
+        assert_eq!(level_unit(&exec), "VUs");
+    }
+}

@@ -1,0 +1,169 @@
+//! Least-squares slopes of gauges over time ("does memory grow?"), and the
+//! units thresholds write them in: `100MB/h`, `512KB/s`, `2.5/m`.
+//!
+//! Byte units count in 1024s (KB = KiB), as /proc, ps and top do, and as
+//! `volley serve --leak KB_PER_S` does.
+
+/// The least-squares slope of (seconds, value) points, per second. `None`
+/// without two distinct times.
+pub fn per_second(points: &[(f64, f64)]) -> Option<f64> {
+    if points.len() < 2 {
+        return None;
+    }
+    let n = points.len() as f64;
+    let mt = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let mv = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let (mut sxy, mut sxx) = (0.0, 0.0);
+    for (t, v) in points {
+        sxy += (t - mt) * (v - mv);
+        sxx += (t - mt) * (t - mt);
+    }
+    (sxx > 0.0).then(|| sxy / sxx)
+}
+
+/// The slope per hour of the points at or after `after` seconds.
+pub fn per_hour_after(points: &[(f64, f64)], after: f64) -> Option<f64> {
+    let kept: Vec<(f64, f64)> = points.iter().copied().filter(|p| p.0 >= after).collect();
+    per_second(&kept).map(|s| s * 3600.0)
+}
+
+const BYTE_UNITS: &[(&str, f64)] = &[
+    ("b", 1.0),
+    ("kb", 1024.0),
+    ("kib", 1024.0),
+    ("mb", 1024.0 * 1024.0),
+    ("mib", 1024.0 * 1024.0),
+    ("gb", 1024.0 * 1024.0 * 1024.0),
+    ("gib", 1024.0 * 1024.0 * 1024.0),
+    ("tb", 1024.0 * 1024.0 * 1024.0 * 1024.0),
+    ("tib", 1024.0 * 1024.0 * 1024.0 * 1024.0),
+];
+
+/// Parse a rate such as `100MB/h`, `512KB/s`, `2.5/m` or `0` into base
+/// units (bytes, or the gauge's own unit) per hour; no time unit means per
+/// hour. The bool says whether a byte unit was written.
+pub fn parse_rate(text: &str) -> Result<(f64, bool), String> {
+    let t = text.trim();
+    let (amount, per) = match t.split_once('/') {
+        Some((a, p)) => (a.trim(), p.trim()),
+        None => (t, "h"),
+    };
+    let seconds = match per.to_ascii_lowercase().as_str() {
+        "s" | "sec" | "second" => 1.0,
+        "m" | "min" | "minute" => 60.0,
+        "h" | "hr" | "hour" => 3600.0,
+        "d" | "day" => 86_400.0,
+        other => {
+            return Err(format!(
+                "{text:?}: unknown time unit {other:?}; write a slope as e.g. 100MB/h, 512KB/s or 2/m"
+            ));
+        }
+    };
+    let split = amount
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(amount.len());
+    let (num, unit) = amount.split_at(split);
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a slope; write e.g. 100MB/h, 512KB/s or 2/m"))?;
+    let (factor, bytes) = if unit.is_empty() {
+        (1.0, false)
+    } else {
+        let u = unit.trim().to_ascii_lowercase();
+        let f = BYTE_UNITS
+            .iter()
+            .find(|(name, _)| *name == u)
+            .map(|(_, f)| *f)
+            .ok_or_else(|| {
+                format!("{text:?}: unknown unit {unit:?}; use B, KB, MB or GB (1024-based)")
+            })?;
+        (f, true)
+    };
+    Ok((n * factor * 3600.0 / seconds, bytes))
+}
+
+/// A slope per hour for people: `+1.76 GB/h`, `-12.0 KB/h`, `+0.25/h`.
+pub fn format_rate(per_hour: f64, bytes: bool) -> String {
+    if !per_hour.is_finite() {
+        return "–".into();
+    }
+    let sign = if per_hour < 0.0 { "-" } else { "+" };
+    let v = per_hour.abs();
+    if bytes {
+        let units = ["B", "KB", "MB", "GB", "TB"];
+        let mut x = v;
+        let mut i = 0;
+        while x >= 1024.0 && i < units.len() - 1 {
+            x /= 1024.0;
+            i += 1;
+        }
+        return format!("{sign}{} {}/h", sig3(x), units[i]);
+    }
+    format!("{sign}{}/h", sig3(v))
+}
+
+/// Bytes for people, 1024-based like the slope units: `45.2 MB`.
+pub fn format_bytes(v: f64) -> String {
+    let units = ["B", "KB", "MB", "GB", "TB"];
+    let mut x = v.abs();
+    let mut i = 0;
+    while x >= 1024.0 && i < units.len() - 1 {
+        x /= 1024.0;
+        i += 1;
+    }
+    let sign = if v < 0.0 { "-" } else { "" };
+    format!("{sign}{} {}", sig3(x), units[i])
+}
+
+/// Three significant digits, no exponent.
+fn sig3(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn least_squares_slope() {
+        let pts: Vec<(f64, f64)> = (0..10).map(|t| (t as f64, 3.0 * t as f64 + 7.0)).collect();
+        assert!((per_second(&pts).unwrap() - 3.0).abs() < 1e-12);
+        assert_eq!(per_second(&pts[..1]), None);
+        assert_eq!(per_second(&[(1.0, 1.0), (1.0, 5.0)]), None);
+        // Warm-up skipped: a jump in the first seconds does not count.
+        let mut warm = pts.clone();
+        warm[0].1 = -1000.0;
+        assert!((per_hour_after(&warm, 1.0).unwrap() - 3.0 * 3600.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn parses_rates() {
+        let mb = 1024.0 * 1024.0;
+        assert_eq!(parse_rate("100MB/h").unwrap(), (100.0 * mb, true));
+        assert_eq!(
+            parse_rate("512KB/s").unwrap(),
+            (512.0 * 1024.0 * 3600.0, true)
+        );
+        assert_eq!(parse_rate("1.5 GiB / h").unwrap().0, 1.5 * 1024.0 * mb);
+        assert_eq!(parse_rate("2/m").unwrap(), (120.0, false));
+        assert_eq!(parse_rate("0").unwrap(), (0.0, false));
+        assert!(parse_rate("100MB/week").is_err());
+        assert!(parse_rate("100XB/h").is_err());
+        assert!(parse_rate("fast").is_err());
+    }
+
+    #[test]
+    fn formats_rates() {
+        assert_eq!(format_rate(1024.0 * 1024.0 * 1800.0, true), "+1.76 GB/h");
+        assert_eq!(format_rate(-12.0 * 1024.0, true), "-12.0 KB/h");
+        assert_eq!(format_rate(0.25, false), "+0.25/h");
+        assert_eq!(format_bytes(45.25 * 1024.0 * 1024.0), "45.2 MB");
+    }
+}

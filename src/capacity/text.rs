@@ -1,0 +1,188 @@
+//! The answers for people: the terminal's CAPACITY section and what
+//! `volley validate` says about a plan's breaking points and spikes.
+
+use super::*;
+use std::fmt::Write as _;
+
+fn clock(rfc3339: &str) -> &str {
+    rfc3339.get(11..19).unwrap_or(rfc3339)
+}
+
+/// Seconds as a duration; answers are whole seconds, so none is "0s".
+pub fn secs_text(s: f64) -> String {
+    if s < 0.0005 {
+        return "0s".into();
+    }
+    format_duration(Duration::from_secs_f64(s))
+}
+
+fn window_text(w: &WindowStats) -> String {
+    let mut parts = Vec::new();
+    if let Some(p) = w.p95_ms {
+        parts.push(format!("p95 {}", crate::summary::ms_text(p)));
+    }
+    if let Some(e) = w.error_rate {
+        parts.push(format!("errors {:.2}%", e * 100.0));
+    }
+    if parts.is_empty() {
+        parts.push("no traffic".into());
+    }
+    parts.join(", ")
+}
+
+/// One line per breaking point, recovery and monitor, for the terminal.
+pub fn render_text(s: &crate::summary::Summary) -> String {
+    let cap = &s.capacity;
+    let mut out = String::new();
+    if !cap.breaking_points.is_empty() || !cap.recoveries.is_empty() {
+        let _ = writeln!(out, "\n  █ CAPACITY\n");
+        for b in &cap.breaking_points {
+            let _ = writeln!(out, "    {} · {}", b.scenario, breaking_line(b));
+        }
+        for r in &cap.recoveries {
+            let _ = writeln!(out, "    {} · {}", r.scenario, recovery_line(r));
+        }
+    }
+    out.push_str(&crate::monitor::render_text(&cap.monitors));
+    out
+}
+
+pub fn breaking_line(b: &BreakingPoint) -> String {
+    let signal = format!("{} {} over {}", b.signal, b.expr, secs_text(b.window_s));
+    match (b.broke, b.broke_at) {
+        (true, Some(level)) => {
+            let held = match b.held {
+                Some(h) => format!("held {} {}", level_text(h), b.unit),
+                None => "held no level".to_string(),
+            };
+            let when = match (&b.at, b.at_s) {
+                (Some(at), Some(s)) => format!(", {} UTC (+{})", clock(at), secs_text(s)),
+                _ => String::new(),
+            };
+            format!(
+                "{held}, broke at {} {}{when}: {} ({signal}){}",
+                level_text(level),
+                b.unit,
+                b.observed_text,
+                if b.aborted {
+                    "; the run stopped there"
+                } else {
+                    ""
+                }
+            )
+        }
+        _ => format!(
+            "did not break: held {} {} (the highest level reached); {signal} never crossed",
+            level_text(b.held.unwrap_or(b.peak)),
+            b.unit
+        ),
+    }
+}
+
+pub fn recovery_line(r: &Recovery) -> String {
+    let stages = if r.stages.0 == r.stages.1 {
+        format!("stage {}", r.stages.0)
+    } else {
+        format!("stages {}-{}", r.stages.0, r.stages.1)
+    };
+    let head = format!(
+        "spike {} ({stages}, ended +{})",
+        r.spike,
+        secs_text(r.end_s)
+    );
+    let before = match &r.baseline {
+        Some(b) => format!("before the spike {}", window_text(b)),
+        None => "no traffic before the spike to compare with".into(),
+    };
+    let judged = format!(
+        "within {:.0}% over {}",
+        r.tolerance * 100.0,
+        secs_text(r.window_s)
+    );
+    match (r.recovered, r.recovery_time_s) {
+        (true, Some(t)) => format!(
+            "{head}: recovered in {} ({}; {before}; {judged})",
+            secs_text(t),
+            r.last.as_ref().map(window_text).unwrap_or_default()
+        ),
+        _ => format!(
+            "{head}: NEVER RECOVERED in {} watched ({}; {before}; {judged})",
+            secs_text(r.watched_s),
+            r.last
+                .as_ref()
+                .map(|w| format!("last {}", window_text(w)))
+                .unwrap_or_else(|| "nothing measured after the spike".into())
+        ),
+    }
+}
+
+/// What `volley validate` says about breaking points, spikes and monitors.
+pub fn describe(plan: &crate::plan::Plan) -> String {
+    let mut out = String::new();
+    let with: Vec<&crate::plan::Scenario> = plan
+        .scenarios
+        .iter()
+        .filter(|s| !s.capacity.is_empty())
+        .collect();
+    if !with.is_empty() {
+        let _ = writeln!(out, "capacity:");
+    }
+    for sc in with {
+        for b in &sc.capacity.breaking {
+            let _ = writeln!(
+                out,
+                "  {}: breaks when {}{} {} over {}{}",
+                sc.name,
+                b.metric,
+                b.filter,
+                b.expr,
+                format_duration(b.window),
+                if b.abort {
+                    " (stops the run there)"
+                } else {
+                    ""
+                }
+            );
+        }
+        let Some(r) = &sc.capacity.recovery else {
+            continue;
+        };
+        for (i, s) in sc.capacity.spikes.iter().enumerate() {
+            let at = sc.start_time;
+            let _ = writeln!(
+                out,
+                "  {}: spike {} = stages {}-{} ({} to {}); recovered when p95 of {}{} is within {:.0}% of the {} before it",
+                sc.name,
+                i + 1,
+                s.stages.0,
+                s.stages.1,
+                format_duration(at + s.start),
+                format_duration(at + s.end),
+                r.latency,
+                r.errors
+                    .as_ref()
+                    .map(|e| format!(" and the {e} rate"))
+                    .unwrap_or_default(),
+                r.tolerance * 100.0,
+                format_duration(r.window)
+            );
+        }
+    }
+    if !plan.monitors.is_empty() {
+        let _ = writeln!(out, "monitors (polled every second):");
+        for m in plan.monitors.iter() {
+            let _ = writeln!(
+                out,
+                "  {}: {} -> {}",
+                m.name,
+                m.describe(),
+                m.gauges()
+                    .iter()
+                    .map(|g| format!("{g}{{monitor:{}}}", m.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    out
+}
