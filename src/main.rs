@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use volley::output::{OutputSpec, Outputs};
-use volley::{compare, engine, junit, plan, report, run, serve, summary};
+use volley::{compare, engine, junit, merge, plan, report, run, serve, summary};
 use volley_protocols::duration::DurRange;
 
 /// Exit codes, as k6 users know them.
@@ -46,6 +46,9 @@ enum Cmd {
     Report(ReportArgs),
     /// Compare two summary exports; exit 1 when a statistic regressed beyond the limit.
     Compare(CompareArgs),
+    /// Merge the summaries of a distributed run's parts (--segment I/N) into one,
+    /// exactly, and judge the plan's thresholds on it. Exit 0, 99 or 2.
+    Merge(MergeArgs),
     /// Sign or send one Stripe webhook event, to debug a receiver.
     #[command(subcommand)]
     Webhook(WebhookCmd),
@@ -156,6 +159,30 @@ struct RunArgs {
     /// Seed for random template values, for repeatable runs.
     #[arg(long)]
     seed: Option<u64>,
+    /// Do not judge thresholds (no abort_on_fail, no exit 99); the summary
+    /// still carries them. For the parts of a distributed run: `volley merge`
+    /// judges the whole.
+    #[arg(long)]
+    no_thresholds: bool,
+}
+
+#[derive(Args)]
+struct MergeArgs {
+    /// The parts' summary exports (volley run --segment I/N --summary-export FILE).
+    #[arg(required = true, value_name = "PART")]
+    parts: Vec<PathBuf>,
+    /// Write the merged summary as JSON (it can be merged, compared and reported on again).
+    #[arg(long, value_name = "FILE")]
+    summary_export: Option<PathBuf>,
+    /// Write the HTML report of the merged run.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Write the thresholds of the merged run as JUnit XML.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Merge even when segments are missing; the merged summary lists them.
+    #[arg(long)]
+    allow_partial: bool,
 }
 
 #[derive(Args)]
@@ -246,6 +273,7 @@ fn main() -> ExitCode {
         Cmd::Demo(a) => cmd_demo(a),
         Cmd::Report(a) => cmd_report(a),
         Cmd::Compare(a) => cmd_compare(a),
+        Cmd::Merge(a) => cmd_merge(a),
         Cmd::Webhook(WebhookCmd::Sign(a)) => cmd_webhook_sign(a),
         Cmd::Webhook(WebhookCmd::Send(a)) => cmd_webhook_send(a),
     };
@@ -339,6 +367,7 @@ fn cmd_run(a: RunArgs) -> Result<u8, Failure> {
         workers: a.workers.unwrap_or_else(default_workers),
         seed: a.seed.unwrap_or_else(random_seed),
         start_at,
+        no_thresholds: a.no_thresholds,
     };
     run_and_report(plan, settings, &a.artifacts)
 }
@@ -511,6 +540,54 @@ fn cmd_compare(a: CompareArgs) -> Result<u8, Failure> {
         EXIT_REGRESSED
     } else {
         EXIT_OK
+    })
+}
+
+fn cmd_merge(a: MergeArgs) -> Result<u8, Failure> {
+    for (flag, path) in [
+        ("--summary-export", &a.summary_export),
+        ("--report", &a.report),
+        ("--junit", &a.junit),
+    ] {
+        if let Some(p) = path {
+            check_writable(flag, p)?;
+        }
+    }
+    let parts = a
+        .parts
+        .iter()
+        .map(|p| {
+            Ok(merge::Part {
+                file: p.clone(),
+                summary: read_summary(p)?,
+            })
+        })
+        .collect::<Result<Vec<_>, Failure>>()?;
+    let opts = merge::Options {
+        allow_partial: a.allow_partial,
+    };
+    let m = merge::merge(&parts, &opts).map_err(|e| usage(anyhow!("cannot merge: {e}")))?;
+    for line in merge::describe(&m.summary) {
+        eprintln!("{line}");
+    }
+    print!("{}", summary::render_text(&m.summary, &m.series));
+    let mut written = Ok(());
+    if let Some(path) = &a.summary_export {
+        let json = serde_json::to_vec_pretty(&m.summary).map_err(runtime)?;
+        written = written.and(write_file("merged summary", path, &json));
+    }
+    if let Some(path) = &a.report {
+        written = written.and(write_report(&m.summary, path));
+    }
+    if let Some(path) = &a.junit {
+        written = written.and(write_junit(&m.summary, path));
+    }
+    written?;
+    Ok(if m.thresholds_ok {
+        EXIT_OK
+    } else {
+        eprintln!("\nthresholds failed on the merged run: exit {EXIT_THRESHOLDS}");
+        EXIT_THRESHOLDS
     })
 }
 
@@ -741,6 +818,7 @@ fn cmd_demo(a: DemoArgs) -> Result<u8, Failure> {
         workers: default_workers(),
         seed: random_seed(),
         start_at: None,
+        no_thresholds: false,
     };
     let artifacts = ArtifactArgs {
         summary_export: a.summary_export,

@@ -16,6 +16,9 @@ pub struct Settings {
     pub workers: usize,
     pub seed: u64,
     pub start_at: Option<SystemTime>,
+    /// Do not judge thresholds (no abort_on_fail, no exit 99): the parts of a
+    /// distributed run, judged together by `volley merge`.
+    pub no_thresholds: bool,
 }
 
 pub struct Report {
@@ -28,10 +31,14 @@ pub struct Report {
 /// Stops the run when a threshold marked abort_on_fail fails.
 struct AbortOnFail {
     plan: Arc<Plan>,
+    enabled: bool,
 }
 
 impl Observer for AbortOnFail {
     fn on_interval(&mut self, agg: &Aggregator, elapsed: Duration) -> Option<String> {
+        if !self.enabled {
+            return None;
+        }
         for set in &self.plan.thresholds {
             let armed: Vec<_> = set
                 .items
@@ -72,10 +79,13 @@ pub async fn execute(
             .map_err(|e| format!("scenario {:?}: {e}", sc.name))?;
     }
     if let Some(at) = s.start_at {
-        wait_until(at, s.quiet, &control).await;
+        crate::progress::countdown(at, s.quiet, &control.stop).await;
     }
     let mut progress = Progress::new(plan.duration(), s.quiet);
-    let mut abort = AbortOnFail { plan: plan.clone() };
+    let mut abort = AbortOnFail {
+        plan: plan.clone(),
+        enabled: !s.no_thresholds,
+    };
     let mut observers: Vec<&mut dyn Observer> = vec![&mut progress, &mut abort];
     for o in extra.iter_mut() {
         observers.push(&mut **o);
@@ -91,7 +101,12 @@ pub async fn execute(
     )
     .await;
     let series = summary::collect_series(&result.agg);
-    let (metrics, thresholds_ok) = summary::derive(&series, &plan.thresholds, result.elapsed);
+    let judged = if s.no_thresholds {
+        &[][..]
+    } else {
+        &plan.thresholds[..]
+    };
+    let (metrics, thresholds_ok) = summary::derive(&series, judged, result.elapsed);
     let records = summary::interval_records(&result.agg);
     let started_ms = result
         .started
@@ -128,6 +143,7 @@ pub async fn execute(
                 expressions: t.items.iter().map(|i| i.source.clone()).collect(),
             })
             .collect(),
+        merge: None,
     };
     let interrupted =
         control.stop.is_cancelled() && result.aborted.as_deref() == Some("stopped by the user");
@@ -144,23 +160,6 @@ pub async fn execute(
         thresholds_ok,
         interrupted,
     })
-}
-
-async fn wait_until(at: SystemTime, quiet: bool, control: &Control) {
-    let Ok(wait) = at.duration_since(SystemTime::now()) else {
-        return;
-    };
-    if !quiet {
-        eprintln!(
-            "waiting {} until {} to start",
-            volley_protocols::duration::format_duration(wait),
-            humantime::format_rfc3339_seconds(at)
-        );
-    }
-    tokio::select! {
-        _ = tokio::time::sleep(wait) => {}
-        _ = control.stop.cancelled() => {}
-    }
 }
 
 /// Write a file whole or not at all: a temp file beside it, then rename.
@@ -180,19 +179,36 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     })
 }
 
-/// Ctrl-C once: graceful stop; twice: stop now. Abort the handle once the
-/// run is over, so a later Ctrl-C is not taken for a stop.
+/// Ctrl-C (or SIGTERM, as container runtimes and CI send) once: graceful
+/// stop; twice: stop now. Abort the handle once the run is over, so a later
+/// signal is not taken for a stop.
 pub fn install_ctrl_c(control: &Control) -> tokio::task::JoinHandle<()> {
     let control = control.clone();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        if stop_signal(&mut term).await {
             eprintln!(
                 "\nstopping: letting iterations finish (graceful_stop); Ctrl-C again to stop now"
             );
             control.stop.cancel();
-            if tokio::signal::ctrl_c().await.is_ok() {
+            if stop_signal(&mut term).await {
                 control.kill.cancel();
             }
         }
     })
+}
+
+/// The next Ctrl-C or SIGTERM; false when signals cannot be watched.
+async fn stop_signal(term: &mut Option<tokio::signal::unix::Signal>) -> bool {
+    let sigterm = async {
+        match term {
+            Some(t) => t.recv().await.is_some(),
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.is_ok(),
+        r = sigterm => r,
+    }
 }

@@ -196,6 +196,13 @@ pub fn render(s: &Summary) -> Result<String, String> {
     }
     page.push_str(&sections);
     page.push_str(&errors);
+    if s.volley.merge.is_some() {
+        page.push_str(
+            "<p class=\"dim\">Merged run: totals, tables and thresholds come from the parts' merged \
+histograms and are exact. Per-second percentiles in the charts are the highest of the parts' for that \
+second (an upper bound: percentiles of separate parts do not merge exactly).</p>",
+        );
+    }
     let _ = write!(
         page,
         "<footer><p>Latency charts show exact per-second percentiles of all of a scenario's samples \
@@ -326,6 +333,27 @@ fn facts(s: &Summary, series: &[(SeriesRecord, Slot)], elapsed: Duration) -> Str
     }
     if info.segment != "1/1" {
         rows.push(("Segment".into(), info.segment.clone()));
+    }
+    if let Some(m) = &info.merge {
+        rows.push((
+            "Merged from".into(),
+            format!(
+                "{} part{} ({}), started within {} ms",
+                m.parts.len(),
+                if m.parts.len() == 1 { "" } else { "s" },
+                crate::merge::segment_list("segment", &m.segments, m.of),
+                m.start_skew_ms
+            ),
+        ));
+        if !m.missing.is_empty() {
+            rows.push((
+                "Missing".into(),
+                format!(
+                    "{}: this report covers only part of the plan",
+                    crate::merge::segment_list("segment", &m.missing, m.of)
+                ),
+            ));
+        }
     }
     let mut html = String::from("<section id=\"facts\"><h2>Run</h2><dl class=\"facts\">");
     for (k, v) in rows {
@@ -917,6 +945,7 @@ mod tests {
                 aborted: None,
                 scenarios,
                 thresholds: Vec::<ThresholdSource>::new(),
+                merge: None,
             },
             metrics,
             series: series.into_iter().map(|(r, _)| r).collect(),
