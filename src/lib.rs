@@ -7,6 +7,7 @@ pub mod compare;
 pub mod drivers;
 pub mod engine;
 pub mod junit;
+pub mod k8s;
 pub mod merge;
 pub mod output;
 pub mod plan;

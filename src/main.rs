@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use volley::output::{OutputSpec, Outputs};
-use volley::{compare, engine, junit, merge, plan, report, run, serve, summary};
+use volley::{compare, engine, junit, k8s, merge, plan, report, run, serve, summary};
 use volley_protocols::duration::DurRange;
 
 /// Exit codes, as k6 users know them.
@@ -49,9 +49,67 @@ enum Cmd {
     /// Merge the summaries of a distributed run's parts (--segment I/N) into one,
     /// exactly, and judge the plan's thresholds on it. Exit 0, 99 or 2.
     Merge(MergeArgs),
+    /// Distributed runs on Kubernetes.
+    #[command(subcommand)]
+    K8s(K8sCmd),
     /// Sign or send one Stripe webhook event, to debug a receiver.
     #[command(subcommand)]
     Webhook(WebhookCmd),
+}
+
+#[derive(Subcommand)]
+enum K8sCmd {
+    /// Print the manifests of a run in N parts: results volume, plan ConfigMap,
+    /// metrics Service, an Indexed Job of N runner pods, a merge Job.
+    Render(K8sRenderArgs),
+}
+
+#[derive(Args)]
+struct K8sRenderArgs {
+    /// The plan file (TOML); it is checked, and its [data.*] files go along.
+    plan: PathBuf,
+    /// How many runner pods: the plan is split in this many segments.
+    #[arg(long, short = 'n')]
+    parts: u64,
+    /// When the load starts, from now (pods scheduled earlier wait for it).
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    start_in: String,
+    /// When the load starts, as an RFC 3339 time (instead of --start-in).
+    #[arg(long, value_name = "TIME", conflicts_with = "start_in")]
+    start_at: Option<String>,
+    /// The image with volley in it (see deploy/k8s/Containerfile).
+    #[arg(long, default_value = concat!("volley:", env!("CARGO_PKG_VERSION")))]
+    image: String,
+    /// Namespace of every object (default: kubectl's current one).
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Prefix of the objects' names (default: volley-<plan name>).
+    #[arg(long)]
+    name: Option<String>,
+    /// Environment of the runner pods, for ${NAME} in the plan (repeatable).
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// A Secret whose keys become the runner pods' environment (passwords, URLs).
+    #[arg(long)]
+    secret: Option<String>,
+    /// An existing ReadWriteMany claim for the results (default: render one).
+    #[arg(long)]
+    pvc: Option<String>,
+    /// Storage class of the rendered claim (it must offer ReadWriteMany).
+    #[arg(long)]
+    storage_class: Option<String>,
+    /// Size of the rendered claim.
+    #[arg(long, default_value = "1Gi")]
+    storage: String,
+    /// CPU requested by each runner pod.
+    #[arg(long, default_value = "1")]
+    cpu: String,
+    /// Memory requested (and limit) of each runner pod.
+    #[arg(long, default_value = "1Gi")]
+    memory: String,
+    /// Write one file per object into this folder instead of one stream to stdout.
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -274,6 +332,7 @@ fn main() -> ExitCode {
         Cmd::Report(a) => cmd_report(a),
         Cmd::Compare(a) => cmd_compare(a),
         Cmd::Merge(a) => cmd_merge(a),
+        Cmd::K8s(K8sCmd::Render(a)) => cmd_k8s_render(a),
         Cmd::Webhook(WebhookCmd::Sign(a)) => cmd_webhook_sign(a),
         Cmd::Webhook(WebhookCmd::Send(a)) => cmd_webhook_send(a),
     };
@@ -589,6 +648,99 @@ fn cmd_merge(a: MergeArgs) -> Result<u8, Failure> {
         eprintln!("\nthresholds failed on the merged run: exit {EXIT_THRESHOLDS}");
         EXIT_THRESHOLDS
     })
+}
+
+fn cmd_k8s_render(a: K8sRenderArgs) -> Result<u8, Failure> {
+    let now = SystemTime::now();
+    let start_at = match &a.start_at {
+        Some(t) => parse_start_at(t)?,
+        None => {
+            now + volley_protocols::duration::parse_duration(&a.start_in)
+                .map_err(|e| usage(anyhow!("--start-in: {e}")))?
+        }
+    };
+    if a.parts == 0 {
+        return Err(usage(anyhow!("--parts must be at least 1")));
+    }
+    let mut pod_env = Vec::new();
+    for p in &a.env {
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| usage(anyhow!("-e {p:?}: write KEY=VALUE")))?;
+        pod_env.push((k.to_string(), v.to_string()));
+    }
+    // Checked here, with the pods' variables over this shell's, so a bad
+    // plan fails now and not in N pods.
+    let plan_args = PlanArgs {
+        plan: a.plan.clone(),
+        env: a.env.clone(),
+        segment: Some(format!("1/{}", a.parts)),
+    };
+    let plan = load_plan(&plan_args, &[]).map_err(|Failure(code, e)| {
+        if e.to_string().contains("is not set") {
+            Failure(
+                code,
+                e.context("the plan is checked before it is rendered: give its variables with -e KEY=VALUE (they go to the pods too), or export them in this shell for the check only and give the pods a --secret"),
+            )
+        } else {
+            Failure(code, e)
+        }
+    })?;
+    let opts = k8s::RenderOptions {
+        plan_file: a.plan.clone(),
+        parts: a.parts,
+        start_at,
+        image: a.image,
+        namespace: a.namespace,
+        name: a.name.unwrap_or_else(|| k8s::default_name(&a.plan)),
+        env: pod_env,
+        secret: a.secret,
+        pvc: a.pvc,
+        storage_class: a.storage_class,
+        storage: a.storage,
+        cpu: a.cpu,
+        memory: a.memory,
+    };
+    let objects = k8s::render(&plan, &opts, now).map_err(|e| usage(anyhow!(e)))?;
+    let when = humantime::format_rfc3339_seconds(start_at);
+    let next = format!(
+        "the load starts at {when}; follow the merge with: kubectl logs -f job/{}-merge{}",
+        opts.name,
+        opts.namespace
+            .as_deref()
+            .map(|n| format!(" -n {n}"))
+            .unwrap_or_default()
+    );
+    match &a.out_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))
+                .map_err(runtime)?;
+            for (i, o) in objects.iter().enumerate() {
+                write_file(
+                    "manifest",
+                    &dir.join(format!("{}-{}", i + 1, o.file)),
+                    o.yaml.as_bytes(),
+                )?;
+            }
+            eprintln!(
+                "{} objects for {} parts written to {}: kubectl apply -f {}\n{next}",
+                objects.len(),
+                a.parts,
+                dir.display(),
+                dir.display()
+            );
+        }
+        None => {
+            print!("{}", k8s::stream(&objects));
+            eprintln!(
+                "{} objects for {} parts: pipe them to kubectl apply -f -\n{next}",
+                objects.len(),
+                a.parts
+            );
+        }
+    }
+    Ok(EXIT_OK)
 }
 
 fn cmd_validate(a: ValidateArgs) -> Result<u8, Failure> {
