@@ -196,17 +196,17 @@ pub fn render(s: &Summary) -> Result<String, String> {
     }
     page.push_str(&sections);
     page.push_str(&errors);
-    if s.volley.merge.is_some() {
-        page.push_str(
-            "<p class=\"dim\">Merged run: totals, tables and thresholds come from the parts' merged \
-histograms and are exact. Per-second percentiles in the charts are the highest of the parts' for that \
-second (an upper bound: percentiles of separate parts do not merge exactly).</p>",
-        );
-    }
+    let latency_note = if s.volley.merge.is_some() {
+        "This run was merged from the parts of a distributed run: totals, tables and thresholds \
+come from the parts' merged histograms and are exact; the per-second percentiles in the charts are the \
+highest of the parts' for that second, an upper bound, as percentiles of separate parts do not merge"
+    } else {
+        "Latency charts show exact per-second percentiles of all of a scenario's samples"
+    };
     let _ = write!(
         page,
-        "<footer><p>Latency charts show exact per-second percentiles of all of a scenario's samples \
-(HdrHistogram, 3 significant digits; open-model latency counts from each arrival's scheduled start). \
+        "<footer><p>{latency_note} (HdrHistogram, 3 significant digits; open-model latency counts from \
+each arrival's scheduled start). \
 Runs longer than {} seconds are drawn with one point per span of seconds: latency and gauges show the \
 highest second of the span, rates its mean. Tables are computed from the whole run's histograms.</p>\
 <p>volley {} · plan digest {} · segment {}</p></footer></main></body></html>",
