@@ -507,6 +507,11 @@ fn run_and_report(
     });
     let report = report.map_err(|e| usage(anyhow!(e)))?;
     print!("{}", summary::render_text(&report.summary, &report.series));
+    if settings.no_thresholds && !report.summary.volley.thresholds.is_empty() {
+        eprintln!(
+            "\nthresholds not judged (--no-thresholds): `volley merge` judges them on the merged parts"
+        );
+    }
     let mut written = Ok(());
     if let Some(path) = &artifacts.summary_export {
         let json = serde_json::to_vec_pretty(&report.summary).map_err(runtime)?;

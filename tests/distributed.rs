@@ -386,7 +386,22 @@ vus = ["max>=15"]
     let parts = run_parts(&d, &plan, 3, &["--no-thresholds"]);
     for (out, _) in &parts {
         assert_eq!(code(out), 0, "{}", text(out));
+        assert!(text(out).contains("thresholds not judged"), "{}", text(out));
     }
+    let page = d.join("part.html");
+    let out = volley()
+        .arg("report")
+        .arg(&parts[0].1)
+        .arg("--out")
+        .arg(&page)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(
+        std::fs::read_to_string(&page)
+            .unwrap()
+            .contains("NOT JUDGED")
+    );
     let summaries: Vec<serde_json::Value> = parts.iter().map(|(_, p)| read(p)).collect();
     for s in &summaries {
         assert!(

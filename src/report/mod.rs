@@ -226,12 +226,15 @@ struct Verdict {
 
 fn verdict(s: &Summary) -> Verdict {
     let mut total = 0;
+    let mut judged = 0;
     let mut failed = Vec::new();
     for t in &s.volley.thresholds {
         for expr in &t.expressions {
             total += 1;
+            let result = s.metrics.get(&t.key).and_then(|m| m.thresholds.get(expr));
+            judged += usize::from(result.is_some());
             if let Some(m) = s.metrics.get(&t.key)
-                && let Some(r) = m.thresholds.get(expr)
+                && let Some(r) = result
                 && !r.ok
             {
                 failed.push((
@@ -247,6 +250,16 @@ fn verdict(s: &Summary) -> Verdict {
             "none",
             "NO THRESHOLDS",
             "The plan sets no thresholds: nothing was judged.".to_string(),
+        )
+    } else if judged == 0 {
+        // A part of a distributed run (--no-thresholds): the merge judges.
+        (
+            "none",
+            "NOT JUDGED",
+            format!(
+                "The plan's {total} threshold{} were not judged on this run (--no-thresholds); `volley merge` judges them on the merged parts.",
+                if total == 1 { "" } else { "s" }
+            ),
         )
     } else if failed.is_empty() {
         (
