@@ -667,6 +667,11 @@ fn cmd_k8s_render(a: K8sRenderArgs) -> Result<u8, Failure> {
     if a.parts == 0 {
         return Err(usage(anyhow!("--parts must be at least 1")));
     }
+    if start_at < now + Duration::from_secs(30) {
+        eprintln!(
+            "warning: the load starts in less than 30 s: pods still being scheduled or pulling the image then will start late, out of step (--start-in 60s gives them time)"
+        );
+    }
     let mut pod_env = Vec::new();
     for p in &a.env {
         let (k, v) = p

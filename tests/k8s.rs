@@ -208,6 +208,12 @@ http_reqs = ["count>=100"]
         let out = p.wait_with_output().unwrap();
         // Parts do not judge thresholds (each alone has a third of the requests).
         assert_eq!(code(&out), 0, "{}", text(&out));
+        // The wait for --start-at shows in the progress output.
+        assert!(
+            text(&out).contains("waiting for --start-at"),
+            "{}",
+            text(&out)
+        );
     }
     let out = Command::new("sh")
         .arg("-c")
