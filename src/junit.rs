@@ -16,6 +16,14 @@ pub fn render(s: &Summary) -> Result<String, String> {
     if let Some(reason) = &info.aborted {
         suite.add_property(Property::new("aborted", reason.clone()));
     }
+    if let Some(m) = &info.merge {
+        let parts: Vec<&str> = m.parts.iter().map(|p| p.segment.as_str()).collect();
+        suite.add_property(Property::new("merged_parts", parts.join(" ")));
+        if !m.missing.is_empty() {
+            let missing: Vec<String> = m.missing.iter().map(|s| format!("{s}/{}", m.of)).collect();
+            suite.add_property(Property::new("missing_segments", missing.join(" ")));
+        }
+    }
     for t in &info.thresholds {
         let m = s.metrics.get(&t.key);
         for expr in &t.expressions {

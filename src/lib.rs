@@ -8,6 +8,8 @@ pub mod compare;
 pub mod drivers;
 pub mod engine;
 pub mod junit;
+pub mod k8s;
+pub mod merge;
 pub mod monitor;
 pub mod output;
 pub mod plan;

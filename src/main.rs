@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use volley::output::{OutputSpec, Outputs};
-use volley::{compare, engine, junit, plan, report, run, serve, summary};
+use volley::{compare, engine, junit, k8s, merge, plan, report, run, serve, summary};
 use volley_protocols::duration::DurRange;
 
 /// Exit codes, as k6 users know them.
@@ -46,9 +46,70 @@ enum Cmd {
     Report(ReportArgs),
     /// Compare two summary exports; exit 1 when a statistic regressed beyond the limit.
     Compare(CompareArgs),
+    /// Merge the summaries of a distributed run's parts (--segment I/N) into one,
+    /// exactly, and judge the plan's thresholds on it. Exit 0, 99 or 2.
+    Merge(MergeArgs),
+    /// Distributed runs on Kubernetes.
+    #[command(subcommand)]
+    K8s(K8sCmd),
     /// Sign or send one Stripe webhook event, to debug a receiver.
     #[command(subcommand)]
     Webhook(WebhookCmd),
+}
+
+#[derive(Subcommand)]
+enum K8sCmd {
+    /// Print the manifests of a run in N parts: results volume, plan ConfigMap,
+    /// metrics Service, an Indexed Job of N runner pods, a merge Job.
+    Render(K8sRenderArgs),
+}
+
+#[derive(Args)]
+struct K8sRenderArgs {
+    /// The plan file (TOML); it is checked, and its [data.*] files go along.
+    plan: PathBuf,
+    /// How many runner pods: the plan is split in this many segments.
+    #[arg(long, short = 'n')]
+    parts: u64,
+    /// When the load starts, from now (pods scheduled earlier wait for it).
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    start_in: String,
+    /// When the load starts, as an RFC 3339 time (instead of --start-in).
+    #[arg(long, value_name = "TIME", conflicts_with = "start_in")]
+    start_at: Option<String>,
+    /// The image with volley in it (see deploy/k8s/Containerfile).
+    #[arg(long, default_value = concat!("volley:", env!("CARGO_PKG_VERSION")))]
+    image: String,
+    /// Namespace of every object (default: kubectl's current one).
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Prefix of the objects' names (default: volley-<plan name>).
+    #[arg(long)]
+    name: Option<String>,
+    /// Environment of the runner pods, for ${NAME} in the plan (repeatable).
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// A Secret whose keys become the runner pods' environment (passwords, URLs).
+    #[arg(long)]
+    secret: Option<String>,
+    /// An existing ReadWriteMany claim for the results (default: render one).
+    #[arg(long)]
+    pvc: Option<String>,
+    /// Storage class of the rendered claim (it must offer ReadWriteMany).
+    #[arg(long)]
+    storage_class: Option<String>,
+    /// Size of the rendered claim.
+    #[arg(long, default_value = "1Gi")]
+    storage: String,
+    /// CPU requested by each runner pod.
+    #[arg(long, default_value = "1")]
+    cpu: String,
+    /// Memory requested (and limit) of each runner pod.
+    #[arg(long, default_value = "1Gi")]
+    memory: String,
+    /// Write one file per object into this folder instead of one stream to stdout.
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -156,6 +217,30 @@ struct RunArgs {
     /// Seed for random template values, for repeatable runs.
     #[arg(long)]
     seed: Option<u64>,
+    /// Do not judge thresholds (no abort_on_fail, no exit 99); the summary
+    /// still carries them. For the parts of a distributed run: `volley merge`
+    /// judges the whole.
+    #[arg(long)]
+    no_thresholds: bool,
+}
+
+#[derive(Args)]
+struct MergeArgs {
+    /// The parts' summary exports (volley run --segment I/N --summary-export FILE).
+    #[arg(required = true, value_name = "PART")]
+    parts: Vec<PathBuf>,
+    /// Write the merged summary as JSON (it can be merged, compared and reported on again).
+    #[arg(long, value_name = "FILE")]
+    summary_export: Option<PathBuf>,
+    /// Write the HTML report of the merged run.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Write the thresholds of the merged run as JUnit XML.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Merge even when segments are missing; the merged summary lists them.
+    #[arg(long)]
+    allow_partial: bool,
 }
 
 #[derive(Args)]
@@ -274,6 +359,8 @@ fn main() -> ExitCode {
         Cmd::Demo(a) => cmd_demo(a),
         Cmd::Report(a) => cmd_report(a),
         Cmd::Compare(a) => cmd_compare(a),
+        Cmd::Merge(a) => cmd_merge(a),
+        Cmd::K8s(K8sCmd::Render(a)) => cmd_k8s_render(a),
         Cmd::Webhook(WebhookCmd::Sign(a)) => cmd_webhook_sign(a),
         Cmd::Webhook(WebhookCmd::Send(a)) => cmd_webhook_send(a),
     };
@@ -367,6 +454,7 @@ fn cmd_run(a: RunArgs) -> Result<u8, Failure> {
         workers: a.workers.unwrap_or_else(default_workers),
         seed: a.seed.unwrap_or_else(random_seed),
         start_at,
+        no_thresholds: a.no_thresholds,
     };
     run_and_report(plan, settings, &a.artifacts)
 }
@@ -447,6 +535,11 @@ fn run_and_report(
     });
     let report = report.map_err(|e| usage(anyhow!(e)))?;
     print!("{}", summary::render_text(&report.summary, &report.series));
+    if settings.no_thresholds && !report.summary.volley.thresholds.is_empty() {
+        eprintln!(
+            "\nthresholds not judged (--no-thresholds): `volley merge` judges them on the merged parts"
+        );
+    }
     let mut written = Ok(());
     if let Some(path) = &artifacts.summary_export {
         let json = serde_json::to_vec_pretty(&report.summary).map_err(runtime)?;
@@ -540,6 +633,152 @@ fn cmd_compare(a: CompareArgs) -> Result<u8, Failure> {
     } else {
         EXIT_OK
     })
+}
+
+fn cmd_merge(a: MergeArgs) -> Result<u8, Failure> {
+    for (flag, path) in [
+        ("--summary-export", &a.summary_export),
+        ("--report", &a.report),
+        ("--junit", &a.junit),
+    ] {
+        if let Some(p) = path {
+            check_writable(flag, p)?;
+        }
+    }
+    let parts = a
+        .parts
+        .iter()
+        .map(|p| {
+            Ok(merge::Part {
+                file: p.clone(),
+                summary: read_summary(p)?,
+            })
+        })
+        .collect::<Result<Vec<_>, Failure>>()?;
+    let opts = merge::Options {
+        allow_partial: a.allow_partial,
+    };
+    let m = merge::merge(&parts, &opts).map_err(|e| usage(anyhow!("cannot merge: {e}")))?;
+    for line in merge::describe(&m.summary) {
+        eprintln!("{line}");
+    }
+    print!("{}", summary::render_text(&m.summary, &m.series));
+    let mut written = Ok(());
+    if let Some(path) = &a.summary_export {
+        let json = serde_json::to_vec_pretty(&m.summary).map_err(runtime)?;
+        written = written.and(write_file("merged summary", path, &json));
+    }
+    if let Some(path) = &a.report {
+        written = written.and(write_report(&m.summary, path));
+    }
+    if let Some(path) = &a.junit {
+        written = written.and(write_junit(&m.summary, path));
+    }
+    written?;
+    Ok(if m.thresholds_ok {
+        EXIT_OK
+    } else {
+        eprintln!("\nthresholds failed on the merged run: exit {EXIT_THRESHOLDS}");
+        EXIT_THRESHOLDS
+    })
+}
+
+fn cmd_k8s_render(a: K8sRenderArgs) -> Result<u8, Failure> {
+    let now = SystemTime::now();
+    let start_at = match &a.start_at {
+        Some(t) => parse_start_at(t)?,
+        None => {
+            now + volley_protocols::duration::parse_duration(&a.start_in)
+                .map_err(|e| usage(anyhow!("--start-in: {e}")))?
+        }
+    };
+    if a.parts == 0 {
+        return Err(usage(anyhow!("--parts must be at least 1")));
+    }
+    if start_at < now + Duration::from_secs(30) {
+        eprintln!(
+            "warning: the load starts in less than 30 s: pods still being scheduled or pulling the image then will start late, out of step (--start-in 60s gives them time)"
+        );
+    }
+    let mut pod_env = Vec::new();
+    for p in &a.env {
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| usage(anyhow!("-e {p:?}: write KEY=VALUE")))?;
+        pod_env.push((k.to_string(), v.to_string()));
+    }
+    // Checked here, with the pods' variables over this shell's, so a bad
+    // plan fails now and not in N pods.
+    let plan_args = PlanArgs {
+        plan: a.plan.clone(),
+        env: a.env.clone(),
+        segment: Some(format!("1/{}", a.parts)),
+    };
+    let plan = load_plan(&plan_args, &[]).map_err(|Failure(code, e)| {
+        if e.to_string().contains("is not set") {
+            Failure(
+                code,
+                e.context("the plan is checked before it is rendered: give its variables with -e KEY=VALUE (they go to the pods too), or export them in this shell for the check only and give the pods a --secret"),
+            )
+        } else {
+            Failure(code, e)
+        }
+    })?;
+    let opts = k8s::RenderOptions {
+        plan_file: a.plan.clone(),
+        parts: a.parts,
+        start_at,
+        image: a.image,
+        namespace: a.namespace,
+        name: a.name.unwrap_or_else(|| k8s::default_name(&a.plan)),
+        env: pod_env,
+        secret: a.secret,
+        pvc: a.pvc,
+        storage_class: a.storage_class,
+        storage: a.storage,
+        cpu: a.cpu,
+        memory: a.memory,
+    };
+    let objects = k8s::render(&plan, &opts, now).map_err(|e| usage(anyhow!(e)))?;
+    let when = humantime::format_rfc3339_seconds(start_at);
+    let next = format!(
+        "the load starts at {when}; follow the merge with: kubectl logs -f job/{}-merge{}",
+        opts.name,
+        opts.namespace
+            .as_deref()
+            .map(|n| format!(" -n {n}"))
+            .unwrap_or_default()
+    );
+    match &a.out_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))
+                .map_err(runtime)?;
+            for (i, o) in objects.iter().enumerate() {
+                write_file(
+                    "manifest",
+                    &dir.join(format!("{}-{}", i + 1, o.file)),
+                    o.yaml.as_bytes(),
+                )?;
+            }
+            eprintln!(
+                "{} objects for {} parts written to {}: kubectl apply -f {}\n{next}",
+                objects.len(),
+                a.parts,
+                dir.display(),
+                dir.display()
+            );
+        }
+        None => {
+            print!("{}", k8s::stream(&objects));
+            eprintln!(
+                "{} objects for {} parts: pipe them to kubectl apply -f -\n{next}",
+                objects.len(),
+                a.parts
+            );
+        }
+    }
+    Ok(EXIT_OK)
 }
 
 fn cmd_validate(a: ValidateArgs) -> Result<u8, Failure> {
@@ -836,6 +1075,7 @@ fn cmd_demo(a: DemoArgs) -> Result<u8, Failure> {
         workers: default_workers(),
         seed: random_seed(),
         start_at: None,
+        no_thresholds: false,
     };
     let artifacts = ArtifactArgs {
         summary_export: a.summary_export,

@@ -150,3 +150,60 @@ impl Observer for Progress {
         }
     }
 }
+
+/// `--start-at`: wait for the moment, counting down in the progress line
+/// (a plain line every 10 s when stderr is not a terminal). Returns early
+/// when `stop` is cancelled.
+pub async fn countdown(
+    at: std::time::SystemTime,
+    quiet: bool,
+    stop: &tokio_util::sync::CancellationToken,
+) {
+    let when = humantime::format_rfc3339_seconds(at);
+    let wait = match at.duration_since(std::time::SystemTime::now()) {
+        Ok(w) => w,
+        Err(late) => {
+            let late = late.duration();
+            if late > Duration::from_secs(1) {
+                eprintln!(
+                    "warning: --start-at {when} passed {} ago: starting now, out of step with any other part started for that moment",
+                    format_duration(Duration::from_millis(late.as_millis() as u64))
+                );
+            }
+            return;
+        }
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    let left = || {
+        let d = deadline.saturating_duration_since(tokio::time::Instant::now());
+        // Whole seconds, rounded up: "starts in 1s" until the moment.
+        format_duration(Duration::from_secs(d.as_millis().div_ceil(1000) as u64))
+    };
+    let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+        let b = ProgressBar::new_spinner();
+        b.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("static template"));
+        b
+    });
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut last_plain: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {
+                let msg = format!("waiting for --start-at {when}: starts in {}", left());
+                match &bar {
+                    Some(b) => b.set_message(msg),
+                    None if !quiet && last_plain.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) => {
+                        last_plain = Some(tokio::time::Instant::now());
+                        eprintln!("{msg}");
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+}

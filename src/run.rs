@@ -16,6 +16,9 @@ pub struct Settings {
     pub workers: usize,
     pub seed: u64,
     pub start_at: Option<SystemTime>,
+    /// Do not judge thresholds (no abort_on_fail, no exit 99): the parts of a
+    /// distributed run, judged together by `volley merge`.
+    pub no_thresholds: bool,
 }
 
 pub struct Report {
@@ -28,10 +31,14 @@ pub struct Report {
 /// Stops the run when a threshold marked abort_on_fail fails.
 struct AbortOnFail {
     plan: Arc<Plan>,
+    enabled: bool,
 }
 
 impl Observer for AbortOnFail {
     fn on_interval(&mut self, agg: &Aggregator, elapsed: Duration) -> Option<String> {
+        if !self.enabled {
+            return None;
+        }
         for set in &self.plan.thresholds {
             let armed: Vec<_> = set
                 .items
@@ -73,10 +80,13 @@ pub async fn execute(
     }
     crate::monitor::prepare(&plan.monitors).await?;
     if let Some(at) = s.start_at {
-        wait_until(at, s.quiet, &control).await;
+        crate::progress::countdown(at, s.quiet, &control.stop).await;
     }
     let mut progress = Progress::new(plan.duration(), s.quiet);
-    let mut abort = AbortOnFail { plan: plan.clone() };
+    let mut abort = AbortOnFail {
+        plan: plan.clone(),
+        enabled: !s.no_thresholds,
+    };
     let mut capacity = crate::capacity::Watch::new(&plan);
     let mut observers: Vec<&mut dyn Observer> = vec![&mut progress, &mut abort, &mut capacity];
     for o in extra.iter_mut() {
@@ -93,6 +103,12 @@ pub async fn execute(
     )
     .await;
     let mut series = summary::collect_series(&result.agg);
+    // Parts of a distributed run carry their thresholds but leave judging to the merge.
+    let judged = if s.no_thresholds {
+        &[][..]
+    } else {
+        &plan.thresholds[..]
+    };
     let records = summary::interval_records(&result.agg);
     let (mut answers, answer_series) = capacity.finish(&result.agg);
     series.extend(answer_series);
@@ -108,7 +124,7 @@ pub async fn execute(
         intervals: &records.intervals,
     };
     let (metrics, thresholds_ok) =
-        summary::derive_with(&series, &plan.thresholds, result.elapsed, Some(view));
+        summary::derive_with(&series, judged, result.elapsed, Some(view));
     let started_ms = result
         .started
         .duration_since(UNIX_EPOCH)
@@ -144,6 +160,7 @@ pub async fn execute(
                 expressions: t.items.iter().map(|i| i.source.clone()).collect(),
             })
             .collect(),
+        merge: None,
     };
     let interrupted =
         control.stop.is_cancelled() && result.aborted.as_deref() == Some("stopped by the user");
@@ -163,23 +180,6 @@ pub async fn execute(
     })
 }
 
-async fn wait_until(at: SystemTime, quiet: bool, control: &Control) {
-    let Ok(wait) = at.duration_since(SystemTime::now()) else {
-        return;
-    };
-    if !quiet {
-        eprintln!(
-            "waiting {} until {} to start",
-            volley_protocols::duration::format_duration(wait),
-            humantime::format_rfc3339_seconds(at)
-        );
-    }
-    tokio::select! {
-        _ = tokio::time::sleep(wait) => {}
-        _ = control.stop.cancelled() => {}
-    }
-}
-
 /// Write a file whole or not at all: a temp file beside it, then rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path
@@ -197,19 +197,36 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     })
 }
 
-/// Ctrl-C once: graceful stop; twice: stop now. Abort the handle once the
-/// run is over, so a later Ctrl-C is not taken for a stop.
+/// Ctrl-C (or SIGTERM, as container runtimes and CI send) once: graceful
+/// stop; twice: stop now. Abort the handle once the run is over, so a later
+/// signal is not taken for a stop.
 pub fn install_ctrl_c(control: &Control) -> tokio::task::JoinHandle<()> {
     let control = control.clone();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        if stop_signal(&mut term).await {
             eprintln!(
                 "\nstopping: letting iterations finish (graceful_stop); Ctrl-C again to stop now"
             );
             control.stop.cancel();
-            if tokio::signal::ctrl_c().await.is_ok() {
+            if stop_signal(&mut term).await {
                 control.kill.cancel();
             }
         }
     })
+}
+
+/// The next Ctrl-C or SIGTERM; false when signals cannot be watched.
+async fn stop_signal(term: &mut Option<tokio::signal::unix::Signal>) -> bool {
+    let sigterm = async {
+        match term {
+            Some(t) => t.recv().await.is_some(),
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.is_ok(),
+        r = sigterm => r,
+    }
 }

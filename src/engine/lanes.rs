@@ -368,7 +368,11 @@ async fn open_lane<D: Driver>(lane: Rc<Lane<D>>, pre: u64, max: u64) -> Vec<Join
             break;
         }
         vu_indices.next();
-        tasks.push(lane.spawn(pool_vu(lane.clone(), idle.clone(), i, None)));
+        // Idle from the start, before its task first runs: the first arrival
+        // may be due at once, and must not be dropped for want of a VU.
+        let slot = Rc::new(Slot::default());
+        idle.borrow_mut().push(slot.clone());
+        tasks.push(lane.spawn(pool_vu(lane.clone(), idle.clone(), i, None, slot)));
     }
     let mut arrivals = Arrivals::new(&lane.c.exec).expect("open executor");
     let mut timer = Timer::new();
@@ -390,7 +394,10 @@ async fn open_lane<D: Driver>(lane: Rc<Lane<D>>, pre: u64, max: u64) -> Vec<Join
         match free {
             Some(slot) => slot.give(Some(at)),
             None => match vu_indices.next() {
-                Some(i) => tasks.push(lane.spawn(pool_vu(lane.clone(), idle.clone(), i, Some(at)))),
+                Some(i) => {
+                    let vu = pool_vu(lane.clone(), idle.clone(), i, Some(at), Rc::default());
+                    tasks.push(lane.spawn(vu));
+                }
                 None => lane.c.rec.add(lane.c.dropped, 1),
             },
         }
@@ -405,20 +412,31 @@ async fn open_lane<D: Driver>(lane: Rc<Lane<D>>, pre: u64, max: u64) -> Vec<Join
     tasks
 }
 
-async fn pool_vu<D: Driver>(lane: Rc<Lane<D>>, idle: Idle, index: u64, first: Option<Instant>) {
+/// A pooled VU of an open model. It starts with its first arrival, or (pre-allocated)
+/// with its slot already in the idle list.
+async fn pool_vu<D: Driver>(
+    lane: Rc<Lane<D>>,
+    idle: Idle,
+    index: u64,
+    first: Option<Instant>,
+    slot: Rc<Slot>,
+) {
     let _alloc = Held::new(&lane.c.allocated);
     let mut vu = lane.new_vu(index);
-    let slot = Rc::new(Slot::default());
+    let mut queued = first.is_none();
     let mut job = first;
     let mut n = 0u64;
     loop {
         let at = match job.take() {
             Some(at) => at,
             None => {
-                if lane.winding_down.get() {
-                    break;
+                // A queued slot always hears back: a job, or None at wind-down.
+                if !std::mem::take(&mut queued) {
+                    if lane.winding_down.get() {
+                        break;
+                    }
+                    idle.borrow_mut().push(slot.clone());
                 }
-                idle.borrow_mut().push(slot.clone());
                 match slot.wait().await {
                     Some(at) => at,
                     None => break,

@@ -150,6 +150,14 @@ mod tests {
                 linger: Duration::from_secs(30)
             })
         );
+        // In a cluster the endpoint listens on every interface, for the scraper.
+        assert_eq!(
+            OutputSpec::parse("prometheus=0.0.0.0:9464").unwrap(),
+            OutputSpec::Prometheus(PrometheusOptions {
+                addr: "0.0.0.0:9464".parse().unwrap(),
+                linger: Duration::ZERO
+            })
+        );
         for bad in [
             "json",
             "json=",

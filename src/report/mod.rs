@@ -202,10 +202,17 @@ pub fn render(s: &Summary) -> Result<String, String> {
     }
     page.push_str(&sections);
     page.push_str(&errors);
+    let latency_note = if s.volley.merge.is_some() {
+        "This run was merged from the parts of a distributed run: totals, tables and thresholds \
+come from the parts' merged histograms and are exact; the per-second percentiles in the charts are the \
+highest of the parts' for that second, an upper bound, as percentiles of separate parts do not merge"
+    } else {
+        "Latency charts show exact per-second percentiles of all of a scenario's samples"
+    };
     let _ = write!(
         page,
-        "<footer><p>Latency charts show exact per-second percentiles of all of a scenario's samples \
-(HdrHistogram, 3 significant digits; open-model latency counts from each arrival's scheduled start). \
+        "<footer><p>{latency_note} (HdrHistogram, 3 significant digits; open-model latency counts from \
+each arrival's scheduled start). \
 Runs longer than {} seconds are drawn with one point per span of seconds: latency and gauges show the \
 highest second of the span, rates its mean. Tables are computed from the whole run's histograms.</p>\
 <p>volley {} · plan digest {} · segment {}</p></footer></main></body></html>",
@@ -225,12 +232,15 @@ struct Verdict {
 
 fn verdict(s: &Summary) -> Verdict {
     let mut total = 0;
+    let mut judged = 0;
     let mut failed = Vec::new();
     for t in &s.volley.thresholds {
         for expr in &t.expressions {
             total += 1;
+            let result = s.metrics.get(&t.key).and_then(|m| m.thresholds.get(expr));
+            judged += usize::from(result.is_some());
             if let Some(m) = s.metrics.get(&t.key)
-                && let Some(r) = m.thresholds.get(expr)
+                && let Some(r) = result
                 && !r.ok
             {
                 failed.push((
@@ -246,6 +256,16 @@ fn verdict(s: &Summary) -> Verdict {
             "none",
             "NO THRESHOLDS",
             "The plan sets no thresholds: nothing was judged.".to_string(),
+        )
+    } else if judged == 0 {
+        // A part of a distributed run (--no-thresholds): the merge judges.
+        (
+            "none",
+            "NOT JUDGED",
+            format!(
+                "The plan's {total} threshold{} were not judged on this run (--no-thresholds); `volley merge` judges them on the merged parts.",
+                if total == 1 { "" } else { "s" }
+            ),
         )
     } else if failed.is_empty() {
         (
@@ -332,6 +352,27 @@ fn facts(s: &Summary, series: &[(SeriesRecord, Slot)], elapsed: Duration) -> Str
     }
     if info.segment != "1/1" {
         rows.push(("Segment".into(), info.segment.clone()));
+    }
+    if let Some(m) = &info.merge {
+        rows.push((
+            "Merged from".into(),
+            format!(
+                "{} part{} ({}), started within {} ms",
+                m.parts.len(),
+                if m.parts.len() == 1 { "" } else { "s" },
+                crate::merge::segment_list("segment", &m.segments, m.of),
+                m.start_skew_ms
+            ),
+        ));
+        if !m.missing.is_empty() {
+            rows.push((
+                "Missing".into(),
+                format!(
+                    "{}: this report covers only part of the plan",
+                    crate::merge::segment_list("segment", &m.missing, m.of)
+                ),
+            ));
+        }
     }
     let mut html = String::from("<section id=\"facts\"><h2>Run</h2><dl class=\"facts\">");
     for (k, v) in rows {
@@ -924,6 +965,7 @@ mod tests {
                 aborted: None,
                 scenarios,
                 thresholds: Vec::<ThresholdSource>::new(),
+                merge: None,
             },
             metrics,
             series: series.into_iter().map(|(r, _)| r).collect(),

@@ -43,6 +43,9 @@ pub struct RunInfo {
     pub scenarios: Vec<ScenarioInfo>,
     /// The plan's thresholds, as written, so summaries can be judged again after a merge.
     pub thresholds: Vec<ThresholdSource>,
+    /// Set by `volley merge`: which parts this summary was merged from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<crate::merge::MergeInfo>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

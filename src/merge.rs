@@ -1,0 +1,688 @@
+//! `volley merge PART...`: the summaries of the N segments of a distributed
+//! run, merged into the summary of one run of the plan.
+//!
+//! What merges exactly: counters add, rates add hits and totals, latency
+//! histograms (HdrHistogram, carried in every summary) add bucket by bucket,
+//! so every percentile of the merged run is the percentile of all samples.
+//! Rates per second are recomputed over the union of the parts' time windows.
+//! The plan's thresholds, carried in each part, are judged on the merged data.
+//!
+//! What merges approximately: the per-second points (`intervals`) hold
+//! percentiles, not histograms. Counts, means, minima and maxima still merge
+//! exactly; a merged per-second percentile is the highest of the parts' (a
+//! quantile of a mixture never exceeds the largest quantile of its parts, so
+//! it is an upper bound, never hiding a slow part). `MergeInfo` says so.
+//!
+//! Gauges: `vus` and `vus_max` count each part's own VUs, so they add up
+//! (second by second; the total's min and max come from those sums). Other
+//! gauges observe something shared (a database's connections, a target's
+//! memory), so they do not add: the merged value is the latest part's, min
+//! and max the extremes over the parts.
+
+use crate::aggregate::Point;
+use crate::plan::Segment;
+use crate::summary::{self, IntervalRecord, RunInfo, SeriesRecord, Summary};
+use crate::threshold::{self, ThresholdSet};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+use volley_protocols::metrics::{Slot, Tags};
+
+/// Gauges that count each part's own share, so parts add up.
+pub const ADDITIVE_GAUGES: &[&str] = &["vus", "vus_max"];
+
+/// How a merged summary's per-second percentiles were combined.
+pub const INTERVAL_PERCENTILES: &str = "max-of-parts";
+
+/// Where a merged summary came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MergeInfo {
+    /// Segments the merged data covers (1-based), out of `of`.
+    pub segments: Vec<u64>,
+    pub of: u64,
+    /// Segments no part covered (only with `--allow-partial`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<u64>,
+    pub parts: Vec<PartInfo>,
+    /// The largest gap between two parts' start times.
+    pub start_skew_ms: u64,
+    /// Per-second percentiles do not merge exactly: how they were combined
+    /// ("max-of-parts": an upper bound). Totals and thresholds are exact.
+    pub interval_percentiles: String,
+}
+
+impl MergeInfo {
+    pub fn complete(&self) -> bool {
+        self.missing.is_empty()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PartInfo {
+    pub file: String,
+    pub segment: String,
+    pub version: String,
+    pub started: String,
+    pub started_unix_ms: u64,
+    pub duration_s: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted: Option<String>,
+}
+
+/// One part: a summary export and the file it was read from.
+pub struct Part {
+    pub file: PathBuf,
+    pub summary: Summary,
+}
+
+pub struct Options {
+    /// Merge even when segments are missing (and say which).
+    pub allow_partial: bool,
+}
+
+pub struct Merged {
+    pub summary: Summary,
+    pub series: Vec<(SeriesRecord, Slot)>,
+    pub thresholds_ok: bool,
+}
+
+/// The segments a part covers: its own, or those of an earlier merge.
+fn coverage(p: &Part) -> Result<(Vec<u64>, u64), String> {
+    if let Some(m) = &p.summary.volley.merge {
+        return Ok((m.segments.clone(), m.of));
+    }
+    let seg = Segment::parse(&p.summary.volley.segment).map_err(|_| {
+        format!(
+            "{}: segment {:?} is not I/N; was this file written by `volley run --summary-export`?",
+            p.file.display(),
+            p.summary.volley.segment
+        )
+    })?;
+    Ok((vec![seg.index + 1], seg.count))
+}
+
+fn name(p: &Part) -> String {
+    p.file.display().to_string()
+}
+
+/// Check the parts belong together; returns the covered and missing segments and N.
+fn check(parts: &[Part], opts: &Options) -> Result<(Vec<u64>, Vec<u64>, u64), String> {
+    let first = parts
+        .first()
+        .ok_or("nothing to merge: give the part summaries, e.g. volley merge part-*.json")?;
+    let info = &first.summary.volley;
+    for p in &parts[1..] {
+        let v = &p.summary.volley;
+        if v.plan_digest != info.plan_digest {
+            return Err(format!(
+                "{} comes from another plan than {}: {} (digest {}) vs {} (digest {}); merge only the parts of one distributed run",
+                name(p),
+                name(first),
+                v.plan,
+                v.plan_digest,
+                info.plan,
+                info.plan_digest
+            ));
+        }
+        if !same_thresholds(v, info) {
+            return Err(format!(
+                "{} and {} carry different thresholds although their plan is the same (different ${{ENV}} values?); run every part with the same settings",
+                name(p),
+                name(first)
+            ));
+        }
+    }
+    let (_, n) = coverage(first)?;
+    let mut owner: BTreeMap<u64, String> = BTreeMap::new();
+    for p in parts {
+        let (segs, of) = coverage(p)?;
+        if of != n {
+            return Err(format!(
+                "{} splits the plan in {of} segments but {} in {n}: run every part with the same --segment I/{n}",
+                name(p),
+                name(first)
+            ));
+        }
+        for s in segs {
+            if let Some(other) = owner.insert(s, name(p)) {
+                return Err(format!(
+                    "segment {s}/{n} appears twice: in {other} and in {}; give each segment once",
+                    name(p)
+                ));
+            }
+        }
+    }
+    let covered: Vec<u64> = owner.keys().copied().collect();
+    let missing: Vec<u64> = (1..=n).filter(|s| !owner.contains_key(s)).collect();
+    if !missing.is_empty() && !opts.allow_partial {
+        return Err(format!(
+            "{} missing: the parts cover {} of {n}; give every part, or pass --allow-partial to merge what is there (the result then covers only part of the plan)",
+            segment_list("segment", &missing, n),
+            covered.len()
+        ));
+    }
+    Ok((covered, missing, n))
+}
+
+fn same_thresholds(a: &RunInfo, b: &RunInfo) -> bool {
+    a.thresholds.len() == b.thresholds.len()
+        && a.thresholds
+            .iter()
+            .zip(&b.thresholds)
+            .all(|(x, y)| x.key == y.key && x.expressions == y.expressions)
+}
+
+/// "segment 2/3", "segments 1/3, 3/3".
+pub fn segment_list(word: &str, segs: &[u64], n: u64) -> String {
+    let list: Vec<String> = segs.iter().map(|s| format!("{s}/{n}")).collect();
+    format!(
+        "{word}{} {}",
+        if segs.len() == 1 { "" } else { "s" },
+        list.join(", ")
+    )
+}
+
+/// The plan's thresholds, parsed back from the sources a summary carries.
+pub fn thresholds_of(info: &RunInfo) -> Result<Vec<ThresholdSet>, String> {
+    info.thresholds
+        .iter()
+        .map(|t| {
+            let items: Vec<(serde_json::Value, std::ops::Range<usize>)> = t
+                .expressions
+                .iter()
+                .map(|e| (serde_json::Value::from(e.as_str()), 0..0))
+                .collect();
+            threshold::parse_set(&t.key, 0..0, &items)
+                .map_err(|e| format!("threshold {:?}: {}", t.key, e.message))
+        })
+        .collect()
+}
+
+/// Length of the union of [start, end) windows, in ms.
+fn union_ms(mut windows: Vec<(u64, u64)>) -> u64 {
+    windows.sort();
+    let mut total = 0;
+    let mut cur: Option<(u64, u64)> = None;
+    for (a, b) in windows {
+        match cur {
+            Some((ca, cb)) if a <= cb => cur = Some((ca, cb.max(b))),
+            Some((ca, cb)) => {
+                total += cb - ca;
+                cur = Some((a, b));
+            }
+            None => cur = Some((a, b)),
+        }
+    }
+    if let Some((a, b)) = cur {
+        total += b - a;
+    }
+    total
+}
+
+fn end_ms(v: &RunInfo) -> u64 {
+    v.started_unix_ms + (v.duration_s.max(0.0) * 1000.0).round() as u64
+}
+
+fn additive(metric: &str) -> bool {
+    ADDITIVE_GAUGES.contains(&metric)
+}
+
+/// One series across the parts: (record of the first part, merged slot).
+struct Acc {
+    record: SeriesRecord,
+    slot: Slot,
+    /// Gauges: end of the part whose value is kept.
+    latest_end: u64,
+}
+
+pub fn merge(parts: &[Part], opts: &Options) -> Result<Merged, String> {
+    let (covered, missing, n) = check(parts, opts)?;
+    let first = &parts[0].summary.volley;
+    let thresholds = thresholds_of(first)?;
+
+    // Totals: series by (metric, tags), in order of first appearance.
+    let mut index: HashMap<(String, Tags), usize> = HashMap::new();
+    let mut accs: Vec<Acc> = Vec::new();
+    for p in parts {
+        let end = end_ms(&p.summary.volley);
+        for r in &p.summary.series {
+            let slot = r.to_slot().map_err(|e| {
+                format!(
+                    "{}: series {}{}: {e}; the file is damaged, write it again with volley run --summary-export",
+                    name(p),
+                    r.metric,
+                    r.tags
+                )
+            })?;
+            let key = (r.metric.clone(), r.tags.clone());
+            let i = match index.get(&key) {
+                Some(i) => *i,
+                None => {
+                    index.insert(key, accs.len());
+                    accs.push(Acc {
+                        record: r.clone(),
+                        slot: Slot::Empty,
+                        latest_end: 0,
+                    });
+                    accs.len() - 1
+                }
+            };
+            let acc = &mut accs[i];
+            if acc.record.kind() != r.kind() {
+                return Err(format!(
+                    "{}: {} is a {:?} here but a {:?} in another part; were the parts written by different volley versions?",
+                    name(p),
+                    r.metric,
+                    r.kind(),
+                    acc.record.kind()
+                ));
+            }
+            match (&mut acc.slot, &slot) {
+                (
+                    Slot::Gauge { last, min, max },
+                    Slot::Gauge {
+                        last: l,
+                        min: lo,
+                        max: hi,
+                    },
+                ) => {
+                    if additive(&r.metric) {
+                        *last += l;
+                        *min += lo;
+                        *max += hi;
+                    } else {
+                        if end >= acc.latest_end {
+                            *last = *l;
+                        }
+                        *min = min.min(*lo);
+                        *max = max.max(*hi);
+                    }
+                }
+                (s, o) => s.merge(o),
+            }
+            if matches!(slot, Slot::Gauge { .. }) {
+                acc.latest_end = acc.latest_end.max(end);
+            }
+        }
+    }
+
+    // Time: parts are aligned by whole seconds since the earliest start.
+    let t0 = parts
+        .iter()
+        .map(|p| p.summary.volley.started_unix_ms)
+        .min()
+        .unwrap_or(0);
+    let t_last = parts
+        .iter()
+        .map(|p| p.summary.volley.started_unix_ms)
+        .max()
+        .unwrap_or(0);
+    let windows: Vec<(u64, u64)> = parts
+        .iter()
+        .map(|p| (p.summary.volley.started_unix_ms, end_ms(&p.summary.volley)))
+        .collect();
+    let elapsed = Duration::from_millis(union_ms(windows));
+
+    let (interval_series, rollup_series, intervals) = merge_intervals(parts, t0);
+
+    // Additive gauges' totals, second by second from the merged points.
+    for acc in accs.iter_mut() {
+        if !additive(&acc.record.metric) {
+            continue;
+        }
+        let Some(id) = interval_series
+            .iter()
+            .position(|(m, t)| *m == acc.record.metric && *t == acc.record.tags)
+        else {
+            continue;
+        };
+        let values: Vec<f64> = intervals
+            .iter()
+            .map(|iv| {
+                iv.points
+                    .iter()
+                    .find(|(i, _)| *i == id)
+                    .and_then(|(_, p)| match p {
+                        Point::Gauge { value, .. } => Some(*value),
+                        _ => None,
+                    })
+                    .unwrap_or(0.0)
+            })
+            .collect();
+        if let Some(last) = values.last() {
+            acc.slot = Slot::Gauge {
+                last: *last,
+                min: values.iter().copied().fold(f64::INFINITY, f64::min),
+                max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            };
+        }
+    }
+
+    let series: Vec<(SeriesRecord, Slot)> = accs
+        .into_iter()
+        .filter_map(|a| {
+            let r =
+                SeriesRecord::from_slot(&a.record.metric, a.record.unit, &a.record.tags, &a.slot)?;
+            Some((r, a.slot))
+        })
+        .collect();
+    let (metrics, thresholds_ok) = summary::derive(&series, &thresholds, elapsed);
+
+    let mut by_start: Vec<&Part> = parts.iter().collect();
+    by_start.sort_by_key(|p| p.summary.volley.started_unix_ms);
+    let earliest = &by_start[0].summary.volley;
+    let aborted: Vec<String> = by_start
+        .iter()
+        .filter_map(|p| {
+            let v = &p.summary.volley;
+            v.aborted
+                .as_ref()
+                .map(|a| format!("segment {}: {a}", v.segment))
+        })
+        .collect();
+    let info = RunInfo {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        plan: first.plan.clone(),
+        plan_digest: first.plan_digest.clone(),
+        segment: if missing.is_empty() {
+            "1/1".to_string()
+        } else {
+            let list: Vec<String> = covered.iter().map(u64::to_string).collect();
+            format!("{}/{n}", list.join(","))
+        },
+        started: earliest.started.clone(),
+        started_unix_ms: t0,
+        duration_s: elapsed.as_secs_f64(),
+        aborted: (!aborted.is_empty()).then(|| aborted.join("; ")),
+        scenarios: first.scenarios.clone(),
+        thresholds: first.thresholds.clone(),
+        merge: Some(MergeInfo {
+            segments: covered,
+            of: n,
+            missing,
+            parts: by_start
+                .iter()
+                .map(|p| {
+                    let v = &p.summary.volley;
+                    PartInfo {
+                        file: name(p),
+                        segment: v.segment.clone(),
+                        version: v.version.clone(),
+                        started: v.started.clone(),
+                        started_unix_ms: v.started_unix_ms,
+                        duration_s: v.duration_s,
+                        aborted: v.aborted.clone(),
+                    }
+                })
+                .collect(),
+            start_skew_ms: t_last - t0,
+            interval_percentiles: INTERVAL_PERCENTILES.to_string(),
+        }),
+    };
+    Ok(Merged {
+        summary: Summary {
+            volley: info,
+            metrics,
+            series: series.iter().map(|(r, _)| r.clone()).collect(),
+            interval_series,
+            rollup_series,
+            intervals,
+            // Monitors are polled by segment 1 only, and breaking points and
+            // recovery are stated in the plan's load: part 1's answers stand
+            // for the run (judged on its interleaved share of the traffic).
+            capacity: by_start
+                .iter()
+                .find(|p| p.summary.volley.segment.starts_with("1/"))
+                .map(|p| p.summary.capacity.clone())
+                .unwrap_or_default(),
+        },
+        series,
+        thresholds_ok,
+    })
+}
+
+type Named = Vec<(String, Tags)>;
+
+/// Union of names; returns each part's old -> new index map.
+fn union_names(lists: &[&Named]) -> (Named, Vec<Vec<usize>>) {
+    let mut out: Named = Vec::new();
+    let mut at: HashMap<(String, Tags), usize> = HashMap::new();
+    let maps = lists
+        .iter()
+        .map(|list| {
+            list.iter()
+                .map(|k| {
+                    *at.entry(k.clone()).or_insert_with(|| {
+                        out.push(k.clone());
+                        out.len() - 1
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    (out, maps)
+}
+
+/// Merge the per-second points by wall-clock second since `t0`.
+fn merge_intervals(parts: &[Part], t0: u64) -> (Named, Named, Vec<IntervalRecord>) {
+    let (series, smap) = union_names(
+        &parts
+            .iter()
+            .map(|p| &p.summary.interval_series)
+            .collect::<Vec<_>>(),
+    );
+    let (rollups, rmap) = union_names(
+        &parts
+            .iter()
+            .map(|p| &p.summary.rollup_series)
+            .collect::<Vec<_>>(),
+    );
+    let adds: Vec<bool> = series.iter().map(|(m, _)| additive(m)).collect();
+    // Per second: (points, rollups) by merged series index.
+    type Second = (BTreeMap<usize, Point>, BTreeMap<usize, Point>);
+    let mut by_t: BTreeMap<u64, Second> = BTreeMap::new();
+    for (pi, p) in parts.iter().enumerate() {
+        let shift = ((p.summary.volley.started_unix_ms - t0) as f64 / 1000.0).round() as u64;
+        for iv in &p.summary.intervals {
+            let (points, rolled) = by_t.entry(iv.t + shift).or_default();
+            for (id, pt) in &iv.points {
+                let Some(&new) = smap[pi].get(*id) else {
+                    continue;
+                };
+                fold(points, new, pt, adds[new]);
+            }
+            for (id, pt) in &iv.rollups {
+                let Some(&new) = rmap[pi].get(*id) else {
+                    continue;
+                };
+                fold(rolled, new, pt, false);
+            }
+        }
+    }
+    let intervals = by_t
+        .into_iter()
+        .map(|(t, (points, rolled))| IntervalRecord {
+            t,
+            points: points.into_iter().collect(),
+            rollups: rolled.into_iter().collect(),
+        })
+        .collect();
+    (series, rollups, intervals)
+}
+
+fn fold(into: &mut BTreeMap<usize, Point>, id: usize, p: &Point, additive: bool) {
+    match into.get_mut(&id) {
+        None => {
+            into.insert(id, *p);
+        }
+        Some(acc) => *acc = merge_points(acc, p, additive),
+    }
+}
+
+/// Two parts' points of one series in one second.
+pub fn merge_points(a: &Point, b: &Point, additive: bool) -> Point {
+    match (*a, *b) {
+        (Point::Counter { count: x }, Point::Counter { count: y }) => {
+            Point::Counter { count: x + y }
+        }
+        (
+            Point::Rate {
+                hits: h1,
+                total: t1,
+            },
+            Point::Rate {
+                hits: h2,
+                total: t2,
+            },
+        ) => Point::Rate {
+            hits: h1 + h2,
+            total: t1 + t2,
+        },
+        (
+            Point::Gauge {
+                value: v1,
+                min: lo1,
+                max: hi1,
+            },
+            Point::Gauge {
+                value: v2,
+                min: lo2,
+                max: hi2,
+            },
+        ) => {
+            if additive {
+                Point::Gauge {
+                    value: v1 + v2,
+                    min: lo1 + lo2,
+                    max: hi1 + hi2,
+                }
+            } else {
+                Point::Gauge {
+                    value: v1.max(v2),
+                    min: lo1.min(lo2),
+                    max: hi1.max(hi2),
+                }
+            }
+        }
+        (
+            Point::Trend {
+                count: c1,
+                min: mn1,
+                max: mx1,
+                mean: m1,
+                p50: a50,
+                p90: a90,
+                p95: a95,
+                p99: a99,
+            },
+            Point::Trend {
+                count: c2,
+                min: mn2,
+                max: mx2,
+                mean: m2,
+                p50: b50,
+                p90: b90,
+                p95: b95,
+                p99: b99,
+            },
+        ) => {
+            let count = c1 + c2;
+            Point::Trend {
+                count,
+                min: mn1.min(mn2),
+                max: mx1.max(mx2),
+                mean: if count == 0 {
+                    0.0
+                } else {
+                    (m1 * c1 as f64 + m2 * c2 as f64) / count as f64
+                },
+                // Percentiles do not merge: the highest is an upper bound.
+                p50: a50.max(b50),
+                p90: a90.max(b90),
+                p95: a95.max(b95),
+                p99: a99.max(b99),
+            }
+        }
+        // Kinds never differ within one series; keep the first.
+        (a, _) => a,
+    }
+}
+
+/// What a merge covered, for the terminal: one line per fact.
+pub fn describe(s: &Summary) -> Vec<String> {
+    let Some(m) = &s.volley.merge else {
+        return Vec::new();
+    };
+    let mut out = vec![format!(
+        "merged {} part{} of {} ({}); started {} ms apart",
+        m.parts.len(),
+        if m.parts.len() == 1 { "" } else { "s" },
+        s.volley.plan,
+        segment_list("segment", &m.segments, m.of),
+        m.start_skew_ms
+    )];
+    if !m.missing.is_empty() {
+        out.push(format!(
+            "PARTIAL: {} missing; the merged numbers cover {} of {} segments of the plan",
+            segment_list("segment", &m.missing, m.of),
+            m.segments.len(),
+            m.of
+        ));
+    }
+    if m.start_skew_ms > 1000 {
+        out.push(format!(
+            "the parts started {:.1} s apart: totals and thresholds are exact, but their per-second series are aligned only to the second; start every part with the same --start-at",
+            m.start_skew_ms as f64 / 1000.0
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn union_of_windows() {
+        assert_eq!(union_ms(vec![(0, 10), (5, 12)]), 12);
+        assert_eq!(union_ms(vec![(20, 30), (0, 10)]), 20);
+        assert_eq!(union_ms(vec![(0, 10), (2, 3), (10, 11)]), 11);
+        assert_eq!(union_ms(vec![]), 0);
+    }
+
+    #[test]
+    fn points_merge() {
+        let t = |count, mean, p99| Point::Trend {
+            count,
+            min: 1,
+            max: p99,
+            mean,
+            p50: 5,
+            p90: 8,
+            p95: 9,
+            p99,
+        };
+        let Point::Trend {
+            count, mean, p99, ..
+        } = merge_points(&t(1, 10.0, 100), &t(3, 2.0, 40), false)
+        else {
+            unreachable!()
+        };
+        assert_eq!((count, mean, p99), (4, 4.0, 100));
+        let g = |v| Point::Gauge {
+            value: v,
+            min: v,
+            max: v,
+        };
+        assert_eq!(merge_points(&g(3.0), &g(4.0), true), g(7.0));
+        assert_eq!(
+            merge_points(&g(3.0), &g(4.0), false),
+            Point::Gauge {
+                value: 4.0,
+                min: 3.0,
+                max: 4.0
+            }
+        );
+    }
+}
