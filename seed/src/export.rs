@@ -9,13 +9,16 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 
 pub async fn write(model: &Model, ex: &Export, client: Option<&Client>) -> Result<u64, Error> {
     match &ex.source {
-        ExportSource::Columns { table, columns } => {
+        ExportSource::Columns {
+            table,
+            columns,
+            header,
+        } => {
             let t = &model.tables[*table];
             let rows = ex.limit.map_or(t.rows, |l| l.min(t.rows));
             let order = t.needed(columns);
-            let header: Vec<&str> = columns.iter().map(|c| t.columns[*c].name.as_str()).collect();
             atomic_csv(&ex.file, |w| {
-                w.write_record(&header)?;
+                w.write_record(header)?;
                 let mut vals = vec![Value::Null; t.columns.len()];
                 let mut fields: Vec<String> = vec![String::new(); columns.len()];
                 for row in 0..rows {

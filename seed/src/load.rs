@@ -194,12 +194,9 @@ async fn copy(
             .as_db_error()
             .and_then(|d| d.where_())
             .and_then(copy_line)
-            .map(|line| s.rows.start + line - 1);
+            .map(|line| s.rows.start + line);
         match row {
-            Some(r) => format!(
-                "table {tname}, row {r} (0-based, as generated): {}",
-                db_message(e)
-            ),
+            Some(r) => format!("table {tname}, row {r}: {}", db_message(e)),
             None => format!("table {tname}: {}", db_message(e)),
         }
     };

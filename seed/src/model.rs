@@ -43,7 +43,12 @@ pub struct Table {
 }
 
 pub enum ExportSource {
-    Columns { table: usize, columns: Vec<usize> },
+    /// Generated columns, with the header names to write.
+    Columns {
+        table: usize,
+        columns: Vec<usize>,
+        header: Vec<String>,
+    },
     Query(String),
 }
 
@@ -310,8 +315,12 @@ impl Model {
                         ));
                     };
                     let mut idx = Vec::new();
-                    for c in cols.get_ref() {
-                        let Some(ci) = tables[ti].columns.iter().position(|k| k.name == *c) else {
+                    let mut header = Vec::new();
+                    for entry in cols.get_ref() {
+                        // "password_hash as password": the plaintext under the name plans use.
+                        let (c, alias) = split_alias(entry);
+                        header.push(alias.to_string());
+                        let Some(ci) = tables[ti].columns.iter().position(|k| k.name == c) else {
                             return Err(e(
                                 Some(cols.span()),
                                 format!("export.{}: {tname} has no generated column {c:?}", name.get_ref()),
@@ -322,7 +331,11 @@ impl Model {
                     if idx.is_empty() {
                         return Err(e(Some(cols.span()), format!("export.{}: columns is empty", name.get_ref())));
                     }
-                    ExportSource::Columns { table: ti, columns: idx }
+                    ExportSource::Columns {
+                        table: ti,
+                        columns: idx,
+                        header,
+                    }
                 }
                 _ => {
                     return Err(e(
@@ -383,6 +396,14 @@ impl Model {
             out.push(std::mem::take(&mut vals[ci]));
         }
         out
+    }
+}
+
+fn split_alias(entry: &str) -> (&str, &str) {
+    let lower = entry.to_ascii_lowercase();
+    match lower.find(" as ") {
+        Some(i) => (entry[..i].trim(), entry[i + 4..].trim()),
+        None => (entry.trim(), entry.trim()),
     }
 }
 
