@@ -47,7 +47,10 @@ impl TableInfo {
 }
 
 /// None when the table does not exist.
-pub async fn read(client: &Client, table: &str) -> Result<Option<TableInfo>, tokio_postgres::Error> {
+pub async fn read(
+    client: &Client,
+    table: &str,
+) -> Result<Option<TableInfo>, tokio_postgres::Error> {
     let row = client
         .query_one(
             "SELECT c.oid, c.oid::regclass::text FROM pg_class c \

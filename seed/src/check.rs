@@ -40,8 +40,14 @@ impl Target {
 }
 
 fn copy_sql(sql_name: &str, t: &Table, cols: &[(usize, Enc)]) -> String {
-    let names: Vec<String> = cols.iter().map(|(c, _)| ident(&t.columns[*c].name)).collect();
-    format!("COPY {sql_name} ({}) FROM STDIN (FORMAT binary)", names.join(", "))
+    let names: Vec<String> = cols
+        .iter()
+        .map(|(c, _)| ident(&t.columns[*c].name))
+        .collect();
+    format!(
+        "COPY {sql_name} ({}) FROM STDIN (FORMAT binary)",
+        names.join(", ")
+    )
 }
 
 fn what(g: &Gen, kind: Kind) -> String {
@@ -54,7 +60,11 @@ fn what(g: &Gen, kind: Kind) -> String {
 /// The smallest and largest whole number a generator can make, when known.
 fn int_bounds(g: &Gen, rows: u64) -> Option<(i64, i64)> {
     match g {
-        Gen::Seq { start, step, repeat } => {
+        Gen::Seq {
+            start,
+            step,
+            repeat,
+        } => {
             let last = start.saturating_add((rows.saturating_sub(1) / repeat) as i64 * step);
             Some((*start.min(&last), *start.max(&last)))
         }
@@ -63,7 +73,13 @@ fn int_bounds(g: &Gen, rows: u64) -> Option<(i64, i64)> {
         Gen::Choice { values, .. } => {
             let ints: Vec<i64> = values
                 .iter()
-                .filter_map(|v| if let Value::Int(i) = v { Some(*i) } else { None })
+                .filter_map(|v| {
+                    if let Value::Int(i) = v {
+                        Some(*i)
+                    } else {
+                        None
+                    }
+                })
                 .collect();
             Some((*ints.iter().min()?, *ints.iter().max()?))
         }
@@ -139,7 +155,8 @@ pub fn check(model: &Model, infos: &[Option<TableInfo>]) -> Result<Vec<Target>, 
                 ));
                 continue;
             }
-            if let (Some((lo, hi)), Some((a, b))) = (enc.int_range(), int_bounds(&col.generator, t.rows))
+            if let (Some((lo, hi)), Some((a, b))) =
+                (enc.int_range(), int_bounds(&col.generator, t.rows))
                 && (a < lo || b > hi)
             {
                 errors.push(model.error(
@@ -183,14 +200,21 @@ pub fn check(model: &Model, infos: &[Option<TableInfo>]) -> Result<Vec<Target>, 
             if col.null_ratio > 0.0 && ci_db.not_null {
                 errors.push(model.error(
                     at.clone(),
-                    format!("{here}: null_ratio = {} but the column is NOT NULL", col.null_ratio),
+                    format!(
+                        "{here}: null_ratio = {} but the column is NOT NULL",
+                        col.null_ratio
+                    ),
                 ));
             }
             cols.push((ci, enc));
         }
         // Columns the spec leaves out must be able to fill themselves.
         for c in &info.columns {
-            if c.not_null && !c.has_default && !c.generated && !t.columns.iter().any(|k| k.name == c.name) {
+            if c.not_null
+                && !c.has_default
+                && !c.generated
+                && !t.columns.iter().any(|k| k.name == c.name)
+            {
                 errors.push(model.error(
                     Some(t.span.clone()),
                     format!(

@@ -231,7 +231,10 @@ mod tests {
     fn num(m: i128, s: u32) -> Vec<i16> {
         let mut b = BytesMut::new();
         numeric(&mut b, m, s);
-        b[4..].chunks(2).map(|c| i16::from_be_bytes([c[0], c[1]])).collect()
+        b[4..]
+            .chunks(2)
+            .map(|c| i16::from_be_bytes([c[0], c[1]]))
+            .collect()
     }
 
     #[test]

@@ -34,32 +34,49 @@ pub async fn write(model: &Model, ex: &Export, client: Option<&Client>) -> Resul
         }
         ExportSource::Query(q) => {
             let Some(c) = client else {
-                return Err(Error::Db(format!("export.{}: a query needs the database", ex.name)));
+                return Err(Error::Db(format!(
+                    "export.{}: a query needs the database",
+                    ex.name
+                )));
             };
             let msgs = c.simple_query(q).await.map_err(|e| {
-                Error::Db(format!("export.{}: {}", ex.name, crate::load::db_message(&e)))
+                Error::Db(format!(
+                    "export.{}: {}",
+                    ex.name,
+                    crate::load::db_message(&e)
+                ))
             })?;
             let mut header: Option<Vec<String>> = None;
             let mut rows: Vec<Vec<String>> = Vec::new();
             for m in msgs {
                 match m {
                     SimpleQueryMessage::RowDescription(cols) => {
-                        header.get_or_insert_with(|| cols.iter().map(|c| c.name().to_string()).collect());
+                        header.get_or_insert_with(|| {
+                            cols.iter().map(|c| c.name().to_string()).collect()
+                        });
                     }
                     SimpleQueryMessage::Row(r) => {
                         if header.is_none() {
-                            header = Some(r.columns().iter().map(|c| c.name().to_string()).collect());
+                            header =
+                                Some(r.columns().iter().map(|c| c.name().to_string()).collect());
                         }
                         if ex.limit.is_some_and(|l| rows.len() as u64 >= l) {
                             continue;
                         }
-                        rows.push((0..r.len()).map(|i| r.get(i).unwrap_or("").to_string()).collect());
+                        rows.push(
+                            (0..r.len())
+                                .map(|i| r.get(i).unwrap_or("").to_string())
+                                .collect(),
+                        );
                     }
                     _ => {}
                 }
             }
             let Some(header) = header else {
-                return Err(Error::Db(format!("export.{}: the query returned no columns", ex.name)));
+                return Err(Error::Db(format!(
+                    "export.{}: the query returned no columns",
+                    ex.name
+                )));
             };
             atomic_csv(&ex.file, |w| {
                 w.write_record(&header)?;
@@ -80,7 +97,10 @@ fn atomic_csv(
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| io(&e))?;
     }
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
         let file = std::fs::File::create(&tmp).map_err(|e| io(&e))?;

@@ -283,11 +283,13 @@ async fn connect(url: &str) -> Result<Client, Error> {
 async fn read_catalog(model: &Model, c: &Client) -> Result<Vec<Option<catalog::TableInfo>>, Error> {
     let mut out = Vec::new();
     for t in &model.tables {
-        out.push(
-            catalog::read(c, &t.name)
-                .await
-                .map_err(|e| Error::Db(format!("cannot read the catalog for {}: {}", t.name, load::db_message(&e))))?,
-        );
+        out.push(catalog::read(c, &t.name).await.map_err(|e| {
+            Error::Db(format!(
+                "cannot read the catalog for {}: {}",
+                t.name,
+                load::db_message(&e)
+            ))
+        })?);
     }
     Ok(out)
 }
@@ -297,7 +299,9 @@ async fn run_async(model: Arc<Model>, opts: &Options) -> Result<Report, Error> {
     let mut notes = Vec::new();
     let Some(url) = &opts.database_url else {
         if opts.dry_run {
-            let targets: Vec<Target> = (0..model.tables.len()).map(|t| Target::inferred(&model, t)).collect();
+            let targets: Vec<Target> = (0..model.tables.len())
+                .map(|t| Target::inferred(&model, t))
+                .collect();
             notes.push("no database given: column types are inferred from the generators".into());
             return dry_run(model, targets, opts, notes).await;
         }
@@ -314,7 +318,9 @@ async fn run_async(model: Arc<Model>, opts: &Options) -> Result<Report, Error> {
         && !opts.cleanup
     {
         let text = std::fs::read_to_string(ddl).map_err(|e| {
-            Error::Spec(vec![model.error(None, format!("ddl {}: {e}", ddl.display()))])
+            Error::Spec(vec![
+                model.error(None, format!("ddl {}: {e}", ddl.display())),
+            ])
         })?;
         client
             .batch_execute("BEGIN")
@@ -355,6 +361,13 @@ async fn run_async(model: Arc<Model>, opts: &Options) -> Result<Report, Error> {
             .map_err(|e| Error::Db(load::db_message(&e)))?;
     }
     let targets = Arc::new(targets);
+
+    // Parent columns that children reference, passwords: made once, up front.
+    let m = model.clone();
+    tokio::task::spawn_blocking(move || m.prepare_refs())
+        .await
+        .map_err(|e| Error::Io(format!("preparing references failed: {e}")))?;
+
     if opts.cleanup {
         let deleted = load::cleanup(model.clone(), targets.clone(), &client).await?;
         return Ok(Report {
@@ -376,12 +389,6 @@ async fn run_async(model: Arc<Model>, opts: &Options) -> Result<Report, Error> {
             notes,
         });
     }
-
-    // Parent columns that children reference, passwords: made once, up front.
-    let m = model.clone();
-    tokio::task::spawn_blocking(move || m.prepare_refs())
-        .await
-        .map_err(|e| Error::Io(format!("preparing references failed: {e}")))?;
 
     let jobs = opts.jobs.max(1);
     let mut clients = vec![Arc::new(client)];

@@ -102,8 +102,9 @@ pub async fn load(
         let mut results = Vec::new();
         for h in handles {
             results.push(
-                h.await
-                    .unwrap_or_else(|e| Err(StreamError::Failed(format!("a loader task died: {e}")))),
+                h.await.unwrap_or_else(|e| {
+                    Err(StreamError::Failed(format!("a loader task died: {e}")))
+                }),
             );
         }
         let first_error = results.iter().find_map(|r| match r {
@@ -115,7 +116,9 @@ pub async fn load(
                 let _ = c.batch_execute("ROLLBACK").await;
             }
             progress.abandon();
-            return Err(Error::Load(undo(&model, &targets, clients, &committed, msg).await));
+            return Err(Error::Load(
+                undo(&model, &targets, clients, &committed, msg).await,
+            ));
         }
         // Every stream of the wave is in; commit them all.
         for (c, r) in clients.iter().take(workers).zip(results) {
@@ -125,7 +128,9 @@ pub async fn load(
                     let _ = c.batch_execute("ROLLBACK").await;
                 }
                 let msg = format!("COMMIT failed: {}", db_message(&e));
-                return Err(Error::Load(undo(&model, &targets, clients, &committed, msg).await));
+                return Err(Error::Load(
+                    undo(&model, &targets, clients, &committed, msg).await,
+                ));
             }
             committed.push(Committed { xid, tables });
         }
@@ -146,14 +151,25 @@ async fn worker(
         StreamError::Failed(m)
     };
     if let Err(e) = client.batch_execute("BEGIN").await {
-        return Err(fail(format!("cannot begin a transaction: {}", db_message(&e))));
+        return Err(fail(format!(
+            "cannot begin a transaction: {}",
+            db_message(&e)
+        )));
     }
     let xid: i64 = match client
-        .query_one("SELECT (pg_current_xact_id()::text::bigint % 4294967296)", &[])
+        .query_one(
+            "SELECT (pg_current_xact_id()::text::bigint % 4294967296)",
+            &[],
+        )
         .await
     {
         Ok(r) => r.get(0),
-        Err(e) => return Err(fail(format!("cannot begin a transaction: {}", db_message(&e)))),
+        Err(e) => {
+            return Err(fail(format!(
+                "cannot begin a transaction: {}",
+                db_message(&e)
+            )));
+        }
     };
     let mut tables = Vec::new();
     loop {
@@ -206,7 +222,12 @@ async fn copy(
         .map_err(|e| StreamError::Failed(failed_row(&e)))?;
     futures_util::pin_mut!(sink);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
-    let (m, ts, fl, pr) = (model.clone(), targets.clone(), failed.clone(), progress.clone());
+    let (m, ts, fl, pr) = (
+        model.clone(),
+        targets.clone(),
+        failed.clone(),
+        progress.clone(),
+    );
     let (ti, range) = (s.target, s.rows.clone());
     let producer = tokio::task::spawn_blocking(move || generate(&m, &ts[ti], range, &tx, &fl, &pr));
     let mut send_error = None;
@@ -334,7 +355,10 @@ async fn undo(
                 "{msg}\nrolled back: the rows this run had already committed were removed from {}; every table is as it was before this run",
                 removed.join(", ")
             ),
-            Err(e) => format!("{msg}\ncould not remove the rows committed earlier in this run: {}", db_message(&e)),
+            Err(e) => format!(
+                "{msg}\ncould not remove the rows committed earlier in this run: {}",
+                db_message(&e)
+            ),
         },
         Err(e) => {
             let _ = c.batch_execute("ROLLBACK").await;
@@ -355,9 +379,9 @@ pub async fn bump_sequences(model: &Model, targets: &[Target], c: &Client) -> Re
                 crate::catalog::ident(&model.tables[t.table].columns[*col].name),
                 t.sql_name
             );
-            c.query(sql.as_str(), &[seq])
-                .await
-                .map_err(|e| Error::Db(format!("cannot move sequence {seq}: {}", db_message(&e))))?;
+            c.query(sql.as_str(), &[seq]).await.map_err(|e| {
+                Error::Db(format!("cannot move sequence {seq}: {}", db_message(&e)))
+            })?;
         }
     }
     Ok(())
@@ -395,26 +419,28 @@ pub async fn cleanup(
         let key = target.key.clone().expect("checked above");
         let cols: Vec<(usize, encode::Enc)> = key
             .iter()
-            .map(|k| *target.cols.iter().find(|(c, _)| c == k).expect("key column is loaded"))
+            .map(|k| {
+                *target
+                    .cols
+                    .iter()
+                    .find(|(c, _)| c == k)
+                    .expect("key column is loaded")
+            })
             .collect();
         let names: Vec<String> = key
             .iter()
             .map(|k| crate::catalog::ident(&tb.columns[*k].name))
             .collect();
         let tmp = format!("volley_seed_keys_{n}");
-        let result: Result<u64, tokio_postgres::Error> = async {
+        let result: Result<u64, String> = async {
+            let db = |e: tokio_postgres::Error| db_message(&e);
             c.batch_execute(&format!(
                 "CREATE TEMP TABLE {tmp} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA",
                 names.join(", "),
                 target.sql_name
             ))
-            .await?;
-            let sink = c
-                .copy_in::<_, Bytes>(
-                    format!("COPY {tmp} ({}) FROM STDIN (FORMAT binary)", names.join(", ")).as_str(),
-                )
-                .await?;
-            futures_util::pin_mut!(sink);
+            .await
+            .map_err(db)?;
             let (m, k) = (model.clone(), key.clone());
             let chunks = tokio::task::spawn_blocking(move || {
                 let t = &m.tables[ti];
@@ -435,18 +461,37 @@ pub async fn cleanup(
                 out
             })
             .await
-            .unwrap_or_default();
+            .map_err(|e| format!("generating the keys failed: {e}"))?;
+            let sink = c
+                .copy_in::<_, Bytes>(
+                    format!(
+                        "COPY {tmp} ({}) FROM STDIN (FORMAT binary)",
+                        names.join(", ")
+                    )
+                    .as_str(),
+                )
+                .await
+                .map_err(db)?;
+            futures_util::pin_mut!(sink);
             for ch in chunks {
-                sink.send(ch).await?;
+                sink.send(ch).await.map_err(db)?;
             }
-            sink.finish().await?;
-            c.batch_execute(&format!("ANALYZE {tmp}")).await?;
+            sink.finish().await.map_err(db)?;
+            c.batch_execute(&format!("ANALYZE {tmp}"))
+                .await
+                .map_err(db)?;
             let on: Vec<String> = names.iter().map(|n| format!("t.{n} = k.{n}")).collect();
             c.execute(
-                format!("DELETE FROM {} t USING {tmp} k WHERE {}", target.sql_name, on.join(" AND ")).as_str(),
+                format!(
+                    "DELETE FROM {} t USING {tmp} k WHERE {}",
+                    target.sql_name,
+                    on.join(" AND ")
+                )
+                .as_str(),
                 &[],
             )
             .await
+            .map_err(db)
         }
         .await;
         match result {
@@ -454,9 +499,8 @@ pub async fn cleanup(
             Err(e) => {
                 let _ = c.batch_execute("ROLLBACK").await;
                 return Err(Error::Load(format!(
-                    "cleanup of table {}: {}\nnothing was deleted",
-                    tb.name,
-                    db_message(&e)
+                    "cleanup of table {}: {e}\nnothing was deleted",
+                    tb.name
                 )));
             }
         }
@@ -470,7 +514,10 @@ pub async fn cleanup(
 mod tests {
     #[test]
     fn copy_line_reads_the_row() {
-        assert_eq!(super::copy_line("COPY users, line 57, column email: \"x\""), Some(57));
+        assert_eq!(
+            super::copy_line("COPY users, line 57, column email: \"x\""),
+            Some(57)
+        );
         assert_eq!(super::copy_line("COPY users, line 3"), Some(3));
         assert_eq!(super::copy_line("SQL function"), None);
     }

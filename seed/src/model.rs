@@ -84,12 +84,23 @@ impl Model {
             })?,
             None => Locale::En,
         };
-        let names: Vec<String> = spec.raw.tables.0.iter().map(|(k, _)| k.get_ref().clone()).collect();
+        let names: Vec<String> = spec
+            .raw
+            .tables
+            .0
+            .iter()
+            .map(|(k, _)| k.get_ref().clone())
+            .collect();
         let mut tables = Vec::new();
         let mut raw_rows = Vec::new();
         for (tname, traw) in &spec.raw.tables.0 {
             let t = traw.get_ref();
-            let cols: Vec<String> = t.columns.0.iter().map(|(k, _)| k.get_ref().clone()).collect();
+            let cols: Vec<String> = t
+                .columns
+                .0
+                .iter()
+                .map(|(k, _)| k.get_ref().clone())
+                .collect();
             if cols.is_empty() {
                 return Err(e(
                     Some(tname.span()),
@@ -100,7 +111,10 @@ impl Model {
                     ),
                 ));
             }
-            let hint = t.rows.as_ref().map_or(0, |r| scaled_rows(*r.get_ref(), scale));
+            let hint = t
+                .rows
+                .as_ref()
+                .map_or(0, |r| scaled_rows(*r.get_ref(), scale));
             let mut columns = Vec::new();
             for (cname, craw) in &t.columns.0 {
                 let cx = Ctx {
@@ -112,12 +126,17 @@ impl Model {
                     span: craw.span(),
                 };
                 let raw = craw.get_ref();
-                let (g, kind) = generator::compile(&cx, raw, hint).map_err(|ge| e(ge.span, ge.message))?;
+                let (g, kind) =
+                    generator::compile(&cx, raw, hint).map_err(|ge| e(ge.span, ge.message))?;
                 let null_ratio = raw.null_ratio.as_ref().map_or(0.0, |n| *n.get_ref());
                 if !(0.0..=1.0).contains(&null_ratio) {
                     return Err(e(
                         raw.null_ratio.as_ref().map(|n| n.span()),
-                        format!("{}.{}: null_ratio is between 0 and 1", tname.get_ref(), cname.get_ref()),
+                        format!(
+                            "{}.{}: null_ratio is between 0 and 1",
+                            tname.get_ref(),
+                            cname.get_ref()
+                        ),
                     ));
                 }
                 let mut deps = Vec::new();
@@ -125,11 +144,19 @@ impl Model {
                 columns.push(Column {
                     name: cname.get_ref().clone(),
                     span: craw.span(),
-                    gen_name: raw.r#gen.as_ref().map(|g| g.get_ref().clone()).unwrap_or_default(),
+                    gen_name: raw
+                        .r#gen
+                        .as_ref()
+                        .map(|g| g.get_ref().clone())
+                        .unwrap_or_default(),
                     generator: g,
                     kind: kind.unwrap_or(Kind::Int),
                     null_ratio,
-                    null_key: column_key(seed, tname.get_ref(), &format!("{}\0null", cname.get_ref())),
+                    null_key: column_key(
+                        seed,
+                        tname.get_ref(),
+                        &format!("{}\0null", cname.get_ref()),
+                    ),
                     key: column_key(seed, tname.get_ref(), cname.get_ref()),
                     deps,
                 });
@@ -137,7 +164,11 @@ impl Model {
             let order = column_order(&columns).map_err(|c| {
                 e(
                     Some(columns[c].span.clone()),
-                    format!("{}.{}: its columns depend on each other in a circle", tname.get_ref(), columns[c].name),
+                    format!(
+                        "{}.{}: its columns depend on each other in a circle",
+                        tname.get_ref(),
+                        columns[c].name
+                    ),
                 )
             })?;
             raw_rows.push(t.rows.clone());
@@ -157,7 +188,9 @@ impl Model {
             for ci in 0..tables[ti].columns.len() {
                 let (pt, pc, span, per_parent) = {
                     let col = &tables[ti].columns[ci];
-                    let Gen::Ref(r) = &col.generator else { continue };
+                    let Gen::Ref(r) = &col.generator else {
+                        continue;
+                    };
                     let Some(pt) = names.iter().position(|n| *n == r.table) else {
                         return Err(e(
                             Some(col.span.clone()),
@@ -173,10 +206,14 @@ impl Model {
                     if pt == ti {
                         return Err(e(
                             Some(col.span.clone()),
-                            format!("{}.{}: a table cannot reference itself", tables[ti].name, col.name),
+                            format!(
+                                "{}.{}: a table cannot reference itself",
+                                tables[ti].name, col.name
+                            ),
                         ));
                     }
-                    let Some(pc) = tables[pt].columns.iter().position(|c| c.name == r.column) else {
+                    let Some(pc) = tables[pt].columns.iter().position(|c| c.name == r.column)
+                    else {
                         return Err(e(
                             Some(col.span.clone()),
                             format!(
@@ -198,7 +235,10 @@ impl Model {
                     if tables[ti].per_parent.is_some() {
                         return Err(e(
                             Some(span),
-                            format!("table {}: only one column can set per_parent", tables[ti].name),
+                            format!(
+                                "table {}: only one column can set per_parent",
+                                tables[ti].name
+                            ),
                         ));
                     }
                     tables[ti].per_parent = Some(PerParent {
@@ -213,7 +253,10 @@ impl Model {
         let order = table_order(&tables).map_err(|cycle| {
             e(
                 None,
-                format!("tables reference each other in a circle: {}", cycle.join(" -> ")),
+                format!(
+                    "tables reference each other in a circle: {}",
+                    cycle.join(" -> ")
+                ),
             )
         })?;
 
@@ -237,7 +280,9 @@ impl Model {
                         ),
                     ));
                 }
-                let Gen::Ref(r) = &col.generator else { unreachable!() };
+                let Gen::Ref(r) = &col.generator else {
+                    unreachable!()
+                };
                 let (lo, hi) = r.per_parent.expect("per_parent ref");
                 let key = column_key(seed, &tables[ti].name, &format!("{}\0per_parent", col.name));
                 let parent_rows = tables[pp.parent].rows;
@@ -302,16 +347,28 @@ impl Model {
             let source = match (&x.query, &x.columns) {
                 (Some(q), None) => {
                     if x.table.is_some() {
-                        return Err(e(x.table.as_ref().map(|t| t.span()), format!("export.{}: table goes with columns, not with query", name.get_ref())));
+                        return Err(e(
+                            x.table.as_ref().map(|t| t.span()),
+                            format!(
+                                "export.{}: table goes with columns, not with query",
+                                name.get_ref()
+                            ),
+                        ));
                     }
                     ExportSource::Query(q.get_ref().clone())
                 }
                 (None, Some(cols)) => {
-                    let tname = x.table.as_ref().map_or(name.get_ref().as_str(), |t| t.get_ref().as_str());
+                    let tname = x
+                        .table
+                        .as_ref()
+                        .map_or(name.get_ref().as_str(), |t| t.get_ref().as_str());
                     let Some(ti) = names.iter().position(|n| n == tname) else {
                         return Err(e(
                             Some(x.table.as_ref().map_or(name.span(), |t| t.span())),
-                            format!("export.{}: table {tname:?} is not in this spec (set table = \"...\")", name.get_ref()),
+                            format!(
+                                "export.{}: table {tname:?} is not in this spec (set table = \"...\")",
+                                name.get_ref()
+                            ),
                         ));
                     };
                     let mut idx = Vec::new();
@@ -323,13 +380,19 @@ impl Model {
                         let Some(ci) = tables[ti].columns.iter().position(|k| k.name == c) else {
                             return Err(e(
                                 Some(cols.span()),
-                                format!("export.{}: {tname} has no generated column {c:?}", name.get_ref()),
+                                format!(
+                                    "export.{}: {tname} has no generated column {c:?}",
+                                    name.get_ref()
+                                ),
                             ));
                         };
                         idx.push(ci);
                     }
                     if idx.is_empty() {
-                        return Err(e(Some(cols.span()), format!("export.{}: columns is empty", name.get_ref())));
+                        return Err(e(
+                            Some(cols.span()),
+                            format!("export.{}: columns is empty", name.get_ref()),
+                        ));
                     }
                     ExportSource::Columns {
                         table: ti,
@@ -340,7 +403,10 @@ impl Model {
                 _ => {
                     return Err(e(
                         Some(ex.span()),
-                        format!("export.{}: give either columns = [...] (with table) or query = \"SELECT ...\"", name.get_ref()),
+                        format!(
+                            "export.{}: give either columns = [...] (with table) or query = \"SELECT ...\"",
+                            name.get_ref()
+                        ),
                     ));
                 }
             };
@@ -461,7 +527,12 @@ fn column_order(cols: &[Column]) -> Result<Vec<usize>, usize> {
     let n = cols.len();
     let mut state = vec![0u8; n]; // 0 new, 1 visiting, 2 done
     let mut out = Vec::with_capacity(n);
-    fn visit(c: usize, cols: &[Column], state: &mut [u8], out: &mut Vec<usize>) -> Result<(), usize> {
+    fn visit(
+        c: usize,
+        cols: &[Column],
+        state: &mut [u8],
+        out: &mut Vec<usize>,
+    ) -> Result<(), usize> {
         match state[c] {
             2 => return Ok(()),
             1 => return Err(c),
@@ -494,7 +565,10 @@ fn table_order(tables: &[Table]) -> Result<Vec<usize>, Vec<String>> {
                 out.push(i);
             }
             None => {
-                let cycle = (0..n).filter(|&i| !done[i]).map(|i| tables[i].name.clone()).collect();
+                let cycle = (0..n)
+                    .filter(|&i| !done[i])
+                    .map(|i| tables[i].name.clone())
+                    .collect();
                 return Err(cycle);
             }
         }

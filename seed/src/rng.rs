@@ -277,7 +277,10 @@ mod tests {
             let r12 = f64::from(counts[1]) / f64::from(counts[2]);
             let r110 = f64::from(counts[1]) / f64::from(counts[10]);
             assert!((r12 / 2f64.powf(s) - 1.0).abs() < 0.08, "s={s} 1:2 {r12}");
-            assert!((r110 / 10f64.powf(s) - 1.0).abs() < 0.15, "s={s} 1:10 {r110}");
+            assert!(
+                (r110 / 10f64.powf(s) - 1.0).abs() < 0.15,
+                "s={s} 1:10 {r110}"
+            );
             // And the exact share of rank 1: 1 / H(n, s).
             let h: f64 = (1..=1000).map(|k| 1.0 / (k as f64).powf(s)).sum();
             let share = f64::from(counts[1]) / draws as f64;

@@ -241,13 +241,22 @@ mod tests {
     fn keeps_the_file_order() {
         let text = "[tables.b]\nrows = 1\n[tables.a]\nrows = 2\n";
         let s = SpecFile::parse(Path::new("s.toml"), text.into()).unwrap();
-        let names: Vec<&str> = s.raw.tables.0.iter().map(|(k, _)| k.get_ref().as_str()).collect();
+        let names: Vec<&str> = s
+            .raw
+            .tables
+            .0
+            .iter()
+            .map(|(k, _)| k.get_ref().as_str())
+            .collect();
         assert_eq!(names, ["b", "a"]);
     }
 
     #[test]
     fn ranges() {
-        assert_eq!(parse_int_range(&toml::Value::String("1..5".into())), Some((1, 5)));
+        assert_eq!(
+            parse_int_range(&toml::Value::String("1..5".into())),
+            Some((1, 5))
+        );
         assert_eq!(parse_int_range(&toml::Value::Integer(3)), Some((3, 3)));
         assert_eq!(parse_int_range(&toml::Value::String("5..1".into())), None);
     }
