@@ -69,6 +69,10 @@ struct SeedArgs {
     /// Connections loading at once (default: one per core).
     #[arg(long)]
     jobs: Option<usize>,
+    /// Skip foreign-key checks and triggers while loading (session_replication_role = replica;
+    /// needs a superuser). Refs always point at seeded parents, so the keys still hold.
+    #[arg(long, conflicts_with = "cleanup")]
+    disable_triggers: bool,
     /// No progress bars or per-table lines while loading.
     #[arg(short, long)]
     quiet: bool,
@@ -455,6 +459,7 @@ fn cmd_seed(a: SeedArgs) -> Result<u8, Failure> {
         dry_run: a.dry_run,
         truncate: a.truncate,
         cleanup: a.cleanup,
+        disable_triggers: a.disable_triggers,
         progress: !a.quiet,
     };
     match volley_seed::run(&a.spec, &opts) {

@@ -262,25 +262,38 @@ impl Gen {
         }
     }
 
+    #[inline]
     pub fn make(&self, c: &Cell, out: &mut Value) {
-        let mut rng = Rng::cell(c.key, c.row);
+        // The two generators without randomness skip the cell's stream.
         match self {
             Gen::Seq {
                 start,
                 step,
                 repeat,
             } => {
-                *out = Value::Int(start.wrapping_add(((c.row / repeat) as i64).wrapping_mul(*step)))
-            }
-            Gen::Uuid => {
-                let mut b = [0u8; 16];
-                rng.fill(&mut b);
-                *out = Value::Uuid(*uuid::Builder::from_random_bytes(b).as_uuid().as_bytes());
+                let k = if *repeat == 1 { c.row } else { c.row / repeat };
+                *out = Value::Int(start.wrapping_add((k as i64).wrapping_mul(*step)));
             }
             Gen::Const(v) => {
                 if out != v {
                     out.clone_from(v);
                 }
+            }
+            _ => self.make_random(c, out),
+        }
+    }
+
+    /// Everything else: kept out of line, so the cheap generators above do
+    /// not pay for this function's large stack frame on every cell.
+    #[inline(never)]
+    fn make_random(&self, c: &Cell, out: &mut Value) {
+        let mut rng = Rng::cell(c.key, c.row);
+        match self {
+            Gen::Seq { .. } | Gen::Const(_) => {}
+            Gen::Uuid => {
+                let mut b = [0u8; 16];
+                rng.fill(&mut b);
+                *out = Value::Uuid(*uuid::Builder::from_random_bytes(b).as_uuid().as_bytes());
             }
             Gen::Int {
                 min,
@@ -777,7 +790,7 @@ pub fn compile(cx: &Ctx, r: &RawColumn, rows_hint: u64) -> Result<(Gen, Option<K
                             ),
                         );
                     }
-                    if w.get_ref().iter().any(|x| !(*x >= 0.0))
+                    if w.get_ref().iter().any(|x| x.is_nan() || *x < 0.0)
                         || w.get_ref().iter().sum::<f64>() <= 0.0
                     {
                         return err(
@@ -1149,7 +1162,7 @@ fn int_dist(
         },
         Some("zipf") => {
             let s = r.exponent.as_ref().map_or(1.1, |e| *e.get_ref());
-            if !(s > 0.0) {
+            if s.is_nan() || s <= 0.0 {
                 return err(
                     sp(&r.exponent),
                     format!("{}: exponent must be above 0", here()),

@@ -63,6 +63,9 @@ pub struct Options {
     pub dry_run: bool,
     pub truncate: bool,
     pub cleanup: bool,
+    /// Load with session_replication_role = replica: no foreign-key checks
+    /// and no triggers (the refs point at existing parents by construction).
+    pub disable_triggers: bool,
     /// Progress bars on a terminal, one line per table otherwise.
     pub progress: bool,
 }
@@ -77,6 +80,7 @@ impl Default for Options {
             dry_run: false,
             truncate: false,
             cleanup: false,
+            disable_triggers: false,
             progress: false,
         }
     }
@@ -414,7 +418,14 @@ async fn run_async(model: Arc<Model>, opts: &Options) -> Result<Report, Error> {
         .collect();
     let progress = Arc::new(Progress::new(&rows, opts.progress));
     let load_started = Instant::now();
-    load::load(model.clone(), targets.clone(), &clients, progress.clone()).await?;
+    load::load(
+        model.clone(),
+        targets.clone(),
+        &clients,
+        progress.clone(),
+        opts.disable_triggers,
+    )
+    .await?;
     let load_secs = load_started.elapsed().as_secs_f64();
     load::bump_sequences(&model, &targets, &clients[0]).await?;
 
@@ -474,7 +485,7 @@ async fn dry_run(
                 let mut buf = bytes::BytesMut::new();
                 for i in 0..sample {
                     // Spread the sample over the whole table.
-                    let row = if sample == 0 { 0 } else { i * t.rows / sample };
+                    let row = (i * t.rows).checked_div(sample).unwrap_or(0);
                     t.eval(row, &order, &mut vals, false);
                     encode::row(&mut buf, &vals, &target.cols);
                 }

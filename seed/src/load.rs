@@ -68,6 +68,7 @@ pub async fn load(
     targets: Arc<Vec<Target>>,
     clients: &[Arc<Client>],
     progress: Arc<Progress>,
+    disable_triggers: bool,
 ) -> Result<(), Error> {
     let jobs = clients.len() as u64;
     let mut committed: Vec<Committed> = Vec::new();
@@ -97,6 +98,7 @@ pub async fn load(
                 queue.clone(),
                 failed.clone(),
                 progress.clone(),
+                disable_triggers,
             )));
         }
         let mut results = Vec::new();
@@ -145,6 +147,7 @@ async fn worker(
     queue: Arc<Mutex<VecDeque<Stream>>>,
     failed: Arc<AtomicBool>,
     progress: Arc<Progress>,
+    disable_triggers: bool,
 ) -> Result<(i64, Vec<usize>), StreamError> {
     let fail = |m: String| {
         failed.store(true, Ordering::Relaxed);
@@ -153,6 +156,16 @@ async fn worker(
     if let Err(e) = client.batch_execute("BEGIN").await {
         return Err(fail(format!(
             "cannot begin a transaction: {}",
+            db_message(&e)
+        )));
+    }
+    if disable_triggers
+        && let Err(e) = client
+            .batch_execute("SET LOCAL session_replication_role = replica")
+            .await
+    {
+        return Err(fail(format!(
+            "--disable-triggers: {} (it needs a superuser, or a role allowed to SET session_replication_role)",
             db_message(&e)
         )));
     }

@@ -507,6 +507,20 @@ impl Table {
                 vals[c] = Value::Null;
                 continue;
             }
+            if col.deps.is_empty() {
+                // Most columns read nothing else of the row: fill the slot in place.
+                col.generator.make(
+                    &Cell {
+                        row,
+                        key: col.key,
+                        row_values: &[],
+                        group,
+                        plaintext,
+                    },
+                    &mut vals[c],
+                );
+                continue;
+            }
             let mut v = std::mem::take(&mut vals[c]);
             col.generator.make(
                 &Cell {
