@@ -73,6 +73,10 @@ struct SeedArgs {
     /// needs a superuser). Refs always point at seeded parents, so the keys still hold.
     #[arg(long, conflicts_with = "cleanup")]
     disable_triggers: bool,
+    /// Split big tables into COPY streams of N rows across the connections
+    /// (default: 100000 on PostgreSQL 16+; before 16 a table loads as one stream).
+    #[arg(long, value_name = "N")]
+    stream_rows: Option<u64>,
     /// No progress bars or per-table lines while loading.
     #[arg(short, long)]
     quiet: bool,
@@ -460,6 +464,7 @@ fn cmd_seed(a: SeedArgs) -> Result<u8, Failure> {
         truncate: a.truncate,
         cleanup: a.cleanup,
         disable_triggers: a.disable_triggers,
+        stream_rows: a.stream_rows,
         progress: !a.quiet,
     };
     match volley_seed::run(&a.spec, &opts) {

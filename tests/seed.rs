@@ -362,8 +362,19 @@ fn the_same_seed_gives_the_same_bytes_whatever_the_jobs() {
     let mut sums = Vec::new();
     for (db, seed, jobs) in &dbs {
         db.exec(BIG_SCHEMA);
-        ok(&db.seed(&spec, &["--seed", seed, "--jobs", jobs, "--quiet"]));
-        // ~220k ledger rows: split into several COPY streams with --jobs 3.
+        // ~220k ledger rows: three COPY streams of it with --jobs 3.
+        ok(&db.seed(
+            &spec,
+            &[
+                "--seed",
+                seed,
+                "--jobs",
+                jobs,
+                "--stream-rows",
+                "60000",
+                "--quiet",
+            ],
+        ));
         assert!(db.count("ledger") > 200_000);
         sums.push((db.checksum("accounts", "id"), db.checksum("ledger", "id")));
     }
@@ -565,7 +576,9 @@ fn dry_run_truncate_and_the_handbook_example() {
     assert_eq!((db.count("users"), db.count("orders")), (1000, 5000));
     assert_eq!(db.checksum("orders", "id"), sum);
     assert_eq!(
-        db.int("SELECT count(*) FROM orders o LEFT JOIN users u ON u.id = o.user_id WHERE u.id IS NULL"),
+        db.int(
+            "SELECT count(*) FROM orders o LEFT JOIN users u ON u.id = o.user_id WHERE u.id IS NULL"
+        ),
         0
     );
 }

@@ -66,6 +66,9 @@ pub struct Options {
     /// Load with session_replication_role = replica: no foreign-key checks
     /// and no triggers (the refs point at existing parents by construction).
     pub disable_triggers: bool,
+    /// Split tables into COPY streams of this many rows across the
+    /// connections (None: 100,000 on PostgreSQL 16+, no split before).
+    pub stream_rows: Option<u64>,
     /// Progress bars on a terminal, one line per table otherwise.
     pub progress: bool,
 }
@@ -81,6 +84,7 @@ impl Default for Options {
             truncate: false,
             cleanup: false,
             disable_triggers: false,
+            stream_rows: None,
             progress: false,
         }
     }
@@ -418,12 +422,14 @@ async fn run_async(model: Arc<Model>, opts: &Options) -> Result<Report, Error> {
         .collect();
     let progress = Arc::new(Progress::new(&rows, opts.progress));
     let load_started = Instant::now();
+    let stream_rows = load::stream_rows(opts.stream_rows, &clients[0]).await;
     load::load(
         model.clone(),
         targets.clone(),
         &clients,
         progress.clone(),
         opts.disable_triggers,
+        stream_rows,
     )
     .await?;
     let load_secs = load_started.elapsed().as_secs_f64();
