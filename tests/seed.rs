@@ -312,6 +312,29 @@ fn seeds_row_counts_foreign_keys_uniques_and_feeders() {
     assert_eq!(products.lines().next(), Some("id"));
     assert_eq!(products.lines().count(), 101);
 
+    // A plan reads the feeder as it is.
+    let plan = dir.write(
+        "plan.toml",
+        r#"[data.users]
+file = "out/users.csv"
+pick = "unique"
+
+[scenarios.login]
+driver = "http"
+executor = "shared-iterations"
+vus = 2
+iterations = 2
+
+[[scenarios.login.requests]]
+method = "POST"
+url = "http://127.0.0.1:9/api/v1/auth/login"
+json = { email = "{{ data.users.email }}", password = "{{ data.users.password }}" }
+"#,
+    );
+    let v = volley().arg("validate").arg(&plan).output().unwrap();
+    assert_eq!(code(&v), 0, "{}", text(&v));
+    assert!(text(&v).contains("users: 500 rows"), "{}", text(&v));
+
     // The id sequence moved past the seeded ids: the app's next insert works.
     let next = db.int(
         "INSERT INTO users (email, password_hash, name, tier, created_at) \
@@ -552,6 +575,17 @@ fn dry_run_truncate_and_the_handbook_example() {
         "CREATE TABLE users (id bigint PRIMARY KEY, email text UNIQUE NOT NULL, tier text NOT NULL, created_at timestamptz NOT NULL);
          CREATE TABLE orders (id bigint PRIMARY KEY, user_id bigint NOT NULL REFERENCES users (id), amount_cents int NOT NULL);",
     );
+
+    // Without a database, a dry run infers the column types from the generators.
+    let offline = volley()
+        .env_remove("DATABASE_URL")
+        .args(["seed", "--dry-run", "--scale", "2"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    let offline = ok(&offline);
+    assert_eq!(printed_rows(&offline, "orders"), 10_000, "{offline}");
+    assert!(offline.contains("inferred"), "{offline}");
 
     let out = ok(&db.seed(&spec, &["--dry-run"]));
     assert_eq!(printed_rows(&out, "users"), 1000, "{out}");
