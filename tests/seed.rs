@@ -494,6 +494,17 @@ fn cleanup_removes_exactly_the_seeded_rows() {
     assert_eq!(db.count("users"), users_before, "nothing deleted: {t}");
 
     db.exec("DELETE FROM orders WHERE id = 200000");
+    // Other flags would regenerate other keys (at scale 0.3, ids 201.. of the
+    // users made since): refused, nothing deleted.
+    let out = db.seed(&spec, &["--scale", "0.3", "--seed", "3", "--cleanup"]);
+    let t = text(&out);
+    assert_eq!(code(&out), 2, "{t}");
+    assert!(
+        t.contains("--seed 3 --scale 0.2"),
+        "says the right flags: {t}"
+    );
+    assert_eq!(db.count("users"), users_before, "nothing deleted: {t}");
+
     let out = ok(&db.seed(&spec, &["--scale", "0.2", "--seed", "3", "--cleanup"]));
     assert!(out.contains("200 of 200 rows deleted"), "{out}");
     let users: Vec<String> = db
@@ -505,6 +516,11 @@ fn cleanup_removes_exactly_the_seeded_rows() {
     assert_eq!(db.int("SELECT id FROM orders"), 100000);
     assert_eq!(db.count("order_items"), 0);
     assert_eq!(db.count("products"), 0);
+    assert_eq!(
+        db.count("volley_seed_manifest"),
+        0,
+        "the manifest forgets cleaned tables"
+    );
 }
 
 #[test]

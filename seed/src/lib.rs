@@ -13,6 +13,7 @@ mod export;
 mod fakes;
 mod generator;
 mod load;
+mod manifest;
 mod model;
 mod progress;
 mod rng;
@@ -377,6 +378,18 @@ async fn run_async(model: Arc<Model>, opts: &Options) -> Result<Report, Error> {
         .map_err(|e| Error::Io(format!("preparing references failed: {e}")))?;
 
     if opts.cleanup {
+        let wrong = manifest::mismatches(&model, &targets, &client, opts.seed, opts.scale)
+            .await
+            .map_err(|e| Error::Db(load::db_message(&e)))?;
+        if !wrong.is_empty() {
+            return Err(Error::Spec(vec![model.error(
+                None,
+                format!(
+                    "--cleanup regenerates the seeded keys from --seed and --scale, and {}: pass the flags of the seed run (nothing was deleted)",
+                    wrong.join("; ")
+                ),
+            )]));
+        }
         let deleted = load::cleanup(model.clone(), targets.clone(), &client).await?;
         return Ok(Report {
             mode: Mode::Cleanup,
@@ -434,6 +447,10 @@ async fn run_async(model: Arc<Model>, opts: &Options) -> Result<Report, Error> {
     .await?;
     let load_secs = load_started.elapsed().as_secs_f64();
     load::bump_sequences(&model, &targets, &clients[0]).await?;
+    if let Some(note) = manifest::record(&model, &targets, &clients[0], opts.seed, opts.scale).await
+    {
+        notes.push(note);
+    }
 
     let mut exports = Vec::new();
     for ex in &model.exports {

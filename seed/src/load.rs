@@ -627,6 +627,7 @@ pub async fn cleanup(
             }
         }
     }
+    crate::manifest::forget(&targets, c).await.map_err(tx_err)?;
     c.batch_execute("COMMIT").await.map_err(tx_err)?;
     out.reverse();
     Ok(out)
