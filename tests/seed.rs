@@ -474,7 +474,11 @@ a_id = { gen = "ref", table = "a" }
          CREATE TABLE c (id int PRIMARY KEY, b_id int NOT NULL REFERENCES b (id), amount int NOT NULL);",
     );
     ok(&free.seed(&spec, &["--quiet"]));
-    assert_eq!(free.int("SELECT min(id) FROM c WHERE amount >= 990"), row, "{t}");
+    assert_eq!(
+        free.int("SELECT min(id) FROM c WHERE amount >= 990"),
+        row,
+        "{t}"
+    );
 }
 
 #[test]

@@ -411,7 +411,14 @@ async fn run_async(model: Arc<Model>, opts: &Options) -> Result<Report, Error> {
         });
     }
 
-    let jobs = opts.jobs.max(1);
+    // No more connections than COPY streams could use at once.
+    let stream_rows = load::stream_rows(opts.stream_rows, &client).await;
+    let streams: u64 = model
+        .tables
+        .iter()
+        .map(|t| (t.rows / stream_rows).max(1))
+        .sum();
+    let jobs = opts.jobs.max(1).min(streams.min(1024) as usize);
     let mut clients = vec![Arc::new(client)];
     for _ in 1..jobs {
         clients.push(Arc::new(connect(url).await?));
@@ -435,7 +442,6 @@ async fn run_async(model: Arc<Model>, opts: &Options) -> Result<Report, Error> {
         .collect();
     let progress = Arc::new(Progress::new(&rows, opts.progress));
     let load_started = Instant::now();
-    let stream_rows = load::stream_rows(opts.stream_rows, &clients[0]).await;
     load::load(
         model.clone(),
         targets.clone(),
