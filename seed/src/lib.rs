@@ -18,6 +18,7 @@ mod model;
 mod progress;
 mod rng;
 mod spec;
+mod tls;
 mod value;
 
 pub use spec::SpecError;
@@ -29,7 +30,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -274,13 +275,15 @@ fn redact(url: &str) -> String {
 }
 
 async fn connect(url: &str) -> Result<Client, Error> {
-    let (client, conn) = tokio_postgres::connect(url, NoTls).await.map_err(|e| {
-        Error::Db(format!(
-            "cannot connect to {}: {}",
-            redact(url),
-            load::db_message(&e)
-        ))
-    })?;
+    let (client, conn) = tokio_postgres::connect(url, tls::connector())
+        .await
+        .map_err(|e| {
+            Error::Db(format!(
+                "cannot connect to {}: {}",
+                redact(url),
+                load::db_message(&e)
+            ))
+        })?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!("seed connection closed: {e}");
