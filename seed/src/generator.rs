@@ -1,0 +1,1511 @@
+//! Column generators: compiled once from the spec, then asked for one cell
+//! at a time. A cell is a pure function of (seed, table, column, row).
+
+use crate::fakes::{self, Faker, Locale};
+use crate::rng::{Permutation, Rng, Zipf, column_key, name_hash};
+use crate::spec::{RawColumn, parse_int_range};
+use crate::value::{DAY_US, Kind, Value, parse_time};
+use std::sync::{Arc, OnceLock};
+use toml::Spanned;
+
+/// Which keys each generator takes (besides gen, null_ratio, unique).
+pub const ALLOWED: &[(&str, &[&str])] = &[
+    ("seq", &["start", "step", "repeat"]),
+    ("uuid", &[]),
+    ("const", &["value"]),
+    ("int", &["min", "max", "dist", "mean", "stddev", "exponent"]),
+    ("float", &["min", "max", "dist", "mean", "stddev"]),
+    (
+        "decimal",
+        &[
+            "min", "max", "decimals", "dist", "mean", "stddev", "exponent",
+        ],
+    ),
+    ("bool", &["probability"]),
+    ("choice", &["values", "weights"]),
+    ("first_name", &["locale"]),
+    ("last_name", &["locale"]),
+    ("name", &["locale"]),
+    ("username", &["locale"]),
+    ("company", &["locale"]),
+    ("address", &["locale"]),
+    ("street", &["locale"]),
+    ("city", &["locale"]),
+    ("state", &["locale"]),
+    ("country", &["locale"]),
+    ("zip", &["locale"]),
+    ("postcode", &["locale"]),
+    ("phone", &["locale"]),
+    ("email", &["locale", "domain", "from"]),
+    ("product", &[]),
+    ("word", &[]),
+    ("words", &["words"]),
+    ("sentence", &["words"]),
+    ("paragraph", &["words"]),
+    ("timestamp", &["from", "to", "at"]),
+    ("date", &["from", "to", "at"]),
+    (
+        "ref",
+        &[
+            "table",
+            "column",
+            "dist",
+            "exponent",
+            "per_parent",
+            "distinct",
+        ],
+    ),
+    ("json", &["template"]),
+    ("password", &["scheme", "cost", "pool", "length"]),
+];
+
+pub fn gen_names() -> String {
+    ALLOWED
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[derive(Clone, Debug)]
+pub enum IntDist {
+    Uniform,
+    Normal { mean: f64, sd: f64 },
+    Zipf(Zipf),
+}
+
+#[derive(Debug)]
+pub enum Gen {
+    Seq {
+        start: i64,
+        step: i64,
+        repeat: u64,
+    },
+    Uuid,
+    Const(Value),
+    Int {
+        min: i64,
+        max: i64,
+        dist: IntDist,
+        unique: Option<Permutation>,
+    },
+    Float {
+        min: f64,
+        max: f64,
+        dist: IntDist,
+    },
+    Decimal {
+        min: i64,
+        max: i64,
+        decimals: u32,
+        dist: IntDist,
+    },
+    Bool {
+        p: f64,
+    },
+    Choice {
+        values: Vec<Value>,
+        cumulative: Vec<f64>,
+    },
+    Fake {
+        what: Faker,
+        locale: Locale,
+        unique: bool,
+    },
+    Email {
+        locale: Locale,
+        domain: String,
+        from: Option<usize>,
+        unique: bool,
+    },
+    Product,
+    Words {
+        min: usize,
+        max: usize,
+        sentence: bool,
+    },
+    Paragraph {
+        min: usize,
+        max: usize,
+    },
+    Timestamp {
+        from: i64,
+        to: i64,
+    },
+    After {
+        column: usize,
+        min: i64,
+        max: i64,
+    },
+    Ref(Box<RefGen>),
+    Json(Vec<JsonPart>),
+    Password(Box<PasswordGen>),
+}
+
+/// A foreign key: the parent's column values are materialized once.
+#[derive(Debug)]
+pub struct RefGen {
+    pub table: String,
+    pub column: String,
+    pub table_idx: usize,
+    pub column_idx: usize,
+    pub dist_zipf: Option<f64>,
+    pub per_parent: Option<(u64, u64)>,
+    pub distinct: bool,
+    pub unique: bool,
+    pub key: u64,
+    /// Filled before generation (parent values, zipf sampler, permutation).
+    pub ready: OnceLock<RefReady>,
+}
+
+#[derive(Debug)]
+pub struct RefReady {
+    pub values: Arc<Vec<Value>>,
+    pub zipf: Option<Zipf>,
+    pub perm: Permutation,
+}
+
+/// JSON templates render literal text around nested generators.
+#[derive(Debug)]
+pub enum JsonPart {
+    Lit(String),
+    Gen(Box<Gen>, u64),
+}
+
+/// Passwords: a pool of plaintexts, each hashed once (hashing dominates otherwise).
+#[derive(Debug)]
+pub struct PasswordGen {
+    pub cost: u32,
+    pub pool: u64,
+    pub length: usize,
+    pub key: u64,
+    pub hashed: OnceLock<Arc<Vec<(String, String)>>>,
+}
+
+pub const PASSWORD_ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+
+impl PasswordGen {
+    pub fn plaintext(&self, i: u64) -> String {
+        let mut r = Rng::cell(self.key, i);
+        (0..self.length)
+            .map(|_| PASSWORD_ALPHABET[r.below(PASSWORD_ALPHABET.len() as u64) as usize] as char)
+            .collect()
+    }
+
+    /// bcrypt with a salt drawn from the seed, so the hashes are deterministic too.
+    /// Written as `$2a$`: every bcrypt verifier reads it (some older ones
+    /// refuse `$2b$`), and for passwords under 72 bytes the hash is the same.
+    pub fn hash(&self, i: u64, plain: &str) -> String {
+        let mut salt = [0u8; 16];
+        Rng::cell(self.key ^ 0x5a17, i).fill(&mut salt);
+        bcrypt::hash_with_salt(plain, self.cost, salt)
+            .map(|h| h.format_for_version(bcrypt::Version::TwoA))
+            .unwrap_or_default()
+    }
+
+    /// Hash the pool on every core, once.
+    pub fn pool(&self) -> &Arc<Vec<(String, String)>> {
+        self.hashed.get_or_init(|| {
+            let n = self.pool;
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+            let per = n.div_ceil(threads).max(1);
+            let mut out = Vec::with_capacity(n as usize);
+            std::thread::scope(|s| {
+                let hs: Vec<_> = (0..threads)
+                    .map(|t| {
+                        s.spawn(move || {
+                            (t * per..((t + 1) * per).min(n))
+                                .map(|i| {
+                                    let p = self.plaintext(i);
+                                    let h = self.hash(i, &p);
+                                    (p, h)
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                for h in hs {
+                    out.extend(h.join().expect("hashing thread"));
+                }
+            });
+            Arc::new(out)
+        })
+    }
+}
+
+/// What a generator needs from its row.
+pub struct Cell<'a> {
+    pub row: u64,
+    pub key: u64,
+    /// The row's other columns (those this one depends on are already made).
+    pub row_values: &'a [Value],
+    /// For per_parent tables: (parent index, index within the parent's children).
+    pub group: Option<(u64, u64)>,
+    /// Exports want the plaintext password, the table wants the hash.
+    pub plaintext: bool,
+}
+
+impl Gen {
+    /// Columns of the same row this generator reads.
+    pub fn deps(&self, out: &mut Vec<usize>) {
+        match self {
+            Gen::Email { from: Some(c), .. } => out.push(*c),
+            Gen::After { column, .. } => out.push(*column),
+            Gen::Json(parts) => {
+                for p in parts {
+                    if let JsonPart::Gen(g, _) = p {
+                        g.deps(out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[inline]
+    pub fn make(&self, c: &Cell, out: &mut Value) {
+        // The two generators without randomness skip the cell's stream.
+        match self {
+            Gen::Seq {
+                start,
+                step,
+                repeat,
+            } => {
+                let k = if *repeat == 1 { c.row } else { c.row / repeat };
+                *out = Value::Int(start.wrapping_add((k as i64).wrapping_mul(*step)));
+            }
+            Gen::Const(v) => {
+                if out != v {
+                    out.clone_from(v);
+                }
+            }
+            _ => self.make_random(c, out),
+        }
+    }
+
+    /// Everything else: kept out of line, so the cheap generators above do
+    /// not pay for this function's large stack frame on every cell.
+    #[inline(never)]
+    fn make_random(&self, c: &Cell, out: &mut Value) {
+        let mut rng = Rng::cell(c.key, c.row);
+        match self {
+            Gen::Seq { .. } | Gen::Const(_) => {}
+            Gen::Uuid => {
+                let mut b = [0u8; 16];
+                rng.fill(&mut b);
+                *out = Value::Uuid(*uuid::Builder::from_random_bytes(b).as_uuid().as_bytes());
+            }
+            Gen::Int {
+                min,
+                max,
+                dist,
+                unique,
+            } => {
+                *out = Value::Int(match unique {
+                    Some(p) => min + p.apply(c.row) as i64,
+                    None => draw_int(&mut rng, *min, *max, dist),
+                })
+            }
+            Gen::Float { min, max, dist } => {
+                let x = match dist {
+                    IntDist::Normal { mean, sd } => clamp_normal(&mut rng, *mean, *sd, *min, *max),
+                    _ => min + rng.unit() * (max - min),
+                };
+                *out = Value::Float(x);
+            }
+            Gen::Decimal {
+                min,
+                max,
+                decimals,
+                dist,
+            } => *out = Value::Dec(draw_int(&mut rng, *min, *max, dist), *decimals),
+            Gen::Bool { p } => *out = Value::Bool(rng.unit() < *p),
+            Gen::Choice { values, cumulative } => {
+                let x = rng.unit() * cumulative.last().copied().unwrap_or(1.0);
+                let i = cumulative
+                    .partition_point(|&w| w <= x)
+                    .min(values.len() - 1);
+                out.clone_from(&values[i]);
+            }
+            Gen::Fake {
+                what,
+                locale,
+                unique,
+            } => {
+                let s = out.text_buf();
+                what.make(*locale, &mut rng, s);
+                if *unique {
+                    use std::fmt::Write as _;
+                    let _ = write!(s, "{}", c.row);
+                }
+            }
+            Gen::Email {
+                locale,
+                domain,
+                from,
+                unique,
+            } => {
+                let name = match from.and_then(|i| c.row_values[i].as_str()) {
+                    Some(n) => n.to_string(),
+                    None => {
+                        let mut n = String::new();
+                        Faker::Name.make(*locale, &mut rng, &mut n);
+                        n
+                    }
+                };
+                let s = out.text_buf();
+                fakes::email_local(&name, s);
+                if *unique {
+                    use std::fmt::Write as _;
+                    let _ = write!(s, "{}", c.row);
+                }
+                s.push('@');
+                s.push_str(domain);
+            }
+            Gen::Product => fakes::product(&mut rng, out.text_buf()),
+            Gen::Words { min, max, sentence } => {
+                let n = rng.range_i64(*min as i64, *max as i64) as usize;
+                let s = out.text_buf();
+                if *sentence {
+                    fakes::sentence(&mut rng, n, s)
+                } else {
+                    fakes::words(&mut rng, n, s)
+                }
+            }
+            Gen::Paragraph { min, max } => {
+                let n = rng.range_i64(*min as i64, *max as i64) as usize;
+                let s = out.text_buf();
+                for i in 0..n {
+                    if i > 0 {
+                        s.push(' ');
+                    }
+                    let w = rng.range_i64(4, 12) as usize;
+                    fakes::sentence(&mut rng, w, s);
+                }
+            }
+            Gen::Timestamp { from, to } => *out = Value::Time(rng.range_i64(*from, *to)),
+            Gen::After { column, min, max } => {
+                *out = match c.row_values[*column] {
+                    Value::Time(t) => Value::Time(t + rng.range_i64(*min, *max)),
+                    _ => Value::Null,
+                }
+            }
+            Gen::Ref(r) => {
+                let ready = r.ready.get().expect("refs are prepared before generation");
+                let n = ready.values.len() as u64;
+                let idx = if r.per_parent.is_some() {
+                    c.group.map_or(0, |g| g.0)
+                } else if r.unique {
+                    ready.perm.apply(c.row)
+                } else if r.distinct {
+                    let (p, j) = c.group.unwrap_or((c.row, 0));
+                    Permutation::new(n, r.key ^ p).apply(j)
+                } else if let Some(z) = &ready.zipf {
+                    ready.perm.apply(z.sample(&mut rng) - 1)
+                } else {
+                    rng.below(n)
+                };
+                out.clone_from(&ready.values[idx as usize]);
+            }
+            Gen::Json(parts) => {
+                let mut s = std::mem::take(out.json_buf());
+                let mut v = Value::Null;
+                for p in parts {
+                    match p {
+                        JsonPart::Lit(l) => s.push_str(l),
+                        JsonPart::Gen(g, k) => {
+                            let sub = Cell {
+                                row: c.row,
+                                key: *k,
+                                row_values: c.row_values,
+                                group: c.group,
+                                plaintext: c.plaintext,
+                            };
+                            g.make(&sub, &mut v);
+                            v.write_json(&mut s);
+                        }
+                    }
+                }
+                *out = Value::Json(s);
+            }
+            Gen::Password(p) => {
+                let i = rng.below(p.pool);
+                let pool = p.pool();
+                let (plain, hash) = &pool[i as usize];
+                let s = out.text_buf();
+                s.push_str(if c.plaintext { plain } else { hash });
+            }
+        }
+    }
+
+    /// Can two rows get the same value?
+    pub fn is_unique(&self) -> bool {
+        match self {
+            Gen::Seq { repeat, step, .. } => *repeat == 1 && *step != 0,
+            Gen::Uuid => true,
+            Gen::Int { unique, .. } => unique.is_some(),
+            Gen::Fake { unique, .. } | Gen::Email { unique, .. } => *unique,
+            Gen::Ref(r) => r.unique,
+            _ => false,
+        }
+    }
+}
+
+fn draw_int(rng: &mut Rng, min: i64, max: i64, dist: &IntDist) -> i64 {
+    match dist {
+        IntDist::Uniform => rng.range_i64(min, max),
+        IntDist::Normal { mean, sd } => {
+            clamp_normal(rng, *mean, *sd, min as f64, max as f64).round() as i64
+        }
+        IntDist::Zipf(z) => min + z.sample(rng) as i64 - 1,
+    }
+}
+
+/// A normal draw kept inside [min, max]: redraw a few times, then clamp.
+fn clamp_normal(rng: &mut Rng, mean: f64, sd: f64, min: f64, max: f64) -> f64 {
+    for _ in 0..8 {
+        let x = mean + sd * rng.normal();
+        if (min..=max).contains(&x) {
+            return x;
+        }
+    }
+    (mean + sd * rng.normal()).clamp(min, max)
+}
+
+/// A column generator error, with the span of the offending key.
+pub struct GenError {
+    pub span: Option<std::ops::Range<usize>>,
+    pub message: String,
+}
+
+fn err<T>(span: Option<std::ops::Range<usize>>, m: impl Into<String>) -> Result<T, GenError> {
+    Err(GenError {
+        span,
+        message: m.into(),
+    })
+}
+
+/// What compiling a column needs to know about the rest of the spec.
+pub struct Ctx<'a> {
+    pub seed: u64,
+    pub table: &'a str,
+    pub column: &'a str,
+    /// Columns of this table, by name (for `from` and `at`).
+    pub columns: &'a [String],
+    pub locale: Locale,
+    pub span: std::ops::Range<usize>,
+}
+
+impl Ctx<'_> {
+    fn col(&self, name: &Spanned<String>) -> Result<usize, GenError> {
+        let n = name.get_ref().trim();
+        self.columns.iter().position(|c| c == n).map_or_else(
+            || {
+                err(
+                    Some(name.span()),
+                    format!(
+                        "{}.{}: no column {n:?} in this table (it has: {})",
+                        self.table,
+                        self.column,
+                        self.columns.join(", ")
+                    ),
+                )
+            },
+            Ok,
+        )
+    }
+}
+
+fn sp<T>(v: &Option<Spanned<T>>) -> Option<std::ops::Range<usize>> {
+    v.as_ref().map(Spanned::span)
+}
+
+/// Keys set on a raw column, by name, for the "does not apply" check.
+fn keys_set(r: &RawColumn) -> Vec<(&'static str, std::ops::Range<usize>)> {
+    let mut v = Vec::new();
+    macro_rules! k {
+        ($($f:ident),*) => { $( if let Some(x) = &r.$f { v.push((stringify!($f), x.span())); } )* };
+    }
+    k!(
+        start,
+        step,
+        repeat,
+        value,
+        min,
+        max,
+        dist,
+        mean,
+        stddev,
+        exponent,
+        decimals,
+        probability,
+        values,
+        weights,
+        locale,
+        domain,
+        from,
+        to,
+        at,
+        table,
+        column,
+        per_parent,
+        distinct,
+        template,
+        scheme,
+        cost,
+        pool,
+        length,
+        words
+    );
+    v
+}
+
+/// Compile one column's generator and say what kind of values it makes
+/// (None for refs: their kind is the parent column's).
+pub fn compile(cx: &Ctx, r: &RawColumn, rows_hint: u64) -> Result<(Gen, Option<Kind>), GenError> {
+    let Some(name) = &r.r#gen else {
+        return err(
+            Some(cx.span.clone()),
+            format!(
+                "{}.{}: missing key `gen` (one of: {})",
+                cx.table,
+                cx.column,
+                gen_names()
+            ),
+        );
+    };
+    let gname = name.get_ref().as_str();
+    let Some((_, allowed)) = ALLOWED.iter().find(|(n, _)| *n == gname) else {
+        return err(
+            Some(name.span()),
+            format!(
+                "{}.{}: unknown generator {gname:?}; use one of: {}",
+                cx.table,
+                cx.column,
+                gen_names()
+            ),
+        );
+    };
+    for (k, span) in keys_set(r) {
+        if !allowed.contains(&k) {
+            let takes = if allowed.is_empty() {
+                "no other keys".to_string()
+            } else {
+                allowed.join(", ")
+            };
+            return err(
+                Some(span),
+                format!(
+                    "{}.{}: key `{k}` does not apply to gen = {gname:?} (it takes: {takes})",
+                    cx.table, cx.column
+                ),
+            );
+        }
+    }
+    let key = column_key(cx.seed, cx.table, cx.column);
+    let unique = r.unique.as_ref().is_some_and(|u| *u.get_ref());
+    let locale = match &r.locale {
+        Some(l) => Locale::parse(l.get_ref()).ok_or_else(|| GenError {
+            span: Some(l.span()),
+            message: format!(
+                "unknown locale {:?}; use one of: {}",
+                l.get_ref(),
+                fakes::LOCALES
+            ),
+        })?,
+        None => cx.locale,
+    };
+    let here = || format!("{}.{} (gen = {gname:?})", cx.table, cx.column);
+    let need_unique_ok = |g: &Gen| -> Result<(), GenError> {
+        if unique && !g.is_unique() {
+            return err(
+                sp(&r.unique),
+                format!(
+                    "{}: unique = true is not possible for this generator; unique values come from seq, uuid, int, email, username, name or ref",
+                    here()
+                ),
+            );
+        }
+        Ok(())
+    };
+    let (g, kind) = match gname {
+        "seq" => {
+            let repeat = r.repeat.as_ref().map_or(1, |v| *v.get_ref());
+            if repeat == 0 {
+                return err(
+                    sp(&r.repeat),
+                    format!("{}: repeat must be at least 1", here()),
+                );
+            }
+            (
+                Gen::Seq {
+                    start: r.start.as_ref().map_or(1, |v| *v.get_ref()),
+                    step: r.step.as_ref().map_or(1, |v| *v.get_ref()),
+                    repeat,
+                },
+                Some(Kind::Int),
+            )
+        }
+        "uuid" => (Gen::Uuid, Some(Kind::Uuid)),
+        "const" => {
+            let Some(v) = &r.value else {
+                return err(
+                    Some(cx.span.clone()),
+                    format!("{}: missing key `value`", here()),
+                );
+            };
+            let (val, kind) = toml_value(v.get_ref()).ok_or_else(|| GenError {
+                span: Some(v.span()),
+                message: format!("{}: this value cannot be stored", here()),
+            })?;
+            (Gen::Const(val), Some(kind))
+        }
+        "int" | "decimal" => {
+            let decimals = if gname == "decimal" {
+                r.decimals.as_ref().map_or(2, |d| *d.get_ref())
+            } else {
+                0
+            };
+            if decimals > 12 {
+                return err(sp(&r.decimals), format!("{}: at most 12 decimals", here()));
+            }
+            let (min, max) = bounds(r, decimals, &here)?;
+            let dist = int_dist(r, min, max, decimals, &here)?;
+            let perm = if unique {
+                if !matches!(dist, IntDist::Uniform) || gname == "decimal" {
+                    return err(
+                        sp(&r.unique),
+                        format!("{}: unique works with uniform whole numbers only", here()),
+                    );
+                }
+                let span = (max as i128 - min as i128 + 1) as u128;
+                if span < u128::from(rows_hint) {
+                    return err(
+                        sp(&r.unique),
+                        format!(
+                            "{}: {rows_hint} unique values do not fit in {min}..{max}; widen the range",
+                            here()
+                        ),
+                    );
+                }
+                Some(Permutation::new(span.min(u128::from(u64::MAX)) as u64, key))
+            } else {
+                None
+            };
+            if gname == "int" {
+                (
+                    Gen::Int {
+                        min,
+                        max,
+                        dist,
+                        unique: perm,
+                    },
+                    Some(Kind::Int),
+                )
+            } else {
+                (
+                    Gen::Decimal {
+                        min,
+                        max,
+                        decimals,
+                        dist,
+                    },
+                    Some(Kind::Decimal),
+                )
+            }
+        }
+        "float" => {
+            let min = num(&r.min).ok_or_else(|| missing("min", r, cx, &here))?;
+            let max = num(&r.max).ok_or_else(|| missing("max", r, cx, &here))?;
+            if min > max {
+                return err(sp(&r.min), format!("{}: min is above max", here()));
+            }
+            let dist = match r.dist.as_ref().map(|d| d.get_ref().as_str()) {
+                None | Some("uniform") => IntDist::Uniform,
+                Some("normal") => IntDist::Normal {
+                    mean: r.mean.as_ref().map_or((min + max) / 2.0, |m| *m.get_ref()),
+                    sd: r
+                        .stddev
+                        .as_ref()
+                        .map_or((max - min) / 6.0, |s| *s.get_ref()),
+                },
+                Some(o) => {
+                    return err(
+                        sp(&r.dist),
+                        format!(
+                            "{}: dist {o:?} is not for floats; use uniform or normal",
+                            here()
+                        ),
+                    );
+                }
+            };
+            (Gen::Float { min, max, dist }, Some(Kind::Float))
+        }
+        "bool" => {
+            let p = r.probability.as_ref().map_or(0.5, |p| *p.get_ref());
+            if !(0.0..=1.0).contains(&p) {
+                return err(
+                    sp(&r.probability),
+                    format!("{}: probability is between 0 and 1", here()),
+                );
+            }
+            (Gen::Bool { p }, Some(Kind::Bool))
+        }
+        "choice" => {
+            let Some(vs) = &r.values else {
+                return err(
+                    Some(cx.span.clone()),
+                    format!("{}: missing key `values`", here()),
+                );
+            };
+            if vs.get_ref().is_empty() {
+                return err(Some(vs.span()), format!("{}: values is empty", here()));
+            }
+            let mut values = Vec::new();
+            let mut kind = None;
+            for v in vs.get_ref() {
+                let (val, k) = toml_value(v).ok_or_else(|| GenError {
+                    span: Some(vs.span()),
+                    message: format!(
+                        "{}: values must be plain strings, numbers or booleans",
+                        here()
+                    ),
+                })?;
+                if kind.is_some_and(|x| x != k) {
+                    return err(Some(vs.span()), format!("{}: values mix types", here()));
+                }
+                kind = Some(k);
+                values.push(val);
+            }
+            let weights: Vec<f64> = match &r.weights {
+                Some(w) => {
+                    if w.get_ref().len() != values.len() {
+                        return err(
+                            Some(w.span()),
+                            format!(
+                                "{}: {} weights for {} values; give one weight per value",
+                                here(),
+                                w.get_ref().len(),
+                                values.len()
+                            ),
+                        );
+                    }
+                    if w.get_ref().iter().any(|x| x.is_nan() || *x < 0.0)
+                        || w.get_ref().iter().sum::<f64>() <= 0.0
+                    {
+                        return err(
+                            Some(w.span()),
+                            format!("{}: weights must be positive", here()),
+                        );
+                    }
+                    w.get_ref().clone()
+                }
+                None => vec![1.0; values.len()],
+            };
+            let mut acc = 0.0;
+            let cumulative = weights
+                .iter()
+                .map(|w| {
+                    acc += w;
+                    acc
+                })
+                .collect();
+            (Gen::Choice { values, cumulative }, kind)
+        }
+        "email" => {
+            let from = r.from.as_ref().map(|f| cx.col(f)).transpose()?;
+            (
+                Gen::Email {
+                    locale,
+                    domain: r
+                        .domain
+                        .as_ref()
+                        .map_or("example.test".to_string(), |d| d.get_ref().clone()),
+                    from,
+                    unique,
+                },
+                Some(Kind::Text),
+            )
+        }
+        "product" => (Gen::Product, Some(Kind::Text)),
+        "word" | "words" | "sentence" => {
+            let (lo, hi) = match &r.words {
+                Some(w) => parse_int_range(w.get_ref())
+                    .filter(|(a, _)| *a >= 1)
+                    .ok_or_else(|| GenError {
+                        span: Some(w.span()),
+                        message: format!(
+                            "{}: words is a count or a range such as \"3..8\"",
+                            here()
+                        ),
+                    })?,
+                None if gname == "word" => (1, 1),
+                None if gname == "words" => (2, 5),
+                None => (4, 12),
+            };
+            (
+                Gen::Words {
+                    min: lo as usize,
+                    max: hi as usize,
+                    sentence: gname == "sentence",
+                },
+                Some(Kind::Text),
+            )
+        }
+        "paragraph" => {
+            let (lo, hi) = match &r.words {
+                Some(w) => parse_int_range(w.get_ref()).ok_or_else(|| GenError {
+                    span: Some(w.span()),
+                    message: format!(
+                        "{}: words (sentences here) is a count or a range such as \"3..6\"",
+                        here()
+                    ),
+                })?,
+                None => (3, 6),
+            };
+            (
+                Gen::Paragraph {
+                    min: lo.max(1) as usize,
+                    max: hi.max(1) as usize,
+                },
+                Some(Kind::Text),
+            )
+        }
+        "timestamp" | "date" => {
+            if let Some(at) = &r.at {
+                let (col, lo, hi) = parse_at(at.get_ref()).ok_or_else(|| GenError {
+                    span: Some(at.span()),
+                    message: format!(
+                        "{}: write at = \"COLUMN + MIN..MAX\", e.g. \"created_at + 0..30d\"",
+                        here()
+                    ),
+                })?;
+                let column = cx.col(&Spanned::new(at.span(), col))?;
+                (
+                    Gen::After {
+                        column,
+                        min: lo,
+                        max: hi,
+                    },
+                    Some(Kind::Time),
+                )
+            } else {
+                let t = |v: &Option<Spanned<String>>, k: &str| -> Result<i64, GenError> {
+                    let Some(s) = v else {
+                        return err(
+                            Some(cx.span.clone()),
+                            format!(
+                                "{}: missing key `{k}` (e.g. \"2025-01-01\"), or use at = \"other_column + 0..30d\"",
+                                here()
+                            ),
+                        );
+                    };
+                    parse_time(s.get_ref()).ok_or_else(|| GenError {
+                        span: Some(s.span()),
+                        message: format!(
+                            "{}: {:?} is not a time; write 2025-01-01 or 2025-01-01T12:00:00Z",
+                            here(),
+                            s.get_ref()
+                        ),
+                    })
+                };
+                let from = t(&r.from, "from")?;
+                let mut to = t(&r.to, "to")?;
+                if r.to
+                    .as_ref()
+                    .is_some_and(|s| !s.get_ref().contains([' ', 'T', 't']))
+                {
+                    to += DAY_US - 1; // a bare date means the whole day
+                }
+                if from > to {
+                    return err(sp(&r.from), format!("{}: from is after to", here()));
+                }
+                (Gen::Timestamp { from, to }, Some(Kind::Time))
+            }
+        }
+        "ref" => {
+            let Some(t) = &r.table else {
+                return err(
+                    Some(cx.span.clone()),
+                    format!("{}: missing key `table` (the parent table)", here()),
+                );
+            };
+            let per_parent = match &r.per_parent {
+                Some(p) => Some(
+                    parse_int_range(p.get_ref())
+                        .filter(|(a, _)| *a >= 0)
+                        .ok_or_else(|| GenError {
+                            span: Some(p.span()),
+                            message: format!(
+                                "{}: per_parent is a count or a range such as \"1..5\"",
+                                here()
+                            ),
+                        })?,
+                )
+                .map(|(a, b)| (a as u64, b as u64)),
+                None => None,
+            };
+            let dist_zipf = match r.dist.as_ref().map(|d| d.get_ref().as_str()) {
+                None | Some("uniform") => None,
+                Some("zipf") => Some(r.exponent.as_ref().map_or(1.1, |e| *e.get_ref())),
+                Some(o) => {
+                    return err(
+                        sp(&r.dist),
+                        format!("{}: dist {o:?}: use uniform or zipf", here()),
+                    );
+                }
+            };
+            let distinct = r.distinct.as_ref().is_some_and(|d| *d.get_ref());
+            let modes = [per_parent.is_some(), dist_zipf.is_some(), distinct, unique]
+                .iter()
+                .filter(|x| **x)
+                .count();
+            if modes > 1 {
+                return err(
+                    Some(cx.span.clone()),
+                    format!(
+                        "{}: choose one of per_parent, dist = \"zipf\", distinct and unique",
+                        here()
+                    ),
+                );
+            }
+            (
+                Gen::Ref(Box::new(RefGen {
+                    table: t.get_ref().clone(),
+                    column: r
+                        .column
+                        .as_ref()
+                        .map_or("id".into(), |c| c.get_ref().clone()),
+                    table_idx: usize::MAX,
+                    column_idx: usize::MAX,
+                    dist_zipf,
+                    per_parent,
+                    distinct,
+                    unique,
+                    key,
+                    ready: OnceLock::new(),
+                })),
+                None,
+            )
+        }
+        "json" => {
+            let Some(t) = &r.template else {
+                return err(
+                    Some(cx.span.clone()),
+                    format!("{}: missing key `template`", here()),
+                );
+            };
+            let mut parts = Vec::new();
+            let mut lit = String::new();
+            json_template(cx, t.get_ref(), "", &mut lit, &mut parts, rows_hint).map_err(
+                |mut e| {
+                    e.span = e.span.or(Some(t.span()));
+                    e
+                },
+            )?;
+            if !lit.is_empty() {
+                parts.push(JsonPart::Lit(lit));
+            }
+            (Gen::Json(parts), Some(Kind::Json))
+        }
+        "password" => {
+            if let Some(s) = &r.scheme
+                && s.get_ref() != "bcrypt"
+            {
+                return err(
+                    Some(s.span()),
+                    format!(
+                        "{}: scheme {:?}: only \"bcrypt\" is supported",
+                        here(),
+                        s.get_ref()
+                    ),
+                );
+            }
+            let cost = r.cost.as_ref().map_or(4, |c| *c.get_ref());
+            if !(4..=31).contains(&cost) {
+                return err(
+                    sp(&r.cost),
+                    format!(
+                        "{}: bcrypt cost is 4..31 (4 is the fast test-only cost)",
+                        here()
+                    ),
+                );
+            }
+            // No more distinct passwords than rows: each one costs a hash.
+            let mut pool = r.pool.as_ref().map_or(1000, |p| *p.get_ref()).max(1);
+            if rows_hint > 0 {
+                pool = pool.min(rows_hint);
+            }
+            let length = r.length.as_ref().map_or(12, |l| *l.get_ref()) as usize;
+            if !(4..=72).contains(&length) {
+                return err(
+                    sp(&r.length),
+                    format!(
+                        "{}: length is 4..72 (bcrypt reads 72 bytes at most)",
+                        here()
+                    ),
+                );
+            }
+            (
+                Gen::Password(Box::new(PasswordGen {
+                    cost,
+                    pool,
+                    length,
+                    key,
+                    hashed: OnceLock::new(),
+                })),
+                Some(Kind::Text),
+            )
+        }
+        other => {
+            let what = Faker::parse(other).expect("every generator is handled");
+            (
+                Gen::Fake {
+                    what,
+                    locale,
+                    unique,
+                },
+                Some(Kind::Text),
+            )
+        }
+    };
+    need_unique_ok(&g)?;
+    Ok((g, kind))
+}
+
+fn missing(k: &str, _r: &RawColumn, cx: &Ctx, here: &dyn Fn() -> String) -> GenError {
+    GenError {
+        span: Some(cx.span.clone()),
+        message: format!("{}: missing key `{k}`", here()),
+    }
+}
+
+fn num(v: &Option<Spanned<toml::Value>>) -> Option<f64> {
+    match v.as_ref()?.get_ref() {
+        toml::Value::Integer(i) => Some(*i as f64),
+        toml::Value::Float(f) => Some(*f),
+        toml::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A bound as a whole number of 10^-decimals units, exactly when written as text.
+fn scaled(v: &toml::Value, decimals: u32) -> Option<i64> {
+    let p = 10i64.checked_pow(decimals)?;
+    match v {
+        toml::Value::Integer(i) => i.checked_mul(p),
+        toml::Value::Float(f) => {
+            let x = (f * p as f64).round();
+            (x.abs() < 9.0e18).then_some(x as i64)
+        }
+        toml::Value::String(s) => {
+            let s = s.trim();
+            let (neg, s) = s.strip_prefix('-').map_or((false, s), |r| (true, r));
+            let (w, f) = s.split_once('.').unwrap_or((s, ""));
+            if f.len() > decimals as usize || w.is_empty() && f.is_empty() {
+                return None;
+            }
+            let w: i64 = if w.is_empty() { 0 } else { w.parse().ok()? };
+            let mut frac: i64 = if f.is_empty() { 0 } else { f.parse().ok()? };
+            frac *= 10i64.pow(decimals - f.len() as u32);
+            let m = w.checked_mul(p)?.checked_add(frac)?;
+            Some(if neg { -m } else { m })
+        }
+        _ => None,
+    }
+}
+
+fn bounds(r: &RawColumn, decimals: u32, here: &dyn Fn() -> String) -> Result<(i64, i64), GenError> {
+    let get = |v: &Option<Spanned<toml::Value>>, k: &str| -> Result<i64, GenError> {
+        let Some(v) = v else {
+            return err(None, format!("{}: missing key `{k}`", here()));
+        };
+        scaled(v.get_ref(), decimals).ok_or_else(|| GenError {
+            span: Some(v.span()),
+            message: if decimals == 0 {
+                format!("{}: {k} must be a whole number", here())
+            } else {
+                format!(
+                    "{}: {k} must be a number with at most {decimals} decimals",
+                    here()
+                )
+            },
+        })
+    };
+    let min = get(&r.min, "min")?;
+    let max = get(&r.max, "max")?;
+    if min > max {
+        return err(sp(&r.min), format!("{}: min is above max", here()));
+    }
+    Ok((min, max))
+}
+
+fn int_dist(
+    r: &RawColumn,
+    min: i64,
+    max: i64,
+    decimals: u32,
+    here: &dyn Fn() -> String,
+) -> Result<IntDist, GenError> {
+    let p = 10f64.powi(decimals as i32);
+    Ok(match r.dist.as_ref().map(|d| d.get_ref().as_str()) {
+        None | Some("uniform") => IntDist::Uniform,
+        Some("normal") => IntDist::Normal {
+            mean: r
+                .mean
+                .as_ref()
+                .map_or((min as f64 + max as f64) / 2.0, |m| m.get_ref() * p),
+            sd: r
+                .stddev
+                .as_ref()
+                .map_or((max as f64 - min as f64) / 6.0, |s| s.get_ref() * p),
+        },
+        Some("zipf") => {
+            let s = r.exponent.as_ref().map_or(1.1, |e| *e.get_ref());
+            if s.is_nan() || s <= 0.0 {
+                return err(
+                    sp(&r.exponent),
+                    format!("{}: exponent must be above 0", here()),
+                );
+            }
+            IntDist::Zipf(Zipf::new((max - min) as u64 + 1, s))
+        }
+        Some(o) => {
+            return err(
+                sp(&r.dist),
+                format!(
+                    "{}: unknown dist {o:?}; use uniform, normal or zipf",
+                    here()
+                ),
+            );
+        }
+    })
+}
+
+/// A TOML scalar as a stored value.
+pub fn toml_value(v: &toml::Value) -> Option<(Value, Kind)> {
+    Some(match v {
+        toml::Value::String(s) => (Value::Text(s.clone()), Kind::Text),
+        toml::Value::Integer(i) => (Value::Int(*i), Kind::Int),
+        toml::Value::Float(f) => (Value::Float(*f), Kind::Float),
+        toml::Value::Boolean(b) => (Value::Bool(*b), Kind::Bool),
+        toml::Value::Datetime(d) => (Value::Time(parse_time(&d.to_string())?), Kind::Time),
+        toml::Value::Array(_) | toml::Value::Table(_) => {
+            let j = serde_json::to_string(v).ok()?;
+            (Value::Json(j), Kind::Json)
+        }
+    })
+}
+
+/// "created_at + 0..30d" -> (column, min µs, max µs).
+fn parse_at(s: &str) -> Option<(String, i64, i64)> {
+    let (col, sign, rest) = match s.find(['+', '-']) {
+        Some(i) => (&s[..i], if &s[i..=i] == "-" { -1 } else { 1 }, &s[i + 1..]),
+        None => (s, 1, "0"),
+    };
+    let col = col.trim();
+    if col.is_empty() {
+        return None;
+    }
+    let (a, b) = rest.split_once("..").unwrap_or((rest, rest));
+    let a = dur_us(a)?;
+    let b = dur_us(b)?;
+    let (lo, hi) = if sign > 0 { (a, b) } else { (-b, -a) };
+    (lo <= hi).then(|| (col.to_string(), lo, hi))
+}
+
+fn dur_us(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if s.chars().all(|c| c.is_ascii_digit()) && !s.is_empty() {
+        // A bare number with no unit: only 0 is unambiguous.
+        return (s.parse::<u64>().ok()? == 0).then_some(0);
+    }
+    humantime::parse_duration(s)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_micros()).ok())
+}
+
+/// Walk a JSON template: tables with a `gen` key are nested generators.
+fn json_template(
+    cx: &Ctx,
+    v: &toml::Value,
+    path: &str,
+    lit: &mut String,
+    parts: &mut Vec<JsonPart>,
+    rows_hint: u64,
+) -> Result<(), GenError> {
+    match v {
+        toml::Value::Table(t) if t.contains_key("gen") => {
+            // Spans need a document: re-read the nested table as one.
+            let text = toml::to_string(t).unwrap_or_default();
+            let raw: RawColumn = toml::from_str(&text).map_err(|e: toml::de::Error| GenError {
+                span: None,
+                message: format!(
+                    "{}.{}: template at {path:?}: {}",
+                    cx.table,
+                    cx.column,
+                    e.message().trim_end()
+                ),
+            })?;
+            let sub_name = format!("{}{path}", cx.column);
+            let sub = Ctx {
+                seed: cx.seed,
+                table: cx.table,
+                column: &sub_name,
+                columns: cx.columns,
+                locale: cx.locale,
+                span: cx.span.clone(),
+            };
+            // Its spans are in the re-read text: point at the template instead.
+            let (g, _) = compile(&sub, &raw, rows_hint).map_err(|mut e| {
+                e.span = None;
+                e
+            })?;
+            if matches!(g, Gen::Ref(_)) {
+                return err(
+                    None,
+                    format!(
+                        "{}.{}: a ref cannot sit inside a JSON template",
+                        cx.table, cx.column
+                    ),
+                );
+            }
+            if !lit.is_empty() {
+                parts.push(JsonPart::Lit(std::mem::take(lit)));
+            }
+            let k = column_key(cx.seed, cx.table, &sub_name) ^ name_hash(path);
+            parts.push(JsonPart::Gen(Box::new(g), k));
+        }
+        toml::Value::Table(t) => {
+            lit.push('{');
+            for (i, (k, v)) in t.iter().enumerate() {
+                if i > 0 {
+                    lit.push(',');
+                }
+                lit.push_str(&serde_json::to_string(k).unwrap_or_default());
+                lit.push(':');
+                json_template(cx, v, &format!("{path}.{k}"), lit, parts, rows_hint)?;
+            }
+            lit.push('}');
+        }
+        toml::Value::Array(a) => {
+            lit.push('[');
+            for (i, v) in a.iter().enumerate() {
+                if i > 0 {
+                    lit.push(',');
+                }
+                json_template(cx, v, &format!("{path}[{i}]"), lit, parts, rows_hint)?;
+            }
+            lit.push(']');
+        }
+        other => lit.push_str(&serde_json::to_string(other).unwrap_or_default()),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &str) -> RawColumn {
+        toml::from_str(s).unwrap()
+    }
+
+    fn build(s: &str) -> Gen {
+        let cols = vec![
+            "created_at".to_string(),
+            "name".to_string(),
+            "x".to_string(),
+        ];
+        let cx = Ctx {
+            seed: 42,
+            table: "t",
+            column: "x",
+            columns: &cols,
+            locale: Locale::En,
+            span: 0..0,
+        };
+        match compile(&cx, &raw(s), 1000) {
+            Ok((g, _)) => g,
+            Err(e) => panic!("{}", e.message),
+        }
+    }
+
+    fn cell(g: &Gen, row: u64, vals: &[Value]) -> Value {
+        let mut v = Value::Null;
+        g.make(
+            &Cell {
+                row,
+                key: 99,
+                row_values: vals,
+                group: None,
+                plaintext: false,
+            },
+            &mut v,
+        );
+        v
+    }
+
+    #[test]
+    fn choice_follows_weights() {
+        let g = build(
+            r#"gen = "choice"
+values = ["free", "starter", "pro"]
+weights = [70, 20, 10]"#,
+        );
+        let mut counts = std::collections::HashMap::new();
+        for r in 0..100_000 {
+            *counts
+                .entry(cell(&g, r, &[]).as_str().unwrap().to_string())
+                .or_insert(0u32) += 1;
+        }
+        let share = |k: &str| f64::from(counts[k]) / 100_000.0;
+        assert!((share("free") - 0.7).abs() < 0.01, "{counts:?}");
+        assert!((share("starter") - 0.2).abs() < 0.01, "{counts:?}");
+        assert!((share("pro") - 0.1).abs() < 0.01, "{counts:?}");
+    }
+
+    #[test]
+    fn int_normal_and_zipf_shapes() {
+        let n =
+            build("gen = \"int\"\nmin = 0\nmax = 100\ndist = \"normal\"\nmean = 50\nstddev = 10");
+        let xs: Vec<i64> = (0..50_000)
+            .map(|r| match cell(&n, r, &[]) {
+                Value::Int(i) => i,
+                _ => unreachable!(),
+            })
+            .collect();
+        let mean = xs.iter().sum::<i64>() as f64 / xs.len() as f64;
+        assert!((mean - 50.0).abs() < 0.5, "{mean}");
+        let within = xs.iter().filter(|x| (40..=60).contains(*x)).count() as f64 / xs.len() as f64;
+        assert!((within - 0.68).abs() < 0.03, "one stddev holds {within}");
+        assert!(xs.iter().all(|x| (0..=100).contains(x)));
+
+        let z = build("gen = \"int\"\nmin = 1\nmax = 1000\ndist = \"zipf\"\nexponent = 1.0");
+        let mut ones = 0;
+        let mut twos = 0;
+        for r in 0..100_000 {
+            match cell(&z, r, &[]) {
+                Value::Int(1) => ones += 1,
+                Value::Int(2) => twos += 1,
+                _ => {}
+            }
+        }
+        let ratio = f64::from(ones) / f64::from(twos);
+        assert!(
+            (ratio - 2.0).abs() < 0.2,
+            "1 is twice as common as 2: {ratio}"
+        );
+    }
+
+    #[test]
+    fn unique_int_never_repeats() {
+        let g = build("gen = \"int\"\nmin = 10\nmax = 1009\nunique = true");
+        let mut seen = std::collections::HashSet::new();
+        for r in 0..1000 {
+            let Value::Int(i) = cell(&g, r, &[]) else {
+                unreachable!()
+            };
+            assert!((10..=1009).contains(&i));
+            assert!(seen.insert(i));
+        }
+    }
+
+    #[test]
+    fn bool_probability_and_decimal_bounds() {
+        let b = build("gen = \"bool\"\nprobability = 0.25");
+        let t = (0..40_000)
+            .filter(|r| cell(&b, *r, &[]) == Value::Bool(true))
+            .count();
+        assert!((t as f64 / 40_000.0 - 0.25).abs() < 0.01);
+        let d = build("gen = \"decimal\"\nmin = \"9.99\"\nmax = \"19.99\"");
+        for r in 0..1000 {
+            let Value::Dec(m, 2) = cell(&d, r, &[]) else {
+                unreachable!()
+            };
+            assert!((999..=1999).contains(&m));
+        }
+    }
+
+    #[test]
+    fn relative_timestamps_stay_in_their_window() {
+        let g = build("gen = \"timestamp\"\nat = \"created_at + 1h..2d\"");
+        let base = parse_time("2025-03-01").unwrap();
+        for r in 0..1000 {
+            let Value::Time(t) = cell(&g, r, &[Value::Time(base), Value::Null, Value::Null]) else {
+                unreachable!()
+            };
+            assert!(t >= base + 3_600_000_000 && t <= base + 2 * DAY_US);
+        }
+    }
+
+    #[test]
+    fn emails_follow_the_name_and_are_unique() {
+        let g = build("gen = \"email\"\nfrom = \"name\"\nunique = true");
+        let v = cell(
+            &g,
+            7,
+            &[Value::Null, Value::Text("José Núñez".into()), Value::Null],
+        );
+        assert_eq!(v.as_str(), Some("jose.nunez7@example.test"));
+    }
+
+    #[test]
+    fn json_templates_nest_generators() {
+        let g = build(
+            "gen = \"json\"\ntemplate = { source = \"seed\", score = { gen = \"int\", min = 1, max = 5 }, tags = [\"a\"] }",
+        );
+        let v = cell(&g, 3, &[]);
+        let j: serde_json::Value = serde_json::from_str(v.as_str().unwrap()).unwrap();
+        assert_eq!(j["source"], "seed");
+        assert_eq!(j["tags"][0], "a");
+        let s = j["score"].as_i64().unwrap();
+        assert!((1..=5).contains(&s));
+    }
+
+    #[test]
+    fn passwords_store_a_bcrypt_hash_of_the_exported_plaintext() {
+        let g = build("gen = \"password\"\npool = 3");
+        let mut v = Value::Null;
+        let mut c = Cell {
+            row: 5,
+            key: 1,
+            row_values: &[],
+            group: None,
+            plaintext: false,
+        };
+        g.make(&c, &mut v);
+        let hash = v.as_str().unwrap().to_string();
+        c.plaintext = true;
+        g.make(&c, &mut v);
+        let plain = v.as_str().unwrap();
+        assert!(hash.starts_with("$2a$04$"), "{hash}");
+        assert!(bcrypt::verify(plain, &hash).unwrap());
+    }
+
+    #[test]
+    fn misplaced_keys_are_named() {
+        let cols = vec!["x".to_string()];
+        let cx = Ctx {
+            seed: 1,
+            table: "t",
+            column: "x",
+            columns: &cols,
+            locale: Locale::En,
+            span: 0..0,
+        };
+        let e = compile(
+            &cx,
+            &raw("gen = \"int\"\nmin = 1\nmax = 2\nweights = [1]"),
+            10,
+        )
+        .err()
+        .unwrap();
+        assert!(
+            e.message
+                .contains("key `weights` does not apply to gen = \"int\""),
+            "{}",
+            e.message
+        );
+    }
+}
