@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo fmt --all -- --check
-cargo clippy --all-targets -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 # Load tests share two cores: run two at a time so they do not starve each other.
 scripts/with-postgres.sh cargo test --workspace -- --test-threads="${VOLLEY_TEST_THREADS:-2}"

@@ -491,6 +491,7 @@ mod tests {
                 number: 0,
                 scheduled: None,
                 deadline: None,
+                stop: Default::default(),
             });
             let size = std::mem::size_of_val(&f);
             assert!(size < 4096, "{connections}: {size} bytes");
