@@ -171,6 +171,10 @@ pub fn start_leak(kb_per_s: f64, leaked: Arc<AtomicU64>) {
 
 /// `GET /api/metrics` and `GET /metrics`: the target's own process numbers.
 pub fn handle(state: &State, path: &str) -> Option<Response<Body>> {
+    // Every GET passes through here: read /proc only for these two paths.
+    if path != "/api/metrics" && path != "/metrics" {
+        return None;
+    }
     let me = crate::monitor::procfs::read(std::process::id()).ok();
     let rss = me.map(|s| s.rss_bytes).unwrap_or(0);
     let cpu = me.map(|s| s.cpu_seconds).unwrap_or(0.0);
