@@ -108,3 +108,24 @@ EOF
 R50=$(run_volley 50 "50ms" | awk '{print $5}')
 R1K=$(run_volley 1000 "50ms" | awk '{print $5}')
 python3 -c "import sys; a,b=int(sys.argv[1]),int(sys.argv[2]); print(f'peak RSS: 50 VUs {a/1024:.1f} MB, 1000 VUs {b/1024:.1f} MB -> {(b-a)/950:.1f} KB per added VU')" "$R50" "$R1K"
+
+# 10,000 VUs, each a keep-alive connection making a request a second.
+cat >"$WORK/plan-10k.toml" <<EOF2
+[scenarios.many]
+driver = "http"
+executor = "ramping-vus"
+start_vus = 0
+stages = [{ duration = "5s", target = 10000 }, { duration = "10s", target = 10000 }]
+graceful_stop = "5s"
+think_time = "1s"
+
+[[scenarios.many.requests]]
+url = "$URL"
+EOF2
+/usr/bin/time -v -o "$WORK/time" "$BIN" run "$WORK/plan-10k.toml" --quiet --summary-export "$WORK/10k.json" >/dev/null
+python3 - "$WORK/10k.json" "$(usage "$WORK/time" | awk '{print $2}')" <<'EOF2'
+import json, sys
+s = json.load(open(sys.argv[1]))["metrics"]
+print(f'10,000 VUs: peak VUs {s["vus"]["values"]["max"]:.0f}, {s["http_reqs"]["values"]["count"]:.0f} requests, '
+      f'{s["http_req_failed"]["values"]["passes"]:.0f} failed, peak RSS {int(sys.argv[2]) / 1024:.0f} MB')
+EOF2
