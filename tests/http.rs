@@ -635,3 +635,55 @@ think_time = "10ms"
 }
 
 use std::process::Command;
+
+#[test]
+fn http2_prior_knowledge_counts_match_too() {
+    let t = Target::start(ServeOptions::default());
+    let d = Dir::new();
+    let p = plan(
+        &d,
+        r#"
+[scenarios.h2]
+driver = "http"
+executor = "per-vu-iterations"
+vus = 3
+iterations = 20
+http_version = "2"
+
+[[scenarios.h2.requests]]
+name = "login"
+method = "POST"
+url = "/api/v1/auth/login"
+json = { email = "h2@example.test", password = "pw" }
+captures = { token = "$.token" }
+checks = { status = 200, headers = { "content-type" = "json" } }
+
+[[scenarios.h2.requests]]
+name = "balance"
+url = "/api/v1/wallet/balance"
+headers = { Authorization = "Bearer {{ vars.token }}" }
+checks = { status = 200 }
+"#,
+        &t.url(),
+    );
+    let (out, s) = run_plan(&d, &p, &[]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let s = s.unwrap();
+    assert_eq!(value(&s, "http_reqs", "count"), 120.0);
+    assert_eq!(t.route("GET /api/v1/wallet/balance"), 60);
+    assert_eq!(value(&s, "checks", "fails"), 0.0);
+    // One connection per VU, multiplexed: three handshakes in all.
+    let connects = series(&s, "http_req_connecting", &[])
+        .iter()
+        .map(|x| {
+            volley_protocols::metrics::decode_histogram(x["histogram"].as_str().unwrap()).unwrap()
+        })
+        .map(|h| {
+            h.iter_recorded()
+                .filter(|v| v.value_iterated_to() > 0)
+                .map(|v| v.count_at_value())
+                .sum::<u64>()
+        })
+        .sum::<u64>();
+    assert_eq!(connects, 3);
+}

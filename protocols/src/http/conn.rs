@@ -3,7 +3,7 @@
 use super::HttpVersion;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::TokioIo;
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -175,6 +175,14 @@ pub struct Target {
 }
 
 impl Target {
+    /// From a URL a user wrote, with a message that says what is wrong.
+    pub fn from_url(url: &str) -> Result<Self, String> {
+        let full =
+            http::Uri::try_from(url).map_err(|e| format!("{url:?} is not a valid URL: {e}"))?;
+        Self::parse(full)
+            .map_err(|_| format!("{url:?} must be an absolute http:// or https:// URL with a host"))
+    }
+
     pub fn parse(full: http::Uri) -> Result<Self, ErrorKind> {
         let origin = Origin::of(&full).map_err(|_| ErrorKind::InvalidUrl)?;
         let authority = full.authority().ok_or(ErrorKind::InvalidUrl)?;
@@ -193,27 +201,10 @@ impl Target {
     }
 }
 
-pub enum Sender {
-    H1(http1::SendRequest<Body>),
-    H2(http2::SendRequest<Body>),
-}
-
-impl Sender {
-    pub fn is_h2(&self) -> bool {
-        matches!(self, Sender::H2(_))
-    }
-
-    pub fn is_closed(&self) -> bool {
-        match self {
-            Sender::H1(s) => s.is_closed(),
-            Sender::H2(s) => s.is_closed(),
-        }
-    }
-}
-
-pub struct Conn {
+/// A hyper HTTP/2 connection (its driving task runs on this thread).
+pub struct H2Conn {
     pub origin: Origin,
-    pub sender: Sender,
+    pub sender: http2::SendRequest<Body>,
 }
 
 /// Timings of opening one connection.
@@ -328,27 +319,11 @@ impl Connector {
         Ok(addrs)
     }
 
-    /// Open a connection and run its protocol task (hyper) on this thread.
-    pub async fn connect(
-        &self,
-        origin: &Origin,
-        counters: &Rc<IoCounters>,
-        times: &mut ConnectTimes,
-    ) -> Result<Conn, ErrorKind> {
-        let (stream, h2) = self.connect_stream(origin, counters, times).await?;
-        self.handshake_on(origin, stream, h2).await
-    }
-
-    /// Run hyper's HTTP/1.1 or HTTP/2 client over a connected stream.
-    pub async fn handshake_on(
-        &self,
-        origin: &Origin,
-        stream: Stream,
-        h2: bool,
-    ) -> Result<Conn, ErrorKind> {
+    /// Run hyper's HTTP/2 client over a connected stream (HTTP/1.1 is ours: h1.rs).
+    pub async fn h2_handshake(&self, origin: &Origin, stream: Stream) -> Result<H2Conn, ErrorKind> {
         match stream {
-            Stream::Tls(tls) => self.handshake(origin, TokioIo::new(*tls), h2).await,
-            Stream::Plain(tcp) => self.handshake(origin, TokioIo::new(tcp), h2).await,
+            Stream::Tls(tls) => h2_handshake(origin, TokioIo::new(*tls)).await,
+            Stream::Plain(tcp) => h2_handshake(origin, TokioIo::new(tcp)).await,
         }
     }
 
@@ -392,36 +367,25 @@ impl Connector {
             Ok((Stream::Plain(io), self.version == HttpVersion::Http2))
         }
     }
-
-    async fn handshake<T>(&self, origin: &Origin, io: T, h2: bool) -> Result<Conn, ErrorKind>
-    where
-        T: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
-    {
-        let sender = if h2 {
-            let (sender, conn) = http2::handshake(LocalExec, io)
-                .await
-                .map_err(|e| ErrorKind::from_hyper(&e))?;
-            tokio::task::spawn_local(async move {
-                let _ = conn.await;
-            });
-            Sender::H2(sender)
-        } else {
-            let (sender, conn) = http1::handshake(io)
-                .await
-                .map_err(|e| ErrorKind::from_hyper(&e))?;
-            tokio::task::spawn_local(async move {
-                let _ = conn.await;
-            });
-            Sender::H1(sender)
-        };
-        Ok(Conn {
-            origin: origin.clone(),
-            sender,
-        })
-    }
 }
 
 /// rustls with the ring provider; also used by the WebSocket driver (HTTP/1.1 only).
+pub(crate) async fn h2_handshake<T>(origin: &Origin, io: T) -> Result<H2Conn, ErrorKind>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
+{
+    let (sender, conn) = http2::handshake(LocalExec, io)
+        .await
+        .map_err(|e| ErrorKind::from_hyper(&e))?;
+    tokio::task::spawn_local(async move {
+        let _ = conn.await;
+    });
+    Ok(H2Conn {
+        origin: origin.clone(),
+        sender,
+    })
+}
+
 pub(crate) fn tls_config(insecure: bool, version: HttpVersion) -> rustls::ClientConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())

@@ -5,6 +5,7 @@ mod check;
 pub(crate) mod conn;
 mod fetch;
 mod h1;
+pub(crate) mod link;
 mod vu;
 
 pub use check::ChecksSpec;

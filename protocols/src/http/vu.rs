@@ -1,21 +1,19 @@
 //! One HTTP VU: owns its connection, renders requests, records what it saw.
 //!
 //! The per-request path avoids work that can be done once: static URLs are
-//! parsed at build time, header maps are recycled, HTTP/1.1 goes through our
-//! lean connection (h1.rs) with no second task or channel,
+//! parsed at build time, the header map is rebuilt in place, HTTP/1.1 goes
+//! through our lean connection (link.rs, h1.rs) with no second task or channel,
 //! the timeout timer is one per VU and only re-armed, series ids are cached.
 
 use super::check::Response;
-use super::conn::{Conn, ConnectTimes, Connector, ErrorKind, IoCounters, Origin, Sender, Target};
-use super::h1::{self, H1};
+use super::conn::{ConnectTimes, ErrorKind, Target};
+use super::link::Link;
 use super::{Flow, HttpDriver, Request};
 use crate::driver::{Iteration, Vu, VuEnv, VuState};
 use crate::metrics::{Recorder, SeriesId};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Uri};
-use http_body_util::{BodyExt, Full};
 use std::pin::Pin;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::time::Sleep;
@@ -33,35 +31,15 @@ struct Series {
     failed: SeriesId,
 }
 
-struct Exchange {
-    status: u16,
-    headers: HeaderMap,
-    sent_at: Instant,
-    headers_at: Instant,
-}
-
-/// A VU's connection: our lean HTTP/1.1, or hyper for HTTP/2.
-enum Link {
-    H1 { origin: Origin, conn: H1 },
-    H2(Conn),
-}
-
-/// The VU's connection and the buffers it reuses.
-struct Net {
-    link: Option<Link>,
-    io: Rc<IoCounters>,
-    body: Vec<u8>,
-    /// The request being written (HTTP/1.1).
-    out: Vec<u8>,
-    /// A header map from an earlier request, cleared and reused.
-    spare: Option<HeaderMap>,
-}
-
 pub struct HttpVu {
     d: Arc<HttpDriver>,
     rec: Recorder,
     state: VuState,
-    net: Net,
+    link: Link,
+    /// The request's headers, rebuilt in place for each request.
+    headers: HeaderMap,
+    /// The response body, when a check or capture reads it.
+    body: Vec<u8>,
     timer: Pin<Box<Sleep>>,
     series: Vec<Vec<Series>>,
     /// Per request: one `checks` series per check, then one per capture.
@@ -102,13 +80,9 @@ impl HttpVu {
             data_sent: rec.series(m.sent, &d.tags),
             data_received: rec.series(m.received, &d.tags),
             rec,
-            net: Net {
-                link: None,
-                io: Rc::default(),
-                body: Vec::new(),
-                out: Vec::new(),
-                spare: None,
-            },
+            link: Link::default(),
+            headers: HeaderMap::new(),
+            body: Vec::new(),
             timer: Box::pin(tokio::time::sleep(std::time::Duration::ZERO)),
             url: String::new(),
             scratch: String::new(),
@@ -120,8 +94,7 @@ impl HttpVu {
         let d = &*self.d;
         let r = &d.requests[i];
         let start = Instant::now();
-        let sent_before = self.net.io.sent.get();
-        let received_before = self.net.io.received.get();
+        let (sent_before, received_before) = self.link.bytes();
         let mut times = ConnectTimes::default();
 
         let parsed;
@@ -138,7 +111,7 @@ impl HttpVu {
         };
         let outcome = match target {
             Ok(target) => {
-                let mut headers = self.net.spare.take().unwrap_or_default();
+                let headers = &mut self.headers;
                 headers.clear();
                 for (k, v) in &r.static_headers {
                     headers.append(k.clone(), v.clone());
@@ -160,9 +133,17 @@ impl HttpVu {
                 };
                 // Re-arming to a later deadline is a cheap update in tokio's wheel.
                 self.timer.as_mut().reset((start + r.timeout).into());
-                let exchange =
-                    self.net
-                        .exchange(&d.connector, r, target, headers, body, &mut times);
+                let sink = r.needs_body.then_some(&mut self.body);
+                let exchange = self.link.exchange(
+                    &d.connector,
+                    &r.method,
+                    target,
+                    &self.headers,
+                    &body,
+                    r.needs_headers,
+                    sink,
+                    &mut times,
+                );
                 tokio::select! {
                     biased;
                     res = exchange => res,
@@ -182,9 +163,9 @@ impl HttpVu {
             Err(e) => {
                 if e == ErrorKind::Timeout {
                     // Cut mid-exchange: the connection cannot be reused.
-                    self.net.link = None;
+                    self.link.close();
                 }
-                self.net.body.clear();
+                self.body.clear();
                 let at = start + times.connecting + times.tls;
                 (0, Some(e), HeaderMap::new(), at, end)
             }
@@ -202,22 +183,20 @@ impl HttpVu {
         rec.time(s.connecting, times.connecting);
         rec.time(s.tls, times.tls);
         rec.rate(s.failed, !expected);
-        rec.add(self.data_sent, self.net.io.sent.get() - sent_before);
-        rec.add(
-            self.data_received,
-            self.net.io.received.get() - received_before,
-        );
+        let (sent, received) = self.link.bytes();
+        rec.add(self.data_sent, sent - sent_before);
+        rec.add(self.data_received, received - received_before);
 
         if !r.checks.is_empty() || !r.captures.is_empty() {
             let json = if r.needs_json {
-                serde_json::from_slice::<serde_json::Value>(&self.net.body).ok()
+                serde_json::from_slice::<serde_json::Value>(&self.body).ok()
             } else {
                 None
             };
             let resp = Response {
                 status,
                 headers: &headers,
-                body: &self.net.body,
+                body: &self.body,
                 json: json.as_ref(),
                 duration,
             };
@@ -231,9 +210,6 @@ impl HttpVu {
                 self.state.vars[c.var] = value.unwrap_or_default();
             }
         }
-        let mut headers = headers;
-        headers.clear();
-        self.net.spare = Some(headers);
         if let Some(tt) = &r.think_time {
             tokio::time::sleep(tt.pick(&mut self.state.rng)).await;
         }
@@ -281,164 +257,6 @@ fn series<'a>(
         failed: s(m.failed),
     });
     cache.last().expect("just pushed")
-}
-
-impl Net {
-    async fn exchange(
-        &mut self,
-        connector: &Connector,
-        r: &Request,
-        target: &Target,
-        headers: HeaderMap,
-        body: Bytes,
-        times: &mut ConnectTimes,
-    ) -> Result<Exchange, ErrorKind> {
-        let mut headers = Some(headers);
-        let mut reused = true;
-        loop {
-            let usable = match &mut self.link {
-                Some(Link::H1 { origin, conn }) => *origin == target.origin && conn.is_reusable(),
-                Some(Link::H2(c)) => c.origin == target.origin && !c.sender.is_closed(),
-                None => false,
-            };
-            if !usable {
-                self.link = None;
-                reused = false;
-                // Boxed: the TLS handshake's state machine would otherwise make
-                // every request's future (moved on each call) several KB.
-                let (stream, h2) =
-                    Box::pin(connector.connect_stream(&target.origin, &self.io, times)).await?;
-                self.link = Some(if h2 {
-                    Link::H2(Box::pin(connector.handshake_on(&target.origin, stream, true)).await?)
-                } else {
-                    Link::H1 {
-                        origin: target.origin.clone(),
-                        conn: H1::new(stream),
-                    }
-                });
-            }
-            let outcome = match self.link.as_mut().expect("connected above") {
-                Link::H1 { conn, .. } => {
-                    let hm = headers
-                        .as_ref()
-                        .expect("headers are kept for HTTP/1.1 retries");
-                    self.out.clear();
-                    let path = target.path.path_and_query().map_or("/", |p| p.as_str());
-                    h1::write_request(
-                        &mut self.out,
-                        &r.method,
-                        path,
-                        target.host.as_bytes(),
-                        hm,
-                        &body,
-                    );
-                    let sent_at = Instant::now();
-                    let sink = r.needs_body.then_some(&mut self.body);
-                    match h1_exchange(conn, &self.out, r, sink).await {
-                        Ok((status, response_headers, headers_at)) => Ok(Exchange {
-                            status,
-                            headers: response_headers,
-                            sent_at,
-                            headers_at,
-                        }),
-                        // The server had closed this kept-alive connection before
-                        // reading the request: send it again on a fresh one.
-                        Err(_)
-                            if reused && conn.nothing_received() && h1::idempotent(&r.method) =>
-                        {
-                            self.link = None;
-                            continue;
-                        }
-                        Err(e) => Err(e),
-                    }
-                }
-                Link::H2(c) => {
-                    let mut req = http::Request::new(Full::new(body.clone()));
-                    *req.method_mut() = r.method.clone();
-                    *req.headers_mut() = headers.take().unwrap_or_default();
-                    *req.uri_mut() = target.full.clone();
-                    let sent_at = Instant::now();
-                    match h2_exchange(&mut c.sender, req, r, &mut self.body).await {
-                        Ok((status, headers, headers_at)) => Ok(Exchange {
-                            status,
-                            headers,
-                            sent_at,
-                            headers_at,
-                        }),
-                        Err(_) if reused => {
-                            // A closed multiplexed connection: one retry, fresh.
-                            self.link = None;
-                            reused = false;
-                            headers = Some(HeaderMap::new());
-                            continue;
-                        }
-                        Err(e) => Err(e),
-                    }
-                }
-            };
-            let closed = match &self.link {
-                Some(Link::H1 { conn, .. }) => conn.is_closed(),
-                _ => false,
-            };
-            if closed || outcome.is_err() {
-                self.link = None;
-            }
-            if let Some(mut hm) = headers {
-                hm.clear();
-                self.spare = Some(hm);
-            }
-            return outcome;
-        }
-    }
-}
-
-async fn h1_exchange(
-    conn: &mut H1,
-    request: &[u8],
-    r: &Request,
-    sink: Option<&mut Vec<u8>>,
-) -> Result<(u16, HeaderMap, Instant), ErrorKind> {
-    conn.send(request).await?;
-    let head = conn.read_head(&r.method, r.needs_headers).await?;
-    let headers_at = Instant::now();
-    let mut sink = sink;
-    if let Some(b) = sink.as_deref_mut() {
-        b.clear();
-    }
-    conn.read_body(&head, sink).await?;
-    Ok((head.status, head.headers, headers_at))
-}
-
-async fn h2_exchange(
-    sender: &mut Sender,
-    req: http::Request<Full<Bytes>>,
-    r: &Request,
-    body_buf: &mut Vec<u8>,
-) -> Result<(u16, HeaderMap, Instant), ErrorKind> {
-    let Sender::H2(s) = sender else {
-        return Err(ErrorKind::Protocol);
-    };
-    s.ready().await.map_err(|e| ErrorKind::from_hyper(&e))?;
-    let resp = s
-        .send_request(req)
-        .await
-        .map_err(|e| ErrorKind::from_hyper(&e))?;
-    let headers_at = Instant::now();
-    let status = resp.status().as_u16();
-    let (mut parts, mut body) = resp.into_parts();
-    if !r.needs_headers {
-        parts.headers.clear();
-    }
-    body_buf.clear();
-    while let Some(frame) = body.frame().await {
-        let f = frame.map_err(|e| ErrorKind::from_hyper(&e))?;
-        if r.needs_body
-            && let Some(data) = f.data_ref()
-        {
-            body_buf.extend_from_slice(data);
-        }
-    }
-    Ok((status, parts.headers, headers_at))
 }
 
 impl Vu for HttpVu {

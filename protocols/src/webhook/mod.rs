@@ -14,20 +14,19 @@ use crate::driver::{BuildCtx, Driver, VuEnv, VuState};
 use crate::duration::Dur;
 use crate::error::ConfigError;
 use crate::http::HttpVersion;
-use crate::http::conn::{Body, ConnectTimes, Connector, IoCounters, Origin, Sender};
-use crate::http::{self, ErrorKind};
+use crate::http::conn::{ConnectTimes, Connector, Target};
+use crate::http::link::Link;
 use crate::metrics::{MetricId, MetricKind, Registry, Tags, Unit};
 use crate::template::{Template, TemplateEnv};
-use ::http::{HeaderMap, HeaderName, HeaderValue, Uri};
+use ::http::{HeaderMap, HeaderName, HeaderValue};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
 use signature::Key;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use templates::{LOCALS, NUMERIC_LOCALS, TemplateSet};
 use toml::Spanned;
 
@@ -152,37 +151,6 @@ impl Metrics {
     }
 }
 
-/// Where deliveries go, resolved once.
-pub(crate) struct Target {
-    origin: Origin,
-    full: Uri,
-    /// Origin-form (`/path?query`) for HTTP/1.1.
-    path: Uri,
-    host: HeaderValue,
-}
-
-impl Target {
-    fn parse(url: &str) -> Result<Self, String> {
-        let full = Uri::try_from(url).map_err(|e| format!("{url:?} is not a valid URL: {e}"))?;
-        let origin = Origin::of(&full)
-            .map_err(|_| format!("{url:?} must be an absolute http:// or https:// URL"))?;
-        let path = full
-            .path_and_query()
-            .map(|pq| Uri::from(pq.clone()))
-            .unwrap_or_else(|| Uri::from_static("/"));
-        let host = full
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            .ok_or_else(|| format!("{url:?} has no host"))?;
-        Ok(Self {
-            origin,
-            full,
-            path,
-            host,
-        })
-    }
-}
-
 pub struct WebhookDriver {
     tags: Tags,
     target: Target,
@@ -221,7 +189,7 @@ impl WebhookDriver {
             ))
         })?;
         let url = join_url(endpoint, o.base_url.as_ref().or(defaults.base_url.as_ref()))?;
-        let target = Target::parse(&url).map_err(|e| ConfigError::at(endpoint.span(), e))?;
+        let target = Target::from_url(&url).map_err(|e| ConfigError::at(endpoint.span(), e))?;
 
         let secrets = secrets(o.secret.as_ref(), ctx.scenario)?;
         let keys = secrets.iter().map(|s| Key::new(s.as_bytes())).collect();
@@ -554,84 +522,6 @@ impl Locals {
     }
 }
 
-/// Send one request over `conn` (opened or reopened as needed); read the
-/// answer's body into `body` when given. A kept-alive connection the server
-/// had closed is retried once on a fresh one, as the HTTP driver does.
-pub(crate) async fn exchange(
-    connector: &Connector,
-    conn: &mut Option<http::conn::Conn>,
-    io: &Rc<IoCounters>,
-    target: &Target,
-    mut req: ::http::Request<Body>,
-    times: &mut ConnectTimes,
-    mut body: Option<&mut Vec<u8>>,
-) -> Result<(u16, Instant), ErrorKind> {
-    use http_body_util::BodyExt;
-    let mut reused = true;
-    loop {
-        if !matches!(conn, Some(c) if !c.sender.is_closed()) {
-            *conn = None;
-            reused = false;
-            *conn = Some(connector.connect(&target.origin, io, times).await?);
-        }
-        let c = conn.as_mut().expect("connected above");
-        if c.sender.is_h2() {
-            *req.uri_mut() = target.full.clone();
-            req.headers_mut().remove(::http::header::HOST);
-        } else {
-            *req.uri_mut() = target.path.clone();
-            req.headers_mut()
-                .insert(::http::header::HOST, target.host.clone());
-        }
-        let sent_at = Instant::now();
-        let ready = match &mut c.sender {
-            Sender::H1(s) => s.ready().await,
-            Sender::H2(s) => s.ready().await,
-        };
-        if let Err(e) = ready {
-            *conn = None;
-            if reused {
-                continue;
-            }
-            return Err(ErrorKind::from_hyper(&e));
-        }
-        let result = match &mut c.sender {
-            Sender::H1(s) => s.try_send_request(req).await,
-            Sender::H2(s) => s.try_send_request(req).await,
-        };
-        match result {
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                let mut b = resp.into_body();
-                while let Some(frame) = b.frame().await {
-                    match frame {
-                        Ok(f) => {
-                            if let (Some(out), Some(data)) = (body.as_deref_mut(), f.data_ref()) {
-                                out.extend_from_slice(data);
-                            }
-                        }
-                        Err(e) => {
-                            *conn = None;
-                            return Err(ErrorKind::from_hyper(&e));
-                        }
-                    }
-                }
-                return Ok((status, sent_at));
-            }
-            Err(mut e) => {
-                *conn = None;
-                match e.take_message() {
-                    Some(back) if reused => {
-                        req = back;
-                        continue;
-                    }
-                    _ => return Err(ErrorKind::from_hyper(e.error())),
-                }
-            }
-        }
-    }
-}
-
 /// What `send_one` got back.
 pub struct SendOutcome {
     pub status: u16,
@@ -651,7 +541,7 @@ pub async fn send_one(
     kind: Kind,
     timeout: Duration,
 ) -> Result<SendOutcome, String> {
-    let target = Target::parse(url)?;
+    let target = Target::from_url(url)?;
     if secrets.is_empty() && kind != Kind::Unsigned {
         return Err("give the endpoint's signing secret with --secret whsec_...".into());
     }
@@ -686,27 +576,25 @@ pub async fn send_one(
     if let Some(h) = &signature {
         headers.insert(signature::HEADER, HeaderValue::from_str(h).expect("ASCII"));
     }
-    let mut req = ::http::Request::new(http_body_util::Full::new(body.clone()));
-    *req.method_mut() = ::http::Method::POST;
-    *req.headers_mut() = headers;
     let connector = Connector::new(false, HttpVersion::Auto);
-    let mut conn = None;
-    let io = Rc::new(IoCounters::default());
+    let mut link = Link::default();
     let mut answer = Vec::new();
     let mut times = ConnectTimes::default();
-    let exchanged = exchange(
+    let exchanged = link.exchange(
         &connector,
-        &mut conn,
-        &io,
+        &::http::Method::POST,
         &target,
-        req,
-        &mut times,
+        &headers,
+        &body,
+        false,
         Some(&mut answer),
+        &mut times,
     );
-    let (status, _) = tokio::time::timeout(timeout, exchanged)
+    let status = tokio::time::timeout(timeout, exchanged)
         .await
         .map_err(|_| format!("no answer from {url} within {timeout:?}"))?
-        .map_err(|e| format!("cannot deliver to {url}: {}", e.tag()))?;
+        .map_err(|e| format!("cannot deliver to {url}: {}", e.tag()))?
+        .status;
     Ok(SendOutcome {
         status,
         body: String::from_utf8_lossy(&answer).into_owned(),

@@ -2,16 +2,15 @@
 //! as its kind says, checks the endpoint's answer against that kind.
 
 use super::signature::{self, Key};
-use super::{Kind, Locals, WebhookDriver, exchange, unix_now};
+use super::{Kind, Locals, WebhookDriver, unix_now};
 use crate::driver::{Iteration, Vu, VuEnv, VuState};
 use crate::http::ErrorKind;
-use crate::http::conn::{Conn, ConnectTimes, IoCounters};
+use crate::http::conn::ConnectTimes;
+use crate::http::link::Link;
 use crate::metrics::{Recorder, SeriesId};
 use bytes::Bytes;
 use http::HeaderValue;
-use http_body_util::Full;
 use std::fmt::Write as _;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -128,8 +127,9 @@ pub struct WebhookVu {
     state: VuState,
     locals: Locals,
     signer: Signer,
-    conn: Option<Conn>,
-    io: Rc<IoCounters>,
+    link: Link,
+    /// The delivery's headers, rebuilt in place.
+    headers: http::HeaderMap,
     /// Per event, per kind.
     series: Vec<[Vec<Series>; 6]>,
     data_sent: SeriesId,
@@ -162,8 +162,8 @@ impl WebhookVu {
             state,
             locals: Locals::default(),
             signer,
-            conn: None,
-            io: Rc::default(),
+            link: Link::default(),
+            headers: http::HeaderMap::new(),
             text_capacity: 1024,
             last: None,
             held: None,
@@ -259,37 +259,35 @@ impl WebhookVu {
         let (body, sig) =
             self.signer
                 .sign(&d.keys, kind, &payload, d.tolerance, &mut self.state.rng);
-        let mut req = http::Request::new(Full::new(body));
-        *req.method_mut() = http::Method::POST;
-        *req.headers_mut() = d.headers.clone();
+        self.headers.clone_from(&d.headers);
         if let Some(v) = sig {
-            req.headers_mut().insert(signature::HEADER, v);
+            self.headers.insert(signature::HEADER, v);
         }
 
         let start = Instant::now();
-        let sent_before = self.io.sent.get();
-        let received_before = self.io.received.get();
+        let (sent_before, received_before) = self.link.bytes();
         let mut times = ConnectTimes::default();
         let result = tokio::time::timeout(
             d.timeout,
-            exchange(
+            self.link.exchange(
                 &d.connector,
-                &mut self.conn,
-                &self.io,
+                &http::Method::POST,
                 &d.target,
-                req,
-                &mut times,
+                &self.headers,
+                &body,
+                false,
                 None,
+                &mut times,
             ),
         )
         .await;
         let end = Instant::now();
         let (status, error, sent_at) = match result {
-            Ok(Ok((status, sent_at))) => (status, None, sent_at),
+            Ok(Ok(x)) => (x.status, None, x.sent_at),
             Ok(Err(e)) => (0, Some(e), start + times.connecting + times.tls),
             Err(_) => {
                 // Mid-exchange: the connection cannot be reused.
-                self.conn = None;
+                self.link.close();
                 (
                     0,
                     Some(ErrorKind::Timeout),
@@ -312,8 +310,9 @@ impl WebhookVu {
         if !kind.must_accept() {
             rec.add(s.forgery, u64::from(accepted));
         }
-        rec.add(self.data_sent, self.io.sent.get() - sent_before);
-        rec.add(self.data_received, self.io.received.get() - received_before);
+        let (sent, received) = self.link.bytes();
+        rec.add(self.data_sent, sent - sent_before);
+        rec.add(self.data_received, received - received_before);
 
         if accepted && matches!(kind, Kind::Valid | Kind::OutOfOrder) {
             self.last = Some((event, payload));

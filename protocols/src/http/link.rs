@@ -1,0 +1,189 @@
+//! One VU's HTTP connection, shared by everything that speaks HTTP (the HTTP
+//! and webhook drivers, monitors): our lean HTTP/1.1 (`h1.rs`) or hyper for
+//! HTTP/2, opened on first use, reopened when the server closes it, and a
+//! request the server dropped unread on a kept-alive connection sent again.
+
+use super::conn::{ConnectTimes, Connector, ErrorKind, H2Conn, IoCounters, Origin, Target};
+use super::h1::{self, H1};
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+use http_body_util::{BodyExt, Full};
+use std::rc::Rc;
+use std::time::Instant;
+
+enum Open {
+    H1 { origin: Origin, conn: H1 },
+    H2(H2Conn),
+}
+
+/// What came back, and when: `sent_at` is after any connecting, `headers_at`
+/// when the response head arrived.
+pub struct Exchange {
+    pub status: u16,
+    /// Only when asked for (`keep_headers`); empty otherwise.
+    pub headers: HeaderMap,
+    pub sent_at: Instant,
+    pub headers_at: Instant,
+}
+
+#[derive(Default)]
+pub struct Link {
+    open: Option<Open>,
+    io: Rc<IoCounters>,
+    /// The HTTP/1.1 request being written, reused.
+    out: Vec<u8>,
+}
+
+impl Link {
+    /// Bytes sent and received on the wire so far (TLS records included).
+    pub fn bytes(&self) -> (u64, u64) {
+        (self.io.sent.get(), self.io.received.get())
+    }
+
+    /// Forget the connection (e.g. after a timeout cut an exchange short).
+    pub fn close(&mut self) {
+        self.open = None;
+    }
+
+    /// Send one request and read its whole response. The body goes to `sink`
+    /// when given (cleared first); response headers are kept only when asked.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn exchange(
+        &mut self,
+        connector: &Connector,
+        method: &Method,
+        target: &Target,
+        headers: &HeaderMap,
+        body: &Bytes,
+        keep_headers: bool,
+        mut sink: Option<&mut Vec<u8>>,
+        times: &mut ConnectTimes,
+    ) -> Result<Exchange, ErrorKind> {
+        if let Some(b) = sink.as_deref_mut() {
+            b.clear();
+        }
+        let mut reused = true;
+        loop {
+            let usable = match &mut self.open {
+                Some(Open::H1 { origin, conn }) => *origin == target.origin && conn.is_reusable(),
+                Some(Open::H2(c)) => c.origin == target.origin && !c.sender.is_closed(),
+                None => false,
+            };
+            if !usable {
+                self.open = None;
+                reused = false;
+                // Boxed: the TLS handshake's state machine would otherwise make
+                // every request's future (moved on each call) several KB.
+                let (stream, h2) =
+                    Box::pin(connector.connect_stream(&target.origin, &self.io, times)).await?;
+                self.open = Some(if h2 {
+                    Open::H2(Box::pin(connector.h2_handshake(&target.origin, stream)).await?)
+                } else {
+                    Open::H1 {
+                        origin: target.origin.clone(),
+                        conn: H1::new(stream),
+                    }
+                });
+            }
+            let result = match self.open.as_mut().expect("connected above") {
+                Open::H1 { conn, .. } => {
+                    self.out.clear();
+                    let path = target.path.path_and_query().map_or("/", |p| p.as_str());
+                    h1::write_request(
+                        &mut self.out,
+                        method,
+                        path,
+                        target.host.as_bytes(),
+                        headers,
+                        body,
+                    );
+                    let sent_at = Instant::now();
+                    match h1_exchange(conn, &self.out, method, keep_headers, sink.as_deref_mut())
+                        .await
+                    {
+                        Ok((status, headers, headers_at)) => Ok(Exchange {
+                            status,
+                            headers,
+                            sent_at,
+                            headers_at,
+                        }),
+                        // The server had closed this kept-alive connection before
+                        // reading the request: send it again on a fresh one.
+                        Err(_) if reused && conn.nothing_received() && h1::idempotent(method) => {
+                            self.open = None;
+                            continue;
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                Open::H2(c) => {
+                    let mut req = http::Request::new(Full::new(body.clone()));
+                    *req.method_mut() = method.clone();
+                    *req.headers_mut() = headers.clone();
+                    *req.uri_mut() = target.full.clone();
+                    let sent_at = Instant::now();
+                    match h2_exchange(&mut c.sender, req, keep_headers, sink.as_deref_mut()).await {
+                        Ok((status, headers, headers_at)) => Ok(Exchange {
+                            status,
+                            headers,
+                            sent_at,
+                            headers_at,
+                        }),
+                        Err(_) if reused => {
+                            // A closed multiplexed connection: one retry, fresh.
+                            self.open = None;
+                            reused = false;
+                            continue;
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            let closed = matches!(&self.open, Some(Open::H1 { conn, .. }) if conn.is_closed());
+            if closed || result.is_err() {
+                self.open = None;
+            }
+            return result;
+        }
+    }
+}
+
+async fn h1_exchange(
+    conn: &mut H1,
+    request: &[u8],
+    method: &Method,
+    keep_headers: bool,
+    sink: Option<&mut Vec<u8>>,
+) -> Result<(u16, HeaderMap, Instant), ErrorKind> {
+    conn.send(request).await?;
+    let head = conn.read_head(method, keep_headers).await?;
+    let headers_at = Instant::now();
+    conn.read_body(&head, sink).await?;
+    Ok((head.status, head.headers, headers_at))
+}
+
+async fn h2_exchange(
+    s: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    req: http::Request<Full<Bytes>>,
+    keep_headers: bool,
+    mut sink: Option<&mut Vec<u8>>,
+) -> Result<(u16, HeaderMap, Instant), ErrorKind> {
+    s.ready().await.map_err(|e| ErrorKind::from_hyper(&e))?;
+    let resp = s
+        .send_request(req)
+        .await
+        .map_err(|e| ErrorKind::from_hyper(&e))?;
+    let headers_at = Instant::now();
+    let status = resp.status().as_u16();
+    let (mut parts, mut body) = resp.into_parts();
+    if !keep_headers {
+        parts.headers.clear();
+    }
+    while let Some(frame) = body.frame().await {
+        let f = frame.map_err(|e| ErrorKind::from_hyper(&e))?;
+        if let (Some(out), Some(data)) = (sink.as_deref_mut(), f.data_ref()) {
+            out.extend_from_slice(data);
+        }
+    }
+    Ok((status, parts.headers, headers_at))
+}
