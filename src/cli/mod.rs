@@ -1,0 +1,211 @@
+//! The command line: one module per family of subcommands. Errors carry
+//! the exit code they earn (k6's: 0, 99 thresholds, 2 usage, 1 runtime).
+
+mod kube;
+mod plans;
+mod results;
+mod seed;
+mod target;
+mod webhook;
+
+use kube::*;
+use plans::*;
+use results::*;
+use seed::*;
+use target::*;
+use webhook::*;
+
+use anyhow::{Context as _, anyhow};
+use clap::{Args, Parser, Subcommand};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use volley::output::{OutputSpec, Outputs};
+use volley::{compare, engine, junit, k8s, merge, plan, report, run, serve, summary};
+use volley_protocols::duration::DurRange;
+
+/// Exit codes, as k6 users know them.
+const EXIT_OK: u8 = 0;
+const EXIT_RUNTIME: u8 = 1;
+/// `volley compare`: a statistic regressed beyond the limit.
+const EXIT_REGRESSED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_THRESHOLDS: u8 = 99;
+const EXIT_INTERRUPTED: u8 = 130;
+
+#[derive(Parser)]
+#[command(
+    name = "volley",
+    version,
+    about = "Load tests for HTTP APIs, WebSocket chat, Stripe webhooks and PostgreSQL, from one plan file"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a plan. Exit 0: thresholds passed; 99: a threshold failed; 2: bad plan; 1: runtime failure.
+    Run(RunArgs),
+    /// Check a plan and print its shape without sending anything.
+    Validate(ValidateArgs),
+    /// Start the embedded demo target on loopback.
+    Serve(ServeArgs),
+    /// Start the demo target on a free port and run the demo plan against it.
+    Demo(DemoArgs),
+    /// Render the HTML report (and JUnit) from a saved summary export.
+    Report(ReportArgs),
+    /// Compare two summary exports; exit 1 when a statistic regressed beyond the limit.
+    Compare(CompareArgs),
+    /// Merge the summaries of a distributed run's parts (--segment I/N) into one,
+    /// exactly, and judge the plan's thresholds on it. Exit 0, 99 or 2.
+    Merge(MergeArgs),
+    /// Distributed runs on Kubernetes.
+    #[command(subcommand)]
+    K8s(K8sCmd),
+    /// Sign or send one Stripe webhook event, to debug a receiver.
+    #[command(subcommand)]
+    Webhook(WebhookCmd),
+    /// Fill PostgreSQL with deterministic test data from a seed spec and write the CSV feeders plans read.
+    /// Exit 0: done; 2: bad spec (nothing written); 1: runtime failure (rolled back).
+    Seed(SeedArgs),
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    /// The plan file (TOML).
+    plan: PathBuf,
+    /// Set a variable for ${NAME} in the plan (repeatable).
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Run the I-th of N interleaved shares of the plan (distributed runs).
+    #[arg(long, value_name = "I/N")]
+    segment: Option<String>,
+}
+
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VOLLEY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let code = match cli.cmd {
+        Cmd::Run(a) => cmd_run(a),
+        Cmd::Validate(a) => cmd_validate(a),
+        Cmd::Serve(a) => cmd_serve(a),
+        Cmd::Demo(a) => cmd_demo(a),
+        Cmd::Report(a) => cmd_report(a),
+        Cmd::Compare(a) => cmd_compare(a),
+        Cmd::Merge(a) => cmd_merge(a),
+        Cmd::K8s(K8sCmd::Render(a)) => cmd_k8s_render(a),
+        Cmd::Webhook(WebhookCmd::Sign(a)) => cmd_webhook_sign(a),
+        Cmd::Webhook(WebhookCmd::Send(a)) => cmd_webhook_send(a),
+        Cmd::Seed(a) => cmd_seed(a),
+    };
+    match code {
+        Ok(c) => ExitCode::from(c),
+        Err(Failure(code, e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// An error with the exit code it earns.
+struct Failure(u8, anyhow::Error);
+
+fn usage(e: impl Into<anyhow::Error>) -> Failure {
+    Failure(EXIT_USAGE, e.into())
+}
+
+fn runtime(e: impl Into<anyhow::Error>) -> Failure {
+    Failure(EXIT_RUNTIME, e.into())
+}
+
+fn env_map(pairs: &[String]) -> Result<HashMap<String, String>, Failure> {
+    let mut env: HashMap<String, String> = std::env::vars().collect();
+    for p in pairs {
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| usage(anyhow!("-e {p:?}: write KEY=VALUE")))?;
+        env.insert(k.to_string(), v.to_string());
+    }
+    Ok(env)
+}
+
+fn load_plan(a: &PlanArgs, extra_env: &[(String, String)]) -> Result<plan::Plan, Failure> {
+    let mut env = env_map(&a.env)?;
+    for (k, v) in extra_env {
+        env.insert(k.clone(), v.clone());
+    }
+    let segment = match &a.segment {
+        Some(s) => plan::Segment::parse(s).map_err(|e| usage(anyhow!(e)))?,
+        None => plan::Segment::default(),
+    };
+    plan::load(&a.plan, &plan::LoadOptions { env, segment }).map_err(usage)
+}
+
+fn main_runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .map_err(runtime)
+}
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn random_seed() -> u64 {
+    fastrand::u64(..)
+}
+
+/// Refuse before the run a file we could not write after it.
+fn check_writable(flag: &str, path: &Path) -> Result<(), Failure> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(usage(anyhow!(
+            "{flag} {}: the folder {} does not exist; create it or choose another path",
+            path.display(),
+            dir.display()
+        )));
+    }
+    if path.is_dir() {
+        return Err(usage(anyhow!(
+            "{flag} {}: that is a folder; give a file name",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+fn write_file(what: &str, path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    run::write_atomic(path, bytes)
+        .with_context(|| format!("cannot write the {what} to {}", path.display()))
+        .map_err(runtime)
+}
+
+fn read_summary(path: &Path) -> Result<summary::Summary, Failure> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read {}", path.display()))
+        .map_err(usage)?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        usage(anyhow!(
+            "{} is not a volley summary export ({e}); write one with `volley run PLAN --summary-export FILE`",
+            path.display()
+        ))
+    })
+}

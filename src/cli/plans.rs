@@ -1,0 +1,294 @@
+//! `volley run` and `volley validate`.
+
+use super::*;
+
+/// Files and outputs a run writes besides the terminal summary.
+#[derive(Args, Default)]
+pub(super) struct ArtifactArgs {
+    /// Write the end-of-run summary as JSON (k6 shape plus mergeable histograms).
+    #[arg(long, value_name = "FILE")]
+    pub(super) summary_export: Option<PathBuf>,
+    /// Write a self-contained HTML report (charts, tables, verdict).
+    #[arg(long, value_name = "FILE")]
+    pub(super) report: Option<PathBuf>,
+    /// Write the thresholds as JUnit XML test cases.
+    #[arg(long, value_name = "FILE")]
+    pub(super) junit: Option<PathBuf>,
+    /// Stream time series while the run goes (repeatable): json=FILE, csv=FILE,
+    /// prometheus=127.0.0.1:9464[,linger=30s].
+    #[arg(long = "out", value_name = "KIND=TARGET")]
+    pub(super) out: Vec<String>,
+}
+
+#[derive(Args)]
+pub(super) struct RunArgs {
+    #[command(flatten)]
+    pub(super) plan: PlanArgs,
+    #[command(flatten)]
+    pub(super) artifacts: ArtifactArgs,
+    /// No live progress line.
+    #[arg(short, long)]
+    pub(super) quiet: bool,
+    /// Wait until this moment to start: RFC 3339 time or +DURATION (e.g. +30s).
+    #[arg(long, value_name = "TIME")]
+    pub(super) start_at: Option<String>,
+    /// Worker threads (default: one per available core).
+    #[arg(long)]
+    pub(super) workers: Option<usize>,
+    /// Seed for random template values, for repeatable runs.
+    #[arg(long)]
+    pub(super) seed: Option<u64>,
+    /// Do not judge thresholds (no abort_on_fail, no exit 99); the summary
+    /// still carries them. For the parts of a distributed run: `volley merge`
+    /// judges the whole.
+    #[arg(long)]
+    pub(super) no_thresholds: bool,
+}
+
+#[derive(Args)]
+pub(super) struct ValidateArgs {
+    #[command(flatten)]
+    pub(super) plan: PlanArgs,
+}
+
+pub(super) fn cmd_run(a: RunArgs) -> Result<u8, Failure> {
+    let plan = load_plan(&a.plan, &[])?;
+    let start_at = a.start_at.as_deref().map(parse_start_at).transpose()?;
+    let settings = run::Settings {
+        quiet: a.quiet,
+        workers: a.workers.unwrap_or_else(default_workers),
+        seed: a.seed.unwrap_or_else(random_seed),
+        start_at,
+        no_thresholds: a.no_thresholds,
+    };
+    run_and_report(plan, settings, &a.artifacts)
+}
+
+pub(super) fn parse_start_at(s: &str) -> Result<SystemTime, Failure> {
+    if let Some(rel) = s.strip_prefix('+') {
+        let d = volley_protocols::duration::parse_duration(rel)
+            .map_err(|e| usage(anyhow!("--start-at: {e}")))?;
+        return Ok(SystemTime::now() + d);
+    }
+    humantime::parse_rfc3339_weak(s).map_err(|e| {
+        usage(anyhow!(
+            "--start-at {s:?}: {e}; write e.g. 2026-01-01T12:00:00Z or +30s"
+        ))
+    })
+}
+
+/// Raise the open-file limit and say so when the plan needs more than is allowed.
+pub(super) fn raise_nofile(plan: &plan::Plan) {
+    let want: u64 = plan.scenarios.iter().map(|s| s.exec.max_vus()).sum::<u64>() + 256;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < want => eprintln!(
+            "warning: this plan may hold up to {want} connections but the open-file limit is {limit}; raise the hard limit (ulimit -Hn) or lower the VUs"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
+}
+
+pub(super) fn write_report(s: &summary::Summary, path: &Path) -> Result<(), Failure> {
+    let html = report::render(s).map_err(|e| runtime(anyhow!("cannot render the report: {e}")))?;
+    write_file("report", path, html.as_bytes())
+}
+
+pub(super) fn write_junit(s: &summary::Summary, path: &Path) -> Result<(), Failure> {
+    let xml = junit::render(s).map_err(|e| runtime(anyhow!(e)))?;
+    write_file("JUnit XML", path, xml.as_bytes())
+}
+
+pub(super) fn run_and_report(
+    plan: plan::Plan,
+    settings: run::Settings,
+    artifacts: &ArtifactArgs,
+) -> Result<u8, Failure> {
+    for (flag, path) in [
+        ("--summary-export", &artifacts.summary_export),
+        ("--report", &artifacts.report),
+        ("--junit", &artifacts.junit),
+    ] {
+        if let Some(p) = path {
+            check_writable(flag, p)?;
+        }
+    }
+    let specs = artifacts
+        .out
+        .iter()
+        .map(|s| OutputSpec::parse(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| usage(anyhow!(e)))?;
+    let mut outputs = Outputs::open(&specs).map_err(|e| usage(anyhow!(e)))?;
+    raise_nofile(&plan);
+    let plan = Arc::new(plan);
+    let rt = main_runtime()?;
+    let report = rt.block_on(async {
+        let control = engine::Control::default();
+        let ctrl_c = run::install_ctrl_c(&control);
+        let mut observers = outputs.observers();
+        let report = run::execute(plan.clone(), &settings, control, &mut observers).await;
+        ctrl_c.abort();
+        report
+    });
+    let report = report.map_err(|e| usage(anyhow!(e)))?;
+    print!("{}", summary::render_text(&report.summary, &report.series));
+    if settings.no_thresholds && !report.summary.volley.thresholds.is_empty() {
+        eprintln!(
+            "\nthresholds not judged (--no-thresholds): `volley merge` judges them on the merged parts"
+        );
+    }
+    let mut written = Ok(());
+    if let Some(path) = &artifacts.summary_export {
+        let json = serde_json::to_vec_pretty(&report.summary).map_err(runtime)?;
+        written = written.and(write_file("summary", path, &json));
+    }
+    if let Some(path) = &artifacts.report {
+        written = written.and(write_report(&report.summary, path));
+    }
+    if let Some(path) = &artifacts.junit {
+        written = written.and(write_junit(&report.summary, path));
+    }
+    if let Some(linger) = outputs.linger() {
+        eprintln!(
+            "prometheus: serving the final values until scraped, at most {} (Ctrl-C to exit now)",
+            volley_protocols::duration::format_duration(linger)
+        );
+        rt.block_on(async {
+            tokio::select! {
+                _ = outputs.final_scraped() => {}
+                _ = tokio::time::sleep(linger) => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        });
+    }
+    outputs.finish();
+    written?;
+    Ok(if report.interrupted {
+        EXIT_INTERRUPTED
+    } else if !report.thresholds_ok {
+        eprintln!("\nthresholds failed: exit {EXIT_THRESHOLDS}");
+        EXIT_THRESHOLDS
+    } else {
+        EXIT_OK
+    })
+}
+
+pub(super) fn cmd_validate(a: ValidateArgs) -> Result<u8, Failure> {
+    let plan = load_plan(&a.plan, &[])?;
+    print!("{}", describe(&plan));
+    Ok(EXIT_OK)
+}
+
+pub(super) fn describe(plan: &plan::Plan) -> String {
+    use std::fmt::Write as _;
+    use volley_protocols::duration::format_duration as f;
+    let mut out = String::new();
+    let _ = writeln!(out, "plan {}: OK", plan.file.display());
+    let seg = plan.segment;
+    if seg.count > 1 {
+        let _ = writeln!(
+            out,
+            "segment {seg}: this instance runs its interleaved share of every scenario"
+        );
+    }
+    let _ = writeln!(out, "scenarios:");
+    for s in &plan.scenarios {
+        let _ = writeln!(
+            out,
+            "  {} [{} / {}]: {}\n      starts at {}, ends by {}, graceful stop {}",
+            s.name,
+            s.driver_name,
+            s.exec.name(),
+            s.exec.describe(),
+            f(s.start_time),
+            f(s.end()),
+            f(s.graceful_stop)
+        );
+        if seg.count > 1 {
+            let mut share = format!(
+                "      share: {} of {} VUs",
+                seg.share(s.exec.max_vus()),
+                s.exec.max_vus()
+            );
+            if let Some(r) = s.exec.peak_rate() {
+                let _ = write!(
+                    share,
+                    ", {:.2}/s of {:.2}/s peak rate",
+                    r / seg.count as f64,
+                    r
+                );
+            }
+            if let plan::executor::Executor::SharedIterations { iterations, .. } = s.exec {
+                let _ = write!(
+                    share,
+                    ", {} of {iterations} iterations",
+                    seg.share(iterations)
+                );
+            }
+            let _ = writeln!(out, "{share}");
+        }
+    }
+    // Peak VUs: the most that overlap in time.
+    let peak_vus = plan
+        .scenarios
+        .iter()
+        .map(|s| {
+            plan.scenarios
+                .iter()
+                .filter(|o| {
+                    o.start_time <= s.start_time
+                        && s.start_time < o.end().max(o.start_time + Duration::from_millis(1))
+                })
+                .map(|o| o.exec.max_vus())
+                .sum::<u64>()
+        })
+        .max()
+        .unwrap_or(0);
+    let peak_rate: f64 = plan
+        .scenarios
+        .iter()
+        .filter_map(|s| s.exec.peak_rate())
+        .sum();
+    let _ = writeln!(
+        out,
+        "total duration: {} ({} with graceful stops)\npeak VUs: {peak_vus}",
+        f(plan.duration()),
+        f(plan.max_duration())
+    );
+    if peak_rate > 0.0 {
+        let _ = writeln!(out, "peak arrival rate: {peak_rate:.2} iterations/s");
+    }
+    if !plan.feeders.is_empty() {
+        let _ = writeln!(out, "data:");
+        for fd in &plan.feeders {
+            let _ = writeln!(
+                out,
+                "  {}: {} rows from {} ({:?})",
+                fd.name,
+                fd.len(),
+                fd.file,
+                fd.pick
+            );
+        }
+    }
+    out.push_str(&volley::capacity::describe(plan));
+    if !plan.thresholds.is_empty() {
+        let _ = writeln!(out, "thresholds:");
+        for t in &plan.thresholds {
+            let items: Vec<String> = t
+                .items
+                .iter()
+                .map(|i| {
+                    if i.abort_on_fail {
+                        format!("{} (abort on fail)", i.source)
+                    } else {
+                        i.source.clone()
+                    }
+                })
+                .collect();
+            let _ = writeln!(out, "  {}: {}", t.key, items.join(", "));
+        }
+    }
+    out
+}

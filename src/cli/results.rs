@@ -1,0 +1,148 @@
+//! Working with saved summaries: `volley report`, `compare`, `merge`.
+
+use super::*;
+
+#[derive(Args)]
+pub(super) struct ReportArgs {
+    /// A summary written by `volley run --summary-export` (or merge).
+    pub(super) summary: PathBuf,
+    /// Where to write the HTML report.
+    #[arg(long, value_name = "FILE", default_value = "report.html")]
+    pub(super) out: PathBuf,
+    /// Also write the thresholds as JUnit XML.
+    #[arg(long, value_name = "FILE")]
+    pub(super) junit: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(super) struct CompareArgs {
+    /// The reference summary export.
+    pub(super) baseline: PathBuf,
+    /// The summary export to judge.
+    pub(super) current: PathBuf,
+    /// Largest change for the worse allowed: latency or error rates up, throughput down.
+    #[arg(long, value_name = "PERCENT", default_value = "10%")]
+    pub(super) max_regression: String,
+    /// Compare only these (repeatable): NAME, NAME:STAT, NAME{tag:value}:STAT,
+    /// e.g. 'http_req_duration{scenario:api}:p(99)'. Default: headline latencies
+    /// (p95), error rates and counts, throughput.
+    #[arg(long, value_name = "SPEC")]
+    pub(super) metric: Vec<String>,
+    /// Also compare per value of this tag within each scenario (e.g. name).
+    #[arg(long, value_name = "TAG")]
+    pub(super) by: Vec<String>,
+}
+
+#[derive(Args)]
+pub(super) struct MergeArgs {
+    /// The parts' summary exports (volley run --segment I/N --summary-export FILE).
+    #[arg(required = true, value_name = "PART")]
+    pub(super) parts: Vec<PathBuf>,
+    /// Write the merged summary as JSON (it can be merged, compared and reported on again).
+    #[arg(long, value_name = "FILE")]
+    pub(super) summary_export: Option<PathBuf>,
+    /// Write the HTML report of the merged run.
+    #[arg(long, value_name = "FILE")]
+    pub(super) report: Option<PathBuf>,
+    /// Write the thresholds of the merged run as JUnit XML.
+    #[arg(long, value_name = "FILE")]
+    pub(super) junit: Option<PathBuf>,
+    /// Merge even when segments are missing; the merged summary lists them.
+    #[arg(long)]
+    pub(super) allow_partial: bool,
+}
+
+pub(super) fn cmd_report(a: ReportArgs) -> Result<u8, Failure> {
+    check_writable("--out", &a.out)?;
+    if let Some(j) = &a.junit {
+        check_writable("--junit", j)?;
+    }
+    let s = read_summary(&a.summary)?;
+    write_report(&s, &a.out)?;
+    println!("report written to {}", a.out.display());
+    if let Some(j) = &a.junit {
+        write_junit(&s, j)?;
+        println!("JUnit XML written to {}", j.display());
+    }
+    Ok(EXIT_OK)
+}
+
+pub(super) fn cmd_compare(a: CompareArgs) -> Result<u8, Failure> {
+    let max_regression =
+        compare::parse_percent(&a.max_regression).map_err(|e| usage(anyhow!(e)))?;
+    let metrics = a
+        .metric
+        .iter()
+        .map(|m| compare::MetricSpec::parse(m))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| usage(anyhow!(e)))?;
+    let base = read_summary(&a.baseline)?;
+    let cur = read_summary(&a.current)?;
+    let opts = compare::Options {
+        max_regression,
+        metrics,
+        by: a.by,
+    };
+    let c = compare::compare(&base, &cur, &opts).map_err(|e| usage(anyhow!(e)))?;
+    println!(
+        "\n  baseline: {} ({})\n  current:  {} ({})\n",
+        a.baseline.display(),
+        base.volley.started,
+        a.current.display(),
+        cur.volley.started
+    );
+    print!("{}", compare::render_table(&c));
+    Ok(if c.regressed() > 0 {
+        EXIT_REGRESSED
+    } else {
+        EXIT_OK
+    })
+}
+
+pub(super) fn cmd_merge(a: MergeArgs) -> Result<u8, Failure> {
+    for (flag, path) in [
+        ("--summary-export", &a.summary_export),
+        ("--report", &a.report),
+        ("--junit", &a.junit),
+    ] {
+        if let Some(p) = path {
+            check_writable(flag, p)?;
+        }
+    }
+    let parts = a
+        .parts
+        .iter()
+        .map(|p| {
+            Ok(merge::Part {
+                file: p.clone(),
+                summary: read_summary(p)?,
+            })
+        })
+        .collect::<Result<Vec<_>, Failure>>()?;
+    let opts = merge::Options {
+        allow_partial: a.allow_partial,
+    };
+    let m = merge::merge(&parts, &opts).map_err(|e| usage(anyhow!("cannot merge: {e}")))?;
+    for line in merge::describe(&m.summary) {
+        eprintln!("{line}");
+    }
+    print!("{}", summary::render_text(&m.summary, &m.series));
+    let mut written = Ok(());
+    if let Some(path) = &a.summary_export {
+        let json = serde_json::to_vec_pretty(&m.summary).map_err(runtime)?;
+        written = written.and(write_file("merged summary", path, &json));
+    }
+    if let Some(path) = &a.report {
+        written = written.and(write_report(&m.summary, path));
+    }
+    if let Some(path) = &a.junit {
+        written = written.and(write_junit(&m.summary, path));
+    }
+    written?;
+    Ok(if m.thresholds_ok {
+        EXIT_OK
+    } else {
+        eprintln!("\nthresholds failed on the merged run: exit {EXIT_THRESHOLDS}");
+        EXIT_THRESHOLDS
+    })
+}
