@@ -386,7 +386,7 @@ where
     })
 }
 
-pub(crate) fn tls_config(insecure: bool, version: HttpVersion) -> rustls::ClientConfig {
+fn tls_config(insecure: bool, version: HttpVersion) -> rustls::ClientConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()

@@ -2,19 +2,13 @@
 //! HTTP/1.1 upgrade by tungstenite; and what can go wrong, as `error` tags.
 
 use crate::http::HttpVersion;
-use crate::http::conn::{Counting, ErrorKind as IoKind, IoCounters, tls_config};
+use crate::http::conn::{
+    ConnectTimes, Connector as HttpConnector, ErrorKind as IoKind, IoCounters, Origin, Stream,
+};
 use http::Uri;
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -77,11 +71,19 @@ impl Fault {
     }
 
     fn from_io(e: &io::Error) -> Self {
-        match IoKind::from_io(e) {
+        Self::from_kind(IoKind::from_io(e))
+    }
+
+    fn from_kind(k: IoKind) -> Self {
+        match k {
+            IoKind::Dns => Fault::Dns,
             IoKind::Refused => Fault::Refused,
             IoKind::Reset => Fault::Reset,
             IoKind::Timeout => Fault::ConnectTimeout,
-            _ => Fault::Io,
+            IoKind::Tls => Fault::Tls,
+            IoKind::InvalidUrl => Fault::InvalidUrl,
+            IoKind::Protocol => Fault::Protocol,
+            IoKind::Io => Fault::Io,
         }
     }
 
@@ -108,95 +110,26 @@ impl Fault {
     }
 }
 
-/// TCP, or TLS over TCP; bytes counted below TLS, as on the wire.
-pub enum Stream {
-    Plain(Counting<TcpStream>),
-    Tls(Box<TlsStream<Counting<TcpStream>>>),
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
-
 pub type Socket = WebSocketStream<Stream>;
 
-/// Shared by the VUs of a scenario: TLS settings and resolved addresses.
+/// Shared by the VUs of a scenario: the HTTP driver's connector (TLS
+/// settings, resolved addresses), offering only HTTP/1.1 over TLS since a
+/// WebSocket upgrade is HTTP/1.1.
 pub struct Connector {
-    tls: Arc<rustls::ClientConfig>,
-    dns: Mutex<HashMap<(String, u16), Vec<SocketAddr>>>,
+    inner: HttpConnector,
 }
 
 impl Connector {
     pub fn new(insecure: bool) -> Self {
         Self {
-            // WebSocket upgrades are HTTP/1.1: offering h2 could make a server pick it.
-            tls: Arc::new(tls_config(insecure, HttpVersion::Http1)),
-            dns: Mutex::default(),
+            inner: HttpConnector::new(insecure, HttpVersion::Http1),
         }
-    }
-
-    async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, Fault> {
-        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-            return Ok(vec![SocketAddr::new(ip, port)]);
-        }
-        let key = (host.to_string(), port);
-        if let Some(a) = self.dns.lock().expect("dns cache").get(&key) {
-            return Ok(a.clone());
-        }
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|_| Fault::Dns)?
-            .collect();
-        if addrs.is_empty() {
-            return Err(Fault::Dns);
-        }
-        self.dns
-            .lock()
-            .expect("dns cache")
-            .insert(key, addrs.clone());
-        Ok(addrs)
     }
 
     /// Connect and upgrade. The request carries the URL, headers and subprotocols.
     pub async fn connect(&self, request: Request, io: &Rc<IoCounters>) -> Result<Socket, Fault> {
         let uri: &Uri = request.uri();
-        let tls = match uri.scheme_str() {
+        let https = match uri.scheme_str() {
             Some("wss") => true,
             Some("ws") => false,
             _ => return Err(Fault::InvalidUrl),
@@ -207,32 +140,14 @@ impl Connector {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
-        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        let mut last = Fault::Refused;
-        let mut tcp = None;
-        for addr in self.resolve(&host, port).await? {
-            match TcpStream::connect(addr).await {
-                Ok(s) => {
-                    tcp = Some(s);
-                    break;
-                }
-                Err(e) => last = Fault::from_io(&e),
-            }
-        }
-        let tcp = tcp.ok_or(last)?;
-        let _ = tcp.set_nodelay(true);
-        let counted = Counting::new(tcp, io.clone());
-        let stream = if tls {
-            let name =
-                rustls::pki_types::ServerName::try_from(host).map_err(|_| Fault::InvalidUrl)?;
-            let s = tokio_rustls::TlsConnector::from(self.tls.clone())
-                .connect(name, counted)
-                .await
-                .map_err(|_| Fault::Tls)?;
-            Stream::Tls(Box::new(s))
-        } else {
-            Stream::Plain(counted)
-        };
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let origin = Origin { https, host, port };
+        let mut times = ConnectTimes::default();
+        let (stream, _) = self
+            .inner
+            .connect_stream(&origin, io, &mut times)
+            .await
+            .map_err(Fault::from_kind)?;
         let (ws, _resp) =
             tokio_tungstenite::client_async_with_config(request, stream, Some(config()))
                 .await
