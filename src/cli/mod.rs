@@ -192,6 +192,53 @@ fn check_writable(flag: &str, path: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The files a finished run (or merge) writes beside the terminal summary.
+struct Artifacts<'a> {
+    summary: Option<&'a Path>,
+    report: Option<(&'static str, &'a Path)>,
+    junit: Option<&'a Path>,
+}
+
+impl Artifacts<'_> {
+    /// Refuse paths that cannot be written, before any work is done.
+    fn check(&self) -> Result<(), Failure> {
+        let report = self
+            .report
+            .map_or(("--report", None), |(flag, p)| (flag, Some(p)));
+        for (flag, path) in [
+            ("--summary-export", self.summary),
+            report,
+            ("--junit", self.junit),
+        ] {
+            if let Some(p) = path {
+                check_writable(flag, p)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Write every file asked for (each whole or not at all); the first
+    /// failure is returned after all were tried.
+    fn write(&self, s: &summary::Summary) -> Result<(), Failure> {
+        let mut written = Ok(());
+        if let Some(path) = self.summary {
+            // Compact: a soak's per-second series make pretty JSON several times larger.
+            let json = serde_json::to_vec(s).map_err(runtime)?;
+            written = written.and(write_file("summary", path, &json));
+        }
+        if let Some((_, path)) = self.report {
+            let html =
+                report::render(s).map_err(|e| runtime(anyhow!("cannot render the report: {e}")));
+            written = written.and(html.and_then(|h| write_file("report", path, h.as_bytes())));
+        }
+        if let Some(path) = self.junit {
+            let xml = junit::render(s).map_err(|e| runtime(anyhow!(e)));
+            written = written.and(xml.and_then(|x| write_file("JUnit XML", path, x.as_bytes())));
+        }
+        written
+    }
+}
+
 fn write_file(what: &str, path: &Path, bytes: &[u8]) -> Result<(), Failure> {
     run::write_atomic(path, bytes)
         .with_context(|| format!("cannot write the {what} to {}", path.display()))

@@ -89,30 +89,17 @@ pub(super) fn raise_nofile(plan: &plan::Plan) {
     }
 }
 
-pub(super) fn write_report(s: &summary::Summary, path: &Path) -> Result<(), Failure> {
-    let html = report::render(s).map_err(|e| runtime(anyhow!("cannot render the report: {e}")))?;
-    write_file("report", path, html.as_bytes())
-}
-
-pub(super) fn write_junit(s: &summary::Summary, path: &Path) -> Result<(), Failure> {
-    let xml = junit::render(s).map_err(|e| runtime(anyhow!(e)))?;
-    write_file("JUnit XML", path, xml.as_bytes())
-}
-
 pub(super) fn run_and_report(
     plan: plan::Plan,
     settings: run::Settings,
     artifacts: &ArtifactArgs,
 ) -> Result<u8, Failure> {
-    for (flag, path) in [
-        ("--summary-export", &artifacts.summary_export),
-        ("--report", &artifacts.report),
-        ("--junit", &artifacts.junit),
-    ] {
-        if let Some(p) = path {
-            check_writable(flag, p)?;
-        }
-    }
+    let files = Artifacts {
+        summary: artifacts.summary_export.as_deref(),
+        report: artifacts.report.as_deref().map(|p| ("--report", p)),
+        junit: artifacts.junit.as_deref(),
+    };
+    files.check()?;
     let specs = artifacts
         .out
         .iter()
@@ -138,17 +125,7 @@ pub(super) fn run_and_report(
             "\nthresholds not judged (--no-thresholds): `volley merge` judges them on the merged parts"
         );
     }
-    let mut written = Ok(());
-    if let Some(path) = &artifacts.summary_export {
-        let json = serde_json::to_vec_pretty(&report.summary).map_err(runtime)?;
-        written = written.and(write_file("summary", path, &json));
-    }
-    if let Some(path) = &artifacts.report {
-        written = written.and(write_report(&report.summary, path));
-    }
-    if let Some(path) = &artifacts.junit {
-        written = written.and(write_junit(&report.summary, path));
-    }
+    let written = files.write(&report.summary);
     if let Some(linger) = outputs.linger() {
         eprintln!(
             "prometheus: serving the final values until scraped, at most {} (Ctrl-C to exit now)",

@@ -53,15 +53,16 @@ pub(super) struct MergeArgs {
 }
 
 pub(super) fn cmd_report(a: ReportArgs) -> Result<u8, Failure> {
-    check_writable("--out", &a.out)?;
-    if let Some(j) = &a.junit {
-        check_writable("--junit", j)?;
-    }
+    let files = Artifacts {
+        summary: None,
+        report: Some(("--out", &a.out)),
+        junit: a.junit.as_deref(),
+    };
+    files.check()?;
     let s = read_summary(&a.summary)?;
-    write_report(&s, &a.out)?;
+    files.write(&s)?;
     println!("report written to {}", a.out.display());
     if let Some(j) = &a.junit {
-        write_junit(&s, j)?;
         println!("JUnit XML written to {}", j.display());
     }
     Ok(EXIT_OK)
@@ -100,15 +101,12 @@ pub(super) fn cmd_compare(a: CompareArgs) -> Result<u8, Failure> {
 }
 
 pub(super) fn cmd_merge(a: MergeArgs) -> Result<u8, Failure> {
-    for (flag, path) in [
-        ("--summary-export", &a.summary_export),
-        ("--report", &a.report),
-        ("--junit", &a.junit),
-    ] {
-        if let Some(p) = path {
-            check_writable(flag, p)?;
-        }
-    }
+    let files = Artifacts {
+        summary: a.summary_export.as_deref(),
+        report: a.report.as_deref().map(|p| ("--report", p)),
+        junit: a.junit.as_deref(),
+    };
+    files.check()?;
     let parts = a
         .parts
         .iter()
@@ -127,18 +125,7 @@ pub(super) fn cmd_merge(a: MergeArgs) -> Result<u8, Failure> {
         eprintln!("{line}");
     }
     print!("{}", summary::render_text(&m.summary, &m.series));
-    let mut written = Ok(());
-    if let Some(path) = &a.summary_export {
-        let json = serde_json::to_vec_pretty(&m.summary).map_err(runtime)?;
-        written = written.and(write_file("merged summary", path, &json));
-    }
-    if let Some(path) = &a.report {
-        written = written.and(write_report(&m.summary, path));
-    }
-    if let Some(path) = &a.junit {
-        written = written.and(write_junit(&m.summary, path));
-    }
-    written?;
+    files.write(&m.summary)?;
     Ok(if m.thresholds_ok {
         EXIT_OK
     } else {
