@@ -101,6 +101,8 @@ struct Pending {
     slots: Vec<Slot>,
     active: Vec<u64>,
     allocated: Vec<u64>,
+    /// Some flush of this interval came from a worker still running.
+    running: bool,
 }
 
 pub struct Aggregator {
@@ -150,6 +152,7 @@ impl Aggregator {
 
         add(&mut p.active, &f.active);
         add(&mut p.allocated, &f.allocated);
+        p.running |= !f.last;
         self.seen[f.worker] = Some(f.index);
         if f.last {
             self.done[f.worker] = true;
@@ -182,16 +185,20 @@ impl Aggregator {
         let Some(mut p) = self.pending.remove(&k) else {
             return;
         };
-        let total_active: u64 = p.active.iter().sum();
-        let total_alloc: u64 = p.allocated.iter().sum();
-        set_gauge(&mut p.slots, self.vus, total_active as f64);
-        set_gauge(&mut p.slots, self.vus_max, total_alloc as f64);
-        for (i, id) in self.vus_by_scenario.iter().enumerate() {
-            set_gauge(
-                &mut p.slots,
-                *id,
-                p.active.get(i).copied().unwrap_or(0) as f64,
-            );
+        // Counts taken after every worker finished are all zero (VUs retired):
+        // the run's last VU values are those of the interval before.
+        if p.running {
+            let total_active: u64 = p.active.iter().sum();
+            let total_alloc: u64 = p.allocated.iter().sum();
+            set_gauge(&mut p.slots, self.vus, total_active as f64);
+            set_gauge(&mut p.slots, self.vus_max, total_alloc as f64);
+            for (i, id) in self.vus_by_scenario.iter().enumerate() {
+                set_gauge(
+                    &mut p.slots,
+                    *id,
+                    p.active.get(i).copied().unwrap_or(0) as f64,
+                );
+            }
         }
         let mut points = Vec::new();
         for (id, slot) in p.slots.iter().enumerate() {

@@ -587,6 +587,55 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn byte_counters_equal_what_the_peer_saw() {
+        // A peer that records how many bytes it read and wrote.
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let answer: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc";
+        let peer = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let (mut read, mut written) = (0u64, 0u64);
+            for _ in 0..2 {
+                let mut seen = Vec::new();
+                let mut b = [0u8; 1024];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") || seen.len() < 4 {
+                    let n = s.read(&mut b).await.unwrap();
+                    seen.extend_from_slice(&b[..n]);
+                }
+                // The request has a 2-byte body after its head.
+                while !seen.ends_with(b"{}") {
+                    let n = s.read(&mut b).await.unwrap();
+                    seen.extend_from_slice(&b[..n]);
+                }
+                read += seen.len() as u64;
+                s.write_all(answer).await.unwrap();
+                written += answer.len() as u64;
+            }
+            (read, written)
+        });
+        let counters = Rc::new(IoCounters::default());
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let mut c = H1::new(Stream::Plain(Counting::new(tcp, counters.clone())));
+        for _ in 0..2 {
+            let mut out = Vec::new();
+            write_request(
+                &mut out,
+                &Method::POST,
+                "/p",
+                b"h",
+                &HeaderMap::new(),
+                b"{}",
+            );
+            c.send(&out).await.unwrap();
+            let head = c.read_head(&Method::POST, false).await.unwrap();
+            c.read_body(&head, None).await.unwrap();
+        }
+        let (read, written) = peer.await.unwrap();
+        assert_eq!(counters.sent.get(), read);
+        assert_eq!(counters.received.get(), written);
+    }
+
     #[test]
     fn serializes_requests() {
         let mut out = Vec::new();
