@@ -53,6 +53,9 @@ fn bad(text: &str) -> String {
 
 /// Format like k6 does in its summary: "1m30s", "250ms", "1.2s".
 pub fn format_duration(d: Duration) -> String {
+    if d.is_zero() {
+        return "0s".into();
+    }
     let secs = d.as_secs_f64();
     if secs >= 60.0 {
         let total = secs.round() as u64;
@@ -187,5 +190,6 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
         assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
         assert_eq!(format_duration(Duration::from_micros(1500)), "1.5ms");
+        assert_eq!(format_duration(Duration::ZERO), "0s");
     }
 }
