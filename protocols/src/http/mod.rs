@@ -86,6 +86,51 @@ pub struct RequestSpec {
     pub think_time: Option<DurRange>,
 }
 
+/// Headers as written, lower-cased name -> (span of the key, value).
+pub(crate) type HeaderSpecs = BTreeMap<String, (std::ops::Range<usize>, Spanned<String>)>;
+
+/// Connection settings a scenario that speaks HTTP takes from its own keys,
+/// else from `[defaults]`: shared by the HTTP and webhook drivers.
+pub(crate) struct Client<'a> {
+    pub base: Option<&'a Spanned<String>>,
+    /// `[defaults]` headers, then the scenario's (which win).
+    pub headers: HeaderSpecs,
+    pub timeout: Duration,
+    pub connector: conn::Connector,
+}
+
+impl<'a> Client<'a> {
+    pub fn resolve(
+        defaults: &'a crate::driver::Defaults,
+        base_url: Option<&'a Spanned<String>>,
+        headers: &BTreeMap<Spanned<String>, Spanned<String>>,
+        timeout: Option<Dur>,
+        version: Option<HttpVersion>,
+        insecure: Option<bool>,
+        default_timeout: Duration,
+    ) -> Self {
+        let mut specs = HeaderSpecs::new();
+        for (k, v) in &defaults.headers {
+            specs.insert(k.to_lowercase(), (v.span(), v.clone()));
+        }
+        for (k, v) in headers {
+            specs.insert(k.get_ref().to_lowercase(), (k.span(), v.clone()));
+        }
+        let version = version.or(defaults.http_version).unwrap_or_default();
+        let insecure = insecure
+            .or(defaults.insecure_skip_tls_verify)
+            .unwrap_or(false);
+        Self {
+            base: base_url.or(defaults.base_url.as_ref()),
+            headers: specs,
+            timeout: timeout
+                .or(defaults.timeout)
+                .map_or(default_timeout, |d| d.0),
+            connector: conn::Connector::new(insecure, version),
+        }
+    }
+}
+
 pub(crate) struct Request {
     name: String,
     method: Method,
@@ -175,35 +220,27 @@ impl HttpDriver {
                 env.declare_var(name);
             }
         }
-        let base = options.base_url.as_ref().or(defaults.base_url.as_ref());
-        let timeout = options
-            .timeout
-            .or(defaults.timeout)
-            .map(|d| d.0)
-            .unwrap_or(Duration::from_secs(60));
-        let version = options
-            .http_version
-            .or(defaults.http_version)
-            .unwrap_or_default();
-        let insecure = options
-            .insecure_skip_tls_verify
-            .or(defaults.insecure_skip_tls_verify)
-            .unwrap_or(false);
-
-        let mut header_specs: BTreeMap<String, (std::ops::Range<usize>, Spanned<String>)> =
-            BTreeMap::new();
-        for (k, v) in &defaults.headers {
-            header_specs.insert(k.to_lowercase(), (v.span(), v.clone()));
-        }
-        for (k, v) in &options.headers {
-            header_specs.insert(k.get_ref().to_lowercase(), (k.span(), v.clone()));
-        }
-
+        let client = Client::resolve(
+            defaults,
+            options.base_url.as_ref(),
+            &options.headers,
+            options.timeout,
+            options.http_version,
+            options.insecure_skip_tls_verify,
+            Duration::from_secs(60),
+        );
         let mut requests = Vec::new();
         let mut cumulative = Vec::new();
         let mut total = 0.0;
         for (i, spec) in options.requests.iter().enumerate() {
-            let req = compile_request(spec, i, base, &header_specs, timeout, &mut env)?;
+            let req = compile_request(
+                spec,
+                i,
+                client.base,
+                &client.headers,
+                client.timeout,
+                &mut env,
+            )?;
             let w = match &spec.weight {
                 Some(w) if !(w.get_ref().is_finite() && *w.get_ref() >= 0.0) => {
                     return Err(ConfigError::at(w.span(), "weight must be a number >= 0"));
@@ -235,7 +272,7 @@ impl HttpDriver {
             flow: options.flow,
             requests,
             cumulative,
-            connector: conn::Connector::new(insecure, version),
+            connector: client.connector,
             feeders: ctx.feeders.to_vec().into(),
             used_feeders: used.into(),
             vars: env.vars.len(),
@@ -257,7 +294,7 @@ fn compile_request(
     spec: &RequestSpec,
     index: usize,
     base: Option<&Spanned<String>>,
-    scenario_headers: &BTreeMap<String, (std::ops::Range<usize>, Spanned<String>)>,
+    scenario_headers: &HeaderSpecs,
     default_timeout: Duration,
     env: &mut TemplateEnv<'_>,
 ) -> Result<Request, ConfigError> {

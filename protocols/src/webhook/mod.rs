@@ -13,6 +13,7 @@ use crate::data::Feeder;
 use crate::driver::{BuildCtx, Driver, VuEnv, VuState};
 use crate::duration::Dur;
 use crate::error::ConfigError;
+use crate::http::Client;
 use crate::http::HttpVersion;
 use crate::http::conn::{ConnectTimes, Connector, Target};
 use crate::http::link::Link;
@@ -188,7 +189,16 @@ impl WebhookDriver {
                 ctx.scenario
             ))
         })?;
-        let url = join_url(endpoint, o.base_url.as_ref().or(defaults.base_url.as_ref()))?;
+        let client = Client::resolve(
+            defaults,
+            o.base_url.as_ref(),
+            &o.headers,
+            o.timeout,
+            o.http_version,
+            o.insecure_skip_tls_verify,
+            Duration::from_secs(30),
+        );
+        let url = join_url(endpoint, client.base)?;
         let target = Target::from_url(&url).map_err(|e| ConfigError::at(endpoint.span(), e))?;
 
         let secrets = secrets(o.secret.as_ref(), ctx.scenario)?;
@@ -305,15 +315,7 @@ impl WebhookDriver {
         }
 
         let mut headers = HeaderMap::new();
-        let mut specs: BTreeMap<String, (std::ops::Range<usize>, Spanned<String>)> =
-            BTreeMap::new();
-        for (k, v) in &defaults.headers {
-            specs.insert(k.to_lowercase(), (v.span(), v.clone()));
-        }
-        for (k, v) in &o.headers {
-            specs.insert(k.get_ref().to_lowercase(), (k.span(), v.clone()));
-        }
-        for (name, (key_span, value)) in specs {
+        for (name, (key_span, value)) in client.headers {
             let hn = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
                 ConfigError::at(key_span, format!("{name:?} is not a valid header name"))
             })?;
@@ -333,16 +335,7 @@ impl WebhookDriver {
         }
         default_headers(&mut headers);
 
-        let version = o.http_version.or(defaults.http_version).unwrap_or_default();
-        let insecure = o
-            .insecure_skip_tls_verify
-            .or(defaults.insecure_skip_tls_verify)
-            .unwrap_or(false);
-        let timeout = o
-            .timeout
-            .or(defaults.timeout)
-            .map(|d| d.0)
-            .unwrap_or(Duration::from_secs(30));
+        let timeout = client.timeout;
         let used: Vec<usize> = env.used_feeders.iter().copied().collect();
         Ok(Self {
             tags: ctx.tags.clone(),
@@ -355,7 +348,7 @@ impl WebhookDriver {
             keys,
             tolerance: tolerance.as_secs(),
             timeout,
-            connector: Connector::new(insecure, version),
+            connector: client.connector,
             feeders: ctx.feeders.to_vec().into(),
             used_feeders: used.into(),
             metrics: Metrics::register(ctx.registry),

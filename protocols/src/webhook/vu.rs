@@ -128,7 +128,7 @@ pub struct WebhookVu {
     locals: Locals,
     signer: Signer,
     link: Link,
-    /// The delivery's headers, rebuilt in place.
+    /// The driver's headers plus this delivery's signature.
     headers: http::HeaderMap,
     /// Per event, per kind.
     series: Vec<[Vec<Series>; 6]>,
@@ -163,7 +163,7 @@ impl WebhookVu {
             locals: Locals::default(),
             signer,
             link: Link::default(),
-            headers: http::HeaderMap::new(),
+            headers: d.headers.clone(),
             text_capacity: 1024,
             last: None,
             held: None,
@@ -259,10 +259,11 @@ impl WebhookVu {
         let (body, sig) =
             self.signer
                 .sign(&d.keys, kind, &payload, d.tolerance, &mut self.state.rng);
-        self.headers.clone_from(&d.headers);
-        if let Some(v) = sig {
-            self.headers.insert(signature::HEADER, v);
-        }
+        // The driver's headers were copied in once; only the signature changes.
+        match sig {
+            Some(v) => self.headers.insert(signature::HEADER, v),
+            None => self.headers.remove(signature::HEADER),
+        };
 
         let start = Instant::now();
         let (sent_before, received_before) = self.link.bytes();
