@@ -611,30 +611,12 @@ think_time = "10ms"
 "#,
         &t.url(),
     );
-    let export = d.join("summary.json");
-    let child = volley()
-        .arg("run")
-        .arg(&p)
-        .arg("--quiet")
-        .arg("--summary-export")
-        .arg(&export)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(2));
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let out = child.wait_with_output().unwrap();
+    let (out, s) = run_interrupted(&d, &p, Duration::from_secs(2));
     assert_eq!(code(&out), 130, "{}", text(&out));
     assert!(text(&out).contains("TOTAL RESULTS"));
-    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&export).unwrap()).unwrap();
     assert_eq!(value(&s, "http_reqs", "count") as u64, t.total());
     assert!(s["volley"]["duration_s"].as_f64().unwrap() < 30.0);
 }
-
-use std::process::Command;
 
 #[test]
 fn http2_prior_knowledge_counts_match_too() {

@@ -483,24 +483,8 @@ fn ctrl_c_ends_open_sessions_at_once() {
     let d = Dir::new();
     // Sessions planned for a minute; graceful_stop would allow 30 s more.
     let p = chat_plan_with(&d, &t.server.ws_url(), "60s", 60, "");
-    let export = d.join("summary.json");
-    let child = volley()
-        .arg("run")
-        .arg(&p)
-        .arg("--quiet")
-        .arg("--summary-export")
-        .arg(&export)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    let _ = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(code(&out), 130);
-    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&export).unwrap()).unwrap();
+    let (out, s) = run_interrupted(&d, &p, std::time::Duration::from_secs(2));
+    assert_eq!(code(&out), 130, "{}", text(&out));
     assert!(
         s["volley"]["duration_s"].as_f64().unwrap() < 20.0,
         "sessions ended with the stop, not after graceful_stop"

@@ -91,6 +91,36 @@ pub fn run_plan(dir: &Dir, plan: &Path, args: &[&str]) -> (Output, Option<serde_
     (out, summary)
 }
 
+/// `volley run PLAN --quiet --summary-export ...`, interrupted with SIGINT
+/// (Ctrl-C) after `after`: its output and the summary it still wrote.
+pub fn run_interrupted(
+    dir: &Dir,
+    plan: &Path,
+    after: std::time::Duration,
+) -> (Output, serde_json::Value) {
+    let export = dir.join("summary.json");
+    let child = volley()
+        .arg("run")
+        .arg(plan)
+        .arg("--quiet")
+        .arg("--summary-export")
+        .arg(&export)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("volley runs");
+    std::thread::sleep(after);
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().expect("volley exits");
+    let summary = std::fs::read(&export).expect("the summary is written on Ctrl-C");
+    (
+        out,
+        serde_json::from_slice(&summary).expect("summary is JSON"),
+    )
+}
+
 pub fn text(out: &Output) -> String {
     format!(
         "{}{}",
