@@ -142,7 +142,12 @@ pub(super) fn cmd_serve(a: ServeArgs) -> Result<u8, Failure> {
         };
         let server = serve::Server::start(a.addr, opts)
             .await
-            .with_context(|| format!("cannot listen on {}", a.addr))
+            .with_context(|| {
+                format!(
+                    "cannot listen on {}: choose another --addr (port 0 picks a free one)",
+                    a.addr
+                )
+            })
             .map_err(runtime)?;
         println!("volley serve: listening on {}", server.base_url());
         println!(
