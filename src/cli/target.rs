@@ -144,7 +144,7 @@ pub(super) fn cmd_serve(a: ServeArgs) -> Result<u8, Failure> {
             .await
             .with_context(|| {
                 format!(
-                    "cannot listen on {}: choose another --addr (port 0 picks a free one)",
+                    "cannot listen on {} (choose another --addr; port 0 picks a free one)",
                     a.addr
                 )
             })
