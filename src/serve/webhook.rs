@@ -11,7 +11,8 @@ use http_body_util::{BodyExt, Limited};
 use hyper::Response;
 use hyper::body::Incoming;
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use volley_protocols::webhook::signature::{self, Key, VerifyError};
@@ -32,6 +33,55 @@ const REASONS: &[&str] = &[
 
 const MAX_BODY: usize = 1 << 20;
 
+/// Event ids remembered for duplicate detection: the latest ones only, so a
+/// soak test does not grow the server without bound (~27 MB when full). A
+/// duplicate volley sends repeats a VU's last event, far inside this window.
+const REMEMBERED_IDS: usize = 1 << 20;
+
+/// Processed event ids (as 64-bit hashes: a collision among a million ids has
+/// odds of ~1 in 30 million) in arrival order, and counts per event type.
+struct Seen {
+    ids: HashSet<u64>,
+    order: VecDeque<u64>,
+    capacity: usize,
+    by_type: BTreeMap<String, u64>,
+}
+
+impl Seen {
+    fn new(capacity: usize) -> Self {
+        Self {
+            ids: HashSet::new(),
+            order: VecDeque::new(),
+            capacity,
+            by_type: BTreeMap::new(),
+        }
+    }
+
+    /// True the first time an id is seen (within the window).
+    fn first(&mut self, id: &str, ty: &str) -> bool {
+        let mut h = DefaultHasher::new();
+        id.hash(&mut h);
+        let key = h.finish();
+        if !self.ids.insert(key) {
+            return false;
+        }
+        self.order.push_back(key);
+        if self.order.len() > self.capacity
+            && let Some(old) = self.order.pop_front()
+        {
+            self.ids.remove(&old);
+        }
+        *self.by_type.entry(ty.to_string()).or_default() += 1;
+        true
+    }
+
+    fn clear(&mut self) {
+        self.ids.clear();
+        self.order.clear();
+        self.by_type.clear();
+    }
+}
+
 pub struct Receiver {
     key: Option<Key>,
     insecure: bool,
@@ -40,8 +90,7 @@ pub struct Receiver {
     duplicates: AtomicU64,
     processed: AtomicU64,
     rejected: Vec<AtomicU64>,
-    /// Event ids processed, and per event type how many.
-    seen: Mutex<(HashSet<String>, BTreeMap<String, u64>)>,
+    seen: Mutex<Seen>,
 }
 
 impl Receiver {
@@ -54,7 +103,7 @@ impl Receiver {
             duplicates: AtomicU64::new(0),
             processed: AtomicU64::new(0),
             rejected: REASONS.iter().map(|_| AtomicU64::new(0)).collect(),
-            seen: Mutex::default(),
+            seen: Mutex::new(Seen::new(REMEMBERED_IDS)),
         }
     }
 
@@ -122,14 +171,7 @@ impl Receiver {
                 "the payload is not a Stripe event (a JSON object with an id)",
             );
         };
-        let fresh = {
-            let mut seen = self.seen.lock().expect("webhook ids");
-            let fresh = seen.0.insert(id.to_string());
-            if fresh {
-                *seen.1.entry(ty.to_string()).or_default() += 1;
-            }
-            fresh
-        };
+        let fresh = self.seen.lock().expect("webhook ids").first(id, ty);
         self.accepted.fetch_add(1, Ordering::Relaxed);
         if fresh {
             self.processed.fetch_add(1, Ordering::Relaxed);
@@ -175,7 +217,7 @@ impl Receiver {
     /// Events processed (first deliveries) of one type.
     pub fn processed_of(&self, ty: &str) -> u64 {
         let seen = self.seen.lock().expect("webhook ids");
-        seen.1.get(ty).copied().unwrap_or(0)
+        seen.by_type.get(ty).copied().unwrap_or(0)
     }
 
     pub fn to_json(&self) -> Value {
@@ -185,7 +227,7 @@ impl Receiver {
             .map(|(r, c)| (*r, c.load(Ordering::Relaxed)))
             .filter(|(_, c)| *c > 0)
             .collect();
-        let by_type = self.seen.lock().expect("webhook ids").1.clone();
+        let by_type = self.seen.lock().expect("webhook ids").by_type.clone();
         json!({
             "mode": if self.insecure { "insecure" } else if self.key.is_some() { "verifying" } else { "not configured" },
             "received": self.received(),
@@ -210,9 +252,7 @@ impl Receiver {
         {
             c.store(0, Ordering::Relaxed);
         }
-        let mut seen = self.seen.lock().expect("webhook ids");
-        seen.0.clear();
-        seen.1.clear();
+        self.seen.lock().expect("webhook ids").clear();
     }
 }
 
@@ -223,5 +263,34 @@ fn rejection_message(e: VerifyError) -> String {
             signature::DEFAULT_TOLERANCE_SECS
         ),
         _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Seen;
+
+    #[test]
+    fn remembers_the_latest_ids_only() {
+        let mut seen = Seen::new(3);
+        for id in ["evt_1", "evt_2", "evt_3"] {
+            assert!(seen.first(id, "charge.succeeded"), "{id} is new");
+        }
+        assert!(
+            !seen.first("evt_3", "charge.succeeded"),
+            "a repeat is a duplicate"
+        );
+        assert!(seen.first("evt_4", "invoice.paid"));
+        assert_eq!((seen.ids.len(), seen.order.len()), (3, 3), "bounded");
+        assert!(
+            !seen.first("evt_2", "charge.succeeded"),
+            "still inside the window"
+        );
+        assert!(
+            seen.first("evt_1", "charge.succeeded"),
+            "evt_1 left the window"
+        );
+        assert_eq!(seen.by_type.get("charge.succeeded"), Some(&4));
+        assert_eq!(seen.by_type.get("invoice.paid"), Some(&1));
     }
 }
