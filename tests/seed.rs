@@ -459,6 +459,18 @@ a_id = { gen = "ref", table = "a" }
     assert_eq!(db.count("b"), 1);
     assert_eq!(db.count("c"), 1);
 
+    // The same with c split into three COPY streams on three connections:
+    // the streams that did not fail roll back too.
+    let split = db.seed(&spec, &["--jobs", "3", "--stream-rows", "1000"]);
+    let st = text(&split);
+    assert_eq!(code(&split), 1, "{st}");
+    assert!(st.contains("table c, row "), "{st}");
+    let after_split: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|t| db.checksum(t, "id"))
+        .collect();
+    assert_eq!(before, after_split, "{st}");
+
     // The row it names is the first one that breaks the check: the same seed
     // into tables without it shows which that is (ids count rows from 1).
     let row: i64 = t
