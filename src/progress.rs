@@ -91,8 +91,17 @@ impl Progress {
             parts.push(format!("{n} {}/s", unit.replace('_', " ")));
         }
         // The first protocol's latency and failures that the plan records.
-        let first = |names: &[&str]| names.iter().find_map(|n| reg.metric_id(n));
-        if let Some(id) = first(&["http_req_duration", "webhook_duration"]) {
+        let first = |names: &[&'static str]| {
+            names
+                .iter()
+                .find_map(|n| reg.metric_id(n).map(|id| (*n, id)))
+        };
+        if let Some((_, id)) = first(&[
+            "http_req_duration",
+            "webhook_duration",
+            "pg_query_duration",
+            "ws_msg_latency",
+        ]) {
             let slot = agg.total(id, &Tags::default());
             let st = Stats::new(
                 volley_protocols::metrics::MetricKind::Trend,
@@ -107,12 +116,22 @@ impl Progress {
                 ));
             }
         }
-        if let Some(id) = first(&["http_req_failed", "webhook_failed"]) {
+        if let Some((name, id)) = first(&[
+            "http_req_failed",
+            "webhook_failed",
+            "pg_query_failed",
+            "ws_drop_rate",
+        ]) {
             let slot = agg.total(id, &Tags::default());
             if let volley_protocols::metrics::Slot::Rate { hits, total } = slot
                 && total > 0
             {
-                parts.push(format!("errors {:.2}%", hits as f64 * 100.0 / total as f64));
+                let what = if name == "ws_drop_rate" {
+                    "drops"
+                } else {
+                    "errors"
+                };
+                parts.push(format!("{what} {:.2}%", hits as f64 * 100.0 / total as f64));
             }
         }
         if let Some(m) = crate::monitor::live_text(agg) {
@@ -205,5 +224,46 @@ pub async fn countdown(
     }
     if let Some(b) = bar {
         b.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Progress;
+    use crate::aggregate::{Aggregator, Flush};
+    use std::time::Duration;
+    use volley_protocols::metrics::{MetricKind, Recorder, Registry, Tags, Unit};
+
+    /// One second of a chat plan: 10 messages sent, latencies 1..=20 ms,
+    /// one session dropped of four.
+    #[test]
+    fn a_websocket_plan_shows_its_message_latency_and_drops() {
+        let reg = Registry::new();
+        let tags = Tags::new([("scenario", "chat")]);
+        let sent = reg.metric("ws_msgs_sent", MetricKind::Counter, Unit::Default);
+        let latency = reg.metric("ws_msg_latency", MetricKind::Trend, Unit::Time);
+        let drops = reg.metric("ws_drop_rate", MetricKind::Rate, Unit::Default);
+        let mut agg = Aggregator::new(reg.clone(), 1, &["chat".to_string()]);
+        let rec = Recorder::new(reg.clone());
+        rec.add(reg.series(sent, &tags), 10);
+        for ms in 1..=20 {
+            rec.time(reg.series(latency, &tags), Duration::from_millis(ms));
+        }
+        for hit in [true, false, false, false] {
+            rec.rate(reg.series(drops, &tags), hit);
+        }
+        agg.push(Flush {
+            worker: 0,
+            index: 0,
+            shard: rec.take(),
+            active: vec![4],
+            allocated: vec![4],
+            last: true,
+        });
+        let line = Progress::new(Duration::from_secs(10), true).line(&agg, Duration::from_secs(1));
+        assert!(line.contains("10 ws msgs sent/s"), "{line}");
+        assert!(line.contains("p95 19"), "{line}");
+        assert!(line.contains("drops 25.00%"), "{line}");
+        assert!(!line.contains("errors"), "{line}");
     }
 }
