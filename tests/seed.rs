@@ -596,6 +596,16 @@ age = { gen = "int", min = 0, max = 100000 }
     assert!(t.contains("people.age") && t.contains("smallint"), "{t}");
     assert_eq!(db.count("tags"), 0, "nothing written");
     assert_eq!(db.count("people"), 0, "nothing written");
+
+    // A value of the wrong TOML type names its key, in words users know.
+    let typo = dir.write("typo.toml", "[tables.tags]\nrows = \"ten\"\n");
+    let out = db.seed(&typo, &[]);
+    let t = text(&out);
+    assert_eq!(code(&out), 2, "{t}");
+    assert!(
+        t.contains("typo.toml:2:8: `rows`: invalid type: string \"ten\", expected a whole number"),
+        "{t}"
+    );
 }
 
 // DESIGN.md's example spec, exactly as written there.

@@ -44,7 +44,7 @@ impl From<toml::de::Error> for ConfigError {
 }
 
 /// serde speaks Rust ("expected u64", "unknown field"); users write TOML.
-fn plain(msg: &str) -> String {
+pub fn plain(msg: &str) -> String {
     let mut m = msg
         .replace("unknown field", "unknown key")
         .replace("missing field", "missing key")

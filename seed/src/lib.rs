@@ -52,6 +52,22 @@ impl Error {
     pub fn is_usage(&self) -> bool {
         matches!(self, Error::Spec(_))
     }
+
+    /// The spec errors' messages rewritten by `f` (the CLI puts serde's
+    /// "expected u64" in words users know).
+    pub fn map_spec_messages(self, f: impl Fn(&str) -> String) -> Self {
+        match self {
+            Error::Spec(errs) => Error::Spec(
+                errs.into_iter()
+                    .map(|e| SpecError {
+                        message: f(&e.message),
+                        ..e
+                    })
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -278,8 +294,14 @@ async fn connect(url: &str) -> Result<Client, Error> {
     let (client, conn) = tokio_postgres::connect(url, tls::connector())
         .await
         .map_err(|e| {
+            // No answer at all: say where the address came from.
+            let hint = if e.as_db_error().is_none() {
+                " (is PostgreSQL running there? the address comes from --database-url or DATABASE_URL)"
+            } else {
+                ""
+            };
             Error::Db(format!(
-                "cannot connect to {}: {}",
+                "cannot connect to {}: {}{hint}",
                 redact(url),
                 load::db_message(&e)
             ))

@@ -46,6 +46,16 @@ impl Source {
     }
 }
 
+/// The key whose value starts at `offset`: `rows` in `rows = "ten"`, `min`
+/// in `id = { gen = "int", min = "x" }`.
+fn key_before(text: &str, offset: usize) -> Option<&str> {
+    let before = text.get(..offset)?;
+    let line = &before[before.rfind('\n').map_or(0, |i| i + 1)..];
+    let (key, _) = line.rsplit_once('=')?;
+    let key = key.trim_end().rsplit([',', '{', ' ']).next()?.trim();
+    (!key.is_empty()).then_some(key)
+}
+
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
@@ -176,13 +186,16 @@ impl SpecFile {
             text,
         };
         let raw: RawSpec = toml::from_str(&src.text).map_err(|e| {
-            src.error(
-                e.span(),
-                e.message()
-                    .trim_end()
-                    .replace("unknown field", "unknown key")
-                    .replace("missing field", "missing key"),
-            )
+            let msg = e.message().trim_end();
+            // Type errors point at the value; name the key it belongs to.
+            let key = e
+                .span()
+                .filter(|_| msg.starts_with("invalid"))
+                .and_then(|s| key_before(&src.text, s.start));
+            match key {
+                Some(k) => src.error(e.span(), format!("`{k}`: {msg}")),
+                None => src.error(e.span(), msg),
+            }
         })?;
         if raw.tables.0.is_empty() {
             return Err(src.error(
@@ -234,7 +247,21 @@ mod tests {
         let e = SpecFile::parse(Path::new("s.toml"), text.into()).unwrap_err();
         let m = e.to_string();
         assert!(m.starts_with("s.toml:4:"), "{m}");
-        assert!(m.contains("unknown key `bogus`"), "{m}");
+        assert!(m.contains("unknown field `bogus`"), "{m}");
+    }
+
+    #[test]
+    fn type_errors_name_their_key() {
+        let text = "[tables.users]\nrows = \"ten\"\n";
+        let m = SpecFile::parse(Path::new("s.toml"), text.into())
+            .unwrap_err()
+            .to_string();
+        assert!(m.starts_with("s.toml:2:8: `rows`: invalid type"), "{m}");
+        let text = "[tables.users]\nrows = 1\n[tables.users.columns]\nid = { gen = \"int\", null_ratio = \"x\" }\n";
+        let m = SpecFile::parse(Path::new("s.toml"), text.into())
+            .unwrap_err()
+            .to_string();
+        assert!(m.contains("`null_ratio`: invalid type"), "{m}");
     }
 
     #[test]

@@ -64,7 +64,7 @@ pub(super) fn cmd_seed(a: SeedArgs) -> Result<u8, Failure> {
             print!("{}", report.render(a.quiet));
             Ok(EXIT_OK)
         }
-        Err(e) if e.is_usage() => Err(usage(e)),
+        Err(e) if e.is_usage() => Err(usage(e.map_spec_messages(volley_protocols::error::plain))),
         Err(e) => Err(runtime(e)),
     }
 }
