@@ -493,3 +493,68 @@ fn ctrl_c_ends_open_sessions_at_once() {
     assert_eq!(rate(&s, "ws_drop_rate", "passes"), 0);
     assert_eq!(rate(&s, "ws_sessions", "count"), 12);
 }
+
+/// Past the ephemeral ports of one source address: in a network namespace
+/// of its own with 100 ephemeral ports, 250 chat sessions all connect (from
+/// 127.0.0.1, then .2 and .3), and the server sees every one. Needs
+/// `unshare -n` (root), as CI runs.
+#[test]
+fn sessions_outnumber_the_ephemeral_ports_of_one_address() {
+    let allowed = std::process::Command::new("unshare")
+        .args(["-n", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !allowed {
+        eprintln!("skipped: `unshare -n` is not allowed here (it needs root)");
+        return;
+    }
+    let d = Dir::new();
+    let plan = d.write(
+        "plan.toml",
+        r#"
+[scenarios.chat]
+driver = "websocket"
+executor = "constant-vus"
+vus = 250
+duration = "3s"
+url = "ws://127.0.0.1:18090/ws/chat"
+room_size = 5
+messages_per_minute = 60
+"#,
+    );
+    let summary = d.join("summary.json");
+    let script = r#"
+set -e
+ip link set lo up
+echo "60000 60099" > /proc/sys/net/ipv4/ip_local_port_range
+"$VOLLEY" serve --addr 127.0.0.1:18090 >/dev/null 2>&1 &
+server=$!
+until (echo >/dev/tcp/127.0.0.1/18090) 2>/dev/null; do sleep 0.1; done
+"$VOLLEY" run "$PLAN" --quiet --summary-export "$SUMMARY" >/dev/null &
+run=$!
+sleep 2
+ss -tn state established | awk '$4 ~ /:18090$/ { split($3, a, ":"); print a[1] }' | sort -u | tr '\n' ' '
+wait $run
+kill $server
+"#;
+    let out = std::process::Command::new("unshare")
+        .args(["-n", "bash", "-c", script])
+        .env("VOLLEY", env!("CARGO_BIN_EXE_volley"))
+        .env("PLAN", &plan)
+        .env("SUMMARY", &summary)
+        .output()
+        .unwrap();
+    let printed = text(&out);
+    assert!(out.status.success(), "{printed}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let sources: Vec<&str> = stdout.split_whitespace().collect();
+    assert!(
+        sources.len() >= 3 && sources.contains(&"127.0.0.2"),
+        "connections came from {sources:?}: {printed}"
+    );
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(value(&s, "ws_sessions", "count"), 250.0, "{printed}");
+    assert_eq!(rate(&s, "ws_drop_rate", "passes"), 0, "{printed}");
+    assert_eq!(value(&s, "ws_msgs_lost", "count"), 0.0);
+}

@@ -340,7 +340,7 @@ impl Connector {
         let mut last = ErrorKind::Refused;
         let mut tcp = None;
         for addr in addrs {
-            match TcpStream::connect(addr).await {
+            match super::tcp::connect(addr).await {
                 Ok(s) => {
                     tcp = Some(s);
                     break;

@@ -6,6 +6,7 @@ pub(crate) mod conn;
 mod fetch;
 mod h1;
 pub(crate) mod link;
+mod tcp;
 mod vu;
 
 pub use check::ChecksSpec;
