@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod pg;
 pub mod template;
 pub mod webhook;
+pub mod weights;
 pub mod ws;
 
 pub use driver::{BuildCtx, Defaults, Driver, Iteration, Stop, Vu, VuEnv, VuState};

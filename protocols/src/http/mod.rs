@@ -20,6 +20,7 @@ use crate::duration::{Dur, DurRange};
 use crate::error::ConfigError;
 use crate::metrics::{MetricId, MetricKind, Registry, Tags, Unit};
 use crate::template::{Template, TemplateEnv};
+use crate::weights::{Weighted, weight};
 use check::{Capture, Check};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use serde::Deserialize;
@@ -198,7 +199,7 @@ pub struct HttpDriver {
     flow: Flow,
     requests: Vec<Request>,
     /// Cumulative weights for the weighted flow.
-    cumulative: Vec<f64>,
+    weights: Weighted,
     connector: conn::Connector,
     feeders: Arc<[Arc<Feeder>]>,
     used_feeders: Arc<[usize]>,
@@ -231,8 +232,7 @@ impl HttpDriver {
             Duration::from_secs(60),
         );
         let mut requests = Vec::new();
-        let mut cumulative = Vec::new();
-        let mut total = 0.0;
+        let mut weights = Weighted::default();
         for (i, spec) in options.requests.iter().enumerate() {
             let req = compile_request(
                 spec,
@@ -242,26 +242,13 @@ impl HttpDriver {
                 client.timeout,
                 &mut env,
             )?;
-            let w = match &spec.weight {
-                Some(w) if !(w.get_ref().is_finite() && *w.get_ref() >= 0.0) => {
-                    return Err(ConfigError::at(w.span(), "weight must be a number >= 0"));
-                }
-                Some(w) => *w.get_ref(),
-                None => 1.0,
-            };
-            if let Some(w) = &spec.weight
-                && options.flow == Flow::Sequence
-            {
-                return Err(ConfigError::at(
-                    w.span(),
-                    "weight only applies to flow = \"weighted\"; set flow = \"weighted\" on the scenario or remove the weight",
-                ));
-            }
-            total += w;
-            cumulative.push(total);
+            weights.push(weight(
+                spec.weight.as_ref(),
+                options.flow == Flow::Weighted,
+            )?);
             requests.push(req);
         }
-        if options.flow == Flow::Weighted && total <= 0.0 {
+        if options.flow == Flow::Weighted && weights.total() <= 0.0 {
             return Err(ConfigError::new(format!(
                 "scenario {:?}: all request weights are 0; give at least one a positive weight",
                 ctx.scenario
@@ -272,22 +259,13 @@ impl HttpDriver {
             tags: ctx.tags.clone(),
             flow: options.flow,
             requests,
-            cumulative,
+            weights,
             connector: client.connector,
             feeders: ctx.feeders.to_vec().into(),
             used_feeders: used.into(),
             vars: env.vars.len(),
             metrics: Metrics::register(ctx.registry),
         })
-    }
-
-    fn pick_weighted(&self, rng: &mut fastrand::Rng) -> usize {
-        let total = *self.cumulative.last().unwrap_or(&0.0);
-        let x = rng.f64() * total;
-        self.cumulative
-            .iter()
-            .position(|&c| x < c)
-            .unwrap_or(self.cumulative.len() - 1)
     }
 }
 

@@ -270,7 +270,7 @@ impl Vu for HttpVu {
                 }
             }
             Flow::Weighted => {
-                let i = self.d.pick_weighted(&mut self.state.rng);
+                let i = self.d.weights.pick(&mut self.state.rng);
                 self.request(i, it.scheduled).await;
             }
         }

@@ -19,6 +19,7 @@ use crate::error::ConfigError;
 use crate::http::Flow;
 use crate::metrics::{MetricId, MetricKind, Recorder, Registry, Tags, Unit};
 use crate::template::{Template, TemplateEnv};
+use crate::weights::{Weighted, weight};
 use conn::{Manager, Pool, Target};
 use serde::Deserialize;
 use serde_json::Value;
@@ -235,7 +236,7 @@ pub struct PgDriver {
     flow: Flow,
     queries: Vec<Query>,
     statements: Vec<Statement>,
-    cumulative: Vec<f64>,
+    weights: Weighted,
     target: Arc<Target>,
     mode: Mode,
     /// Most server connections this scenario may hold at once.
@@ -338,8 +339,7 @@ impl PgDriver {
         let default_timeout = o.timeout.map(|d| d.0);
         let mut statements: Vec<Statement> = Vec::new();
         let mut queries = Vec::new();
-        let mut cumulative = Vec::new();
-        let mut total = 0.0;
+        let mut weights = Weighted::default();
         let mut names = HashSet::new();
         for (qi, q) in o.queries.iter().enumerate() {
             let name = match &q.name {
@@ -453,21 +453,7 @@ impl PgDriver {
                     internal(&mut statements, "COMMIT"),
                 )
             });
-            let w = match &q.weight {
-                Some(w) if !(w.get_ref().is_finite() && *w.get_ref() >= 0.0) => {
-                    return Err(ConfigError::at(w.span(), "weight must be a number >= 0"));
-                }
-                Some(w) if o.flow == Flow::Sequence => {
-                    return Err(ConfigError::at(
-                        w.span(),
-                        "weight only applies to flow = \"weighted\"; set flow = \"weighted\" on the scenario or remove the weight",
-                    ));
-                }
-                Some(w) => *w.get_ref(),
-                None => 1.0,
-            };
-            total += w;
-            cumulative.push(total);
+            weights.push(weight(q.weight.as_ref(), o.flow == Flow::Weighted)?);
             queries.push(Query {
                 name,
                 statements: (first..first + q.statements.as_ref().map_or(1, |l| l.get_ref().len()))
@@ -478,7 +464,7 @@ impl PgDriver {
                 think_time: q.think_time,
             });
         }
-        if o.flow == Flow::Weighted && total <= 0.0 {
+        if o.flow == Flow::Weighted && weights.total() <= 0.0 {
             return Err(ConfigError::new(format!(
                 "scenario {sc:?}: all query weights are 0; give at least one a positive weight"
             )));
@@ -525,7 +511,7 @@ impl PgDriver {
             flow: o.flow,
             queries,
             statements,
-            cumulative,
+            weights,
             target,
             mode,
             max_connections,
@@ -536,15 +522,6 @@ impl PgDriver {
             max_params,
             metrics: Metrics::register(ctx.registry),
         })
-    }
-
-    fn pick_weighted(&self, rng: &mut fastrand::Rng) -> usize {
-        let total = *self.cumulative.last().unwrap_or(&0.0);
-        let x = rng.f64() * total;
-        self.cumulative
-            .iter()
-            .position(|&c| x < c)
-            .unwrap_or(self.cumulative.len() - 1)
     }
 
     /// "query \"name\"" or "query \"name\", statement 2", for messages.

@@ -424,7 +424,7 @@ impl Vu for PgVu {
         let scheduled = it.scheduled.filter(|s| *s < start);
         let (first, count) = match d.flow {
             Flow::Sequence => (0, d.queries.len()),
-            Flow::Weighted => (d.pick_weighted(&mut v.state.rng), 1),
+            Flow::Weighted => (d.weights.pick(&mut v.state.rng), 1),
         };
         let Some(mut held) = v.acquire(d, first, it.deadline).await else {
             return;

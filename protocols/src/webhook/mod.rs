@@ -19,6 +19,7 @@ use crate::http::conn::{ConnectTimes, Connector, Target};
 use crate::http::link::Link;
 use crate::metrics::{MetricId, MetricKind, Registry, Tags, Unit};
 use crate::template::{Template, TemplateEnv};
+use crate::weights::{Weighted, weight};
 use ::http::{HeaderMap, HeaderName, HeaderValue};
 use bytes::Bytes;
 use serde::Deserialize;
@@ -158,7 +159,7 @@ pub struct WebhookDriver {
     headers: HeaderMap,
     events: Vec<Event>,
     /// Cumulative event weights.
-    cumulative: Vec<f64>,
+    weights: Weighted,
     /// Cumulative delivery-kind shares, in `MIX` order; the rest is valid.
     mix: [f64; 5],
     out_of_order: bool,
@@ -228,13 +229,7 @@ impl WebhookDriver {
             Some(list) => {
                 let mut v = Vec::new();
                 for e in list.get_ref() {
-                    let w = match &e.weight {
-                        Some(w) if !(w.get_ref().is_finite() && *w.get_ref() >= 0.0) => {
-                            return Err(ConfigError::at(w.span(), "weight must be a number >= 0"));
-                        }
-                        Some(w) => *w.get_ref(),
-                        None => 1.0,
-                    };
+                    let w = weight(e.weight.as_ref(), true)?;
                     v.push((e.kind.get_ref().clone(), w, Some(e.kind.span())));
                 }
                 v
@@ -242,9 +237,8 @@ impl WebhookDriver {
             None => set.by_type.keys().map(|k| (k.clone(), 1.0, None)).collect(),
         };
         let mut events = Vec::new();
-        let mut cumulative = Vec::new();
-        let mut total = 0.0;
-        for (name, weight, span) in wanted {
+        let mut weights = Weighted::default();
+        for (name, w, span) in wanted {
             let src = set.by_type.get(&name).ok_or_else(|| {
                 ConfigError::at(
                     span.clone().unwrap_or(0..0),
@@ -262,11 +256,10 @@ impl WebhookDriver {
                     _ => ConfigError::new(msg),
                 }
             })?;
-            total += weight;
-            cumulative.push(total);
+            weights.push(w);
             events.push(Event { name, template });
         }
-        if total <= 0.0 {
+        if weights.total() <= 0.0 {
             return Err(ConfigError::new(format!(
                 "scenario {:?}: all event weights are 0; give at least one a positive weight",
                 ctx.scenario
@@ -342,7 +335,7 @@ impl WebhookDriver {
             target,
             headers,
             events,
-            cumulative,
+            weights,
             out_of_order: mix[4] > mix[3],
             mix,
             keys,
@@ -353,15 +346,6 @@ impl WebhookDriver {
             used_feeders: used.into(),
             metrics: Metrics::register(ctx.registry),
         })
-    }
-
-    fn pick_event(&self, rng: &mut fastrand::Rng) -> usize {
-        let total = *self.cumulative.last().unwrap_or(&0.0);
-        let x = rng.f64() * total;
-        self.cumulative
-            .iter()
-            .position(|&c| x < c)
-            .unwrap_or(self.cumulative.len() - 1)
     }
 
     fn pick_kind(&self, rng: &mut fastrand::Rng) -> Kind {

@@ -226,7 +226,7 @@ impl WebhookVu {
     fn choose(&mut self) -> (usize, Bytes, Kind) {
         let d = self.d.clone();
         if d.out_of_order && self.held.is_none() {
-            let e = d.pick_event(&mut self.state.rng);
+            let e = d.weights.pick(&mut self.state.rng);
             self.held = Some((e, self.render(e)));
             self.since_held = 0;
         }
@@ -249,7 +249,7 @@ impl WebhookVu {
             Kind::Duplicate | Kind::OutOfOrder => Kind::Valid,
             k => k,
         };
-        let e = d.pick_event(&mut self.state.rng);
+        let e = d.weights.pick(&mut self.state.rng);
         (e, self.render(e), kind)
     }
 
