@@ -7,7 +7,7 @@
 
 use crate::data::Feeder;
 use crate::metrics::{Recorder, Registry, Tags};
-use crate::template::Scope;
+use crate::template::{Scope, TemplateEnv};
 use serde::Deserialize;
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
@@ -145,6 +145,44 @@ pub trait Vu: 'static {
     }
 }
 
+/// What a scenario's templates read, shared by its VUs: the plan's feeders,
+/// the ones the templates use, and how many captured vars there are.
+#[derive(Clone, Default)]
+pub struct Inputs {
+    pub vars: usize,
+    pub feeders: Arc<[Arc<Feeder>]>,
+    pub used: Arc<[usize]>,
+}
+
+impl Inputs {
+    /// From the templates compiled for a scenario.
+    pub fn of(env: &TemplateEnv) -> Self {
+        Self {
+            vars: env.vars.len(),
+            feeders: env.feeders.into(),
+            used: env.used_feeders.iter().copied().collect(),
+        }
+    }
+
+    /// A VU's own state: its first feeder rows picked, its vars empty.
+    pub fn state(&self, index: u64, seed: u64) -> VuState {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut rows = vec![0; self.feeders.len()];
+        for &f in self.used.iter() {
+            rows[f] = self.feeders[f].pick_row(index, &mut rng);
+        }
+        VuState {
+            index,
+            iter: 0,
+            vars: vec![String::new(); self.vars],
+            rows,
+            rng,
+            feeders: self.feeders.clone(),
+            used: self.used.clone(),
+        }
+    }
+}
+
 /// Per-VU template state shared by drivers: captured vars, feeder rows, rng.
 pub struct VuState {
     pub index: u64,
@@ -157,29 +195,6 @@ pub struct VuState {
 }
 
 impl VuState {
-    pub fn new(
-        index: u64,
-        seed: u64,
-        vars: usize,
-        feeders: Arc<[Arc<Feeder>]>,
-        used: Arc<[usize]>,
-    ) -> Self {
-        let mut rng = fastrand::Rng::with_seed(seed);
-        let mut rows = vec![0; feeders.len()];
-        for &f in used.iter() {
-            rows[f] = feeders[f].pick_row(index, &mut rng);
-        }
-        Self {
-            index,
-            iter: 0,
-            vars: vec![String::new(); vars],
-            rows,
-            rng,
-            feeders,
-            used,
-        }
-    }
-
     /// Start an iteration: pick the next feeder rows.
     pub fn begin(&mut self, iter: u64) {
         self.iter = iter;

@@ -14,7 +14,7 @@ pub use conn::ErrorKind;
 pub use fetch::Fetcher;
 pub use vu::HttpVu;
 
-use crate::data::Feeder;
+use crate::driver::Inputs;
 use crate::driver::{BuildCtx, Driver, VuEnv};
 use crate::duration::{Dur, DurRange};
 use crate::error::ConfigError;
@@ -201,9 +201,7 @@ pub struct HttpDriver {
     /// Cumulative weights for the weighted flow.
     weights: Weighted,
     connector: conn::Connector,
-    feeders: Arc<[Arc<Feeder>]>,
-    used_feeders: Arc<[usize]>,
-    vars: usize,
+    inputs: Inputs,
     metrics: Metrics,
 }
 
@@ -254,16 +252,13 @@ impl HttpDriver {
                 ctx.scenario
             )));
         }
-        let used: Vec<usize> = env.used_feeders.iter().copied().collect();
         Ok(Self {
             tags: ctx.tags.clone(),
             flow: options.flow,
             requests,
             weights,
             connector: client.connector,
-            feeders: ctx.feeders.to_vec().into(),
-            used_feeders: used.into(),
-            vars: env.vars.len(),
+            inputs: Inputs::of(&env),
             metrics: Metrics::register(ctx.registry),
         })
     }
@@ -463,6 +458,6 @@ impl Driver for HttpDriver {
     }
 
     fn used_feeders(&self) -> &[usize] {
-        &self.used_feeders
+        &self.inputs.used
     }
 }

@@ -68,13 +68,7 @@ impl HttpVu {
             })
             .collect();
         Self {
-            state: VuState::new(
-                env.index,
-                env.seed,
-                d.vars,
-                d.feeders.clone(),
-                d.used_feeders.clone(),
-            ),
+            state: d.inputs.state(env.index, env.seed),
             series: d.requests.iter().map(|_| Vec::new()).collect(),
             check_series,
             data_sent: rec.series(m.sent, &d.tags),

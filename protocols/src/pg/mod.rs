@@ -12,7 +12,7 @@ mod vu;
 pub use conn::{ErrorKind, sqlstate_name};
 pub use vu::PgVu;
 
-use crate::data::Feeder;
+use crate::driver::Inputs;
 use crate::driver::{BuildCtx, Driver, VuEnv};
 use crate::duration::{Dur, DurRange, format_duration};
 use crate::error::ConfigError;
@@ -242,9 +242,7 @@ pub struct PgDriver {
     /// Most server connections this scenario may hold at once.
     max_connections: u64,
     sample: bool,
-    feeders: Arc<[Arc<Feeder>]>,
-    used_feeders: Arc<[usize]>,
-    vars: usize,
+    inputs: Inputs,
     max_params: usize,
     metrics: Metrics,
 }
@@ -504,7 +502,6 @@ impl PgDriver {
             Connections::PerIteration => (Mode::PerIteration, ctx.max_vus),
         };
         let max_params = statements.iter().map(|s| s.params.len()).max().unwrap_or(0);
-        let used: Vec<usize> = env.used_feeders.iter().copied().collect();
         Ok(Self {
             scenario: sc.to_string(),
             tags: ctx.tags.clone(),
@@ -516,9 +513,7 @@ impl PgDriver {
             mode,
             max_connections,
             sample: o.sample_activity.unwrap_or(true),
-            feeders: ctx.feeders.to_vec().into(),
-            used_feeders: used.into(),
-            vars: env.vars.len(),
+            inputs: Inputs::of(&env),
             max_params,
             metrics: Metrics::register(ctx.registry),
         })
@@ -662,7 +657,7 @@ impl Driver for PgDriver {
     }
 
     fn used_feeders(&self) -> &[usize] {
-        &self.used_feeders
+        &self.inputs.used
     }
 
     fn background(self: &Arc<Self>, rec: Recorder, until: Instant) -> impl Future<Output = ()> {

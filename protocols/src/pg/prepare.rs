@@ -20,7 +20,7 @@ pub(super) async fn validate(d: Arc<PgDriver>) -> Result<(), String> {
     warn_about_limits(&d, client).await;
 
     // Sample values for the params, from a VU that has captured nothing yet.
-    let mut state = VuState::new(0, 0x5eed, d.vars, d.feeders.clone(), d.used_feeders.clone());
+    let mut state = d.inputs.state(0, 0x5eed);
     state.begin(0);
     for q in &d.queries {
         for (slot, t) in &q.lets {

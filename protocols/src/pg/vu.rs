@@ -117,13 +117,7 @@ impl Inner {
             })
             .collect();
         Self {
-            state: VuState::new(
-                env.index,
-                env.seed,
-                d.vars,
-                d.feeders.clone(),
-                d.used_feeders.clone(),
-            ),
+            state: d.inputs.state(env.index, env.seed),
             series,
             check_series,
             pool_wait: rec.series(m.pool_wait, &d.tags),

@@ -9,7 +9,7 @@ mod vu;
 
 pub use vu::WebhookVu;
 
-use crate::data::Feeder;
+use crate::driver::Inputs;
 use crate::driver::{BuildCtx, Driver, VuEnv, VuState};
 use crate::duration::Dur;
 use crate::error::ConfigError;
@@ -167,8 +167,7 @@ pub struct WebhookDriver {
     tolerance: u64,
     timeout: Duration,
     connector: Connector,
-    feeders: Arc<[Arc<Feeder>]>,
-    used_feeders: Arc<[usize]>,
+    inputs: Inputs,
     metrics: Metrics,
 }
 
@@ -329,7 +328,6 @@ impl WebhookDriver {
         default_headers(&mut headers);
 
         let timeout = client.timeout;
-        let used: Vec<usize> = env.used_feeders.iter().copied().collect();
         Ok(Self {
             tags: ctx.tags.clone(),
             target,
@@ -342,8 +340,7 @@ impl WebhookDriver {
             tolerance: tolerance.as_secs(),
             timeout,
             connector: client.connector,
-            feeders: ctx.feeders.to_vec().into(),
-            used_feeders: used.into(),
+            inputs: Inputs::of(&env),
             metrics: Metrics::register(ctx.registry),
         })
     }
@@ -451,7 +448,7 @@ impl Driver for WebhookDriver {
     }
 
     fn used_feeders(&self) -> &[usize] {
-        &self.used_feeders
+        &self.inputs.used
     }
 }
 
@@ -539,7 +536,7 @@ pub async fn send_one(
     let template = env
         .compile_json(&src.value)
         .map_err(|e| format!("{}: {e}", src.origin))?;
-    let mut state = VuState::new(0, fastrand::u64(..), 0, Arc::from([]), Arc::from([]));
+    let mut state = Inputs::default().state(0, fastrand::u64(..));
     let mut text = String::new();
     Locals::default().render(event, &template, &mut state, &mut text);
     let payload = Bytes::from(text);
@@ -591,7 +588,7 @@ mod tests {
         let mut env = TemplateEnv::new(&vars, &[], "s");
         env.locals = LOCALS;
         env.numeric_locals = NUMERIC_LOCALS;
-        let mut state = VuState::new(0, 42, 0, Arc::from([]), Arc::from([]));
+        let mut state = Inputs::default().state(0, 42);
         let mut locals = Locals::default();
         let mut out = String::new();
         set.by_type

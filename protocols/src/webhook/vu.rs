@@ -146,13 +146,7 @@ pub struct WebhookVu {
 impl WebhookVu {
     pub(super) fn new(d: Arc<WebhookDriver>, env: VuEnv) -> Self {
         let rec = env.recorder;
-        let mut state = VuState::new(
-            env.index,
-            env.seed,
-            0,
-            d.feeders.clone(),
-            d.used_feeders.clone(),
-        );
+        let mut state = d.inputs.state(env.index, env.seed);
         let signer = Signer::new(&mut state.rng);
         Self {
             series: d.events.iter().map(|_| Default::default()).collect(),

@@ -11,7 +11,7 @@ mod vu;
 pub use conn::Fault;
 pub use vu::WsVu;
 
-use crate::data::Feeder;
+use crate::driver::Inputs;
 use crate::driver::{BuildCtx, Driver, VuEnv};
 use crate::duration::{Dur, DurRange};
 use crate::error::ConfigError;
@@ -167,9 +167,7 @@ pub struct WsDriver {
     pub(crate) ping: Option<(Duration, Duration)>,
     pub(crate) recv: Recv,
     pub(crate) connector: conn::Connector,
-    pub(crate) feeders: Arc<[Arc<Feeder>]>,
-    pub(crate) used_feeders: Arc<[usize]>,
-    pub(crate) vars: usize,
+    pub(crate) inputs: Inputs,
     pub(crate) metrics: Metrics,
     /// Distinguishes this run's message ids from anyone else's.
     pub(crate) nonce: String,
@@ -480,7 +478,6 @@ impl WsDriver {
             .insecure_skip_tls_verify
             .or(defaults.insecure_skip_tls_verify)
             .unwrap_or(false);
-        let used: Vec<usize> = env.used_feeders.iter().copied().collect();
         let nonce = format!("{:08x}", fastrand::u32(..));
         Ok(Self {
             tags: ctx.tags.clone(),
@@ -513,9 +510,7 @@ impl WsDriver {
                 joined_type,
             },
             connector: conn::Connector::new(insecure),
-            feeders: ctx.feeders.to_vec().into(),
-            used_feeders: used.into(),
-            vars: 0,
+            inputs: Inputs::of(&env),
             metrics: Metrics::register(ctx.registry),
             nonce,
         })
@@ -530,6 +525,6 @@ impl Driver for WsDriver {
     }
 
     fn used_feeders(&self) -> &[usize] {
-        &self.used_feeders
+        &self.inputs.used
     }
 }

@@ -180,13 +180,7 @@ impl WsVu {
         let mut locals = Locals::default();
         let _ = write!(locals.room_index, "{}", d.rooms[room].index);
         Self {
-            state: VuState::new(
-                env.index,
-                env.seed,
-                d.vars,
-                d.feeders.clone(),
-                d.used_feeders.clone(),
-            ),
+            state: d.inputs.state(env.index, env.seed),
             rec,
             room,
             slot,
