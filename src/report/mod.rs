@@ -423,7 +423,17 @@ fn scenario_figures(tl: &Timeline, sc: &str, driver: &str) -> Vec<Figure> {
     }
     let span = chart::span_for(tl.t.last().map(|t| *t as usize + 1).unwrap_or(0));
     let folded = (span > 1).then(|| format!("One point per {span} s."));
-    let base = |kind: &str| format!("chart-{}-{kind}", slug(sc));
+    let figure = |kind: &str, title: String, lines, unit, fold, note| Figure {
+        id: format!("chart-{}-{kind}", slug(sc)),
+        title,
+        data: ChartData {
+            t: tl.t.clone(),
+            lines,
+            unit,
+            fold,
+        },
+        note,
+    };
 
     // Latency percentiles.
     let mut latency: Vec<(&str, &str)> = LATENCY
@@ -447,21 +457,18 @@ fn scenario_figures(tl: &Timeline, sc: &str, driver: &str) -> Vec<Figure> {
             ),
         };
         let [p50, p95, p99] = lines;
-        out.push(Figure {
-            id: base(&format!("latency-{}", slug(metric))),
-            title: format!("{title} ({metric})"),
-            data: ChartData {
-                t: tl.t.clone(),
-                lines: vec![
-                    line("p50", chart::P50, p50),
-                    line("p95", chart::P95, p95),
-                    line("p99", chart::P99, p99),
-                ],
-                unit: YUnit::Millis,
-                fold: Fold::Max,
-            },
-            note: join_notes(note, folded.clone()),
-        });
+        out.push(figure(
+            &format!("latency-{}", slug(metric)),
+            format!("{title} ({metric})"),
+            vec![
+                line("p50", chart::P50, p50),
+                line("p95", chart::P95, p95),
+                line("p99", chart::P99, p99),
+            ],
+            YUnit::Millis,
+            Fold::Max,
+            join_notes(note, folded.clone()),
+        ));
     }
 
     // Throughput.
@@ -475,17 +482,14 @@ fn scenario_figures(tl: &Timeline, sc: &str, driver: &str) -> Vec<Figure> {
         })
         .collect();
     if !lines.is_empty() {
-        out.push(Figure {
-            id: base("throughput"),
-            title: "Throughput".into(),
-            data: ChartData {
-                t: tl.t.clone(),
-                lines,
-                unit: YUnit::PerSecond,
-                fold: Fold::Mean,
-            },
-            note: folded.clone(),
-        });
+        out.push(figure(
+            "throughput",
+            "Throughput".into(),
+            lines,
+            YUnit::PerSecond,
+            Fold::Mean,
+            folded.clone(),
+        ));
     }
 
     // Errors.
@@ -503,33 +507,27 @@ fn scenario_figures(tl: &Timeline, sc: &str, driver: &str) -> Vec<Figure> {
         lines.push(line(label, color, v));
     }
     if !lines.is_empty() {
-        out.push(Figure {
-            id: base("errors"),
-            title: "Errors".into(),
-            data: ChartData {
-                t: tl.t.clone(),
-                lines,
-                unit: YUnit::PerSecond,
-                fold: Fold::Mean,
-            },
-            note: folded.clone(),
-        });
+        out.push(figure(
+            "errors",
+            "Errors".into(),
+            lines,
+            YUnit::PerSecond,
+            Fold::Mean,
+            folded.clone(),
+        ));
     }
 
     // Active VUs.
     if tl.has("vus", sc) {
         let v = tl.values(&tl.series_in("vus", sc), Combine::SumGauge, gauge_of);
-        out.push(Figure {
-            id: base("vus"),
-            title: "Active VUs".into(),
-            data: ChartData {
-                t: tl.t.clone(),
-                lines: vec![line("VUs", chart::PALETTE[3], v)],
-                unit: YUnit::Count,
-                fold: Fold::Max,
-            },
-            note: folded.clone(),
-        });
+        out.push(figure(
+            "vus",
+            "Active VUs".into(),
+            vec![line("VUs", chart::PALETTE[3], v)],
+            YUnit::Count,
+            Fold::Max,
+            folded.clone(),
+        ));
     }
 
     // WebSocket sessions.
@@ -550,20 +548,17 @@ fn scenario_figures(tl: &Timeline, sc: &str, driver: &str) -> Vec<Figure> {
                 }),
             ));
         }
-        out.push(Figure {
-            id: base("ws-sessions"),
-            title: "WebSocket sessions".into(),
-            data: ChartData {
-                t: tl.t.clone(),
-                lines,
-                unit: YUnit::PerSecond,
-                fold: Fold::Mean,
-            },
-            note: join_notes(
+        out.push(figure(
+            "ws-sessions",
+            "WebSocket sessions".into(),
+            lines,
+            YUnit::PerSecond,
+            Fold::Mean,
+            join_notes(
                 Some("Dropped: ended by the peer or the network before their planned end.".into()),
                 folded.clone(),
             ),
-        });
+        ));
     }
 
     // Webhook deliveries by kind.
@@ -574,21 +569,16 @@ fn scenario_figures(tl: &Timeline, sc: &str, driver: &str) -> Vec<Figure> {
     {
         let lines = tl
             .grouped(&hooks, tag, Combine::Sum, |p| count_of(p, false))
-            .into_iter()
-            .enumerate()
-            .map(|(i, (kind, v))| line(&kind, chart::PALETTE[i % chart::PALETTE.len()], v))
-            .collect();
-        out.push(Figure {
-            id: base("webhook-kinds"),
-            title: "Webhook deliveries by kind".into(),
-            data: ChartData {
-                t: tl.t.clone(),
-                lines,
-                unit: YUnit::PerSecond,
-                fold: Fold::Mean,
-            },
-            note: folded.clone(),
-        });
+            .into_iter();
+        let lines = palette_lines(lines);
+        out.push(figure(
+            "webhook-kinds",
+            "Webhook deliveries by kind".into(),
+            lines,
+            YUnit::PerSecond,
+            Fold::Mean,
+            folded.clone(),
+        ));
     }
 
     // Server connections by state: the scenario's sampler, or a run-wide one
@@ -600,21 +590,16 @@ fn scenario_figures(tl: &Timeline, sc: &str, driver: &str) -> Vec<Figure> {
     if !conns.is_empty() {
         let lines = tl
             .grouped(&conns, "state", Combine::SumGauge, gauge_of)
-            .into_iter()
-            .enumerate()
-            .map(|(i, (state, v))| line(&state, chart::PALETTE[i % chart::PALETTE.len()], v))
-            .collect();
-        out.push(Figure {
-            id: base("pg-connections"),
-            title: "Server connections by state (pg_stat_activity)".into(),
-            data: ChartData {
-                t: tl.t.clone(),
-                lines,
-                unit: YUnit::Count,
-                fold: Fold::Max,
-            },
-            note: folded,
-        });
+            .into_iter();
+        let lines = palette_lines(lines);
+        out.push(figure(
+            "pg-connections",
+            "Server connections by state (pg_stat_activity)".into(),
+            lines,
+            YUnit::Count,
+            Fold::Max,
+            folded,
+        ));
     }
     out
 }
@@ -625,6 +610,14 @@ fn line(label: &str, color: RGBColor, values: Vec<Option<f64>>) -> Line {
         color,
         values,
     }
+}
+
+/// One line per (label, values), in the palette's colours.
+fn palette_lines(lines: impl Iterator<Item = (String, Vec<Option<f64>>)>) -> Vec<Line> {
+    lines
+        .enumerate()
+        .map(|(i, (label, v))| line(&label, chart::PALETTE[i % chart::PALETTE.len()], v))
+        .collect()
 }
 
 fn join_notes(a: Option<String>, b: Option<String>) -> Option<String> {
