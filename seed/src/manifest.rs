@@ -57,13 +57,7 @@ pub async fn mismatches(
     seed: u64,
     scale: f64,
 ) -> Result<Vec<String>, tokio_postgres::Error> {
-    let exists: bool = c
-        .query_one(
-            "SELECT to_regclass('volley_seed_manifest') IS NOT NULL",
-            &[],
-        )
-        .await?
-        .get(0);
+    let exists = manifest_exists(c).await?;
     if !exists {
         return Ok(Vec::new());
     }
@@ -90,13 +84,7 @@ pub async fn mismatches(
 
 /// In the cleanup's transaction: the tables are no longer seeded.
 pub async fn forget(targets: &[Target], c: &Client) -> Result<(), tokio_postgres::Error> {
-    let exists: bool = c
-        .query_one(
-            "SELECT to_regclass('volley_seed_manifest') IS NOT NULL",
-            &[],
-        )
-        .await?
-        .get(0);
+    let exists = manifest_exists(c).await?;
     if exists {
         let names: Vec<&str> = targets.iter().map(|t| t.sql_name.as_str()).collect();
         c.execute(
@@ -106,4 +94,13 @@ pub async fn forget(targets: &[Target], c: &Client) -> Result<(), tokio_postgres
         .await?;
     }
     Ok(())
+}
+
+async fn manifest_exists(c: &Client) -> Result<bool, tokio_postgres::Error> {
+    Ok(c.query_one(
+        "SELECT to_regclass('volley_seed_manifest') IS NOT NULL",
+        &[],
+    )
+    .await?
+    .get(0))
 }
