@@ -606,6 +606,20 @@ age = { gen = "int", min = 0, max = 100000 }
         t.contains("typo.toml:2:8: `rows`: invalid type: string \"ten\", expected a whole number"),
         "{t}"
     );
+
+    // A URL that does not parse says which flag and what to write.
+    let out = volley()
+        .args(["seed", "--database-url", "postgres://h:notaport/db"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(code(&out), 2, "{t}");
+    assert!(
+        t.contains("--database-url: not a valid PostgreSQL URL")
+            && t.contains("postgres://user:password@"),
+        "{t}"
+    );
 }
 
 // DESIGN.md's example spec, exactly as written there.

@@ -18,7 +18,6 @@ mod model;
 mod progress;
 mod rng;
 mod spec;
-mod tls;
 mod value;
 
 pub use spec::SpecError;
@@ -70,10 +69,20 @@ impl Error {
     }
 }
 
-#[derive(Clone, Debug)]
+/// The database to fill: connection settings with the TLS its sslmode asks
+/// for (the CLI parses the URL as the postgres driver does), and a label
+/// for messages that never shows the password.
+#[derive(Clone)]
+pub struct Database {
+    pub config: tokio_postgres::Config,
+    pub tls: tokio_postgres_rustls::MakeRustlsConnect,
+    pub label: String,
+}
+
+#[derive(Clone)]
 pub struct Options {
     /// None: only --dry-run works, with types inferred from the generators.
-    pub database_url: Option<String>,
+    pub database: Option<Database>,
     pub seed: u64,
     pub scale: f64,
     /// Connections loading at once.
@@ -85,7 +94,7 @@ pub struct Options {
     /// and no triggers (the refs point at existing parents by construction).
     pub disable_triggers: bool,
     /// Split tables into COPY streams of this many rows across the
-    /// connections (None: 100,000 on PostgreSQL 16+, no split before).
+    /// connections (None: 100,000).
     pub stream_rows: Option<u64>,
     /// Progress bars on a terminal, one line per table otherwise.
     pub progress: bool,
@@ -94,7 +103,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            database_url: None,
+            database: None,
             seed: 42,
             scale: 1.0,
             jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -272,40 +281,20 @@ pub fn run(spec: &Path, opts: &Options) -> Result<Report, Error> {
     rt.block_on(run_async(model, opts))
 }
 
-fn redact(url: &str) -> String {
-    match url.parse::<tokio_postgres::Config>() {
-        Ok(c) => {
-            let host = c
-                .get_hosts()
-                .first()
-                .map(|h| match h {
-                    tokio_postgres::config::Host::Tcp(s) => s.clone(),
-                    tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
-                })
-                .unwrap_or_default();
-            let port = c.get_ports().first().copied().unwrap_or(5432);
-            format!("{host}:{port}/{}", c.get_dbname().unwrap_or(""))
-        }
-        Err(_) => "the database".into(),
-    }
-}
-
-async fn connect(url: &str) -> Result<Client, Error> {
-    let (client, conn) = tokio_postgres::connect(url, tls::connector())
-        .await
-        .map_err(|e| {
-            // No answer at all: say where the address came from.
-            let hint = if e.as_db_error().is_none() {
-                " (is PostgreSQL running there? the address comes from --database-url or DATABASE_URL)"
-            } else {
-                ""
-            };
-            Error::Db(format!(
-                "cannot connect to {}: {}{hint}",
-                redact(url),
-                load::db_message(&e)
-            ))
-        })?;
+async fn connect(db: &Database) -> Result<Client, Error> {
+    let (client, conn) = db.config.connect(db.tls.clone()).await.map_err(|e| {
+        // No answer at all: say where the address came from.
+        let hint = if e.as_db_error().is_none() {
+            " (is PostgreSQL running there? the address comes from --database-url or DATABASE_URL)"
+        } else {
+            ""
+        };
+        Error::Db(format!(
+            "cannot connect to {}: {}{hint}",
+            db.label,
+            load::db_message(&e)
+        ))
+    })?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!("seed connection closed: {e}");
@@ -331,7 +320,7 @@ async fn read_catalog(model: &Model, c: &Client) -> Result<Vec<Option<catalog::T
 async fn run_async(model: Arc<Model>, opts: &Options) -> Result<Report, Error> {
     let started = Instant::now();
     let mut notes = Vec::new();
-    let Some(url) = &opts.database_url else {
+    let Some(db) = &opts.database else {
         if opts.dry_run {
             let targets: Vec<Target> = (0..model.tables.len())
                 .map(|t| Target::inferred(&model, t))
@@ -344,7 +333,7 @@ async fn run_async(model: Arc<Model>, opts: &Options) -> Result<Report, Error> {
             "no database: pass --database-url postgres://... or set DATABASE_URL",
         )]));
     };
-    let client = connect(url).await?;
+    let client = connect(db).await?;
     let mut infos = read_catalog(&model, &client).await?;
     let mut in_ddl = false;
     if let Some(ddl) = &model.ddl
@@ -446,7 +435,7 @@ async fn run_async(model: Arc<Model>, opts: &Options) -> Result<Report, Error> {
     let jobs = opts.jobs.max(1).min(streams.min(1024) as usize);
     let mut clients = vec![Arc::new(client)];
     for _ in 1..jobs {
-        clients.push(Arc::new(connect(url).await?));
+        clients.push(Arc::new(connect(db).await?));
     }
     if opts.truncate {
         let names: Vec<&str> = targets.iter().map(|t| t.sql_name.as_str()).collect();

@@ -48,7 +48,11 @@ pub(super) fn cmd_seed(a: SeedArgs) -> Result<u8, Failure> {
         return Err(usage(anyhow!("--scale {} must be above 0", a.scale)));
     }
     let opts = volley_seed::Options {
-        database_url: a.database_url.filter(|u| !u.is_empty()),
+        database: a
+            .database_url
+            .filter(|u| !u.is_empty())
+            .map(|u| database(&u))
+            .transpose()?,
         seed: a.seed,
         scale: a.scale,
         jobs: a.jobs.unwrap_or_else(default_workers),
@@ -67,4 +71,16 @@ pub(super) fn cmd_seed(a: SeedArgs) -> Result<u8, Failure> {
         Err(e) if e.is_usage() => Err(usage(e.map_spec_messages(volley_protocols::error::plain))),
         Err(e) => Err(runtime(e)),
     }
+}
+
+/// The URL parsed as the postgres driver parses it: libpq's sslmode
+/// (verify-ca, verify-full, sslrootcert) included.
+fn database(url: &str) -> Result<volley_seed::Database, Failure> {
+    let t = volley_protocols::pg::Target::parse(url, std::time::Duration::from_secs(10))
+        .map_err(|e| usage(anyhow!("--database-url: {e}")))?;
+    Ok(volley_seed::Database {
+        config: t.config,
+        tls: t.tls,
+        label: t.label,
+    })
 }

@@ -11,7 +11,9 @@ use tokio_postgres::{Client, Config, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// Where a scenario's connections go, and how.
-pub(crate) struct Target {
+/// A PostgreSQL server as libpq's URL and sslmode describe it: the
+/// connection settings, the TLS that sslmode asks for, and a label.
+pub struct Target {
     pub config: Config,
     pub tls: MakeRustlsConnect,
     /// `user@host:port/db`, for messages (never the password).
@@ -39,7 +41,7 @@ impl Target {
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| e.to_string());
             format!(
-                "database_url is not a valid PostgreSQL URL ({why}); write e.g. postgres://user:password@127.0.0.1:5432/dbname"
+                "not a valid PostgreSQL URL ({why}); write e.g. postgres://user:password@127.0.0.1:5432/dbname"
             )
         })?;
         let mut verify = Verify::None;
@@ -105,7 +107,7 @@ impl Target {
 
     /// The same server under another application_name (the sampler's own
     /// session, told apart from the load in pg_stat_activity).
-    pub fn named(&self, suffix: &str) -> Target {
+    pub(crate) fn named(&self, suffix: &str) -> Target {
         let mut config = self.config.clone();
         let app = format!(
             "{} {suffix}",
@@ -121,7 +123,7 @@ impl Target {
 
     /// Open a connection whose protocol runs as a task of its own on this
     /// thread's runtime (the sampler, validation).
-    pub async fn connect(&self, statements: usize) -> Result<PgConn, tokio_postgres::Error> {
+    pub(crate) async fn connect(&self, statements: usize) -> Result<PgConn, tokio_postgres::Error> {
         let started = Instant::now();
         let (client, connection) = self.config.connect(self.tls.clone()).await?;
         tokio::spawn(async move {
@@ -135,7 +137,10 @@ impl Target {
     /// Open a connection that its owner drives in its own task (per-vu,
     /// per-iteration): each query's request is written and its answer read
     /// in the VU's task, with no hop through another task.
-    pub async fn connect_owned(&self, statements: usize) -> Result<PgConn, tokio_postgres::Error> {
+    pub(crate) async fn connect_owned(
+        &self,
+        statements: usize,
+    ) -> Result<PgConn, tokio_postgres::Error> {
         let started = Instant::now();
         let (client, connection) = self.config.connect(self.tls.clone()).await?;
         Ok(PgConn::new(client, Some(connection), statements, started))

@@ -9,7 +9,7 @@ mod sampler;
 mod value;
 mod vu;
 
-pub use conn::{ErrorKind, sqlstate_name};
+pub use conn::{ErrorKind, Target, sqlstate_name};
 pub use vu::PgVu;
 
 use crate::driver::Inputs;
@@ -20,7 +20,7 @@ use crate::http::Flow;
 use crate::metrics::{MetricId, MetricKind, Recorder, Registry, Tags, Unit};
 use crate::template::{Template, TemplateEnv};
 use crate::weights::{Weighted, weight};
-use conn::{Manager, Pool, Target};
+use conn::{Manager, Pool};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
@@ -275,7 +275,7 @@ impl PgDriver {
             .unwrap_or(Duration::from_secs(10));
         let target = match &o.database_url {
             Some(u) => Target::parse(u.get_ref(), connect_timeout)
-                .map_err(|e| ConfigError::at(u.span(), e))?,
+                .map_err(|e| ConfigError::at(u.span(), format!("database_url: {e}")))?,
             None => match ctx.env.get("DATABASE_URL") {
                 Some(u) => Target::parse(u, connect_timeout).map_err(|e| {
                     ConfigError::new(format!("scenario {sc:?}: $DATABASE_URL: {e}"))
