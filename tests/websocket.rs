@@ -534,7 +534,9 @@ until (echo >/dev/tcp/127.0.0.1/18090) 2>/dev/null; do sleep 0.1; done
 run=$!
 sleep 2
 ss -tn state established | awk '$4 ~ /:18090$/ { split($3, a, ":"); print a[1] }' | sort -u | tr '\n' ' '
+echo
 wait $run
+python3 -c 'import json, urllib.request; c = json.load(urllib.request.urlopen("http://127.0.0.1:18090/__volley/stats"))["chat"]; print(c["sessions"], c["joins"])'
 kill $server
 "#;
     let out = std::process::Command::new("unshare")
@@ -547,7 +549,10 @@ kill $server
     let printed = text(&out);
     assert!(out.status.success(), "{printed}");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let sources: Vec<&str> = stdout.split_whitespace().collect();
+    let mut lines = stdout.lines();
+    let sources: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    // The server's own count: every session arrived and joined its room.
+    assert_eq!(lines.next(), Some("250 250"), "{printed}");
     assert!(
         sources.len() >= 3 && sources.contains(&"127.0.0.2"),
         "connections came from {sources:?}: {printed}"
