@@ -406,6 +406,14 @@ fn the_same_seed_gives_the_same_bytes_whatever_the_jobs() {
     assert_ne!(sums[0].1, sums[2].1, "seed 8 makes another ledger");
 }
 
+/// Checksums of the tables a, b and c, ordered by id.
+fn chain(db: &Db) -> Vec<String> {
+    ["a", "b", "c"]
+        .iter()
+        .map(|t| db.checksum(t, "id"))
+        .collect()
+}
+
 #[test]
 fn a_failure_in_the_third_table_leaves_the_database_as_it_was() {
     let dir = Dir::new();
@@ -441,19 +449,13 @@ id = { gen = "seq" }
 a_id = { gen = "ref", table = "a" }
 "#,
     );
-    let before: Vec<String> = ["a", "b", "c"]
-        .iter()
-        .map(|t| db.checksum(t, "id"))
-        .collect();
+    let before = chain(&db);
     let out = db.seed(&spec, &[]);
     let t = text(&out);
     assert_eq!(code(&out), 1, "{t}");
     assert!(t.contains("table c, row "), "names table and row: {t}");
     assert!(t.contains("c_amount_check"), "says what failed: {t}");
-    let after: Vec<String> = ["a", "b", "c"]
-        .iter()
-        .map(|t| db.checksum(t, "id"))
-        .collect();
+    let after = chain(&db);
     assert_eq!(before, after, "{t}");
     assert_eq!(db.count("a"), 1);
     assert_eq!(db.count("b"), 1);
@@ -465,10 +467,7 @@ a_id = { gen = "ref", table = "a" }
     let st = text(&split);
     assert_eq!(code(&split), 1, "{st}");
     assert!(st.contains("table c, row "), "{st}");
-    let after_split: Vec<String> = ["a", "b", "c"]
-        .iter()
-        .map(|t| db.checksum(t, "id"))
-        .collect();
+    let after_split = chain(&db);
     assert_eq!(before, after_split, "{st}");
 
     // The row it names is the first one that breaks the check: the same seed
