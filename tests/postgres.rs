@@ -97,6 +97,17 @@ impl Db {
 
     /// Watch pg_stat_activity from another database while the run lasts:
     /// the most load sessions (application_name volley) seen at once.
+    /// Run a plan while watching pg_stat_activity: also the most sessions seen.
+    fn run_watched(
+        &self,
+        d: &Dir,
+        plan: &std::path::Path,
+    ) -> (std::process::Output, Option<serde_json::Value>, i64) {
+        let watch = self.watch_sessions();
+        let (out, s) = run_plan(d, plan, &[]);
+        (out, s, watch.finish())
+    }
+
     fn watch_sessions(&self) -> Watcher {
         let stop = Arc::new(AtomicBool::new(false));
         let max = Arc::new(AtomicI64::new(0));
@@ -318,9 +329,7 @@ fn a_pool_never_holds_more_than_its_size() {
             )
         ),
     );
-    let watch = db.watch_sessions();
-    let (out, s) = run_plan(&d, &plan, &[]);
-    let most = watch.finish();
+    let (out, s, most) = db.run_watched(&d, &plan);
     assert_eq!(code(&out), 0, "{}", text(&out));
     let s = s.unwrap();
     assert_eq!(
@@ -349,9 +358,7 @@ fn a_pool_never_holds_more_than_its_size() {
             )
         ),
     );
-    let watch = db.watch_sessions();
-    let (out, s) = run_plan(&d, &plan, &[]);
-    let most = watch.finish();
+    let (out, s, most) = db.run_watched(&d, &plan);
     assert_eq!(code(&out), 0, "{}", text(&out));
     let s = s.unwrap();
     assert_eq!(most, 6);
@@ -375,9 +382,7 @@ fn an_exhausted_pool_waits_up_to_the_acquire_timeout_then_counts_timeouts() {
             )
         ),
     );
-    let watch = db.watch_sessions();
-    let (out, s) = run_plan(&d, &plan, &[]);
-    let most = watch.finish();
+    let (out, s, most) = db.run_watched(&d, &plan);
     assert_eq!(
         code(&out),
         99,
