@@ -24,6 +24,9 @@ fi
 # postgres, as scripts/fetch-postgres.sh unpacks them); clients (psql,
 # pgbench) stay the machine's.
 SERVER_BIN=${VOLLEY_PG_SERVER_BIN:-$PGBIN}
+for b in initdb pg_ctl postgres; do
+  [ -x "$SERVER_BIN/$b" ] || { echo "with-postgres: $SERVER_BIN/$b not found: VOLLEY_PG_SERVER_BIN must name a PostgreSQL bin directory (scripts/fetch-postgres.sh prints one)" >&2; exit 2; }
+done
 SERVER_ENV=()
 if [ -d "$SERVER_BIN/../lib" ] && [ "$SERVER_BIN" != "$PGBIN" ]; then
   SERVER_ENV=(env "LD_LIBRARY_PATH=$SERVER_BIN/../lib")
