@@ -174,6 +174,14 @@ fn scenario(url: &str, head: &str) -> String {
     )
 }
 
+/// A scenario whose every iteration is a 10 ms `pg_sleep`.
+fn naps(url: &str, head: &str) -> String {
+    format!(
+        "{}\n[[scenarios.db.queries]]\nname = \"nap\"\nsql = \"SELECT pg_sleep(0.01)\"\n",
+        scenario(url, head)
+    )
+}
+
 /// Sum of a rate's hits over the series whose tags include all of `tags`.
 fn hits(summary: &serde_json::Value, metric: &str, tags: &[(&str, &str)]) -> u64 {
     series(summary, metric, tags)
@@ -319,16 +327,7 @@ fn query_counts_equal_the_servers_counts_in_every_connection_mode() {
 fn a_pool_never_holds_more_than_its_size() {
     let db = Db::new("poolsize");
     let d = Dir::new();
-    let plan = d.write(
-        "plan.toml",
-        &format!(
-            "{}\n[[scenarios.db.queries]]\nname = \"nap\"\nsql = \"SELECT pg_sleep(0.01)\"\n",
-            scenario(
-                &db.url,
-                "executor = \"constant-vus\"\nvus = 20\nduration = \"3s\"\nconnections = \"pool\"\npool_size = 4\nacquire_timeout = \"10s\""
-            )
-        ),
-    );
+    let plan = d.write("plan.toml", &naps(&db.url, "executor = \"constant-vus\"\nvus = 20\nduration = \"3s\"\nconnections = \"pool\"\npool_size = 4\nacquire_timeout = \"10s\""));
     let (out, s, most) = db.run_watched(&d, &plan);
     assert_eq!(code(&out), 0, "{}", text(&out));
     let s = s.unwrap();
@@ -350,12 +349,9 @@ fn a_pool_never_holds_more_than_its_size() {
     // per-vu: one session per VU.
     let plan = d.write(
         "plan.toml",
-        &format!(
-            "{}\n[[scenarios.db.queries]]\nname = \"nap\"\nsql = \"SELECT pg_sleep(0.01)\"\n",
-            scenario(
-                &db.url,
-                "executor = \"constant-vus\"\nvus = 6\nduration = \"2s\"\nconnections = \"per-vu\""
-            )
+        &naps(
+            &db.url,
+            "executor = \"constant-vus\"\nvus = 6\nduration = \"2s\"\nconnections = \"per-vu\"",
         ),
     );
     let (out, s, most) = db.run_watched(&d, &plan);
