@@ -1021,3 +1021,33 @@ fn a_full_disk_leaves_no_temp_files() {
     left.sort();
     assert_eq!(left, ["fill", "j.xml"], "no temp files left behind");
 }
+
+#[test]
+fn report_of_a_damaged_histogram_is_bad_input() {
+    let t = Target::start(ServeOptions::default());
+    let d = Dir::new();
+    let p = plan(&d, QUICK, &t.url());
+    let export = d.join("s.json");
+    let out = quick_run(&d, &p, &["--summary-export".as_ref(), export.as_ref()]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let mut s: Value = serde_json::from_slice(&std::fs::read(&export).unwrap()).unwrap();
+    for r in s["series"].as_array_mut().unwrap() {
+        if r["metric"] == "http_req_duration" {
+            r["histogram"] = Value::String("HISTFAAAAdamaged".into());
+        }
+    }
+    let damaged = write_json(&d, "damaged.json", &s);
+    let html = d.join("r.html");
+    let out = bounded(
+        volley().arg("report").arg(&damaged).arg("--out").arg(&html),
+        &d,
+        Duration::from_secs(60),
+    );
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("damaged.json") && err.contains("http_req_duration"),
+        "{err}"
+    );
+    assert!(!html.exists());
+}

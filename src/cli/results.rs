@@ -62,12 +62,29 @@ pub(super) fn cmd_report(a: ReportArgs) -> Result<u8, Failure> {
     let on_stdout = files.on_stdout();
     one_stdout(&on_stdout)?;
     let s = read_summary(&a.summary)?;
+    check_histograms(&a.summary, &s)?;
     fail_all(files.write(&s))?;
     let notes = std::iter::once(("report", &a.out)).chain(a.junit.iter().map(|j| ("JUnit XML", j)));
     for (what, path) in notes.filter(|(_, p)| Dest::of(p) != Dest::Stdout) {
         println!("{what} written to {}", path.display());
     }
     Ok(EXIT_OK)
+}
+
+/// Refuse a summary whose histograms do not decode (bad input, exit 2),
+/// naming the file and the series, before anything is written.
+fn check_histograms(path: &Path, s: &summary::Summary) -> Result<(), Failure> {
+    for r in &s.series {
+        r.to_slot().map_err(|e| {
+            usage(anyhow!(
+                "{}: series {}{}: {e}; the file is damaged, write it again with volley run --summary-export",
+                path.display(),
+                r.metric,
+                r.tags
+            ))
+        })?;
+    }
+    Ok(())
 }
 
 pub(super) fn cmd_compare(a: CompareArgs) -> Result<u8, Failure> {
