@@ -6,7 +6,6 @@ use crate::plan::Plan;
 use crate::progress::Progress;
 use crate::stats::Stats;
 use crate::summary::{self, RunInfo, ScenarioInfo, SeriesRecord, Summary, ThresholdSource};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use volley_protocols::metrics::Slot;
@@ -177,23 +176,6 @@ pub async fn execute(
         series,
         thresholds_ok,
         interrupted,
-    })
-}
-
-/// Write a file whole or not at all: a temp file beside it, then rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_else(|| "out".into());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
     })
 }
 

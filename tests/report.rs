@@ -700,3 +700,354 @@ fn demo_writes_the_report_and_prints_its_path() {
         charts(&html).len()
     );
 }
+
+// ---- Where outputs go: write through what is not a regular file ----
+
+/// Three requests, over in milliseconds.
+const QUICK: &str = r#"
+[scenarios.api]
+driver = "http"
+executor = "shared-iterations"
+vus = 1
+iterations = 3
+
+[[scenarios.api.requests]]
+url = "/api/products"
+"#;
+
+/// Run `cmd` in `dir` to its end; kill it and fail after `limit` (a test
+/// must never hang).
+fn bounded(cmd: &mut Command, dir: &Dir, limit: Duration) -> std::process::Output {
+    let child = cmd
+        .current_dir(&dir.path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("volley runs");
+    let id = child.id().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("volley exits"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &id]).status();
+            panic!("volley did not exit within {limit:?}");
+        }
+    }
+}
+
+/// `volley run PLAN --quiet ARGS`, at most a minute.
+fn quick_run(d: &Dir, plan: &Path, args: &[&OsStr]) -> std::process::Output {
+    bounded(
+        volley().arg("run").arg(plan).arg("--quiet").args(args),
+        d,
+        Duration::from_secs(60),
+    )
+}
+
+fn mkfifo(path: &Path) {
+    let ok = Command::new("mkfifo").arg(path).status().unwrap().success();
+    assert!(ok, "mkfifo {}", path.display());
+}
+
+/// Read a FIFO on a thread: the first `upto` bytes (all of it when None),
+/// then close it. The receiver gets them, or nothing if no writer came.
+fn read_fifo(path: &Path, upto: Option<usize>) -> std::sync::mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Ok(f) = std::fs::File::open(&path) {
+            let _ = match upto {
+                Some(n) => f.take(n as u64).read_to_end(&mut buf),
+                None => {
+                    let mut f = f;
+                    f.read_to_end(&mut buf)
+                }
+            };
+        }
+        let _ = tx.send(buf);
+    });
+    rx
+}
+
+fn is_link_to(path: &Path, to: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+        && std::fs::read_link(path).is_ok_and(|t| t == to)
+}
+
+use std::ffi::OsStr;
+use std::os::unix::fs::{FileTypeExt, symlink};
+
+#[test]
+fn artifacts_go_through_a_fifo_keep_a_symlink_and_dash_is_stdout() {
+    let t = Target::start(ServeOptions::default());
+    let d = Dir::new();
+    let p = plan(&d, QUICK, &t.url());
+    let fifo = d.join("summary.fifo");
+    mkfifo(&fifo);
+    let got = read_fifo(&fifo, None);
+    let real = d.write("real.html", "old");
+    let link = d.join("report.html");
+    symlink(&real, &link).unwrap();
+    let out = quick_run(
+        &d,
+        &p,
+        &[
+            "--summary-export".as_ref(),
+            fifo.as_ref(),
+            "--report".as_ref(),
+            link.as_ref(),
+            "--junit".as_ref(),
+            "-".as_ref(),
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let summary = got
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the reader thread ends");
+    let s: Value = serde_json::from_slice(&summary).expect("the summary came through the FIFO");
+    assert_eq!(value(&s, "http_reqs", "count") as u64, t.total());
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    assert!(is_link_to(&link, &real), "the symlink is kept");
+    let html = std::fs::read_to_string(&real).unwrap();
+    assert!(
+        html.starts_with("<!doctype html>"),
+        "its target holds the report"
+    );
+    // stdout holds the JUnit XML alone; the text summary went to stderr.
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    let doc = roxmltree::Document::parse(&stdout).expect("stdout is the JUnit XML alone");
+    assert!(doc.descendants().any(|n| n.has_tag_name("testsuite")));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TOTAL RESULTS"));
+    assert!(!d.join("-").exists());
+}
+
+#[test]
+fn a_path_to_stdout_and_out_dash_stream_to_stdout_alone() {
+    let t = Target::start(ServeOptions::default());
+    let d = Dir::new();
+    let p = plan(&d, QUICK, &t.url());
+    // What /dev/stdout points to; a link of our own, so that a volley that
+    // replaced it would replace only this link.
+    let stdout = d.join("stdout");
+    symlink("/proc/self/fd/1", &stdout).unwrap();
+    let out = quick_run(&d, &p, &["--summary-export".as_ref(), stdout.as_ref()]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let s: Value = serde_json::from_slice(&out.stdout).expect("stdout is the summary alone");
+    assert_eq!(value(&s, "http_reqs", "count") as u64, t.total());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TOTAL RESULTS"));
+    assert!(is_link_to(&stdout, Path::new("/proc/self/fd/1")));
+
+    let before = t.total();
+    let out = quick_run(&d, &p, &["--out".as_ref(), "json=-".as_ref()]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let lines = String::from_utf8(out.stdout.clone()).unwrap();
+    let reqs: u64 = lines
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("every stdout line is a JSON record"))
+        .filter(|l| l["metric"] == "http_reqs")
+        .map(|l| l["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(reqs, t.total() - before);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TOTAL RESULTS"));
+    assert!(!d.join("-").exists());
+
+    // Two outputs cannot share stdout.
+    let before = t.total();
+    let out = quick_run(
+        &d,
+        &p,
+        &[
+            "--report".as_ref(),
+            "-".as_ref(),
+            "--out".as_ref(),
+            "csv=-".as_ref(),
+        ],
+    );
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert!(text(&out).contains("stdout"), "{}", text(&out));
+    assert_eq!(t.total(), before, "nothing was sent");
+}
+
+#[test]
+fn a_write_error_is_reported_after_the_summary_and_exits_1() {
+    let t = Target::start(ServeOptions::default());
+    let d = Dir::new();
+    let p = plan(&d, QUICK, &t.url());
+    // A link of our own to /dev/full, so that a volley that replaced it
+    // would replace only this link, never the device.
+    let full = d.join("full");
+    symlink("/dev/full", &full).unwrap();
+    let html = d.join("r.html");
+    let out = quick_run(
+        &d,
+        &p,
+        &[
+            "--summary-export".as_ref(),
+            full.as_ref(),
+            "--report".as_ref(),
+            html.as_ref(),
+        ],
+    );
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        stdout.contains("TOTAL RESULTS"),
+        "the summary first: {stdout}"
+    );
+    assert!(
+        stderr.contains(&full.display().to_string()) && stderr.contains("No space left"),
+        "{stderr}"
+    );
+    assert!(is_link_to(&full, Path::new("/dev/full")));
+    assert!(
+        std::fs::read_to_string(&html)
+            .unwrap()
+            .starts_with("<!doctype html>"),
+        "the other files are still written"
+    );
+
+    // The time series lost at the first write.
+    let out = quick_run(
+        &d,
+        &p,
+        &[
+            "--out".as_ref(),
+            format!("json={}", full.display()).as_ref(),
+        ],
+    );
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("TOTAL RESULTS"));
+    assert!(text(&out).contains("No space left"), "{}", text(&out));
+    assert!(is_link_to(&full, Path::new("/dev/full")));
+
+    // The CSV lost mid-run: its reader goes away after the header.
+    let longer = plan(
+        &d,
+        &QUICK
+            .replace(
+                "executor = \"shared-iterations\"",
+                "executor = \"constant-vus\"\nduration = \"3s\"",
+            )
+            .replace("iterations = 3\n", ""),
+        &t.url(),
+    );
+    let fifo = d.join("series.fifo");
+    mkfifo(&fifo);
+    let header = read_fifo(&fifo, Some(5));
+    let out = quick_run(
+        &d,
+        &longer,
+        &["--out".as_ref(), format!("csv={}", fifo.display()).as_ref()],
+    );
+    assert_eq!(
+        header.recv_timeout(Duration::from_secs(30)).unwrap(),
+        b"t,tim"
+    );
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("TOTAL RESULTS"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&fifo.display().to_string()),
+        "{}",
+        text(&out)
+    );
+}
+
+/// A 64 KiB tmpfs, unmounted on drop.
+struct TinyDisk(PathBuf);
+
+impl TinyDisk {
+    /// None when this user may not mount (not root, or in a container that forbids it).
+    fn mount(at: PathBuf) -> Option<Self> {
+        std::fs::create_dir_all(&at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+            .arg(&at)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Self(at))
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_leaves_no_temp_files() {
+    let d = Dir::new();
+    let Some(disk) = TinyDisk::mount(d.join("disk")) else {
+        eprintln!(
+            "skipped: cannot mount a tmpfs here (needs root); src/output/dest.rs tests the clean-up without one"
+        );
+        return;
+    };
+    let t = Target::start(ServeOptions::default());
+    let p = plan(&d, QUICK, &t.url());
+    // Leave one 4 KiB page: the JUnit XML fits, the summary and report do not.
+    std::fs::write(disk.0.join("fill"), vec![0u8; 60 * 1024]).unwrap();
+    let at = |n: &str| disk.0.join(n);
+    let out = quick_run(
+        &d,
+        &p,
+        &[
+            "--summary-export".as_ref(),
+            at("s.json").as_ref(),
+            "--report".as_ref(),
+            at("r.html").as_ref(),
+            "--junit".as_ref(),
+            at("j.xml").as_ref(),
+        ],
+    );
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(text(&out).contains("No space left"), "{}", text(&out));
+    let mut left: Vec<String> = std::fs::read_dir(&disk.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["fill", "j.xml"], "no temp files left behind");
+}
+
+#[test]
+fn report_of_a_damaged_histogram_is_bad_input() {
+    let t = Target::start(ServeOptions::default());
+    let d = Dir::new();
+    let p = plan(&d, QUICK, &t.url());
+    let export = d.join("s.json");
+    let out = quick_run(&d, &p, &["--summary-export".as_ref(), export.as_ref()]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let mut s: Value = serde_json::from_slice(&std::fs::read(&export).unwrap()).unwrap();
+    for r in s["series"].as_array_mut().unwrap() {
+        if r["metric"] == "http_req_duration" {
+            r["histogram"] = Value::String("HISTFAAAAdamaged".into());
+        }
+    }
+    let damaged = write_json(&d, "damaged.json", &s);
+    let html = d.join("r.html");
+    let out = bounded(
+        volley().arg("report").arg(&damaged).arg("--out").arg(&html),
+        &d,
+        Duration::from_secs(60),
+    );
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("damaged.json") && err.contains("http_req_duration"),
+        "{err}"
+    );
+    assert!(!html.exists());
+}

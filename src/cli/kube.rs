@@ -133,7 +133,8 @@ pub(super) fn cmd_k8s_render(a: K8sRenderArgs) -> Result<u8, Failure> {
                     "manifest",
                     &dir.join(format!("{}-{}", i + 1, o.file)),
                     o.yaml.as_bytes(),
-                )?;
+                )
+                .map_err(runtime)?;
             }
             eprintln!(
                 "{} objects for {} parts written to {}: kubectl apply -f {}\n{next}",

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use volley::output::dest::{self, Dest};
 use volley::output::{OutputSpec, Outputs};
 use volley::{compare, engine, junit, k8s, merge, plan, report, run, serve, summary};
 use volley_protocols::duration::DurRange;
@@ -172,6 +173,9 @@ fn random_seed() -> u64 {
 
 /// Refuse before the run a file we could not write after it.
 fn check_writable(flag: &str, path: &Path) -> Result<(), Failure> {
+    if Dest::of(path) == Dest::Stdout {
+        return Ok(());
+    }
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -192,6 +196,36 @@ fn check_writable(flag: &str, path: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Refuse two outputs on stdout (`-`): they would interleave.
+fn one_stdout(flags: &[&str]) -> Result<(), Failure> {
+    if flags.len() > 1 {
+        return Err(usage(anyhow!(
+            "{} would all write to stdout (-); give all but one of them a file",
+            flags.join(" and ")
+        )));
+    }
+    Ok(())
+}
+
+/// The terminal summary goes to stdout, or to stderr when an output
+/// (`-`) takes stdout, so the two never mix.
+fn print_summary(text: &str, stdout_taken: bool) {
+    if stdout_taken {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
+}
+
+/// Print every error but the last, which is returned (exit 1).
+fn fail_all(mut errors: Vec<anyhow::Error>) -> Result<(), Failure> {
+    let last = errors.pop();
+    for e in errors {
+        eprintln!("error: {e:#}");
+    }
+    last.map_or(Ok(()), |e| Err(runtime(e)))
+}
+
 /// The files a finished run (or merge) writes beside the terminal summary.
 struct Artifacts<'a> {
     summary: Option<&'a Path>,
@@ -200,16 +234,20 @@ struct Artifacts<'a> {
 }
 
 impl Artifacts<'_> {
-    /// Refuse paths that cannot be written, before any work is done.
-    fn check(&self) -> Result<(), Failure> {
+    fn each(&self) -> [(&'static str, Option<&Path>); 3] {
         let report = self
             .report
             .map_or(("--report", None), |(flag, p)| (flag, Some(p)));
-        for (flag, path) in [
+        [
             ("--summary-export", self.summary),
             report,
             ("--junit", self.junit),
-        ] {
+        ]
+    }
+
+    /// Refuse paths that cannot be written, before any work is done.
+    fn check(&self) -> Result<(), Failure> {
+        for (flag, path) in self.each() {
             if let Some(p) = path {
                 check_writable(flag, p)?;
             }
@@ -217,32 +255,45 @@ impl Artifacts<'_> {
         Ok(())
     }
 
-    /// Write every file asked for (each whole or not at all); the first
-    /// failure is returned after all were tried.
-    fn write(&self, s: &summary::Summary) -> Result<(), Failure> {
-        let mut written = Ok(());
+    /// The flags whose file is stdout.
+    fn on_stdout(&self) -> Vec<&'static str> {
+        self.each()
+            .into_iter()
+            .filter(|(_, p)| p.is_some_and(|p| Dest::of(p) == Dest::Stdout))
+            .map(|(flag, _)| flag)
+            .collect()
+    }
+
+    /// Write every file asked for (a regular file whole or not at all, see
+    /// `output::dest`); the errors of those that failed.
+    fn write(&self, s: &summary::Summary) -> Vec<anyhow::Error> {
+        let mut errors = Vec::new();
         if let Some(path) = self.summary {
             // Compact: a soak's per-second series make pretty JSON several times larger.
-            let json = serde_json::to_vec(s).map_err(runtime)?;
-            written = written.and(write_file("summary", path, &json));
+            let json = serde_json::to_vec(s).map_err(Into::into);
+            errors.extend(json.and_then(|j| write_file("summary", path, &j)).err());
         }
         if let Some((_, path)) = self.report {
-            let html =
-                report::render(s).map_err(|e| runtime(anyhow!("cannot render the report: {e}")));
-            written = written.and(html.and_then(|h| write_file("report", path, h.as_bytes())));
+            let html = report::render(s).map_err(|e| anyhow!("cannot render the report: {e}"));
+            errors.extend(
+                html.and_then(|h| write_file("report", path, h.as_bytes()))
+                    .err(),
+            );
         }
         if let Some(path) = self.junit {
-            let xml = junit::render(s).map_err(|e| runtime(anyhow!(e)));
-            written = written.and(xml.and_then(|x| write_file("JUnit XML", path, x.as_bytes())));
+            let xml = junit::render(s).map_err(|e| anyhow!(e));
+            errors.extend(
+                xml.and_then(|x| write_file("JUnit XML", path, x.as_bytes()))
+                    .err(),
+            );
         }
-        written
+        errors
     }
 }
 
-fn write_file(what: &str, path: &Path, bytes: &[u8]) -> Result<(), Failure> {
-    run::write_atomic(path, bytes)
+fn write_file(what: &str, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    dest::write(path, bytes)
         .with_context(|| format!("cannot write the {what} to {}", path.display()))
-        .map_err(runtime)
 }
 
 fn read_summary(path: &Path) -> Result<summary::Summary, Failure> {

@@ -5,17 +5,17 @@ use super::*;
 /// Files and outputs a run writes besides the terminal summary.
 #[derive(Args, Default)]
 pub(super) struct ArtifactArgs {
-    /// Write the end-of-run summary as JSON (k6 shape plus mergeable histograms).
+    /// Write the end-of-run summary as JSON (k6 shape plus mergeable histograms); `-`: stdout.
     #[arg(long, value_name = "FILE")]
     pub(super) summary_export: Option<PathBuf>,
-    /// Write a self-contained HTML report (charts, tables, verdict).
+    /// Write a self-contained HTML report (charts, tables, verdict); `-`: stdout.
     #[arg(long, value_name = "FILE")]
     pub(super) report: Option<PathBuf>,
-    /// Write the thresholds as JUnit XML test cases.
+    /// Write the thresholds as JUnit XML test cases; `-`: stdout.
     #[arg(long, value_name = "FILE")]
     pub(super) junit: Option<PathBuf>,
     /// Stream time series while the run goes (repeatable): json=FILE, csv=FILE,
-    /// prometheus=127.0.0.1:9464[,linger=30s].
+    /// prometheus=127.0.0.1:9464[,linger=30s]. FILE `-`: stdout.
     #[arg(long = "out", value_name = "KIND=TARGET")]
     pub(super) out: Vec<String>,
 }
@@ -106,6 +106,9 @@ pub(super) fn run_and_report(
         .map(|s| OutputSpec::parse(s))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| usage(anyhow!(e)))?;
+    let mut on_stdout = files.on_stdout();
+    on_stdout.extend(specs.iter().filter(|s| s.to_stdout()).map(|_| "--out"));
+    one_stdout(&on_stdout)?;
     let mut outputs = Outputs::open(&specs).map_err(|e| usage(anyhow!(e)))?;
     raise_nofile(&plan);
     let plan = Arc::new(plan);
@@ -119,13 +122,16 @@ pub(super) fn run_and_report(
         report
     });
     let report = report.map_err(|e| usage(anyhow!(e)))?;
-    print!("{}", summary::render_text(&report.summary, &report.series));
+    print_summary(
+        &summary::render_text(&report.summary, &report.series),
+        !on_stdout.is_empty(),
+    );
     if settings.no_thresholds && !report.summary.volley.thresholds.is_empty() {
         eprintln!(
             "\nthresholds not judged (--no-thresholds): `volley merge` judges them on the merged parts"
         );
     }
-    let written = files.write(&report.summary);
+    let mut errors = files.write(&report.summary);
     if let Some(linger) = outputs.linger() {
         eprintln!(
             "prometheus: serving the final values until scraped, at most {} (Ctrl-C to exit now)",
@@ -139,8 +145,8 @@ pub(super) fn run_and_report(
             }
         });
     }
-    outputs.finish();
-    written?;
+    errors.extend(outputs.finish().into_iter().map(|e| anyhow!(e)));
+    fail_all(errors)?;
     Ok(if report.interrupted {
         EXIT_INTERRUPTED
     } else if !report.thresholds_ok {

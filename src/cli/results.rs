@@ -6,7 +6,7 @@ use super::*;
 pub(super) struct ReportArgs {
     /// A summary written by `volley run --summary-export` (or merge).
     pub(super) summary: PathBuf,
-    /// Where to write the HTML report.
+    /// Where to write the HTML report (`-`: stdout).
     #[arg(long, value_name = "FILE", default_value = "report.html")]
     pub(super) out: PathBuf,
     /// Also write the thresholds as JUnit XML.
@@ -59,13 +59,32 @@ pub(super) fn cmd_report(a: ReportArgs) -> Result<u8, Failure> {
         junit: a.junit.as_deref(),
     };
     files.check()?;
+    let on_stdout = files.on_stdout();
+    one_stdout(&on_stdout)?;
     let s = read_summary(&a.summary)?;
-    files.write(&s)?;
-    println!("report written to {}", a.out.display());
-    if let Some(j) = &a.junit {
-        println!("JUnit XML written to {}", j.display());
+    check_histograms(&a.summary, &s)?;
+    fail_all(files.write(&s))?;
+    let notes = std::iter::once(("report", &a.out)).chain(a.junit.iter().map(|j| ("JUnit XML", j)));
+    for (what, path) in notes.filter(|(_, p)| Dest::of(p) != Dest::Stdout) {
+        println!("{what} written to {}", path.display());
     }
     Ok(EXIT_OK)
+}
+
+/// Refuse a summary whose histograms do not decode (bad input, exit 2),
+/// naming the file and the series, before anything is written.
+fn check_histograms(path: &Path, s: &summary::Summary) -> Result<(), Failure> {
+    for r in &s.series {
+        r.to_slot().map_err(|e| {
+            usage(anyhow!(
+                "{}: series {}{}: {e}; the file is damaged, write it again with volley run --summary-export",
+                path.display(),
+                r.metric,
+                r.tags
+            ))
+        })?;
+    }
+    Ok(())
 }
 
 pub(super) fn cmd_compare(a: CompareArgs) -> Result<u8, Failure> {
@@ -107,6 +126,8 @@ pub(super) fn cmd_merge(a: MergeArgs) -> Result<u8, Failure> {
         junit: a.junit.as_deref(),
     };
     files.check()?;
+    let on_stdout = files.on_stdout();
+    one_stdout(&on_stdout)?;
     let parts = a
         .parts
         .iter()
@@ -124,8 +145,11 @@ pub(super) fn cmd_merge(a: MergeArgs) -> Result<u8, Failure> {
     for line in merge::describe(&m.summary) {
         eprintln!("{line}");
     }
-    print!("{}", summary::render_text(&m.summary, &m.series));
-    files.write(&m.summary)?;
+    print_summary(
+        &summary::render_text(&m.summary, &m.series),
+        !on_stdout.is_empty(),
+    );
+    fail_all(files.write(&m.summary))?;
     Ok(if m.thresholds_ok {
         EXIT_OK
     } else {

@@ -113,7 +113,8 @@ pub(super) fn cmd_serve(a: ServeArgs) -> Result<u8, Failure> {
             "pid file",
             p,
             format!("{}\n", std::process::id()).as_bytes(),
-        )?;
+        )
+        .map_err(runtime)?;
     }
     // Every client connection is a file descriptor.
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
@@ -267,7 +268,7 @@ pub(super) fn cmd_demo(a: DemoArgs) -> Result<u8, Failure> {
         w.duplicates(),
         w.processed()
     );
-    if code.is_ok() {
+    if code.is_ok() && Dest::of(&a.report) != Dest::Stdout {
         let shown = std::fs::canonicalize(&a.report).unwrap_or(a.report.clone());
         println!("\nreport: {}", shown.display());
     }

@@ -2,6 +2,7 @@
 //! interval of the run. JSON lines and CSV stream one record per interval,
 //! metric and tag set; Prometheus serves the running totals on `/metrics`.
 
+pub mod dest;
 mod prometheus;
 mod rows;
 
@@ -22,6 +23,14 @@ pub enum OutputSpec {
 }
 
 impl OutputSpec {
+    /// Whether it streams to stdout (`json=-`, `csv=-`, `json=/dev/stdout`).
+    pub fn to_stdout(&self) -> bool {
+        match self {
+            OutputSpec::Json(p) | OutputSpec::Csv(p) => dest::Dest::of(p) == dest::Dest::Stdout,
+            OutputSpec::Prometheus(_) => false,
+        }
+    }
+
     /// `json=FILE`, `csv=FILE`, `prometheus=ADDR[,linger=DURATION]`.
     pub fn parse(s: &str) -> Result<Self, String> {
         let (kind, arg) = s.split_once('=').ok_or_else(|| {
@@ -68,7 +77,7 @@ impl OutputSpec {
 /// or a busy port stops the run up front.
 #[derive(Default)]
 pub struct Outputs {
-    files: Vec<Box<dyn Observer>>,
+    files: Vec<rows::FileOutput>,
     endpoints: Vec<Endpoint>,
 }
 
@@ -78,10 +87,10 @@ impl Outputs {
         for spec in specs {
             match spec {
                 OutputSpec::Json(path) => {
-                    out.files.push(Box::new(rows::FileOutput::json(path)?));
+                    out.files.push(rows::FileOutput::json(path)?);
                 }
                 OutputSpec::Csv(path) => {
-                    out.files.push(Box::new(rows::FileOutput::csv(path)?));
+                    out.files.push(rows::FileOutput::csv(path)?);
                 }
                 OutputSpec::Prometheus(opts) => out.endpoints.push(Endpoint::start(opts)?),
             }
@@ -92,7 +101,7 @@ impl Outputs {
     pub fn observers(&mut self) -> Vec<&mut dyn Observer> {
         let mut v: Vec<&mut dyn Observer> = Vec::new();
         for f in self.files.iter_mut() {
-            v.push(f.as_mut());
+            v.push(f);
         }
         for e in self.endpoints.iter_mut() {
             v.push(e);
@@ -122,10 +131,10 @@ impl Outputs {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    /// Flush and close everything.
-    pub fn finish(self) {
-        drop(self.files);
+    /// Close everything; the outputs that stopped early, and why.
+    pub fn finish(self) -> Vec<String> {
         drop(self.endpoints);
+        self.files.into_iter().filter_map(|f| f.failed).collect()
     }
 }
 

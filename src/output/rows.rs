@@ -4,9 +4,8 @@
 use crate::aggregate::{Aggregator, Point};
 use crate::engine::Observer;
 use serde::Serialize;
-use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 use volley_protocols::metrics::{MetricKind, Tags, Unit};
 
@@ -196,22 +195,27 @@ fn csv_record(l: &Line) -> [String; 17] {
     ]
 }
 
+type Sink = Box<dyn Write + Send>;
+
 enum Format {
-    Json(BufWriter<File>),
-    Csv(Box<csv::Writer<File>>),
+    Json(BufWriter<Sink>),
+    Csv(Box<csv::Writer<Sink>>),
 }
 
 /// `--out json=FILE` / `--out csv=FILE`: written and flushed every interval,
-/// so `tail -f` shows the run as it goes.
+/// so `tail -f` shows the run as it goes. `-` is stdout.
 pub struct FileOutput {
-    path: PathBuf,
+    /// `json=PATH` or `csv=PATH`, as given.
+    spec: String,
     format: Option<Format>,
     started: SystemTime,
     written: usize,
+    /// Why the output stopped early, if it did: the run then exits 1.
+    pub failed: Option<String>,
 }
 
-fn create(path: &Path, what: &str) -> Result<File, String> {
-    File::create(path).map_err(|e| {
+fn create(path: &Path, what: &str) -> Result<Sink, String> {
+    super::dest::stream(path).map_err(|e| {
         format!(
             "--out {what}={}: cannot create the file: {e}",
             path.display()
@@ -222,7 +226,7 @@ fn create(path: &Path, what: &str) -> Result<File, String> {
 impl FileOutput {
     pub fn json(path: &Path) -> Result<Self, String> {
         let f = create(path, "json")?;
-        Ok(Self::new(path, Format::Json(BufWriter::new(f))))
+        Ok(Self::new("json", path, Format::Json(BufWriter::new(f))))
     }
 
     pub fn csv(path: &Path) -> Result<Self, String> {
@@ -231,15 +235,16 @@ impl FileOutput {
         w.write_record(CSV_HEADER)
             .and_then(|_| w.flush().map_err(Into::into))
             .map_err(|e| format!("--out csv={}: {e}", path.display()))?;
-        Ok(Self::new(path, Format::Csv(Box::new(w))))
+        Ok(Self::new("csv", path, Format::Csv(Box::new(w))))
     }
 
-    fn new(path: &Path, format: Format) -> Self {
+    fn new(kind: &str, path: &Path, format: Format) -> Self {
         Self {
-            path: path.to_path_buf(),
+            spec: format!("{kind}={}", path.display()),
             format: Some(format),
             started: SystemTime::now(),
             written: 0,
+            failed: None,
         }
     }
 
@@ -268,10 +273,9 @@ impl FileOutput {
             Ok(())
         })();
         if let Err(e) = result {
-            eprintln!(
-                "warning: cannot write {}: {e}; this output stops here",
-                self.path.display()
-            );
+            let e = format!("--out {}: cannot write: {e}", self.spec);
+            eprintln!("warning: {e}; this output stops here");
+            self.failed = Some(e);
             self.format = None;
         }
     }
