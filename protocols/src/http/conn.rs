@@ -99,6 +99,40 @@ pub enum Stream {
     Tls(Box<tokio_rustls::client::TlsStream<Counting<TcpStream>>>),
 }
 
+impl Stream {
+    /// Whether an idle kept-alive connection can take the next request:
+    /// false once the peer closed it (EOF, reset) or sent something unasked
+    /// (a 408). Asks only what the runtime already knows: no syscall unless
+    /// the socket was reported readable (a close is), no waker registered.
+    pub fn still_open(&mut self) -> bool {
+        match self {
+            Stream::Plain(s) => {
+                let mut probe = [0u8; 1];
+                match s.inner.try_read(&mut probe) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
+                    Ok(n) => {
+                        let c = &s.counters.received;
+                        c.set(c.get() + n as u64);
+                        false
+                    }
+                    Err(_) => false,
+                }
+            }
+            // TLS must read whole records (a close_notify, a session ticket):
+            // poll once with a waker that is never woken.
+            Stream::Tls(s) => {
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                let mut probe = [0u8; 1];
+                let mut rb = ReadBuf::new(&mut probe);
+                matches!(
+                    Pin::new(s.as_mut()).poll_read(&mut cx, &mut rb),
+                    Poll::Pending
+                )
+            }
+        }
+    }
+}
+
 impl AsyncRead for Stream {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -218,8 +252,14 @@ pub struct ConnectTimes {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
     Dns,
+    /// Only connecting: nothing listened there.
     Refused,
+    /// The peer reset the connection (RST) during the exchange.
     Reset,
+    /// The peer closed the connection (EOF) before any of the response.
+    Closed,
+    /// The peer closed the connection in the middle of the response.
+    ClosedMidResponse,
     Timeout,
     Tls,
     Protocol,
@@ -233,6 +273,8 @@ impl ErrorKind {
             ErrorKind::Dns => "dns lookup failed",
             ErrorKind::Refused => "connection refused",
             ErrorKind::Reset => "connection reset",
+            ErrorKind::Closed => "connection closed before response",
+            ErrorKind::ClosedMidResponse => "connection closed mid-response",
             ErrorKind::Timeout => "request timeout",
             ErrorKind::Tls => "tls handshake failed",
             ErrorKind::Protocol => "protocol error",
@@ -246,8 +288,9 @@ impl ErrorKind {
             io::ErrorKind::ConnectionRefused => ErrorKind::Refused,
             io::ErrorKind::ConnectionReset
             | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::UnexpectedEof => ErrorKind::Reset,
+            | io::ErrorKind::BrokenPipe => ErrorKind::Reset,
+            // TLS: the peer closed without a close_notify.
+            io::ErrorKind::UnexpectedEof => ErrorKind::Closed,
             io::ErrorKind::TimedOut => ErrorKind::Timeout,
             _ => ErrorKind::Io,
         }
@@ -261,8 +304,10 @@ impl ErrorKind {
             }
             src = s.source();
         }
-        if e.is_incomplete_message() || e.is_closed() || e.is_canceled() {
-            ErrorKind::Reset
+        if e.is_incomplete_message() {
+            ErrorKind::ClosedMidResponse
+        } else if e.is_closed() || e.is_canceled() {
+            ErrorKind::Closed
         } else if e.is_timeout() {
             ErrorKind::Timeout
         } else {
