@@ -795,6 +795,142 @@ fn a_request_in_flight_when_the_server_dies_is_reset_not_refused() {
     );
 }
 
+#[test]
+fn an_empty_path_is_sent_as_slash() {
+    let peer = peer::Peer::start(usize::MAX, peer::Then::CloseWithLastAnswer, usize::MAX);
+    let d = Dir::new();
+    let p = d.write(
+        "plan.toml",
+        &format!(
+            r#"[defaults]
+base_url = "http://{addr}"
+
+[scenarios.s]
+driver = "http"
+executor = "per-vu-iterations"
+vus = 1
+iterations = 1
+
+[[scenarios.s.requests]]
+url = ""
+query = {{ q = "lamp" }}
+
+[[scenarios.s.requests]]
+url = ""
+query = {{ q = "{{{{ rand_int(7, 7) }}}}" }}
+
+[[scenarios.s.requests]]
+url = "http://{addr}?q=abs"
+"#,
+            addr = peer.addr
+        ),
+    );
+    let (out, s) = run_bounded(&d, &p);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(value(&s, "http_req_failed", "passes"), 0.0);
+    assert_eq!(
+        peer.lines(),
+        [
+            "GET /?q=lamp HTTP/1.1",
+            "GET /?q=7 HTTP/1.1",
+            "GET /?q=abs HTTP/1.1"
+        ]
+    );
+}
+
+#[test]
+fn a_bad_host_or_port_is_refused_at_load_with_its_position() {
+    let d = Dir::new();
+    let http = "[scenarios.a]\ndriver = \"http\"\nexecutor = \"shared-iterations\"\niterations = 1\n[[scenarios.a.requests]]\n";
+    let webhook = "[scenarios.w]\ndriver = \"webhook\"\nexecutor = \"shared-iterations\"\niterations = 1\nsecret = \"s\"\n";
+    let cases: Vec<(String, &str, &str)> = vec![
+        // The request URL holds a template, the base_url's origin does not.
+        (
+            format!(
+                "[defaults]\nbase_url = \"http://[::1\"\n{http}url = \"/x/{{{{ rand_int(1, 5) }}}}\"\n"
+            ),
+            ":2:12:",
+            "invalid authority",
+        ),
+        (
+            format!(
+                "[defaults]\nbase_url = \"http://127.0.0.1:65536\"\n{http}url = \"/x/{{{{ rand_int(1, 5) }}}}\"\n"
+            ),
+            ":2:12:",
+            "1 to 65535",
+        ),
+        (
+            format!("{http}url = \"http://127.0.0.1:70000/x\"\n"),
+            ":6:7:",
+            "1 to 65535",
+        ),
+        (
+            format!("{http}url = \"http://127.0.0.1:99999/{{{{ rand_int(1, 2) }}}}\"\n"),
+            ":6:7:",
+            "1 to 65535",
+        ),
+        (
+            format!("{http}url = \"http://127.0.0.1:0/\"\n"),
+            ":6:7:",
+            "1 to 65535",
+        ),
+        (
+            format!("{webhook}endpoint = \"http://127.0.0.1:70000/hook\"\n"),
+            ":6:12:",
+            "1 to 65535",
+        ),
+        (
+            format!("[defaults]\nbase_url = \"http://[::1\"\n{webhook}endpoint = \"/hook\"\n"),
+            ":2:12:",
+            "invalid authority",
+        ),
+    ];
+    for (body, position, word) in &cases {
+        let p = d.write("bad.toml", body);
+        for cmd in ["validate", "run"] {
+            let out = bounded(&[cmd.as_ref(), p.as_os_str()], &d, Duration::from_secs(30));
+            let msg = text(&out);
+            assert_eq!(code(&out), 2, "{cmd} {body}: {msg}");
+            assert!(
+                msg.contains(&format!("bad.toml{position}")),
+                "{cmd} {body}: want {position} in: {msg}"
+            );
+            assert!(msg.contains(word), "{cmd} {body}: want {word:?} in: {msg}");
+            assert!(!msg.contains("panicked"), "{msg}");
+        }
+    }
+}
+
+#[test]
+fn a_templated_host_that_renders_invalid_fails_every_request_out_loud() {
+    let d = Dir::new();
+    d.write("hosts.csv", "host\n[::1\n");
+    let p = d.write(
+        "plan.toml",
+        r#"[data.hosts]
+file = "hosts.csv"
+
+[scenarios.s]
+driver = "http"
+executor = "shared-iterations"
+vus = 1
+iterations = 3
+
+[[scenarios.s.requests]]
+name = "r"
+url = "http://{{ data.hosts.host }}/x"
+"#,
+    );
+    let (out, s) = run_bounded(&d, &p);
+    let msg = text(&out);
+    assert_eq!(code(&out), 0, "{msg}");
+    assert_eq!(counter(&s, "http_reqs", &[("error", "invalid url")]), 3);
+    assert_eq!(value(&s, "http_req_failed", "passes"), 3.0);
+    // Said once, with the URL it rendered to and why it is not one.
+    assert_eq!(msg.matches("is not a valid URL").count(), 1, "{msg}");
+    assert!(msg.contains("\"http://[::1/x\""), "{msg}");
+}
+
 /// A raw HTTP/1.1 server on loopback that misbehaves on purpose, counting
 /// every request head it read.
 mod peer {
@@ -859,6 +995,11 @@ mod peer {
         /// Request heads read.
         pub fn reads(&self) -> u64 {
             self.lines.lock().unwrap().len() as u64
+        }
+
+        /// Their request lines, in order.
+        pub fn lines(&self) -> Vec<String> {
+            self.lines.lock().unwrap().clone()
         }
 
         /// Requests read and never answered.
