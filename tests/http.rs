@@ -669,3 +669,389 @@ checks = { status = 200 }
         .sum::<u64>();
     assert_eq!(connects, 3);
 }
+
+/// `volley ARGS`, killed (and the test failed) if it outlives `limit`.
+fn bounded(args: &[&std::ffi::OsStr], d: &Dir, limit: Duration) -> std::process::Output {
+    let (out, err) = (d.join("stdout.txt"), d.join("stderr.txt"));
+    let mut child = volley()
+        .args(args)
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .expect("volley runs");
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "volley {args:?} ran longer than {limit:?}: {}",
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::process::Output {
+        status,
+        stdout: std::fs::read(&out).unwrap(),
+        stderr: std::fs::read(&err).unwrap(),
+    }
+}
+
+/// `volley run PLAN --quiet --summary-export ...` within 60 s.
+fn run_bounded(d: &Dir, plan: &std::path::Path) -> (std::process::Output, serde_json::Value) {
+    let export = d.join("summary.json");
+    let _ = std::fs::remove_file(&export);
+    let args = [
+        "run".as_ref(),
+        plan.as_os_str(),
+        "--quiet".as_ref(),
+        "--summary-export".as_ref(),
+        export.as_os_str(),
+    ];
+    let out = bounded(&args, d, Duration::from_secs(60));
+    let summary = std::fs::read(&export).unwrap_or_else(|_| panic!("no summary: {}", text(&out)));
+    (
+        out,
+        serde_json::from_slice(&summary).expect("summary is JSON"),
+    )
+}
+
+fn one_request(peer: &peer::Peer, vus: u32, iterations: u32) -> String {
+    format!(
+        "[defaults]\nbase_url = \"http://{}\"\n\n[scenarios.s]\ndriver = \"http\"\nexecutor = \"per-vu-iterations\"\nvus = {vus}\niterations = {iterations}\n\n[[scenarios.s.requests]]\nname = \"r\"\nurl = \"/r\"\n",
+        peer.addr
+    )
+}
+
+#[test]
+fn a_connection_the_server_closes_after_its_answer_is_not_written_to() {
+    // Every third answer is the connection's last (no `Connection: close`):
+    // volley sees the close before its next request and opens a new
+    // connection, so no request goes into a closed one.
+    let peer = peer::Peer::start(3, peer::Then::CloseWithLastAnswer, usize::MAX);
+    let d = Dir::new();
+    let p = d.write("plan.toml", &one_request(&peer, 2, 15));
+    let (out, s) = run_bounded(&d, &p);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(value(&s, "http_reqs", "count"), 30.0, "{}", text(&out));
+    assert_eq!(peer.reads(), 30);
+    assert_eq!(
+        value(&s, "http_req_failed", "passes"),
+        0.0,
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_request_the_server_read_and_dropped_is_one_failed_sample_not_a_silent_retry() {
+    // One answer per connection; the next request is read, then the
+    // connection closed unanswered. Sending it again would be a second
+    // request on the server for one sample in volley.
+    let peer = peer::Peer::start(1, peer::Then::CloseUnanswered, usize::MAX);
+    let d = Dir::new();
+    let p = d.write("plan.toml", &one_request(&peer, 1, 10));
+    let (out, s) = run_bounded(&d, &p);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(value(&s, "http_reqs", "count") as u64, peer.reads());
+    assert_eq!(peer.reads(), 10);
+    let dropped = peer.unanswered();
+    assert_eq!(dropped, 5);
+    assert_eq!(
+        counter(
+            &s,
+            "http_reqs",
+            &[("error", "connection closed before response")]
+        ),
+        dropped
+    );
+    assert_eq!(value(&s, "http_req_failed", "passes") as u64, dropped);
+}
+
+#[test]
+fn a_request_in_flight_when_the_server_dies_is_reset_not_refused() {
+    // The server answers once, stops listening, reads the next request and
+    // resets the connection (SO_LINGER 0), as a killed process would.
+    let peer = peer::Peer::start(1, peer::Then::ResetUnanswered, 1);
+    let d = Dir::new();
+    let p = d.write("plan.toml", &one_request(&peer, 1, 2));
+    let (out, s) = run_bounded(&d, &p);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(value(&s, "http_reqs", "count") as u64, peer.reads());
+    assert_eq!(peer.reads(), 2);
+    assert_eq!(
+        counter(&s, "http_reqs", &[("error", "connection reset")]),
+        1,
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        counter(&s, "http_reqs", &[("error", "connection refused")]),
+        0
+    );
+}
+
+#[test]
+fn an_empty_path_is_sent_as_slash() {
+    let peer = peer::Peer::start(usize::MAX, peer::Then::CloseWithLastAnswer, usize::MAX);
+    let d = Dir::new();
+    let p = d.write(
+        "plan.toml",
+        &format!(
+            r#"[defaults]
+base_url = "http://{addr}"
+
+[scenarios.s]
+driver = "http"
+executor = "per-vu-iterations"
+vus = 1
+iterations = 1
+
+[[scenarios.s.requests]]
+url = ""
+query = {{ q = "lamp" }}
+
+[[scenarios.s.requests]]
+url = ""
+query = {{ q = "{{{{ rand_int(7, 7) }}}}" }}
+
+[[scenarios.s.requests]]
+url = "http://{addr}?q=abs"
+"#,
+            addr = peer.addr
+        ),
+    );
+    let (out, s) = run_bounded(&d, &p);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(value(&s, "http_req_failed", "passes"), 0.0);
+    assert_eq!(
+        peer.lines(),
+        [
+            "GET /?q=lamp HTTP/1.1",
+            "GET /?q=7 HTTP/1.1",
+            "GET /?q=abs HTTP/1.1"
+        ]
+    );
+}
+
+#[test]
+fn a_bad_host_or_port_is_refused_at_load_with_its_position() {
+    let d = Dir::new();
+    let http = "[scenarios.a]\ndriver = \"http\"\nexecutor = \"shared-iterations\"\niterations = 1\n[[scenarios.a.requests]]\n";
+    let webhook = "[scenarios.w]\ndriver = \"webhook\"\nexecutor = \"shared-iterations\"\niterations = 1\nsecret = \"s\"\n";
+    let cases: Vec<(String, &str, &str)> = vec![
+        // The request URL holds a template, the base_url's origin does not.
+        (
+            format!(
+                "[defaults]\nbase_url = \"http://[::1\"\n{http}url = \"/x/{{{{ rand_int(1, 5) }}}}\"\n"
+            ),
+            ":2:12:",
+            "invalid authority",
+        ),
+        (
+            format!(
+                "[defaults]\nbase_url = \"http://127.0.0.1:65536\"\n{http}url = \"/x/{{{{ rand_int(1, 5) }}}}\"\n"
+            ),
+            ":2:12:",
+            "1 to 65535",
+        ),
+        (
+            format!("{http}url = \"http://127.0.0.1:70000/x\"\n"),
+            ":6:7:",
+            "1 to 65535",
+        ),
+        (
+            format!("{http}url = \"http://127.0.0.1:99999/{{{{ rand_int(1, 2) }}}}\"\n"),
+            ":6:7:",
+            "1 to 65535",
+        ),
+        (
+            format!("{http}url = \"http://127.0.0.1:0/\"\n"),
+            ":6:7:",
+            "1 to 65535",
+        ),
+        (
+            format!("{webhook}endpoint = \"http://127.0.0.1:70000/hook\"\n"),
+            ":6:12:",
+            "1 to 65535",
+        ),
+        (
+            format!("[defaults]\nbase_url = \"http://[::1\"\n{webhook}endpoint = \"/hook\"\n"),
+            ":2:12:",
+            "invalid authority",
+        ),
+    ];
+    for (body, position, word) in &cases {
+        let p = d.write("bad.toml", body);
+        for cmd in ["validate", "run"] {
+            let out = bounded(&[cmd.as_ref(), p.as_os_str()], &d, Duration::from_secs(30));
+            let msg = text(&out);
+            assert_eq!(code(&out), 2, "{cmd} {body}: {msg}");
+            assert!(
+                msg.contains(&format!("bad.toml{position}")),
+                "{cmd} {body}: want {position} in: {msg}"
+            );
+            assert!(msg.contains(word), "{cmd} {body}: want {word:?} in: {msg}");
+            assert!(!msg.contains("panicked"), "{msg}");
+        }
+    }
+}
+
+#[test]
+fn a_templated_host_that_renders_invalid_fails_every_request_out_loud() {
+    let d = Dir::new();
+    d.write("hosts.csv", "host\n[::1\n");
+    let p = d.write(
+        "plan.toml",
+        r#"[data.hosts]
+file = "hosts.csv"
+
+[scenarios.s]
+driver = "http"
+executor = "shared-iterations"
+vus = 1
+iterations = 3
+
+[[scenarios.s.requests]]
+name = "r"
+url = "http://{{ data.hosts.host }}/x"
+"#,
+    );
+    let (out, s) = run_bounded(&d, &p);
+    let msg = text(&out);
+    assert_eq!(code(&out), 0, "{msg}");
+    assert_eq!(counter(&s, "http_reqs", &[("error", "invalid url")]), 3);
+    assert_eq!(value(&s, "http_req_failed", "passes"), 3.0);
+    // Said once, with the URL it rendered to and why it is not one.
+    assert_eq!(msg.matches("is not a valid URL").count(), 1, "{msg}");
+    assert!(msg.contains("\"http://[::1/x\""), "{msg}");
+}
+
+/// A raw HTTP/1.1 server on loopback that misbehaves on purpose, counting
+/// every request head it read.
+mod peer {
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
+    /// What a connection does once it answered its share of requests.
+    #[derive(Clone, Copy)]
+    pub enum Then {
+        /// The last answer and the close leave as one segment (keep-alive,
+        /// no `Connection: close`), as from a server that closes right after
+        /// writing: the client can see the close before its next request.
+        CloseWithLastAnswer,
+        /// Read the next request, then close (FIN) without answering.
+        CloseUnanswered,
+        /// Read the next request, then reset (RST via SO_LINGER 0).
+        ResetUnanswered,
+    }
+
+    pub struct Peer {
+        pub addr: SocketAddr,
+        lines: Arc<Mutex<Vec<String>>>,
+        unanswered: Arc<AtomicU64>,
+        _rt: tokio::runtime::Runtime,
+    }
+
+    impl Peer {
+        /// Answers `answers` requests per connection, then does `then`; stops
+        /// listening (connects are refused) after `connections` accepts.
+        pub fn start(answers: usize, then: Then, connections: usize) -> Self {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let l = rt
+                .block_on(TcpListener::bind("127.0.0.1:0"))
+                .expect("a loopback port");
+            let addr = l.local_addr().unwrap();
+            let lines = Arc::new(Mutex::new(Vec::new()));
+            let unanswered = Arc::new(AtomicU64::new(0));
+            let (ls, un) = (lines.clone(), unanswered.clone());
+            rt.spawn(async move {
+                for _ in 0..connections {
+                    let Ok((s, _)) = l.accept().await else { return };
+                    tokio::spawn(serve(s, answers, then, ls.clone(), un.clone()));
+                }
+            });
+            Self {
+                addr,
+                lines,
+                unanswered,
+                _rt: rt,
+            }
+        }
+
+        /// Request heads read.
+        pub fn reads(&self) -> u64 {
+            self.lines.lock().unwrap().len() as u64
+        }
+
+        /// Their request lines, in order.
+        pub fn lines(&self) -> Vec<String> {
+            self.lines.lock().unwrap().clone()
+        }
+
+        /// Requests read and never answered.
+        pub fn unanswered(&self) -> u64 {
+            self.unanswered.load(Ordering::Relaxed)
+        }
+    }
+
+    async fn serve(
+        mut s: TcpStream,
+        answers: usize,
+        then: Then,
+        lines: Arc<Mutex<Vec<String>>>,
+        unanswered: Arc<AtomicU64>,
+    ) {
+        let mut buf = Vec::new();
+        let mut answered = 0;
+        while let Some(line) = read_head(&mut s, &mut buf).await {
+            lines.lock().unwrap().push(line);
+            if answered == answers {
+                unanswered.fetch_add(1, Ordering::Relaxed);
+                if let Then::ResetUnanswered = then {
+                    s.set_zero_linger().unwrap();
+                }
+                return;
+            }
+            answered += 1;
+            if answered == answers && matches!(then, Then::CloseWithLastAnswer) {
+                // Corked: the answer waits for the FIN and goes with it.
+                socket2::SockRef::from(&s).set_tcp_cork(true).unwrap();
+                let _ = s.write_all(OK).await;
+                return;
+            }
+            if s.write_all(OK).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The next request head's first line (GETs: no body), None at EOF.
+    async fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                buf.drain(..end + 4);
+                return head.lines().next().map(str::to_string);
+            }
+            let mut chunk = [0u8; 4096];
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+}

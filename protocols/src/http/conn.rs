@@ -99,6 +99,40 @@ pub enum Stream {
     Tls(Box<tokio_rustls::client::TlsStream<Counting<TcpStream>>>),
 }
 
+impl Stream {
+    /// Whether an idle kept-alive connection can take the next request:
+    /// false once the peer closed it (EOF, reset) or sent something unasked
+    /// (a 408). Asks only what the runtime already knows: no syscall unless
+    /// the socket was reported readable (a close is), no waker registered.
+    pub fn still_open(&mut self) -> bool {
+        match self {
+            Stream::Plain(s) => {
+                let mut probe = [0u8; 1];
+                match s.inner.try_read(&mut probe) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
+                    Ok(n) => {
+                        let c = &s.counters.received;
+                        c.set(c.get() + n as u64);
+                        false
+                    }
+                    Err(_) => false,
+                }
+            }
+            // TLS must read whole records (a close_notify, a session ticket):
+            // poll once with a waker that is never woken.
+            Stream::Tls(s) => {
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                let mut probe = [0u8; 1];
+                let mut rb = ReadBuf::new(&mut probe);
+                matches!(
+                    Pin::new(s.as_mut()).poll_read(&mut cx, &mut rb),
+                    Poll::Pending
+                )
+            }
+        }
+    }
+}
+
 impl AsyncRead for Stream {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -148,18 +182,40 @@ pub struct Origin {
 }
 
 impl Origin {
+    /// The origin of an absolute URL, or what is wrong with it.
     pub fn of(uri: &http::Uri) -> Result<Self, &'static str> {
         let https = match uri.scheme_str() {
             Some("https") => true,
             Some("http") => false,
-            _ => return Err("invalid url"),
+            _ => return Err("the scheme must be http:// or https://"),
         };
-        let host = uri.host().ok_or("invalid url")?;
+        let authority = uri.authority().ok_or("there is no host")?;
+        let host = uri
+            .host()
+            .filter(|h| !h.is_empty())
+            .ok_or("there is no host")?;
+        // `http` reads a port that does not fit in 16 bits as no port at all
+        // (and the default one would be used): refuse it.
+        let after_host = authority
+            .as_str()
+            .rsplit_once('@')
+            .map_or(authority.as_str(), |(_, h)| h)
+            .strip_prefix(host)
+            .unwrap_or("");
+        let port = match after_host.strip_prefix(':') {
+            None | Some("") => None,
+            Some(p) => Some(
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|&p| p != 0)
+                    .ok_or("the port must be a number from 1 to 65535")?,
+            ),
+        };
         let host = host
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let port = port.unwrap_or(if https { 443 } else { 80 });
         Ok(Self { https, host, port })
     }
 }
@@ -177,17 +233,35 @@ pub struct Target {
 impl Target {
     /// From a URL a user wrote, with a message that says what is wrong.
     pub fn from_url(url: &str) -> Result<Self, String> {
-        let full =
-            http::Uri::try_from(url).map_err(|e| format!("{url:?} is not a valid URL: {e}"))?;
-        Self::parse(full)
-            .map_err(|_| format!("{url:?} must be an absolute http:// or https:// URL with a host"))
+        let bad = |e: &dyn std::fmt::Display| {
+            format!("{url:?} is not a valid URL: {e}; write http[s]://host[:port][/path]")
+        };
+        let full = http::Uri::try_from(url).map_err(|e| bad(&e))?;
+        Self::checked(full).map_err(|e| bad(&e))
     }
 
     pub fn parse(full: http::Uri) -> Result<Self, ErrorKind> {
-        let origin = Origin::of(&full).map_err(|_| ErrorKind::InvalidUrl)?;
-        let authority = full.authority().ok_or(ErrorKind::InvalidUrl)?;
-        let host =
-            http::HeaderValue::from_str(authority.as_str()).map_err(|_| ErrorKind::InvalidUrl)?;
+        Self::checked(full).map_err(|_| ErrorKind::InvalidUrl)
+    }
+
+    /// The target, or what is wrong with the URL.
+    pub fn checked(full: http::Uri) -> Result<Self, &'static str> {
+        let origin = Origin::of(&full)?;
+        let authority = full.authority().ok_or("there is no host")?;
+        let host = http::HeaderValue::from_str(authority.as_str())
+            .map_err(|_| "the host is not a valid header value")?;
+        // An empty path is "/" (RFC 9112 3.2.1): `http://h?q=1` asks for
+        // `/?q=1`, never `?q=1`. Only such URLs pay for the rebuild.
+        let full = match full.path_and_query() {
+            Some(pq) if pq.as_str().starts_with('?') => {
+                let fixed = http::uri::PathAndQuery::try_from(format!("/{}", pq.as_str()))
+                    .map_err(|_| "the path is not valid")?;
+                let mut parts = full.into_parts();
+                parts.path_and_query = Some(fixed);
+                http::Uri::from_parts(parts).map_err(|_| "the path is not valid")?
+            }
+            _ => full,
+        };
         let path = match full.path_and_query() {
             Some(pq) => http::Uri::from(pq.clone()),
             None => http::Uri::from_static("/"),
@@ -218,8 +292,14 @@ pub struct ConnectTimes {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
     Dns,
+    /// Only connecting: nothing listened there.
     Refused,
+    /// The peer reset the connection (RST) during the exchange.
     Reset,
+    /// The peer closed the connection (EOF) before any of the response.
+    Closed,
+    /// The peer closed the connection in the middle of the response.
+    ClosedMidResponse,
     Timeout,
     Tls,
     Protocol,
@@ -233,6 +313,8 @@ impl ErrorKind {
             ErrorKind::Dns => "dns lookup failed",
             ErrorKind::Refused => "connection refused",
             ErrorKind::Reset => "connection reset",
+            ErrorKind::Closed => "connection closed before response",
+            ErrorKind::ClosedMidResponse => "connection closed mid-response",
             ErrorKind::Timeout => "request timeout",
             ErrorKind::Tls => "tls handshake failed",
             ErrorKind::Protocol => "protocol error",
@@ -246,8 +328,9 @@ impl ErrorKind {
             io::ErrorKind::ConnectionRefused => ErrorKind::Refused,
             io::ErrorKind::ConnectionReset
             | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::UnexpectedEof => ErrorKind::Reset,
+            | io::ErrorKind::BrokenPipe => ErrorKind::Reset,
+            // TLS: the peer closed without a close_notify.
+            io::ErrorKind::UnexpectedEof => ErrorKind::Closed,
             io::ErrorKind::TimedOut => ErrorKind::Timeout,
             _ => ErrorKind::Io,
         }
@@ -261,8 +344,10 @@ impl ErrorKind {
             }
             src = s.source();
         }
-        if e.is_incomplete_message() || e.is_closed() || e.is_canceled() {
-            ErrorKind::Reset
+        if e.is_incomplete_message() {
+            ErrorKind::ClosedMidResponse
+        } else if e.is_closed() || e.is_canceled() {
+            ErrorKind::Closed
         } else if e.is_timeout() {
             ErrorKind::Timeout
         } else {
@@ -455,5 +540,41 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAny {
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(url: &str) -> Result<Target, String> {
+        Target::from_url(url)
+    }
+
+    #[test]
+    fn ports_outside_16_bits_or_zero_are_refused_not_defaulted() {
+        for url in [
+            "http://h:70000/",
+            "http://h:65536",
+            "http://[::1]:99999/x",
+            "http://h:0/",
+        ] {
+            let e = target(url)
+                .err()
+                .unwrap_or_else(|| panic!("{url} accepted"));
+            assert!(e.contains("1 to 65535"), "{e}");
+        }
+        assert_eq!(target("http://h:65535/").unwrap().origin.port, 65535);
+        assert_eq!(target("http://u:p@[::1]:8080/").unwrap().origin.port, 8080);
+        assert_eq!(target("https://[::1]/").unwrap().origin.port, 443);
+        assert_eq!(target("http://h:/").unwrap().origin.port, 80);
+    }
+
+    #[test]
+    fn an_empty_path_is_slash_for_both_versions() {
+        let t = target("http://h:8080?q=lamp").unwrap();
+        assert_eq!(t.path.to_string(), "/?q=lamp");
+        assert_eq!(t.full.to_string(), "http://h:8080/?q=lamp");
+        assert_eq!(target("http://h").unwrap().path.to_string(), "/");
     }
 }

@@ -10,18 +10,12 @@
 
 use super::conn::{ErrorKind, Stream};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
-use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const INITIAL: usize = 4096;
 const MAX_BUFFER: usize = 64 * 1024;
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 96;
-/// Idle longer than this, a connection is checked for a close from the peer
-/// before it is written to (servers close idle keep-alive connections).
-const IDLE_CHECK: Duration = Duration::from_millis(500);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Framing {
@@ -46,16 +40,11 @@ pub struct H1 {
     end: usize,
     /// The peer asked to close, or the body ran to EOF: not reusable.
     closed: bool,
-    /// Bytes of the current response seen (for telling a stale connection
-    /// from a failed response).
+    /// Bytes of the current response seen (a close before any is labelled
+    /// apart from one in the middle of the response).
     received: bool,
     /// The last read filled the buffer: grow it before the next one.
     grow: bool,
-    last_used: Instant,
-}
-
-fn io_err(e: std::io::Error) -> ErrorKind {
-    ErrorKind::from_io(&e)
 }
 
 impl H1 {
@@ -68,52 +57,54 @@ impl H1 {
             closed: false,
             received: false,
             grow: false,
-            last_used: Instant::now(),
         }
     }
 
-    /// Can the next request go on this connection?
+    /// Can the next request go on this connection? Checked before every
+    /// request (it costs no syscall unless the runtime saw the socket
+    /// readable): a close the peer sent after its last response means a
+    /// new connection, not a request written into a closed one.
     pub fn is_reusable(&mut self) -> bool {
-        if self.closed {
-            return false;
+        if !self.closed && !self.io.still_open() {
+            self.closed = true;
         }
-        if self.last_used.elapsed() < IDLE_CHECK {
-            return true;
-        }
-        // Anything readable on an idle connection is a close (EOF, reset) or
-        // an unsolicited answer such as a 408: either way, don't reuse it.
-        let waker = Waker::noop();
-        let mut cx = Context::from_waker(waker);
-        let mut probe = [0u8; 1];
-        let mut rb = ReadBuf::new(&mut probe);
-        match Pin::new(&mut self.io).poll_read(&mut cx, &mut rb) {
-            Poll::Pending => true,
-            Poll::Ready(_) => {
-                self.closed = true;
-                false
-            }
-        }
+        !self.closed
     }
 
     pub fn is_closed(&self) -> bool {
         self.closed
     }
 
-    /// Nothing of a response arrived since the request was sent: the server
-    /// closed the connection before reading it (a stale keep-alive).
-    pub fn nothing_received(&self) -> bool {
-        !self.received
+    /// Why reading failed, told apart by whether any of the response came.
+    fn io_err(&mut self, e: std::io::Error) -> ErrorKind {
+        match ErrorKind::from_io(&e) {
+            ErrorKind::Closed => self.eof(),
+            kind => kind,
+        }
+    }
+
+    /// The peer closed the connection before the response ended.
+    fn eof(&mut self) -> ErrorKind {
+        self.closed = true;
+        if self.received {
+            ErrorKind::ClosedMidResponse
+        } else {
+            ErrorKind::Closed
+        }
     }
 
     pub async fn send(&mut self, request: &[u8]) -> Result<(), ErrorKind> {
         self.received = false;
         self.start = 0;
         self.end = 0;
-        self.io.write_all(request).await.map_err(io_err)?;
-        if let Stream::Tls(_) = self.io {
-            self.io.flush().await.map_err(io_err)?;
-        }
-        Ok(())
+        let written = match self.io.write_all(request).await {
+            Ok(()) if matches!(self.io, Stream::Tls(_)) => self.io.flush().await,
+            r => r,
+        };
+        written.map_err(|e| {
+            self.closed = true;
+            ErrorKind::from_io(&e)
+        })
     }
 
     /// Read more bytes; 0 means EOF.
@@ -135,11 +126,13 @@ impl H1 {
             self.grow = false;
         }
         let space = self.buf.len() - self.end;
-        let n = self
-            .io
-            .read(&mut self.buf[self.end..])
-            .await
-            .map_err(io_err)?;
+        let n = match self.io.read(&mut self.buf[self.end..]).await {
+            Ok(n) => n,
+            Err(e) => {
+                self.closed = true;
+                return Err(self.io_err(e));
+            }
+        };
         self.end += n;
         self.grow = n == space;
         if n > 0 {
@@ -182,8 +175,7 @@ impl H1 {
                         return Err(ErrorKind::Protocol);
                     }
                     if self.fill().await? == 0 {
-                        self.closed = true;
-                        return Err(ErrorKind::Reset);
+                        return Err(self.eof());
                     }
                 }
             }
@@ -215,7 +207,6 @@ impl H1 {
             }
             Framing::Chunked => self.read_chunked(&mut sink).await?,
         };
-        self.last_used = Instant::now();
         Ok(total)
     }
 
@@ -233,8 +224,7 @@ impl H1 {
         let mut left = n;
         while left > 0 {
             if self.start == self.end && self.fill().await? == 0 {
-                self.closed = true;
-                return Err(ErrorKind::Reset);
+                return Err(self.eof());
             }
             left -= self.consume_available(left, sink);
         }
@@ -284,8 +274,7 @@ impl H1 {
             return Err(ErrorKind::Protocol);
         }
         if self.fill().await? == 0 {
-            self.closed = true;
-            return Err(ErrorKind::Reset);
+            return Err(self.eof());
         }
         Ok(())
     }
@@ -402,20 +391,13 @@ pub fn write_request(
     out.extend_from_slice(body);
 }
 
-/// Safe to send again after the server dropped it unanswered (RFC 9110 9.2.2).
-pub fn idempotent(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
-    )
-}
-
 #[cfg(test)]
 mod tests {
     //! Against a raw TCP peer on loopback that answers with crafted bytes.
     use super::*;
     use crate::http::conn::{Counting, IoCounters};
     use std::rc::Rc;
+    use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
 
@@ -559,15 +541,36 @@ mod tests {
         let addr = peer(vec![vec![b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"]]).await;
         let mut c = connect(addr).await;
         get(&mut c, Method::GET).await.unwrap();
-        tokio::time::sleep(IDLE_CHECK + Duration::from_millis(100)).await;
-        assert!(!c.is_reusable(), "the close was noticed before writing");
-        // Without the idle check, a send on it fails with nothing received.
+        // Once the runtime has seen the FIN, the connection is not reused
+        // (however short the idle time).
+        let mut polls = 0;
+        while c.is_reusable() {
+            assert!(polls < 1000, "the close was never noticed");
+            polls += 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Written into anyway, the request fails as closed (or reset), not
+        // as anything about connecting.
         let addr = peer(vec![vec![b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"]]).await;
         let mut c = connect(addr).await;
         get(&mut c, Method::GET).await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(get(&mut c, Method::GET).await.is_err());
-        assert!(c.nothing_received());
+        let e = get(&mut c, Method::GET).await.unwrap_err();
+        assert!(matches!(e, ErrorKind::Closed | ErrorKind::Reset), "{e:?}");
+        assert!(c.is_closed());
+    }
+
+    #[tokio::test]
+    async fn a_close_mid_response_is_told_apart() {
+        let addr = peer(vec![vec![
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
+        ]])
+        .await;
+        let mut c = connect(addr).await;
+        assert_eq!(
+            get(&mut c, Method::GET).await.unwrap_err(),
+            ErrorKind::ClosedMidResponse
+        );
     }
 
     #[tokio::test]

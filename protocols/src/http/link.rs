@@ -1,7 +1,13 @@
 //! One VU's HTTP connection, shared by everything that speaks HTTP (the HTTP
 //! and webhook drivers, monitors): our lean HTTP/1.1 (`h1.rs`) or hyper for
-//! HTTP/2, opened on first use, reopened when the server closes it, and a
-//! request the server dropped unread on a kept-alive connection sent again.
+//! HTTP/2, opened on first use, reopened when the server closes it.
+//!
+//! A request is never sent twice: once written, whatever happens to it is
+//! its outcome (the server may have read it before closing, so sending it
+//! again would be a second request the caller counts once). A close the
+//! server sent after its last response is seen before the next request
+//! (`H1::is_reusable`); only an HTTP/2 request that hyper hands back unsent
+//! goes again, on a fresh connection.
 
 use super::conn::{ConnectTimes, Connector, ErrorKind, H2Conn, IoCounters, Origin, Target};
 use super::h1::{self, H1};
@@ -98,23 +104,14 @@ impl Link {
                         body,
                     );
                     let sent_at = Instant::now();
-                    match h1_exchange(conn, &self.out, method, keep_headers, sink.as_deref_mut())
+                    h1_exchange(conn, &self.out, method, keep_headers, sink.as_deref_mut())
                         .await
-                    {
-                        Ok((status, headers, headers_at)) => Ok(Exchange {
+                        .map(|(status, headers, headers_at)| Exchange {
                             status,
                             headers,
                             sent_at,
                             headers_at,
-                        }),
-                        // The server had closed this kept-alive connection before
-                        // reading the request: send it again on a fresh one.
-                        Err(_) if reused && conn.nothing_received() && h1::idempotent(method) => {
-                            self.open = None;
-                            continue;
-                        }
-                        Err(e) => Err(e),
-                    }
+                        })
                 }
                 Open::H2(c) => {
                     let mut req = http::Request::new(Full::new(body.clone()));
@@ -129,13 +126,14 @@ impl Link {
                             sent_at,
                             headers_at,
                         }),
-                        Err(_) if reused => {
-                            // A closed multiplexed connection: one retry, fresh.
+                        // The kept-alive connection had closed and hyper gave
+                        // the request back unsent: nothing reached the
+                        // server, so it goes once, on a fresh connection.
+                        Err(H2Error::Unsent(_)) if reused => {
                             self.open = None;
-                            reused = false;
                             continue;
                         }
-                        Err(e) => Err(e),
+                        Err(H2Error::Unsent(e) | H2Error::Failed(e)) => Err(e),
                     }
                 }
             };
@@ -162,17 +160,30 @@ async fn h1_exchange(
     Ok((head.status, head.headers, headers_at))
 }
 
+enum H2Error {
+    /// The request never left: hyper handed it back.
+    Unsent(ErrorKind),
+    /// Sent (or maybe sent): its outcome.
+    Failed(ErrorKind),
+}
+
 async fn h2_exchange(
     s: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>,
     req: http::Request<Full<Bytes>>,
     keep_headers: bool,
     mut sink: Option<&mut Vec<u8>>,
-) -> Result<(u16, HeaderMap, Instant), ErrorKind> {
-    s.ready().await.map_err(|e| ErrorKind::from_hyper(&e))?;
-    let resp = s
-        .send_request(req)
+) -> Result<(u16, HeaderMap, Instant), H2Error> {
+    s.ready()
         .await
-        .map_err(|e| ErrorKind::from_hyper(&e))?;
+        .map_err(|e| H2Error::Unsent(ErrorKind::from_hyper(&e)))?;
+    let resp = s.try_send_request(req).await.map_err(|e| {
+        let kind = ErrorKind::from_hyper(e.error());
+        if e.message().is_some() {
+            H2Error::Unsent(kind)
+        } else {
+            H2Error::Failed(kind)
+        }
+    })?;
     let headers_at = Instant::now();
     let status = resp.status().as_u16();
     let (mut parts, mut body) = resp.into_parts();
@@ -180,7 +191,12 @@ async fn h2_exchange(
         parts.headers.clear();
     }
     while let Some(frame) = body.frame().await {
-        let f = frame.map_err(|e| ErrorKind::from_hyper(&e))?;
+        let f = frame.map_err(|e| {
+            H2Error::Failed(match ErrorKind::from_hyper(&e) {
+                ErrorKind::Closed => ErrorKind::ClosedMidResponse,
+                kind => kind,
+            })
+        })?;
         if let (Some(out), Some(data)) = (sink.as_deref_mut(), f.data_ref()) {
             out.extend_from_slice(data);
         }

@@ -27,6 +27,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use toml::Spanned;
 
@@ -151,9 +152,23 @@ pub(crate) struct Request {
     /// Response headers are read by a check or capture.
     needs_headers: bool,
     think_time: Option<DurRange>,
+    /// A rendered URL was invalid and the user was told.
+    told_invalid_url: AtomicBool,
 }
 
 impl Request {
+    /// Says once per request that its URL rendered to an invalid one: every
+    /// such request counts as failed (`error="invalid url"`), nothing sent.
+    fn tell_invalid_url(&self, url: &str) {
+        if !self.told_invalid_url.swap(true, Ordering::Relaxed) {
+            let why = conn::Target::from_url(url).err().unwrap_or_default();
+            tracing::warn!(
+                "request {:?}: {why}; each such request counts as failed (error=\"invalid url\") and is not sent",
+                self.name
+            );
+        }
+    }
+
     fn is_expected(&self, status: u16) -> bool {
         if self.expected.is_empty() {
             (200..400).contains(&status)
@@ -285,6 +300,7 @@ fn compile_request(
     let raw_url = spec.url.get_ref();
     let absolute = raw_url.starts_with("http://") || raw_url.starts_with("https://");
     let mut url = if absolute {
+        check_origin(raw_url).map_err(at(&spec.url))?;
         env.compile(raw_url).map_err(at(&spec.url))?
     } else {
         let base = base.ok_or_else(|| {
@@ -302,6 +318,7 @@ fn compile_request(
                 format!("base_url {b:?} must start with http:// or https://"),
             ));
         }
+        check_origin(b).map_err(|e| ConfigError::at(base.span(), format!("base_url: {e}")))?;
         let path = if raw_url.starts_with('/') || raw_url.is_empty() {
             raw_url.to_string()
         } else {
@@ -340,10 +357,7 @@ fn compile_request(
                 ConfigError::at(spec.url.span(), format!("{text:?} is not a valid URL: {e}"))
             };
             let uri = Uri::try_from(text.as_str()).map_err(|e| bad(e.to_string()))?;
-            Some(
-                conn::Target::parse(uri)
-                    .map_err(|_| bad("write scheme://host[:port]/path".into()))?,
-            )
+            Some(conn::Target::checked(uri).map_err(|e| bad(e.into()))?)
         }
         None => None,
     };
@@ -447,7 +461,30 @@ fn compile_request(
         needs_json,
         needs_headers,
         think_time: spec.think_time,
+        told_invalid_url: AtomicBool::new(false),
     })
+}
+
+/// Checks the scheme, host and port of a URL as written whenever no template
+/// is among them (`http://api:8080/{{ x }}` is checked, `http://{{ host }}/`
+/// is not): a typo then fails the plan at load with its position instead
+/// of failing every request of the run.
+pub(crate) fn check_origin(url: &str) -> Result<(), String> {
+    let literal = url.split("{{").next().unwrap_or_default();
+    let templated = literal.len() < url.len();
+    let Some(scheme_len) = ["http://", "https://"]
+        .iter()
+        .find(|s| literal.starts_with(*s))
+        .map(|s| s.len())
+    else {
+        return Ok(());
+    };
+    let origin = match literal[scheme_len..].find(['/', '?', '#']) {
+        Some(end) => &literal[..scheme_len + end],
+        None if !templated => literal,
+        None => return Ok(()),
+    };
+    conn::Target::from_url(origin).map(|_| ())
 }
 
 impl Driver for HttpDriver {

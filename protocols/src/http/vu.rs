@@ -100,6 +100,9 @@ impl HttpVu {
                 parsed = Uri::try_from(self.url.as_str())
                     .map_err(|_| ErrorKind::InvalidUrl)
                     .and_then(Target::parse);
+                if parsed.is_err() {
+                    r.tell_invalid_url(&self.url);
+                }
                 parsed.as_ref().map_err(|e| *e)
             }
         };

@@ -400,6 +400,8 @@ fn join_url(
             format!("base_url {b:?} must start with http:// or https://"),
         ));
     }
+    crate::http::check_origin(b)
+        .map_err(|e| ConfigError::at(base.span(), format!("base_url: {e}")))?;
     Ok(format!("{b}/{}", raw.trim_start_matches('/')))
 }
 

@@ -78,7 +78,8 @@ impl Fault {
         match k {
             IoKind::Dns => Fault::Dns,
             IoKind::Refused => Fault::Refused,
-            IoKind::Reset => Fault::Reset,
+            // An EOF mid-session is an abrupt end here, as a reset is.
+            IoKind::Reset | IoKind::Closed | IoKind::ClosedMidResponse => Fault::Reset,
             IoKind::Timeout => Fault::ConnectTimeout,
             IoKind::Tls => Fault::Tls,
             IoKind::InvalidUrl => Fault::InvalidUrl,
