@@ -1,11 +1,13 @@
 //! `volley seed` against the throwaway PostgreSQL of scripts/test.sh: one
-//! fresh database per test, the real binary, checks by SQL.
+//! fresh database per test, the real binary, checks by SQL. The refusals
+//! that need no database run offline (`--dry-run` without a URL).
 
 mod common;
 
 use common::{Dir, code, text, volley};
-use std::process::Output;
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 fn base_url() -> String {
@@ -113,15 +115,62 @@ impl Db {
     }
 
     fn seed(&self, spec: &std::path::Path, args: &[&str]) -> Output {
-        volley()
-            .arg("seed")
+        let mut cmd = volley();
+        cmd.arg("seed")
             .arg(spec)
             .arg("--database-url")
             .arg(&self.url)
-            .args(args)
-            .output()
-            .expect("volley runs")
+            .args(args);
+        within(cmd, Duration::from_secs(300))
     }
+}
+
+/// The command's output, or a failed test if it is still running after
+/// `limit` (killed first): a hang must not stall the suite.
+fn within(mut cmd: Command, limit: Duration) -> Output {
+    let what = format!("{cmd:?}");
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("volley runs");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("volley exits"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("still running after {limit:?}, killed: {what}")
+        }
+    }
+}
+
+/// `volley seed SPEC ARGS` without a database (a dry run infers the types).
+fn offline(spec: &std::path::Path, args: &[&str]) -> Output {
+    let mut cmd = volley();
+    cmd.env_remove("DATABASE_URL")
+        .arg("seed")
+        .arg(spec)
+        .args(args);
+    within(cmd, Duration::from_secs(120))
+}
+
+/// 1-based line and column of the `nth` (0-based) occurrence of `needle`.
+fn position(text: &str, needle: &str, nth: usize) -> (usize, usize) {
+    let at = text
+        .match_indices(needle)
+        .nth(nth)
+        .unwrap_or_else(|| panic!("{needle:?} not in {text}"))
+        .0;
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().unwrap().chars().count() + 1;
+    (line, col)
 }
 
 impl Drop for Db {
@@ -331,7 +380,9 @@ url = "http://127.0.0.1:9/api/v1/auth/login"
 json = { email = "{{ data.users.email }}", password = "{{ data.users.password }}" }
 "#,
     );
-    let v = volley().arg("validate").arg(&plan).output().unwrap();
+    let mut cmd = volley();
+    cmd.arg("validate").arg(&plan);
+    let v = within(cmd, Duration::from_secs(60));
     assert_eq!(code(&v), 0, "{}", text(&v));
     assert!(text(&v).contains("users: 500 rows"), "{}", text(&v));
 
@@ -607,11 +658,10 @@ age = { gen = "int", min = 0, max = 100000 }
     );
 
     // A URL that does not parse says which flag and what to write.
-    let out = volley()
-        .args(["seed", "--database-url", "postgres://h:notaport/db"])
-        .arg(&spec)
-        .output()
-        .unwrap();
+    let mut cmd = volley();
+    cmd.args(["seed", "--database-url", "postgres://h:notaport/db"])
+        .arg(&spec);
+    let out = within(cmd, Duration::from_secs(60));
     let t = text(&out);
     assert_eq!(code(&out), 2, "{t}");
     assert!(
@@ -649,15 +699,9 @@ fn dry_run_truncate_and_the_handbook_example() {
     );
 
     // Without a database, a dry run infers the column types from the generators.
-    let offline = volley()
-        .env_remove("DATABASE_URL")
-        .args(["seed", "--dry-run", "--scale", "2"])
-        .arg(&spec)
-        .output()
-        .unwrap();
-    let offline = ok(&offline);
-    assert_eq!(printed_rows(&offline, "orders"), 10_000, "{offline}");
-    assert!(offline.contains("inferred"), "{offline}");
+    let inferred = ok(&offline(&spec, &["--dry-run", "--scale", "2"]));
+    assert_eq!(printed_rows(&inferred, "orders"), 10_000, "{inferred}");
+    assert!(inferred.contains("inferred"), "{inferred}");
 
     let out = ok(&db.seed(&spec, &["--dry-run"]));
     assert_eq!(printed_rows(&out, "users"), 1000, "{out}");
@@ -718,5 +762,283 @@ fn the_staging_spec_creates_its_schema_and_feeders() {
     for f in ["products", "events", "orders"] {
         let csv = std::fs::read_to_string(dir.join(&format!("data/seeded/{f}.csv"))).unwrap();
         assert!(csv.lines().count() > 1, "{f}.csv");
+    }
+}
+
+/// A parent and a child whose column `x` is `col`, on line 9.
+fn child_spec(col: &str) -> String {
+    format!(
+        "[tables.p]\nrows = 10\n[tables.p.columns]\nid = {{ gen = \"seq\" }}\n\n[tables.c]\nrows = 10\n[tables.c.columns]\nx = {col}\n"
+    )
+}
+
+#[test]
+fn zipf_exponents_without_a_distribution_are_refused_where_written() {
+    let dir = Dir::new();
+    let cols = [
+        r#"{ gen = "ref", table = "p", dist = "zipf", exponent = nan }"#,
+        r#"{ gen = "ref", table = "p", dist = "zipf", exponent = inf }"#,
+        r#"{ gen = "ref", table = "p", dist = "zipf", exponent = -inf }"#,
+        r#"{ gen = "ref", table = "p", dist = "zipf", exponent = 0.0 }"#,
+        r#"{ gen = "ref", table = "p", dist = "zipf", exponent = -1.5 }"#,
+        r#"{ gen = "int", min = 1, max = 100, dist = "zipf", exponent = inf }"#,
+        r#"{ gen = "int", min = 1, max = 100, dist = "zipf", exponent = nan }"#,
+        r#"{ gen = "int", min = 1, max = 100, dist = "zipf", exponent = 0.0 }"#,
+        r#"{ gen = "decimal", min = 1, max = 100, dist = "zipf", exponent = inf }"#,
+    ];
+    for (i, col) in cols.iter().enumerate() {
+        let body = child_spec(col);
+        let spec = dir.write(&format!("z{i}.toml"), &body);
+        let out = offline(&spec, &["--dry-run"]);
+        let t = text(&out);
+        assert_eq!(code(&out), 2, "{col}: {t}");
+        let (l, c) = position(&body, "exponent = ", 0);
+        let at = format!("z{i}.toml:{l}:{}: ", c + "exponent = ".len());
+        assert!(t.contains(&at), "{col}: wants {at}: {t}");
+        assert!(
+            t.contains("c.x (gen = ") && t.contains("exponent must be a finite number above 0"),
+            "{col}: {t}"
+        );
+        // Zero is the uniform distribution: say how to ask for it.
+        assert!(t.contains("dist = \"uniform\""), "{col}: {t}");
+    }
+    // Any finite exponent above 0 is a distribution, however steep or flat.
+    for col in [
+        r#"{ gen = "ref", table = "p", dist = "zipf", exponent = 1e300 }"#,
+        r#"{ gen = "ref", table = "p", dist = "zipf", exponent = 1e-300 }"#,
+        r#"{ gen = "int", min = 1, max = 100, dist = "zipf", exponent = 1e300 }"#,
+        r#"{ gen = "int", min = -9223372036854775808, max = 9223372036854775807, dist = "zipf" }"#,
+    ] {
+        let spec = dir.write("fine.toml", &child_spec(col));
+        let out = offline(&spec, &["--dry-run"]);
+        assert_eq!(code(&out), 0, "{col}: {}", text(&out));
+    }
+}
+
+#[test]
+fn what_cannot_fit_in_memory_is_refused_before_allocating() {
+    let dir = Dir::new();
+    let big = |col: &str| child_spec(col).replacen("rows = 10", "rows = 100000000000", 1);
+
+    // Children per parent: one offset per parent row (800 GB here).
+    let body =
+        big(r#"{ gen = "ref", table = "p", per_parent = "1..3" }"#).replacen("rows = 10\n", "", 1);
+    let spec = dir.write("groups.toml", &body);
+    for args in [&["--dry-run"][..], &["--dry-run", "--scale", "0.5"]] {
+        let out = offline(&spec, args);
+        let t = text(&out);
+        assert_eq!(code(&out), 2, "{t}");
+        let (l, c) = position(&body, "{ gen = \"ref\"", 0);
+        assert!(t.contains(&format!("groups.toml:{l}:{c}: c.x")), "{t}");
+        assert!(t.contains("per_parent") && t.contains("GB"), "{t}");
+        assert!(t.contains("this machine has"), "{t}");
+        assert!(t.contains("at most"), "says what would fit: {t}");
+    }
+
+    // A plain ref holds every parent value in memory (3.2 TB here).
+    let body = big(r#"{ gen = "ref", table = "p" }"#);
+    let spec = dir.write("refs.toml", &body);
+    let out = offline(&spec, &["--dry-run"]);
+    let t = text(&out);
+    assert_eq!(code(&out), 2, "{t}");
+    let (l, c) = position(&body, "{ gen = \"ref\"", 0);
+    assert!(t.contains(&format!("refs.toml:{l}:{c}: c.x")), "{t}");
+    assert!(t.contains("TB") && t.contains("at most"), "{t}");
+
+    // More rows than PostgreSQL counts (bigint).
+    let body =
+        child_spec(r#"{ gen = "seq" }"#).replacen("rows = 10", "rows = 18446744073709551615", 1);
+    let spec = dir.write("count.toml", &body);
+    for args in [&["--dry-run"][..], &["--dry-run", "--scale", "1e6"]] {
+        let out = offline(&spec, args);
+        let t = text(&out);
+        assert_eq!(code(&out), 2, "{t}");
+        let (l, c) = position(&body, "18446744073709551615", 0);
+        assert!(t.contains(&format!("count.toml:{l}:{c}: table p")), "{t}");
+        assert!(t.contains("9223372036854775807"), "{t}");
+    }
+}
+
+#[test]
+fn dry_runs_print_honest_sizes_for_huge_tables() {
+    let dir = Dir::new();
+    let spec = dir.write(
+        "huge.toml",
+        "[tables.a]\nrows = 9000000000000000000\n[tables.a.columns]\nid = { gen = \"seq\" }\n\n\
+         [tables.b]\nrows = 9000000000000000000\n[tables.b.columns]\nid = { gen = \"seq\" }\n",
+    );
+    let out = offline(&spec, &["--dry-run"]);
+    let t = ok(&out);
+    // A binary COPY row of one bigint: 2 + 4 + 8 bytes.
+    assert_eq!(
+        t.lines().filter(|l| l.contains("~126.00 EB")).count(),
+        2,
+        "{t}"
+    );
+    assert!(
+        t.contains("18,000,000,000,000,000,000 rows  ~252.00 EB"),
+        "{t}"
+    );
+    assert!(!t.contains("18446744073.71"), "{t}");
+}
+
+#[test]
+fn a_missing_ddl_file_is_refused_before_any_database() {
+    let dir = Dir::new();
+    let body =
+        "ddl = \"nope.sql\"\n\n[tables.t]\nrows = 1\n[tables.t.columns]\nid = { gen = \"seq\" }\n";
+    let spec = dir.write("ddl.toml", body);
+    let out = offline(&spec, &["--dry-run"]);
+    let t = text(&out);
+    assert_eq!(code(&out), 2, "{t}");
+    assert!(t.contains("ddl.toml:1:7: ddl \"nope.sql\""), "{t}");
+    assert!(
+        t.contains(&dir.join("nope.sql").display().to_string()),
+        "{t}"
+    );
+}
+
+#[test]
+fn refusals_of_the_whole_spec_point_into_the_file() {
+    let dir = Dir::new();
+    let circle = "[tables.a]\nrows = 1\n[tables.a.columns]\nid = { gen = \"seq\" }\nb = { gen = \"ref\", table = \"b\" }\n\
+                  [tables.b]\nrows = 1\n[tables.b.columns]\nid = { gen = \"seq\" }\na = { gen = \"ref\", table = \"a\" }\n";
+    for (name, body, at) in [
+        ("empty.toml", "", "empty.toml:1:1: no tables"),
+        (
+            "locale.toml",
+            "locale = \"en\"\n",
+            "locale.toml:2:1: no tables",
+        ),
+        (
+            "circle.toml",
+            circle,
+            "circle.toml:1:9: tables reference each other in a circle: a -> b",
+        ),
+    ] {
+        let spec = dir.write(name, body);
+        let out = offline(&spec, &["--dry-run"]);
+        let t = text(&out);
+        assert_eq!(code(&out), 2, "{t}");
+        assert!(t.contains(at), "{t}");
+    }
+    let spec = dir.join("latin1.toml");
+    std::fs::write(&spec, b"[tables.t]\n# caf\xe9\nrows = 1\n").unwrap();
+    let out = offline(&spec, &["--dry-run"]);
+    let t = text(&out);
+    assert_eq!(code(&out), 2, "{t}");
+    assert!(
+        t.contains("latin1.toml:2:6: invalid UTF-8 at byte offset 16"),
+        "{t}"
+    );
+    assert!(t.contains("save the file as UTF-8"), "{t}");
+}
+
+/// Numbers past what a generator can use, found by the fuzz test
+/// (seed/tests/fuzz.rs) or next to what it found: each was a panic, an
+/// abort, a hang or silently wrong values; each is now a refusal that points
+/// at the number (or, where the number is fine, a dry run that finishes).
+#[test]
+fn numbers_past_what_a_generator_can_use_are_refused_where_written() {
+    let dir = Dir::new();
+    // (column x, the text the refusal points at (None: the spec is fine), what it says)
+    let cases: &[(&str, Option<&str>, &str)] = &[
+        // A year past i64 days: "attempt to multiply with overflow".
+        (
+            r#"{ gen = "timestamp", from = "9223372036854775807-01-01", to = "2025-01-01" }"#,
+            Some("\"9223372036854775807-01-01\""),
+            "is not a time",
+        ),
+        (
+            r#"{ gen = "timestamp", from = "2025-01-01T00:00:00+9223372036854775807", to = "2026-01-01" }"#,
+            Some("\"2025-01-01T00:00:00+"),
+            "is not a time",
+        ),
+        // A hundred billion words in one value: a hang, then an abort.
+        (
+            r#"{ gen = "sentence", words = "8..100000000000" }"#,
+            Some("\"8..100000000000\""),
+            "from 1 to 10000 words",
+        ),
+        (
+            r#"{ gen = "paragraph", words = "1..9223372036854775807" }"#,
+            Some("\"1..9223372036854775807\""),
+            "up to 1000 sentences",
+        ),
+        // f64::clamp panics on a NaN bound.
+        (
+            r#"{ gen = "float", min = nan, max = 2.1, dist = "normal" }"#,
+            Some("nan"),
+            "min = NaN: write a finite number",
+        ),
+        // NaN values, silently.
+        (
+            r#"{ gen = "float", min = 0.0, max = inf }"#,
+            Some("inf"),
+            "max = inf: write a finite number",
+        ),
+        (
+            r#"{ gen = "float", min = -1e308, max = 1e308 }"#,
+            Some("-1e308"),
+            "wider than a float holds",
+        ),
+        // A NaN mean made 0, outside min..max.
+        (
+            r#"{ gen = "int", min = 5, max = 10, dist = "normal", mean = nan }"#,
+            Some("nan"),
+            "mean = NaN: write a finite number",
+        ),
+        (
+            r#"{ gen = "decimal", min = 5, max = 10, dist = "normal", stddev = -1.0 }"#,
+            Some("-1.0"),
+            "stddev = -1: write a finite number, 0 or above",
+        ),
+        (
+            r#"{ gen = "int", min = 5, max = 10, dist = "normal", stddev = inf }"#,
+            Some("inf"),
+            "stddev = inf",
+        ),
+        // An infinite weight took every row.
+        (
+            r#"{ gen = "choice", values = ["a", "b"], weights = [inf, 1] }"#,
+            Some("[inf, 1]"),
+            "weights must be finite numbers",
+        ),
+        (
+            r#"{ gen = "choice", values = ["a", "b"], weights = [1e308, 1e308] }"#,
+            Some("[1e308"),
+            "weights must be finite numbers",
+        ),
+        // A trillion passwords to hash: an abort allocating the pool.
+        (
+            r#"{ gen = "password", pool = 1000000000000 }"#,
+            Some("1000000000000 }"),
+            "write pool = 1000000 or less",
+        ),
+        // A dry run hashed the pool: at cost 31, hours per password.
+        (r#"{ gen = "password", cost = 31 }"#, None, ""),
+        // An hour offset and a saturating window stay in range.
+        (
+            r#"{ gen = "timestamp", from = "2025-01-01T00:00:00+05:30", to = "200000-12-31" }"#,
+            None,
+            "",
+        ),
+    ];
+    for (i, (col, at, says)) in cases.iter().enumerate() {
+        // Many rows: a dry run samples a few, whatever the count.
+        let body = format!("[tables.t]\nrows = 1000000000000\n[tables.t.columns]\nx = {col}\n");
+        let spec = dir.write(&format!("n{i}.toml"), &body);
+        let out = offline(&spec, &["--dry-run"]);
+        let t = text(&out);
+        match at {
+            None => assert_eq!(code(&out), 0, "{col}: {t}"),
+            Some(needle) => {
+                assert_eq!(code(&out), 2, "{col}: {t}");
+                let (l, c) = position(&body, needle, 0);
+                let want = format!("n{i}.toml:{l}:{c}: t.x (gen = ");
+                assert!(t.contains(&want), "{col}: wants {want}: {t}");
+                assert!(t.contains(says), "{col}: wants {says:?}: {t}");
+            }
+        }
     }
 }

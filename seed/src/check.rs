@@ -65,7 +65,8 @@ fn int_bounds(g: &Gen, rows: u64) -> Option<(i64, i64)> {
             step,
             repeat,
         } => {
-            let last = start.saturating_add((rows.saturating_sub(1) / repeat) as i64 * step);
+            let steps = i64::try_from(rows.saturating_sub(1) / repeat).unwrap_or(i64::MAX);
+            let last = start.saturating_add(steps.saturating_mul(*step));
             Some((*start.min(&last), *start.max(&last)))
         }
         Gen::Int { min, max, .. } => Some((*min, *max)),

@@ -128,11 +128,11 @@ pub fn field(buf: &mut BytesMut, v: &Value, enc: Enc) {
         }
         (Value::Time(us), Enc::Timestamp) => {
             buf.put_i32(8);
-            buf.put_i64(us - PG_EPOCH_US);
+            buf.put_i64(us.saturating_sub(PG_EPOCH_US));
         }
         (Value::Time(us), Enc::Date) => {
             buf.put_i32(4);
-            buf.put_i32((us - PG_EPOCH_US).div_euclid(DAY_US) as i32);
+            buf.put_i32(us.saturating_sub(PG_EPOCH_US).div_euclid(DAY_US) as i32);
         }
         (v, Enc::Float8) => {
             buf.put_i32(8);

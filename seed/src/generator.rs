@@ -160,6 +160,9 @@ pub struct RefGen {
 
 #[derive(Debug)]
 pub struct RefReady {
+    /// The parent's row count: indexes are drawn in 0..rows.
+    pub rows: u64,
+    /// Every parent value, or (dry runs) an even sample of them.
     pub values: Arc<Vec<Value>>,
     pub zipf: Option<Zipf>,
     pub perm: Permutation,
@@ -181,6 +184,14 @@ pub struct PasswordGen {
     pub key: u64,
     pub hashed: OnceLock<Arc<Vec<(String, String)>>>,
 }
+
+/// Words in one value of word, words or sentence (a row is made in memory).
+pub const MAX_WORDS: i64 = 10_000;
+/// Sentences in one paragraph (4 to 12 words each).
+pub const MAX_SENTENCES: i64 = 1_000;
+
+/// Distinct passwords a column can have: a million hashes take ~17 core-minutes at cost 4.
+pub const MAX_POOL: u64 = 1_000_000;
 
 pub const PASSWORD_ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
 
@@ -386,13 +397,13 @@ impl Gen {
             Gen::Timestamp { from, to } => *out = Value::Time(rng.range_i64(*from, *to)),
             Gen::After { column, min, max } => {
                 *out = match c.row_values[*column] {
-                    Value::Time(t) => Value::Time(t + rng.range_i64(*min, *max)),
+                    Value::Time(t) => Value::Time(t.saturating_add(rng.range_i64(*min, *max))),
                     _ => Value::Null,
                 }
             }
             Gen::Ref(r) => {
                 let ready = r.ready.get().expect("refs are prepared before generation");
-                let n = ready.values.len() as u64;
+                let n = ready.rows;
                 let idx = if r.per_parent.is_some() {
                     c.group.map_or(0, |g| g.0)
                 } else if r.unique {
@@ -405,7 +416,14 @@ impl Gen {
                 } else {
                     rng.below(n)
                 };
-                out.clone_from(&ready.values[idx as usize]);
+                let len = ready.values.len() as u64;
+                let slot = if len == n {
+                    idx
+                } else {
+                    // A dry run's sample: the value nearest the drawn row.
+                    (u128::from(idx) * u128::from(len) / u128::from(n)) as u64
+                };
+                out.clone_from(&ready.values[slot as usize]);
             }
             Gen::Json(parts) => {
                 let mut s = std::mem::take(out.json_buf());
@@ -431,10 +449,38 @@ impl Gen {
             Gen::Password(p) => {
                 let i = rng.below(p.pool);
                 let pool = p.pool();
-                let (plain, hash) = &pool[i as usize];
+                // A dry run's stand-ins are fewer than `pool`.
+                let (plain, hash) = &pool[(i % pool.len() as u64) as usize];
                 let s = out.text_buf();
                 s.push_str(if c.plaintext { plain } else { hash });
             }
+        }
+    }
+
+    /// Dry runs size rows without hashing passwords: a bcrypt hash is
+    /// always 60 bytes, and a pool at a high cost would take hours.
+    pub fn stand_in_hashes(&self) {
+        match self {
+            Gen::Password(p) => {
+                let _ = p.hashed.set(Arc::new(
+                    (0..p.pool.min(64))
+                        .map(|i| {
+                            (
+                                p.plaintext(i),
+                                format!("$2a${:02}${}", p.cost, "x".repeat(53)),
+                            )
+                        })
+                        .collect(),
+                ));
+            }
+            Gen::Json(parts) => {
+                for part in parts {
+                    if let JsonPart::Gen(g, _) = part {
+                        g.stand_in_hashes();
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
@@ -457,7 +503,11 @@ fn draw_int(rng: &mut Rng, min: i64, max: i64, dist: &IntDist) -> i64 {
         IntDist::Normal { mean, sd } => {
             clamp_normal(rng, *mean, *sd, min as f64, max as f64).round() as i64
         }
-        IntDist::Zipf(z) => min + z.sample(rng) as i64 - 1,
+        IntDist::Zipf(z) => {
+            // Rank k is min + k - 1, computed without overflow for any range.
+            let span = (i128::from(max) - i128::from(min)) as u64;
+            min.wrapping_add((z.sample(rng) - 1).min(span) as i64)
+        }
     }
 }
 
@@ -717,18 +767,36 @@ pub fn compile(cx: &Ctx, r: &RawColumn, rows_hint: u64) -> Result<(Gen, Option<K
         "float" => {
             let min = num(&r.min).ok_or_else(|| missing("min", r, cx, &here))?;
             let max = num(&r.max).ok_or_else(|| missing("max", r, cx, &here))?;
+            for (v, k, at) in [(min, "min", &r.min), (max, "max", &r.max)] {
+                if !v.is_finite() {
+                    return err(
+                        sp(at),
+                        format!("{}: {k} = {v}: write a finite number", here()),
+                    );
+                }
+            }
             if min > max {
                 return err(sp(&r.min), format!("{}: min is above max", here()));
             }
+            if !(max - min).is_finite() {
+                return err(
+                    sp(&r.min),
+                    format!(
+                        "{}: min..max is wider than a float holds; narrow it",
+                        here()
+                    ),
+                );
+            }
             let dist = match r.dist.as_ref().map(|d| d.get_ref().as_str()) {
                 None | Some("uniform") => IntDist::Uniform,
-                Some("normal") => IntDist::Normal {
-                    mean: r.mean.as_ref().map_or((min + max) / 2.0, |m| *m.get_ref()),
-                    sd: r
-                        .stddev
-                        .as_ref()
-                        .map_or((max - min) / 6.0, |s| *s.get_ref()),
-                },
+                Some("normal") => {
+                    // The middle, without overflowing near f64::MAX.
+                    let mid = match (min + max) / 2.0 {
+                        m if m.is_finite() => m,
+                        _ => min / 2.0 + max / 2.0,
+                    };
+                    normal(r, mid, (max - min) / 6.0, 1.0, &here)?
+                }
                 Some(o) => {
                     return err(
                         sp(&r.dist),
@@ -790,12 +858,17 @@ pub fn compile(cx: &Ctx, r: &RawColumn, rows_hint: u64) -> Result<(Gen, Option<K
                             ),
                         );
                     }
-                    if w.get_ref().iter().any(|x| x.is_nan() || *x < 0.0)
-                        || w.get_ref().iter().sum::<f64>() <= 0.0
+                    // Finite, not below 0, and a finite sum above 0: shares of that sum.
+                    let sum: f64 = w.get_ref().iter().sum();
+                    if w.get_ref().iter().any(|x| !(x.is_finite() && *x >= 0.0))
+                        || !(sum.is_finite() && sum > 0.0)
                     {
                         return err(
                             Some(w.span()),
-                            format!("{}: weights must be positive", here()),
+                            format!(
+                                "{}: weights must be finite numbers, 0 or above, not all 0; e.g. weights = [70, 20, 10]",
+                                here()
+                            ),
                         );
                     }
                     w.get_ref().clone()
@@ -831,11 +904,11 @@ pub fn compile(cx: &Ctx, r: &RawColumn, rows_hint: u64) -> Result<(Gen, Option<K
         "word" | "words" | "sentence" => {
             let (lo, hi) = match &r.words {
                 Some(w) => parse_int_range(w.get_ref())
-                    .filter(|(a, _)| *a >= 1)
+                    .filter(|(a, b)| *a >= 1 && *b <= MAX_WORDS)
                     .ok_or_else(|| GenError {
                         span: Some(w.span()),
                         message: format!(
-                            "{}: words is a count or a range such as \"3..8\"",
+                            "{}: words is a count or a range such as \"3..8\", from 1 to {MAX_WORDS} words",
                             here()
                         ),
                     })?,
@@ -854,13 +927,15 @@ pub fn compile(cx: &Ctx, r: &RawColumn, rows_hint: u64) -> Result<(Gen, Option<K
         }
         "paragraph" => {
             let (lo, hi) = match &r.words {
-                Some(w) => parse_int_range(w.get_ref()).ok_or_else(|| GenError {
-                    span: Some(w.span()),
-                    message: format!(
-                        "{}: words (sentences here) is a count or a range such as \"3..6\"",
-                        here()
-                    ),
-                })?,
+                Some(w) => parse_int_range(w.get_ref())
+                    .filter(|(_, b)| *b <= MAX_SENTENCES)
+                    .ok_or_else(|| GenError {
+                        span: Some(w.span()),
+                        message: format!(
+                            "{}: words (sentences here) is a count or a range such as \"3..6\", up to {MAX_SENTENCES} sentences",
+                            here()
+                        ),
+                    })?,
                 None => (3, 6),
             };
             (
@@ -915,7 +990,7 @@ pub fn compile(cx: &Ctx, r: &RawColumn, rows_hint: u64) -> Result<(Gen, Option<K
                     .as_ref()
                     .is_some_and(|s| !s.get_ref().contains([' ', 'T', 't']))
                 {
-                    to += DAY_US - 1; // a bare date means the whole day
+                    to = to.saturating_add(DAY_US - 1); // a bare date means the whole day
                 }
                 if from > to {
                     return err(sp(&r.from), format!("{}: from is after to", here()));
@@ -947,7 +1022,7 @@ pub fn compile(cx: &Ctx, r: &RawColumn, rows_hint: u64) -> Result<(Gen, Option<K
             };
             let dist_zipf = match r.dist.as_ref().map(|d| d.get_ref().as_str()) {
                 None | Some("uniform") => None,
-                Some("zipf") => Some(r.exponent.as_ref().map_or(1.1, |e| *e.get_ref())),
+                Some("zipf") => Some(zipf_exponent(r, &here)?),
                 Some(o) => {
                     return err(
                         sp(&r.dist),
@@ -1033,6 +1108,15 @@ pub fn compile(cx: &Ctx, r: &RawColumn, rows_hint: u64) -> Result<(Gen, Option<K
             }
             // No more distinct passwords than rows: each one costs a hash.
             let mut pool = r.pool.as_ref().map_or(1000, |p| *p.get_ref()).max(1);
+            if pool > MAX_POOL {
+                return err(
+                    sp(&r.pool),
+                    format!(
+                        "{}: pool = {pool}: each password costs a bcrypt hash (~1 ms at cost 4); write pool = {MAX_POOL} or less",
+                        here()
+                    ),
+                );
+            }
             if rows_hint > 0 {
                 pool = pool.min(rows_hint);
             }
@@ -1150,26 +1234,18 @@ fn int_dist(
     let p = 10f64.powi(decimals as i32);
     Ok(match r.dist.as_ref().map(|d| d.get_ref().as_str()) {
         None | Some("uniform") => IntDist::Uniform,
-        Some("normal") => IntDist::Normal {
-            mean: r
-                .mean
-                .as_ref()
-                .map_or((min as f64 + max as f64) / 2.0, |m| m.get_ref() * p),
-            sd: r
-                .stddev
-                .as_ref()
-                .map_or((max as f64 - min as f64) / 6.0, |s| s.get_ref() * p),
-        },
-        Some("zipf") => {
-            let s = r.exponent.as_ref().map_or(1.1, |e| *e.get_ref());
-            if s.is_nan() || s <= 0.0 {
-                return err(
-                    sp(&r.exponent),
-                    format!("{}: exponent must be above 0", here()),
-                );
-            }
-            IntDist::Zipf(Zipf::new((max - min) as u64 + 1, s))
-        }
+        Some("normal") => normal(
+            r,
+            (min as f64 + max as f64) / 2.0,
+            (max as f64 - min as f64) / 6.0,
+            p,
+            here,
+        )?,
+        Some("zipf") => IntDist::Zipf(Zipf::new(
+            // The count of values in min..=max, up to all 2^64 of them.
+            (i128::from(max) - i128::from(min) + 1).min(i128::from(u64::MAX)) as u64,
+            zipf_exponent(r, here)?,
+        )),
         Some(o) => {
             return err(
                 sp(&r.dist),
@@ -1180,6 +1256,58 @@ fn int_dist(
             );
         }
     })
+}
+
+/// A normal distribution's mean and stddev (given in the spec's units,
+/// `unit` of them per generated unit): finite, and the stddev not below 0.
+fn normal(
+    r: &RawColumn,
+    mean: f64,
+    sd: f64,
+    unit: f64,
+    here: &dyn Fn() -> String,
+) -> Result<IntDist, GenError> {
+    let m = r.mean.as_ref().map_or(mean, |m| m.get_ref() * unit);
+    if !m.is_finite() {
+        return err(
+            sp(&r.mean),
+            format!(
+                "{}: mean = {}: write a finite number, within min..max",
+                here(),
+                r.mean.as_ref().map_or(m, |m| *m.get_ref())
+            ),
+        );
+    }
+    let s = r.stddev.as_ref().map_or(sd, |s| s.get_ref() * unit);
+    if !(s.is_finite() && s >= 0.0) {
+        return err(
+            sp(&r.stddev),
+            format!(
+                "{}: stddev = {}: write a finite number, 0 or above",
+                here(),
+                r.stddev.as_ref().map_or(s, |s| *s.get_ref())
+            ),
+        );
+    }
+    Ok(IntDist::Normal { mean: m, sd: s })
+}
+
+/// Zipf's exponent s: the k-th value has weight 1/k^s. Any finite s above 0
+/// is a distribution; 0 is the uniform one (said with dist = "uniform"),
+/// below 0 the last value would be the most common, and NaN or infinity is
+/// no distribution at all (the sampler would never return).
+fn zipf_exponent(r: &RawColumn, here: &dyn Fn() -> String) -> Result<f64, GenError> {
+    let s = r.exponent.as_ref().map_or(1.1, |e| *e.get_ref());
+    if s.is_finite() && s > 0.0 {
+        return Ok(s);
+    }
+    err(
+        sp(&r.exponent),
+        format!(
+            "{}: exponent = {s} is no zipf distribution: the exponent must be a finite number above 0 (1.1 by default; higher, the first values take more rows); for equal chances write dist = \"uniform\"",
+            here()
+        ),
+    )
 }
 
 /// A TOML scalar as a stored value.

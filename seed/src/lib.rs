@@ -11,6 +11,7 @@ mod check;
 mod encode;
 mod export;
 mod fakes;
+mod fit;
 mod generator;
 mod load;
 mod manifest;
@@ -23,6 +24,7 @@ mod value;
 pub use spec::SpecError;
 
 use check::Target;
+use fit::human_bytes;
 use model::Model;
 use progress::{Progress, rate, thousands};
 use std::fmt::Write as _;
@@ -128,8 +130,9 @@ pub enum Mode {
 pub struct TableReport {
     pub name: String,
     pub rows: u64,
-    /// Binary COPY bytes (estimated from a sample in dry runs).
-    pub bytes: u64,
+    /// Binary COPY bytes (estimated from a sample in dry runs; past u64
+    /// for huge tables).
+    pub bytes: u128,
     pub seconds: f64,
     /// --cleanup: rows deleted.
     pub deleted: Option<u64>,
@@ -154,8 +157,9 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn total_rows(&self) -> u64 {
-        self.tables.iter().map(|t| t.rows).sum()
+    /// Past u64 when several tables hold up to i64::MAX rows each.
+    pub fn total_rows(&self) -> u128 {
+        self.tables.iter().map(|t| u128::from(t.rows)).sum()
     }
 
     /// The end-of-run text for the terminal.
@@ -244,35 +248,24 @@ impl Report {
     }
 }
 
-fn human_bytes(b: u64) -> String {
-    let b = b as f64;
-    if b >= 1e9 {
-        format!("{:.2} GB", b / 1e9)
-    } else if b >= 1e6 {
-        format!("{:.1} MB", b / 1e6)
-    } else {
-        format!("{:.1} kB", b / 1e3)
-    }
-}
-
 /// Check a spec without touching any database: parse it, compile every
 /// generator, order the tables. Returns the table names and row counts.
 pub fn validate(spec: &Path, seed: u64, scale: f64) -> Result<Vec<(String, u64)>, Error> {
-    let m = build(spec, seed, scale)?;
+    let m = build(spec, seed, scale, false)?;
     Ok(m.order
         .iter()
         .map(|&t| (m.tables[t].name.clone(), m.tables[t].rows))
         .collect())
 }
 
-fn build(spec: &Path, seed: u64, scale: f64) -> Result<Model, Error> {
+fn build(spec: &Path, seed: u64, scale: f64, full: bool) -> Result<Model, Error> {
     let s = spec::SpecFile::load(spec).map_err(|e| Error::Spec(vec![e]))?;
-    Model::build(s, seed, scale).map_err(|e| Error::Spec(vec![e]))
+    Model::build(s, seed, scale, full).map_err(|e| Error::Spec(vec![e]))
 }
 
 /// Seed (or dry-run, or clean up) the database described by `opts` from `spec`.
 pub fn run(spec: &Path, opts: &Options) -> Result<Report, Error> {
-    let model = Arc::new(build(spec, opts.seed, opts.scale)?);
+    let model = Arc::new(build(spec, opts.seed, opts.scale, !opts.dry_run)?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -387,7 +380,7 @@ async fn run_async(model: Arc<Model>, opts: &Options) -> Result<Report, Error> {
 
     // Parent columns that children reference, passwords: made once, up front.
     let m = model.clone();
-    tokio::task::spawn_blocking(move || m.prepare_refs())
+    tokio::task::spawn_blocking(move || m.prepare_refs(None))
         .await
         .map_err(|e| Error::Io(format!("preparing references failed: {e}")))?;
 
@@ -431,7 +424,7 @@ async fn run_async(model: Arc<Model>, opts: &Options) -> Result<Report, Error> {
         .tables
         .iter()
         .map(|t| (t.rows / stream_rows).max(1))
-        .sum();
+        .fold(0, u64::saturating_add);
     let jobs = opts.jobs.max(1).min(streams.min(1024) as usize);
     let mut clients = vec![Arc::new(client)];
     for _ in 1..jobs {
@@ -506,7 +499,12 @@ async fn run_async(model: Arc<Model>, opts: &Options) -> Result<Report, Error> {
     })
 }
 
-/// Rows per table and the size, estimated by encoding a sample of rows.
+/// Rows a dry run encodes per table to estimate its size.
+const DRY_RUN_SAMPLE: u64 = 2000;
+
+/// Rows per table and the size, estimated by encoding a sample of rows. No
+/// memory or time in proportion to the row counts: refs hold a sample of
+/// their parents' values, passwords are not hashed.
 async fn dry_run(
     model: Arc<Model>,
     targets: Vec<Target>,
@@ -515,27 +513,35 @@ async fn dry_run(
 ) -> Result<Report, Error> {
     let m = model.clone();
     let tables = tokio::task::spawn_blocking(move || {
-        m.prepare_refs();
+        for t in &m.tables {
+            for c in &t.columns {
+                c.generator.stand_in_hashes();
+            }
+        }
+        m.prepare_refs(Some(DRY_RUN_SAMPLE));
         m.order
             .iter()
             .filter_map(|&ti| {
                 let target = targets.iter().find(|t| t.table == ti)?;
                 let t = &m.tables[ti];
-                let sample = t.rows.min(2000);
+                let sample = t.rows.min(DRY_RUN_SAMPLE);
                 let want: Vec<usize> = target.cols.iter().map(|c| c.0).collect();
                 let order = t.needed(&want);
                 let mut vals = vec![value::Value::Null; t.columns.len()];
                 let mut buf = bytes::BytesMut::new();
+                let mut encoded: u128 = 0;
                 for i in 0..sample {
                     // Spread the sample over the whole table.
-                    let row = (i * t.rows).checked_div(sample).unwrap_or(0);
+                    let row = (u128::from(i) * u128::from(t.rows) / u128::from(sample)) as u64;
                     t.eval(row, &order, &mut vals, false);
                     encode::row(&mut buf, &vals, &target.cols);
+                    encoded += buf.len() as u128;
+                    buf.clear();
                 }
                 let bytes = if sample == 0 {
                     0
                 } else {
-                    (buf.len() as f64 / sample as f64 * t.rows as f64) as u64
+                    encoded * u128::from(t.rows) / u128::from(sample)
                 };
                 Some(TableReport {
                     name: t.name.clone(),

@@ -46,6 +46,11 @@ enum StreamError {
     Failed(String),
 }
 
+/// Where piece `p` of `pieces` starts in `rows` (no overflow for any count).
+fn split(rows: u64, p: u64, pieces: u64) -> u64 {
+    (u128::from(rows) * u128::from(p) / u128::from(pieces)) as u64
+}
+
 /// Wave of each table: 0 without parents, else one after its deepest parent.
 fn waves(model: &Model, targets: &[Target]) -> Vec<Vec<usize>> {
     let mut level = vec![0usize; model.tables.len()];
@@ -91,7 +96,7 @@ pub async fn load(
             for p in 0..pieces {
                 queue.push_back(Stream {
                     target: ti,
-                    rows: rows * p / pieces..rows * (p + 1) / pieces,
+                    rows: split(rows, p, pieces)..split(rows, p + 1, pieces),
                 });
             }
         }
@@ -649,7 +654,7 @@ later = { gen = "timestamp", at = "at + 1h..2h" }
 "#;
         let spec =
             crate::spec::SpecFile::parse(std::path::Path::new("t.toml"), text.into()).unwrap();
-        let m = crate::model::Model::build(spec, 1, 1.0).unwrap();
+        let m = crate::model::Model::build(spec, 1, 1.0, true).unwrap();
         let target = Target::inferred(&m, 0);
         let t = &m.tables[0];
         let w = super::RowWriter::new(t, &target.cols);

@@ -2,7 +2,9 @@
 //! generators, ready to make any row on demand.
 
 use crate::fakes::{LOCALES, Locale};
+use crate::fit::{human_bytes, memory_limit, value_bytes};
 use crate::generator::{self, Cell, Ctx, Gen, RefReady};
+use crate::progress::thousands;
 use crate::rng::{Permutation, Rng, Zipf, column_key};
 use crate::spec::{SpecError, SpecFile};
 use crate::value::{Kind, Value};
@@ -26,8 +28,12 @@ pub struct Column {
 pub struct PerParent {
     pub column: usize,
     pub parent: usize,
-    /// offsets[p]..offsets[p+1] are the rows of parent p's children.
+    /// offsets[p]..offsets[p+1] are the rows of parent p's children. Empty
+    /// in dry runs, which only count the rows.
     pub offsets: Vec<u64>,
+    /// The parent's rows, and the most children one of them has.
+    pub parents: u64,
+    pub max_group: u64,
 }
 
 pub struct Table {
@@ -69,7 +75,9 @@ pub struct Model {
 }
 
 impl Model {
-    pub fn build(spec: SpecFile, seed: u64, scale: f64) -> Result<Self, SpecError> {
+    /// `full`: every row will be made (a seed or a cleanup); otherwise (a
+    /// dry run) per_parent groups are only counted, not kept.
+    pub fn build(spec: SpecFile, seed: u64, scale: f64, full: bool) -> Result<Self, SpecError> {
         let src = spec.src.clone();
         let e = |span: Option<Range<usize>>, m: String| src.error(span, m);
         if !(scale > 0.0 && scale.is_finite()) {
@@ -114,7 +122,7 @@ impl Model {
             let hint = t
                 .rows
                 .as_ref()
-                .map_or(0, |r| scaled_rows(*r.get_ref(), scale));
+                .map_or(0, |r| scaled_rows(*r.get_ref(), scale).unwrap_or(MAX_ROWS));
             let mut columns = Vec::new();
             for (cname, craw) in &t.columns.0 {
                 let cx = Ctx {
@@ -245,6 +253,8 @@ impl Model {
                         column: ci,
                         parent: pt,
                         offsets: Vec::new(),
+                        parents: 0,
+                        max_group: 0,
                     });
                 }
             }
@@ -252,13 +262,21 @@ impl Model {
 
         let order = table_order(&tables).map_err(|cycle| {
             e(
-                None,
+                Some(tables[cycle[0]].span.clone()),
                 format!(
-                    "tables reference each other in a circle: {}",
-                    cycle.join(" -> ")
+                    "tables reference each other in a circle: {}; one of them must not ref the others",
+                    cycle
+                        .iter()
+                        .map(|&t| tables[t].name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" -> ")
                 ),
             )
         })?;
+
+        // Memory held while seeding, counted before any of it is allocated.
+        let (limit, has) = memory_limit();
+        let mut held: u128 = 0;
 
         // Kinds of refs, row counts and per-parent groups, parents first.
         for &ti in &order {
@@ -285,17 +303,64 @@ impl Model {
                 };
                 let (lo, hi) = r.per_parent.expect("per_parent ref");
                 let key = column_key(seed, &tables[ti].name, &format!("{}\0per_parent", col.name));
-                let parent_rows = tables[pp.parent].rows;
-                let mut offsets = Vec::with_capacity(parent_rows as usize + 1);
+                let parent = &tables[pp.parent];
+                let parent_rows = parent.rows;
+                // One offset per parent row, and (as any ref) a copy of the parent's values.
+                let each = 8 + value_bytes(parent.columns[r.column_idx].kind);
+                let need = (u128::from(parent_rows) + 1) * each;
+                if held + need > limit {
+                    return Err(e(
+                        Some(col.span.clone()),
+                        format!(
+                            "{}.{}: per_parent keeps an offset and a value per row of {} (~{each} bytes): {} for its {} rows{}, and {has} {}; at most {} rows of {} fit: lower tables.{}.rows or --scale",
+                            tables[ti].name,
+                            col.name,
+                            parent.name,
+                            human_bytes(need),
+                            thousands(parent_rows),
+                            besides(held),
+                            human_bytes(limit),
+                            thousands((limit.saturating_sub(held) / each).saturating_sub(1)),
+                            parent.name,
+                            parent.name
+                        ),
+                    ));
+                }
+                held += need;
+                let mut offsets =
+                    Vec::with_capacity(if full { parent_rows as usize + 1 } else { 0 });
                 let mut acc = 0u64;
-                offsets.push(0);
+                let mut max_group = 0;
+                if full {
+                    offsets.push(0);
+                }
                 for p in 0..parent_rows {
-                    acc += Rng::cell(key, p).range_i64(lo as i64, hi as i64) as u64;
-                    offsets.push(acc);
+                    let n = Rng::cell(key, p).range_i64(lo as i64, hi as i64) as u64;
+                    max_group = max_group.max(n);
+                    acc = acc
+                        .checked_add(n)
+                        .filter(|&n| n <= MAX_ROWS)
+                        .ok_or_else(|| {
+                            e(
+                                Some(col.span.clone()),
+                                format!(
+                                    "{}.{}: per_parent = \"{lo}..{hi}\" for {} rows of {} makes more rows than PostgreSQL counts (at most {MAX_ROWS}); lower per_parent",
+                                    tables[ti].name,
+                                    col.name,
+                                    thousands(parent_rows),
+                                    parent.name
+                                ),
+                            )
+                        })?;
+                    if full {
+                        offsets.push(acc);
+                    }
                 }
                 tables[ti].rows = acc;
                 if let Some(pp) = &mut tables[ti].per_parent {
                     pp.offsets = offsets;
+                    pp.parents = parent_rows;
+                    pp.max_group = max_group;
                 }
             } else {
                 let Some(r) = rows_raw else {
@@ -304,14 +369,49 @@ impl Model {
                         format!("table {}: missing key `rows`", tables[ti].name),
                     ));
                 };
-                tables[ti].rows = scaled_rows(*r.get_ref(), scale);
+                tables[ti].rows = scaled_rows(*r.get_ref(), scale).ok_or_else(|| {
+                    e(
+                        Some(r.span()),
+                        format!(
+                            "table {}: rows = {} at --scale {scale} is more rows than PostgreSQL counts (at most {MAX_ROWS}); lower rows or --scale",
+                            tables[ti].name,
+                            r.get_ref()
+                        ),
+                    )
+                })?;
+            }
+            // Each ref copies its parent column's values into memory.
+            for c in &tables[ti].columns {
+                if let Gen::Ref(r) = &c.generator
+                    && r.per_parent.is_none()
+                {
+                    let parent = &tables[r.table_idx];
+                    let each = value_bytes(parent.columns[r.column_idx].kind);
+                    let need = u128::from(parent.rows) * each;
+                    if held + need > limit {
+                        return Err(e(
+                            Some(c.span.clone()),
+                            format!(
+                                "{}.{}: a ref keeps every value of {}.{} in memory (~{each} bytes each): {} for its {} rows{}, and {has} {}; at most {} rows of {} fit: lower tables.{}.rows or --scale",
+                                tables[ti].name,
+                                c.name,
+                                parent.name,
+                                r.column,
+                                human_bytes(need),
+                                thousands(parent.rows),
+                                besides(held),
+                                human_bytes(limit),
+                                thousands(limit.saturating_sub(held) / each),
+                                parent.name,
+                                parent.name
+                            ),
+                        ));
+                    }
+                    held += need;
+                }
             }
             // Checks that need the parents' row counts.
-            let max_group = tables[ti]
-                .per_parent
-                .as_ref()
-                .and_then(|p| p.offsets.windows(2).map(|w| w[1] - w[0]).max())
-                .unwrap_or(1);
+            let max_group = tables[ti].per_parent.as_ref().map_or(1, |p| p.max_group);
             for c in &tables[ti].columns {
                 if let Gen::Ref(r) = &c.generator {
                     let n = tables[r.table_idx].rows;
@@ -340,7 +440,33 @@ impl Model {
             }
         }
 
-        let ddl = spec.raw.ddl.as_ref().map(|d| spec.resolve(d.get_ref()));
+        // The ddl runs only when a table is missing: check it exists now.
+        let ddl = match &spec.raw.ddl {
+            Some(d) => {
+                let path = spec.resolve(d.get_ref());
+                let readable = std::fs::File::open(&path)
+                    .and_then(|f| f.metadata())
+                    .and_then(|m| {
+                        if m.is_file() {
+                            Ok(())
+                        } else {
+                            Err(std::io::Error::other("not a file"))
+                        }
+                    });
+                if let Err(why) = readable {
+                    return Err(e(
+                        Some(d.span()),
+                        format!(
+                            "ddl {:?}: cannot read {}: {why}; write the path of the schema's SQL file, relative to the spec's folder",
+                            d.get_ref(),
+                            path.display()
+                        ),
+                    ));
+                }
+                Some(path)
+            }
+            None => None,
+        };
         let mut exports = Vec::new();
         for (name, ex) in &spec.raw.export.0 {
             let x = ex.get_ref();
@@ -431,19 +557,23 @@ impl Model {
         self.spec.src.error(span, m)
     }
 
-    /// Materialize every referenced parent column, parents first.
-    pub fn prepare_refs(&self) {
+    /// Materialize every referenced parent column, parents first; at most
+    /// `sample` values of each, spread over the parent's rows (dry runs only
+    /// size rows, and must not hold a copy of every parent).
+    pub fn prepare_refs(&self, sample: Option<u64>) {
         for &ti in &self.order {
             for c in &self.tables[ti].columns {
                 if let Gen::Ref(r) = &c.generator {
                     if r.ready.get().is_some() {
                         continue;
                     }
-                    let values = Arc::new(self.materialize(r.table_idx, r.column_idx));
-                    let n = values.len() as u64;
+                    let rows = self.tables[r.table_idx].rows;
+                    let take = sample.map_or(rows, |s| s.min(rows));
+                    let values = Arc::new(self.materialize(r.table_idx, r.column_idx, take));
                     let _ = r.ready.set(RefReady {
-                        zipf: r.dist_zipf.map(|s| Zipf::new(n, s)),
-                        perm: Permutation::new(n, r.key),
+                        zipf: r.dist_zipf.map(|s| Zipf::new(rows, s)),
+                        perm: Permutation::new(rows, r.key),
+                        rows,
                         values,
                     });
                 }
@@ -451,13 +581,15 @@ impl Model {
         }
     }
 
-    /// One column of every row of a table.
-    pub fn materialize(&self, ti: usize, ci: usize) -> Vec<Value> {
+    /// One column of `take` rows of a table, spread evenly (all of them
+    /// when `take` is the row count).
+    pub fn materialize(&self, ti: usize, ci: usize, take: u64) -> Vec<Value> {
         let t = &self.tables[ti];
         let cols = t.needed(&[ci]);
         let mut vals = vec![Value::Null; t.columns.len()];
-        let mut out = Vec::with_capacity(t.rows as usize);
-        for row in 0..t.rows {
+        let mut out = Vec::with_capacity(take as usize);
+        for i in 0..take {
+            let row = (u128::from(i) * u128::from(t.rows) / u128::from(take)) as u64;
             t.eval(row, &cols, &mut vals, false);
             out.push(std::mem::take(&mut vals[ci]));
         }
@@ -473,11 +605,26 @@ fn split_alias(entry: &str) -> (&str, &str) {
     }
 }
 
-fn scaled_rows(rows: u64, scale: f64) -> u64 {
-    if rows == 0 {
-        return 0;
+/// What the spec's other refs and per_parent groups already hold, if any.
+fn besides(held: u128) -> String {
+    if held == 0 {
+        String::new()
+    } else {
+        format!(" (besides {} for other refs)", human_bytes(held))
     }
-    ((rows as f64 * scale).round() as u64).max(1)
+}
+
+/// PostgreSQL counts rows in a bigint.
+pub const MAX_ROWS: u64 = i64::MAX as u64;
+
+/// `rows` times --scale, at least 1 unless 0; None past `MAX_ROWS`.
+fn scaled_rows(rows: u64, scale: f64) -> Option<u64> {
+    if rows == 0 || scale == 1.0 {
+        return (rows <= MAX_ROWS).then_some(rows);
+    }
+    let n = (rows as f64 * scale).round();
+    // i64::MAX as f64 rounds up to 2^63: compare below it.
+    (n < MAX_ROWS as f64).then(|| (n as u64).max(1))
 }
 
 impl Table {
@@ -498,6 +645,11 @@ impl Table {
     #[inline]
     pub fn eval(&self, row: u64, cols: &[usize], vals: &mut [Value], plaintext: bool) {
         let group = self.per_parent.as_ref().map(|pp| {
+            if pp.offsets.is_empty() {
+                // A dry run: the parent in proportion, near enough to size the row.
+                let p = u128::from(row) * u128::from(pp.parents) / u128::from(self.rows);
+                return (p as u64, 0);
+            }
             let p = pp.offsets.partition_point(|&o| o <= row) as u64 - 1;
             (p, row - pp.offsets[p as usize])
         });
@@ -566,8 +718,9 @@ fn column_order(cols: &[Column]) -> Result<Vec<usize>, usize> {
     Ok(out)
 }
 
-/// Parents before children; ties keep the file's order.
-fn table_order(tables: &[Table]) -> Result<Vec<usize>, Vec<String>> {
+/// Parents before children; ties keep the file's order. Err: the tables
+/// left in a circle.
+fn table_order(tables: &[Table]) -> Result<Vec<usize>, Vec<usize>> {
     let n = tables.len();
     let mut done = vec![false; n];
     let mut out = Vec::with_capacity(n);
@@ -579,13 +732,69 @@ fn table_order(tables: &[Table]) -> Result<Vec<usize>, Vec<String>> {
                 out.push(i);
             }
             None => {
-                let cycle = (0..n)
-                    .filter(|&i| !done[i])
-                    .map(|i| tables[i].name.clone())
-                    .collect();
-                return Err(cycle);
+                return Err((0..n).filter(|&i| !done[i]).collect());
             }
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::SpecFile;
+
+    fn model(text: &str, full: bool) -> Model {
+        let spec = SpecFile::parse(std::path::Path::new("m.toml"), text.into()).unwrap();
+        Model::build(spec, 7, 1.0, full).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    const BIG_PARENT: &str = r#"
+[tables.p]
+rows = 3000000
+[tables.p.columns]
+id = { gen = "seq" }
+
+[tables.kids]
+[tables.kids.columns]
+p_id = { gen = "ref", table = "p", per_parent = "0..3" }
+
+[tables.picks]
+rows = 10
+[tables.picks.columns]
+p_id = { gen = "ref", table = "p", dist = "zipf" }
+"#;
+
+    #[test]
+    fn dry_runs_hold_nothing_in_proportion_to_the_rows() {
+        let dry = model(BIG_PARENT, false);
+        let full = model(BIG_PARENT, true);
+        let (d, f) = (&dry.tables[1], &full.tables[1]);
+        assert_eq!(d.rows, f.rows, "the same count either way");
+        let (dp, fp) = (
+            d.per_parent.as_ref().unwrap(),
+            f.per_parent.as_ref().unwrap(),
+        );
+        assert_eq!((dp.parents, dp.max_group), (fp.parents, fp.max_group));
+        assert_eq!(fp.offsets.len(), 3_000_001);
+        assert!(dp.offsets.is_empty(), "a dry run keeps no offsets");
+
+        // A dry run's refs hold a sample of the parent's values, drawn over all of them.
+        dry.prepare_refs(Some(2000));
+        let Gen::Ref(r) = &dry.tables[2].columns[0].generator else {
+            unreachable!()
+        };
+        let ready = r.ready.get().unwrap();
+        assert_eq!((ready.rows, ready.values.len()), (3_000_000, 2000));
+        assert_eq!(ready.values[1999], Value::Int(2_998_501));
+        let t = &dry.tables[1];
+        let mut vals = vec![Value::Null; 1];
+        for row in [0, t.rows / 2, t.rows - 1] {
+            t.eval(row, &[0], &mut vals, false);
+            let Value::Int(id) = vals[0] else {
+                unreachable!()
+            };
+            assert!((1..=3_000_000).contains(&id), "{id}");
+        }
+    }
 }

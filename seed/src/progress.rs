@@ -133,17 +133,17 @@ impl Progress {
     }
 }
 
-pub fn rate(rows: u64, secs: f64) -> u64 {
+pub fn rate(rows: impl Into<u128>, secs: f64) -> u64 {
     if secs <= 0.0 {
         0
     } else {
-        (rows as f64 / secs.max(Duration::from_micros(1).as_secs_f64())) as u64
+        (rows.into() as f64 / secs.max(Duration::from_micros(1).as_secs_f64())) as u64
     }
 }
 
 /// 1234567 -> "1,234,567"
-pub fn thousands(n: u64) -> String {
-    let s = n.to_string();
+pub fn thousands(n: impl Into<u128>) -> String {
+    let s = n.into().to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
         if i > 0 && (s.len() - i).is_multiple_of(3) {

@@ -115,7 +115,10 @@ pub struct Zipf {
 }
 
 impl Zipf {
+    /// `s` must be finite and above 0 (the spec's checks make sure): with
+    /// NaN or infinity `sample` would never return.
     pub fn new(n: u64, s: f64) -> Self {
+        debug_assert!(s.is_finite() && s > 0.0, "zipf exponent {s}");
         let n = n.max(1) as f64;
         let mut z = Self {
             n,

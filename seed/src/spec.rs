@@ -57,7 +57,11 @@ fn key_before(text: &str, offset: usize) -> Option<&str> {
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &text[..end];
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, col)
@@ -172,10 +176,19 @@ pub struct SpecFile {
 impl SpecFile {
     pub fn load(path: &Path) -> Result<Self, SpecError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| SpecError {
+        let bytes = std::fs::read(path).map_err(|e| SpecError {
             file: file.clone(),
             at: None,
             message: format!("cannot read the seed spec: {e}"),
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let bad = e.utf8_error().valid_up_to();
+            let valid = std::str::from_utf8(&e.as_bytes()[..bad]).unwrap_or_default();
+            SpecError {
+                file: file.clone(),
+                at: Some(line_col(valid, bad)),
+                message: format!("invalid UTF-8 at byte offset {bad}; save the file as UTF-8"),
+            }
         })?;
         Self::parse(path, text)
     }
@@ -198,8 +211,10 @@ impl SpecFile {
             }
         })?;
         if raw.tables.0.is_empty() {
+            // Point at the end, where tables can be added.
+            let end = src.text.len();
             return Err(src.error(
-                None,
+                Some(end..end),
                 "no tables: add [tables.NAME] with rows and [tables.NAME.columns]",
             ));
         }

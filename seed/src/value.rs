@@ -172,8 +172,12 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Years PostgreSQL's timestamps hold (4713 BC is year -4712).
+const YEARS: std::ops::RangeInclusive<i64> = -4712..=294_276;
+
 /// "2025-01-01", "2025-01-01 12:00:00", "2025-01-01T12:00:00Z", with an
-/// optional +hh:mm offset: microseconds since 1970 (UTC).
+/// optional +hh:mm offset: microseconds since 1970 (UTC). None for what is
+/// not a time, or past the years PostgreSQL holds.
 pub fn parse_time(s: &str) -> Option<i64> {
     let s = s.trim();
     let (date, rest) = match s.find(['T', 't', ' ']) {
@@ -184,12 +188,12 @@ pub fn parse_time(s: &str) -> Option<i64> {
     let y: i64 = it.next()?.parse().ok()?;
     let m: i64 = it.next()?.parse().ok()?;
     let d: i64 = it.next()?.parse().ok()?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || !YEARS.contains(&y) {
         return None;
     }
     let days = days_from_civil(y, m, d);
     let (clock, offset_s) = split_offset(rest)?;
-    let mut us = days * DAY_US;
+    let mut us = days.checked_mul(DAY_US)?;
     if !clock.is_empty() {
         let mut parts = clock.splitn(3, ':');
         let h: i64 = parts.next()?.parse().ok()?;
@@ -197,16 +201,16 @@ pub fn parse_time(s: &str) -> Option<i64> {
         let sec = parts.next().unwrap_or("0");
         let (whole, frac) = sec.split_once('.').unwrap_or((sec, ""));
         let sec: i64 = whole.parse().ok()?;
-        if h > 23 || mi > 59 || sec > 60 {
+        if !(0..=23).contains(&h) || !(0..=59).contains(&mi) || !(0..=60).contains(&sec) {
             return None;
         }
         let mut frac_us = 0i64;
         for (i, c) in frac.chars().take(6).enumerate() {
             frac_us += i64::from(c.to_digit(10)?) * 10i64.pow(5 - i as u32);
         }
-        us += ((h * 60 + mi) * 60 + sec) * 1_000_000 + frac_us;
+        us = us.checked_add(((h * 60 + mi) * 60 + sec) * 1_000_000 + frac_us)?;
     }
-    Some(us - offset_s * 1_000_000)
+    us.checked_sub(offset_s * 1_000_000)
 }
 
 fn split_offset(rest: &str) -> Option<(&str, i64)> {
@@ -219,6 +223,9 @@ fn split_offset(rest: &str) -> Option<(&str, i64)> {
         let (h, m) = off[1..].split_once(':').unwrap_or((&off[1..], "0"));
         let h: i64 = h.parse().ok()?;
         let m: i64 = m.parse().ok()?;
+        if !(0..=23).contains(&h) || !(0..=59).contains(&m) {
+            return None;
+        }
         return Some((c, sign * (h * 3600 + m * 60)));
     }
     Some((rest, 0))
