@@ -300,10 +300,17 @@ fn read_summary(path: &Path) -> Result<summary::Summary, Failure> {
     let bytes = std::fs::read(path)
         .with_context(|| format!("cannot read {}", path.display()))
         .map_err(usage)?;
-    serde_json::from_slice(&bytes).map_err(|e| {
+    let s: summary::Summary = serde_json::from_slice(&bytes).map_err(|e| {
         usage(anyhow!(
             "{} is not a volley summary export ({e}); write one with `volley run PLAN --summary-export FILE`",
             path.display()
         ))
-    })
+    })?;
+    s.check_times().map_err(|e| {
+        usage(anyhow!(
+            "{}: {e}: the file is damaged; export it again with `volley run PLAN --summary-export FILE`",
+            path.display()
+        ))
+    })?;
+    Ok(s)
 }
