@@ -156,7 +156,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         1 => (i(), prop_oneof![Just(0x80u8), Just(0xc3), Just(0xe2), Just(0xf0), Just(0xff)])
             .prop_map(|(a, b)| Mutation::BadByte(a, b)),
         1 => (i(), 0..ODD_STRINGS.len()).prop_map(|(a, b)| Mutation::OddString(a, b)),
-        1 => (i(), prop_oneof![Just(10_000usize), Just(1_000_000)])
+        1 => (i(), prop_oneof![Just(10_000usize), Just(100_000)])
             .prop_map(|(a, b)| Mutation::HugeString(a, b)),
         3 => (i(), 0..TRICKY_LINES.len()).prop_map(|(a, b)| Mutation::InsertLine(a, b)),
         1 => i().prop_map(Mutation::Truncate),
