@@ -350,6 +350,8 @@ struct Tally {
     accepted: AtomicU64,
     refused: AtomicU64,
     not_utf8: AtomicU64,
+    /// Refusals that point at no line and column, by message (first 120 chars).
+    unlocated: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 #[test]
@@ -414,6 +416,10 @@ fn mutated_fixture_plans_load_or_fail_but_never_panic_or_hang() {
                         e.to_string().starts_with(name.as_str()),
                         "an error names the file: {e}"
                     );
+                    if e.position.is_none() {
+                        let key: String = e.message.chars().take(120).collect();
+                        *tally.unlocated.lock().unwrap().entry(key).or_default() += 1;
+                    }
                 }
                 let _ = tx.send(());
             })
@@ -450,14 +456,19 @@ fn mutated_fixture_plans_load_or_fail_but_never_panic_or_hang() {
             ))),
         }
     });
+    let unlocated = tally.unlocated.lock().unwrap();
     eprintln!(
-        "plan fuzz: {} inputs from {} fixture plans (seed {seed}, PLAN_FUZZ_SEED={seed} to replay): {} loaded, {} refused, {} refused as not UTF-8",
+        "plan fuzz: {} inputs from {} fixture plans (seed {seed}, PLAN_FUZZ_SEED={seed} to replay): {} loaded, {} refused ({} without a line:col), {} refused as not UTF-8",
         tally.inputs.load(Ordering::Relaxed),
         plans.len(),
         tally.accepted.load(Ordering::Relaxed),
         tally.refused.load(Ordering::Relaxed),
+        unlocated.values().sum::<u64>(),
         tally.not_utf8.load(Ordering::Relaxed),
     );
+    for (message, n) in unlocated.iter() {
+        eprintln!("  without line:col, {n}x: {message}");
+    }
     if let Err(e) = result {
         panic!("{e}");
     }

@@ -417,6 +417,8 @@ fn parse(
         };
         let options = Spanned::new(span.clone(), DeValue::Table(driver_t));
         let driver = crate::drivers::build(driver_name, options, &ctx).map_err(|e| {
+            // What a driver cannot place in the text is the scenario's.
+            let e = e.or_at(name.span());
             if e.message.starts_with("unknown key") {
                 ConfigError {
                     message: format!(
@@ -451,7 +453,8 @@ fn parse(
             common.breaking_point.as_ref(),
             common.recovery.as_ref(),
             &registry,
-        )?;
+        )
+        .map_err(|e| e.or_at(name.span()))?;
         scenarios.push(Scenario {
             capacity,
             name: name_text,
@@ -473,7 +476,12 @@ fn parse(
         scenarios.iter().map(|s| &s.capacity).collect();
     crate::capacity::register_metrics(&registry, &caps);
     let monitors: Arc<[crate::monitor::MonitorSpec]> = match monitors_entry {
-        Some(entry) => crate::monitor::parse(entry, base_dir, &registry)?.into(),
+        Some(entry) => {
+            let span = entry.span();
+            crate::monitor::parse(entry, base_dir, &registry)
+                .map_err(|e| e.or_at(span))?
+                .into()
+        }
         None => Arc::from([]),
     };
 
@@ -717,6 +725,29 @@ mod tests {
         ));
         assert!(e.starts_with("plan.toml:8:1:"), "{e}");
         assert!(e.contains("one tag filter"), "{e}");
+    }
+
+    #[test]
+    fn what_a_driver_cannot_place_points_at_its_scenario() {
+        let e = refusal(
+            "[scenarios.db]\ndriver = \"postgres\"\ndatabase_url = \"postgres://u@127.0.0.1:1/db\"\nexecutor = \"constant-vus\"\nduration = \"1s\"\n",
+        );
+        assert!(
+            e.starts_with("plan.toml:1:12: scenario \"db\" has no queries"),
+            "{e}"
+        );
+        let e = refusal(
+            "[scenarios.db]\ndriver = \"postgres\"\ndatabase_url = \"postgres://u@127.0.0.1:1/db\"\nexecutor = \"constant-vus\"\nduration = \"1s\"\n[[scenarios.db.queries]]\nparams = []\n",
+        );
+        assert!(
+            e.starts_with("plan.toml:1:12: query \"query 1\" has no sql"),
+            "{e}"
+        );
+        let e = refusal(format!("{HTTP}requests = []\n"));
+        assert!(
+            e.starts_with("plan.toml:1:12: scenario \"api\" has no requests"),
+            "{e}"
+        );
     }
 
     #[test]
