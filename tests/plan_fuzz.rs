@@ -6,6 +6,8 @@
 //! and never a hang (each case runs in a thread of its own and fails the
 //! test if it has not answered within PLAN_FUZZ_CASE_TIMEOUT_S seconds).
 //!
+//! Every refusal must also point at a line and column.
+//!
 //! PROPTEST_CASES inputs (default 2000) from the seed PLAN_FUZZ_SEED (default:
 //! random; printed, with the count, so a failure can be replayed).
 //!
@@ -419,9 +421,11 @@ fn mutated_fixture_plans_load_or_fail_but_never_panic_or_hang() {
                     if e.position.is_none() {
                         let key: String = e.message.chars().take(120).collect();
                         *tally.unlocated.lock().unwrap().entry(key).or_default() += 1;
+                        let _ = tx.send(Err(e.to_string()));
+                        return;
                     }
                 }
-                let _ = tx.send(());
+                let _ = tx.send(Ok(()));
             })
             .expect("a case thread starts");
         let show = || {
@@ -432,9 +436,16 @@ fn mutated_fixture_plans_load_or_fail_but_never_panic_or_hang() {
             )
         };
         match rx.recv_timeout(timeout) {
-            Ok(()) => {
+            Ok(Ok(())) => {
                 let _ = worker.join();
                 Ok(())
+            }
+            Ok(Err(unlocated)) => {
+                let _ = worker.join();
+                Err(TestCaseError::fail(format!(
+                    "a refusal points at no line and column ({unlocated}) on {}",
+                    show()
+                )))
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 let panic = worker.join().err().map(|p| {
