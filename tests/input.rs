@@ -228,6 +228,9 @@ fn every_reader(d: &Dir, damaged: &Path, good: &Path) -> Vec<(&'static str, Outp
     ]
 }
 
+/// A change made to a summary's JSON.
+type Damage = Box<dyn Fn(&mut Value)>;
+
 #[test]
 fn damaged_summaries_are_refused_or_read_never_panicked_on() {
     let d = Dir::new();
@@ -239,7 +242,7 @@ fn damaged_summaries_are_refused_or_read_never_panicked_on() {
     let last = base["intervals"].as_array().unwrap().len() - 1;
 
     // Times that are no times: refused, naming the file and the field.
-    let times: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let times: Vec<(&str, Damage)> = vec![
         (
             "volley.duration_s",
             Box::new(|s| s["volley"]["duration_s"] = Value::from(1e300)),
@@ -273,7 +276,7 @@ fn damaged_summaries_are_refused_or_read_never_panicked_on() {
     }
 
     // Counts that overflow when added: read, and saturated, not wrapped or panicked on.
-    let counts: Vec<Box<dyn Fn(&mut Value)>> = vec![
+    let counts: Vec<Damage> = vec![
         Box::new(|s| {
             for r in s["series"].as_array_mut().unwrap() {
                 for k in ["count", "hits", "total"] {
