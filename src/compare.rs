@@ -210,7 +210,7 @@ impl Side {
             .collect::<Result<_, _>>()?;
         Ok(Self {
             series,
-            elapsed: Duration::from_secs_f64(s.volley.duration_s.max(0.0)),
+            elapsed: volley_protocols::duration::secs(s.volley.duration_s),
         })
     }
 

@@ -4,12 +4,11 @@
 
 use crate::summary::{Summary, threshold_observed};
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
-use std::time::Duration;
 
 pub fn render(s: &Summary) -> Result<String, String> {
     let info = &s.volley;
     let mut suite = TestSuite::new(format!("volley thresholds: {}", info.plan));
-    suite.set_time(Duration::from_secs_f64(info.duration_s.max(0.0)));
+    suite.set_time(volley_protocols::duration::secs(info.duration_s));
     suite.add_property(Property::new("plan", info.plan.clone()));
     suite.add_property(Property::new("started", info.started.clone()));
     suite.add_property(Property::new("segment", info.segment.clone()));
@@ -61,7 +60,7 @@ pub fn render(s: &Summary) -> Result<String, String> {
         }
     }
     let mut report = Report::new("volley");
-    report.set_time(Duration::from_secs_f64(info.duration_s.max(0.0)));
+    report.set_time(volley_protocols::duration::secs(info.duration_s));
     report.add_test_suite(suite);
     report
         .to_string()

@@ -221,7 +221,8 @@ fn union_ms(mut windows: Vec<(u64, u64)>) -> u64 {
 }
 
 fn end_ms(v: &RunInfo) -> u64 {
-    v.started_unix_ms + (v.duration_s.max(0.0) * 1000.0).round() as u64
+    v.started_unix_ms
+        .saturating_add((v.duration_s.max(0.0) * 1000.0).round() as u64)
 }
 
 fn additive(metric: &str) -> bool {
@@ -523,9 +524,9 @@ fn fold(into: &mut BTreeMap<usize, Point>, id: usize, p: &Point, additive: bool)
 /// Two parts' points of one series in one second.
 pub fn merge_points(a: &Point, b: &Point, additive: bool) -> Point {
     match (*a, *b) {
-        (Point::Counter { count: x }, Point::Counter { count: y }) => {
-            Point::Counter { count: x + y }
-        }
+        (Point::Counter { count: x }, Point::Counter { count: y }) => Point::Counter {
+            count: x.saturating_add(y),
+        },
         (
             Point::Rate {
                 hits: h1,
@@ -536,8 +537,8 @@ pub fn merge_points(a: &Point, b: &Point, additive: bool) -> Point {
                 total: t2,
             },
         ) => Point::Rate {
-            hits: h1 + h2,
-            total: t1 + t2,
+            hits: h1.saturating_add(h2),
+            total: t1.saturating_add(t2),
         },
         (
             Point::Gauge {
@@ -587,7 +588,7 @@ pub fn merge_points(a: &Point, b: &Point, additive: bool) -> Point {
                 p99: b99,
             },
         ) => {
-            let count = c1 + c2;
+            let count = c1.saturating_add(c2);
             Point::Trend {
                 count,
                 min: mn1.min(mn2),

@@ -82,6 +82,12 @@ pub fn parse_key(key: &str) -> Result<(String, Tags), String> {
     let inner = key[open + 1..].strip_suffix('}').ok_or_else(|| {
         format!("{key:?}: a tag filter ends with '}}', e.g. http_req_duration{{scenario:api}}")
     })?;
+    // One filter, nothing after it: `m{a:b}{c}` or `m{a:b}x}` is a typo, not a tag value.
+    if inner.contains(['{', '}']) {
+        return Err(format!(
+            "{key:?}: write one tag filter after the metric name, e.g. http_req_duration{{scenario:api,name:login}}, with no braces inside it or text after it"
+        ));
+    }
     let mut pairs = Vec::new();
     for part in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (k, v) = part
@@ -168,6 +174,13 @@ pub fn parse_expr(src: &str) -> Result<(Agg, Op, f64), String> {
 /// A number; time units (ms, s, m) convert to milliseconds as k6 compares trends in ms.
 fn parse_value(v: &str) -> Result<f64, String> {
     if let Ok(x) = v.parse::<f64>() {
+        // NaN compares false with everything, inf true or false with
+        // everything: the threshold would judge nothing.
+        if !x.is_finite() {
+            return Err(format!(
+                "{v:?} is not a limit a value can be compared with; write a finite number, e.g. 200 or 0.01"
+            ));
+        }
         return Ok(x);
     }
     parse_duration(v)
@@ -382,6 +395,32 @@ mod tests {
     }
 
     #[test]
+    fn refuses_limits_that_judge_nothing() {
+        for expr in [
+            "max<NaN",
+            "avg<inf",
+            "p(95)<-inf",
+            "rate<infinity",
+            "count>=nan",
+        ] {
+            let e = parse_expr(expr).unwrap_err();
+            assert!(e.contains("finite number"), "{expr}: {e}");
+        }
+        let huge = format!("max<{}", "9".repeat(400));
+        assert!(
+            parse_expr(&huge).is_err(),
+            "a number too large for f64 is inf"
+        );
+        for slope in [
+            format!("slope<{}/h", "9".repeat(400)),
+            "slope<inf/h".into(),
+            "slope<NaN".into(),
+        ] {
+            assert!(parse_expr(&slope).is_err(), "{slope}");
+        }
+    }
+
+    #[test]
     fn parses_slopes() {
         let (agg, op, v) = parse_expr("slope<100MB/h").unwrap();
         assert_eq!(
@@ -481,5 +520,14 @@ mod tests {
         assert_eq!(t.get("name"), Some("login"));
         assert!(parse_key("http_req_duration{scenario}").is_err());
         assert!(parse_key("bad name").is_err());
+        for junk in [
+            "http_req_duration{name:x}{{ü}}",
+            "http_req_duration{name:x}}",
+            "http_req_duration{name:{x}}",
+            "http_req_duration{name:x}y}",
+        ] {
+            let e = parse_key(junk).unwrap_err();
+            assert!(e.contains("one tag filter"), "{junk}: {e}");
+        }
     }
 }

@@ -634,6 +634,130 @@ fn sessions_killed_mid_run_are_counted_and_reopened() {
     }
 }
 
+/// A front for the server on a port of its own. The first session (volley's
+/// check before the load) goes through to the server; every later one is
+/// treated as by a server going down in a restart: reset at once (it was
+/// in the queue of a postmaster that exited), or closed after its first
+/// packet without a word (a backend that ended while starting).
+struct GoingDown {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    accepts: Option<std::thread::JoinHandle<()>>,
+}
+
+impl GoingDown {
+    fn start(server: String, reset: bool) -> GoingDown {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let accepts = std::thread::spawn(move || {
+            for (n, conn) in listener.incoming().enumerate() {
+                if stopped.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Ok(client) = conn else { continue };
+                if n == 0 {
+                    let upstream = TcpStream::connect(&server).unwrap();
+                    let (mut c2, mut u2) =
+                        (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                    let (mut c, mut u) = (client, upstream);
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut c2, &mut u2);
+                        let _ = u2.shutdown(Shutdown::Write);
+                    });
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut u, &mut c);
+                        let _ = c.shutdown(Shutdown::Write);
+                    });
+                } else if reset {
+                    // Linger 0: close sends RST.
+                    let s = socket2::Socket::from(client);
+                    let _ = s.set_linger(Some(Duration::ZERO));
+                } else {
+                    let mut client = client;
+                    let _ = client.set_read_timeout(Some(Duration::from_millis(200)));
+                    let mut buf = [0u8; 1024];
+                    let _ = client.read(&mut buf);
+                    let _ = client.flush();
+                    // FIN, then wait for the client's: nothing unread, so no RST.
+                    let _ = client.shutdown(Shutdown::Write);
+                    while matches!(client.read(&mut buf), Ok(n) if n > 0) {}
+                }
+            }
+        });
+        GoingDown {
+            port,
+            stop,
+            accepts: Some(accepts),
+        }
+    }
+}
+
+impl Drop for GoingDown {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wake the accept loop so it sees the stop.
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(h) = self.accepts.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+#[test]
+fn sessions_refused_by_a_restarting_server_say_why() {
+    let db = Db::new("going_down");
+    let d = Dir::new();
+    // host:port of the server, from postgres://user@host:port/db.
+    let server = db
+        .url
+        .split_once('@')
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map(|(addr, _)| addr.to_string())
+        .expect("a postgres://user@host:port/db URL");
+    for (reset, query, tag) in [
+        (true, "", "connect_reset"),
+        (false, "", "connect_closed"),
+        (false, "?sslmode=disable", "connect_closed"),
+    ] {
+        let front = GoingDown::start(server.clone(), reset);
+        let url = format!(
+            "{}{query}",
+            db.url
+                .replacen(&server, &format!("127.0.0.1:{}", front.port), 1)
+        );
+        let plan = d.write(
+            "plan.toml",
+            &format!(
+                "{}\n[[scenarios.db.queries]]\nname = \"one\"\nsql = \"SELECT 1\"\n",
+                scenario(
+                    &url,
+                    "executor = \"per-vu-iterations\"\nvus = 1\niterations = 3\nconnections = \"per-iteration\"\nsample_activity = false"
+                )
+            ),
+        );
+        let (out, s) = run_plan(&d, &plan, &[]);
+        drop(front);
+        let t = text(&out);
+        assert_eq!(code(&out), 0, "{tag}{query}: {t}");
+        let s = s.unwrap();
+        assert_eq!(
+            hits(&s, "pg_query_failed", &[("error", tag)]),
+            3,
+            "{tag}{query}: {t}"
+        );
+        let unexplained: Vec<_> = series(&s, "pg_query_failed", &[("error", "connect")])
+            .into_iter()
+            .filter(|r| r["tags"].get("sqlstate").is_none())
+            .collect();
+        assert!(unexplained.is_empty(), "{tag}{query}: {unexplained:?}");
+        assert!(t.contains(&format!("3 × {tag} (one)")), "{tag}{query}: {t}");
+    }
+}
+
 /// TLS on the shared cluster for as long as it lives: a CA, a server
 /// certificate for DNS:localhost only, `ssl = on` by ALTER SYSTEM + reload.
 /// Connections that do not ask for TLS are unaffected; it is reset on drop.

@@ -4,6 +4,21 @@ use serde::{Deserialize, Deserializer};
 use std::fmt;
 use std::time::Duration;
 
+/// The longest duration a plan may write: 100 years. Far beyond any test,
+/// and far enough from `Duration`'s and the clock's limits that sums of
+/// durations (stages, start times, `--start-at`) cannot overflow.
+pub const MAX: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// Seconds as a duration, for numbers that come from arithmetic or from a
+/// file (a summary export): NaN and negatives are 0, anything longer is
+/// [`MAX`]. `Duration::from_secs_f64` panics on all of those.
+pub fn secs(x: f64) -> Duration {
+    if x.is_nan() || x <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(x).map_or(MAX, |d| d.min(MAX))
+}
+
 /// Parse "500ms", "2m30s", "1h5m", "1.5s", "250us". A bare number is refused:
 /// the unit is what makes a plan readable.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -44,7 +59,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         };
         total += value * scale;
     }
-    Ok(Duration::from_secs_f64(total))
+    match Duration::try_from_secs_f64(total) {
+        Ok(d) if d <= MAX => Ok(d),
+        _ => Err(format!(
+            "duration {text:?} is longer than 100 years; write a shorter one, e.g. \"1h\" or \"30d\""
+        )),
+    }
 }
 
 fn bad(text: &str) -> String {
@@ -168,6 +188,29 @@ mod tests {
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn refuses_durations_too_long_to_hold() {
+        for text in [
+            "18446744073709551616s",
+            "99999999999999h",
+            &format!("{}s", "9".repeat(400)),
+        ] {
+            let e = parse_duration(text).unwrap_err();
+            assert!(e.contains("longer than 100 years"), "{text}: {e}");
+        }
+        assert!(parse_duration("36500d").is_ok());
+        assert!(parse_duration("36501d").is_err());
+    }
+
+    #[test]
+    fn seconds_from_numbers_never_panic() {
+        assert_eq!(secs(f64::NAN), Duration::ZERO);
+        assert_eq!(secs(-1.0), Duration::ZERO);
+        assert_eq!(secs(1e300), MAX);
+        assert_eq!(secs(f64::INFINITY), MAX);
+        assert_eq!(secs(1.5), Duration::from_millis(1500));
     }
 
     #[test]

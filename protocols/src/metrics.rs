@@ -207,10 +207,11 @@ impl Slot {
         match (&mut *self, other) {
             (_, Slot::Empty) => {}
             (Slot::Empty, o) => *self = o.clone(),
-            (Slot::Counter(a), Slot::Counter(b)) => *a += b,
+            // Saturating: a summary read from a file may hold any count.
+            (Slot::Counter(a), Slot::Counter(b)) => *a = a.saturating_add(*b),
             (Slot::Rate { hits, total }, Slot::Rate { hits: h, total: t }) => {
-                *hits += h;
-                *total += t;
+                *hits = hits.saturating_add(*h);
+                *total = total.saturating_add(*t);
             }
             (
                 Slot::Gauge { last, min, max },

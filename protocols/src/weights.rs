@@ -1,6 +1,7 @@
 //! One of several by weight: requests, queries, event types.
 
 use crate::error::ConfigError;
+use std::ops::Range;
 use toml::Spanned;
 
 /// Running totals of the weights; `pick` is a binary search over them.
@@ -43,6 +44,32 @@ pub fn weight(w: Option<&Spanned<f64>>, weighted: bool) -> Result<f64, ConfigErr
         ));
     }
     Ok(v)
+}
+
+/// Refuse a mix nothing can be picked from: every weight 0 (`first` is the
+/// first weight written, where the error points), or weights whose sum does
+/// not fit a number. `what`: "request", "query", "event".
+pub fn check_mix(
+    w: &Weighted,
+    first: Option<Range<usize>>,
+    what: &str,
+    scenario: &str,
+) -> Result<(), ConfigError> {
+    let at = |msg: String| match &first {
+        Some(span) => ConfigError::at(span.clone(), msg),
+        None => ConfigError::new(msg),
+    };
+    if w.total() <= 0.0 {
+        return Err(at(format!(
+            "scenario {scenario:?}: all {what} weights are 0, so none can be picked; give at least one a positive weight, e.g. weight = 1"
+        )));
+    }
+    if !w.total().is_finite() {
+        return Err(at(format!(
+            "scenario {scenario:?}: the {what} weights add up to more than a number can hold; only their ratios matter, so write smaller ones, e.g. weight = 3 and weight = 1"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

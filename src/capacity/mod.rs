@@ -344,7 +344,7 @@ pub fn register_metrics(registry: &Registry, scenarios: &[&ScenarioCapacity]) {
 /// The planned load of a scenario at `t` seconds into it: VUs (ramping-vus,
 /// constant-vus) or arrivals per time unit (arrival-rate executors).
 pub fn level_at(exec: &Executor, t: f64) -> Option<f64> {
-    let d = Duration::from_secs_f64(t.max(0.0));
+    let d = volley_protocols::duration::secs(t);
     match exec {
         Executor::RampingVus {
             start_vus, stages, ..

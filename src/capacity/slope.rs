@@ -67,6 +67,11 @@ pub fn parse_rate(text: &str) -> Result<(f64, bool), String> {
         .trim()
         .parse()
         .map_err(|_| format!("{text:?} is not a slope; write e.g. 100MB/h, 512KB/s or 2/m"))?;
+    if !n.is_finite() {
+        return Err(format!(
+            "{text:?}: the amount must be a finite number; write e.g. 100MB/h, 512KB/s or 2/m"
+        ));
+    }
     let (factor, bytes) = if unit.is_empty() {
         (1.0, false)
     } else {

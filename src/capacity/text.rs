@@ -13,7 +13,7 @@ pub fn secs_text(s: f64) -> String {
     if s < 0.0005 {
         return "0s".into();
     }
-    format_duration(Duration::from_secs_f64(s))
+    format_duration(volley_protocols::duration::secs(s))
 }
 
 fn window_text(w: &WindowStats) -> String {

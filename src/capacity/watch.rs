@@ -346,8 +346,10 @@ impl Watch {
                     broke_at,
                     at_s,
                     at: at_s.map(|s| {
-                        humantime::format_rfc3339_seconds(started + Duration::from_secs_f64(s))
-                            .to_string()
+                        humantime::format_rfc3339_seconds(
+                            started + volley_protocols::duration::secs(s),
+                        )
+                        .to_string()
                     }),
                     observed,
                     observed_text,

@@ -76,10 +76,7 @@ pub(super) fn cmd_k8s_render(a: K8sRenderArgs) -> Result<u8, Failure> {
     }
     let mut pod_env = Vec::new();
     for p in &a.env {
-        let (k, v) = p
-            .split_once('=')
-            .ok_or_else(|| usage(anyhow!("-e {p:?}: write KEY=VALUE")))?;
-        pod_env.push((k.to_string(), v.to_string()));
+        pod_env.push(env_pair(p)?);
     }
     // Checked here, with the pods' variables over this shell's, so a bad
     // plan fails now and not in N pods.

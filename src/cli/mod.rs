@@ -133,12 +133,43 @@ fn runtime(e: impl Into<anyhow::Error>) -> Failure {
 fn env_map(pairs: &[String]) -> Result<HashMap<String, String>, Failure> {
     let mut env: HashMap<String, String> = std::env::vars().collect();
     for p in pairs {
-        let (k, v) = p
-            .split_once('=')
-            .ok_or_else(|| usage(anyhow!("-e {p:?}: write KEY=VALUE")))?;
-        env.insert(k.to_string(), v.to_string());
+        let (k, v) = env_pair(p)?;
+        env.insert(k, v);
     }
     Ok(env)
+}
+
+/// `-e KEY=VALUE`, with a KEY that `${KEY}` in a plan can name.
+fn env_pair(p: &str) -> Result<(String, String), Failure> {
+    let (k, v) = p
+        .split_once('=')
+        .ok_or_else(|| usage(anyhow!("-e {p:?}: write KEY=VALUE")))?;
+    if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(usage(anyhow!(
+            "-e {p:?}: {k:?} is not a variable name; write KEY=VALUE with a KEY of letters, digits and _, e.g. -e BASE_URL=http://127.0.0.1:8080"
+        )));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// More threads than this buys nothing on any machine volley runs on, and
+/// spawning 100,000 of them fails half way.
+const MAX_WORKERS: usize = 1024;
+
+/// `--workers N` (`--threads N`): 1 to MAX_WORKERS.
+fn parse_workers(s: &str) -> Result<usize, String> {
+    let cores = default_workers();
+    let fix = format!(
+        "give a number from 1 to {MAX_WORKERS}, or leave it out for one per core ({cores} here)"
+    );
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_WORKERS).contains(&n) => Ok(n),
+        Ok(0) => Err(format!("at least one worker thread is needed; {fix}")),
+        Ok(n) => Err(format!(
+            "{n} threads is more than any machine can use; {fix}"
+        )),
+        Err(_) => Err(format!("{s:?} is not a whole number; {fix}")),
+    }
 }
 
 fn load_plan(a: &PlanArgs, extra_env: &[(String, String)]) -> Result<plan::Plan, Failure> {
@@ -165,6 +196,7 @@ fn default_workers() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
+        .min(MAX_WORKERS)
 }
 
 fn random_seed() -> u64 {
@@ -300,10 +332,17 @@ fn read_summary(path: &Path) -> Result<summary::Summary, Failure> {
     let bytes = std::fs::read(path)
         .with_context(|| format!("cannot read {}", path.display()))
         .map_err(usage)?;
-    serde_json::from_slice(&bytes).map_err(|e| {
+    let s: summary::Summary = serde_json::from_slice(&bytes).map_err(|e| {
         usage(anyhow!(
             "{} is not a volley summary export ({e}); write one with `volley run PLAN --summary-export FILE`",
             path.display()
         ))
-    })
+    })?;
+    s.check_times().map_err(|e| {
+        usage(anyhow!(
+            "{}: {e}: the file is damaged; export it again with `volley run PLAN --summary-export FILE`",
+            path.display()
+        ))
+    })?;
+    Ok(s)
 }

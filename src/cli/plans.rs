@@ -32,8 +32,8 @@ pub(super) struct RunArgs {
     /// Wait until this moment to start: RFC 3339 time or +DURATION (e.g. +30s).
     #[arg(long, value_name = "TIME")]
     pub(super) start_at: Option<String>,
-    /// Worker threads (default: one per available core).
-    #[arg(long)]
+    /// Worker threads, 1 to 1024 (default: one per available core).
+    #[arg(long, value_parser = parse_workers)]
     pub(super) workers: Option<usize>,
     /// Seed for random template values, for repeatable runs.
     #[arg(long)]

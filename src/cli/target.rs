@@ -25,8 +25,8 @@ pub(super) struct ServeArgs {
     /// Delay before chat messages reach the other members: "100ms" or "50ms..150ms".
     #[arg(long)]
     pub(super) ws_delay: Option<String>,
-    /// Server threads (default: one per available core).
-    #[arg(long)]
+    /// Server threads, 1 to 1024 (default: one per available core).
+    #[arg(long, value_parser = parse_workers)]
     pub(super) threads: Option<usize>,
     /// Signing secret of POST /webhooks/stripe (whsec_...).
     #[arg(long, env = "STRIPE_WEBHOOK_SECRET")]
@@ -121,7 +121,7 @@ pub(super) fn cmd_serve(a: ServeArgs) -> Result<u8, Failure> {
         tracing::warn!("cannot raise the open-file limit: {e}");
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(a.threads.unwrap_or_else(default_workers).max(1))
+        .worker_threads(a.threads.unwrap_or_else(default_workers))
         .enable_all()
         .build()
         .context("cannot start the async runtime")

@@ -60,6 +60,7 @@ pub(super) enum SendKind {
 }
 
 pub(super) fn cmd_webhook_sign(a: SignArgs) -> Result<u8, Failure> {
+    check_secrets(&a.secret)?;
     use std::io::Read as _;
     let payload = if a.payload.as_os_str() == "-" {
         let mut buf = Vec::new();
@@ -85,8 +86,19 @@ pub(super) fn cmd_webhook_sign(a: SignArgs) -> Result<u8, Failure> {
     Ok(EXIT_OK)
 }
 
+/// An empty secret signs with an empty key: nothing a receiver could check.
+fn check_secrets(secrets: &[String]) -> Result<(), Failure> {
+    if secrets.iter().any(String::is_empty) {
+        return Err(usage(anyhow!(
+            "--secret: a secret is empty (is STRIPE_WEBHOOK_SECRET set?); give the endpoint's signing secret, e.g. --secret whsec_..., and several as --secret a,b while it rotates"
+        )));
+    }
+    Ok(())
+}
+
 pub(super) fn cmd_webhook_send(a: SendArgs) -> Result<u8, Failure> {
     use volley_protocols::webhook::{Kind, send_one};
+    check_secrets(&a.secret)?;
     let timeout = volley_protocols::duration::parse_duration(&a.timeout)
         .map_err(|e| usage(anyhow!("--timeout: {e}")))?;
     let kind = match a.kind {

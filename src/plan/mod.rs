@@ -46,7 +46,8 @@ impl PlanError {
         let Some(span) = e.span else {
             return Self::new(file, e.message);
         };
-        let start = span.start.min(source.len());
+        // A span from a driver may not fall on a character boundary.
+        let start = source.floor_char_boundary(span.start);
         let line_start = source[..start].rfind('\n').map(|i| i + 1).unwrap_or(0);
         let line = source[..start].matches('\n').count() + 1;
         let col = source[line_start..start].chars().count() + 1;
@@ -55,7 +56,10 @@ impl PlanError {
             .map(|i| start + i)
             .unwrap_or(source.len());
         let text = &source[line_start..line_end];
-        let width = source[start..span.end.min(line_end).max(start)]
+        let width = source[start
+            ..source
+                .floor_char_boundary(span.end.min(line_end))
+                .max(start)]
             .chars()
             .count()
             .max(1);
@@ -219,10 +223,51 @@ pub struct LoadOptions {
 
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Plan, PlanError> {
     let file = path.display().to_string();
-    let source = std::fs::read_to_string(path)
+    let bytes = std::fs::read(path)
         .map_err(|e| PlanError::new(&file, format!("cannot read the plan: {e}")))?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    parse(&file, &source, &base_dir, opts).map_err(|e| PlanError::locate(&file, &source, e))
+    from_bytes(&file, &bytes, &base_dir, opts)
+}
+
+/// A plan from its text as read from `file`; relative data files are looked
+/// up in `base_dir`.
+pub fn from_bytes(
+    file: &str,
+    bytes: &[u8],
+    base_dir: &Path,
+    opts: &LoadOptions,
+) -> Result<Plan, PlanError> {
+    let source = std::str::from_utf8(bytes).map_err(|e| not_utf8(file, bytes, &e))?;
+    parse(file, source, base_dir, opts).map_err(|e| PlanError::locate(file, source, e))
+}
+
+/// Where the text stops being UTF-8: line and column (in characters) of the
+/// first bad byte, and its offset in the file.
+fn not_utf8(file: &str, bytes: &[u8], e: &std::str::Utf8Error) -> PlanError {
+    let at = e.valid_up_to();
+    let good = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
+    let line_start = good.rfind('\n').map_or(0, |i| i + 1);
+    let line = good.matches('\n').count() + 1;
+    let col = good[line_start..].chars().count() + 1;
+    let line_end = bytes[at..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(bytes.len(), |i| at + i);
+    let text = String::from_utf8_lossy(&bytes[line_start..line_end]);
+    let gutter = " ".repeat(line.to_string().len());
+    PlanError {
+        file: file.to_string(),
+        position: Some((line, col)),
+        message: format!(
+            "byte {at} (0x{:02x}) is not UTF-8; a plan is UTF-8 text: save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)",
+            bytes[at]
+        ),
+        snippet: Some(format!(
+            "{gutter} |\n{line} | {}\n{gutter} | {}^",
+            text.trim_end_matches('\r'),
+            " ".repeat(col - 1)
+        )),
+    }
 }
 
 fn de<'a, T: Deserialize<'a>>(span: Range<usize>, table: DeTable<'a>) -> Result<T, ConfigError> {
@@ -372,6 +417,8 @@ fn parse(
         };
         let options = Spanned::new(span.clone(), DeValue::Table(driver_t));
         let driver = crate::drivers::build(driver_name, options, &ctx).map_err(|e| {
+            // What a driver cannot place in the text is the scenario's.
+            let e = e.or_at(name.span());
             if e.message.starts_with("unknown key") {
                 ConfigError {
                     message: format!(
@@ -406,7 +453,8 @@ fn parse(
             common.breaking_point.as_ref(),
             common.recovery.as_ref(),
             &registry,
-        )?;
+        )
+        .map_err(|e| e.or_at(name.span()))?;
         scenarios.push(Scenario {
             capacity,
             name: name_text,
@@ -428,7 +476,12 @@ fn parse(
         scenarios.iter().map(|s| &s.capacity).collect();
     crate::capacity::register_metrics(&registry, &caps);
     let monitors: Arc<[crate::monitor::MonitorSpec]> = match monitors_entry {
-        Some(entry) => crate::monitor::parse(entry, base_dir, &registry)?.into(),
+        Some(entry) => {
+            let span = entry.span();
+            crate::monitor::parse(entry, base_dir, &registry)
+                .map_err(|e| e.or_at(span))?
+                .into()
+        }
         None => Arc::from([]),
     };
 
@@ -557,6 +610,153 @@ fn digest(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const HTTP: &str = "[scenarios.api]\ndriver = \"http\"\nexecutor = \"constant-vus\"\nvus = 1\nduration = \"1s\"\n";
+
+    /// The error a plan text earns, as the CLI prints it.
+    fn refusal(text: impl AsRef<[u8]>) -> String {
+        let opts = LoadOptions {
+            env: HashMap::new(),
+            segment: Segment::default(),
+        };
+        match from_bytes("plan.toml", text.as_ref(), Path::new("."), &opts) {
+            Ok(_) => panic!("accepted: {}", String::from_utf8_lossy(text.as_ref())),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn accepted(text: &str) -> Plan {
+        let opts = LoadOptions {
+            env: HashMap::new(),
+            segment: Segment::default(),
+        };
+        from_bytes("plan.toml", text.as_bytes(), Path::new("."), &opts)
+            .unwrap_or_else(|e| panic!("refused: {e}"))
+    }
+
+    #[test]
+    fn invalid_utf8_is_located_by_line_column_and_byte() {
+        let mut text = HTTP.as_bytes().to_vec();
+        text.extend_from_slice(b"requests = [{ url = \"http://127.0.0.1:1/caf\xe9\" }]\n");
+        let e = refusal(&text);
+        assert!(
+            e.starts_with("plan.toml:6:44: byte 125 (0xe9) is not UTF-8"),
+            "{e}"
+        );
+        assert!(e.contains("save it as UTF-8"), "{e}");
+        assert!(
+            e.contains("6 | requests = [{ url = \"http://127.0.0.1:1/caf\u{fffd}\" }]"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn durations_past_what_a_clock_holds_are_refused_where_written() {
+        for (key, value) in [
+            ("duration", "18446744073709551616s"),
+            ("think_time", "99999999999999h"),
+        ] {
+            let text = HTTP.replace("duration = \"1s\"", &format!("{key} = \"{value}\""));
+            let text = if key == "duration" {
+                text
+            } else {
+                text + "duration = \"1s\"\n"
+            };
+            let e = refusal(text + "requests = [{ url = \"http://127.0.0.1:1/\" }]\n");
+            assert!(e.contains("longer than 100 years"), "{e}");
+            assert!(e.starts_with("plan.toml:"), "{e}");
+        }
+        let e = refusal(format!(
+            "{HTTP}requests = [{{ url = \"http://127.0.0.1:1/\" }}]\n[thresholds]\nhttp_reqs = [{{ threshold = \"count>0\", abort_on_fail = true, delay_abort_eval = \"18446744073709551616s\" }}]\n"
+        ));
+        assert!(e.contains("longer than 100 years"), "{e}");
+    }
+
+    #[test]
+    fn connect_is_refused_as_a_method() {
+        let e = refusal(format!(
+            "{HTTP}requests = [{{ url = \"http://127.0.0.1:1/\", method = \"CONNECT\" }}]\n"
+        ));
+        assert!(e.starts_with("plan.toml:6:53: method CONNECT"), "{e}");
+        assert!(e.contains("use GET, POST"), "{e}");
+    }
+
+    #[test]
+    fn all_zero_weights_point_at_the_weights() {
+        let e = refusal(format!(
+            "{HTTP}flow = \"weighted\"\nrequests = [\n  {{ url = \"http://127.0.0.1:1/a\", weight = 0 }},\n  {{ url = \"http://127.0.0.1:1/b\", weight = 0 }},\n]\n"
+        ));
+        assert!(
+            e.starts_with("plan.toml:8:44: scenario \"api\": all request weights are 0"),
+            "{e}"
+        );
+        let e = refusal(format!(
+            "{HTTP}flow = \"weighted\"\nrequests = [\n  {{ url = \"http://127.0.0.1:1/a\", weight = 1e308 }},\n  {{ url = \"http://127.0.0.1:1/b\", weight = 1e308 }},\n]\n"
+        ));
+        assert!(e.starts_with("plan.toml:8:44:"), "{e}");
+        assert!(e.contains("more than a number can hold"), "{e}");
+        let pg = "[scenarios.db]\ndriver = \"postgres\"\ndatabase_url = \"postgres://u@127.0.0.1:1/db\"\nexecutor = \"constant-vus\"\nvus = 1\nduration = \"1s\"\nflow = \"weighted\"\n[[scenarios.db.queries]]\nname = \"a\"\nsql = \"SELECT 1\"\nweight = 0\n";
+        let e = refusal(pg);
+        assert!(
+            e.starts_with("plan.toml:11:10: scenario \"db\": all query weights are 0"),
+            "{e}"
+        );
+        let hook = "[scenarios.hooks]\ndriver = \"webhook\"\nexecutor = \"constant-vus\"\nvus = 1\nduration = \"1s\"\nendpoint = \"http://127.0.0.1:1/hooks\"\nsecret = \"whsec_x\"\nevents = [{ type = \"invoice.paid\", weight = 0 }]\n";
+        let e = refusal(hook);
+        assert!(
+            e.starts_with("plan.toml:8:45: scenario \"hooks\": all event weights are 0"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn thresholds_that_judge_nothing_are_refused_where_written() {
+        let plan =
+            format!("{HTTP}requests = [{{ url = \"http://127.0.0.1:1/\" }}]\n[thresholds]\n");
+        let e = refusal(format!("{plan}http_req_duration = [\"max<NaN\"]\n"));
+        assert!(
+            e.starts_with("plan.toml:8:22: \"max<NaN\": \"NaN\" is not a limit"),
+            "{e}"
+        );
+        let e = refusal(format!("{plan}http_req_duration = [\"avg<inf\"]\n"));
+        assert!(e.contains("finite number"), "{e}");
+        let e = refusal(format!(
+            "{plan}\"http_req_duration{{name:x}}{{{{ü}}}}\" = [\"p(95)<200\"]\n"
+        ));
+        assert!(e.starts_with("plan.toml:8:1:"), "{e}");
+        assert!(e.contains("one tag filter"), "{e}");
+    }
+
+    #[test]
+    fn what_a_driver_cannot_place_points_at_its_scenario() {
+        let e = refusal(
+            "[scenarios.db]\ndriver = \"postgres\"\ndatabase_url = \"postgres://u@127.0.0.1:1/db\"\nexecutor = \"constant-vus\"\nduration = \"1s\"\n",
+        );
+        assert!(
+            e.starts_with("plan.toml:1:12: scenario \"db\" has no queries"),
+            "{e}"
+        );
+        let e = refusal(
+            "[scenarios.db]\ndriver = \"postgres\"\ndatabase_url = \"postgres://u@127.0.0.1:1/db\"\nexecutor = \"constant-vus\"\nduration = \"1s\"\n[[scenarios.db.queries]]\nparams = []\n",
+        );
+        assert!(
+            e.starts_with("plan.toml:1:12: query \"query 1\" has no sql"),
+            "{e}"
+        );
+        let e = refusal(format!("{HTTP}requests = []\n"));
+        assert!(
+            e.starts_with("plan.toml:1:12: scenario \"api\" has no requests"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_room_larger_than_every_vu_holds_them_all() {
+        let plan = accepted(
+            "[scenarios.chat]\ndriver = \"websocket\"\nexecutor = \"constant-vus\"\nvus = 3\nduration = \"1s\"\nurl = \"ws://127.0.0.1:1/ws\"\nroom_size = 18446744073709551615\n",
+        );
+        assert_eq!(plan.scenarios[0].exec.max_vus(), 3);
+    }
 
     #[test]
     fn segments_share_evenly() {

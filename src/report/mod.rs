@@ -126,7 +126,7 @@ pub fn render(s: &Summary) -> Result<String, String> {
                 .map_err(|e| format!("series {}{}: {e}", r.metric, r.tags))
         })
         .collect::<Result<_, _>>()?;
-    let elapsed = Duration::from_secs_f64(s.volley.duration_s.max(0.0));
+    let elapsed = volley_protocols::duration::secs(s.volley.duration_s);
     let tl = Timeline::new(s);
 
     let mut body = String::new();
@@ -776,7 +776,9 @@ fn error_breakdown(series: &[(SeriesRecord, Slot)]) -> String {
                 let rest = describe(&r.tags, &["error", "status", "expected_response", "method"]);
                 (*n, format!("{head} · {rest}"))
             }
-            ("checks", Slot::Rate { hits, total }) => (total - hits, describe(&r.tags, &[])),
+            ("checks", Slot::Rate { hits, total }) => {
+                (total.saturating_sub(*hits), describe(&r.tags, &[]))
+            }
             (m, slot) if ERRORS.iter().any(|(e, _, _)| *e == m) && m != "http_req_failed" => {
                 let n = match slot {
                     Slot::Counter(n) => *n,

@@ -181,7 +181,11 @@ fn percentile_triple(p: Option<&Point>) -> [Option<f64>; 3] {
 pub fn count_of(p: &Point, misses: bool) -> Option<f64> {
     match *p {
         Point::Counter { count } => Some(count as f64),
-        Point::Rate { hits, total } => Some(if misses { total - hits } else { hits } as f64),
+        Point::Rate { hits, total } => Some(if misses {
+            total.saturating_sub(hits)
+        } else {
+            hits
+        } as f64),
         Point::Trend { count, .. } => Some(count as f64),
         Point::Gauge { .. } => None,
     }

@@ -189,6 +189,53 @@ pub struct Summary {
     pub capacity: crate::capacity::CapacitySummary,
 }
 
+impl Summary {
+    /// The times a summary read from a file carries must be times: a damaged
+    /// or hand-edited file (`duration_s: 1e300`, an interval at second
+    /// 2^64-1) is refused before report, compare or merge compute with it.
+    pub fn check_times(&self) -> Result<(), String> {
+        let max_s = volley_protocols::duration::MAX.as_secs_f64();
+        let secs = |what: String, v: f64| {
+            if (0.0..=max_s).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{what} is {v}, not a run's length in seconds (0 to {max_s})"
+                ))
+            }
+        };
+        let info = &self.volley;
+        secs("volley.duration_s".into(), info.duration_s)?;
+        for (i, sc) in info.scenarios.iter().enumerate() {
+            secs(format!("volley.scenarios[{i}].duration_s"), sc.duration_s)?;
+            secs(
+                format!("volley.scenarios[{i}].graceful_stop_s"),
+                sc.graceful_stop_s,
+            )?;
+        }
+        // 9999-12-31T23:59:59.999Z, the last instant RFC 3339 can write.
+        const LAST_MS: u64 = 253_402_300_799_999;
+        if info.started_unix_ms > LAST_MS {
+            return Err(format!(
+                "volley.started_unix_ms is {}, past the year 9999",
+                info.started_unix_ms
+            ));
+        }
+        if let Some((i, iv)) = self
+            .intervals
+            .iter()
+            .enumerate()
+            .find(|(_, iv)| iv.t as f64 > max_s)
+        {
+            return Err(format!(
+                "intervals[{i}].t is {}, not a second of a run (0 to {max_s})",
+                iv.t
+            ));
+        }
+        Ok(())
+    }
+}
+
 pub fn values_of(s: &Stats) -> BTreeMap<String, f64> {
     let mut v = BTreeMap::new();
     match s.kind {
@@ -199,7 +246,7 @@ pub fn values_of(s: &Stats) -> BTreeMap<String, f64> {
         MetricKind::Rate => {
             v.insert("rate".into(), s.rate);
             v.insert("passes".into(), s.count as f64);
-            v.insert("fails".into(), (s.total - s.count) as f64);
+            v.insert("fails".into(), s.total.saturating_sub(s.count) as f64);
         }
         MetricKind::Gauge => {
             v.insert("value".into(), s.value);

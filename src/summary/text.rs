@@ -21,7 +21,7 @@ pub const BREAKDOWNS: &[(&str, &str, &str)] = &[
 
 pub fn ms(v: f64) -> String {
     if v >= 1000.0 {
-        format_duration(Duration::from_secs_f64(v / 1000.0))
+        format_duration(volley_protocols::duration::secs(v / 1000.0))
     } else if v >= 1.0 {
         format!("{v:.2}ms")
     } else {
@@ -141,7 +141,7 @@ pub fn threshold_observed(
 pub fn render_text(s: &Summary, series: &[(SeriesRecord, Slot)]) -> String {
     let mut out = String::new();
     let info = &s.volley;
-    let elapsed = Duration::from_secs_f64(info.duration_s);
+    let elapsed = volley_protocols::duration::secs(info.duration_s);
     let max_vus: u64 = info.scenarios.iter().map(|x| x.max_vus).sum();
     let _ = writeln!(out);
     let _ = writeln!(

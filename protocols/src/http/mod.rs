@@ -20,7 +20,7 @@ use crate::duration::{Dur, DurRange};
 use crate::error::ConfigError;
 use crate::metrics::{MetricId, MetricKind, Registry, Tags, Unit};
 use crate::template::{Template, TemplateEnv};
-use crate::weights::{Weighted, weight};
+use crate::weights::{Weighted, check_mix, weight};
 use check::{Capture, Check};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use serde::Deserialize;
@@ -261,11 +261,12 @@ impl HttpDriver {
             )?);
             requests.push(req);
         }
-        if options.flow == Flow::Weighted && weights.total() <= 0.0 {
-            return Err(ConfigError::new(format!(
-                "scenario {:?}: all request weights are 0; give at least one a positive weight",
-                ctx.scenario
-            )));
+        if options.flow == Flow::Weighted {
+            let first = options
+                .requests
+                .iter()
+                .find_map(|r| r.weight.as_ref().map(Spanned::span));
+            check_mix(&weights, first, "request", ctx.scenario)?;
         }
         Ok(Self {
             tags: ctx.tags.clone(),
@@ -292,9 +293,21 @@ fn compile_request(
         move |e: String| ConfigError::at(span.clone(), e)
     };
     let method = match &spec.method {
-        Some(m) => Method::from_bytes(m.get_ref().to_uppercase().as_bytes()).map_err(|_| {
-            ConfigError::at(m.span(), format!("{:?} is not an HTTP method", m.get_ref()))
-        })?,
+        Some(m) => {
+            let method =
+                Method::from_bytes(m.get_ref().to_uppercase().as_bytes()).map_err(|_| {
+                    ConfigError::at(m.span(), format!("{:?} is not an HTTP method", m.get_ref()))
+                })?;
+            // CONNECT asks a proxy for a tunnel: its target is host:port, not
+            // a URL, and what follows is not HTTP.
+            if method == Method::CONNECT {
+                return Err(ConfigError::at(
+                    m.span(),
+                    "method CONNECT opens a tunnel through a proxy, which the HTTP driver does not do; use GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS",
+                ));
+            }
+            method
+        }
         None => Method::GET,
     };
     let raw_url = spec.url.get_ref();

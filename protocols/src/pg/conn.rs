@@ -504,6 +504,13 @@ pub enum ErrorKind {
     ConnectRefused,
     ConnectTimeout,
     ConnectTls,
+    /// Reset while connecting: the server went down (a restart) with the
+    /// connection in its queue, or aborted it.
+    ConnectReset,
+    /// Closed by the server before the session was up, without a word.
+    ConnectClosed,
+    /// No route to the server's host or network.
+    ConnectUnreachable,
     Other,
 }
 
@@ -519,6 +526,9 @@ impl ErrorKind {
             ErrorKind::ConnectRefused => "connect_refused",
             ErrorKind::ConnectTimeout => "connect_timeout",
             ErrorKind::ConnectTls => "connect_tls",
+            ErrorKind::ConnectReset => "connect_reset",
+            ErrorKind::ConnectClosed => "connect_closed",
+            ErrorKind::ConnectUnreachable => "connect_unreachable",
             ErrorKind::Other => "other",
         }
     }
@@ -569,9 +579,7 @@ impl Failure {
             return Failure::kind(ErrorKind::ConnectTls);
         }
         let kind = match (connecting, io.map(std::io::Error::kind)) {
-            (true, Some(std::io::ErrorKind::ConnectionRefused)) => ErrorKind::ConnectRefused,
-            (true, Some(std::io::ErrorKind::TimedOut)) => ErrorKind::ConnectTimeout,
-            (true, Some(_)) => ErrorKind::Connect,
+            (true, Some(io)) => connect_cause(io),
             (false, _) if e.is_closed() => ErrorKind::Closed,
             (false, Some(_)) => ErrorKind::Io,
             (c, None) => {
@@ -584,6 +592,8 @@ impl Failure {
                     }
                 } else if text.contains("TLS") {
                     ErrorKind::ConnectTls
+                } else if c && e.is_closed() {
+                    ErrorKind::ConnectClosed
                 } else if c {
                     ErrorKind::Connect
                 } else if e.is_closed() {
@@ -597,6 +607,21 @@ impl Failure {
             kind,
             sqlstate: None,
         }
+    }
+}
+
+/// Why connecting failed, from the socket's error: what a summary can say
+/// about a server that restarts (refused while down, reset or closed while
+/// going down or coming up).
+fn connect_cause(io: std::io::ErrorKind) -> ErrorKind {
+    use std::io::ErrorKind as Io;
+    match io {
+        Io::ConnectionRefused => ErrorKind::ConnectRefused,
+        Io::TimedOut => ErrorKind::ConnectTimeout,
+        Io::ConnectionReset | Io::ConnectionAborted => ErrorKind::ConnectReset,
+        Io::UnexpectedEof | Io::BrokenPipe => ErrorKind::ConnectClosed,
+        Io::HostUnreachable | Io::NetworkUnreachable => ErrorKind::ConnectUnreachable,
+        _ => ErrorKind::Connect,
     }
 }
 

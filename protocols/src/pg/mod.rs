@@ -19,7 +19,7 @@ use crate::error::ConfigError;
 use crate::http::Flow;
 use crate::metrics::{MetricId, MetricKind, Recorder, Registry, Tags, Unit};
 use crate::template::{Template, TemplateEnv};
-use crate::weights::{Weighted, weight};
+use crate::weights::{Weighted, check_mix, weight};
 use conn::{Manager, Pool};
 use serde::Deserialize;
 use serde_json::Value;
@@ -462,10 +462,12 @@ impl PgDriver {
                 think_time: q.think_time,
             });
         }
-        if o.flow == Flow::Weighted && weights.total() <= 0.0 {
-            return Err(ConfigError::new(format!(
-                "scenario {sc:?}: all query weights are 0; give at least one a positive weight"
-            )));
+        if o.flow == Flow::Weighted {
+            let first = o
+                .queries
+                .iter()
+                .find_map(|q| q.weight.as_ref().map(Spanned::span));
+            check_mix(&weights, first, "query", sc)?;
         }
 
         let (mode, max_connections) = match connections {

@@ -19,7 +19,7 @@ use crate::http::conn::{ConnectTimes, Connector, Target};
 use crate::http::link::Link;
 use crate::metrics::{MetricId, MetricKind, Registry, Tags, Unit};
 use crate::template::{Template, TemplateEnv};
-use crate::weights::{Weighted, weight};
+use crate::weights::{Weighted, check_mix, weight};
 use ::http::{HeaderMap, HeaderName, HeaderValue};
 use bytes::Bytes;
 use serde::Deserialize;
@@ -258,12 +258,12 @@ impl WebhookDriver {
             weights.push(w);
             events.push(Event { name, template });
         }
-        if weights.total() <= 0.0 {
-            return Err(ConfigError::new(format!(
-                "scenario {:?}: all event weights are 0; give at least one a positive weight",
-                ctx.scenario
-            )));
-        }
+        let first = o.events.as_ref().and_then(|list| {
+            list.get_ref()
+                .iter()
+                .find_map(|e| e.weight.as_ref().map(Spanned::span))
+        });
+        check_mix(&weights, first, "event", ctx.scenario)?;
 
         let mut mix = [0.0; 5];
         let mut sum = 0.0;

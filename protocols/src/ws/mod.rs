@@ -240,6 +240,8 @@ impl WsDriver {
                 ),
             ));
         }
+        // A room holds at most every VU, however large room_size is.
+        let members = room_size.min(ctx.max_vus.max(1)) as usize;
         let mut rng = fastrand::Rng::with_seed(0x5eed);
         let rooms: Vec<Room> = (0..room_count as u64)
             .map(|i| {
@@ -254,7 +256,7 @@ impl WsDriver {
                     locals: &locals,
                     rng: &mut rng,
                 };
-                Room::new(i, room_t.render_string(&mut scope), room_size as usize)
+                Room::new(i, room_t.render_string(&mut scope), members)
             })
             .collect();
 
@@ -490,7 +492,7 @@ impl WsDriver {
             message,
             rooms,
             room_size,
-            interval: (rate > 0.0).then(|| Duration::from_secs_f64(60.0 / rate)),
+            interval: (rate > 0.0).then(|| crate::duration::secs(60.0 / rate)),
             session_duration: o.session_duration.filter(|d| !d.is_zero()),
             reconnect: o.reconnect.unwrap_or_default(),
             reconnect_delay: o.reconnect_delay.unwrap_or(DurRange {
