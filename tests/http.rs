@@ -533,7 +533,11 @@ fn bad_plans_exit_2_with_file_line_and_column() {
     ];
     for (body, position, word) in cases {
         let p = d.write("bad.toml", body);
-        let out = volley().arg("run").arg(&p).arg("--quiet").output().unwrap();
+        let out = volley()
+            .arg("run")
+            .arg(&p)
+            .arg("--quiet")
+            .output_within(RUN_LIMIT);
         let msg = text(&out);
         assert_eq!(code(&out), 2, "{msg}");
         assert!(
@@ -543,7 +547,7 @@ fn bad_plans_exit_2_with_file_line_and_column() {
         assert!(msg.contains(word), "want {word:?} in: {msg}");
         assert!(!msg.contains("panicked"), "{msg}");
         // validate refuses it the same way.
-        let v = volley().arg("validate").arg(&p).output().unwrap();
+        let v = volley().arg("validate").arg(&p).output_within(RUN_LIMIT);
         assert_eq!(code(&v), 2);
     }
 }
@@ -574,7 +578,7 @@ max_vus = 100
 url = "http://127.0.0.1:1/"
 "#,
     );
-    let out = volley().arg("validate").arg(&p).output().unwrap();
+    let out = volley().arg("validate").arg(&p).output_within(RUN_LIMIT);
     let msg = text(&out);
     assert_eq!(code(&out), 0, "{msg}");
     assert!(msg.contains("total duration: 1m30s"), "{msg}");
@@ -583,8 +587,7 @@ url = "http://127.0.0.1:1/"
     let seg = volley()
         .args(["validate", "--segment", "2/3"])
         .arg(&p)
-        .output()
-        .unwrap();
+        .output_within(RUN_LIMIT);
     assert!(
         text(&seg).contains("share: 167 of 500 VUs"),
         "{}",

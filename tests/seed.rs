@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Dir, code, text, volley};
+use common::{Dir, RUN_LIMIT, Within, code, text, volley};
 use std::process::Output;
 use std::sync::atomic::{AtomicU32, Ordering};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
@@ -119,8 +119,7 @@ impl Db {
             .arg("--database-url")
             .arg(&self.url)
             .args(args)
-            .output()
-            .expect("volley runs")
+            .output_within(RUN_LIMIT)
     }
 }
 
@@ -331,7 +330,7 @@ url = "http://127.0.0.1:9/api/v1/auth/login"
 json = { email = "{{ data.users.email }}", password = "{{ data.users.password }}" }
 "#,
     );
-    let v = volley().arg("validate").arg(&plan).output().unwrap();
+    let v = volley().arg("validate").arg(&plan).output_within(RUN_LIMIT);
     assert_eq!(code(&v), 0, "{}", text(&v));
     assert!(text(&v).contains("users: 500 rows"), "{}", text(&v));
 
@@ -610,8 +609,7 @@ age = { gen = "int", min = 0, max = 100000 }
     let out = volley()
         .args(["seed", "--database-url", "postgres://h:notaport/db"])
         .arg(&spec)
-        .output()
-        .unwrap();
+        .output_within(RUN_LIMIT);
     let t = text(&out);
     assert_eq!(code(&out), 2, "{t}");
     assert!(
@@ -653,8 +651,7 @@ fn dry_run_truncate_and_the_handbook_example() {
         .env_remove("DATABASE_URL")
         .args(["seed", "--dry-run", "--scale", "2"])
         .arg(&spec)
-        .output()
-        .unwrap();
+        .output_within(RUN_LIMIT);
     let offline = ok(&offline);
     assert_eq!(printed_rows(&offline, "orders"), 10_000, "{offline}");
     assert!(offline.contains("inferred"), "{offline}");
