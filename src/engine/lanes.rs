@@ -225,6 +225,12 @@ impl<D: Driver> Lane<D> {
     /// Pause between iterations; false when the lane is winding down.
     async fn think(&self, until: Option<Instant>) -> bool {
         let Some(t) = &self.c.think else {
+            // An iteration may finish without ever waiting (a request whose
+            // URL does not parse fails before any I/O): without a yield now
+            // and then, the loop would keep this thread, and the supervisor
+            // that ends the lane would never run. Costs a counter (tokio's
+            // cooperative budget) until the budget is spent.
+            tokio::task::coop::consume_budget().await;
             return !self.winding_down.get();
         };
         let d = t.pick(&mut fastrand::Rng::new());

@@ -645,6 +645,9 @@ impl Vu for WsVu {
             (None, None) => now + Duration::from_secs(365 * 24 * 3600),
         };
         if end <= now + Duration::from_millis(1) {
+            // Too short for a session: let its time pass instead of returning
+            // at once, so a VU whose sessions all fall short does not spin.
+            sleep_until(end.into()).await;
             return;
         }
         let outcome = self.session(end, &it.stop).await;
