@@ -135,3 +135,30 @@ session_duration = "0s..1ms"
         text(&out)
     );
 }
+
+/// At a million arrivals a second (accepted on any machine) the run keeps
+/// its duration, counts every arrival as run or dropped, and its VUs are
+/// not starved by the scheduler (they used to run one iteration each, 50
+/// requests in 2 s); a long one stops at Ctrl-C.
+#[test]
+fn a_very_high_rate_keeps_time_and_hears_the_stop() {
+    let t = Target::start(ServeOptions::default());
+    let d = Dir::new();
+    let p = arrival_plan(&d, &t.url(), "1e6", "2s");
+    let (out, s) = run_within(&d, &p, &[]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let done = value(&s, "iterations", "count");
+    assert_eq!(done + value(&s, "dropped_iterations", "count"), 2e6);
+    assert_eq!(value(&s, "http_reqs", "count") as u64, t.total());
+    assert!(done > 100.0, "50 VUs ran only {done} iterations in 2 s");
+    assert!(
+        s["volley"]["duration_s"].as_f64().unwrap() < 2.0 + 30.0,
+        "ran past duration + graceful_stop"
+    );
+
+    // Ten minutes planned: Ctrl-C ends it, with its summary.
+    let p = arrival_plan(&d, &t.url(), "1e6", "10m");
+    let (out, s) = run_signalled(&d, &p, &[Duration::from_millis(1500)]);
+    assert_eq!(code(&out), 130, "{}", text(&out));
+    assert!(value(&s, "dropped_iterations", "count") > 0.0);
+}

@@ -362,12 +362,58 @@ impl Slot {
     }
 }
 
-type Idle = Rc<RefCell<Vec<Rc<Slot>>>>;
+/// The idle VUs of an open lane, and the scheduler waiting for one while
+/// every VU is busy.
+#[derive(Default)]
+struct Pool {
+    idle: RefCell<Vec<Rc<Slot>>>,
+    scheduler: RefCell<Option<Waker>>,
+}
+
+impl Pool {
+    fn push(&self, slot: Rc<Slot>) {
+        self.idle.borrow_mut().push(slot);
+        if let Some(w) = self.scheduler.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    fn pop(&self) -> Option<Rc<Slot>> {
+        self.idle.borrow_mut().pop()
+    }
+
+    /// Completes once a VU is idle.
+    async fn freed(&self) {
+        poll_fn(|cx| {
+            if !self.idle.borrow().is_empty() {
+                return Poll::Ready(());
+            }
+            *self.scheduler.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// Arrivals handed out back to back (the schedule is behind) before the
+/// scheduler yields, so the VUs it woke and the supervisor get to run.
+const BURST: u32 = 64;
+/// While every VU is busy and arrivals are due, how often missed ones are counted.
+const DROP_TICK: Duration = Duration::from_millis(1);
+
+/// This lane's arrival indices in `from..to`, `from` being one of them.
+fn owned_in(from: u64, to: u64, stride: u64) -> u64 {
+    if to > from {
+        (to - from).div_ceil(stride)
+    } else {
+        0
+    }
+}
 
 async fn open_lane<D: Driver>(lane: Rc<Lane<D>>, pre: u64, max: u64) -> Vec<JoinHandle<()>> {
-    let idle: Idle = Rc::default();
-    let stride = lane.c.stride as usize;
-    let mut vu_indices = (lane.c.offset..max).step_by(stride).peekable();
+    let pool: Rc<Pool> = Rc::default();
+    let stride = lane.c.stride;
+    let mut vu_indices = (lane.c.offset..max).step_by(stride as usize).peekable();
     let mut tasks = Vec::new();
     while let Some(&i) = vu_indices.peek() {
         if i >= pre {
@@ -377,42 +423,76 @@ async fn open_lane<D: Driver>(lane: Rc<Lane<D>>, pre: u64, max: u64) -> Vec<Join
         // Idle from the start, before its task first runs: the first arrival
         // may be due at once, and must not be dropped for want of a VU.
         let slot = Rc::new(Slot::default());
-        idle.borrow_mut().push(slot.clone());
-        tasks.push(lane.spawn(pool_vu(lane.clone(), idle.clone(), i, None, slot)));
+        pool.push(slot.clone());
+        tasks.push(lane.spawn(pool_vu(lane.clone(), pool.clone(), i, None, slot)));
     }
     let mut arrivals = Arrivals::new(&lane.c.exec).expect("open executor");
     let mut timer = Timer::new();
     let graceful = lane.graceful.clone();
     let mut stopping = std::pin::pin!(graceful.cancelled());
     let mut k = lane.c.offset;
+    let mut burst = 0u32;
+    let mut ran_out = false;
+    // Every pass either waits, or hands out one arrival, or counts every
+    // arrival due by now in one step: however high the rate, the loop stays
+    // at the pace of the clock and of its VUs, and hears the stop.
     while let Some(t) = arrivals.time_of(k) {
         let at = lane.c.start + t;
         if at > Instant::now() {
             tokio::select! {
                 _ = timer.sleep_until(at) => {}
-                _ = &mut stopping => break,
+                _ = &mut stopping => {
+                    ran_out = true;
+                    break;
+                }
             }
+            burst = 0;
+        } else if burst >= BURST {
+            tokio::task::yield_now().await;
+            burst = 0;
         }
         if lane.winding_down.get() {
+            ran_out = true;
             break;
         }
-        let free = idle.borrow_mut().pop();
-        match free {
-            Some(slot) => slot.give(Some(at)),
-            None => match vu_indices.next() {
-                Some(i) => {
-                    let vu = pool_vu(lane.clone(), idle.clone(), i, Some(at), Rc::default());
-                    tasks.push(lane.spawn(vu));
+        if let Some(slot) = pool.pop() {
+            slot.give(Some(at));
+        } else if let Some(i) = vu_indices.next() {
+            let vu = pool_vu(lane.clone(), pool.clone(), i, Some(at), Rc::default());
+            tasks.push(lane.spawn(vu));
+        } else {
+            // No VU free: this arrival and every other one due by now are
+            // dropped, counted at once; then wait for a VU or the next tick.
+            let due = arrivals.due_by(Instant::now().saturating_duration_since(lane.c.start));
+            let n = owned_in(k, due, stride).max(1);
+            lane.c.rec.add(lane.c.dropped, n);
+            k = k.saturating_add(n.saturating_mul(stride));
+            tokio::select! {
+                biased;
+                _ = &mut stopping => {
+                    ran_out = true;
+                    break;
                 }
-                None => lane.c.rec.add(lane.c.dropped, 1),
-            },
+                _ = pool.freed() => {}
+                _ = sleep(DROP_TICK) => {}
+            }
+            burst = 0;
+            continue;
         }
-        k += lane.c.stride;
+        burst += 1;
+        k += stride;
+    }
+    // The schedule's time ran out (not a stop) with arrivals not yet handed
+    // out: they were due, and no VU took them.
+    if ran_out && !lane.c.stop.is_cancelled() {
+        lane.c
+            .rec
+            .add(lane.c.dropped, owned_in(k, arrivals.total(), stride));
     }
     // No more arrivals: idle VUs retire now, busy ones after their iteration
     // (within graceful_stop).
     lane.wind_down();
-    for slot in idle.borrow_mut().drain(..) {
+    for slot in pool.idle.borrow_mut().drain(..) {
         slot.give(None);
     }
     tasks
@@ -422,7 +502,7 @@ async fn open_lane<D: Driver>(lane: Rc<Lane<D>>, pre: u64, max: u64) -> Vec<Join
 /// with its slot already in the idle list.
 async fn pool_vu<D: Driver>(
     lane: Rc<Lane<D>>,
-    idle: Idle,
+    pool: Rc<Pool>,
     index: u64,
     first: Option<Instant>,
     slot: Rc<Slot>,
@@ -441,7 +521,7 @@ async fn pool_vu<D: Driver>(
                     if lane.winding_down.get() {
                         break;
                     }
-                    idle.borrow_mut().push(slot.clone());
+                    pool.push(slot.clone());
                 }
                 match slot.wait().await {
                     Some(at) => at,

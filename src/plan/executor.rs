@@ -629,6 +629,25 @@ impl Arrivals {
         (n - 1e-9).ceil().max(0.0) as u64
     }
 
+    /// How many arrivals are due by `t` from the start (those at or before
+    /// it), in one step however many there are.
+    pub fn due_by(&self, t: Duration) -> u64 {
+        let t = t.as_secs_f64();
+        let (mut n, mut at) = (0.0, 0.0);
+        for &(d, a, b) in &self.stages {
+            if t < at + d {
+                let x = t - at;
+                n += a * x + (b - a) / (2.0 * d) * x * x;
+                // Arrival j is due once the count reaches j: 0..=floor(n)
+                // (with time_of's tolerance).
+                return (((n + 1e-9).floor() + 1.0) as u64).min(self.total());
+            }
+            n += d * (a + b) / 2.0;
+            at += d;
+        }
+        self.total()
+    }
+
     /// Time of arrival `k` (0-based), or None when the schedule ends first.
     /// Calls must come with non-decreasing `k`.
     pub fn time_of(&mut self, k: u64) -> Option<Duration> {
@@ -707,6 +726,41 @@ mod tests {
             k += 1;
         }
         assert_eq!(count, 500);
+    }
+
+    #[test]
+    fn due_by_counts_what_time_of_schedules() {
+        let exec = Executor::RampingArrivalRate {
+            start_rate: 10.0,
+            time_unit: Duration::from_secs(1),
+            stages: vec![st(10, 100.0), st(0, 5.0), st(5, 5.0)],
+            pre_allocated_vus: 1,
+            max_vus: 1,
+        };
+        let mut a = Arrivals::new(&exec).unwrap();
+        assert_eq!(a.due_by(Duration::ZERO), 1);
+        let times: Vec<Duration> = (0..).map_while(|k| a.time_of(k)).collect();
+        assert_eq!(times.len() as u64, a.total());
+        for (k, w) in times.windows(2).enumerate() {
+            let k = k as u64;
+            // Arrival k is due from its time (to the nanosecond it was
+            // rounded to); the next one not before its own.
+            assert!(a.due_by(w[0] + Duration::from_nanos(1)) > k, "{k}");
+            if w[1] > w[0] + Duration::from_micros(1) {
+                assert_eq!(a.due_by(w[0] + (w[1] - w[0]) / 2), k + 1, "{k}");
+            }
+        }
+        assert_eq!(a.due_by(Duration::from_secs(3600)), a.total());
+        // A billion a second for a minute: counted in one step.
+        let fast = Executor::ConstantArrivalRate {
+            rate: 1e9,
+            time_unit: Duration::from_secs(1),
+            duration: Duration::from_secs(60),
+            pre_allocated_vus: 1,
+            max_vus: 1,
+        };
+        let f = Arrivals::new(&fast).unwrap();
+        assert_eq!(f.due_by(Duration::from_secs(30)), 30_000_000_001);
     }
 
     #[test]
