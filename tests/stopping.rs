@@ -136,6 +136,41 @@ session_duration = "0s..1ms"
     );
 }
 
+/// Rates no machine can schedule are refused before anything is sent, with
+/// the rate that would work; they used to spin for a minute (1e9/s) or for
+/// ever, deaf to Ctrl-C (1e12/s).
+#[test]
+fn absurd_rates_are_refused_with_the_rate_that_would_work() {
+    let t = Target::start(ServeOptions::default());
+    let d = Dir::new();
+    for rate in ["1000000000000", "1e9"] {
+        let p = arrival_plan(&d, &t.url(), rate, "2s");
+        for cmd in ["validate", "run"] {
+            let out = output_within(volley().arg(cmd).arg(&p), HANG);
+            let msg = text(&out);
+            assert_eq!(code(&out), 2, "{cmd} {rate}: {msg}");
+            assert!(msg.contains("rate.toml:4:8"), "{msg}");
+            assert!(msg.contains("lower `rate` to at most"), "{msg}");
+            assert!(!msg.contains("panicked"), "{msg}");
+        }
+    }
+    // A ramp to such a rate, or a rate per nanosecond, the same.
+    let p = d.write(
+        "ramp.toml",
+        "[scenarios.r]\ndriver = \"http\"\nexecutor = \"ramping-arrival-rate\"\npre_allocated_vus = 1\nstages = [{ duration = \"1s\", target = 1e15 }]\n[[scenarios.r.requests]]\nurl = \"http://127.0.0.1:1/\"\n",
+    );
+    let out = output_within(volley().arg("validate").arg(&p), HANG);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert!(text(&out).contains("ramp.toml:5:10"), "{}", text(&out));
+    let p = d.write(
+        "ns.toml",
+        "[scenarios.r]\ndriver = \"http\"\nexecutor = \"constant-arrival-rate\"\nrate = 1\ntime_unit = \"1ns\"\nduration = \"1s\"\npre_allocated_vus = 1\n[[scenarios.r.requests]]\nurl = \"http://127.0.0.1:1/\"\n",
+    );
+    let out = output_within(volley().arg("validate").arg(&p), HANG);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert_eq!(t.total(), 0, "nothing was sent");
+}
+
 /// At a million arrivals a second (accepted on any machine) the run keeps
 /// its duration, counts every arrival as run or dropped, and its VUs are
 /// not starved by the scheduler (they used to run one iteration each, 50
@@ -161,4 +196,67 @@ fn a_very_high_rate_keeps_time_and_hears_the_stop() {
     let (out, s) = run_signalled(&d, &p, &[Duration::from_millis(1500)]);
     assert_eq!(code(&out), 130, "{}", text(&out));
     assert!(value(&s, "dropped_iterations", "count") > 0.0);
+}
+
+/// VU counts that cannot fit in memory are refused with the count that
+/// would, before anything is allocated; they used to pass validation and
+/// abort the run ("memory allocation failed").
+#[test]
+fn vu_counts_beyond_memory_are_refused_with_the_count_that_fits() {
+    let d = Dir::new();
+    let huge = "100000000000";
+    let cases = [
+        (
+            "executor = \"constant-vus\"\nduration = \"1s\"\nvus = ",
+            ":5:7:",
+            "`vus`",
+        ),
+        (
+            "executor = \"ramping-vus\"\nstages = [{ duration = \"1s\", target = 1 }]\nstart_vus = ",
+            ":5:13:",
+            "`start_vus`",
+        ),
+        (
+            "executor = \"constant-arrival-rate\"\nrate = 1\nduration = \"1s\"\npre_allocated_vus = 1\nmax_vus = ",
+            ":7:11:",
+            "`max_vus`",
+        ),
+    ];
+    for (exec, position, key) in cases {
+        let p = d.write(
+            "vus.toml",
+            &format!(
+                "[scenarios.s]\ndriver = \"http\"\n{exec}{huge}\n[[scenarios.s.requests]]\nurl = \"http://127.0.0.1:1/\"\n"
+            ),
+        );
+        let out = output_within(volley().arg("validate").arg(&p), HANG);
+        let msg = text(&out);
+        assert_eq!(code(&out), 2, "{msg}");
+        assert!(msg.contains(&format!("vus.toml{position}")), "{msg}");
+        assert!(msg.contains("cannot fit"), "{msg}");
+        assert!(msg.contains(&format!("lower {key}")), "{msg}");
+        let fit: u64 = msg
+            .split("at most ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count that fits in: {msg}"));
+        assert!(fit > 0 && fit < 100_000_000_000, "{msg}");
+    }
+    // A stage target, and a WebSocket plan (whose validation itself used to
+    // allocate 37.8 GB for this one).
+    let p = d.write(
+        "stage.toml",
+        "[scenarios.s]\ndriver = \"http\"\nexecutor = \"ramping-vus\"\nstages = [{ duration = \"1s\", target = 1e11 }]\n[[scenarios.s.requests]]\nurl = \"http://127.0.0.1:1/\"\n",
+    );
+    let out = output_within(volley().arg("validate").arg(&p), HANG);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert!(text(&out).contains("stage.toml:4:10"), "{}", text(&out));
+    let p = d.write(
+        "ws.toml",
+        "[scenarios.s]\ndriver = \"websocket\"\nexecutor = \"constant-vus\"\nduration = \"1s\"\nvus = 2147483648\nurl = \"ws://127.0.0.1:1/\"\n",
+    );
+    let out = output_within(volley().arg("validate").arg(&p), HANG);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert!(text(&out).contains("cannot fit"), "{}", text(&out));
 }

@@ -77,6 +77,16 @@ pub(super) fn parse_start_at(s: &str) -> Result<SystemTime, Failure> {
     })
 }
 
+/// Say so when a scenario's arrival rate is likely beyond this machine.
+pub(super) fn warn_rates(plan: &plan::Plan) {
+    let cores = plan::machine::Machine::detect().cores;
+    for s in &plan.scenarios {
+        if let Some(w) = s.exec.rate_warning(plan.segment.count, cores) {
+            eprintln!("warning: scenario {:?}: {w}", s.name);
+        }
+    }
+}
+
 /// Raise the open-file limit and say so when the plan needs more than is allowed.
 pub(super) fn raise_nofile(plan: &plan::Plan) {
     let want: u64 = plan.scenarios.iter().map(|s| s.exec.max_vus()).sum::<u64>() + 256;
@@ -108,6 +118,7 @@ pub(super) fn run_and_report(
         .map_err(|e| usage(anyhow!(e)))?;
     let mut outputs = Outputs::open(&specs).map_err(|e| usage(anyhow!(e)))?;
     raise_nofile(&plan);
+    warn_rates(&plan);
     let plan = Arc::new(plan);
     let rt = main_runtime()?;
     let report = rt.block_on(async {
@@ -153,6 +164,7 @@ pub(super) fn run_and_report(
 
 pub(super) fn cmd_validate(a: ValidateArgs) -> Result<u8, Failure> {
     let plan = load_plan(&a.plan, &[])?;
+    warn_rates(&plan);
     print!("{}", describe(&plan));
     Ok(EXIT_OK)
 }
