@@ -282,3 +282,54 @@ fn validation_does_not_allocate_per_vu() {
     assert_eq!(code(&out), 0, "{}", text(&out));
     assert!(text(&out).contains("peak VUs: 100000000"), "{}", text(&out));
 }
+
+/// A second Ctrl-C aborts the iterations in flight: what they had recorded
+/// still reaches the summary, and each is counted in interrupted_iterations,
+/// so volley's requests plus its interrupted ones are what the target saw
+/// arrive. The summary used to show neither.
+#[test]
+fn a_second_ctrl_c_counts_what_was_in_flight() {
+    let t = Target::start(ServeOptions {
+        latency: Some(DurRange::parse("2s").unwrap()),
+        ..ServeOptions::default()
+    });
+    let d = Dir::new();
+    // Each iteration: a 404 (no latency) that completes, then a 2 s request.
+    let p = d.write(
+        "slow.toml",
+        &format!(
+            r#"[scenarios.slow]
+driver = "http"
+executor = "constant-vus"
+vus = 10
+duration = "30s"
+flow = "sequence"
+
+[[scenarios.slow.requests]]
+name = "fast"
+url = "{0}/nope"
+
+[[scenarios.slow.requests]]
+name = "slow"
+url = "{0}/api/v1/health"
+"#,
+            t.url()
+        ),
+    );
+    let (out, s) = run_signalled(
+        &d,
+        &p,
+        &[Duration::from_millis(1000), Duration::from_millis(1300)],
+    );
+    assert_eq!(code(&out), 130, "{}", text(&out));
+    let reqs = value(&s, "http_reqs", "count") as u64;
+    let interrupted = counter(&s, "interrupted_iterations", &[("scenario", "slow")]);
+    assert!(interrupted > 0, "{}", text(&out));
+    assert!(reqs > 0, "the completed requests of aborted iterations");
+    assert_eq!(reqs + interrupted, t.arrived(), "{}", text(&out));
+    assert!(
+        text(&out).contains("interrupted_iterations"),
+        "{}",
+        text(&out)
+    );
+}

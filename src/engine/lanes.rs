@@ -46,6 +46,7 @@ pub struct LaneCtx<D: Driver> {
     pub iterations: SeriesId,
     pub iteration_duration: SeriesId,
     pub dropped: SeriesId,
+    pub interrupted: SeriesId,
     pub seed: u64,
 }
 
@@ -59,6 +60,21 @@ struct Lane<D: Driver> {
     tasks: RefCell<Vec<AbortHandle>>,
     /// Tells running iterations the run is stopping early.
     stop: Stop,
+}
+
+/// An iteration that has not finished; dropped armed, it counts as interrupted.
+struct Unfinished<'a> {
+    rec: &'a Recorder,
+    id: SeriesId,
+    armed: bool,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.rec.add(self.id, 1);
+        }
+    }
 }
 
 /// Counts one unit in a gauge cell for as long as it lives (also when a
@@ -201,6 +217,13 @@ impl<D: Driver> Lane<D> {
     async fn run_one(&self, vu: &mut D::Vu, it: Iteration, cutoff: Option<Instant>) -> bool {
         let began = Instant::now();
         let scheduled = it.scheduled;
+        // Counts the iteration as interrupted if it does not finish: cut off
+        // here, or its task aborted (graceful_stop ran out, a second Ctrl-C).
+        let mut unfinished = Unfinished {
+            rec: &self.c.rec,
+            id: self.c.interrupted,
+            armed: true,
+        };
         let finished = match cutoff {
             None => {
                 vu.iteration(it).await;
@@ -213,6 +236,7 @@ impl<D: Driver> Lane<D> {
             },
         };
         if finished {
+            unfinished.armed = false;
             let rec = &self.c.rec;
             rec.add(self.c.iterations, 1);
             // Open models count from the scheduled start.

@@ -26,6 +26,7 @@ pub fn register_metrics(r: &Registry) {
     r.metric("iterations", MetricKind::Counter, Unit::Default);
     r.metric("iteration_duration", MetricKind::Trend, Unit::Time);
     r.metric("dropped_iterations", MetricKind::Counter, Unit::Default);
+    r.metric("interrupted_iterations", MetricKind::Counter, Unit::Default);
     r.metric("vus", MetricKind::Gauge, Unit::Default);
     r.metric("vus_max", MetricKind::Gauge, Unit::Default);
 }
@@ -151,10 +152,11 @@ async fn worker(
 ) {
     let rec = Recorder::new(plan.registry.clone());
     let reg = &plan.registry;
-    let (it_m, itd_m, drop_m) = (
+    let (it_m, itd_m, drop_m, int_m) = (
         reg.metric("iterations", MetricKind::Counter, Unit::Default),
         reg.metric("iteration_duration", MetricKind::Trend, Unit::Time),
         reg.metric("dropped_iterations", MetricKind::Counter, Unit::Default),
+        reg.metric("interrupted_iterations", MetricKind::Counter, Unit::Default),
     );
     let seg = plan.segment;
     let mut counts = Vec::new();
@@ -192,6 +194,7 @@ async fn worker(
                     iterations: rec.series(it_m, tags),
                     iteration_duration: rec.series(itd_m, tags),
                     dropped: rec.series(drop_m, tags),
+                    interrupted: rec.series(int_m, tags),
                     seed: seed ^ (si as u64).wrapping_mul(0xA24B_AED4_963E_E407),
                 }
             };
