@@ -333,3 +333,28 @@ url = "{0}/api/v1/health"
         text(&out)
     );
 }
+
+/// A machine that cannot start the worker runtimes (here: too few file
+/// descriptors for their event loops) fails the run with exit 1 and a
+/// message saying what to do, not a panic in a worker thread.
+#[test]
+fn workers_that_cannot_start_are_an_error_not_a_panic() {
+    let d = Dir::new();
+    let p = d.write(
+        "one.toml",
+        "[scenarios.s]\ndriver = \"http\"\nexecutor = \"per-vu-iterations\"\n[[scenarios.s.requests]]\nurl = \"http://127.0.0.1:1/\"\n",
+    );
+    let out = output_within(
+        std::process::Command::new("prlimit")
+            .arg("--nofile=32:32")
+            .arg(env!("CARGO_BIN_EXE_volley"))
+            .args(["run", "--quiet", "--workers", "64"])
+            .arg(&p),
+        HANG,
+    );
+    let msg = text(&out);
+    assert_eq!(code(&out), 1, "{msg}");
+    assert!(msg.contains("cannot start worker thread"), "{msg}");
+    assert!(msg.contains("lower --workers"), "{msg}");
+    assert!(!msg.contains("panicked"), "{msg}");
+}

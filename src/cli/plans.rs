@@ -129,7 +129,10 @@ pub(super) fn run_and_report(
         ctrl_c.abort();
         report
     });
-    let report = report.map_err(|e| usage(anyhow!(e)))?;
+    let report = report.map_err(|e| match e {
+        run::RunError::Plan(m) => usage(anyhow!(m)),
+        run::RunError::Runtime(m) => runtime(anyhow!(m)),
+    })?;
     print!("{}", summary::render_text(&report.summary, &report.series));
     if settings.no_thresholds && !report.summary.volley.thresholds.is_empty() {
         eprintln!(
