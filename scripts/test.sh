@@ -7,4 +7,14 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # Load tests share two cores: run two at a time so they do not starve each other.
-scripts/with-postgres.sh cargo test --workspace -- --test-threads="${VOLLEY_TEST_THREADS:-2}"
+threads="${VOLLEY_TEST_THREADS:-2}"
+# Under nextest (.config/nextest.toml) a test that hangs is killed after 5
+# minutes; cargo test has no such limit, so it is only the fallback. There
+# are no doctests (nextest does not run them): add `cargo test --doc` here
+# with the first one.
+if cargo nextest --version >/dev/null 2>&1; then
+  scripts/with-postgres.sh cargo nextest run --workspace --test-threads="$threads"
+else
+  echo "test.sh: cargo-nextest is not installed (cargo install cargo-nextest --locked); running cargo test, without per-test time limits" >&2
+  scripts/with-postgres.sh cargo test --workspace -- --test-threads="$threads"
+fi

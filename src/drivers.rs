@@ -33,6 +33,18 @@ macro_rules! with_driver {
     };
 }
 
+/// Memory one VU of a driver takes at least (measured: README, "How fast,
+/// measured"), so that plans needing more than the machine has are refused.
+pub fn vu_bytes(driver: &str) -> u64 {
+    match driver {
+        // ~10 KB measured per HTTP VU with its connection; webhook VUs are HTTP's.
+        "http" | "webhook" => 8_000,
+        // ~11-14 KB per held chat session.
+        "websocket" => 10_000,
+        _ => 8_000,
+    }
+}
+
 pub fn build(
     name: &Spanned<String>,
     options: Spanned<DeValue<'_>>,

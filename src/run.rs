@@ -20,6 +20,18 @@ pub struct Settings {
     pub no_thresholds: bool,
 }
 
+/// Why a run did not happen or could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The plan cannot run against its target (e.g. a statement does not
+    /// prepare): a bad plan, nothing was sent.
+    #[error("{0}")]
+    Plan(String),
+    /// The machine could not run it (e.g. no worker thread could start).
+    #[error("{0}")]
+    Runtime(String),
+}
+
 pub struct Report {
     pub summary: Summary,
     pub series: Vec<(SeriesRecord, Slot)>,
@@ -70,14 +82,16 @@ pub async fn execute(
     s: &Settings,
     control: Control,
     extra: &mut [&mut dyn Observer],
-) -> Result<Report, String> {
+) -> Result<Report, RunError> {
     for sc in &plan.scenarios {
         sc.driver
             .prepare()
             .await
-            .map_err(|e| format!("scenario {:?}: {e}", sc.name))?;
+            .map_err(|e| RunError::Plan(format!("scenario {:?}: {e}", sc.name)))?;
     }
-    crate::monitor::prepare(&plan.monitors).await?;
+    crate::monitor::prepare(&plan.monitors)
+        .await
+        .map_err(RunError::Plan)?;
     if let Some(at) = s.start_at {
         crate::progress::countdown(at, s.quiet, &control.stop).await;
     }
@@ -100,7 +114,8 @@ pub async fn execute(
         control.clone(),
         &mut observers,
     )
-    .await;
+    .await
+    .map_err(RunError::Runtime)?;
     let mut series = summary::collect_series(&result.agg);
     // Parts of a distributed run carry their thresholds but leave judging to the merge.
     let judged = if s.no_thresholds {

@@ -118,8 +118,7 @@ fn ramping_vus_break_where_the_capacity_says() {
         .arg(&old_path)
         .arg("--out")
         .arg(d.join("old.html"))
-        .output()
-        .unwrap();
+        .output_within(RUN_LIMIT);
     assert_eq!(code(&out), 0, "{}", text(&out));
 }
 
@@ -216,7 +215,12 @@ impl Served {
             .expect("volley serve starts");
         let mut first = String::new();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let watchdog = KillAfter::new(child.id(), RUN_LIMIT);
         stdout.read_line(&mut first).unwrap();
+        assert!(
+            !watchdog.fired(),
+            "volley serve printed no address and was killed"
+        );
         let url = first
             .split_whitespace()
             .last()

@@ -43,7 +43,7 @@ fn run_parts(dir: &Dir, plan: &Path, n: u64, extra: &[&str]) -> Vec<(Output, Pat
         .collect();
     children
         .into_iter()
-        .map(|(c, part)| (c.wait_with_output().expect("volley runs"), part))
+        .map(|(c, part)| (wait_within(c, RUN_LIMIT, "a segment's volley run"), part))
         .collect()
 }
 
@@ -56,8 +56,7 @@ fn merge(dir: &Dir, parts: &[&Path], extra: &[&str]) -> (Output, Option<serde_js
         .arg("--summary-export")
         .arg(&export)
         .args(extra)
-        .output()
-        .expect("volley merge runs");
+        .output_within(RUN_LIMIT);
     let summary = std::fs::read(&export)
         .ok()
         .map(|b| serde_json::from_slice(&b).expect("merged summary is JSON"));
@@ -243,8 +242,7 @@ http_req_failed = ["rate<0.01"]
         .arg(&other)
         .args(["--quiet", "--segment", "2/3", "--summary-export"])
         .arg(&foreign)
-        .output()
-        .unwrap();
+        .output_within(RUN_LIMIT);
     assert_eq!(code(&out), 0, "{}", text(&out));
     let (out, _) = merge(&d, &[files[0], &foreign, files[2]], &[]);
     assert_eq!(code(&out), 2, "{}", text(&out));
@@ -394,8 +392,7 @@ vus = ["max>=15"]
         .arg(&parts[0].1)
         .arg("--out")
         .arg(&page)
-        .output()
-        .unwrap();
+        .output_within(RUN_LIMIT);
     assert_eq!(code(&out), 0, "{}", text(&out));
     assert!(
         std::fs::read_to_string(&page)
@@ -538,8 +535,7 @@ url = "/item/${{SEG}}/{{{{ data.items.item }}}}"
         .args(["validate"])
         .arg(&plan)
         .args(["--segment", "1/3", "-e", "SEG=1"])
-        .output()
-        .unwrap();
+        .output_within(RUN_LIMIT);
     assert_eq!(code(&out), 0, "{}", text(&out));
     assert!(text(&out).contains("4 of 12 iterations"), "{}", text(&out));
     assert!(text(&out).contains("share: 2 of 6 VUs"), "{}", text(&out));
@@ -552,8 +548,7 @@ url = "/item/${{SEG}}/{{{{ data.items.item }}}}"
                 .args(["--quiet", "--workers", "2", "--segment"])
                 .arg(format!("{i}/3"))
                 .args(["-e", &format!("SEG={i}")])
-                .output()
-                .unwrap()
+                .output_within(RUN_LIMIT)
         })
         .collect();
     for out in &children {

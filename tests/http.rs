@@ -533,7 +533,11 @@ fn bad_plans_exit_2_with_file_line_and_column() {
     ];
     for (body, position, word) in cases {
         let p = d.write("bad.toml", body);
-        let out = volley().arg("run").arg(&p).arg("--quiet").output().unwrap();
+        let out = volley()
+            .arg("run")
+            .arg(&p)
+            .arg("--quiet")
+            .output_within(RUN_LIMIT);
         let msg = text(&out);
         assert_eq!(code(&out), 2, "{msg}");
         assert!(
@@ -543,7 +547,7 @@ fn bad_plans_exit_2_with_file_line_and_column() {
         assert!(msg.contains(word), "want {word:?} in: {msg}");
         assert!(!msg.contains("panicked"), "{msg}");
         // validate refuses it the same way.
-        let v = volley().arg("validate").arg(&p).output().unwrap();
+        let v = volley().arg("validate").arg(&p).output_within(RUN_LIMIT);
         assert_eq!(code(&v), 2);
     }
 }
@@ -574,7 +578,7 @@ max_vus = 100
 url = "http://127.0.0.1:1/"
 "#,
     );
-    let out = volley().arg("validate").arg(&p).output().unwrap();
+    let out = volley().arg("validate").arg(&p).output_within(RUN_LIMIT);
     let msg = text(&out);
     assert_eq!(code(&out), 0, "{msg}");
     assert!(msg.contains("total duration: 1m30s"), "{msg}");
@@ -583,8 +587,7 @@ url = "http://127.0.0.1:1/"
     let seg = volley()
         .args(["validate", "--segment", "2/3"])
         .arg(&p)
-        .output()
-        .unwrap();
+        .output_within(RUN_LIMIT);
     assert!(
         text(&seg).contains("share: 167 of 500 VUs"),
         "{}",
@@ -671,34 +674,8 @@ checks = { status = 200 }
 }
 
 /// `volley ARGS`, killed (and the test failed) if it outlives `limit`.
-fn bounded(args: &[&std::ffi::OsStr], d: &Dir, limit: Duration) -> std::process::Output {
-    let (out, err) = (d.join("stdout.txt"), d.join("stderr.txt"));
-    let mut child = volley()
-        .args(args)
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .expect("volley runs");
-    let deadline = std::time::Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "volley {args:?} ran longer than {limit:?}: {}",
-                std::fs::read_to_string(&err).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    std::process::Output {
-        status,
-        stdout: std::fs::read(&out).unwrap(),
-        stderr: std::fs::read(&err).unwrap(),
-    }
+fn bounded(args: &[&std::ffi::OsStr], _d: &Dir, limit: Duration) -> std::process::Output {
+    common::output_within(volley().args(args), limit.as_secs())
 }
 
 /// `volley run PLAN --quiet --summary-export ...` within 60 s.

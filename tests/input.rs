@@ -7,38 +7,12 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 use volley::serve::ServeOptions;
 
 /// Run `cmd` to its end, killed (and the test failed) if it takes over a minute.
 fn within(cmd: &mut Command) -> Output {
-    let limit = Duration::from_secs(60);
-    let dir = Dir::new();
-    let (out, err) = (dir.join("stdout"), dir.join("stderr"));
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .expect("volley starts");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: std::fs::read(&out).unwrap(),
-        stderr: std::fs::read(&err).unwrap(),
-    }
+    common::output_within(cmd, 60)
 }
 
 /// A refusal: exit 2, no panic, and every one of `expected` in what it says.

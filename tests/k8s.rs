@@ -26,8 +26,7 @@ fn render(args: &[&str]) -> std::process::Output {
         .arg(script())
         .args(args)
         .env("VOLLEY", env!("CARGO_BIN_EXE_volley"))
-        .output()
-        .expect("bash runs")
+        .output_within(RUN_LIMIT)
 }
 
 fn s(v: &Value) -> &str {
@@ -205,7 +204,7 @@ http_reqs = ["count>=100"]
         })
         .collect();
     for p in pods {
-        let out = p.wait_with_output().unwrap();
+        let out = wait_within(p, RUN_LIMIT, "a part's script");
         // Parts do not judge thresholds (each alone has a third of the requests).
         assert_eq!(code(&out), 0, "{}", text(&out));
         // The wait for --start-at shows in the progress output.
@@ -219,8 +218,7 @@ http_reqs = ["count>=100"]
         .arg("-c")
         .arg(local(&merge_script))
         .env("PATH", &path)
-        .output()
-        .unwrap();
+        .output_within(RUN_LIMIT);
     assert_eq!(code(&out), 0, "{}", text(&out));
     assert!(text(&out).contains("merged 3 parts"), "{}", text(&out));
     let run_dir = std::fs::read_dir(root.join("results"))

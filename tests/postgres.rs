@@ -983,8 +983,7 @@ fn the_example_plans_are_valid() {
             .arg("validate")
             .arg(root.join("fixtures/plans").join(plan))
             .args(["-e", &format!("DATABASE_URL={}", server_url())])
-            .output()
-            .unwrap();
+            .output_within(RUN_LIMIT);
         assert_eq!(code(&out), 0, "{plan}: {}", text(&out));
         assert!(text(&out).contains("[postgres /"), "{plan}: {}", text(&out));
     }

@@ -226,6 +226,7 @@ fn prometheus_scrapes_during_the_run_end_at_the_summary_totals() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let watchdog = KillAfter::new(child.id(), RUN_LIMIT);
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     let addr = loop {
@@ -257,6 +258,7 @@ fn prometheus_scrapes_during_the_run_end_at_the_summary_totals() {
         std::thread::sleep(Duration::from_millis(200));
     };
     let out = child.wait_with_output().unwrap();
+    assert!(!watchdog.fired(), "volley run did not exit and was killed");
     let stderr = drain.join().unwrap();
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let s: Value = serde_json::from_slice(&std::fs::read(&export).unwrap()).unwrap();
@@ -372,8 +374,7 @@ fn compare(a: &Path, b: &Path, args: &[&str]) -> std::process::Output {
         .arg(a)
         .arg(b)
         .args(args)
-        .output()
-        .unwrap()
+        .output_within(RUN_LIMIT)
 }
 
 #[test]
@@ -651,16 +652,14 @@ fn junit_has_one_failure_per_failed_threshold_and_the_report_shows_the_run() {
         .arg(&again)
         .arg("--junit")
         .arg(&xml2)
-        .output()
-        .unwrap();
+        .output_within(RUN_LIMIT);
     assert_eq!(code(&out), 0, "{}", text(&out));
     assert_eq!(std::fs::read_to_string(&again).unwrap(), html);
     check_junit(&std::fs::read_to_string(&xml2).unwrap());
     let out = volley()
         .args(["report"])
         .arg(d.join("missing.json"))
-        .output()
-        .unwrap();
+        .output_within(RUN_LIMIT);
     assert_eq!(code(&out), 2, "{}", text(&out));
 }
 
@@ -671,8 +670,7 @@ fn demo_writes_the_report_and_prints_its_path() {
         .arg("demo")
         .arg("--quiet")
         .current_dir(&d.path)
-        .output()
-        .unwrap();
+        .output_within(RUN_LIMIT);
     assert_eq!(code(&out), 0, "{}", text(&out));
     let report = d.join("volley-report.html");
     let html = std::fs::read_to_string(&report).expect("volley-report.html written");
@@ -718,23 +716,7 @@ url = "/api/products"
 /// Run `cmd` in `dir` to its end; kill it and fail after `limit` (a test
 /// must never hang).
 fn bounded(cmd: &mut Command, dir: &Dir, limit: Duration) -> std::process::Output {
-    let child = cmd
-        .current_dir(&dir.path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("volley runs");
-    let id = child.id().to_string();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || tx.send(child.wait_with_output()));
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.expect("volley exits"),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-KILL", &id]).status();
-            panic!("volley did not exit within {limit:?}");
-        }
-    }
+    common::output_within(cmd.current_dir(&dir.path), limit.as_secs())
 }
 
 /// `volley run PLAN --quiet ARGS`, at most a minute.

@@ -4,10 +4,9 @@
 
 mod common;
 
-use common::{Dir, code, text, volley};
-use std::process::{Command, Output, Stdio};
+use common::{Dir, code, output_within, text, volley};
+use std::process::Output;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 fn base_url() -> String {
@@ -121,32 +120,7 @@ impl Db {
             .arg("--database-url")
             .arg(&self.url)
             .args(args);
-        within(cmd, Duration::from_secs(300))
-    }
-}
-
-/// The command's output, or a failed test if it is still running after
-/// `limit` (killed first): a hang must not stall the suite.
-fn within(mut cmd: Command, limit: Duration) -> Output {
-    let what = format!("{cmd:?}");
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("volley runs");
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.expect("volley exits"),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            panic!("still running after {limit:?}, killed: {what}")
-        }
+        output_within(&mut cmd, 300)
     }
 }
 
@@ -157,7 +131,7 @@ fn offline(spec: &std::path::Path, args: &[&str]) -> Output {
         .arg("seed")
         .arg(spec)
         .args(args);
-    within(cmd, Duration::from_secs(120))
+    output_within(&mut cmd, 120)
 }
 
 /// 1-based line and column of the `nth` (0-based) occurrence of `needle`.
@@ -382,7 +356,7 @@ json = { email = "{{ data.users.email }}", password = "{{ data.users.password }}
     );
     let mut cmd = volley();
     cmd.arg("validate").arg(&plan);
-    let v = within(cmd, Duration::from_secs(60));
+    let v = output_within(&mut cmd, 60);
     assert_eq!(code(&v), 0, "{}", text(&v));
     assert!(text(&v).contains("users: 500 rows"), "{}", text(&v));
 
@@ -661,7 +635,7 @@ age = { gen = "int", min = 0, max = 100000 }
     let mut cmd = volley();
     cmd.args(["seed", "--database-url", "postgres://h:notaport/db"])
         .arg(&spec);
-    let out = within(cmd, Duration::from_secs(60));
+    let out = output_within(&mut cmd, 60);
     let t = text(&out);
     assert_eq!(code(&out), 2, "{t}");
     assert!(

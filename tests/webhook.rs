@@ -307,7 +307,7 @@ fn bad_webhook_plans_are_refused_with_the_fix() {
                 "[scenarios.w]\ndriver = \"webhook\"\nexecutor = \"shared-iterations\"\niterations = 1\nendpoint = \"http://127.0.0.1:1/webhooks/stripe\"\n{extra}"
             ),
         );
-        let out = volley().arg("validate").arg(&p).output().unwrap();
+        let out = volley().arg("validate").arg(&p).output_within(RUN_LIMIT);
         assert_eq!(code(&out), 2, "{extra}: {}", text(&out));
         let msg = text(&out);
         assert!(msg.contains("bad.toml:"), "{extra}: {msg}");
@@ -318,7 +318,7 @@ fn bad_webhook_plans_are_refused_with_the_fix() {
         "nosecret.toml",
         "[scenarios.w]\ndriver = \"webhook\"\nexecutor = \"shared-iterations\"\niterations = 1\nendpoint = \"http://127.0.0.1:1/x\"\n",
     );
-    let out = volley().arg("validate").arg(&p).output().unwrap();
+    let out = volley().arg("validate").arg(&p).output_within(RUN_LIMIT);
     assert_eq!(code(&out), 2);
     assert!(
         text(&out).contains("STRIPE_WEBHOOK_SECRET"),
@@ -343,8 +343,7 @@ fn the_sign_helper_matches_an_independent_vector() {
             "--payload",
         ])
         .arg(&payload)
-        .output()
-        .unwrap();
+        .output_within(RUN_LIMIT);
     assert_eq!(code(&out), 0, "{}", text(&out));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
@@ -371,8 +370,7 @@ fn the_send_helper_delivers_one_event() {
                 kind,
             ])
             .env_remove("STRIPE_WEBHOOK_SECRET")
-            .output()
-            .unwrap()
+            .output_within(RUN_LIMIT)
     };
     let ok = send("valid");
     assert_eq!(code(&ok), 0, "{}", text(&ok));

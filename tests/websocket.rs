@@ -544,8 +544,7 @@ kill $server
         .env("VOLLEY", env!("CARGO_BIN_EXE_volley"))
         .env("PLAN", &plan)
         .env("SUMMARY", &summary)
-        .output()
-        .unwrap();
+        .output_within(RUN_LIMIT);
     let printed = text(&out);
     assert!(out.status.success(), "{printed}");
     let stdout = String::from_utf8_lossy(&out.stdout);

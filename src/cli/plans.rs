@@ -77,6 +77,16 @@ pub(super) fn parse_start_at(s: &str) -> Result<SystemTime, Failure> {
     })
 }
 
+/// Say so when a scenario's arrival rate is likely beyond this machine.
+pub(super) fn warn_rates(plan: &plan::Plan) {
+    let cores = plan::machine::Machine::detect().cores;
+    for s in &plan.scenarios {
+        if let Some(w) = s.exec.rate_warning(plan.segment.count, cores) {
+            eprintln!("warning: scenario {:?}: {w}", s.name);
+        }
+    }
+}
+
 /// Raise the open-file limit and say so when the plan needs more than is allowed.
 pub(super) fn raise_nofile(plan: &plan::Plan) {
     let want: u64 = plan.scenarios.iter().map(|s| s.exec.max_vus()).sum::<u64>() + 256;
@@ -111,6 +121,7 @@ pub(super) fn run_and_report(
     one_stdout(&on_stdout)?;
     let mut outputs = Outputs::open(&specs).map_err(|e| usage(anyhow!(e)))?;
     raise_nofile(&plan);
+    warn_rates(&plan);
     let plan = Arc::new(plan);
     let rt = main_runtime()?;
     let report = rt.block_on(async {
@@ -121,7 +132,10 @@ pub(super) fn run_and_report(
         ctrl_c.abort();
         report
     });
-    let report = report.map_err(|e| usage(anyhow!(e)))?;
+    let report = report.map_err(|e| match e {
+        run::RunError::Plan(m) => usage(anyhow!(m)),
+        run::RunError::Runtime(m) => runtime(anyhow!(m)),
+    })?;
     print_summary(
         &summary::render_text(&report.summary, &report.series),
         !on_stdout.is_empty(),
@@ -159,6 +173,7 @@ pub(super) fn run_and_report(
 
 pub(super) fn cmd_validate(a: ValidateArgs) -> Result<u8, Failure> {
     let plan = load_plan(&a.plan, &[])?;
+    warn_rates(&plan);
     print!("{}", describe(&plan));
     Ok(EXIT_OK)
 }

@@ -46,6 +46,7 @@ pub struct LaneCtx<D: Driver> {
     pub iterations: SeriesId,
     pub iteration_duration: SeriesId,
     pub dropped: SeriesId,
+    pub interrupted: SeriesId,
     pub seed: u64,
 }
 
@@ -59,6 +60,21 @@ struct Lane<D: Driver> {
     tasks: RefCell<Vec<AbortHandle>>,
     /// Tells running iterations the run is stopping early.
     stop: Stop,
+}
+
+/// An iteration that has not finished; dropped armed, it counts as interrupted.
+struct Unfinished<'a> {
+    rec: &'a Recorder,
+    id: SeriesId,
+    armed: bool,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.rec.add(self.id, 1);
+        }
+    }
 }
 
 /// Counts one unit in a gauge cell for as long as it lives (also when a
@@ -201,6 +217,13 @@ impl<D: Driver> Lane<D> {
     async fn run_one(&self, vu: &mut D::Vu, it: Iteration, cutoff: Option<Instant>) -> bool {
         let began = Instant::now();
         let scheduled = it.scheduled;
+        // Counts the iteration as interrupted if it does not finish: cut off
+        // here, or its task aborted (graceful_stop ran out, a second Ctrl-C).
+        let mut unfinished = Unfinished {
+            rec: &self.c.rec,
+            id: self.c.interrupted,
+            armed: true,
+        };
         let finished = match cutoff {
             None => {
                 vu.iteration(it).await;
@@ -213,6 +236,7 @@ impl<D: Driver> Lane<D> {
             },
         };
         if finished {
+            unfinished.armed = false;
             let rec = &self.c.rec;
             rec.add(self.c.iterations, 1);
             // Open models count from the scheduled start.
@@ -225,6 +249,12 @@ impl<D: Driver> Lane<D> {
     /// Pause between iterations; false when the lane is winding down.
     async fn think(&self, until: Option<Instant>) -> bool {
         let Some(t) = &self.c.think else {
+            // An iteration may finish without ever waiting (a request whose
+            // URL does not parse fails before any I/O): without a yield now
+            // and then, the loop would keep this thread, and the supervisor
+            // that ends the lane would never run. Costs a counter (tokio's
+            // cooperative budget) until the budget is spent.
+            tokio::task::coop::consume_budget().await;
             return !self.winding_down.get();
         };
         let d = t.pick(&mut fastrand::Rng::new());
@@ -356,12 +386,58 @@ impl Slot {
     }
 }
 
-type Idle = Rc<RefCell<Vec<Rc<Slot>>>>;
+/// The idle VUs of an open lane, and the scheduler waiting for one while
+/// every VU is busy.
+#[derive(Default)]
+struct Pool {
+    idle: RefCell<Vec<Rc<Slot>>>,
+    scheduler: RefCell<Option<Waker>>,
+}
+
+impl Pool {
+    fn push(&self, slot: Rc<Slot>) {
+        self.idle.borrow_mut().push(slot);
+        if let Some(w) = self.scheduler.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    fn pop(&self) -> Option<Rc<Slot>> {
+        self.idle.borrow_mut().pop()
+    }
+
+    /// Completes once a VU is idle.
+    async fn freed(&self) {
+        poll_fn(|cx| {
+            if !self.idle.borrow().is_empty() {
+                return Poll::Ready(());
+            }
+            *self.scheduler.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// Arrivals handed out back to back (the schedule is behind) before the
+/// scheduler yields, so the VUs it woke and the supervisor get to run.
+const BURST: u32 = 64;
+/// While every VU is busy and arrivals are due, how often missed ones are counted.
+const DROP_TICK: Duration = Duration::from_millis(1);
+
+/// This lane's arrival indices in `from..to`, `from` being one of them.
+fn owned_in(from: u64, to: u64, stride: u64) -> u64 {
+    if to > from {
+        (to - from).div_ceil(stride)
+    } else {
+        0
+    }
+}
 
 async fn open_lane<D: Driver>(lane: Rc<Lane<D>>, pre: u64, max: u64) -> Vec<JoinHandle<()>> {
-    let idle: Idle = Rc::default();
-    let stride = lane.c.stride as usize;
-    let mut vu_indices = (lane.c.offset..max).step_by(stride).peekable();
+    let pool: Rc<Pool> = Rc::default();
+    let stride = lane.c.stride;
+    let mut vu_indices = (lane.c.offset..max).step_by(stride as usize).peekable();
     let mut tasks = Vec::new();
     while let Some(&i) = vu_indices.peek() {
         if i >= pre {
@@ -371,42 +447,76 @@ async fn open_lane<D: Driver>(lane: Rc<Lane<D>>, pre: u64, max: u64) -> Vec<Join
         // Idle from the start, before its task first runs: the first arrival
         // may be due at once, and must not be dropped for want of a VU.
         let slot = Rc::new(Slot::default());
-        idle.borrow_mut().push(slot.clone());
-        tasks.push(lane.spawn(pool_vu(lane.clone(), idle.clone(), i, None, slot)));
+        pool.push(slot.clone());
+        tasks.push(lane.spawn(pool_vu(lane.clone(), pool.clone(), i, None, slot)));
     }
     let mut arrivals = Arrivals::new(&lane.c.exec).expect("open executor");
     let mut timer = Timer::new();
     let graceful = lane.graceful.clone();
     let mut stopping = std::pin::pin!(graceful.cancelled());
     let mut k = lane.c.offset;
+    let mut burst = 0u32;
+    let mut ran_out = false;
+    // Every pass either waits, or hands out one arrival, or counts every
+    // arrival due by now in one step: however high the rate, the loop stays
+    // at the pace of the clock and of its VUs, and hears the stop.
     while let Some(t) = arrivals.time_of(k) {
         let at = lane.c.start + t;
         if at > Instant::now() {
             tokio::select! {
                 _ = timer.sleep_until(at) => {}
-                _ = &mut stopping => break,
+                _ = &mut stopping => {
+                    ran_out = true;
+                    break;
+                }
             }
+            burst = 0;
+        } else if burst >= BURST {
+            tokio::task::yield_now().await;
+            burst = 0;
         }
         if lane.winding_down.get() {
+            ran_out = true;
             break;
         }
-        let free = idle.borrow_mut().pop();
-        match free {
-            Some(slot) => slot.give(Some(at)),
-            None => match vu_indices.next() {
-                Some(i) => {
-                    let vu = pool_vu(lane.clone(), idle.clone(), i, Some(at), Rc::default());
-                    tasks.push(lane.spawn(vu));
+        if let Some(slot) = pool.pop() {
+            slot.give(Some(at));
+        } else if let Some(i) = vu_indices.next() {
+            let vu = pool_vu(lane.clone(), pool.clone(), i, Some(at), Rc::default());
+            tasks.push(lane.spawn(vu));
+        } else {
+            // No VU free: this arrival and every other one due by now are
+            // dropped, counted at once; then wait for a VU or the next tick.
+            let due = arrivals.due_by(Instant::now().saturating_duration_since(lane.c.start));
+            let n = owned_in(k, due, stride).max(1);
+            lane.c.rec.add(lane.c.dropped, n);
+            k = k.saturating_add(n.saturating_mul(stride));
+            tokio::select! {
+                biased;
+                _ = &mut stopping => {
+                    ran_out = true;
+                    break;
                 }
-                None => lane.c.rec.add(lane.c.dropped, 1),
-            },
+                _ = pool.freed() => {}
+                _ = sleep(DROP_TICK) => {}
+            }
+            burst = 0;
+            continue;
         }
-        k += lane.c.stride;
+        burst += 1;
+        k += stride;
+    }
+    // The schedule's time ran out (not a stop) with arrivals not yet handed
+    // out: they were due, and no VU took them.
+    if ran_out && !lane.c.stop.is_cancelled() {
+        lane.c
+            .rec
+            .add(lane.c.dropped, owned_in(k, arrivals.total(), stride));
     }
     // No more arrivals: idle VUs retire now, busy ones after their iteration
     // (within graceful_stop).
     lane.wind_down();
-    for slot in idle.borrow_mut().drain(..) {
+    for slot in pool.idle.borrow_mut().drain(..) {
         slot.give(None);
     }
     tasks
@@ -416,7 +526,7 @@ async fn open_lane<D: Driver>(lane: Rc<Lane<D>>, pre: u64, max: u64) -> Vec<Join
 /// with its slot already in the idle list.
 async fn pool_vu<D: Driver>(
     lane: Rc<Lane<D>>,
-    idle: Idle,
+    pool: Rc<Pool>,
     index: u64,
     first: Option<Instant>,
     slot: Rc<Slot>,
@@ -435,7 +545,7 @@ async fn pool_vu<D: Driver>(
                     if lane.winding_down.get() {
                         break;
                     }
-                    idle.borrow_mut().push(slot.clone());
+                    pool.push(slot.clone());
                 }
                 match slot.wait().await {
                     Some(at) => at,

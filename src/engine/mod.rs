@@ -26,6 +26,7 @@ pub fn register_metrics(r: &Registry) {
     r.metric("iterations", MetricKind::Counter, Unit::Default);
     r.metric("iteration_duration", MetricKind::Trend, Unit::Time);
     r.metric("dropped_iterations", MetricKind::Counter, Unit::Default);
+    r.metric("interrupted_iterations", MetricKind::Counter, Unit::Default);
     r.metric("vus", MetricKind::Gauge, Unit::Default);
     r.metric("vus_max", MetricKind::Gauge, Unit::Default);
 }
@@ -64,43 +65,60 @@ pub async fn run(
     opts: RunOptions,
     control: Control,
     observers: &mut [&mut dyn Observer],
-) -> RunResult {
+) -> Result<RunResult, String> {
     let workers = opts.workers.max(1);
     let names: Vec<String> = plan.scenarios.iter().map(|s| s.name.clone()).collect();
     let mut agg = Aggregator::new(plan.registry.clone(), workers, &names);
     // A short lead so every worker starts on the same clock.
     let t0 = Instant::now() + Duration::from_millis(20);
     let started = SystemTime::now() + Duration::from_millis(20);
-    for o in observers.iter_mut() {
-        o.on_start(started);
-    }
     let shared_counters: Vec<Arc<AtomicU64>> =
         plan.scenarios.iter().map(|_| Arc::default()).collect();
     let (tx, mut rx) = mpsc::unbounded_channel::<Flush>();
     let mut threads = Vec::new();
     for w in 0..workers {
-        let (plan, tx, control, counters) = (
+        let (wplan, wtx, wcontrol, counters) = (
             plan.clone(),
             tx.clone(),
             control.clone(),
             shared_counters.clone(),
         );
         let seed = opts.seed;
-        let handle = std::thread::Builder::new()
-            .name(format!("volley-worker-{w}"))
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a worker runtime starts");
-                let local = tokio::task::LocalSet::new();
-                local.block_on(
-                    &rt,
-                    worker(w, workers, plan, t0, control, counters, seed, tx),
-                );
-            })
-            .expect("a worker thread starts");
-        threads.push(handle);
+        // The runtime is built here, so that a machine out of threads, file
+        // descriptors or memory is an error of the run, not a panic in a thread.
+        let spawned = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .and_then(|rt| {
+                std::thread::Builder::new()
+                    .name(format!("volley-worker-{w}"))
+                    .spawn(move || {
+                        let local = tokio::task::LocalSet::new();
+                        local.block_on(
+                            &rt,
+                            worker(w, workers, wplan, t0, wcontrol, counters, seed, wtx),
+                        );
+                    })
+            });
+        match spawned {
+            Ok(handle) => threads.push(handle),
+            Err(e) => {
+                // The workers already started stop before their first iteration.
+                control.stop.cancel();
+                control.kill.cancel();
+                drop(tx);
+                for t in threads {
+                    let _ = t.join();
+                }
+                return Err(format!(
+                    "cannot start worker thread {} of {workers}: {e}; lower --workers or free resources (threads, open files, memory)",
+                    w + 1
+                ));
+            }
+        }
+    }
+    for o in observers.iter_mut() {
+        o.on_start(started);
     }
     drop(tx);
 
@@ -130,12 +148,12 @@ pub async fn run(
     if aborted.is_none() && control.stop.is_cancelled() {
         aborted = Some("stopped by the user".into());
     }
-    RunResult {
+    Ok(RunResult {
         agg,
         started,
         elapsed,
         aborted,
-    }
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -151,10 +169,11 @@ async fn worker(
 ) {
     let rec = Recorder::new(plan.registry.clone());
     let reg = &plan.registry;
-    let (it_m, itd_m, drop_m) = (
+    let (it_m, itd_m, drop_m, int_m) = (
         reg.metric("iterations", MetricKind::Counter, Unit::Default),
         reg.metric("iteration_duration", MetricKind::Trend, Unit::Time),
         reg.metric("dropped_iterations", MetricKind::Counter, Unit::Default),
+        reg.metric("interrupted_iterations", MetricKind::Counter, Unit::Default),
     );
     let seg = plan.segment;
     let mut counts = Vec::new();
@@ -192,6 +211,7 @@ async fn worker(
                     iterations: rec.series(it_m, tags),
                     iteration_duration: rec.series(itd_m, tags),
                     dropped: rec.series(drop_m, tags),
+                    interrupted: rec.series(int_m, tags),
                     seed: seed ^ (si as u64).wrapping_mul(0xA24B_AED4_963E_E407),
                 }
             };

@@ -511,6 +511,136 @@ impl Executor {
     }
 }
 
+/// Arrivals one worker thread can start per second, at most: one a
+/// microsecond, already faster than any driver's iteration (a request costs
+/// tens of microseconds of CPU); past it the scheduler could only count drops.
+pub const MAX_RATE_PER_CORE: f64 = 1e6;
+/// From this rate per core on, expect dropped iterations: warn.
+pub const HIGH_RATE_PER_CORE: f64 = 1e5;
+
+fn bytes(n: f64) -> String {
+    let units = ["B", "KB", "MB", "GB", "TB", "PB", "EB"];
+    let mut v = n;
+    let mut u = 0;
+    while v >= 1000.0 && u + 1 < units.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", units[u])
+}
+
+impl Executor {
+    /// Refuse what this machine cannot run: more VUs than its memory holds
+    /// (at `vu_bytes` each, the driver's measured floor), or arrivals faster
+    /// than its cores can start. `segments` instances share the plan.
+    pub fn check_fits(
+        &self,
+        c: &Common,
+        scenario_span: Range<usize>,
+        driver: &str,
+        vu_bytes: u64,
+        segments: u64,
+        machine: &super::machine::Machine,
+    ) -> Result<(), ConfigError> {
+        let span_of = |keys: &[(&str, Option<Range<usize>>)]| -> (String, Range<usize>) {
+            keys.iter()
+                .find_map(|(k, s)| s.clone().map(|s| (k.to_string(), s)))
+                .unwrap_or_else(|| (keys[0].0.to_string(), scenario_span.clone()))
+        };
+        let spans = |v: &Option<Spanned<u64>>| v.as_ref().map(Spanned::span);
+        let rates = |v: &Option<Spanned<f64>>| v.as_ref().map(Spanned::span);
+        let max = self.max_vus();
+        let here = max.div_ceil(segments);
+        if let Some(memory) = machine.memory {
+            let need = here as f64 * vu_bytes as f64;
+            if need > memory as f64 {
+                let (key, span) = match self {
+                    Executor::RampingVus { start_vus, .. } if *start_vus == max => {
+                        span_of(&[("`start_vus`", spans(&c.start_vus))])
+                    }
+                    Executor::RampingVus { .. } => {
+                        span_of(&[("the stages' `target`", c.stages.as_ref().map(Spanned::span))])
+                    }
+                    Executor::ConstantArrivalRate { .. } | Executor::RampingArrivalRate { .. } => {
+                        span_of(&[
+                            ("`max_vus`", spans(&c.max_vus)),
+                            ("`pre_allocated_vus`", spans(&c.pre_allocated_vus)),
+                        ])
+                    }
+                    _ => span_of(&[("`vus`", spans(&c.vus))]),
+                };
+                let fit = (memory / vu_bytes.max(1)).saturating_mul(segments);
+                return Err(ConfigError::at(
+                    span,
+                    format!(
+                        "{max} VUs cannot fit: at ~{} per {driver} VU they need {} on this instance, and this machine has {} of memory available; at most {fit} VUs fit: lower {key}, or split the run across machines (--segment, docs/distributed.md)",
+                        bytes(vu_bytes as f64),
+                        bytes(need),
+                        bytes(memory as f64),
+                    ),
+                ));
+            }
+        }
+        if let Some(per_s) = self.peak_rate() {
+            let limit = MAX_RATE_PER_CORE * machine.cores as f64 * segments as f64;
+            if per_s > limit {
+                let (unit, key, span) = match self {
+                    Executor::ConstantArrivalRate { time_unit, .. } => {
+                        let (k, s) = span_of(&[("`rate`", rates(&c.rate))]);
+                        (*time_unit, k, s)
+                    }
+                    Executor::RampingArrivalRate {
+                        time_unit,
+                        start_rate,
+                        stages,
+                        ..
+                    } => {
+                        let start_is_peak = stages.iter().all(|s| s.target <= *start_rate);
+                        let (k, s) = if start_is_peak {
+                            span_of(&[("`start_rate`", rates(&c.start_rate))])
+                        } else {
+                            span_of(&[(
+                                "the stages' `target`",
+                                c.stages.as_ref().map(Spanned::span),
+                            )])
+                        };
+                        (*time_unit, k, s)
+                    }
+                    _ => unreachable!("only open executors have a rate"),
+                };
+                let per_unit = (limit * unit.as_secs_f64()).floor();
+                return Err(ConfigError::at(
+                    span,
+                    format!(
+                        "{per_s:e} arrivals/s cannot be scheduled: volley starts at most {MAX_RATE_PER_CORE:e} arrivals/s per core (one a microsecond), {limit:e}/s on this machine's {} cores{}; lower {key} to at most {per_unit} per {}, or split the run across machines (--segment, docs/distributed.md)",
+                        machine.cores,
+                        if segments > 1 {
+                            format!(" times {segments} segments")
+                        } else {
+                            String::new()
+                        },
+                        volley_protocols::duration::format_duration(unit),
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A warning when the arrival rate is high enough that iterations will
+    /// likely be dropped rather than run.
+    pub fn rate_warning(&self, segments: u64, cores: u64) -> Option<String> {
+        let per_s = self.peak_rate()? / segments as f64;
+        let high = HIGH_RATE_PER_CORE * cores as f64;
+        (per_s >= high).then(|| {
+            format!(
+                "{per_s:.0} arrivals/s on this instance is {:.1} µs apart per core: expect dropped_iterations unless every iteration takes less; split the run across machines (--segment) for more",
+                1e6 * cores as f64 / per_s
+            )
+        })
+    }
+}
+
 /// The VU target of a ramp at `t` (linear between stages).
 pub fn ramp_value(start: f64, stages: &[Stage], t: Duration) -> f64 {
     let mut from = start;
@@ -629,6 +759,25 @@ impl Arrivals {
         (n - 1e-9).ceil().max(0.0) as u64
     }
 
+    /// How many arrivals are due by `t` from the start (those at or before
+    /// it), in one step however many there are.
+    pub fn due_by(&self, t: Duration) -> u64 {
+        let t = t.as_secs_f64();
+        let (mut n, mut at) = (0.0, 0.0);
+        for &(d, a, b) in &self.stages {
+            if t < at + d {
+                let x = t - at;
+                n += a * x + (b - a) / (2.0 * d) * x * x;
+                // Arrival j is due once the count reaches j: 0..=floor(n)
+                // (with time_of's tolerance).
+                return (((n + 1e-9).floor() + 1.0) as u64).min(self.total());
+            }
+            n += d * (a + b) / 2.0;
+            at += d;
+        }
+        self.total()
+    }
+
     /// Time of arrival `k` (0-based), or None when the schedule ends first.
     /// Calls must come with non-decreasing `k`.
     pub fn time_of(&mut self, k: u64) -> Option<Duration> {
@@ -707,6 +856,41 @@ mod tests {
             k += 1;
         }
         assert_eq!(count, 500);
+    }
+
+    #[test]
+    fn due_by_counts_what_time_of_schedules() {
+        let exec = Executor::RampingArrivalRate {
+            start_rate: 10.0,
+            time_unit: Duration::from_secs(1),
+            stages: vec![st(10, 100.0), st(0, 5.0), st(5, 5.0)],
+            pre_allocated_vus: 1,
+            max_vus: 1,
+        };
+        let mut a = Arrivals::new(&exec).unwrap();
+        assert_eq!(a.due_by(Duration::ZERO), 1);
+        let times: Vec<Duration> = (0..).map_while(|k| a.time_of(k)).collect();
+        assert_eq!(times.len() as u64, a.total());
+        for (k, w) in times.windows(2).enumerate() {
+            let k = k as u64;
+            // Arrival k is due from its time (to the nanosecond it was
+            // rounded to); the next one not before its own.
+            assert!(a.due_by(w[0] + Duration::from_nanos(1)) > k, "{k}");
+            if w[1] > w[0] + Duration::from_micros(1) {
+                assert_eq!(a.due_by(w[0] + (w[1] - w[0]) / 2), k + 1, "{k}");
+            }
+        }
+        assert_eq!(a.due_by(Duration::from_secs(3600)), a.total());
+        // A billion a second for a minute: counted in one step.
+        let fast = Executor::ConstantArrivalRate {
+            rate: 1e9,
+            time_unit: Duration::from_secs(1),
+            duration: Duration::from_secs(60),
+            pre_allocated_vus: 1,
+            max_vus: 1,
+        };
+        let f = Arrivals::new(&fast).unwrap();
+        assert_eq!(f.due_by(Duration::from_secs(30)), 30_000_000_001);
     }
 
     #[test]

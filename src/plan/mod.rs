@@ -3,6 +3,7 @@
 
 pub mod env;
 pub mod executor;
+pub mod machine;
 
 use crate::drivers::AnyDriver;
 use crate::threshold::{self, ThresholdSet};
@@ -356,6 +357,7 @@ fn parse(
         ));
     }
 
+    let machine = machine::Machine::detect();
     let mut scenarios = Vec::new();
     for (name, value) in scen_table {
         let name_text = name.get_ref().to_string();
@@ -401,6 +403,15 @@ fn parse(
                 ),
             )
         })?;
+        // Before the driver is built: refuse what cannot fit, having allocated nothing.
+        exec.check_fits(
+            &common,
+            name.span(),
+            driver_name.get_ref(),
+            crate::drivers::vu_bytes(driver_name.get_ref()),
+            opts.segment.count,
+            &machine,
+        )?;
         let mut tags = Tags::new([("scenario", name_text.as_str())]);
         for (k, v) in &common.tags {
             tags = tags.with(k, v.clone());

@@ -219,6 +219,7 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
         (&Method::GET, ["api", "reports", "inventory"]) => 12,
         _ => ROUTES.len() - 1,
     };
+    state.stats.arrive();
     let resp = if route == ROUTES.len() - 1 {
         json_response(404, &json!({"error": format!("no route {method} {path}")}))
     } else {

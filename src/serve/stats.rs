@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub struct Stats {
+    /// API requests that reached a handler, answered or not (a client may
+    /// go away while it waits out --latency).
+    arrived: AtomicU64,
     total: AtomicU64,
     routes: Vec<AtomicU64>,
     statuses: Vec<AtomicU64>,
@@ -16,6 +19,7 @@ pub struct Stats {
 impl Default for Stats {
     fn default() -> Self {
         Self {
+            arrived: AtomicU64::new(0),
             total: AtomicU64::new(0),
             routes: super::api::ROUTES
                 .iter()
@@ -43,6 +47,15 @@ impl Stats {
         if let Some(s) = self.statuses.get(status as usize) {
             s.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Count one API request as it arrives, before it is answered.
+    pub fn arrive(&self) {
+        self.arrived.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn arrived(&self) -> u64 {
+        self.arrived.load(Ordering::Relaxed)
     }
 
     pub fn injected_error(&self) {
@@ -76,6 +89,7 @@ impl Stats {
             .filter(|(_, c)| *c > 0)
             .collect();
         serde_json::json!({
+            "arrived": self.arrived(),
             "total": self.total(),
             "routes": routes,
             "statuses": statuses,
@@ -84,7 +98,8 @@ impl Stats {
     }
 
     pub fn reset(&self) {
-        for c in std::iter::once(&self.total)
+        for c in [&self.arrived, &self.total]
+            .into_iter()
             .chain(&self.routes)
             .chain(&self.statuses)
             .chain(std::iter::once(&self.injected_errors))

@@ -3,7 +3,9 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 use volley::serve::{ServeOptions, Server};
 
 /// The demo target on 127.0.0.1, on its own runtime, for the test's lifetime.
@@ -35,6 +37,11 @@ impl Target {
 
     pub fn route(&self, label: &str) -> u64 {
         self.server.state.stats.route(label)
+    }
+
+    /// API requests that reached the target, answered or not.
+    pub fn arrived(&self) -> u64 {
+        self.server.state.stats.arrived()
     }
 }
 
@@ -72,19 +79,114 @@ pub fn volley() -> Command {
     c
 }
 
+/// How long a test lets one `volley run` of its short plans take before it
+/// kills it: far beyond any plan here (a few seconds, plus graceful stops),
+/// so only a hang reaches it.
+pub const RUN_LIMIT: u64 = 180;
+
+/// Run `cmd` to its end and take its output; past `secs`, kill it (SIGKILL)
+/// and fail the test saying so. Every test runs volley through this (or
+/// `wait_within`), so none can hang.
+pub fn output_within(cmd: &mut Command, secs: u64) -> Output {
+    let what = format!("{cmd:?}");
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    wait_within(child, secs, &what)
+}
+
+/// `cmd.output_within(secs)`: `output_within` as a method, for builder chains.
+pub trait Within {
+    fn output_within(&mut self, secs: u64) -> Output;
+}
+
+impl Within for Command {
+    fn output_within(&mut self, secs: u64) -> Output {
+        output_within(self, secs)
+    }
+}
+
+/// Kills process `pid` (SIGKILL) once `secs` have passed, unless stopped
+/// first: guards a child through blocking reads and waits.
+pub struct KillAfter {
+    done: Option<mpsc::Sender<()>>,
+    watchdog: Option<std::thread::JoinHandle<bool>>,
+}
+
+impl KillAfter {
+    pub fn new(pid: u32, secs: u64) -> Self {
+        let (done, finished) = mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || {
+            if finished.recv_timeout(Duration::from_secs(secs))
+                != Err(mpsc::RecvTimeoutError::Timeout)
+            {
+                return false;
+            }
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            true
+        });
+        Self {
+            done: Some(done),
+            watchdog: Some(watchdog),
+        }
+    }
+
+    /// Stop watching (call before the child is reaped); true if it had to kill.
+    pub fn fired(mut self) -> bool {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> bool {
+        drop(self.done.take());
+        self.watchdog
+            .take()
+            .is_some_and(|w| w.join().unwrap_or(false))
+    }
+}
+
+impl Drop for KillAfter {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Wait for a started child (stdout and stderr piped) and take its output;
+/// past `secs`, kill it (SIGKILL) and fail the test naming `what`.
+pub fn wait_within(child: Child, secs: u64, what: &str) -> Output {
+    // The child is not reaped before wait_with_output returns, so its pid
+    // cannot have been reused when the watchdog kills.
+    let watchdog = KillAfter::new(child.id(), secs);
+    let out = child
+        .wait_with_output()
+        .expect("the child can be waited for");
+    if watchdog.fired() {
+        panic!(
+            "{what} did not exit within {secs}s and was killed (SIGKILL); its output:\n{}",
+            text(&out)
+        );
+    }
+    out
+}
+
 /// `volley run PLAN --quiet --summary-export DIR/summary.json [args]`.
 pub fn run_plan(dir: &Dir, plan: &Path, args: &[&str]) -> (Output, Option<serde_json::Value>) {
     let export = dir.join("summary.json");
     let _ = std::fs::remove_file(&export);
-    let out = volley()
-        .arg("run")
-        .arg(plan)
-        .arg("--quiet")
-        .arg("--summary-export")
-        .arg(&export)
-        .args(args)
-        .output()
-        .expect("volley runs");
+    let out = output_within(
+        volley()
+            .arg("run")
+            .arg(plan)
+            .arg("--quiet")
+            .arg("--summary-export")
+            .arg(&export)
+            .args(args),
+        RUN_LIMIT,
+    );
     let summary = std::fs::read(&export)
         .ok()
         .map(|b| serde_json::from_slice(&b).expect("summary is JSON"));
@@ -98,22 +200,33 @@ pub fn run_interrupted(
     plan: &Path,
     after: std::time::Duration,
 ) -> (Output, serde_json::Value) {
+    run_signalled(dir, plan, &[after])
+}
+
+/// `volley run PLAN --quiet --summary-export ...`, sent SIGINT (Ctrl-C) at
+/// each of `at` (from its start): its output and the summary it still wrote.
+pub fn run_signalled(dir: &Dir, plan: &Path, at: &[Duration]) -> (Output, serde_json::Value) {
     let export = dir.join("summary.json");
-    let child = volley()
-        .arg("run")
+    let _ = std::fs::remove_file(&export);
+    let mut cmd = volley();
+    cmd.arg("run")
         .arg(plan)
         .arg("--quiet")
         .arg("--summary-export")
         .arg(&export)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("volley runs");
-    std::thread::sleep(after);
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let out = child.wait_with_output().expect("volley exits");
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let what = format!("{cmd:?}");
+    let child = cmd.spawn().expect("volley runs");
+    let started = std::time::Instant::now();
+    for t in at {
+        std::thread::sleep(t.saturating_sub(started.elapsed()));
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+    }
+    let out = wait_within(child, RUN_LIMIT, &what);
     let summary = std::fs::read(&export).expect("the summary is written on Ctrl-C");
     (
         out,

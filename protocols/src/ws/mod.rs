@@ -22,9 +22,9 @@ use http::{HeaderName, HeaderValue};
 use room::Room;
 use serde::Deserialize;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use toml::Spanned;
 
@@ -155,8 +155,7 @@ pub struct WsDriver {
     pub(crate) user: Template,
     pub(crate) join: Option<Template>,
     pub(crate) message: Template,
-    pub(crate) rooms: Vec<Room>,
-    pub(crate) room_size: u64,
+    pub(crate) rooms: Rooms,
     /// Mean gap between one participant's messages.
     pub(crate) interval: Option<Duration>,
     pub(crate) session_duration: Option<DurRange>,
@@ -171,6 +170,49 @@ pub struct WsDriver {
     pub(crate) metrics: Metrics,
     /// Distinguishes this run's message ids from anyone else's.
     pub(crate) nonce: String,
+}
+
+/// The scenario's rooms, each made when its first member is: a plan may
+/// name millions, and making them all up front would cost memory per VU
+/// before anything runs (in `volley validate` too).
+pub(crate) struct Rooms {
+    count: u64,
+    pub(crate) size: u64,
+    /// The scenario's VUs (the last room may have fewer members).
+    vus: u64,
+    name: Template,
+    made: Mutex<HashMap<u64, Arc<Room>>>,
+}
+
+impl Rooms {
+    /// The room of VU `index` (once per VU, not per message).
+    pub(crate) fn of(&self, vu: u64) -> Arc<Room> {
+        let i = (vu / self.size).min(self.count - 1);
+        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        made.entry(i)
+            .or_insert_with(|| {
+                let idx = i.to_string();
+                let locals = [idx.as_str()];
+                // Seeded by room, so a random name is the same whichever member makes it.
+                let mut rng = fastrand::Rng::with_seed(0x5eed ^ i);
+                let mut scope = Scope {
+                    vu: 0,
+                    iter: 0,
+                    vars: &[],
+                    feeders: &[],
+                    rows: &[],
+                    locals: &locals,
+                    rng: &mut rng,
+                };
+                let members = self.size.min(self.vus - i * self.size);
+                Arc::new(Room::new(
+                    i,
+                    self.name.render_string(&mut scope),
+                    members as usize,
+                ))
+            })
+            .clone()
+    }
 }
 
 fn at(span: Range<usize>) -> impl Fn(String) -> ConfigError {
@@ -218,7 +260,7 @@ impl WsDriver {
             Some(s) => *s.get_ref(),
             None => 10,
         };
-        let room_count = ctx.max_vus.max(1).div_ceil(room_size) as usize;
+        let room_count = ctx.max_vus.max(1).div_ceil(room_size);
 
         // Room names: rendered once per room, so every member agrees.
         let room_src = o
@@ -240,25 +282,13 @@ impl WsDriver {
                 ),
             ));
         }
-        // A room holds at most every VU, however large room_size is.
-        let members = room_size.min(ctx.max_vus.max(1)) as usize;
-        let mut rng = fastrand::Rng::with_seed(0x5eed);
-        let rooms: Vec<Room> = (0..room_count as u64)
-            .map(|i| {
-                let idx = i.to_string();
-                let locals = [idx.as_str()];
-                let mut scope = Scope {
-                    vu: 0,
-                    iter: 0,
-                    vars: &[],
-                    feeders: &[],
-                    rows: &[],
-                    locals: &locals,
-                    rng: &mut rng,
-                };
-                Room::new(i, room_t.render_string(&mut scope), members)
-            })
-            .collect();
+        let rooms = Rooms {
+            count: room_count,
+            size: room_size,
+            vus: ctx.max_vus.max(1),
+            name: room_t,
+            made: Mutex::default(),
+        };
 
         env.locals = &LOCALS[..USER_LOCALS];
         let user = match &o.user {
@@ -483,7 +513,7 @@ impl WsDriver {
         let nonce = format!("{:08x}", fastrand::u32(..));
         Ok(Self {
             tags: ctx.tags.clone(),
-            tag_rooms: o.tag_rooms.unwrap_or(room_count <= TAG_ROOMS_UP_TO),
+            tag_rooms: o.tag_rooms.unwrap_or(room_count <= TAG_ROOMS_UP_TO as u64),
             url,
             headers,
             subprotocols,
@@ -491,7 +521,6 @@ impl WsDriver {
             join,
             message,
             rooms,
-            room_size,
             interval: (rate > 0.0).then(|| crate::duration::secs(60.0 / rate)),
             session_duration: o.session_duration.filter(|d| !d.is_zero()),
             reconnect: o.reconnect.unwrap_or_default(),

@@ -116,7 +116,7 @@ pub struct WsVu {
     d: Arc<WsDriver>,
     rec: Recorder,
     state: VuState,
-    room: usize,
+    room: Arc<Room>,
     slot: u32,
     s: RoomSeries,
     errors: Vec<(Fault, SeriesId)>,
@@ -171,14 +171,14 @@ fn parse_id(nonce: &str, v: &Val<'_>) -> Option<(u64, u32, u64)> {
 impl WsVu {
     pub(super) fn new(d: Arc<WsDriver>, env: VuEnv) -> Self {
         let rec = env.recorder;
-        let room = ((env.index / d.room_size) as usize).min(d.rooms.len() - 1);
-        let slot = (env.index % d.room_size) as u32;
-        let s = d.rooms[room]
+        let room = d.rooms.of(env.index);
+        let slot = (env.index % d.rooms.size) as u32;
+        let s = room
             .series
-            .get_or_init(|| RoomSeries::new(&d, &d.rooms[room], &rec))
+            .get_or_init(|| RoomSeries::new(&d, &room, &rec))
             .clone();
         let mut locals = Locals::default();
-        let _ = write!(locals.room_index, "{}", d.rooms[room].index);
+        let _ = write!(locals.room_index, "{}", room.index);
         Self {
             state: d.inputs.state(env.index, env.seed),
             rec,
@@ -223,7 +223,7 @@ impl WsVu {
     /// Render the session's templates that have no message values.
     fn render(&mut self, which: Which) -> String {
         let d = &self.d;
-        let room = &d.rooms[self.room];
+        let room = &self.room;
         let l = &self.locals;
         let locals = [
             l.room_index.as_str(),
@@ -293,7 +293,7 @@ impl WsVu {
         }
         let ours = parse_id(&d.nonce, id);
         let own_echo = match ours {
-            Some((room, slot, _)) => room == d.rooms[self.room].index && slot == self.slot,
+            Some((room, slot, _)) => room == self.room.index && slot == self.slot,
             None => {
                 let sender = &out[r.sender_slot];
                 !sender.is_missing() && sender.eq_text(&self.locals.user)
@@ -312,7 +312,7 @@ impl WsVu {
             }
         }
         if let (Some((room, _, seq)), Some(m)) = (ours, member)
-            && room == d.rooms[self.room].index
+            && room == self.room.index
         {
             m.received(seq);
         }
@@ -356,13 +356,16 @@ impl WsVu {
     /// Send one chat message, unless the session's end has come.
     async fn chat(&mut self, ws: &mut Socket, end: Instant) -> Result<(), Fault> {
         let d = self.d.clone();
-        let room = &d.rooms[self.room];
-        let Some(seq) = room.send(self.slot, end) else {
+        let Some(seq) = self.room.send(self.slot, end) else {
             return Ok(());
         };
         let l = &mut self.locals;
         l.id.clear();
-        let _ = write!(l.id, "{}-{}-{}-{}", d.nonce, room.index, self.slot, seq);
+        let _ = write!(
+            l.id,
+            "{}-{}-{}-{}",
+            d.nonce, self.room.index, self.slot, seq
+        );
         l.sent_at.clear();
         let _ = write!(l.sent_at, "{}", unix_micros());
         l.seq.clear();
@@ -376,7 +379,7 @@ impl WsVu {
                 Ok(())
             }
             Err(f) => {
-                room.failed(seq);
+                self.room.failed(seq);
                 Err(f)
             }
         }
@@ -479,9 +482,9 @@ impl WsVu {
                 return self.end_session(started, Outcome::Planned);
             }
         }
-        let room = &d.rooms[self.room];
+        let room = self.room.clone();
         let mut p = Presence {
-            room,
+            room: &room,
             member: room.join(self.slot),
         };
 
@@ -629,7 +632,7 @@ impl Vu for WsVu {
         let d = self.d.clone();
         // The user name may use iteration values: render it per session.
         {
-            let room = &d.rooms[self.room];
+            let room = &self.room;
             let mut user = std::mem::take(&mut self.locals.user);
             user.clear();
             let locals = [self.locals.room_index.as_str(), room.name.as_str()];
@@ -645,6 +648,9 @@ impl Vu for WsVu {
             (None, None) => now + Duration::from_secs(365 * 24 * 3600),
         };
         if end <= now + Duration::from_millis(1) {
+            // Too short for a session: let its time pass instead of returning
+            // at once, so a VU whose sessions all fall short does not spin.
+            sleep_until(end.into()).await;
             return;
         }
         let outcome = self.session(end, &it.stop).await;
