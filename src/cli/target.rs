@@ -167,11 +167,11 @@ pub(super) fn cmd_serve(a: ServeArgs) -> Result<u8, Failure> {
             "  webhooks: {}/webhooks/{{stripe,github,standard,shopify,slack}} ({mode})",
             server.base_url(),
         );
-        if let (Some(why), false) = (server.state.webhooks.standard_unusable(), a.webhook_insecure)
-        {
-            println!(
-                "  /webhooks/standard answers 500: {why}"
-            );
+        if let (Some(why), false) = (
+            server.state.webhooks.standard_unusable(),
+            a.webhook_insecure,
+        ) {
+            println!("  /webhooks/standard answers 500: {why}");
         }
         println!(
             "  metrics: {0}/api/metrics (JSON)  {0}/metrics (Prometheus)  pid {1}",

@@ -136,9 +136,7 @@ fn secrets_of(scheme: Scheme, given: Vec<String>, required: bool) -> Result<Vec<
         )));
     }
     for s in &secrets {
-        scheme
-            .key(s)
-            .map_err(|e| usage(anyhow!("--secret: {e}")))?;
+        scheme.key(s).map_err(|e| usage(anyhow!("--secret: {e}")))?;
     }
     Ok(secrets)
 }
@@ -182,7 +180,11 @@ pub(super) fn cmd_webhook_sign(a: SignArgs) -> Result<u8, Failure> {
         id.extend((0..27).map(|_| rng.alphanumeric()));
         id
     });
-    if id.is_empty() || id.contains(['.', ' ']) || !id.is_ascii() || id.chars().any(char::is_control) {
+    if id.is_empty()
+        || id.contains(['.', ' '])
+        || !id.is_ascii()
+        || id.chars().any(char::is_control)
+    {
         return Err(usage(anyhow!(
             "--id {id:?}: an id is ASCII without dots or spaces (the signed text is id.timestamp.body), e.g. msg_2KWPBgLlAfxdpx2AI54pPJ85f4W"
         )));
@@ -237,7 +239,10 @@ pub(super) fn cmd_webhook_send(a: SendArgs) -> Result<u8, Failure> {
         .map(|(_, v)| v.clone())
         .or_else(|| {
             let b = body.as_ref()?;
-            b["id"].as_str().or(b["event_id"].as_str()).map(str::to_string)
+            b["id"]
+                .as_str()
+                .or(b["event_id"].as_str())
+                .map(str::to_string)
         })
         .unwrap_or_default();
     eprintln!(

@@ -260,13 +260,10 @@ impl Receiver {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0);
-            if let Err(e) = self.scheme.verify(
-                &headers,
-                &body,
-                key,
-                signature::DEFAULT_TOLERANCE_SECS,
-                now,
-            ) {
+            if let Err(e) =
+                self.scheme
+                    .verify(&headers, &body, key, signature::DEFAULT_TOLERANCE_SECS, now)
+            {
                 return self.reject(e.reason(), 400, &rejection_message(self.scheme, e));
             }
         }
@@ -304,10 +301,16 @@ impl Receiver {
             }
             let why = match self.scheme {
                 Scheme::Stripe => "the payload is not a Stripe event (a JSON object with an id)",
-                Scheme::Slack => "the payload is not a Slack event callback (a JSON object with an event_id)",
-                Scheme::Github => "no X-GitHub-Delivery header: a redelivery could not be told apart",
+                Scheme::Slack => {
+                    "the payload is not a Slack event callback (a JSON object with an event_id)"
+                }
+                Scheme::Github => {
+                    "no X-GitHub-Delivery header: a redelivery could not be told apart"
+                }
                 Scheme::Standard => "no webhook-id header: a redelivery could not be told apart",
-                Scheme::Shopify => "no X-Shopify-Webhook-Id header: a redelivery could not be told apart",
+                Scheme::Shopify => {
+                    "no X-Shopify-Webhook-Id header: a redelivery could not be told apart"
+                }
             };
             return self.reject("invalid_payload", 400, why);
         };

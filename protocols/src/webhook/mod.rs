@@ -284,7 +284,9 @@ impl WebhookDriver {
                 Some(_) => Some(HeaderValue::from_str(&name).map_err(|_| {
                     ConfigError::at(
                         span.clone().unwrap_or(0..0),
-                        format!("event type {name:?} cannot be a header value (no control characters)"),
+                        format!(
+                            "event type {name:?} cannot be a header value (no control characters)"
+                        ),
                     )
                 })?),
                 None => None,

@@ -295,9 +295,7 @@ impl Scheme {
         let get = |name: &str| headers.get(name).map(|v| v.as_bytes());
         let sig = get(self.signature_header());
         match self {
-            Scheme::Stripe => {
-                signature::verify(sig, body, key, tolerance_secs, now).map(|_| ())
-            }
+            Scheme::Stripe => signature::verify(sig, body, key, tolerance_secs, now).map(|_| ()),
             // @octokit/webhooks-methods compares "sha256=<hex>" as a whole.
             Scheme::Github => {
                 let sig = sig.ok_or(VerifyError::Missing)?;
@@ -311,7 +309,8 @@ impl Scheme {
             // The libraries want all three headers, then a timestamp within
             // the tolerance either way, then any matching "v1,".
             Scheme::Standard => {
-                let (Some(id), Some(ts), Some(sig)) = (get("webhook-id"), get("webhook-timestamp"), sig)
+                let (Some(id), Some(ts), Some(sig)) =
+                    (get("webhook-id"), get("webhook-timestamp"), sig)
                 else {
                     return Err(VerifyError::Missing);
                 };
@@ -450,7 +449,9 @@ mod tests {
         // slack_sdk SignatureVerifier("8f742231b10e8888abcd99yyyzzz85a5")
         //   .generate_signature(timestamp="1531420618", body=<Slack's docs example>)
         let body = b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
-        let k = Scheme::Slack.key("8f742231b10e8888abcd99yyyzzz85a5").unwrap();
+        let k = Scheme::Slack
+            .key("8f742231b10e8888abcd99yyyzzz85a5")
+            .unwrap();
         assert_eq!(
             Scheme::Slack.sign_headers(&[k], "", 1_531_420_618, body),
             [
@@ -466,14 +467,33 @@ mod tests {
 
     #[test]
     fn standard_secrets_are_base64_after_the_prefix() {
-        assert!(Scheme::Standard.key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_ok());
+        assert!(
+            Scheme::Standard
+                .key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+                .is_ok()
+        );
         // Without the prefix, and unpadded, as the libraries take them.
-        assert!(Scheme::Standard.key("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_ok());
+        assert!(
+            Scheme::Standard
+                .key("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+                .is_ok()
+        );
         assert!(Scheme::Standard.key("whsec_c2VjcmV0").is_ok());
         assert!(Scheme::Standard.key("whsec_b2xkIGtleQ").is_ok());
-        for bad in ["whsec_volley_test", "whsec_not base64", "whsec_", "whsec_abcde"] {
-            let e = Scheme::Standard.key(bad).err().unwrap_or_else(|| panic!("{bad}"));
-            assert!(e.contains("base64") || e.contains("needs a key"), "{bad}: {e}");
+        for bad in [
+            "whsec_volley_test",
+            "whsec_not base64",
+            "whsec_",
+            "whsec_abcde",
+        ] {
+            let e = Scheme::Standard
+                .key(bad)
+                .err()
+                .unwrap_or_else(|| panic!("{bad}"));
+            assert!(
+                e.contains("base64") || e.contains("needs a key"),
+                "{bad}: {e}"
+            );
         }
         // Other schemes take any bytes as the key.
         assert!(Scheme::Github.key("whsec_volley_test").is_ok());
@@ -497,7 +517,11 @@ mod tests {
             let key = scheme.key(secret).unwrap();
             let now = TS + 10;
             let good = headers(&scheme.sign_headers(std::slice::from_ref(&key), "msg_1", TS, BODY));
-            assert_eq!(scheme.verify(&good, BODY, &key, 300, now), Ok(()), "{scheme:?}");
+            assert_eq!(
+                scheme.verify(&good, BODY, &key, 300, now),
+                Ok(()),
+                "{scheme:?}"
+            );
             // Another secret, or another body.
             let other = scheme.key("whsec_c2VjcmV0").unwrap();
             let forged = headers(&scheme.sign_headers(&[other], "msg_1", TS, BODY));
@@ -571,7 +595,10 @@ mod tests {
         );
         let mut no_id = both;
         no_id.remove("webhook-id");
-        assert_eq!(s.verify(&no_id, BODY, &key, 300, TS), Err(VerifyError::Missing));
+        assert_eq!(
+            s.verify(&no_id, BODY, &key, 300, TS),
+            Err(VerifyError::Missing)
+        );
     }
 
     #[test]

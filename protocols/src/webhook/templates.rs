@@ -211,9 +211,15 @@ fn read_template(path: &Path, scheme: Scheme) -> Result<(String, Value), String>
     };
     let Some(ty) = ty else {
         let want = match scheme {
-            Scheme::Stripe => "a fixed \"type\", e.g. \"type\": \"invoice.paid\", as Stripe's event objects have",
-            Scheme::Standard => "a fixed \"type\", e.g. \"type\": \"user.created\", as Standard Webhooks payloads have",
-            Scheme::Slack => "a fixed event.type, e.g. \"event\": { \"type\": \"app_mention\", ... }, as Slack's event_callback bodies have",
+            Scheme::Stripe => {
+                "a fixed \"type\", e.g. \"type\": \"invoice.paid\", as Stripe's event objects have"
+            }
+            Scheme::Standard => {
+                "a fixed \"type\", e.g. \"type\": \"user.created\", as Standard Webhooks payloads have"
+            }
+            Scheme::Slack => {
+                "a fixed event.type, e.g. \"event\": { \"type\": \"app_mention\", ... }, as Slack's event_callback bodies have"
+            }
             Scheme::Github | Scheme::Shopify => "a file name that is its event type",
         };
         return Err(format!(

@@ -416,12 +416,19 @@ mod tests {
         use crate::webhook::scheme::SCHEMES;
         use crate::webhook::signature::VerifyError;
         for scheme in SCHEMES {
-            let key = scheme.key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+            let key = scheme
+                .key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+                .unwrap();
             let keys = [key.clone()];
             let mut rng = fastrand::Rng::with_seed(1);
             let mut signer = Signer::new(scheme, &mut rng);
             let payload = Bytes::from_static(br#"{"id":"evt_1","amount":100}"#);
-            let d = Delivery::new(scheme, 0, payload.clone(), "0b6a4c4e-2d1f-4f7a-9a53-3c1b0f2e8d71");
+            let d = Delivery::new(
+                scheme,
+                0,
+                payload.clone(),
+                "0b6a4c4e-2d1f-4f7a-9a53-3c1b0f2e8d71",
+            );
             let ty = HeaderValue::from_static("push");
             let mut send = |kind| {
                 let mut h = HeaderMap::new();
