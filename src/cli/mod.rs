@@ -41,7 +41,7 @@ const EXIT_INTERRUPTED: u8 = 130;
 #[command(
     name = "volley",
     version,
-    about = "Load tests for HTTP APIs, WebSocket chat, Stripe webhooks and PostgreSQL, from one plan file"
+    about = "Load tests for HTTP APIs, WebSocket chat, webhooks (Stripe, GitHub, Standard, Shopify, Slack) and PostgreSQL, from one plan file"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -68,7 +68,7 @@ enum Cmd {
     /// Distributed runs on Kubernetes.
     #[command(subcommand)]
     K8s(K8sCmd),
-    /// Sign or send one Stripe webhook event, to debug a receiver.
+    /// Sign or send one webhook event (stripe, github, standard, shopify, slack), to debug a receiver.
     #[command(subcommand)]
     Webhook(WebhookCmd),
     /// Fill PostgreSQL with deterministic test data from a seed spec and write the CSV feeders plans read.

@@ -28,7 +28,9 @@ pub(super) struct ServeArgs {
     /// Server threads, 1 to 1024 (default: one per available core).
     #[arg(long, value_parser = parse_workers)]
     pub(super) threads: Option<usize>,
-    /// Signing secret of POST /webhooks/stripe (whsec_...).
+    /// Signing secret of POST /webhooks/<scheme>, one route per scheme
+    /// (stripe, github, standard, shopify, slack); standard needs it as
+    /// whsec_ + base64.
     #[arg(long, env = "STRIPE_WEBHOOK_SECRET")]
     pub(super) webhook_secret: Option<String>,
     /// Accept every webhook unverified: an endpoint with a hole, so volley's
@@ -162,10 +164,15 @@ pub(super) fn cmd_serve(a: ServeArgs) -> Result<u8, Failure> {
             (None, _) => "needs --webhook-secret",
         };
         println!(
-            "  webhooks: {}{} ({mode})",
+            "  webhooks: {}/webhooks/{{stripe,github,standard,shopify,slack}} ({mode})",
             server.base_url(),
-            serve::webhook::PATH
         );
+        if let (Some(why), false) = (
+            server.state.webhooks.standard_unusable(),
+            a.webhook_insecure,
+        ) {
+            println!("  /webhooks/standard answers 500: {why}");
+        }
         println!(
             "  metrics: {0}/api/metrics (JSON)  {0}/metrics (Prometheus)  pid {1}",
             server.base_url(),

@@ -29,7 +29,8 @@ pub struct ServeOptions {
     pub latency: Option<DurRange>,
     /// Share of API requests answered 500.
     pub error_rate: f64,
-    /// Signing secret of `POST /webhooks/stripe` (`whsec_...`).
+    /// Signing secret of `POST /webhooks/<scheme>` (`whsec_...`; the
+    /// standard route needs `whsec_` + base64).
     pub webhook_secret: Option<String>,
     /// Accept every webhook delivery unverified (to see forgery checks fire).
     pub webhook_insecure: bool,
@@ -57,7 +58,7 @@ pub struct State {
     pub opts: ServeOptions,
     pub stats: Stats,
     pub api: api::Store,
-    pub webhooks: webhook::Receiver,
+    pub webhooks: webhook::Receivers,
     pub chat: chat::Chat,
     /// Cancelled when the server stops: long-lived sessions end with it.
     pub stop: CancellationToken,
@@ -88,7 +89,10 @@ impl Server {
         load::start_leak(opts.leak_kb_per_s, load.leaked.clone());
         let state = Arc::new(State {
             load,
-            webhooks: webhook::Receiver::new(opts.webhook_secret.as_deref(), opts.webhook_insecure),
+            webhooks: webhook::Receivers::new(
+                opts.webhook_secret.as_deref(),
+                opts.webhook_insecure,
+            ),
             opts,
             stats: Stats::default(),
             api: api::Store::new(),
@@ -164,8 +168,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     {
         return resp;
     }
-    if path == webhook::PATH && req.method() == hyper::Method::POST {
-        let resp = state.webhooks.handle(req).await;
+    if req.method() == hyper::Method::POST
+        && let Some(receiver) = state.webhooks.route(&path)
+    {
+        let resp = receiver.handle(req).await;
         state.stats.record_other(resp.status().as_u16());
         return resp;
     }

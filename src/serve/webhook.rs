@@ -1,10 +1,15 @@
-//! `POST /webhooks/stripe`: a receiver that behaves as a careful Stripe
-//! integration should. It verifies the signature as Stripe's libraries do
-//! (any matching v1, constant-time, 300 s tolerance), answers 400 to what
-//! fails, 200 to the rest, and processes each event id once (a duplicate is
-//! acknowledged, not processed again). Everything is counted for
-//! `/__volley/stats`, so tests compare what volley sent with what arrived.
-//! `--webhook-insecure` accepts everything: the hole the forgery check finds.
+//! `POST /webhooks/<scheme>`: one receiver per signing scheme (stripe,
+//! github, standard, shopify, slack), each behaving as a careful integration
+//! of that provider should. It verifies the signature as the provider's
+//! library does (constant-time; a 300 s tolerance where there is a
+//! timestamp), answers 400 to what fails, 200 to the rest, and processes each
+//! delivery once, by the scheme's duplicate key (a duplicate is acknowledged,
+//! not processed again). Everything is counted for `/__volley/stats`, so
+//! tests compare what volley sent with what arrived. `--webhook-insecure`
+//! accepts everything: the hole the forgery check finds.
+//!
+//! One route per scheme rather than a switch: one server takes every scheme
+//! at once (a plan may mix them), and the path says what it checks.
 
 use super::{Body, json_response};
 use http_body_util::{BodyExt, Limited};
@@ -15,9 +20,16 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use volley_protocols::webhook::scheme::{SCHEMES, Scheme};
 use volley_protocols::webhook::signature::{self, Key, VerifyError};
 
+/// Stripe's route, as before there were others.
 pub const PATH: &str = "/webhooks/stripe";
+
+/// The route of `scheme`: `/webhooks/<name>`.
+pub fn path(scheme: Scheme) -> String {
+    format!("/webhooks/{}", scheme.name())
+}
 
 /// Why a delivery was refused, as counted in the stats.
 const REASONS: &[&str] = &[
@@ -82,8 +94,115 @@ impl Seen {
     }
 }
 
+/// The receivers of every scheme, behind their routes.
+pub struct Receivers {
+    list: Vec<Receiver>,
+}
+
+impl Receivers {
+    pub fn new(secret: Option<&str>, insecure: bool) -> Self {
+        Self {
+            list: SCHEMES
+                .iter()
+                .map(|s| Receiver::new(*s, secret, insecure))
+                .collect(),
+        }
+    }
+
+    /// The receiver behind `path`, if it is a webhook route.
+    pub fn route(&self, path: &str) -> Option<&Receiver> {
+        let name = path.strip_prefix("/webhooks/")?;
+        Scheme::parse(name).map(|s| self.of(s))
+    }
+
+    pub fn of(&self, scheme: Scheme) -> &Receiver {
+        &self.list[SCHEMES.iter().position(|s| *s == scheme).unwrap_or(0)]
+    }
+
+    fn sum(&self, f: impl Fn(&Receiver) -> u64) -> u64 {
+        self.list.iter().map(f).sum()
+    }
+
+    /// Totals over every scheme (the stats' top-level counts).
+    pub fn received(&self) -> u64 {
+        self.sum(Receiver::received)
+    }
+
+    pub fn accepted(&self) -> u64 {
+        self.sum(Receiver::accepted)
+    }
+
+    pub fn duplicates(&self) -> u64 {
+        self.sum(Receiver::duplicates)
+    }
+
+    pub fn processed(&self) -> u64 {
+        self.sum(Receiver::processed)
+    }
+
+    pub fn rejected(&self, reason: &str) -> u64 {
+        self.sum(|r| r.rejected(reason))
+    }
+
+    pub fn rejected_total(&self) -> u64 {
+        self.sum(Receiver::rejected_total)
+    }
+
+    pub fn processed_of(&self, ty: &str) -> u64 {
+        self.sum(|r| r.processed_of(ty))
+    }
+
+    /// Why the standard route cannot verify (its secret is not whsec_ +
+    /// base64), for `volley serve` to say at start.
+    pub fn standard_unusable(&self) -> Option<&str> {
+        self.of(Scheme::Standard).unusable.as_deref()
+    }
+
+    /// Totals as before, plus each scheme's own counts under `schemes`.
+    pub fn to_json(&self) -> Value {
+        let mut rejected: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
+        for r in &self.list {
+            for (reason, c) in REASONS.iter().zip(&r.rejected) {
+                let n = c.load(Ordering::Relaxed);
+                if n > 0 {
+                    *rejected.entry(reason).or_default() += n;
+                }
+            }
+            for (ty, n) in &r.seen.lock().expect("webhook ids").by_type {
+                *by_type.entry(ty.clone()).or_default() += n;
+            }
+        }
+        let schemes: serde_json::Map<String, Value> = self
+            .list
+            .iter()
+            .map(|r| (r.scheme.name().to_string(), r.to_json()))
+            .collect();
+        json!({
+            "mode": self.list[0].mode(),
+            "received": self.received(),
+            "accepted": self.accepted(),
+            "rejected_total": self.rejected_total(),
+            "rejected": rejected,
+            "duplicates": self.duplicates(),
+            "processed": self.processed(),
+            "processed_by_type": by_type,
+            "schemes": schemes,
+        })
+    }
+
+    pub fn reset(&self) {
+        for r in &self.list {
+            r.reset();
+        }
+    }
+}
+
 pub struct Receiver {
+    scheme: Scheme,
     key: Option<Key>,
+    /// Why `key` is None although a secret was given.
+    unusable: Option<String>,
     insecure: bool,
     received: AtomicU64,
     accepted: AtomicU64,
@@ -94,9 +213,12 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    pub fn new(secret: Option<&str>, insecure: bool) -> Self {
+    pub fn new(scheme: Scheme, secret: Option<&str>, insecure: bool) -> Self {
+        let key = secret.map(|s| scheme.key(s));
         Self {
-            key: secret.map(|s| Key::new(s.as_bytes())),
+            scheme,
+            unusable: key.as_ref().and_then(|k| k.as_ref().err().cloned()),
+            key: key.and_then(Result::ok),
             insecure,
             received: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
@@ -116,11 +238,9 @@ impl Receiver {
 
     pub async fn handle(&self, req: hyper::Request<Incoming>) -> Response<Body> {
         self.received.fetch_add(1, Ordering::Relaxed);
-        let header = req
-            .headers()
-            .get(signature::HEADER)
-            .map(|v| v.as_bytes().to_vec());
-        let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        let (parts, body) = req.into_parts();
+        let headers = parts.headers;
+        let body = match Limited::new(body, MAX_BODY).collect().await {
             Ok(b) => b.to_bytes(),
             Err(_) => {
                 return self.reject("payload_too_large", 413, "payload over 1 MiB");
@@ -128,48 +248,71 @@ impl Receiver {
         };
         if !self.insecure {
             let Some(key) = &self.key else {
-                return self.reject(
-                    "not_configured",
-                    500,
-                    "this receiver has no signing secret: start volley serve with --webhook-secret whsec_... (or --webhook-insecure)",
-                );
+                let msg = match &self.unusable {
+                    Some(why) => format!(
+                        "this receiver cannot use the signing secret: {why} (start volley serve with such a --webhook-secret)"
+                    ),
+                    None => "this receiver has no signing secret: start volley serve with --webhook-secret (or --webhook-insecure)".to_string(),
+                };
+                return self.reject("not_configured", 500, &msg);
             };
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0);
-            if let Err(e) = signature::verify(
-                header.as_deref(),
-                &body,
-                key,
-                signature::DEFAULT_TOLERANCE_SECS,
-                now,
-            ) {
-                return self.reject(e.reason(), 400, &rejection_message(e));
+            if let Err(e) =
+                self.scheme
+                    .verify(&headers, &body, key, signature::DEFAULT_TOLERANCE_SECS, now)
+            {
+                return self.reject(e.reason(), 400, &rejection_message(self.scheme, e));
             }
         }
         let event: Option<Value> = serde_json::from_slice(&body).ok();
-        let id = event
-            .as_ref()
-            .and_then(|v| v.get("id"))
-            .and_then(Value::as_str);
-        let ty = event
-            .as_ref()
-            .and_then(|v| v.get("type"))
-            .and_then(Value::as_str)
-            .unwrap_or("unknown");
-        let Some(id) = id else {
+        let header = |name: Option<&str>| {
+            name.and_then(|n| headers.get(n))
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        // The duplicate key and the event type, where this scheme keeps them.
+        let field = |path: &[&str]| {
+            let mut v = event.as_ref()?;
+            for p in path {
+                v = v.get(p)?;
+            }
+            v.as_str().map(str::to_string)
+        };
+        let id = match self.scheme {
+            Scheme::Stripe => field(&["id"]),
+            Scheme::Slack => field(&["event_id"]),
+            s => header(s.id_header()),
+        };
+        let ty = match self.scheme {
+            Scheme::Stripe | Scheme::Standard => field(&["type"]),
+            Scheme::Slack => field(&["event", "type"]),
+            s => header(s.type_header()),
+        };
+        let ty = ty.as_deref().unwrap_or("unknown");
+        let Some(id) = id.as_deref() else {
             if self.insecure {
                 // Takes anything, as the careless endpoint it plays.
                 self.accepted.fetch_add(1, Ordering::Relaxed);
                 self.processed.fetch_add(1, Ordering::Relaxed);
                 return json_response(200, &json!({"received": true}));
             }
-            return self.reject(
-                "invalid_payload",
-                400,
-                "the payload is not a Stripe event (a JSON object with an id)",
-            );
+            let why = match self.scheme {
+                Scheme::Stripe => "the payload is not a Stripe event (a JSON object with an id)",
+                Scheme::Slack => {
+                    "the payload is not a Slack event callback (a JSON object with an event_id)"
+                }
+                Scheme::Github => {
+                    "no X-GitHub-Delivery header: a redelivery could not be told apart"
+                }
+                Scheme::Standard => "no webhook-id header: a redelivery could not be told apart",
+                Scheme::Shopify => {
+                    "no X-Shopify-Webhook-Id header: a redelivery could not be told apart"
+                }
+            };
+            return self.reject("invalid_payload", 400, why);
         };
         let fresh = self.seen.lock().expect("webhook ids").first(id, ty);
         self.accepted.fetch_add(1, Ordering::Relaxed);
@@ -229,7 +372,8 @@ impl Receiver {
             .collect();
         let by_type = self.seen.lock().expect("webhook ids").by_type.clone();
         json!({
-            "mode": if self.insecure { "insecure" } else if self.key.is_some() { "verifying" } else { "not configured" },
+            "path": path(self.scheme),
+            "mode": self.mode(),
             "received": self.received(),
             "accepted": self.accepted(),
             "rejected_total": self.rejected_total(),
@@ -238,6 +382,16 @@ impl Receiver {
             "processed": self.processed(),
             "processed_by_type": by_type,
         })
+    }
+
+    fn mode(&self) -> &'static str {
+        if self.insecure {
+            "insecure"
+        } else if self.key.is_some() {
+            "verifying"
+        } else {
+            "not configured"
+        }
     }
 
     pub fn reset(&self) {
@@ -256,13 +410,36 @@ impl Receiver {
     }
 }
 
-fn rejection_message(e: VerifyError) -> String {
-    match e {
-        VerifyError::Stale => format!(
-            "{e}: the signed timestamp is more than {}s old",
-            signature::DEFAULT_TOLERANCE_SECS
+fn rejection_message(scheme: Scheme, e: VerifyError) -> String {
+    let tolerance = signature::DEFAULT_TOLERANCE_SECS;
+    match (scheme, e) {
+        (Scheme::Stripe, VerifyError::Stale) => {
+            format!("{e}: the signed timestamp is more than {tolerance}s old")
+        }
+        (Scheme::Stripe, _) => e.to_string(),
+        (_, VerifyError::Missing) => match (scheme.timestamp_header(), scheme.id_header()) {
+            (Some(t), Some(i)) => format!(
+                "missing required headers: {i}, {t} and {} are all needed",
+                scheme.signature_header()
+            ),
+            (Some(t), None) => format!(
+                "missing required headers: {t} and {} are both needed",
+                scheme.signature_header()
+            ),
+            _ => format!("no {} header", scheme.signature_header()),
+        },
+        (_, VerifyError::Malformed) => format!(
+            "{} is not a whole number of unix seconds",
+            scheme.timestamp_header().unwrap_or("the timestamp")
         ),
-        _ => e.to_string(),
+        (_, VerifyError::Stale) => format!(
+            "timestamp outside the tolerance zone: {} is more than {tolerance}s from now",
+            scheme.timestamp_header().unwrap_or("the timestamp")
+        ),
+        (_, VerifyError::NoV1 | VerifyError::Mismatch) => format!(
+            "no signature in {} matches the expected signature for the payload",
+            scheme.signature_header()
+        ),
     }
 }
 

@@ -1,8 +1,10 @@
-//! The Stripe webhook driver: Stripe-shaped events from templates, signed as
-//! Stripe signs them, POSTed over one keep-alive connection per VU, plus the
-//! deliveries an endpoint must refuse (forged, stale, unsigned) and the ones
-//! it must take without doing the work twice (duplicates, out of order).
+//! The webhook driver: events from templates, signed as Stripe, GitHub,
+//! Standard Webhooks (Svix), Shopify or Slack sign them (`scheme`), POSTed
+//! over one keep-alive connection per VU, plus the deliveries an endpoint
+//! must refuse (forged, stale, unsigned) and the ones it must take without
+//! doing the work twice (duplicates, out of order).
 
+pub mod scheme;
 pub mod signature;
 pub mod templates;
 mod vu;
@@ -22,6 +24,7 @@ use crate::template::{Template, TemplateEnv};
 use crate::weights::{Weighted, check_mix, weight};
 use ::http::{HeaderMap, HeaderName, HeaderValue};
 use bytes::Bytes;
+use scheme::Scheme;
 use serde::Deserialize;
 use serde_json::Value;
 use signature::Key;
@@ -35,9 +38,12 @@ use toml::Spanned;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookOptions {
-    /// The URL Stripe would POST to; relative paths join `base_url`.
+    /// How deliveries are signed: stripe (default), github, standard, shopify, slack.
+    pub scheme: Option<Spanned<String>>,
+    /// The URL the provider would POST to; relative paths join `base_url`.
     pub endpoint: Option<Spanned<String>>,
-    /// The endpoint's signing secret (`whsec_...`), or a list while rotating.
+    /// The endpoint's signing secret, or a list while rotating (Stripe and
+    /// Standard Webhooks carry one signature per secret).
     pub secret: Option<Spanned<Value>>,
     /// Weighted event types; default: every template, equally.
     pub events: Option<Spanned<Vec<EventSpec>>>,
@@ -49,7 +55,7 @@ pub struct WebhookOptions {
     pub duplicate_ratio: Option<Spanned<f64>>,
     pub out_of_order_ratio: Option<Spanned<f64>>,
     /// The endpoint's timestamp tolerance; stale deliveries are older than this.
-    pub tolerance: Option<Dur>,
+    pub tolerance: Option<Spanned<Dur>>,
     pub base_url: Option<Spanned<String>>,
     #[serde(default)]
     pub headers: BTreeMap<Spanned<String>, Spanned<String>>,
@@ -81,7 +87,7 @@ pub enum Kind {
     Forged,
     /// Correctly signed, but longer ago than the tolerance (a replay): 4xx.
     Stale,
-    /// No Stripe-Signature header: 4xx.
+    /// No signature header: 4xx.
     Unsigned,
 }
 
@@ -128,6 +134,8 @@ impl Kind {
 pub(crate) struct Event {
     name: String,
     template: Template,
+    /// The event type as the scheme's type header says it (GitHub, Shopify).
+    type_value: Option<HeaderValue>,
 }
 
 pub(crate) struct Metrics {
@@ -154,6 +162,7 @@ impl Metrics {
 }
 
 pub struct WebhookDriver {
+    scheme: Scheme,
     tags: Tags,
     target: Target,
     headers: HeaderMap,
@@ -183,10 +192,25 @@ const MIX: [Kind; 5] = [
 impl WebhookDriver {
     pub fn build(o: WebhookOptions, ctx: &BuildCtx<'_>) -> Result<Self, ConfigError> {
         let defaults = ctx.defaults;
+        let scheme = match &o.scheme {
+            None => Scheme::Stripe,
+            Some(name) => Scheme::parse(name.get_ref()).ok_or_else(|| {
+                ConfigError::at(
+                    name.span(),
+                    format!(
+                        "unknown scheme {:?}; known: {} (standard is Standard Webhooks, as Svix signs)",
+                        name.get_ref(),
+                        Scheme::names()
+                    ),
+                )
+            })?,
+        };
         let endpoint = o.endpoint.as_ref().ok_or_else(|| {
             ConfigError::new(format!(
-                "scenario {:?} needs endpoint, the URL Stripe would POST to, e.g. endpoint = \"${{BASE_URL}}/webhooks/stripe\"",
-                ctx.scenario
+                "scenario {:?} needs endpoint, the URL {} would POST to, e.g. endpoint = \"${{BASE_URL}}/webhooks/{}\"",
+                ctx.scenario,
+                scheme.title(),
+                scheme.name()
             ))
         })?;
         let client = Client::resolve(
@@ -201,10 +225,9 @@ impl WebhookDriver {
         let url = join_url(endpoint, client.base)?;
         let target = Target::from_url(&url).map_err(|e| ConfigError::at(endpoint.span(), e))?;
 
-        let secrets = secrets(o.secret.as_ref(), ctx.scenario)?;
-        let keys = secrets.iter().map(|s| Key::new(s.as_bytes())).collect();
+        let keys = keys(scheme, o.secret.as_ref(), ctx.scenario)?;
 
-        let mut set = TemplateSet::builtin();
+        let mut set = TemplateSet::builtin_for(scheme);
         if let Some(dir) = &o.templates {
             let rel = Path::new(dir.get_ref());
             let p = [ctx.base_dir.join(rel), rel.to_path_buf()]
@@ -242,8 +265,10 @@ impl WebhookDriver {
                 ConfigError::at(
                     span.clone().unwrap_or(0..0),
                     format!(
-                        "no template for event type {name:?}; known: {} (add {name}.json to a folder named by `templates`)",
-                        set.known()
+                        "no {} template for event type {name:?}; known: {} (add {} to a folder named by `templates`)",
+                        scheme.title(),
+                        set.known(),
+                        templates::how_typed(scheme, &name)
                     ),
                 )
             })?;
@@ -255,8 +280,23 @@ impl WebhookDriver {
                     _ => ConfigError::new(msg),
                 }
             })?;
+            let type_value = match scheme.type_header() {
+                Some(_) => Some(HeaderValue::from_str(&name).map_err(|_| {
+                    ConfigError::at(
+                        span.clone().unwrap_or(0..0),
+                        format!(
+                            "event type {name:?} cannot be a header value (no control characters)"
+                        ),
+                    )
+                })?),
+                None => None,
+            };
             weights.push(w);
-            events.push(Event { name, template });
+            events.push(Event {
+                name,
+                template,
+                type_value,
+            });
         }
         let first = o.events.as_ref().and_then(|list| {
             list.get_ref()
@@ -265,6 +305,30 @@ impl WebhookDriver {
         });
         check_mix(&weights, first, "event", ctx.scenario)?;
 
+        if let Some(r) = &o.stale_ratio
+            && !scheme.has_timestamp()
+            && *r.get_ref() != 0.0
+        {
+            return Err(ConfigError::at(
+                r.span(),
+                format!(
+                    "{} deliveries carry no timestamp, so none can be stale: remove stale_ratio (an old delivery sent again is a duplicate here: duplicate_ratio; only the receiver's check of {} stops it)",
+                    scheme.title(),
+                    scheme.id_header().unwrap_or("the delivery id")
+                ),
+            ));
+        }
+        if let Some(t) = &o.tolerance
+            && !scheme.has_timestamp()
+        {
+            return Err(ConfigError::at(
+                t.span(),
+                format!(
+                    "{} deliveries carry no timestamp, so there is no tolerance to set: remove tolerance",
+                    scheme.title()
+                ),
+            ));
+        }
         let mut mix = [0.0; 5];
         let mut sum = 0.0;
         let ratios = [
@@ -297,13 +361,19 @@ impl WebhookDriver {
         }
         let tolerance = o
             .tolerance
-            .map(|d| d.0)
+            .as_ref()
+            .map(|d| d.get_ref().0)
             .unwrap_or(Duration::from_secs(signature::DEFAULT_TOLERANCE_SECS));
-        if tolerance < Duration::from_secs(1) {
-            return Err(ConfigError::new(format!(
-                "scenario {:?}: tolerance must be at least 1s (Stripe's libraries default to 300s)",
-                ctx.scenario
-            )));
+        if let Some(t) = &o.tolerance
+            && tolerance < Duration::from_secs(1)
+        {
+            return Err(ConfigError::at(
+                t.span(),
+                format!(
+                    "tolerance must be at least 1s ({}'s libraries use 300s)",
+                    scheme.title()
+                ),
+            ));
         }
 
         let mut headers = HeaderMap::new();
@@ -311,10 +381,17 @@ impl WebhookDriver {
             let hn = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
                 ConfigError::at(key_span, format!("{name:?} is not a valid header name"))
             })?;
-            if hn == signature::HEADER {
+            if let Some(h) = scheme
+                .delivery_headers()
+                .into_iter()
+                .find(|h| h.eq_ignore_ascii_case(hn.as_str()))
+            {
                 return Err(ConfigError::at(
                     value.span(),
-                    "the driver signs every delivery: remove the Stripe-Signature header",
+                    format!(
+                        "the driver sets {h} on every {} delivery: remove the {h} header",
+                        scheme.title()
+                    ),
                 ));
             }
             let hv = HeaderValue::from_str(value.get_ref()).map_err(|_| {
@@ -325,10 +402,11 @@ impl WebhookDriver {
             })?;
             headers.insert(hn, hv);
         }
-        default_headers(&mut headers);
+        default_headers(&mut headers, scheme);
 
         let timeout = client.timeout;
         Ok(Self {
+            scheme,
             tags: ctx.tags.clone(),
             target,
             headers,
@@ -355,13 +433,24 @@ impl WebhookDriver {
     }
 }
 
-fn default_headers(headers: &mut HeaderMap) {
+fn default_headers(headers: &mut HeaderMap, scheme: Scheme) {
     if !headers.contains_key(::http::header::CONTENT_TYPE) {
-        // What Stripe sends.
-        headers.insert(
-            ::http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json; charset=utf-8"),
-        );
+        // What each provider sends.
+        let ty = match scheme {
+            Scheme::Stripe => "application/json; charset=utf-8",
+            _ => "application/json",
+        };
+        headers.insert(::http::header::CONTENT_TYPE, HeaderValue::from_static(ty));
+    }
+    if scheme == Scheme::Shopify {
+        for (name, value) in [
+            ("x-shopify-shop-domain", "volley-test.myshopify.com"),
+            ("x-shopify-api-version", "2025-07"),
+        ] {
+            if !headers.contains_key(name) {
+                headers.insert(name, HeaderValue::from_static(value));
+            }
+        }
     }
     if !headers.contains_key(::http::header::USER_AGENT) {
         headers.insert(
@@ -405,10 +494,23 @@ fn join_url(
     Ok(format!("{b}/{}", raw.trim_start_matches('/')))
 }
 
-fn secrets(v: Option<&Spanned<Value>>, scenario: &str) -> Result<Vec<String>, ConfigError> {
+/// The signing keys of `secret` (a string, or a list while it rotates), as
+/// `scheme` reads them.
+fn keys(
+    scheme: Scheme,
+    v: Option<&Spanned<Value>>,
+    scenario: &str,
+) -> Result<Vec<Key>, ConfigError> {
+    let var = scheme.secret_var();
     let v = v.ok_or_else(|| {
         ConfigError::new(format!(
-            "scenario {scenario:?} needs secret, the endpoint's signing secret, e.g. secret = \"${{STRIPE_WEBHOOK_SECRET}}\" (a list while it rotates)"
+            "scenario {scenario:?} needs secret, the endpoint's signing secret ({}), e.g. secret = \"${{{var}}}\"{}",
+            scheme.secret_example(),
+            if scheme.signs_with_many() {
+                " (a list while it rotates)"
+            } else {
+                ""
+            }
         ))
     })?;
     let list: Vec<&Value> = match v.get_ref() {
@@ -416,19 +518,31 @@ fn secrets(v: Option<&Spanned<Value>>, scenario: &str) -> Result<Vec<String>, Co
         one => vec![one],
     };
     let mut out = Vec::new();
-    for item in list {
+    for item in &list {
         match item {
-            Value::String(s) if !s.is_empty() => out.push(s.clone()),
+            Value::String(s) if !s.is_empty() => {
+                out.push(scheme.key(s).map_err(|e| ConfigError::at(v.span(), e))?)
+            }
             Value::String(_) => {
                 return Err(ConfigError::at(
                     v.span(),
-                    "secret is empty: is the variable it comes from set? (e.g. -e STRIPE_WEBHOOK_SECRET=whsec_...)",
+                    format!(
+                        "secret is empty: is the variable it comes from set? (e.g. -e {var}=...)"
+                    ),
                 ));
             }
             _ => {
                 return Err(ConfigError::at(
                     v.span(),
-                    "secret is a string (\"whsec_...\") or a list of strings while a secret rotates",
+                    format!(
+                        "secret is a string ({}){}",
+                        scheme.secret_example(),
+                        if scheme.signs_with_many() {
+                            " or a list of strings while a secret rotates"
+                        } else {
+                            ""
+                        }
+                    ),
                 ));
             }
         }
@@ -436,7 +550,17 @@ fn secrets(v: Option<&Spanned<Value>>, scenario: &str) -> Result<Vec<String>, Co
     if out.is_empty() {
         return Err(ConfigError::at(
             v.span(),
-            "secret lists no secrets: give at least one \"whsec_...\"",
+            "secret lists no secrets: give at least one",
+        ));
+    }
+    if out.len() > 1 && !scheme.signs_with_many() {
+        return Err(ConfigError::at(
+            v.span(),
+            format!(
+                "{} sends one signature ({}), so one secret: give the one the endpoint has (only stripe and standard carry a signature per secret while one rotates)",
+                scheme.title(),
+                scheme.signature_header()
+            ),
         ));
     }
     Ok(out)
@@ -471,14 +595,50 @@ pub(crate) struct Locals {
 }
 
 impl Locals {
-    /// Render event `template` of type `name` into `out`.
-    fn render(&mut self, name: &str, template: &Template, state: &mut VuState, out: &mut String) {
+    /// Render event `template` of type `name` into `out`, with a fresh
+    /// `event.id` shaped as `scheme`'s senders make them.
+    fn render(
+        &mut self,
+        scheme: Scheme,
+        name: &str,
+        template: &Template,
+        state: &mut VuState,
+        out: &mut String,
+    ) {
         use std::fmt::Write as _;
         let now = unix_now();
         self.id.clear();
-        self.id.push_str("evt_1");
-        for _ in 0..23 {
-            self.id.push(state.rng.alphanumeric());
+        let rng = &mut state.rng;
+        match scheme {
+            Scheme::Stripe => {
+                self.id.push_str("evt_1");
+                for _ in 0..23 {
+                    self.id.push(rng.alphanumeric());
+                }
+            }
+            // A GUID, as X-GitHub-Delivery and X-Shopify-Webhook-Id are.
+            Scheme::Github | Scheme::Shopify => {
+                let mut bytes = [0u8; 16];
+                rng.fill(&mut bytes);
+                let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
+                let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+                self.id.push_str(id.hyphenated().encode_lower(&mut buf));
+            }
+            // Svix's message ids: msg_ and 27 base62 characters.
+            Scheme::Standard => {
+                self.id.push_str("msg_");
+                for _ in 0..27 {
+                    self.id.push(rng.alphanumeric());
+                }
+            }
+            // Slack's event ids: Ev and upper-case letters and digits.
+            Scheme::Slack => {
+                self.id.push_str("Ev");
+                for _ in 0..10 {
+                    let c = rng.alphanumeric();
+                    self.id.push(c.to_ascii_uppercase());
+                }
+            }
         }
         self.created.clear();
         let _ = write!(self.created, "{now}");
@@ -502,33 +662,62 @@ impl Locals {
 pub struct SendOutcome {
     pub status: u16,
     pub body: String,
-    pub signature: Option<String>,
+    /// The headers the scheme set on the delivery (signature, id, ...).
+    pub headers: Vec<(String, String)>,
+    /// The event type sent.
+    pub event: String,
     pub payload: Bytes,
 }
 
-/// Render one event of type `event`, sign it as `kind` says, POST it to
-/// `url` and return the answer (`volley webhook send`). Runs on a
-/// `LocalSet` (the connection task is spawned locally).
+/// Render one event of type `event` (default: the scheme's first built-in),
+/// sign it as `scheme` and `kind` say, POST it to `url` and return the
+/// answer (`volley webhook send`). Runs on a `LocalSet` (the connection task
+/// is spawned locally).
 pub async fn send_one(
+    scheme: Scheme,
     url: &str,
     secrets: &[String],
-    event: &str,
+    event: Option<&str>,
     templates_dir: Option<&Path>,
     kind: Kind,
     timeout: Duration,
 ) -> Result<SendOutcome, String> {
     let target = Target::from_url(url)?;
     if secrets.is_empty() && kind != Kind::Unsigned {
-        return Err("give the endpoint's signing secret with --secret whsec_...".into());
+        return Err(format!(
+            "give the endpoint's signing secret with --secret ({})",
+            scheme.secret_example()
+        ));
     }
-    let mut set = TemplateSet::builtin();
+    if kind == Kind::Stale && !scheme.has_timestamp() {
+        return Err(format!(
+            "{} deliveries carry no timestamp, so none can be stale: send --kind valid, forged or unsigned",
+            scheme.title()
+        ));
+    }
+    if secrets.len() > 1 && !scheme.signs_with_many() {
+        return Err(format!(
+            "{} sends one signature ({}): give one --secret",
+            scheme.title(),
+            scheme.signature_header()
+        ));
+    }
+    let keys = secrets
+        .iter()
+        .map(|s| scheme.key(s))
+        .collect::<Result<Vec<Key>, String>>()
+        .map_err(|e| format!("--secret: {e}"))?;
+    let mut set = TemplateSet::builtin_for(scheme);
     if let Some(dir) = templates_dir {
         set.add_folder(dir)?;
     }
+    let event = event.unwrap_or(templates::builtin_of(scheme)[0].0);
     let src = set.by_type.get(event).ok_or_else(|| {
         format!(
-            "no template for event type {event:?}; known: {}",
-            set.known()
+            "no {} template for event type {event:?}; known: {} (add {} to a folder named by --templates)",
+            scheme.title(),
+            set.known(),
+            templates::how_typed(scheme, event)
         )
     })?;
     let env_vars = std::collections::HashMap::new();
@@ -538,20 +727,39 @@ pub async fn send_one(
     let template = env
         .compile_json(&src.value)
         .map_err(|e| format!("{}: {e}", src.origin))?;
+    let type_value = match scheme.type_header() {
+        Some(_) => Some(
+            HeaderValue::from_str(event)
+                .map_err(|_| format!("event type {event:?} cannot be a header value"))?,
+        ),
+        None => None,
+    };
     let mut state = Inputs::default().state(0, fastrand::u64(..));
     let mut text = String::new();
-    Locals::default().render(event, &template, &mut state, &mut text);
-    let payload = Bytes::from(text);
-    let keys: Vec<Key> = secrets.iter().map(|s| Key::new(s.as_bytes())).collect();
-    let tolerance = signature::DEFAULT_TOLERANCE_SECS;
+    let mut locals = Locals::default();
+    locals.render(scheme, event, &template, &mut state, &mut text);
+    let delivery = vu::Delivery::new(scheme, 0, Bytes::from(text), &locals.id);
     let mut headers = HeaderMap::new();
-    default_headers(&mut headers);
-    let mut signer = vu::Signer::new(&mut state.rng);
-    let (body, sig) = signer.sign(&keys, kind, &payload, tolerance, &mut state.rng);
-    let signature = sig.map(|h| h.to_str().unwrap_or_default().to_string());
-    if let Some(h) = &signature {
-        headers.insert(signature::HEADER, HeaderValue::from_str(h).expect("ASCII"));
-    }
+    default_headers(&mut headers, scheme);
+    let mut signer = vu::Signer::new(scheme, &mut state.rng);
+    let body = signer.prepare(
+        &mut headers,
+        &keys,
+        kind,
+        &delivery,
+        type_value.as_ref(),
+        signature::DEFAULT_TOLERANCE_SECS,
+        &mut state.rng,
+    );
+    let shown = scheme
+        .delivery_headers()
+        .into_iter()
+        .filter_map(|h| {
+            headers
+                .get(h)
+                .map(|v| (h.to_string(), v.to_str().unwrap_or_default().to_string()))
+        })
+        .collect();
     let connector = Connector::new(false, HttpVersion::Auto);
     let mut link = Link::default();
     let mut answer = Vec::new();
@@ -574,7 +782,8 @@ pub async fn send_one(
     Ok(SendOutcome {
         status,
         body: String::from_utf8_lossy(&answer).into_owned(),
-        signature,
+        headers: shown,
+        event: event.to_string(),
         payload: body,
     })
 }
@@ -597,7 +806,7 @@ mod tests {
             .iter()
             .map(|(ty, src)| {
                 let t = env.compile_json(&src.value).unwrap();
-                locals.render(ty, &t, &mut state, &mut out);
+                locals.render(Scheme::Stripe, ty, &t, &mut state, &mut out);
                 let v: Value = serde_json::from_str(&out)
                     .unwrap_or_else(|e| panic!("{ty} renders invalid JSON: {e}\n{out}"));
                 (ty.clone(), v)

@@ -47,9 +47,27 @@ impl Key {
     pub fn verify(&self, timestamp: i64, payload: &[u8], signature: &[u8]) -> bool {
         self.mac(timestamp, payload).verify_slice(signature).is_ok()
     }
+
+    fn mac_of(&self, parts: &[&[u8]]) -> HmacSha256 {
+        let mut mac = self.0.clone();
+        for p in parts {
+            mac.update(p);
+        }
+        mac
+    }
+
+    /// HMAC-SHA256 of `parts` one after the other, as the other schemes sign.
+    pub fn digest(&self, parts: &[&[u8]]) -> [u8; 32] {
+        self.mac_of(parts).finalize().into_bytes().into()
+    }
+
+    /// Constant-time check of a raw signature over `parts`.
+    pub fn verify_parts(&self, parts: &[&[u8]], signature: &[u8]) -> bool {
+        self.mac_of(parts).verify_slice(signature).is_ok()
+    }
 }
 
-fn format_int(v: i64, buf: &mut [u8; 20]) -> &[u8] {
+pub(crate) fn format_int(v: i64, buf: &mut [u8; 20]) -> &[u8] {
     let mut cursor = std::io::Cursor::new(&mut buf[..]);
     let _ = std::io::Write::write_fmt(&mut cursor, format_args!("{v}"));
     let n = cursor.position() as usize;

@@ -1,10 +1,15 @@
-//! Event templates: Stripe-shaped event objects whose values are templates.
+//! Event templates: event bodies whose values are templates, per scheme.
 //!
-//! Ten built in (the files of `fixtures/webhooks/`, compiled into the binary
-//! so `volley demo` and `volley webhook send` work from any folder); a
-//! `templates` folder adds or replaces event types, one JSON file each, keyed
-//! by the file's `type` field.
+//! Built in: ten Stripe event objects (the files of `fixtures/webhooks/`) and
+//! a few for each other scheme (`fixtures/webhooks/<scheme>/`), compiled into
+//! the binary so `volley demo` and `volley webhook send` work from any folder.
+//! A `templates` folder adds or replaces event types, one JSON file each,
+//! keyed as the scheme names its events: the body's `type` (Stripe, Standard
+//! Webhooks), the body's `event.type` (Slack), or the file's name (GitHub:
+//! `push.json` is `push`; Shopify: `orders.create.json` is `orders/create`),
+//! since those two say the type in a header only.
 
+use super::scheme::Scheme;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -26,6 +31,12 @@ macro_rules! builtin {
     };
 }
 
+macro_rules! builtin_in {
+    ($dir:literal: $(($name:literal, $file:literal)),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../../../fixtures/webhooks/", $dir, "/", $file, ".json")))),*]
+    };
+}
+
 /// (event type, JSON text) of the built-in templates.
 pub const BUILTIN: &[(&str, &str)] = builtin!(
     "payment_intent.succeeded",
@@ -40,6 +51,50 @@ pub const BUILTIN: &[(&str, &str)] = builtin!(
     "customer.subscription.deleted",
 );
 
+const GITHUB: &[(&str, &str)] = builtin_in!("github":
+    ("push", "push"),
+    ("pull_request", "pull_request"),
+    ("issues", "issues"),
+);
+
+const STANDARD: &[(&str, &str)] = builtin_in!("standard":
+    ("user.created", "user.created"),
+    ("invoice.paid", "invoice.paid"),
+);
+
+const SHOPIFY: &[(&str, &str)] = builtin_in!("shopify":
+    ("orders/create", "orders.create"),
+    ("products/update", "products.update"),
+);
+
+const SLACK: &[(&str, &str)] = builtin_in!("slack":
+    ("app_mention", "app_mention"),
+    ("message", "message"),
+);
+
+/// (event type, JSON text) of the built-in templates of `scheme`.
+pub fn builtin_of(scheme: Scheme) -> &'static [(&'static str, &'static str)] {
+    match scheme {
+        Scheme::Stripe => BUILTIN,
+        Scheme::Github => GITHUB,
+        Scheme::Standard => STANDARD,
+        Scheme::Shopify => SHOPIFY,
+        Scheme::Slack => SLACK,
+    }
+}
+
+/// Where a template file says which event type it is, for messages.
+pub fn how_typed(scheme: Scheme, ty: &str) -> String {
+    match scheme {
+        Scheme::Stripe | Scheme::Standard => {
+            format!("a JSON file with \"type\": \"{ty}\"")
+        }
+        Scheme::Slack => format!("a JSON file whose event.type is \"{ty}\""),
+        Scheme::Github => format!("{ty}.json"),
+        Scheme::Shopify => format!("{}.json", ty.replace('/', ".")),
+    }
+}
+
 /// One event template before compiling: where it came from and its JSON.
 pub struct Source {
     pub origin: String,
@@ -48,12 +103,18 @@ pub struct Source {
 
 /// Event type -> template, built-ins first, then a user folder on top.
 pub struct TemplateSet {
+    pub scheme: Scheme,
     pub by_type: BTreeMap<String, Source>,
 }
 
 impl TemplateSet {
+    /// Stripe's built-in templates.
     pub fn builtin() -> Self {
-        let by_type = BUILTIN
+        Self::builtin_for(Scheme::Stripe)
+    }
+
+    pub fn builtin_for(scheme: Scheme) -> Self {
+        let by_type = builtin_of(scheme)
             .iter()
             .map(|(name, text)| {
                 let value = serde_json::from_str(text).expect("built-in templates are valid JSON");
@@ -66,7 +127,7 @@ impl TemplateSet {
                 )
             })
             .collect();
-        Self { by_type }
+        Self { scheme, by_type }
     }
 
     /// Add every `*.json` of `dir` (types it defines replace built-ins).
@@ -85,13 +146,14 @@ impl TemplateSet {
         files.sort();
         if files.is_empty() {
             return Err(format!(
-                "the templates folder {} has no .json files; add one per event type, e.g. invoice.paid.json",
-                dir.display()
+                "the templates folder {} has no .json files; add one per event type, e.g. {}",
+                dir.display(),
+                how_typed(self.scheme, builtin_of(self.scheme)[0].0)
             ));
         }
         let mut added = Vec::new();
         for path in files {
-            let (ty, value) = read_template(&path)?;
+            let (ty, value) = read_template(&path, self.scheme)?;
             if added.contains(&ty) {
                 return Err(format!(
                     "{}: event type {ty:?} is defined by two files in {}; keep one",
@@ -116,7 +178,7 @@ impl TemplateSet {
     }
 }
 
-fn read_template(path: &Path) -> Result<(String, Value), String> {
+fn read_template(path: &Path, scheme: Scheme) -> Result<(String, Value), String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let value: Value = serde_json::from_str(&text).map_err(|e| {
@@ -127,21 +189,44 @@ fn read_template(path: &Path) -> Result<(String, Value), String> {
             e.column()
         )
     })?;
-    let ty = match value.get("type") {
-        Some(Value::String(t)) if !t.is_empty() && !t.contains("{{") => t.clone(),
-        _ => {
-            return Err(format!(
-                "{}: an event template needs a fixed \"type\", e.g. \"type\": \"invoice.paid\", as Stripe's event objects have",
-                path.display()
-            ));
-        }
-    };
     if !value.is_object() {
         return Err(format!(
             "{}: an event template is a JSON object",
             path.display()
         ));
     }
+    let fixed = |v: Option<&Value>| match v {
+        Some(Value::String(t)) if !t.is_empty() && !t.contains("{{") => Some(t.clone()),
+        _ => None,
+    };
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .filter(|s| !s.is_empty() && !s.contains("{{"));
+    let ty = match scheme {
+        Scheme::Stripe | Scheme::Standard => fixed(value.get("type")),
+        Scheme::Slack => fixed(value.get("event").and_then(|e| e.get("type"))),
+        Scheme::Github => stem.map(str::to_string),
+        Scheme::Shopify => stem.map(|s| s.replace('.', "/")),
+    };
+    let Some(ty) = ty else {
+        let want = match scheme {
+            Scheme::Stripe => {
+                "a fixed \"type\", e.g. \"type\": \"invoice.paid\", as Stripe's event objects have"
+            }
+            Scheme::Standard => {
+                "a fixed \"type\", e.g. \"type\": \"user.created\", as Standard Webhooks payloads have"
+            }
+            Scheme::Slack => {
+                "a fixed event.type, e.g. \"event\": { \"type\": \"app_mention\", ... }, as Slack's event_callback bodies have"
+            }
+            Scheme::Github | Scheme::Shopify => "a file name that is its event type",
+        };
+        return Err(format!(
+            "{}: an event template needs {want}",
+            path.display()
+        ));
+    };
     Ok((ty, value))
 }
 
@@ -165,5 +250,42 @@ mod tests {
             assert!(v["data"]["object"]["id"].is_string(), "{ty}");
             assert!(v["data"]["object"]["object"].is_string(), "{ty}");
         }
+    }
+
+    #[test]
+    fn every_scheme_has_templates_typed_its_way() {
+        for scheme in crate::webhook::scheme::SCHEMES {
+            let set = TemplateSet::builtin_for(scheme);
+            assert!(!set.by_type.is_empty(), "{scheme:?}");
+            for (ty, src) in &set.by_type {
+                let v = &src.value;
+                match scheme {
+                    Scheme::Stripe | Scheme::Standard => assert_eq!(v["type"], *ty),
+                    Scheme::Slack => {
+                        assert_eq!(v["event"]["type"], *ty);
+                        assert_eq!(v["type"], "event_callback");
+                        assert_eq!(v["event_id"], "{{ event.id }}", "the duplicate key");
+                    }
+                    Scheme::Github => assert!(v["sender"].is_object(), "{ty}"),
+                    Scheme::Shopify => assert!(ty.contains('/') && v["id"].is_string(), "{ty}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_folder_is_keyed_as_its_scheme_names_events() {
+        let dir = std::env::temp_dir().join(format!("volley-templates-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("orders.paid.json"), r#"{"id": 1}"#).unwrap();
+        let mut shopify = TemplateSet::builtin_for(Scheme::Shopify);
+        assert_eq!(shopify.add_folder(&dir).unwrap(), ["orders/paid"]);
+        let mut github = TemplateSet::builtin_for(Scheme::Github);
+        assert_eq!(github.add_folder(&dir).unwrap(), ["orders.paid"]);
+        let mut slack = TemplateSet::builtin_for(Scheme::Slack);
+        let e = slack.add_folder(&dir).unwrap_err();
+        assert!(e.contains("event.type"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
