@@ -132,14 +132,17 @@ pub fn parse<'a>(namespace: &str, text: &'a str) -> Packet<'a> {
     }
 }
 
-/// The server's reason in a CONNECT_ERROR (`{"message":"Not authorized"}`), or its data as sent.
+/// The server's reason in a CONNECT_ERROR: `{"message":"Not authorized"}`
+/// (the protocol's form), `"Unable to connect"` (python-socketio's), or the data as sent.
 pub fn connect_error_message(data: &str) -> String {
     #[derive(Deserialize)]
-    struct E {
-        message: String,
+    #[serde(untagged)]
+    enum E {
+        Object { message: String },
+        Text(String),
     }
     match serde_json::from_str::<E>(data) {
-        Ok(e) => e.message,
+        Ok(E::Object { message } | E::Text(message)) => message,
         Err(_) if data.is_empty() => "no reason given".into(),
         Err(_) => data.chars().take(200).collect(),
     }
@@ -236,6 +239,10 @@ mod tests {
             "Unable to connect"
         );
         assert_eq!(connect_error_message(""), "no reason given");
+        assert_eq!(
+            connect_error_message(r#""Unable to connect""#),
+            "Unable to connect"
+        );
     }
 
     #[test]
