@@ -367,14 +367,13 @@ impl WsVu {
 
     /// One Socket.IO frame (an Engine.IO packet).
     fn on_sio(&mut self, text: &str, member: Option<&mut Member>) -> Step {
-        let d = self.d.clone();
-        let ns = d.sio.as_ref().map_or("/", |s| s.namespace.as_str());
+        let ns = self.d.sio.as_ref().map_or("/", |s| s.namespace.as_str());
         match sio::parse(ns, text) {
             Packet::Ping => Step::EioPing,
             Packet::Close => Step::End(Fault::EioClose),
             Packet::Disconnect => Step::End(Fault::SioDisconnect),
             Packet::ConnectError(data) => {
-                d.hint_connect_error(data);
+                self.d.hint_connect_error(data);
                 Step::End(Fault::SioConnectError)
             }
             Packet::Event(payload) => self.on_payload(payload.as_bytes(), member),
