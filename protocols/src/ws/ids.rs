@@ -111,7 +111,7 @@ mod tests {
         write(&mut s, "0badcafe", ID);
         for text in [
             format!("hello there {s}"),
-            format!("{s}"),
+            s.clone(),
             format!("<p>hi {s}</p>"),
             format!("0badcafe but then {s}."),
         ] {

@@ -326,16 +326,10 @@ fn at(span: Range<usize>) -> impl Fn(String) -> ConfigError {
 }
 
 /// A `join`/`message` value: a string is sent as written, a table as JSON.
-fn compile_frame(
-    env: &mut TemplateEnv<'_>,
-    v: &Spanned<Value>,
-) -> Result<(Template, String), ConfigError> {
+fn compile_frame(env: &mut TemplateEnv<'_>, v: &Spanned<Value>) -> Result<Template, ConfigError> {
     match v.get_ref() {
-        Value::String(s) => Ok((env.compile(s).map_err(at(v.span()))?, s.clone())),
-        Value::Object(_) | Value::Array(_) => Ok((
-            env.compile_json(v.get_ref()).map_err(at(v.span()))?,
-            v.get_ref().to_string(),
-        )),
+        Value::String(s) => env.compile(s).map_err(at(v.span())),
+        Value::Object(_) | Value::Array(_) => env.compile_json(v.get_ref()).map_err(at(v.span())),
         _ => Err(ConfigError::at(
             v.span(),
             "a frame template is a string (sent as written) or a table (sent as JSON)",
@@ -711,7 +705,7 @@ impl WsDriver {
                         .map_err(at(v.span()))?,
                 )
             }
-            Some(v) => Some(compile_frame(&mut env, v)?.0),
+            Some(v) => Some(compile_frame(&mut env, v)?),
             None if socketio => Some(
                 env.compile_json(&serde_json::json!([
                     "join", { "room": "{{ room }}", "user": "{{ user }}" }

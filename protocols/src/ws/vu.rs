@@ -555,10 +555,7 @@ impl WsVu {
         let spec = d.sio.as_ref().expect("socket.io");
         let open = loop {
             match timeout_at(by.into(), ws.next()).await {
-                Err(_) => {
-                    d.hint_no_open(url);
-                    return Err(Fault::EioNoOpen);
-                }
+                Err(_) => return Err(Fault::EioNoOpen),
                 Ok(None) => return Err(Fault::Reset),
                 Ok(Some(Err(e))) => return Err(Fault::from_ws(&e)),
                 Ok(Some(Ok(Message::Text(t)))) => match sio::parse_open(t.as_str()) {
@@ -666,7 +663,12 @@ impl WsVu {
                 Err(Fault::EioNoOpen | Fault::SioConnectTimeout) if cut() => {
                     return Outcome::Abandoned;
                 }
-                Err(f) => return self.failed(f),
+                Err(f) => {
+                    if f == Fault::EioNoOpen {
+                        d.hint_no_open(url);
+                    }
+                    return self.failed(f);
+                }
             },
             None => None,
         };
