@@ -12,8 +12,10 @@ Protocol (JSON text frames):
   when a nonce was sent; every other field the client sent is dropped), and
   to the sender {"op":"ack","data":{...the same message...}}.
 
+With --withhold-ack-every K, every K-th message goes unacknowledged.
+
 Counts what it saw: GET /stats -> {sessions, open, joins, messages,
-deliveries, acks}.
+deliveries, acks, acks_withheld}.
 
 Prints "listening PORT" once ready. Exits when its standard input closes
 (the test ended) or after --lifetime seconds, whichever comes first. A
@@ -50,10 +52,11 @@ except ImportError as e:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lifetime", type=float, default=300)
+    ap.add_argument("--withhold-ack-every", type=int, default=0)
     args = ap.parse_args()
 
     rooms = {}
-    stats = dict(sessions=0, open=0, joins=0, messages=0, deliveries=0, acks=0)
+    stats = dict(sessions=0, open=0, joins=0, messages=0, deliveries=0, acks=0, acks_withheld=0)
     ids = itertools.count(1)
 
     async def handler(ws):
@@ -94,6 +97,10 @@ def main():
                             stats["deliveries"] += 1
                         except ConnectionClosed:
                             pass
+                    k = args.withhold_ack_every
+                    if k and stats["messages"] % k == 0:
+                        stats["acks_withheld"] += 1
+                        continue
                     await ws.send(json.dumps({"op": "ack", "data": msg}))
                     stats["acks"] += 1
         except ConnectionClosed:
