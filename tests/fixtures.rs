@@ -10,6 +10,7 @@ use volley::serve::ServeOptions;
 const ENV: &[&str] = &[
     "BASE_URL=http://127.0.0.1:9",
     "WS_URL=ws://127.0.0.1:9/ws/chat",
+    "SIO_URL=http://127.0.0.1:9",
     "STRIPE_WEBHOOK_SECRET=whsec_test",
     "DATABASE_URL=postgres://postgres@127.0.0.1:9/postgres",
 ];

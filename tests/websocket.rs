@@ -409,6 +409,37 @@ fn bad_templates_and_pointers_stop_before_connecting() {
         ("message = { text = \"hi\" }", "no {{ msg.id }}"),
         ("room = \"lobby\"", "include {{ room.index }}"),
         ("reconnect = \"sometimes\"", "unknown value"),
+        (
+            "protocol = \"mqtt\"",
+            "unknown value `mqtt`, expected `websocket` or `socket.io`",
+        ),
+        ("namespace = \"/chat\"", "namespace is a Socket.IO setting"),
+        (
+            "protocol = \"socket.io\"\nnamespace = \"chat\"",
+            "must start with '/'",
+        ),
+        (
+            "protocol = \"socket.io\"\nmessage = { data = \"{{ msg.id }}\" }",
+            "needs its event name",
+        ),
+        (
+            "protocol = \"socket.io\"\nreceive = { message_type = \"chat\" }",
+            "write message_event",
+        ),
+        ("correlate = \"data\"", "must start with '/'"),
+        ("correlate = { text_token = false }", "asks for nothing"),
+        (
+            "correlate = \"/nonce\"\nreceive = { id = \"/id\" }",
+            "correlate and receive.id",
+        ),
+        (
+            "message = '{\"t\":\"hi\"}'\ncorrelate = { text_token = true }",
+            "no text at",
+        ),
+        (
+            "receive = { ack_id = \"/nonce\" }",
+            "needs receive.ack_type",
+        ),
     ] {
         let p = chat_plan(&d, &t.server.ws_url(), extra);
         let (out, _) = run_plan(&d, &p, &[]);

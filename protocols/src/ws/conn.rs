@@ -45,6 +45,20 @@ pub enum Fault {
     Io,
     NonJson,
     NoSentAt,
+    /// Socket.IO: no Engine.IO open packet within connect_timeout.
+    EioNoOpen,
+    /// Socket.IO: the first frame was not an Engine.IO open packet.
+    EioBadOpen,
+    /// Socket.IO: no ping from the server within pingInterval + pingTimeout.
+    EioPingTimeout,
+    /// Socket.IO: the server closed the Engine.IO session.
+    EioClose,
+    /// Socket.IO: no answer to CONNECT for the namespace.
+    SioConnectTimeout,
+    /// Socket.IO: the server refused the namespace.
+    SioConnectError,
+    /// Socket.IO: the server disconnected us from the namespace.
+    SioDisconnect,
 }
 
 impl Fault {
@@ -67,6 +81,13 @@ impl Fault {
             Fault::Io => "io error",
             Fault::NonJson => "non-json message",
             Fault::NoSentAt => "message without sent_at",
+            Fault::EioNoOpen => "engine.io handshake: no open packet",
+            Fault::EioBadOpen => "engine.io handshake: first frame not an open packet",
+            Fault::EioPingTimeout => "engine.io ping timeout",
+            Fault::EioClose => "engine.io close",
+            Fault::SioConnectTimeout => "socket.io connect timeout",
+            Fault::SioConnectError => "socket.io connect_error",
+            Fault::SioDisconnect => "socket.io disconnect",
         })
     }
 

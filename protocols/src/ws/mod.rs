@@ -5,7 +5,10 @@
 
 pub(crate) mod conn;
 pub mod extract;
+pub mod ids;
+mod plan;
 pub(crate) mod room;
+pub mod sio;
 mod vu;
 
 pub use conn::Fault;
@@ -19,11 +22,13 @@ use crate::metrics::{MetricId, MetricKind, Registry, Tags, Unit};
 use crate::template::{Scope, Template, TemplateEnv};
 use extract::Extractor;
 use http::{HeaderName, HeaderValue};
+use plan::{CorrSpec, append_token, correlate_spec, sio_array, sio_emit, sio_only, ws_only};
 use room::Room;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use toml::Spanned;
@@ -41,10 +46,33 @@ pub enum Reconnect {
     Never,
 }
 
+/// What is spoken over the WebSocket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub enum Protocol {
+    /// Frames as the templates write them (JSON or text).
+    #[default]
+    #[serde(rename = "websocket")]
+    WebSocket,
+    /// Socket.IO v5 over Engine.IO v4 (WebSocket transport).
+    #[serde(rename = "socket.io")]
+    SocketIo,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WsOptions {
     pub url: Spanned<String>,
+    pub protocol: Option<Protocol>,
+    /// Socket.IO namespace ("/" by default).
+    pub namespace: Option<Spanned<String>>,
+    /// Socket.IO: the event of chat messages (default: the `message` template's event).
+    pub message_event: Option<Spanned<String>>,
+    /// Socket.IO: the event the server answers a join with (default: the join's ack).
+    pub joined_event: Option<Spanned<String>>,
+    /// Socket.IO: ask the server to acknowledge every chat message.
+    pub ack: Option<Spanned<bool>>,
+    /// How a delivered message refers back to what was sent.
+    pub correlate: Option<Spanned<Value>>,
     #[serde(default)]
     pub headers: BTreeMap<Spanned<String>, Spanned<String>>,
     #[serde(default)]
@@ -81,6 +109,10 @@ pub struct ReceiveSpec {
     pub message_type: Option<Spanned<String>>,
     /// The type of the server's answer to the join, when it sends one.
     pub joined_type: Option<Spanned<String>>,
+    /// The type of the server's acknowledgement of a message, to its sender.
+    pub ack_type: Option<Spanned<String>>,
+    /// Where an acknowledgement names the message (what was in `{{ msg.id }}`).
+    pub ack_id: Option<Spanned<String>>,
 }
 
 /// Template locals, in this order: each template sees a prefix of them.
@@ -111,6 +143,8 @@ pub(crate) struct Metrics {
     pub drop_rate: MetricId,
     pub errors: MetricId,
     pub ping: MetricId,
+    pub ack_latency: MetricId,
+    pub acks_missing: MetricId,
     pub data_sent: MetricId,
     pub data_received: MetricId,
 }
@@ -129,21 +163,53 @@ impl Metrics {
             drop_rate: r.metric("ws_drop_rate", Rate, Unit::Default),
             errors: r.metric("ws_errors", Counter, Unit::Default),
             ping: r.metric("ws_ping", Trend, Unit::Time),
+            ack_latency: r.metric("ws_ack_latency", Trend, Unit::Time),
+            acks_missing: r.metric("ws_acks_missing", Counter, Unit::Default),
             data_sent: r.metric("data_sent", Counter, Unit::Data),
             data_received: r.metric("data_received", Counter, Unit::Data),
         }
     }
 }
 
-/// Compiled `receive` section.
+/// Values read from a received frame, at most: type, id, sender, sent_at, ack id.
+pub(crate) const SLOTS: usize = 5;
+
+/// How the id at `Recv::id_slot` is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Correlate {
+    /// The value is exactly the `{{ msg.id }}` that was sent.
+    Exact,
+    /// The value is text with the id somewhere inside it.
+    Token,
+}
+
+/// Compiled `receive` section (in Socket.IO, pointers into the event's
+/// `["event", payload]` array: the type is the event name).
 pub(crate) struct Recv {
     pub extractor: Extractor,
     pub type_slot: usize,
     pub id_slot: usize,
+    pub correlate: Correlate,
     pub sender_slot: usize,
     pub sent_at_slot: usize,
     pub message_type: Option<String>,
     pub joined_type: Option<String>,
+    /// Acknowledgement frames: their type, and the slot of the id they carry.
+    pub ack: Option<(String, usize)>,
+}
+
+/// Warnings said once per scenario, beside the `ws_errors` counts.
+#[derive(Default)]
+pub(crate) struct Hints {
+    no_open: AtomicBool,
+    bad_open: AtomicBool,
+    connect_error: AtomicBool,
+}
+
+impl Hints {
+    fn once(flag: &AtomicBool) -> bool {
+        !flag.swap(true, Ordering::Relaxed)
+    }
 }
 
 pub struct WsDriver {
@@ -170,6 +236,48 @@ pub struct WsDriver {
     pub(crate) metrics: Metrics,
     /// Distinguishes this run's message ids from anyone else's.
     pub(crate) nonce: String,
+    /// Socket.IO framing, when `protocol = "socket.io"`.
+    pub(crate) sio: Option<sio::Spec>,
+    /// Senders wait for an acknowledgement of each message.
+    pub(crate) acks: bool,
+    pub(crate) scenario: String,
+    pub(crate) hints: Hints,
+}
+
+impl WsDriver {
+    /// The server never sent the Engine.IO open packet.
+    pub(crate) fn hint_no_open(&self, url: &str) {
+        if Hints::once(&self.hints.no_open) {
+            tracing::warn!(
+                "scenario {:?}: {url} sent no Engine.IO open packet within connect_timeout ({:?}), so the Engine.IO handshake failed: is it a Socket.IO server (its path is usually /socket.io/)? For a plain WebSocket server, remove protocol = \"socket.io\"",
+                self.scenario,
+                self.connect_timeout
+            );
+        }
+    }
+
+    /// The server's first frame was not an Engine.IO open packet.
+    pub(crate) fn hint_bad_open(&self, url: &str, frame: &str) {
+        if Hints::once(&self.hints.bad_open) {
+            let shown: String = frame.chars().take(80).collect();
+            tracing::warn!(
+                "scenario {:?}: the Engine.IO handshake failed: the first frame from {url} is {shown:?}, not an Engine.IO open packet (0{{\"sid\":...,\"pingInterval\":...}}): is it a Socket.IO server? For a plain WebSocket server, remove protocol = \"socket.io\"",
+                self.scenario
+            );
+        }
+    }
+
+    /// The server refused the namespace (CONNECT_ERROR).
+    pub(crate) fn hint_connect_error(&self, data: &str) {
+        if Hints::once(&self.hints.connect_error) {
+            let ns = self.sio.as_ref().map_or("/", |s| s.namespace.as_str());
+            tracing::warn!(
+                "scenario {:?}: the server refused to connect to Socket.IO namespace {ns:?}: {}",
+                self.scenario,
+                sio::connect_error_message(data)
+            );
+        }
+    }
 }
 
 /// The scenario's rooms, each made when its first member is: a plan may
@@ -220,16 +328,10 @@ fn at(span: Range<usize>) -> impl Fn(String) -> ConfigError {
 }
 
 /// A `join`/`message` value: a string is sent as written, a table as JSON.
-fn compile_frame(
-    env: &mut TemplateEnv<'_>,
-    v: &Spanned<Value>,
-) -> Result<(Template, String), ConfigError> {
+fn compile_frame(env: &mut TemplateEnv<'_>, v: &Spanned<Value>) -> Result<Template, ConfigError> {
     match v.get_ref() {
-        Value::String(s) => Ok((env.compile(s).map_err(at(v.span()))?, s.clone())),
-        Value::Object(_) | Value::Array(_) => Ok((
-            env.compile_json(v.get_ref()).map_err(at(v.span()))?,
-            v.get_ref().to_string(),
-        )),
+        Value::String(s) => env.compile(s).map_err(at(v.span())),
+        Value::Object(_) | Value::Array(_) => env.compile_json(v.get_ref()).map_err(at(v.span())),
         _ => Err(ConfigError::at(
             v.span(),
             "a frame template is a string (sent as written) or a table (sent as JSON)",
@@ -237,21 +339,62 @@ fn compile_frame(
     }
 }
 
+/// Add a pointer (the plan's, else `default`) under `prefix` (Socket.IO's
+/// payload is "/1" of the event array); errors point at the plan's pointer.
 fn pointer(
     e: &mut Extractor,
     spec: &Option<Spanned<String>>,
     default: &str,
+    prefix: &str,
 ) -> Result<usize, ConfigError> {
-    match spec {
-        Some(p) => e.add(p.get_ref()).map_err(at(p.span())),
-        None => Ok(e.add(default).expect("default pointers are valid")),
-    }
+    let (text, span) = match spec {
+        Some(p) => (p.get_ref().as_str(), Some(p.span())),
+        None => (default, None),
+    };
+    let located = |m: String| match &span {
+        Some(s) => ConfigError::at(s.clone(), m),
+        None => ConfigError::new(m),
+    };
+    extract::parse_pointer(text).map_err(located)?;
+    e.add(&format!("{prefix}{text}")).map_err(located)
 }
 
 impl WsDriver {
     pub fn build(o: WsOptions, ctx: &BuildCtx<'_>) -> Result<Self, ConfigError> {
         let defaults = ctx.defaults;
         let mut env = TemplateEnv::new(ctx.env, ctx.feeders, ctx.scenario);
+        let socketio = o.protocol.unwrap_or_default() == Protocol::SocketIo;
+        if socketio {
+            let r = &o.receive;
+            let event = "the type is the event name (message_event, joined_event)";
+            ws_only("type", event, r.type_ptr.as_ref().map(|p| p.span()))?;
+            ws_only(
+                "message_type",
+                "write message_event = \"...\" instead",
+                r.message_type.as_ref().map(|p| p.span()),
+            )?;
+            ws_only(
+                "joined_type",
+                "write joined_event = \"...\" instead",
+                r.joined_type.as_ref().map(|p| p.span()),
+            )?;
+            let ack = "Socket.IO acknowledges with its own packets: write ack = true";
+            ws_only("ack_type", ack, r.ack_type.as_ref().map(|p| p.span()))?;
+            ws_only("ack_id", ack, r.ack_id.as_ref().map(|p| p.span()))?;
+        } else {
+            sio_only("namespace", o.namespace.as_ref().map(|v| v.span()))?;
+            sio_only("message_event", o.message_event.as_ref().map(|v| v.span()))?;
+            sio_only("joined_event", o.joined_event.as_ref().map(|v| v.span()))?;
+            sio_only("ack", o.ack.as_ref().map(|v| v.span()))?;
+        }
+        let sio_spec = match (socketio, &o.namespace) {
+            (false, _) => None,
+            (true, None) => Some(sio::Spec::new("/", false)),
+            (true, Some(ns)) => {
+                sio::check_namespace(ns.get_ref()).map_err(at(ns.span()))?;
+                Some(sio::Spec::new(ns.get_ref(), false))
+            }
+        };
 
         let room_size = match &o.room_size {
             Some(s) if *s.get_ref() == 0 => {
@@ -298,7 +441,11 @@ impl WsDriver {
 
         env.locals = &LOCALS[..SESSION_LOCALS];
         let url_text = o.url.get_ref().trim();
-        let url_src = if url_text.starts_with("ws://") || url_text.starts_with("wss://") {
+        let http_url = url_text.starts_with("http://") || url_text.starts_with("https://");
+        let url_src = if url_text.starts_with("ws://")
+            || url_text.starts_with("wss://")
+            || (socketio && http_url)
+        {
             url_text.to_string()
         } else if url_text.starts_with('/') {
             // A path on [defaults] base_url, with http(s) turned into ws(s).
@@ -321,9 +468,20 @@ impl WsDriver {
             return Err(ConfigError::at(
                 o.url.span(),
                 format!(
-                    "url {url_text:?} must start with ws:// or wss:// (or be a path on [defaults] base_url)"
+                    "url {url_text:?} must start with ws:// or wss://{} (or be a path on [defaults] base_url)",
+                    if socketio {
+                        ", http:// or https://"
+                    } else {
+                        ""
+                    }
                 ),
             ));
+        };
+        // Socket.IO: the Engine.IO path and query (`/socket.io/?EIO=4&transport=websocket`).
+        let url_src = if socketio {
+            sio::url(&url_src)
+        } else {
+            url_src
         };
         let url = env.compile(&url_src).map_err(at(o.url.span()))?;
         if let Some(text) = url.as_static() {
@@ -404,7 +562,20 @@ impl WsDriver {
 
         let join = match &o.join {
             Some(v) if v.get_ref().as_str() == Some("") => None,
-            Some(v) => Some(compile_frame(&mut env, v)?.0),
+            Some(v) if socketio => {
+                let (event, data) = sio_emit(v, "join")?;
+                Some(
+                    env.compile_json(&sio_array(&event, data))
+                        .map_err(at(v.span()))?,
+                )
+            }
+            Some(v) => Some(compile_frame(&mut env, v)?),
+            None if socketio => Some(
+                env.compile_json(&serde_json::json!([
+                    "join", { "room": "{{ room }}", "user": "{{ user }}" }
+                ]))
+                .expect("valid default"),
+            ),
             None => Some(
                 env.compile_json(&serde_json::json!({
                     "type": "join", "room": "{{ room }}", "user": "{{ user }}"
@@ -413,27 +584,84 @@ impl WsDriver {
             ),
         };
 
+        let corr = correlate_spec(&o.correlate)?;
+        if let (CorrSpec::Pointer(p), Some(id)) = (&corr, &o.receive.id) {
+            return Err(ConfigError::at(
+                p.span(),
+                format!(
+                    "correlate and receive.id ({:?}) both say where the message's id comes back; keep correlate",
+                    id.get_ref()
+                ),
+            ));
+        }
+
         env.locals = LOCALS;
-        let (message, message_src, message_span) = match &o.message {
-            Some(v) => {
-                let (t, src) = compile_frame(&mut env, v)?;
-                (t, src, v.span())
+        // The message as JSON (or, for plain WebSocket, text as written), before compiling.
+        let default_message = serde_json::json!({
+            "type": "message",
+            "room": "{{ room }}",
+            "id": "{{ msg.id }}",
+            "sent_at": "{{ msg.sent_at }}",
+            "text": "{{ rand_string(24) }}"
+        });
+        let message_span = o.message.as_ref().map_or(o.url.span(), |m| m.span());
+        let (mut message_json, message_raw, message_event) = match (&o.message, socketio) {
+            (Some(v), true) => {
+                let (event, data) = sio_emit(v, "message")?;
+                (data, None, Some(event))
             }
-            None => {
-                let v = serde_json::json!({
-                    "type": "message",
-                    "room": "{{ room }}",
-                    "id": "{{ msg.id }}",
-                    "sent_at": "{{ msg.sent_at }}",
-                    "text": "{{ rand_string(24) }}"
-                });
-                (
-                    env.compile_json(&v).expect("valid default"),
-                    v.to_string(),
-                    o.url.span(),
-                )
-            }
+            (None, true) => (Some(default_message), None, Some("message".to_string())),
+            (Some(v), false) => match v.get_ref() {
+                Value::Object(_) | Value::Array(_) => (Some(v.get_ref().clone()), None, None),
+                Value::String(s) => (None, Some(s.clone()), None),
+                _ => {
+                    return Err(ConfigError::at(
+                        v.span(),
+                        "a frame template is a string (sent as written) or a table (sent as JSON)",
+                    ));
+                }
+            },
+            (None, false) => (Some(default_message), None, None),
         };
+        let written = |j: &Option<Value>, raw: &Option<String>| match raw {
+            Some(r) => r.clone(),
+            None => j.as_ref().map(Value::to_string).unwrap_or_default(),
+        };
+        // A text token goes at the end of the message's text (unless there already).
+        if let CorrSpec::Token {
+            text, message_text, ..
+        } = &corr
+        {
+            let candidates = match message_text {
+                Some(p) => vec![p.as_str()],
+                None => vec![text.get_ref().as_str(), "/text"],
+            };
+            let placed = message_json
+                .as_mut()
+                .is_some_and(|j| candidates.iter().any(|p| append_token(j, p)));
+            if !placed && !written(&message_json, &message_raw).contains("msg.id") {
+                return Err(ConfigError::at(
+                    message_span.clone(),
+                    format!(
+                        "correlate: text_token puts {{{{ msg.id }}}} at the end of the message's text, but the message has no text at {:?}{}; set correlate.message_text to the pointer of the text in the message{}, or put {{{{ msg.id }}}} in the text yourself",
+                        candidates[0],
+                        if socketio { " of its data" } else { "" },
+                        if socketio {
+                            "'s data (\"\" when data is the text itself)"
+                        } else {
+                            ""
+                        },
+                    ),
+                ));
+            }
+        }
+        let message_src = written(&message_json, &message_raw);
+        let message = match (&message_event, message_raw) {
+            (Some(event), _) => env.compile_json(&sio_array(event, message_json.take())),
+            (None, Some(raw)) => env.compile(&raw),
+            (None, None) => env.compile_json(message_json.as_ref().expect("a table")),
+        }
+        .map_err(at(message_span.clone()))?;
         let rate = match &o.messages_per_minute {
             Some(r) if !(r.get_ref().is_finite() && *r.get_ref() >= 0.0) => {
                 return Err(ConfigError::at(
@@ -450,38 +678,96 @@ impl WsDriver {
                 "the message template has no {{ msg.id }}: receivers could not tell which messages arrived; add e.g. id = \"{{ msg.id }}\"",
             ));
         }
-        if rate > 0.0 && !message_src.contains("msg.sent_at") {
-            tracing::warn!(
-                "scenario {:?}: the message template has no {{{{ msg.sent_at }}}}, so ws_msg_latency can only come from a time the server adds",
-                ctx.scenario
-            );
-        }
 
         let mut extractor = Extractor::default();
         let r = &o.receive;
-        let type_slot = pointer(&mut extractor, &r.type_ptr, "/type")?;
-        let id_slot = pointer(&mut extractor, &r.id, "/id")?;
-        let sender_slot = pointer(&mut extractor, &r.sender, "/sender")?;
-        let sent_at_slot = pointer(&mut extractor, &r.sent_at, "/sent_at")?;
+        let prefix = if socketio { "/1" } else { "" };
+        let type_slot = if socketio {
+            extractor.add("/0").expect("a valid pointer")
+        } else {
+            pointer(&mut extractor, &r.type_ptr, "/type", "")?
+        };
+        let (id_slot, correlate) = match &corr {
+            CorrSpec::Default => (
+                pointer(&mut extractor, &r.id, "/id", prefix)?,
+                Correlate::Exact,
+            ),
+            CorrSpec::Pointer(p) => (
+                pointer(&mut extractor, &Some(p.clone()), "", prefix)?,
+                Correlate::Exact,
+            ),
+            CorrSpec::Token { text, .. } => (
+                pointer(&mut extractor, &Some(text.clone()), "", prefix)?,
+                Correlate::Token,
+            ),
+        };
+        let sender_slot = pointer(&mut extractor, &r.sender, "/sender", prefix)?;
+        let sent_at_slot = pointer(&mut extractor, &r.sent_at, "/sent_at", prefix)?;
         let slots = [type_slot, id_slot, sender_slot, sent_at_slot];
         for (i, a) in slots.iter().enumerate() {
             if slots[..i].contains(a) {
+                let span = match &corr {
+                    CorrSpec::Token { span, .. } => span.clone(),
+                    CorrSpec::Pointer(p) => p.span(),
+                    CorrSpec::Default => o.url.span(),
+                };
                 return Err(ConfigError::at(
-                    o.url.span(),
-                    "receive: type, id, sender and sent_at must be different JSON pointers",
+                    span,
+                    "receive: type, id (or correlate), sender and sent_at must be different JSON pointers",
                 ));
             }
         }
-        let message_type = match &r.message_type {
+        let ack = match &r.ack_type {
             Some(t) if t.get_ref().is_empty() => None,
-            Some(t) => Some(t.get_ref().clone()),
-            None => Some("message".to_string()),
+            Some(t) => {
+                let slot = match &r.ack_id {
+                    Some(_) => pointer(&mut extractor, &r.ack_id, "", "")?,
+                    None => id_slot,
+                };
+                Some((t.get_ref().clone(), slot))
+            }
+            None => {
+                if let Some(p) = &r.ack_id {
+                    return Err(ConfigError::at(
+                        p.span(),
+                        "receive.ack_id needs receive.ack_type: the type of the server's acknowledgement frames",
+                    ));
+                }
+                None
+            }
         };
-        let joined_type = r
-            .joined_type
-            .as_ref()
-            .map(|t| t.get_ref().clone())
-            .filter(|t| !t.is_empty());
+        debug_assert!(extractor.fields() <= SLOTS);
+        let event_name = |v: &Option<Spanned<String>>| -> Result<Option<String>, ConfigError> {
+            match v {
+                Some(e) if e.get_ref().is_empty() => {
+                    Err(ConfigError::at(e.span(), "an event name cannot be empty"))
+                }
+                Some(e) => Ok(Some(e.get_ref().clone())),
+                None => Ok(None),
+            }
+        };
+        let message_type = if socketio {
+            event_name(&o.message_event)?.or(message_event)
+        } else {
+            match &r.message_type {
+                Some(t) if t.get_ref().is_empty() => None,
+                Some(t) => Some(t.get_ref().clone()),
+                None => Some("message".to_string()),
+            }
+        };
+        let joined_type = if socketio {
+            event_name(&o.joined_event)?
+        } else {
+            r.joined_type
+                .as_ref()
+                .map(|t| t.get_ref().clone())
+                .filter(|t| !t.is_empty())
+        };
+        let sio_ack = o.ack.as_ref().is_some_and(|a| *a.get_ref());
+        let sio_spec = sio_spec.map(|mut s| {
+            s.ack = sio_ack;
+            s
+        });
 
         let deadline = match &o.deadline {
             Some(d) if d.get_ref().0.is_zero() => {
@@ -493,10 +779,13 @@ impl WsDriver {
             Some(d) => d.get_ref().0,
             None => Duration::from_secs(5),
         };
-        let ping_interval = o
-            .ping_interval
-            .map(|d| d.0)
-            .unwrap_or(Duration::from_secs(10));
+        // Socket.IO has its own heartbeat (the server's Engine.IO pings): no
+        // WebSocket pings unless asked for.
+        let ping_interval = o.ping_interval.map(|d| d.0).unwrap_or(if socketio {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(10)
+        });
         let pong_timeout = o
             .pong_timeout
             .map(|d| d.0)
@@ -531,19 +820,25 @@ impl WsDriver {
             deadline,
             connect_timeout,
             ping: (!ping_interval.is_zero()).then_some((ping_interval, pong_timeout)),
+            acks: sio_ack || ack.is_some(),
             recv: Recv {
                 extractor,
                 type_slot,
                 id_slot,
+                correlate,
                 sender_slot,
                 sent_at_slot,
                 message_type,
                 joined_type,
+                ack,
             },
             connector: conn::Connector::new(insecure),
             inputs: Inputs::of(&env),
             metrics: Metrics::register(ctx.registry),
             nonce,
+            sio: sio_spec,
+            scenario: ctx.scenario.to_string(),
+            hints: Hints::default(),
         })
     }
 }

@@ -2,13 +2,16 @@
 
 use super::conn::{Fault, Socket};
 use super::extract::Val;
+use super::ids::{self, OurId};
 use super::room::{Member, Room};
-use super::{Reconnect, WsDriver};
+use super::sio::{self, Packet};
+use super::{Correlate, Reconnect, SLOTS, WsDriver};
 use crate::driver::{Iteration, Stop, Vu, VuEnv, VuState};
 use crate::http::conn::IoCounters;
 use crate::metrics::{Recorder, SeriesId, Tags};
 use futures_util::{SinkExt, StreamExt};
 use http::HeaderValue;
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -16,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::time::{sleep_until, timeout_at};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
-use tokio_tungstenite::tungstenite::{Bytes, Message};
+use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 
 /// A connect or join still pending at the planned end counts as failed only
 /// if it had been trying this long; a shorter one was merely cut by the end.
@@ -26,6 +29,12 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 const JOIN_PING: &[u8] = b"volley-join";
 /// Settling more often than this buys nothing.
 const SETTLE_MIN: Duration = Duration::from_millis(20);
+/// An Engine.IO heartbeat longer than this is as good as none.
+const HEARTBEAT_MAX: Duration = Duration::from_secs(24 * 3600);
+
+fn eio_pong() -> Message {
+    Message::Text(Utf8Bytes::from_static("3"))
+}
 
 /// Series of one room (or of the scenario, when rooms are not tagged).
 #[derive(Clone)]
@@ -40,6 +49,8 @@ pub struct RoomSeries {
     lost: SeriesId,
     drop_rate: SeriesId,
     ping: SeriesId,
+    ack_latency: SeriesId,
+    acks_missing: SeriesId,
     data_sent: SeriesId,
     data_received: SeriesId,
 }
@@ -63,6 +74,8 @@ impl RoomSeries {
             lost: s(m.lost),
             drop_rate: s(m.drop_rate),
             ping: s(m.ping),
+            ack_latency: s(m.ack_latency),
+            acks_missing: s(m.acks_missing),
             // Bytes are per scenario, as the HTTP driver records them.
             data_sent: rec.series(m.data_sent, &d.tags),
             data_received: rec.series(m.data_received, &d.tags),
@@ -87,6 +100,8 @@ enum Outcome {
 enum Step {
     Continue,
     Joined,
+    /// An Engine.IO ping: answer with a pong.
+    EioPing,
     End(Fault),
 }
 
@@ -125,6 +140,9 @@ pub struct WsVu {
     locals: Locals,
     frame_cap: usize,
     failures: u32,
+    /// Messages sent and not acknowledged yet (sequence number, send time),
+    /// oldest first; kept across sessions so it stops allocating.
+    acks: VecDeque<(u64, Instant)>,
 }
 
 fn unix_micros() -> u64 {
@@ -158,16 +176,6 @@ fn sent_at_micros(v: &Val<'_>) -> Option<u64> {
     } as u64)
 }
 
-/// Our ids are "NONCE-ROOM-SLOT-SEQ"; anything else is someone else's message.
-fn parse_id(nonce: &str, v: &Val<'_>) -> Option<(u64, u32, u64)> {
-    let rest = v.as_str()?.strip_prefix(nonce)?.strip_prefix('-')?;
-    let mut parts = rest.splitn(3, '-');
-    let room = parts.next()?.parse().ok()?;
-    let slot = parts.next()?.parse().ok()?;
-    let seq = parts.next()?.parse().ok()?;
-    Some((room, slot, seq))
-}
-
 impl WsVu {
     pub(super) fn new(d: Arc<WsDriver>, env: VuEnv) -> Self {
         let rec = env.recorder;
@@ -191,6 +199,7 @@ impl WsVu {
             locals,
             frame_cap: 64,
             failures: 0,
+            acks: VecDeque::new(),
             d,
         }
     }
@@ -220,8 +229,14 @@ impl WsVu {
         self.io_seen = (sent, received);
     }
 
-    /// Render the session's templates that have no message values.
+    /// Render a template into a new frame.
     fn render(&mut self, which: Which) -> String {
+        self.render_after(which, "", None)
+    }
+
+    /// Render a template into a new frame that starts with `head` and an
+    /// acknowledgement id (Socket.IO: `42/chat,17["chat",{...}]`).
+    fn render_after(&mut self, which: Which, head: &str, ack: Option<u64>) -> String {
         let d = &self.d;
         let room = &self.room;
         let l = &self.locals;
@@ -242,6 +257,10 @@ impl WsVu {
         };
         // The frame's own allocation, sized like the last one.
         let mut out = String::with_capacity(self.frame_cap);
+        out.push_str(head);
+        if let Some(a) = ack {
+            let _ = write!(out, "{a}");
+        }
         t.render(&mut scope, &mut out);
         self.frame_cap = self.frame_cap.max(out.len());
         out
@@ -266,12 +285,23 @@ impl WsVu {
         Ok(req)
     }
 
-    /// Read one frame's payload. Chat messages are counted and timed; ours
-    /// are marked received in the member's window.
+    /// One of this run's ids in `v`: exactly (a pointer to the echoed id), or
+    /// anywhere in its text (a text token).
+    fn ours(&self, v: &Val<'_>, how: Correlate) -> Option<OurId> {
+        let text = v.as_str()?;
+        match how {
+            Correlate::Exact => ids::parse_exact(&self.d.nonce, text),
+            Correlate::Token => ids::find(&self.d.nonce, text),
+        }
+    }
+
+    /// Read one frame's payload (in Socket.IO, an event's `["event", ...]`).
+    /// Chat messages are counted and timed; ours are marked received in the
+    /// member's window; acknowledgements of ours are timed.
     fn on_payload(&mut self, bytes: &[u8], member: Option<&mut Member>) -> Step {
         let d = self.d.clone();
         let r = &d.recv;
-        let mut out: [Val<'_>; 4] = Default::default();
+        let mut out: [Val<'_>; SLOTS] = Default::default();
         if r.extractor.extract(bytes, &mut out).is_err() {
             self.error(Fault::NonJson);
             return Step::Continue;
@@ -282,6 +312,18 @@ impl WsVu {
         {
             return Step::Joined;
         }
+        if let Some((ack_type, slot)) = &r.ack
+            && ty.eq_text(ack_type)
+        {
+            // An id inside any text counts: acks name messages in many ways.
+            if let Some(id) = self.ours(&out[*slot], Correlate::Token)
+                && id.room == self.room.index
+                && id.slot == self.slot
+            {
+                self.acked(id.seq);
+            }
+            return Step::Continue;
+        }
         if let Some(m) = &r.message_type
             && !ty.eq_text(m)
         {
@@ -291,9 +333,9 @@ impl WsVu {
         if id.is_missing() {
             return Step::Continue;
         }
-        let ours = parse_id(&d.nonce, id);
+        let ours = self.ours(id, r.correlate);
         let own_echo = match ours {
-            Some((room, slot, _)) => room == self.room.index && slot == self.slot,
+            Some(o) => o.room == self.room.index && o.slot == self.slot,
             None => {
                 let sender = &out[r.sender_slot];
                 !sender.is_missing() && sender.eq_text(&self.locals.user)
@@ -303,7 +345,11 @@ impl WsVu {
             return Step::Continue;
         }
         self.rec.add(self.s.received, 1);
-        match sent_at_micros(&out[r.sent_at_slot]) {
+        // Ours carry their send time; others', where the server put one.
+        match ours
+            .map(|o| o.sent_at)
+            .or_else(|| sent_at_micros(&out[r.sent_at_slot]))
+        {
             Some(t) => self
                 .rec
                 .trend(self.s.latency, unix_micros().saturating_sub(t)),
@@ -311,12 +357,60 @@ impl WsVu {
                 self.error(Fault::NoSentAt);
             }
         }
-        if let (Some((room, _, seq)), Some(m)) = (ours, member)
-            && room == self.room.index
+        if let (Some(o), Some(m)) = (ours, member)
+            && o.room == self.room.index
         {
-            m.received(seq);
+            m.received(o.seq);
         }
         Step::Continue
+    }
+
+    /// One Socket.IO frame (an Engine.IO packet).
+    fn on_sio(&mut self, text: &str, member: Option<&mut Member>) -> Step {
+        let ns = self.d.sio.as_ref().map_or("/", |s| s.namespace.as_str());
+        match sio::parse(ns, text) {
+            Packet::Ping => Step::EioPing,
+            Packet::Close => Step::End(Fault::EioClose),
+            Packet::Disconnect => Step::End(Fault::SioDisconnect),
+            Packet::ConnectError(data) => {
+                self.d.hint_connect_error(data);
+                Step::End(Fault::SioConnectError)
+            }
+            Packet::Event(payload) => self.on_payload(payload.as_bytes(), member),
+            Packet::Ack(sio::JOIN_ACK) => Step::Joined,
+            Packet::Ack(id) => {
+                self.acked(id - 1);
+                Step::Continue
+            }
+            Packet::Connect | Packet::Other => Step::Continue,
+        }
+    }
+
+    /// Our message `seq` was acknowledged.
+    fn acked(&mut self, seq: u64) {
+        if let Some(i) = self.acks.iter().position(|&(s, _)| s == seq)
+            && let Some((_, at)) = self.acks.remove(i)
+        {
+            self.rec.time(self.s.ack_latency, at.elapsed());
+        }
+    }
+
+    /// Count the acknowledgements that did not come within the deadline (all
+    /// of them, when `gone`); returns when the next one is due.
+    fn expire_acks(&mut self, now: Instant, gone: bool) -> Option<Instant> {
+        let deadline = self.d.deadline;
+        let mut missing = 0;
+        while let Some(&(_, at)) = self.acks.front() {
+            if !gone && now.saturating_duration_since(at) < deadline {
+                break;
+            }
+            self.acks.pop_front();
+            missing += 1;
+        }
+        if missing > 0 {
+            self.rec.add(self.s.acks_missing, missing);
+        }
+        self.acks.front().map(|&(_, at)| at + deadline)
     }
 
     fn on_message(
@@ -325,7 +419,11 @@ impl WsVu {
         member: Option<&mut Member>,
         ping: &mut Option<Instant>,
     ) -> Step {
+        let sio = self.d.sio.is_some();
         match msg {
+            Message::Text(t) if sio => self.on_sio(t.as_str(), member),
+            // Socket.IO binary attachments: not chat.
+            Message::Binary(_) if sio => Step::Continue,
             Message::Text(t) => self.on_payload(t.as_bytes(), member),
             Message::Binary(b) => self.on_payload(&b, member),
             Message::Pong(p) => {
@@ -359,22 +457,32 @@ impl WsVu {
         let Some(seq) = self.room.send(self.slot, end) else {
             return Ok(());
         };
+        let sent_at = unix_micros();
         let l = &mut self.locals;
-        l.id.clear();
-        let _ = write!(
-            l.id,
-            "{}-{}-{}-{}",
-            d.nonce, self.room.index, self.slot, seq
-        );
+        let id = OurId {
+            room: self.room.index,
+            slot: self.slot,
+            seq,
+            sent_at,
+        };
+        ids::write(&mut l.id, &d.nonce, id);
         l.sent_at.clear();
-        let _ = write!(l.sent_at, "{}", unix_micros());
+        let _ = write!(l.sent_at, "{sent_at}");
         l.seq.clear();
         let _ = write!(l.seq, "{seq}");
-        let text = self.render(Which::Message);
+        let text = match &d.sio {
+            // Socket.IO ack ids are the sequence number + 1 (0 is the join's).
+            Some(s) => self.render_after(Which::Message, &s.emit, s.ack.then_some(seq + 1)),
+            None => self.render(Which::Message),
+        };
         let by = Instant::now() + d.ping.map(|p| p.1).unwrap_or(d.connect_timeout);
+        let sent = Instant::now();
         match self.send(ws, text, by).await {
             Ok(()) => {
                 self.rec.add(self.s.sent, 1);
+                if d.acks {
+                    self.acks.push_back((seq, sent));
+                }
                 self.flush_io();
                 Ok(())
             }
@@ -386,16 +494,27 @@ impl WsVu {
     }
 
     /// Send the join and wait until the server has us in the room: its join
-    /// answer when `joined_type` is set, else the pong to a ping sent after
-    /// the join (a server handles one connection's frames in order).
+    /// answer when `joined_type` (Socket.IO: `joined_event`) is set; else, in
+    /// Socket.IO, the acknowledgement of the join; else the pong to a ping
+    /// sent after the join (a server handles one connection's frames in order).
+    /// Socket.IO without a join: connecting to the namespace was the join.
     async fn join(&mut self, ws: &mut Socket, end: Instant) -> Result<(), Option<Fault>> {
+        let d = self.d.clone();
         let started = Instant::now();
-        let by = (started + self.d.connect_timeout).min(end);
-        if self.d.join.is_some() {
-            let text = self.render(Which::Join);
+        let by = (started + d.connect_timeout).min(end);
+        if d.join.is_some() {
+            let text = match &d.sio {
+                Some(s) => {
+                    let ack = d.recv.joined_type.is_none().then_some(sio::JOIN_ACK);
+                    self.render_after(Which::Join, &s.emit, ack)
+                }
+                None => self.render(Which::Join),
+            };
             self.send(ws, text, by).await.map_err(Some)?;
+        } else if d.sio.is_some() {
+            return Ok(());
         }
-        if self.d.recv.joined_type.is_none() {
+        if d.sio.is_none() && d.recv.joined_type.is_none() {
             let ping = Message::Ping(Bytes::from_static(JOIN_PING));
             self.send_raw(ws, ping, by).await.map_err(Some)?;
         }
@@ -415,11 +534,77 @@ impl WsVu {
                     Some(Ok(m)) => match self.on_message(m, None, &mut no_ping) {
                         Step::Joined => return Ok(()),
                         Step::End(f) => return Err(Some(f)),
+                        Step::EioPing => self.send_raw(ws, eio_pong(), by).await.map_err(Some)?,
                         Step::Continue => {}
                     },
                 }
             }
         }
+    }
+
+    /// Socket.IO's handshake on an open WebSocket: the server's Engine.IO open
+    /// packet, then CONNECT to the namespace and its answer, by `by`.
+    /// Returns the Engine.IO heartbeat: the most time between server pings.
+    async fn sio_connect(
+        &mut self,
+        ws: &mut Socket,
+        by: Instant,
+        url: &str,
+    ) -> Result<Duration, Fault> {
+        let d = self.d.clone();
+        let spec = d.sio.as_ref().expect("socket.io");
+        let open = loop {
+            match timeout_at(by.into(), ws.next()).await {
+                Err(_) => return Err(Fault::EioNoOpen),
+                Ok(None) => return Err(Fault::Reset),
+                Ok(Some(Err(e))) => return Err(Fault::from_ws(&e)),
+                Ok(Some(Ok(Message::Text(t)))) => match sio::parse_open(t.as_str()) {
+                    Some(open) => break open,
+                    None => {
+                        d.hint_bad_open(url, t.as_str());
+                        return Err(Fault::EioBadOpen);
+                    }
+                },
+                Ok(Some(Ok(Message::Binary(_)))) => {
+                    d.hint_bad_open(url, "(a binary frame)");
+                    return Err(Fault::EioBadOpen);
+                }
+                Ok(Some(Ok(Message::Close(f)))) => {
+                    return Err(Fault::ClosedByPeer(
+                        f.map(|f| u16::from(f.code)).unwrap_or(1005),
+                    ));
+                }
+                Ok(Some(Ok(_))) => {}
+            }
+        };
+        self.send_raw(ws, Message::Text(spec.connect.clone()), by)
+            .await?;
+        loop {
+            match timeout_at(by.into(), ws.next()).await {
+                Err(_) => return Err(Fault::SioConnectTimeout),
+                Ok(None) => return Err(Fault::Reset),
+                Ok(Some(Err(e))) => return Err(Fault::from_ws(&e)),
+                Ok(Some(Ok(Message::Text(t)))) => match sio::parse(&spec.namespace, t.as_str()) {
+                    Packet::Connect => break,
+                    Packet::Ping => self.send_raw(ws, eio_pong(), by).await?,
+                    Packet::ConnectError(data) => {
+                        d.hint_connect_error(data);
+                        return Err(Fault::SioConnectError);
+                    }
+                    Packet::Close => return Err(Fault::EioClose),
+                    Packet::Disconnect => return Err(Fault::SioDisconnect),
+                    _ => {}
+                },
+                Ok(Some(Ok(Message::Close(f)))) => {
+                    return Err(Fault::ClosedByPeer(
+                        f.map(|f| u16::from(f.code)).unwrap_or(1005),
+                    ));
+                }
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+        let beat = Duration::from_millis(open.ping_interval.saturating_add(open.ping_timeout));
+        Ok(beat.min(HEARTBEAT_MAX))
     }
 
     async fn send_raw(&mut self, ws: &mut Socket, m: Message, by: Instant) -> Result<(), Fault> {
@@ -444,6 +629,9 @@ impl WsVu {
     fn end_session(&mut self, started: Instant, outcome: Outcome) -> Outcome {
         // Zero lost shows as 0 in the summary (and thresholds on it have data).
         self.rec.add(self.s.lost, 0);
+        if self.d.acks {
+            self.rec.add(self.s.acks_missing, 0);
+        }
         self.rec.time(self.s.session_duration, started.elapsed());
         self.rec.rate(self.s.drop_rate, outcome != Outcome::Planned);
         self.flush_io();
@@ -458,15 +646,32 @@ impl WsVu {
             Err(f) => return self.failed(f),
         };
         let connect_by = (started + d.connect_timeout).min(end);
+        // Cut by the planned end rather than failed: see HANG.
+        let cut = || Instant::now() >= end && started.elapsed() < HANG;
+        let url = d.sio.is_some().then(|| request.uri().to_string());
         let mut ws =
             match timeout_at(connect_by.into(), d.connector.connect(request, &self.io)).await {
                 Ok(Ok(ws)) => ws,
                 Ok(Err(f)) => return self.failed(f),
-                Err(_) if Instant::now() >= end && started.elapsed() < HANG => {
-                    return Outcome::Abandoned;
-                }
+                Err(_) if cut() => return Outcome::Abandoned,
                 Err(_) => return self.failed(Fault::ConnectTimeout),
             };
+        // Socket.IO: connecting includes the Engine.IO and namespace handshakes.
+        let heartbeat = match &url {
+            Some(url) => match self.sio_connect(&mut ws, connect_by, url).await {
+                Ok(beat) => Some(beat),
+                Err(Fault::EioNoOpen | Fault::SioConnectTimeout) if cut() => {
+                    return Outcome::Abandoned;
+                }
+                Err(f) => {
+                    if f == Fault::EioNoOpen {
+                        d.hint_no_open(url);
+                    }
+                    return self.failed(f);
+                }
+            },
+            None => None,
+        };
         self.failures = 0;
         self.rec.add(self.s.sessions, 1);
         self.rec.time(self.s.connecting, started.elapsed());
@@ -478,7 +683,7 @@ impl WsVu {
                 return self.end_session(started, Outcome::Dropped);
             }
             Err(None) => {
-                close(&mut ws).await;
+                self.close(&mut ws).await;
                 return self.end_session(started, Outcome::Planned);
             }
         }
@@ -492,6 +697,8 @@ impl WsVu {
         let mut next_send = d.interval.map(|i| now + self.gap(i));
         let mut next_ping = d.ping.map(|(every, _)| now + every);
         let mut ping_sent: Option<Instant> = None;
+        // Engine.IO: the server pings; none for this long means it is gone.
+        let mut last_eio_ping = now;
         // Nothing sent from now on can be lost before `now + deadline`.
         let mut next_settle = now + d.deadline;
         let timer = tokio::time::sleep_until(end.into());
@@ -502,11 +709,21 @@ impl WsVu {
 
         let fault = loop {
             let pong_due = ping_sent.zip(d.ping).map(|(t, (_, timeout))| t + timeout);
-            let wake = [Some(end), next_send, next_ping, pong_due, Some(next_settle)]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(end);
+            let heartbeat_due = heartbeat.and_then(|b| last_eio_ping.checked_add(b));
+            let ack_due = self.acks.front().map(|&(_, at)| at + d.deadline);
+            let wake = [
+                Some(end),
+                next_send,
+                next_ping,
+                pong_due,
+                Some(next_settle),
+                heartbeat_due,
+                ack_due,
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(end);
             if timer.deadline() != tokio::time::Instant::from(wake) {
                 timer.as_mut().reset(wake.into());
             }
@@ -520,6 +737,9 @@ impl WsVu {
                     }
                     if pong_due.is_some_and(|t| now >= t) {
                         break Some(Fault::PongTimeout);
+                    }
+                    if heartbeat_due.is_some_and(|t| now >= t) {
+                        break Some(Fault::EioPingTimeout);
                     }
                     if let Some(t) = next_send && now >= t {
                         if let Err(f) = self.chat(&mut ws, end).await {
@@ -538,6 +758,9 @@ impl WsVu {
                         }
                         next_ping = d.ping.map(|(every, _)| now + every);
                     }
+                    if ack_due.is_some_and(|t| now >= t) {
+                        self.expire_acks(now, false);
+                    }
                     if now >= next_settle {
                         // Settle when the oldest unsettled message's deadline comes:
                         // an idle room wakes its members once per deadline, not more.
@@ -553,11 +776,16 @@ impl WsVu {
                 msg = ws.next() => match msg {
                     None => break Some(Fault::Reset),
                     Some(Err(e)) => break Some(Fault::from_ws(&e)),
-                    Some(Ok(m)) => {
-                        if let Step::End(f) = self.on_message(m, Some(&mut p.member), &mut ping_sent) {
-                            break Some(f);
+                    Some(Ok(m)) => match self.on_message(m, Some(&mut p.member), &mut ping_sent) {
+                        Step::End(f) => break Some(f),
+                        Step::EioPing => {
+                            last_eio_ping = Instant::now();
+                            if let Err(f) = self.eio_pong(&mut ws).await {
+                                break Some(f);
+                            }
                         }
-                    }
+                        Step::Joined | Step::Continue => {}
+                    },
                 }
             }
         };
@@ -566,35 +794,71 @@ impl WsVu {
         if let Some(f) = fault {
             // Ended early: what was on its way to us can no longer arrive.
             self.error(f);
-            let s = room.settle(&mut p.member, Instant::now(), d.deadline, true);
+            let now = Instant::now();
+            let s = room.settle(&mut p.member, now, d.deadline, true);
             self.record_lost(s.lost);
+            self.expire_acks(now, true);
             return self.end_session(started, Outcome::Dropped);
         }
 
         // The planned end: stop sending, wait for what others sent while we
-        // were here (each until its deadline), then close.
+        // were here and for the acknowledgements of what we sent (each until
+        // its deadline), then close.
         loop {
-            let s = room.settle(&mut p.member, Instant::now(), d.deadline, false);
+            let now = Instant::now();
+            let s = room.settle(&mut p.member, now, d.deadline, false);
             self.record_lost(s.lost);
-            if s.done {
+            let ack_due = self.expire_acks(now, false);
+            if s.done && ack_due.is_none() {
                 break;
             }
-            let wake = s.next.unwrap_or_else(|| Instant::now() + SETTLE_MIN);
+            let room_due = (!s.done).then(|| s.next.unwrap_or(now + SETTLE_MIN));
+            let wake = room_due
+                .into_iter()
+                .chain(ack_due)
+                .min()
+                .unwrap_or(now + SETTLE_MIN);
             let gone = tokio::select! {
                 _ = sleep_until(wake.into()) => false,
                 msg = ws.next() => match msg {
                     None | Some(Err(_)) => true,
-                    Some(Ok(m)) => matches!(self.on_message(m, Some(&mut p.member), &mut ping_sent), Step::End(_)),
+                    Some(Ok(m)) => match self.on_message(m, Some(&mut p.member), &mut ping_sent) {
+                        Step::End(_) => true,
+                        Step::EioPing => self.eio_pong(&mut ws).await.is_err(),
+                        Step::Joined | Step::Continue => false,
+                    },
                 }
             };
             if gone {
-                let s = room.settle(&mut p.member, Instant::now(), d.deadline, true);
+                let now = Instant::now();
+                let s = room.settle(&mut p.member, now, d.deadline, true);
                 self.record_lost(s.lost);
+                self.expire_acks(now, true);
                 break;
             }
         }
-        close(&mut ws).await;
+        self.close(&mut ws).await;
         self.end_session(started, Outcome::Planned)
+    }
+
+    async fn eio_pong(&mut self, ws: &mut Socket) -> Result<(), Fault> {
+        let by = Instant::now() + self.d.connect_timeout;
+        self.send_raw(ws, eio_pong(), by).await
+    }
+
+    /// Close politely (Socket.IO: leave the namespace first) and wait briefly
+    /// for the server's answer.
+    async fn close(&mut self, ws: &mut Socket) {
+        let leave = self.d.sio.as_ref().map(|s| s.disconnect.clone());
+        let _ = tokio::time::timeout(CLOSE_WAIT, async {
+            if let Some(leave) = leave {
+                let _ = ws.send(Message::Text(leave)).await;
+            }
+            if ws.close(None).await.is_ok() {
+                while let Some(Ok(_)) = ws.next().await {}
+            }
+        })
+        .await;
     }
 
     fn failed(&mut self, f: Fault) -> Outcome {
@@ -605,16 +869,6 @@ impl WsVu {
         self.flush_io();
         Outcome::Failed
     }
-}
-
-/// Close politely and wait briefly for the server's answer.
-async fn close(ws: &mut Socket) {
-    let _ = tokio::time::timeout(CLOSE_WAIT, async {
-        if ws.close(None).await.is_ok() {
-            while let Some(Ok(_)) = ws.next().await {}
-        }
-    })
-    .await;
 }
 
 #[derive(Clone, Copy)]
@@ -702,14 +956,5 @@ mod tests {
         assert_eq!(t, 1_700_000_000_500_000);
         assert_eq!(sent_at_micros(&Val::Missing), None);
         assert_eq!(sent_at_micros(&Val::Str("soon".into())), None);
-    }
-
-    #[test]
-    fn ids_are_ours_or_not() {
-        let v = Val::Str("0badcafe-3-1-42".into());
-        assert_eq!(parse_id("0badcafe", &v), Some((3, 1, 42)));
-        assert_eq!(parse_id("00000000", &v), None);
-        assert_eq!(parse_id("0badcafe", &Val::U64(42)), None);
-        assert_eq!(parse_id("0badcafe", &Val::Str("0badcafe-x".into())), None);
     }
 }
