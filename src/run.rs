@@ -18,6 +18,22 @@ pub struct Settings {
     /// Do not judge thresholds (no abort_on_fail, no exit 99): the parts of a
     /// distributed run, judged together by `volley merge`.
     pub no_thresholds: bool,
+    /// Points of per-series history kept (see `crate::history`).
+    pub history_points: usize,
+}
+
+impl Settings {
+    /// Defaults for everything but how the run is shown.
+    pub fn new(quiet: bool) -> Self {
+        Self {
+            quiet,
+            workers: 1,
+            seed: 0,
+            start_at: None,
+            no_thresholds: false,
+            history_points: crate::history::SERIES_POINTS,
+        }
+    }
 }
 
 /// Why a run did not happen or could not finish.
@@ -110,6 +126,7 @@ pub async fn execute(
         RunOptions {
             workers: s.workers,
             seed: s.seed,
+            history_points: s.history_points,
         },
         control.clone(),
         &mut observers,
@@ -126,19 +143,9 @@ pub async fn execute(
     let records = summary::interval_records(&result.agg);
     let (mut answers, answer_series) = capacity.finish(&result.agg);
     series.extend(answer_series);
-    answers.monitors = crate::monitor::reports(
-        &plan.monitors,
-        &plan.registry,
-        &records.series,
-        &records.intervals,
-        &series,
-    );
-    let view = summary::IntervalView {
-        series: &records.series,
-        intervals: &records.intervals,
-    };
+    answers.monitors = crate::monitor::reports(&plan.monitors, &result.agg, &series);
     let (metrics, thresholds_ok) =
-        summary::derive_with(&series, judged, result.elapsed, Some(view));
+        summary::derive_with(&series, judged, result.elapsed, Some(&result.agg));
     let started_ms = result
         .started
         .duration_since(UNIX_EPOCH)
@@ -185,7 +192,10 @@ pub async fn execute(
             series: series.iter().map(|(r, _)| r.clone()).collect(),
             interval_series: records.series,
             rollup_series: records.rollups,
+            interval_s: records.interval_s,
             intervals: records.intervals,
+            rollup_s: records.rollup_s,
+            rollup_intervals: records.rollup_intervals,
             capacity: answers,
         },
         series,
