@@ -402,6 +402,7 @@ pub fn merge(parts: &[Part], opts: &Options) -> Result<Merged, String> {
         aborted: (!aborted.is_empty()).then(|| aborted.join("; ")),
         scenarios: first.scenarios.clone(),
         thresholds: first.thresholds.clone(),
+        folded: folded_of(parts),
         merge: Some(MergeInfo {
             segments: covered,
             of: n,
@@ -573,6 +574,25 @@ fn merge_buckets<'a>(
             rollups: Vec::new(),
         })
         .collect()
+}
+
+/// The tags folded into `other` in any part, once each.
+fn folded_of(parts: &[Part]) -> Vec<volley_protocols::metrics::Folded> {
+    let mut out: Vec<volley_protocols::metrics::Folded> = Vec::new();
+    for f in parts.iter().flat_map(|p| &p.summary.volley.folded) {
+        match out.iter_mut().find(|o| o.tag == f.tag) {
+            Some(o) => {
+                o.values = o.values.max(f.values);
+                for m in &f.metrics {
+                    if !o.metrics.contains(m) {
+                        o.metrics.push(m.clone());
+                    }
+                }
+            }
+            None => out.push(f.clone()),
+        }
+    }
+    out
 }
 
 fn fold(into: &mut BTreeMap<usize, Point>, id: usize, p: &Point, additive: bool) {

@@ -18,6 +18,8 @@ pub struct Settings {
     /// Do not judge thresholds (no abort_on_fail, no exit 99): the parts of a
     /// distributed run, judged together by `volley merge`.
     pub no_thresholds: bool,
+    /// Distinct series kept apart; past it new tag values fold into `other`.
+    pub max_series: usize,
     /// Points of per-series history kept (see `crate::history`).
     pub history_points: usize,
 }
@@ -31,6 +33,7 @@ impl Settings {
             seed: 0,
             start_at: None,
             no_thresholds: false,
+            max_series: volley_protocols::metrics::DEFAULT_MAX_SERIES,
             history_points: crate::history::SERIES_POINTS,
         }
     }
@@ -108,6 +111,7 @@ pub async fn execute(
     crate::monitor::prepare(&plan.monitors)
         .await
         .map_err(RunError::Plan)?;
+    plan.registry.set_max_series(s.max_series);
     if let Some(at) = s.start_at {
         crate::progress::countdown(at, s.quiet, &control.stop).await;
     }
@@ -182,6 +186,7 @@ pub async fn execute(
             })
             .collect(),
         merge: None,
+        folded: plan.registry.folded(),
     };
     let interrupted =
         control.stop.is_cancelled() && result.aborted.as_deref() == Some("stopped by the user");

@@ -1018,6 +1018,7 @@ mod tests {
                 scenarios,
                 thresholds: Vec::<ThresholdSource>::new(),
                 merge: None,
+                folded: Vec::new(),
             },
             metrics,
             series: series.into_iter().map(|(r, _)| r).collect(),

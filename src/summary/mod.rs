@@ -46,6 +46,10 @@ pub struct RunInfo {
     /// Set by `volley merge`: which parts this summary was merged from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merge: Option<crate::merge::MergeInfo>,
+    /// Tags whose new values were counted under `other` once the run had
+    /// `--max-series` series.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub folded: Vec<volley_protocols::metrics::Folded>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
