@@ -1,6 +1,10 @@
-//! The aggregator: merges worker shards per flush interval into a time series
-//! of small points and into cumulative totals (full histograms).
+//! The aggregator: merges worker shards per flush interval into cumulative
+//! totals (full histograms), a bounded history of small points per series
+//! and per scenario (see [`crate::history`]), and the latest intervals in
+//! full for the observers that stream them (outputs, progress, capacity).
 
+use crate::history::{self, History};
+use crate::track::GaugeTrack;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -63,6 +67,90 @@ impl Point {
             },
         })
     }
+
+    /// This point followed by `later` of the same series, as one point of
+    /// the longer span. Percentiles become the higher of the two: an upper
+    /// bound, not the span's percentile (see [`crate::history`]).
+    pub fn then(&self, later: &Point) -> Point {
+        match (*self, *later) {
+            (Point::Counter { count: a }, Point::Counter { count: b }) => Point::Counter {
+                count: a.saturating_add(b),
+            },
+            (
+                Point::Rate {
+                    hits: h1,
+                    total: t1,
+                },
+                Point::Rate {
+                    hits: h2,
+                    total: t2,
+                },
+            ) => Point::Rate {
+                hits: h1.saturating_add(h2),
+                total: t1.saturating_add(t2),
+            },
+            (
+                Point::Gauge {
+                    min: lo1, max: hi1, ..
+                },
+                Point::Gauge {
+                    value,
+                    min: lo2,
+                    max: hi2,
+                },
+            ) => Point::Gauge {
+                value,
+                min: lo1.min(lo2),
+                max: hi1.max(hi2),
+            },
+            (
+                Point::Trend {
+                    count: c1,
+                    min: mn1,
+                    max: mx1,
+                    mean: m1,
+                    p50: a50,
+                    p90: a90,
+                    p95: a95,
+                    p99: a99,
+                },
+                Point::Trend {
+                    count: c2,
+                    min: mn2,
+                    max: mx2,
+                    mean: m2,
+                    p50: b50,
+                    p90: b90,
+                    p95: b95,
+                    p99: b99,
+                },
+            ) => {
+                let count = c1.saturating_add(c2);
+                let empty = |c: u64| c == 0;
+                Point::Trend {
+                    count,
+                    // An empty side has no minimum (its min and max are 0).
+                    min: match (empty(c1), empty(c2)) {
+                        (true, _) => mn2,
+                        (_, true) => mn1,
+                        _ => mn1.min(mn2),
+                    },
+                    max: mx1.max(mx2),
+                    mean: if count == 0 {
+                        0.0
+                    } else {
+                        (m1 * c1 as f64 + m2 * c2 as f64) / count as f64
+                    },
+                    p50: a50.max(b50),
+                    p90: a90.max(b90),
+                    p95: a95.max(b95),
+                    p99: a99.max(b99),
+                }
+            }
+            // Kinds never differ within one series; keep the later.
+            (_, b) => b,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -70,13 +158,15 @@ pub struct Interval {
     /// Interval k covers [k, k+1) seconds from the start of the run.
     pub index: u64,
     pub points: Vec<(SeriesId, Point)>,
-    /// Per-scenario percentiles of each trend (index into
-    /// [`Aggregator::rollups`]): percentiles do not add up across series, so
-    /// they are computed here, from the interval's merged histograms.
+    /// Per-scenario points of each counter, rate and trend (index into
+    /// [`Aggregator::rollups`]): the scenario's sums, and its exact
+    /// percentiles, computed here from the interval's merged histograms
+    /// (percentiles do not add up across series).
     pub rollups: Vec<(u32, Point)>,
 }
 
-/// A trend metric within one scenario: what per-scenario charts plot.
+/// A counter, rate or trend metric within one scenario: what per-scenario
+/// charts plot.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rollup {
     pub metric: MetricId,
@@ -111,7 +201,18 @@ pub struct Aggregator {
     done: Vec<bool>,
     pending: BTreeMap<u64, Pending>,
     pub totals: Vec<Slot>,
-    pub intervals: Vec<Interval>,
+    /// The intervals the latest `push` (or `finish`) completed, in full.
+    recent: Vec<Interval>,
+    /// Intervals completed so far.
+    completed: u64,
+    /// A new `push` started: the next completed interval replaces `recent`.
+    stale: bool,
+    /// Each series' points, coarsening as the run grows.
+    pub history: History,
+    /// Each rollup's points, per second (coarsening only past hours).
+    pub rollup_history: History,
+    /// Gauges fitted as the run goes (monitors, slope thresholds).
+    pub tracks: Vec<GaugeTrack>,
     vus: SeriesId,
     vus_max: SeriesId,
     vus_by_scenario: Vec<SeriesId>,
@@ -136,7 +237,12 @@ impl Aggregator {
             done: vec![false; workers],
             pending: BTreeMap::new(),
             totals: Vec::new(),
-            intervals: Vec::new(),
+            recent: Vec::new(),
+            completed: 0,
+            stale: false,
+            history: History::new(history::SERIES_BUCKETS, history::SERIES_POINTS),
+            rollup_history: History::new(history::ROLLUP_BUCKETS, history::ROLLUP_POINTS),
+            tracks: Vec::new(),
             vus,
             vus_max,
             vus_by_scenario,
@@ -145,8 +251,54 @@ impl Aggregator {
         }
     }
 
+    /// Keep at most `points` points of per-series history (see
+    /// [`History`]); call before the first push.
+    pub fn set_history_points(&mut self, points: usize) {
+        self.history = History::new(history::SERIES_BUCKETS, points);
+    }
+
+    /// Fit `metric`'s gauge (the series with exactly `filter`'s tags, else
+    /// the sum of those matching) second by second, leaving out the first
+    /// `after` seconds of the slope; call before the first push.
+    pub fn track(&mut self, metric: &str, filter: &Tags, after: f64) {
+        if !self
+            .tracks
+            .iter()
+            .any(|t| t.metric == metric && t.filter == *filter && t.after == after)
+        {
+            self.tracks.push(GaugeTrack::new(metric, filter, after));
+        }
+    }
+
+    /// The track of `metric` with exactly this filter and warm-up.
+    pub fn tracked(&self, metric: &str, filter: &Tags, after: f64) -> Option<&GaugeTrack> {
+        self.tracks
+            .iter()
+            .find(|t| t.metric == metric && t.filter == *filter && t.after == after)
+    }
+
+    /// How many intervals have completed.
+    pub fn completed(&self) -> u64 {
+        self.completed
+    }
+
+    /// The intervals completed after the first `seen` ones, in full, as far
+    /// as the latest `push` (or `finish`) completed them: observers called
+    /// after each push see every interval.
+    pub fn since(&self, seen: u64) -> &[Interval] {
+        let first = self.completed - self.recent.len() as u64;
+        let skip = seen.saturating_sub(first).min(self.recent.len() as u64);
+        &self.recent[skip as usize..]
+    }
+
+    /// The latest completed interval, in full.
+    pub fn last(&self) -> Option<&Interval> {
+        self.recent.last()
+    }
+
     /// Take one worker flush; returns how many intervals became complete.
     pub fn push(&mut self, f: Flush) -> usize {
+        self.stale = true;
         let p = self.pending.entry(f.index).or_default();
         merge_slots(&mut p.slots, f.shard.slots);
 
@@ -175,6 +327,7 @@ impl Aggregator {
 
     /// Close every interval still open (end of run).
     pub fn finish(&mut self) {
+        self.stale = true;
         let keys: Vec<u64> = self.pending.keys().copied().collect();
         for k in keys {
             self.finalize(k);
@@ -208,20 +361,31 @@ impl Aggregator {
         }
         let rollups = self.roll_up(&p.slots);
         merge_slots(&mut self.totals, p.slots);
-        self.intervals.push(Interval {
+        self.history.push(k, &points);
+        self.rollup_history.push(k, &rollups);
+        for t in &mut self.tracks {
+            t.push(k, &points, &self.registry);
+        }
+        if self.stale {
+            self.recent.clear();
+            self.stale = false;
+        }
+        self.completed += 1;
+        self.recent.push(Interval {
             index: k,
             points,
             rollups,
         });
     }
 
-    /// Merge one interval's trend histograms per (metric, scenario): exact
-    /// per-scenario percentiles, kept as small points (memory stays flat).
+    /// Merge one interval's counters, rates and trend histograms per
+    /// (metric, scenario): the scenario's per-second sums and exact
+    /// percentiles, kept as small points.
     fn roll_up(&mut self, slots: &[Slot]) -> Vec<(u32, Point)> {
         let mut merged: Vec<Slot> = Vec::new();
         let mut series = None;
         for (id, slot) in slots.iter().enumerate() {
-            if !matches!(slot, Slot::Trend(_)) {
+            if matches!(slot, Slot::Empty | Slot::Gauge { .. }) {
                 continue;
             }
             if self.rollup_of.len() <= id {
@@ -355,15 +519,85 @@ mod tests {
         };
         assert_eq!(agg.push(flush(0, 0, 5, false)), 0);
         assert_eq!(agg.push(flush(1, 0, 7, false)), 1);
+        let first = &agg.since(0)[0];
+        assert!(first.points.contains(&(id, Point::Counter { count: 12 })));
         assert_eq!(agg.push(flush(1, 1, 1, true)), 0);
         assert_eq!(agg.push(flush(0, 1, 2, true)), 1);
         assert!(matches!(agg.total(m, &Tags::default()), Slot::Counter(15)));
-        let first = &agg.intervals[0];
-        assert!(first.points.contains(&(id, Point::Counter { count: 12 })));
+        assert_eq!(agg.completed(), 2);
+        assert_eq!(agg.since(1).len(), 1);
+        assert!(agg.since(2).is_empty());
         let vus = agg.registry.metric_id("vus").unwrap();
         assert!(
             matches!(agg.total(vus, &Tags::default()), Slot::Gauge { last, .. } if last == 6.0)
         );
+    }
+
+    #[test]
+    fn history_stays_bounded_however_long_the_run() {
+        // 1,000 series for 1,500 s: 1.5M points if every second were kept.
+        let reg = Registry::new();
+        let m = reg.metric("http_reqs", MetricKind::Counter, Unit::Default);
+        let ids: Vec<SeriesId> = (0..1000)
+            .map(|i| {
+                reg.series(
+                    m,
+                    &Tags::new([("scenario", "a")]).with("name", format!("/item/{i}")),
+                )
+            })
+            .collect();
+        let mut agg = Aggregator::new(reg.clone(), 1, &["a".to_string()]);
+        agg.set_history_points(50_000);
+        let seconds = 1500u64;
+        for k in 0..seconds {
+            let rec = Recorder::new(reg.clone());
+            for id in &ids {
+                rec.add(*id, 1 + k % 3);
+            }
+            agg.push(Flush {
+                worker: 0,
+                index: k,
+                shard: rec.take(),
+                active: vec![1],
+                allocated: vec![1],
+                last: k + 1 == seconds,
+            });
+            assert!(agg.history.len() <= 50_000, "{k}: {}", agg.history.len());
+        }
+        let width = agg.history.width();
+        assert!(width >= 32, "{width}");
+        assert!(agg.history.buckets().len() * width as usize >= seconds as usize);
+        // Every count is still in the history, per series too.
+        let want: u64 = (0..seconds).map(|k| 1 + k % 3).sum();
+        let of = |id: SeriesId| -> u64 {
+            agg.history
+                .buckets()
+                .iter()
+                .flat_map(|b| &b.points)
+                .filter(|p| p.0 == id)
+                .map(|p| match p.1 {
+                    Point::Counter { count } => count,
+                    _ => 0,
+                })
+                .sum()
+        };
+        assert_eq!(of(ids[0]), want);
+        assert_eq!(of(ids[999]), want);
+        // The scenario's rollup stays per second, with the same total.
+        assert_eq!(agg.rollup_history.width(), 1);
+        assert_eq!(agg.rollup_history.buckets().len(), seconds as usize);
+        let rolled: u64 = agg
+            .rollup_history
+            .buckets()
+            .iter()
+            .flat_map(|b| &b.points)
+            .map(|p| match p.1 {
+                Point::Counter { count } => count,
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(rolled, want * 1000);
+        assert!(matches!(agg.total(m, &Tags::default()), Slot::Counter(n) if n == want * 1000));
     }
 
     #[test]
@@ -395,7 +629,7 @@ mod tests {
             allocated: vec![1, 1],
             last: true,
         });
-        let iv = &agg.intervals[0];
+        let iv = agg.last().unwrap();
         assert_eq!(agg.rollups.len(), 2);
         let ra = agg
             .rollups

@@ -7,11 +7,13 @@
 //! Rates per second are recomputed over the union of the parts' time windows.
 //! The plan's thresholds, carried in each part, are judged on the merged data.
 //!
-//! What merges approximately: the per-second points (`intervals`) hold
-//! percentiles, not histograms. Counts, means, minima and maxima still merge
-//! exactly; a merged per-second percentile is the highest of the parts' (a
-//! quantile of a mixture never exceeds the largest quantile of its parts, so
-//! it is an upper bound, never hiding a slow part). `MergeInfo` says so.
+//! What merges approximately: the per-second points (`intervals`,
+//! `rollup_intervals`) hold percentiles, not histograms. Counts, means,
+//! minima and maxima still merge exactly; a merged per-second percentile is
+//! the highest of the parts' (a quantile of a mixture never exceeds the
+//! largest quantile of its parts, so it is an upper bound, never hiding a
+//! slow part). `MergeInfo` says so. Parts whose long histories were
+//! coarsened to different bucket widths merge at the widest.
 //!
 //! Gauges: `vus` and `vus_max` count each part's own VUs, so they add up
 //! (second by second; the total's min and max come from those sums). Other
@@ -325,9 +327,10 @@ pub fn merge(parts: &[Part], opts: &Options) -> Result<Merged, String> {
         .collect();
     let elapsed = Duration::from_millis(union_ms(windows));
 
-    let (interval_series, rollup_series, intervals) = merge_intervals(parts, t0);
+    let merged = merge_intervals(parts, t0);
+    let (interval_series, intervals) = (merged.series, merged.intervals);
 
-    // Additive gauges' totals, second by second from the merged points.
+    // Additive gauges' totals, bucket by bucket from the merged points.
     for acc in accs.iter_mut() {
         if !additive(&acc.record.metric) {
             continue;
@@ -338,24 +341,25 @@ pub fn merge(parts: &[Part], opts: &Options) -> Result<Merged, String> {
         else {
             continue;
         };
-        let values: Vec<f64> = intervals
+        // (last, lowest, highest) of each bucket; no point is no VU.
+        let values: Vec<(f64, f64, f64)> = intervals
             .iter()
             .map(|iv| {
                 iv.points
                     .iter()
                     .find(|(i, _)| *i == id)
                     .and_then(|(_, p)| match p {
-                        Point::Gauge { value, .. } => Some(*value),
+                        Point::Gauge { value, min, max } => Some((*value, *min, *max)),
                         _ => None,
                     })
-                    .unwrap_or(0.0)
+                    .unwrap_or((0.0, 0.0, 0.0))
             })
             .collect();
         if let Some(last) = values.last() {
             acc.slot = Slot::Gauge {
-                last: *last,
-                min: values.iter().copied().fold(f64::INFINITY, f64::min),
-                max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                last: last.0,
+                min: values.iter().map(|v| v.1).fold(f64::INFINITY, f64::min),
+                max: values.iter().map(|v| v.2).fold(f64::NEG_INFINITY, f64::max),
             };
         }
     }
@@ -398,6 +402,7 @@ pub fn merge(parts: &[Part], opts: &Options) -> Result<Merged, String> {
         aborted: (!aborted.is_empty()).then(|| aborted.join("; ")),
         scenarios: first.scenarios.clone(),
         thresholds: first.thresholds.clone(),
+        folded: folded_of(parts),
         merge: Some(MergeInfo {
             segments: covered,
             of: n,
@@ -427,8 +432,11 @@ pub fn merge(parts: &[Part], opts: &Options) -> Result<Merged, String> {
             metrics,
             series: series.iter().map(|(r, _)| r.clone()).collect(),
             interval_series,
-            rollup_series,
+            rollup_series: merged.rollups,
+            interval_s: merged.interval_s,
             intervals,
+            rollup_s: merged.rollup_s,
+            rollup_intervals: merged.rollup_intervals,
             // Monitors are polled by segment 1 only, and breaking points and
             // recovery are stated in the plan's load: part 1's answers stand
             // for the run (judged on its interleaved share of the traffic).
@@ -465,8 +473,19 @@ fn union_names(lists: &[&Named]) -> (Named, Vec<Vec<usize>>) {
     (out, maps)
 }
 
-/// Merge the per-second points by wall-clock second since `t0`.
-fn merge_intervals(parts: &[Part], t0: u64) -> (Named, Named, Vec<IntervalRecord>) {
+/// The parts' time series on one clock.
+struct MergedIntervals {
+    series: Named,
+    rollups: Named,
+    interval_s: u64,
+    intervals: Vec<IntervalRecord>,
+    rollup_s: u64,
+    rollup_intervals: Vec<IntervalRecord>,
+}
+
+/// Merge the parts' buckets by wall-clock second since `t0`, at the widest
+/// bucket width of any part.
+fn merge_intervals(parts: &[Part], t0: u64) -> MergedIntervals {
     let (series, smap) = union_names(
         &parts
             .iter()
@@ -480,36 +499,100 @@ fn merge_intervals(parts: &[Part], t0: u64) -> (Named, Named, Vec<IntervalRecord
             .collect::<Vec<_>>(),
     );
     let adds: Vec<bool> = series.iter().map(|(m, _)| additive(m)).collect();
-    // Per second: (points, rollups) by merged series index.
-    type Second = (BTreeMap<usize, Point>, BTreeMap<usize, Point>);
-    let mut by_t: BTreeMap<u64, Second> = BTreeMap::new();
-    for (pi, p) in parts.iter().enumerate() {
-        let shift = ((p.summary.volley.started_unix_ms - t0) as f64 / 1000.0).round() as u64;
-        for iv in &p.summary.intervals {
-            let (points, rolled) = by_t.entry(iv.t + shift).or_default();
-            for (id, pt) in &iv.points {
-                let Some(&new) = smap[pi].get(*id) else {
-                    continue;
-                };
-                fold(points, new, pt, adds[new]);
-            }
-            for (id, pt) in &iv.rollups {
-                let Some(&new) = rmap[pi].get(*id) else {
-                    continue;
-                };
-                fold(rolled, new, pt, false);
+    let interval_s = parts
+        .iter()
+        .map(|p| p.summary.interval_s)
+        .max()
+        .unwrap_or(1);
+    let rollup_s = parts.iter().map(|p| p.summary.rollup_s).max().unwrap_or(1);
+    let shifts: Vec<u64> = parts
+        .iter()
+        .map(|p| ((p.summary.volley.started_unix_ms - t0) as f64 / 1000.0).round() as u64)
+        .collect();
+    let intervals = merge_buckets(
+        parts.iter().map(|p| &p.summary.intervals),
+        &smap,
+        &shifts,
+        interval_s,
+        |id| adds[id],
+    );
+    let rollup_intervals = merge_buckets(
+        parts.iter().map(|p| &p.summary.rollup_intervals),
+        &rmap,
+        &shifts,
+        rollup_s,
+        |_| false,
+    );
+    MergedIntervals {
+        series,
+        rollups,
+        interval_s,
+        intervals,
+        rollup_s,
+        rollup_intervals,
+    }
+}
+
+/// Each part's records, renumbered by `maps` and re-bucketed to `width`
+/// after `shifts`, folded together bucket by bucket.
+fn merge_buckets<'a>(
+    parts: impl Iterator<Item = &'a Vec<IntervalRecord>>,
+    maps: &[Vec<usize>],
+    shifts: &[u64],
+    width: u64,
+    additive: impl Fn(usize) -> bool,
+) -> Vec<IntervalRecord> {
+    let mut by_t: BTreeMap<u64, BTreeMap<usize, Point>> = BTreeMap::new();
+    for (pi, records) in parts.enumerate() {
+        let renumbered: Vec<(u64, Vec<(u32, Point)>)> = records
+            .iter()
+            .map(|iv| {
+                let pts = iv
+                    .points
+                    .iter()
+                    .filter_map(|(id, p)| Some((*maps[pi].get(*id)? as u32, *p)))
+                    .collect();
+                (iv.t, pts)
+            })
+            .collect();
+        let buckets = crate::history::rebucket(
+            renumbered.iter().map(|(t, p)| (*t, p.as_slice())),
+            shifts[pi],
+            width,
+        );
+        for b in buckets {
+            let points = by_t.entry(b.t).or_default();
+            for (id, pt) in &b.points {
+                fold(points, *id as usize, pt, additive(*id as usize));
             }
         }
     }
-    let intervals = by_t
-        .into_iter()
-        .map(|(t, (points, rolled))| IntervalRecord {
+    by_t.into_iter()
+        .map(|(t, points)| IntervalRecord {
             t,
             points: points.into_iter().collect(),
-            rollups: rolled.into_iter().collect(),
+            rollups: Vec::new(),
         })
-        .collect();
-    (series, rollups, intervals)
+        .collect()
+}
+
+/// The tags folded into `other` in any part, once each.
+fn folded_of(parts: &[Part]) -> Vec<volley_protocols::metrics::Folded> {
+    let mut out: Vec<volley_protocols::metrics::Folded> = Vec::new();
+    for f in parts.iter().flat_map(|p| &p.summary.volley.folded) {
+        match out.iter_mut().find(|o| o.tag == f.tag) {
+            Some(o) => {
+                o.values = o.values.max(f.values);
+                for m in &f.metrics {
+                    if !o.metrics.contains(m) {
+                        o.metrics.push(m.clone());
+                    }
+                }
+            }
+            None => out.push(f.clone()),
+        }
+    }
+    out
 }
 
 fn fold(into: &mut BTreeMap<usize, Point>, id: usize, p: &Point, additive: bool) {
@@ -521,25 +604,15 @@ fn fold(into: &mut BTreeMap<usize, Point>, id: usize, p: &Point, additive: bool)
     }
 }
 
-/// Two parts' points of one series in one second.
+/// Two parts' points of one series in one second (or bucket). Counts add
+/// and percentiles take the higher, as for two seconds of one series
+/// ([`Point::then`]); gauges observe the parts apart.
 pub fn merge_points(a: &Point, b: &Point, additive: bool) -> Point {
+    // Kinds never differ within one series; if they did, keep the first.
+    if std::mem::discriminant(a) != std::mem::discriminant(b) {
+        return *a;
+    }
     match (*a, *b) {
-        (Point::Counter { count: x }, Point::Counter { count: y }) => Point::Counter {
-            count: x.saturating_add(y),
-        },
-        (
-            Point::Rate {
-                hits: h1,
-                total: t1,
-            },
-            Point::Rate {
-                hits: h2,
-                total: t2,
-            },
-        ) => Point::Rate {
-            hits: h1.saturating_add(h2),
-            total: t1.saturating_add(t2),
-        },
         (
             Point::Gauge {
                 value: v1,
@@ -566,47 +639,7 @@ pub fn merge_points(a: &Point, b: &Point, additive: bool) -> Point {
                 }
             }
         }
-        (
-            Point::Trend {
-                count: c1,
-                min: mn1,
-                max: mx1,
-                mean: m1,
-                p50: a50,
-                p90: a90,
-                p95: a95,
-                p99: a99,
-            },
-            Point::Trend {
-                count: c2,
-                min: mn2,
-                max: mx2,
-                mean: m2,
-                p50: b50,
-                p90: b90,
-                p95: b95,
-                p99: b99,
-            },
-        ) => {
-            let count = c1.saturating_add(c2);
-            Point::Trend {
-                count,
-                min: mn1.min(mn2),
-                max: mx1.max(mx2),
-                mean: if count == 0 {
-                    0.0
-                } else {
-                    (m1 * c1 as f64 + m2 * c2 as f64) / count as f64
-                },
-                // Percentiles do not merge: the highest is an upper bound.
-                p50: a50.max(b50),
-                p90: a90.max(b90),
-                p95: a95.max(b95),
-                p99: a99.max(b99),
-            }
-        }
-        // Kinds never differ within one series; keep the first.
-        (a, _) => a,
+        _ => a.then(b),
     }
 }
 

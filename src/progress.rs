@@ -49,7 +49,7 @@ impl Progress {
         let reg = &agg.registry;
         let defs = reg.metrics();
         let series = reg.all_series();
-        let last = agg.intervals.last();
+        let last = agg.last();
         let mut vus = 0.0;
         let mut per_metric: Vec<(String, u64)> = Vec::new();
         if let Some(iv) = last {

@@ -18,6 +18,25 @@ pub struct Settings {
     /// Do not judge thresholds (no abort_on_fail, no exit 99): the parts of a
     /// distributed run, judged together by `volley merge`.
     pub no_thresholds: bool,
+    /// Distinct series kept apart; past it new tag values fold into `other`.
+    pub max_series: usize,
+    /// Points of per-series history kept (see `crate::history`).
+    pub history_points: usize,
+}
+
+impl Settings {
+    /// Defaults for everything but how the run is shown.
+    pub fn new(quiet: bool) -> Self {
+        Self {
+            quiet,
+            workers: 1,
+            seed: 0,
+            start_at: None,
+            no_thresholds: false,
+            max_series: volley_protocols::metrics::DEFAULT_MAX_SERIES,
+            history_points: crate::history::SERIES_POINTS,
+        }
+    }
 }
 
 /// Why a run did not happen or could not finish.
@@ -92,6 +111,7 @@ pub async fn execute(
     crate::monitor::prepare(&plan.monitors)
         .await
         .map_err(RunError::Plan)?;
+    plan.registry.set_max_series(s.max_series);
     if let Some(at) = s.start_at {
         crate::progress::countdown(at, s.quiet, &control.stop).await;
     }
@@ -110,6 +130,7 @@ pub async fn execute(
         RunOptions {
             workers: s.workers,
             seed: s.seed,
+            history_points: s.history_points,
         },
         control.clone(),
         &mut observers,
@@ -126,19 +147,9 @@ pub async fn execute(
     let records = summary::interval_records(&result.agg);
     let (mut answers, answer_series) = capacity.finish(&result.agg);
     series.extend(answer_series);
-    answers.monitors = crate::monitor::reports(
-        &plan.monitors,
-        &plan.registry,
-        &records.series,
-        &records.intervals,
-        &series,
-    );
-    let view = summary::IntervalView {
-        series: &records.series,
-        intervals: &records.intervals,
-    };
+    answers.monitors = crate::monitor::reports(&plan.monitors, &result.agg, &series);
     let (metrics, thresholds_ok) =
-        summary::derive_with(&series, judged, result.elapsed, Some(view));
+        summary::derive_with(&series, judged, result.elapsed, Some(&result.agg));
     let started_ms = result
         .started
         .duration_since(UNIX_EPOCH)
@@ -175,6 +186,7 @@ pub async fn execute(
             })
             .collect(),
         merge: None,
+        folded: plan.registry.folded(),
     };
     let interrupted =
         control.stop.is_cancelled() && result.aborted.as_deref() == Some("stopped by the user");
@@ -185,7 +197,10 @@ pub async fn execute(
             series: series.iter().map(|(r, _)| r.clone()).collect(),
             interval_series: records.series,
             rollup_series: records.rollups,
+            interval_s: records.interval_s,
             intervals: records.intervals,
+            rollup_s: records.rollup_s,
+            rollup_intervals: records.rollup_intervals,
             capacity: answers,
         },
         series,

@@ -21,9 +21,9 @@ pub struct Stats {
     pub max: f64,
     pub avg: f64,
     pub hist: Option<Histogram<u64>>,
-    /// Gauge: (seconds from the start, value) per interval, for slopes;
-    /// empty when the time series is not at hand.
-    pub points: Vec<(f64, f64)>,
+    /// Gauge: least-squares slope per hour from each warm-up on (see
+    /// `crate::track`); empty when the run's tracks are not at hand.
+    pub slopes: Vec<(Duration, Option<f64>)>,
     /// recovery_time: spikes the target never recovered from. They count as
     /// longer than any value (see `Agg::of`).
     pub never_recovered: u64,
@@ -42,7 +42,7 @@ impl Stats {
             max: 0.0,
             avg: 0.0,
             hist: None,
-            points: Vec::new(),
+            slopes: Vec::new(),
             never_recovered: 0,
         };
         let secs = elapsed.as_secs_f64();

@@ -319,9 +319,11 @@ impl Agg {
             return Some(self.with_unfinished(s));
         }
         match (self, s.kind) {
-            (Agg::Slope { after, .. }, _) => {
-                crate::capacity::slope::per_hour_after(&s.points, after.as_secs_f64())
-            }
+            (Agg::Slope { after, .. }, _) => s
+                .slopes
+                .iter()
+                .find(|(a, _)| *a == after)
+                .and_then(|(_, slope)| *slope),
             (Agg::Count, _) => Some(s.count as f64),
             (Agg::Rate, _) => Some(s.rate),
             (Agg::Value, _) => Some(s.value),
@@ -477,7 +479,7 @@ mod tests {
             .of(&s),
             None
         );
-        s.points = vec![(0.5, 1.0), (1.5, 2.0), (2.5, 3.0)];
+        s.slopes = vec![(Duration::ZERO, Some(3600.0))];
         let per_h = Agg::Slope {
             after: Duration::ZERO,
             bytes: true,

@@ -213,7 +213,6 @@ fn damaged_summaries_are_refused_or_read_never_panicked_on() {
     let mut good = base.clone();
     part(&mut good, "2/2");
     let good = write(&d, "good.json", &good);
-    let last = base["intervals"].as_array().unwrap().len() - 1;
 
     // Times that are no times: refused, naming the file and the field.
     let times: Vec<(&str, Damage)> = vec![
@@ -237,6 +236,16 @@ fn damaged_summaries_are_refused_or_read_never_panicked_on() {
             "intervals[0].t",
             Box::new(|s| s["intervals"][0]["t"] = Value::from(u64::MAX)),
         ),
+        (
+            "rollup_intervals[0].t",
+            Box::new(|s| s["rollup_intervals"][0]["t"] = Value::from(u64::MAX)),
+        ),
+        (
+            "interval_s",
+            Box::new(|s| s["interval_s"] = Value::from(u64::MAX)),
+        ),
+        ("interval_s", Box::new(|s| s["interval_s"] = Value::from(0))),
+        ("rollup_s", Box::new(|s| s["rollup_s"] = Value::from(0))),
     ];
     for (field, damage) in &times {
         let mut s = base.clone();
@@ -261,11 +270,14 @@ fn damaged_summaries_are_refused_or_read_never_panicked_on() {
             }
         }),
         Box::new(move |s| {
-            for iv in [0, last] {
-                for p in s["intervals"][iv]["points"].as_array_mut().unwrap() {
-                    for k in ["count", "hits", "total"] {
-                        if p[1].get(k).is_some() {
-                            p[1][k] = Value::from(u64::MAX);
+            for records in ["intervals", "rollup_intervals"] {
+                let last = s[records].as_array().unwrap().len() - 1;
+                for iv in [0, last] {
+                    for p in s[records][iv]["points"].as_array_mut().unwrap() {
+                        for k in ["count", "hits", "total"] {
+                            if p[1].get(k).is_some() {
+                                p[1][k] = Value::from(u64::MAX);
+                            }
                         }
                     }
                 }

@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::Serializer as _;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -96,16 +96,161 @@ pub struct SeriesInfo {
     pub tags: Tags,
 }
 
-#[derive(Default)]
+/// Distinct series a run keeps apart unless told otherwise.
+pub const DEFAULT_MAX_SERIES: usize = 10_000;
+
+/// The value a tag takes in the series new values fold into past the cap.
+pub const OTHER: &str = "other";
+
+/// Tags that never fold: few values by design, and what per-scenario
+/// totals and monitors are found by.
+const NEVER_FOLDED: &[&str] = &["scenario", "monitor"];
+
+/// A tag whose new values were folded into `other` past the series cap.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Folded {
+    pub tag: String,
+    /// The cap: distinct series kept apart.
+    pub max_series: usize,
+    /// Distinct values the tag had when the cap was reached.
+    pub values: usize,
+    /// A few of them, to recognise where they come from.
+    pub examples: Vec<String>,
+    /// Metrics whose series took an `other` value for this tag.
+    pub metrics: Vec<String>,
+}
+
+/// What one metric's series looked like when the cap was reached.
+struct Known {
+    /// Values seen per tag key.
+    values: HashMap<String, HashSet<String>>,
+    /// The key with the most values: the one folded first.
+    exploding: Option<String>,
+}
+
 struct Inner {
     metrics: Vec<MetricDef>,
     metric_by_name: HashMap<Arc<str>, MetricId>,
     series: Vec<SeriesInfo>,
     series_by_key: HashMap<(MetricId, Tags), SeriesId>,
+    max_series: usize,
+    known: HashMap<MetricId, Known>,
+    folded: Vec<Folded>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Self {
+            metrics: Vec::new(),
+            metric_by_name: HashMap::new(),
+            series: Vec::new(),
+            series_by_key: HashMap::new(),
+            max_series: DEFAULT_MAX_SERIES,
+            known: HashMap::new(),
+            folded: Vec::new(),
+        }
+    }
+}
+
+impl Inner {
+    /// The tags a new series of `metric` takes once the cap is reached: the
+    /// exploding tag and any tag with a value not seen before become
+    /// `other`; far past the cap (twice it), every tag but the never-folded.
+    fn fold(&mut self, metric: MetricId, tags: &Tags) -> Tags {
+        let series = &self.series;
+        let known = self.known.entry(metric).or_insert_with(|| {
+            let mut values: HashMap<String, HashSet<String>> = HashMap::new();
+            for s in series.iter().filter(|s| s.metric == metric) {
+                for (k, v) in s.tags.iter() {
+                    if !NEVER_FOLDED.contains(&k) {
+                        values
+                            .entry(k.to_string())
+                            .or_default()
+                            .insert(v.to_string());
+                    }
+                }
+            }
+            let exploding = values
+                .iter()
+                .max_by_key(|(k, v)| (v.len(), std::cmp::Reverse((*k).clone())))
+                .map(|(k, _)| k.clone());
+            Known { values, exploding }
+        });
+        let all = series.len() >= self.max_series.saturating_mul(2);
+        let mut out = BTreeMap::new();
+        for (k, v) in tags.iter() {
+            let fold = !NEVER_FOLDED.contains(&k)
+                && (all
+                    || known.exploding.as_deref() == Some(k)
+                    || !known.values.get(k).is_some_and(|vals| vals.contains(v)));
+            out.insert(k.to_string(), if fold { OTHER } else { v }.to_string());
+            if fold && v != OTHER {
+                let name = self.metrics[metric as usize].name.to_string();
+                note_fold(&mut self.folded, k, known, &name, self.max_series);
+            }
+        }
+        Tags(Arc::new(out))
+    }
+}
+
+/// Remember (and say, the first time) that `tag` folds on `metric`.
+fn note_fold(folded: &mut Vec<Folded>, tag: &str, known: &Known, metric: &str, max: usize) {
+    if let Some(f) = folded.iter_mut().find(|f| f.tag == tag) {
+        if !f.metrics.iter().any(|m| m == metric) {
+            f.metrics.push(metric.to_string());
+        }
+        return;
+    }
+    let vals = known.values.get(tag);
+    let mut examples: Vec<String> = vals
+        .map(|v| v.iter().cloned().collect())
+        .unwrap_or_default();
+    examples.sort();
+    examples.truncate(3);
+    let f = Folded {
+        tag: tag.to_string(),
+        max_series: max,
+        values: vals.map_or(0, HashSet::len),
+        examples,
+        metrics: vec![metric.to_string()],
+    };
+    tracing::warn!("{}", f.describe());
+    folded.push(f);
+}
+
+impl Folded {
+    /// One sentence: what was folded, why, and what to do.
+    pub fn describe(&self) -> String {
+        let examples = self
+            .examples
+            .iter()
+            .map(|e| format!("{e:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let fix = if self.tag == "name" {
+            "give such requests one `name` (a request's name defaults to its URL as written), or raise --max-series"
+        } else {
+            "raise --max-series to keep them apart"
+        };
+        format!(
+            "more than {max} series: new values of tag `{tag}` ({n} value{s} when the cap was reached, e.g. {examples}) \
+             are counted under `{tag}:{OTHER}` on {metrics}; totals stay exact; {fix}",
+            max = self.max_series,
+            tag = self.tag,
+            n = self.values,
+            s = if self.values == 1 { "" } else { "s" },
+            metrics = self.metrics.join(", "),
+        )
+    }
 }
 
 /// Interns metric names and (metric, tags) series into small ids.
 /// Locked only when a driver meets a series for the first time.
+///
+/// Past a cap on distinct series (10,000 unless set), a new series folds
+/// into one whose exploding tag reads `other` (see [`Inner::fold`]): every
+/// sample still counts, so totals stay exact; only the breakdown by that
+/// tag stops growing, and memory with it.
 #[derive(Default)]
 pub struct Registry {
     inner: Mutex<Inner>,
@@ -114,6 +259,20 @@ pub struct Registry {
 impl Registry {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// Keep at most `n` series apart (at least 1).
+    pub fn set_max_series(&self, n: usize) {
+        self.inner.lock().expect("registry lock").max_series = n.max(1);
+    }
+
+    pub fn max_series(&self) -> usize {
+        self.inner.lock().expect("registry lock").max_series
+    }
+
+    /// Tags whose new values were folded into `other` so far.
+    pub fn folded(&self) -> Vec<Folded> {
+        self.inner.lock().expect("registry lock").folded.clone()
     }
 
     /// Register (or look up) a metric. A name keeps the kind it was first given.
@@ -138,12 +297,22 @@ impl Registry {
         if let Some(&id) = inner.series_by_key.get(&(metric, tags.clone())) {
             return id;
         }
+        let folds = tags.iter().any(|(k, _)| !NEVER_FOLDED.contains(&k));
+        let tags = if inner.series.len() >= inner.max_series && folds {
+            let folded = inner.fold(metric, tags);
+            if let Some(&id) = inner.series_by_key.get(&(metric, folded.clone())) {
+                return id;
+            }
+            folded
+        } else {
+            tags.clone()
+        };
         let id = inner.series.len() as SeriesId;
         inner.series.push(SeriesInfo {
             metric,
             tags: tags.clone(),
         });
-        inner.series_by_key.insert((metric, tags.clone()), id);
+        inner.series_by_key.insert((metric, tags), id);
         id
     }
 
@@ -422,6 +591,53 @@ mod tests {
         let back = decode_histogram(&encode_histogram(&h)).unwrap();
         assert_eq!(back.len(), h.len());
         assert_eq!(back.value_at_quantile(0.95), h.value_at_quantile(0.95));
+    }
+
+    #[test]
+    fn past_the_cap_new_values_fold_into_other() {
+        let reg = Registry::new();
+        reg.set_max_series(10);
+        let m = reg.metric("http_reqs", MetricKind::Counter, Unit::Default);
+        let tags = |name: &str, status: &str| {
+            Tags::new([("scenario", "api"), ("name", name), ("status", status)])
+        };
+        let first: Vec<SeriesId> = (0..10)
+            .map(|i| reg.series(m, &tags(&format!("/item/{i}"), "200")))
+            .collect();
+        assert_eq!(first, (0..10).collect::<Vec<_>>());
+        assert!(reg.folded().is_empty());
+        // Past the cap: the name folds, the known status stays.
+        let a = reg.series(m, &tags("/item/10", "200"));
+        let b = reg.series(m, &tags("/item/11", "200"));
+        assert_eq!(a, b);
+        assert_eq!(reg.all_series()[a as usize].tags, tags(OTHER, "200"));
+        // A status never seen folds too; known series still resolve.
+        let c = reg.series(m, &tags("/item/12", "503"));
+        assert_eq!(reg.all_series()[c as usize].tags, tags(OTHER, OTHER));
+        assert_eq!(reg.series(m, &tags("/item/3", "200")), 3);
+        // Never folded: the scenario (and monitor) tag.
+        let d = reg.series(m, &Tags::new([("scenario", "new")]));
+        assert_eq!(
+            reg.all_series()[d as usize].tags,
+            Tags::new([("scenario", "new")])
+        );
+        let f = reg.folded();
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert_eq!(f[0].tag, "name");
+        assert_eq!(f[0].values, 10);
+        assert_eq!(f[0].examples, ["/item/0", "/item/1", "/item/2"]);
+        assert_eq!(f[0].metrics, ["http_reqs"]);
+        let text = f[0].describe();
+        assert!(text.contains("tag `name`"), "{text}");
+        assert!(text.contains("name:other"), "{text}");
+        assert!(text.contains("\"/item/0\""), "{text}");
+        // Recording into the folded series counts every sample.
+        let rec = Recorder::new(reg.clone());
+        for i in 10..1000 {
+            rec.add(reg.series(m, &tags(&format!("/item/{i}"), "200")), 1);
+        }
+        assert!(reg.all_series().len() <= 13);
+        assert!(matches!(rec.take().slots[a as usize], Slot::Counter(990)));
     }
 
     #[test]

@@ -299,7 +299,7 @@ impl Watch {
 
     /// The answers, once the run is over.
     pub fn finish(&mut self, agg: &Aggregator) -> (CapacitySummary, Vec<(SeriesRecord, Slot)>) {
-        if let Some(iv) = agg.intervals.last()
+        if let Some(iv) = agg.last()
             && self.last.is_none_or(|l| iv.index > l)
         {
             self.last = Some(iv.index);
@@ -481,7 +481,7 @@ impl Observer for Watch {
     }
 
     fn on_interval(&mut self, agg: &Aggregator, _elapsed: Duration) -> Option<String> {
-        let k = agg.intervals.last()?.index;
+        let k = agg.last()?.index;
         // Several intervals completing at once are taken as one step.
         if self.last.is_some_and(|l| l >= k) {
             return None;

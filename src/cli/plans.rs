@@ -43,6 +43,19 @@ pub(super) struct RunArgs {
     /// judges the whole.
     #[arg(long)]
     pub(super) no_thresholds: bool,
+    /// Distinct series (metric and tags) kept apart. Past it, new values of
+    /// the tag that explodes (e.g. `name`) are counted under `other`, with a
+    /// warning naming it: totals stay exact, memory stays bounded.
+    #[arg(long, value_name = "N", env = "VOLLEY_MAX_SERIES",
+          default_value_t = volley_protocols::metrics::DEFAULT_MAX_SERIES as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub(super) max_series: u64,
+    /// Points of per-series time series kept (in memory and in the summary's
+    /// `intervals`): a long or many-series run keeps fewer, wider buckets.
+    #[arg(long, value_name = "N", env = "VOLLEY_HISTORY_POINTS",
+          default_value_t = volley::history::SERIES_POINTS as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub(super) history_points: u64,
 }
 
 #[derive(Args)]
@@ -55,11 +68,13 @@ pub(super) fn cmd_run(a: RunArgs) -> Result<u8, Failure> {
     let plan = load_plan(&a.plan, &[])?;
     let start_at = a.start_at.as_deref().map(parse_start_at).transpose()?;
     let settings = run::Settings {
-        quiet: a.quiet,
         workers: a.workers.unwrap_or_else(default_workers),
         seed: a.seed.unwrap_or_else(random_seed),
         start_at,
         no_thresholds: a.no_thresholds,
+        max_series: usize::try_from(a.max_series).unwrap_or(usize::MAX),
+        history_points: usize::try_from(a.history_points).unwrap_or(usize::MAX),
+        ..run::Settings::new(a.quiet)
     };
     run_and_report(plan, settings, &a.artifacts)
 }

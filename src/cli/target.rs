@@ -250,11 +250,9 @@ pub(super) fn cmd_demo(a: DemoArgs) -> Result<u8, Failure> {
         ],
     )?;
     let settings = run::Settings {
-        quiet: a.quiet,
         workers: default_workers(),
         seed: random_seed(),
-        start_at: None,
-        no_thresholds: false,
+        ..run::Settings::new(a.quiet)
     };
     let artifacts = ArtifactArgs {
         summary_export: a.summary_export,

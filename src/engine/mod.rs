@@ -50,6 +50,8 @@ pub trait Observer {
 pub struct RunOptions {
     pub workers: usize,
     pub seed: u64,
+    /// Points of per-series history kept (see `crate::history`).
+    pub history_points: usize,
 }
 
 pub struct RunResult {
@@ -69,6 +71,16 @@ pub async fn run(
     let workers = opts.workers.max(1);
     let names: Vec<String> = plan.scenarios.iter().map(|s| s.name.clone()).collect();
     let mut agg = Aggregator::new(plan.registry.clone(), workers, &names);
+    agg.set_history_points(opts.history_points);
+    // Gauges whose slope the summary reports, fitted as the run goes.
+    crate::monitor::track(&plan.monitors, &mut agg);
+    for set in &plan.thresholds {
+        for t in &set.items {
+            if let crate::threshold::Agg::Slope { after, .. } = t.agg {
+                agg.track(&set.metric, &set.filter, after.as_secs_f64());
+            }
+        }
+    }
     // A short lead so every worker starts on the same clock.
     let t0 = Instant::now() + Duration::from_millis(20);
     let started = SystemTime::now() + Duration::from_millis(20);

@@ -17,7 +17,7 @@ pub mod procfs;
 pub mod prom;
 
 use crate::aggregate::{Aggregator, Point};
-use crate::summary::{IntervalRecord, SeriesRecord};
+use crate::summary::SeriesRecord;
 use serde::{Deserialize, Serialize};
 use serde_json_path::JsonPath;
 use std::collections::BTreeMap;
@@ -678,7 +678,7 @@ fn short(metric: &str) -> &str {
 pub fn live_text(agg: &Aggregator) -> Option<String> {
     // Registered only by plans with monitors.
     agg.registry.metric_id(ERRORS)?;
-    let iv = agg.intervals.last()?;
+    let iv = agg.last()?;
     let series = agg.registry.all_series();
     let defs = agg.registry.metrics();
     let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -738,14 +738,23 @@ pub struct GaugeReport {
     pub slope_per_hour: Option<f64>,
 }
 
-/// The monitors' summary, from the run's time series and totals.
+/// What the aggregator fits for the monitors (see `crate::track`).
+pub fn track(monitors: &[MonitorSpec], agg: &mut Aggregator) {
+    for m in monitors {
+        let tags = Tags::new([("monitor", m.name.as_str())]);
+        for g in m.gauges() {
+            agg.track(g, &tags, 0.0);
+        }
+    }
+}
+
+/// The monitors' summary, from the run's gauge tracks and totals.
 pub fn reports(
     monitors: &[MonitorSpec],
-    registry: &Registry,
-    names: &[(String, Tags)],
-    intervals: &[IntervalRecord],
+    agg: &Aggregator,
     series: &[(SeriesRecord, Slot)],
 ) -> Vec<MonitorReport> {
+    let registry = &agg.registry;
     let defs = registry.metrics();
     monitors
         .iter()
@@ -759,16 +768,15 @@ pub fn reports(
                         .metric_id(g)
                         .map(|i| defs[i as usize].unit)
                         .unwrap_or(Unit::Default);
-                    let pts = crate::summary::gauge_points(names, intervals, g, &tags);
-                    let vals = pts.iter().map(|p| p.1);
+                    let t = agg.tracked(g, &tags, 0.0);
                     GaugeReport {
                         metric: g.to_string(),
                         unit,
-                        samples: pts.len() as u64,
-                        value: pts.last().map(|p| p.1),
-                        min: vals.clone().reduce(f64::min),
-                        max: vals.reduce(f64::max),
-                        slope_per_hour: crate::capacity::slope::per_hour_after(&pts, 0.0),
+                        samples: t.map_or(0, |t| t.samples),
+                        value: t.and_then(|t| t.last),
+                        min: t.and_then(|t| t.min),
+                        max: t.and_then(|t| t.max),
+                        slope_per_hour: t.and_then(|t| t.slope_per_hour()),
                     }
                 })
                 .collect();

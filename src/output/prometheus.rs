@@ -245,7 +245,7 @@ pub struct Endpoint {
     pub linger: Duration,
     shared: Arc<Shared>,
     /// Intervals already taken into the snapshot.
-    seen: usize,
+    seen: u64,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -281,14 +281,13 @@ impl Endpoint {
 
     fn update(&mut self, agg: &Aggregator, elapsed: Duration, last: bool) {
         let mut changed: Vec<u32> = agg
-            .intervals
+            .since(self.seen)
             .iter()
-            .skip(self.seen)
             .flat_map(|iv| iv.points.iter().map(|(id, _)| *id))
             .collect();
         changed.sort_unstable();
         changed.dedup();
-        self.seen = agg.intervals.len();
+        self.seen = agg.completed();
         let defs = agg.registry.metrics();
         let series = agg.registry.all_series();
         // Values are computed before taking the lock: scrapes never wait on

@@ -106,17 +106,17 @@ pub struct Line {
     pub values: Values,
 }
 
-/// The lines of the intervals from `from` on (index into `agg.intervals`).
+/// The lines of the intervals completed after the first `from`.
 pub fn interval_lines(
     agg: &Aggregator,
-    from: usize,
+    from: u64,
     started: SystemTime,
     elapsed: Duration,
 ) -> Vec<Line> {
     let defs = agg.registry.metrics();
     let series = agg.registry.all_series();
     let mut out = Vec::new();
-    for iv in agg.intervals.iter().skip(from) {
+    for iv in agg.since(from) {
         // Every interval lasts a second but the run's last one.
         let span = (elapsed.as_secs_f64() - iv.index as f64).clamp(1e-3, 1.0);
         let time =
@@ -209,7 +209,7 @@ pub struct FileOutput {
     spec: String,
     format: Option<Format>,
     started: SystemTime,
-    written: usize,
+    written: u64,
     /// Why the output stopped early, if it did: the run then exits 1.
     pub failed: Option<String>,
 }
@@ -253,7 +253,7 @@ impl FileOutput {
             return;
         };
         let lines = interval_lines(agg, self.written, self.started, elapsed);
-        self.written = agg.intervals.len();
+        self.written = agg.completed();
         let result: Result<(), String> = (|| {
             match format {
                 Format::Json(w) => {

@@ -3,7 +3,7 @@
 //! with its least-squares trend.
 
 use super::chart::{self, ChartData, Fold, Mark, YUnit};
-use super::timeline::{Combine, Timeline, gauge_of};
+use super::timeline::{Combine, Timeline};
 use super::{Figure, esc, figure_html, line, slug};
 use crate::capacity::{breaking_line, recovery_line, slope};
 use crate::monitor::{CPU, GaugeReport};
@@ -173,7 +173,9 @@ pub fn monitors_section(s: &Summary, tl: &Timeline) -> Result<(String, usize), S
             if ids.is_empty() {
                 continue;
             }
-            let values = tl.values(&ids, Combine::SumGauge, gauge_of);
+            let values = tl.values(&ids, Combine::SumGauge, tl.gauge());
+            // The middle of each bucket.
+            let mid = tl.width() as f64 / 2.0;
             let mut lines = vec![line(&g.metric, chart::PALETTE[0], values.clone())];
             let bytes = g.unit == Unit::Data;
             if let Some(per_h) = g.slope_per_hour {
@@ -181,7 +183,7 @@ pub fn monitors_section(s: &Summary, tl: &Timeline) -> Result<(String, usize), S
                 let pts: Vec<(f64, f64)> =
                     tl.t.iter()
                         .zip(&values)
-                        .filter_map(|(t, v)| v.map(|v| (*t as f64 + 0.5, v)))
+                        .filter_map(|(t, v)| v.map(|v| (*t as f64 + mid, v)))
                         .collect();
                 if !pts.is_empty() {
                     let n_pts = pts.len() as f64;
@@ -190,7 +192,7 @@ pub fn monitors_section(s: &Summary, tl: &Timeline) -> Result<(String, usize), S
                     let per_s = per_h / 3600.0;
                     let fit =
                         tl.t.iter()
-                            .map(|t| Some(mv + per_s * (*t as f64 + 0.5 - mt)))
+                            .map(|t| Some(mv + per_s * (*t as f64 + mid - mt)))
                             .collect();
                     lines.push(line(
                         &format!("trend {}", slope::format_rate(per_h, bytes)),
@@ -204,6 +206,7 @@ pub fn monitors_section(s: &Summary, tl: &Timeline) -> Result<(String, usize), S
                 title: format!("{} · {}", m.name, g.metric),
                 data: ChartData {
                     t: tl.t.clone(),
+                    width: tl.width(),
                     lines,
                     unit: unit_of(g),
                     fold: Fold::Max,

@@ -49,8 +49,10 @@ pub struct Line {
 }
 
 pub struct ChartData {
-    /// Interval starts in seconds, one per value.
+    /// Bucket starts in seconds, one per value.
     pub t: Vec<u64>,
+    /// Seconds per bucket: 1, or more for a long run's coarsened history.
+    pub width: u64,
     pub lines: Vec<Line>,
     pub unit: YUnit,
     pub fold: Fold,
@@ -76,17 +78,33 @@ pub fn span_for(n: usize) -> u64 {
     n.div_ceil(MAX_POINTS).max(1) as u64
 }
 
+/// Seconds per point when `n` seconds are drawn from buckets of `width`
+/// seconds: whole buckets per point.
+pub fn span_of(n: usize, width: u64) -> u64 {
+    let width = width.max(1);
+    span_for(n).div_ceil(width).saturating_mul(width)
+}
+
+/// Seconds the buckets starting at `t` cover.
+fn seconds(t: &[u64], width: u64) -> usize {
+    t.last()
+        .map(|l| l.saturating_add(width.max(1)))
+        .unwrap_or(0)
+        .try_into()
+        .unwrap_or(usize::MAX)
+}
+
 /// (x, value) points of a line; `None` is a gap.
 type Points = Vec<(f64, Option<f64>)>;
 
 /// The points of one line, folded to at most MAX_POINTS.
-fn fold(t: &[u64], values: &[Option<f64>], how: Fold) -> Points {
-    let span = span_for(t.last().map(|l| *l as usize + 1).unwrap_or(0));
+fn fold(t: &[u64], width: u64, values: &[Option<f64>], how: Fold) -> Points {
+    let span = span_of(seconds(t, width), width);
     let mut out: Vec<(f64, Option<f64>)> = Vec::new();
     let mut bucket: Option<u64> = None;
     let mut acc: (f64, usize, Option<f64>) = (0.0, 0, None);
     let flush = |out: &mut Vec<(f64, Option<f64>)>, b: u64, acc: (f64, usize, Option<f64>)| {
-        let x = (b * span) as f64 + span as f64 / 2.0;
+        let x = b as f64 * span as f64 + span as f64 / 2.0;
         let v = match how {
             Fold::Mean if acc.1 > 0 => Some(acc.0 / acc.1 as f64),
             Fold::Mean => None,
@@ -171,14 +189,9 @@ pub fn svg_marked(data: &ChartData, title: &str, marks: &[Mark]) -> Result<Strin
     let lines: Vec<(&Line, Points)> = data
         .lines
         .iter()
-        .map(|l| (l, fold(&data.t, &l.values, data.fold)))
+        .map(|l| (l, fold(&data.t, data.width, &l.values, data.fold)))
         .collect();
-    let x_max = data
-        .t
-        .last()
-        .map(|t| *t as f64 + 1.0)
-        .unwrap_or(1.0)
-        .max(1.0);
+    let x_max = (seconds(&data.t, data.width) as f64).max(1.0);
     // Ticks fall on round numbers of the unit the x axis counts in: seconds,
     // minutes or hours, by the run's length.
     let x_unit = if x_max > 7200.0 {
@@ -323,16 +336,31 @@ mod tests {
             .map(|x| Some(if *x == 5_000 { 1_000.0 } else { 1.0 }))
             .collect();
         assert_eq!(span_for(14_400), 24);
-        let mean = fold(&t, &v, Fold::Mean);
+        let mean = fold(&t, 1, &v, Fold::Mean);
         assert!(mean.len() <= MAX_POINTS, "{}", mean.len());
-        let max = fold(&t, &v, Fold::Max);
+        let max = fold(&t, 1, &v, Fold::Max);
         assert_eq!(max.iter().filter(|p| p.1 == Some(1_000.0)).count(), 1);
         let peak = mean.iter().filter_map(|p| p.1).fold(0.0, f64::max);
         assert!((peak - (1_000.0 + 23.0) / 24.0).abs() < 1e-9, "{peak}");
         // Short runs keep every second.
-        let short = fold(&[0, 1, 2], &[Some(1.0), None, Some(3.0)], Fold::Max);
+        let short = fold(&[0, 1, 2], 1, &[Some(1.0), None, Some(3.0)], Fold::Max);
         assert_eq!(short, vec![(0.5, Some(1.0)), (1.5, None), (2.5, Some(3.0))]);
         assert_eq!(segments(&short).len(), 2);
+        // Coarse buckets: one point per whole bucket, or per several.
+        let coarse = fold(
+            &[0, 8, 16],
+            8,
+            &[Some(1.0), Some(2.0), Some(3.0)],
+            Fold::Max,
+        );
+        assert_eq!(
+            coarse,
+            vec![(4.0, Some(1.0)), (12.0, Some(2.0)), (20.0, Some(3.0))]
+        );
+        let t: Vec<u64> = (0..1000).map(|i| i * 16).collect();
+        let v = vec![Some(1.0); 1000];
+        assert_eq!(span_of(16_000, 16), 32);
+        assert!(fold(&t, 16, &v, Fold::Mean).len() <= MAX_POINTS);
     }
 
     #[test]
@@ -347,6 +375,7 @@ mod tests {
     fn draws_an_svg() {
         let data = ChartData {
             t: vec![0, 1, 2],
+            width: 1,
             lines: vec![Line {
                 label: "p95".into(),
                 color: P95,

@@ -22,7 +22,7 @@ use plotters::style::RGBColor;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
-use timeline::{Combine, Timeline, count_of, gauge_of};
+use timeline::{Combine, Timeline};
 use volley_protocols::duration::format_duration;
 use volley_protocols::metrics::{MetricKind, Slot, Tags};
 
@@ -421,18 +421,31 @@ fn scenario_figures(tl: &Timeline, sc: &str, driver: &str) -> Vec<Figure> {
     if tl.t.is_empty() {
         return out;
     }
-    let span = chart::span_for(tl.t.last().map(|t| *t as usize + 1).unwrap_or(0));
-    let folded = (span > 1).then(|| format!("One point per {span} s."));
-    let figure = |kind: &str, title: String, lines, unit, fold, note| Figure {
+    // Two clocks: the scenario's rollups (per second) and the per-series
+    // history (coarser in a long run with many series).
+    let per_series = Axis::new(&tl.t, tl.width());
+    let per_scenario = Axis::new(&tl.rollup_t, tl.rollup_width());
+    let figure = |axis: &Axis, kind: &str, title: String, lines, unit, fold, note| Figure {
         id: format!("chart-{}-{kind}", slug(sc)),
         title,
         data: ChartData {
-            t: tl.t.clone(),
+            t: axis.t.to_vec(),
+            width: axis.width,
             lines,
             unit,
             fold,
         },
-        note,
+        note: join_notes(note, axis.note.clone()),
+    };
+    // Counts per second of a scenario: from its rollups when every metric
+    // has one, else summed over its series.
+    let rolled = |metrics: &[&str]| metrics.iter().all(|m| tl.has_rollup(m, sc));
+    let rates = |m: &str, misses: bool, from_rollups: bool| {
+        if from_rollups {
+            tl.rollup_rates(m, sc, misses).unwrap_or_default()
+        } else {
+            tl.rates(&tl.series_in(m, sc), misses)
+        }
     };
 
     // Latency percentiles.
@@ -445,8 +458,8 @@ fn scenario_figures(tl: &Timeline, sc: &str, driver: &str) -> Vec<Figure> {
         latency.push(("iteration_duration", "Iteration duration"));
     }
     for (metric, title) in latency {
-        let (lines, note) = match tl.percentiles(metric, sc) {
-            Some(p) => (p, None),
+        let (lines, note, axis) = match tl.percentiles(metric, sc) {
+            Some(p) => (p, None, &per_scenario),
             None => (
                 tl.percentile_bounds(metric, sc),
                 Some(
@@ -454,10 +467,12 @@ fn scenario_figures(tl: &Timeline, sc: &str, driver: &str) -> Vec<Figure> {
                      percentile among the scenario's series, an upper bound."
                         .to_string(),
                 ),
+                &per_series,
             ),
         };
         let [p50, p95, p99] = lines;
         out.push(figure(
+            axis,
             &format!("latency-{}", slug(metric)),
             format!("{title} ({metric})"),
             vec![
@@ -467,38 +482,50 @@ fn scenario_figures(tl: &Timeline, sc: &str, driver: &str) -> Vec<Figure> {
             ],
             YUnit::Millis,
             Fold::Max,
-            join_notes(note, folded.clone()),
+            note,
         ));
     }
 
     // Throughput.
-    let lines: Vec<Line> = THROUGHPUT
+    let shown: Vec<(&str, &str)> = THROUGHPUT
         .iter()
+        .copied()
         .filter(|(m, _)| tl.has(m, sc))
+        .collect();
+    let from_rollups = rolled(&shown.iter().map(|s| s.0).collect::<Vec<_>>());
+    let lines: Vec<Line> = shown
+        .iter()
         .enumerate()
         .map(|(i, (m, label))| {
-            let v = tl.values(&tl.series_in(m, sc), Combine::Sum, |p| count_of(p, false));
+            let v = rates(m, false, from_rollups);
             line(label, chart::PALETTE[i % chart::PALETTE.len()], v)
         })
         .collect();
     if !lines.is_empty() {
         out.push(figure(
+            if from_rollups {
+                &per_scenario
+            } else {
+                &per_series
+            },
             "throughput",
             "Throughput".into(),
             lines,
             YUnit::PerSecond,
             Fold::Mean,
-            folded.clone(),
+            None,
         ));
     }
 
     // Errors.
+    let shown: Vec<&(&str, &str, bool)> = ERRORS.iter().filter(|(m, ..)| tl.has(m, sc)).collect();
+    let from_rollups = rolled(&shown.iter().map(|s| s.0).collect::<Vec<_>>());
     let mut lines: Vec<Line> = Vec::new();
-    for (m, label, misses) in ERRORS {
-        if !tl.has(m, sc) || lines.iter().any(|l| l.label == *label) {
+    for (m, label, misses) in shown {
+        if lines.iter().any(|l| l.label == *label) {
             continue;
         }
-        let v = tl.values(&tl.series_in(m, sc), Combine::Sum, |p| count_of(p, *misses));
+        let v = rates(m, *misses, from_rollups);
         let color = if lines.is_empty() {
             chart::ERROR
         } else {
@@ -508,56 +535,66 @@ fn scenario_figures(tl: &Timeline, sc: &str, driver: &str) -> Vec<Figure> {
     }
     if !lines.is_empty() {
         out.push(figure(
+            if from_rollups {
+                &per_scenario
+            } else {
+                &per_series
+            },
             "errors",
             "Errors".into(),
             lines,
             YUnit::PerSecond,
             Fold::Mean,
-            folded.clone(),
+            None,
         ));
     }
 
     // Active VUs.
     if tl.has("vus", sc) {
-        let v = tl.values(&tl.series_in("vus", sc), Combine::SumGauge, gauge_of);
+        let v = tl.values(&tl.series_in("vus", sc), Combine::SumGauge, tl.gauge());
         out.push(figure(
+            &per_series,
             "vus",
             "Active VUs".into(),
             vec![line("VUs", chart::PALETTE[3], v)],
             YUnit::Count,
             Fold::Max,
-            folded.clone(),
+            None,
         ));
     }
 
     // WebSocket sessions.
     if tl.has("ws_sessions", sc) {
+        let metrics: &[&str] = if tl.has("ws_drop_rate", sc) {
+            &["ws_sessions", "ws_drop_rate"]
+        } else {
+            &["ws_sessions"]
+        };
+        let from_rollups = rolled(metrics);
         let mut lines = vec![line(
             "sessions started/s",
             chart::PALETTE[0],
-            tl.values(&tl.series_in("ws_sessions", sc), Combine::Sum, |p| {
-                count_of(p, false)
-            }),
+            rates("ws_sessions", false, from_rollups),
         )];
-        if tl.has("ws_drop_rate", sc) {
+        if metrics.len() > 1 {
             lines.push(line(
                 "sessions dropped/s",
                 chart::ERROR,
-                tl.values(&tl.series_in("ws_drop_rate", sc), Combine::Sum, |p| {
-                    count_of(p, false)
-                }),
+                rates("ws_drop_rate", false, from_rollups),
             ));
         }
         out.push(figure(
+            if from_rollups {
+                &per_scenario
+            } else {
+                &per_series
+            },
             "ws-sessions",
             "WebSocket sessions".into(),
             lines,
             YUnit::PerSecond,
             Fold::Mean,
-            join_notes(
-                Some("Dropped: ended by the peer or the network before their planned end.".into()),
-                folded.clone(),
-            ),
+            Some("Dropped: ended by the peer or the network before their planned end.".into()),
         ));
     }
 
@@ -567,17 +604,16 @@ fn scenario_figures(tl: &Timeline, sc: &str, driver: &str) -> Vec<Figure> {
         .iter()
         .find(|t| hooks.iter().any(|i| tl.tags(*i).get(t).is_some()))
     {
-        let lines = tl
-            .grouped(&hooks, tag, Combine::Sum, |p| count_of(p, false))
-            .into_iter();
+        let lines = tl.grouped_rates(&hooks, tag, false).into_iter();
         let lines = palette_lines(lines);
         out.push(figure(
+            &per_series,
             "webhook-kinds",
             "Webhook deliveries by kind".into(),
             lines,
             YUnit::PerSecond,
             Fold::Mean,
-            folded.clone(),
+            None,
         ));
     }
 
@@ -589,19 +625,40 @@ fn scenario_figures(tl: &Timeline, sc: &str, driver: &str) -> Vec<Figure> {
     }
     if !conns.is_empty() {
         let lines = tl
-            .grouped(&conns, "state", Combine::SumGauge, gauge_of)
+            .grouped(&conns, "state", Combine::SumGauge, tl.gauge())
             .into_iter();
         let lines = palette_lines(lines);
         out.push(figure(
+            &per_series,
             "pg-connections",
             "Server connections by state (pg_stat_activity)".into(),
             lines,
             YUnit::Count,
             Fold::Max,
-            folded,
+            None,
         ));
     }
     out
+}
+
+/// The time axis of a chart: bucket starts, their width, and the note that
+/// says how many seconds one point stands for.
+struct Axis<'a> {
+    t: &'a [u64],
+    width: u64,
+    note: Option<String>,
+}
+
+impl<'a> Axis<'a> {
+    fn new(t: &'a [u64], width: u64) -> Self {
+        let n = t.last().map_or(0, |l| l.saturating_add(width));
+        let span = chart::span_of(usize::try_from(n).unwrap_or(usize::MAX), width);
+        Self {
+            t,
+            width,
+            note: (span > 1).then(|| format!("One point per {span} s.")),
+        }
+    }
 }
 
 fn line(label: &str, color: RGBColor, values: Vec<Option<f64>>) -> Line {
@@ -961,12 +1018,16 @@ mod tests {
                 scenarios,
                 thresholds: Vec::<ThresholdSource>::new(),
                 merge: None,
+                folded: Vec::new(),
             },
             metrics,
             series: series.into_iter().map(|(r, _)| r).collect(),
             interval_series: records.series,
             rollup_series: records.rollups,
+            interval_s: records.interval_s,
             intervals: records.intervals,
+            rollup_s: records.rollup_s,
+            rollup_intervals: records.rollup_intervals,
             capacity: Default::default(),
         }
     }
@@ -1040,9 +1101,7 @@ mod tests {
         // upper bounds and a note saying so.
         let mut old = s.clone();
         old.rollup_series.clear();
-        for iv in &mut old.intervals {
-            iv.rollups.clear();
-        }
+        old.rollup_intervals.clear();
         let html = render(&old).unwrap();
         assert!(html.contains("an upper bound"));
         assert_eq!(

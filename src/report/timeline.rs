@@ -1,4 +1,6 @@
-//! Per-second values out of a summary's intervals, per scenario.
+//! Per-second values out of a summary's buckets, per scenario: the
+//! per-series history (`intervals`, one or more seconds per bucket) and the
+//! per-scenario rollups (`rollup_intervals`, per second for hours).
 
 use crate::aggregate::Point;
 use crate::summary::Summary;
@@ -17,8 +19,12 @@ pub enum Combine {
 
 pub struct Timeline<'a> {
     s: &'a Summary,
-    /// Interval start (seconds) per interval position.
+    /// Bucket start (seconds) per position in `intervals`.
     pub t: Vec<u64>,
+    /// Bucket start per position in `rollup_intervals`.
+    pub rollup_t: Vec<u64>,
+    /// Seconds the run lasted, whole: the last bucket may cover fewer.
+    end: u64,
     /// Series indices per metric name.
     by_metric: HashMap<&'a str, Vec<usize>>,
     rollups: HashMap<(&'a str, &'a str), usize>,
@@ -39,9 +45,90 @@ impl<'a> Timeline<'a> {
         Self {
             s,
             t: s.intervals.iter().map(|iv| iv.t).collect(),
+            rollup_t: s.rollup_intervals.iter().map(|iv| iv.t).collect(),
+            end: s.volley.duration_s.clamp(0.0, 1e15).ceil() as u64,
             by_metric,
             rollups,
         }
+    }
+
+    /// Seconds per bucket of the per-series history.
+    pub fn width(&self) -> u64 {
+        self.s.interval_s.max(1)
+    }
+
+    /// How a gauge's bucket is drawn: its value, or in a bucket of several
+    /// seconds its highest (charts show the highest second of a span).
+    pub fn gauge(&self) -> fn(&Point) -> Option<f64> {
+        if self.width() > 1 {
+            gauge_max
+        } else {
+            gauge_of
+        }
+    }
+
+    /// Seconds per bucket of the rollups.
+    pub fn rollup_width(&self) -> u64 {
+        self.s.rollup_s.max(1)
+    }
+
+    /// Counts per bucket (starting at `t`, `width` wide) as counts per second.
+    fn per_second(&self, t: &[u64], width: u64, counts: Vec<Option<f64>>) -> Vec<Option<f64>> {
+        if width <= 1 {
+            return counts;
+        }
+        t.iter()
+            .zip(counts)
+            .map(|(t, c)| {
+                let covered = width.min(self.end.saturating_sub(*t)).max(1);
+                c.map(|c| c / covered as f64)
+            })
+            .collect()
+    }
+
+    /// Per-second counts of `series` (see [`count_of`]), one per bucket.
+    pub fn rates(&self, series: &[usize], misses: bool) -> Vec<Option<f64>> {
+        let counts = self.values(series, Combine::Sum, |p| count_of(p, misses));
+        self.per_second(&self.t, self.width(), counts)
+    }
+
+    /// [`rates`](Self::rates), one line per value of `tag`.
+    pub fn grouped_rates(
+        &self,
+        series: &[usize],
+        tag: &str,
+        misses: bool,
+    ) -> BTreeMap<String, Vec<Option<f64>>> {
+        self.grouped(series, tag, Combine::Sum, |p| count_of(p, misses))
+            .into_iter()
+            .map(|(k, v)| (k, self.per_second(&self.t, self.width(), v)))
+            .collect()
+    }
+
+    /// Whether `metric` has per-scenario rollups for `scenario`.
+    pub fn has_rollup(&self, metric: &str, scenario: &str) -> bool {
+        self.rollups.contains_key(&(metric, scenario))
+    }
+
+    /// Per-second counts of `metric` over the whole scenario, one per rollup
+    /// bucket (`None` without a rollup for it).
+    pub fn rollup_rates(
+        &self,
+        metric: &str,
+        scenario: &str,
+        misses: bool,
+    ) -> Option<Vec<Option<f64>>> {
+        let r = *self.rollups.get(&(metric, scenario))?;
+        let counts = self
+            .s
+            .rollup_intervals
+            .iter()
+            .map(|iv| {
+                let p = iv.points.iter().find(|(i, _)| *i == r).map(|(_, p)| p);
+                Some(p.and_then(|p| count_of(p, misses)).unwrap_or(0.0))
+            })
+            .collect();
+        Some(self.per_second(&self.rollup_t, self.rollup_width(), counts))
     }
 
     pub fn tags(&self, series: usize) -> &'a Tags {
@@ -121,13 +208,13 @@ impl<'a> Timeline<'a> {
     }
 
     /// Exact per-second percentiles of `metric` over the whole scenario, from
-    /// the rollups the aggregator computed. `None` when the summary has none
-    /// (an older or merged summary).
+    /// the rollups the aggregator computed, one per rollup bucket. `None`
+    /// when the summary has none (an older summary without them).
     pub fn percentiles(&self, metric: &str, scenario: &str) -> Option<[Vec<Option<f64>>; 3]> {
         let r = *self.rollups.get(&(metric, scenario))?;
         let mut out: [Vec<Option<f64>>; 3] = Default::default();
-        for iv in &self.s.intervals {
-            let p = iv.rollups.iter().find(|(i, _)| *i == r).map(|(_, p)| p);
+        for iv in &self.s.rollup_intervals {
+            let p = iv.points.iter().find(|(i, _)| *i == r).map(|(_, p)| p);
             for (k, q) in [0usize, 1, 2].into_iter().zip(percentile_triple(p)) {
                 out[k].push(q);
             }
@@ -191,9 +278,18 @@ pub fn count_of(p: &Point, misses: bool) -> Option<f64> {
     }
 }
 
+/// A gauge's value in a one-second bucket.
 pub fn gauge_of(p: &Point) -> Option<f64> {
     match *p {
         Point::Gauge { value, .. } => Some(value),
+        _ => None,
+    }
+}
+
+/// A gauge's highest value in a bucket (its value, in a one-second one).
+pub fn gauge_max(p: &Point) -> Option<f64> {
+    match *p {
+        Point::Gauge { max, .. } => Some(max),
         _ => None,
     }
 }

@@ -10,7 +10,7 @@ pub use text::{
     value as value_text,
 };
 
-use crate::aggregate::{Interval, Point};
+use crate::aggregate::Point;
 use crate::stats::Stats;
 use crate::threshold::ThresholdSet;
 use serde::{Deserialize, Serialize};
@@ -46,6 +46,10 @@ pub struct RunInfo {
     /// Set by `volley merge`: which parts this summary was merged from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merge: Option<crate::merge::MergeInfo>,
+    /// Tags whose new values were counted under `other` once the run had
+    /// `--max-series` series.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub folded: Vec<volley_protocols::metrics::Folded>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -158,34 +162,48 @@ pub struct MetricSummary {
     pub thresholds: BTreeMap<String, ThresholdResult>,
 }
 
-/// One interval's points, with series named (not numbered) so files stand alone.
+/// One bucket's points (one second, or more in a long run's history), with
+/// series named (not numbered) so files stand alone.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct IntervalRecord {
-    /// Seconds from the start of the run at which the interval began.
+    /// Seconds from the start of the run at which the bucket began.
     pub t: u64,
+    /// (index into `interval_series`, or into `rollup_series` in
+    /// `rollup_intervals`; point).
     pub points: Vec<(usize, Point)>,
-    /// Per-scenario percentiles: (index into `rollup_series`, point).
+    /// Older summaries only: per-scenario percentiles here, (index into
+    /// `rollup_series`, point). Read into `rollup_intervals`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rollups: Vec<(usize, Point)>,
 }
 
+fn one() -> u64 {
+    1
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(try_from = "SummaryFile")]
 pub struct Summary {
     pub volley: RunInfo,
     pub metrics: BTreeMap<String, MetricSummary>,
     pub series: Vec<SeriesRecord>,
     /// Series referenced by `intervals` (index -> metric and tags).
     pub interval_series: Vec<(String, Tags)>,
-    /// Trend metrics merged per scenario, referenced by `intervals[].rollups`
-    /// (metric and `{scenario}` tag): exact per-second percentiles per scenario.
-    #[serde(default)]
+    /// Counters, rates and trends merged per scenario, referenced by
+    /// `rollup_intervals` (metric and `{scenario}` tag): the scenario's
+    /// per-second sums and exact per-second percentiles.
     pub rollup_series: Vec<(String, Tags)>,
+    /// Seconds each record of `intervals` covers: 1, doubling as a long
+    /// run's per-series history is coarsened to stay bounded (see
+    /// `crate::history`). In records wider than 1 s a trend's percentiles
+    /// are the highest of its seconds' (an upper bound).
+    pub interval_s: u64,
     pub intervals: Vec<IntervalRecord>,
+    /// Seconds each record of `rollup_intervals` covers (1 for hours).
+    pub rollup_s: u64,
+    pub rollup_intervals: Vec<IntervalRecord>,
     /// Breaking points, recoveries after spikes, monitors (absent in older summaries).
-    #[serde(
-        default,
-        skip_serializing_if = "crate::capacity::CapacitySummary::is_empty"
-    )]
+    #[serde(skip_serializing_if = "crate::capacity::CapacitySummary::is_empty")]
     pub capacity: crate::capacity::CapacitySummary,
 }
 
@@ -221,18 +239,85 @@ impl Summary {
                 info.started_unix_ms
             ));
         }
-        if let Some((i, iv)) = self
-            .intervals
-            .iter()
-            .enumerate()
-            .find(|(_, iv)| iv.t as f64 > max_s)
-        {
-            return Err(format!(
-                "intervals[{i}].t is {}, not a second of a run (0 to {max_s})",
-                iv.t
-            ));
+        for (field, width) in [("interval_s", self.interval_s), ("rollup_s", self.rollup_s)] {
+            secs(field.into(), width as f64)?;
+        }
+        for (field, records) in [
+            ("intervals", &self.intervals),
+            ("rollup_intervals", &self.rollup_intervals),
+        ] {
+            if let Some((i, iv)) = records
+                .iter()
+                .enumerate()
+                .find(|(_, iv)| iv.t as f64 > max_s)
+            {
+                return Err(format!(
+                    "{field}[{i}].t is {}, not a second of a run (0 to {max_s})",
+                    iv.t
+                ));
+            }
         }
         Ok(())
+    }
+}
+
+/// A summary as files hold it, older ones included: no bucket widths (one
+/// second), rollups inside `intervals`.
+#[derive(Deserialize)]
+struct SummaryFile {
+    volley: RunInfo,
+    metrics: BTreeMap<String, MetricSummary>,
+    series: Vec<SeriesRecord>,
+    interval_series: Vec<(String, Tags)>,
+    #[serde(default)]
+    rollup_series: Vec<(String, Tags)>,
+    #[serde(default = "one")]
+    interval_s: u64,
+    intervals: Vec<IntervalRecord>,
+    #[serde(default = "one")]
+    rollup_s: u64,
+    #[serde(default)]
+    rollup_intervals: Vec<IntervalRecord>,
+    #[serde(default)]
+    capacity: crate::capacity::CapacitySummary,
+}
+
+impl TryFrom<SummaryFile> for Summary {
+    type Error = String;
+
+    fn try_from(mut f: SummaryFile) -> Result<Self, String> {
+        for (field, v) in [("interval_s", f.interval_s), ("rollup_s", f.rollup_s)] {
+            if v == 0 {
+                return Err(format!(
+                    "`{field}` is 0: it counts the seconds in each bucket, at least 1"
+                ));
+            }
+        }
+        if f.rollup_intervals.is_empty() && f.intervals.iter().any(|iv| !iv.rollups.is_empty()) {
+            // Older summaries: rollups per second beside the points.
+            f.rollup_s = f.interval_s;
+            f.rollup_intervals = f
+                .intervals
+                .iter_mut()
+                .map(|iv| IntervalRecord {
+                    t: iv.t,
+                    points: std::mem::take(&mut iv.rollups),
+                    rollups: Vec::new(),
+                })
+                .collect();
+        }
+        Ok(Summary {
+            volley: f.volley,
+            metrics: f.metrics,
+            series: f.series,
+            interval_series: f.interval_series,
+            rollup_series: f.rollup_series,
+            interval_s: f.interval_s,
+            intervals: f.intervals,
+            rollup_s: f.rollup_s,
+            rollup_intervals: f.rollup_intervals,
+            capacity: f.capacity,
+        })
     }
 }
 
@@ -300,51 +385,6 @@ pub fn merged_split(
     Some((kind, unit, done, never))
 }
 
-/// A gauge's value per interval, as (seconds from the start, value) at the
-/// middle of each second, from a run's time series. The series with exactly
-/// `filter`'s tags if there is one, else the sum of the matching series.
-pub fn gauge_points(
-    names: &[(String, Tags)],
-    intervals: &[IntervalRecord],
-    metric: &str,
-    filter: &Tags,
-) -> Vec<(f64, f64)> {
-    let exact = names.iter().any(|(m, t)| m == metric && t == filter);
-    let wanted: Vec<bool> = names
-        .iter()
-        .map(|(m, t)| {
-            m == metric
-                && if exact {
-                    t == filter
-                } else {
-                    t.matches(filter)
-                }
-        })
-        .collect();
-    let mut out = Vec::new();
-    for iv in intervals {
-        let mut sum = None;
-        for (id, p) in &iv.points {
-            if let (true, Point::Gauge { value, .. }) =
-                (wanted.get(*id).copied().unwrap_or(false), p)
-            {
-                sum = Some(sum.unwrap_or(0.0) + value);
-            }
-        }
-        if let Some(v) = sum {
-            out.push((iv.t as f64 + 0.5, v));
-        }
-    }
-    out
-}
-
-/// The run's time series, for thresholds that need it (slopes).
-#[derive(Clone, Copy)]
-pub struct IntervalView<'a> {
-    pub series: &'a [(String, Tags)],
-    pub intervals: &'a [IntervalRecord],
-}
-
 /// Merge the series of `metric` whose tags include `filter`. A gauge with a
 /// series of exactly these tags is read from that series alone.
 pub fn merged(
@@ -377,13 +417,13 @@ pub fn derive(
     derive_with(series, thresholds, elapsed, None)
 }
 
-/// [`derive`], with the time series at hand so `slope` thresholds can be
-/// judged (without it they have no data).
+/// [`derive`], with the run's gauge tracks at hand so `slope` thresholds
+/// can be judged (without them they have no data).
 pub fn derive_with(
     series: &[(SeriesRecord, Slot)],
     thresholds: &[ThresholdSet],
     elapsed: Duration,
-    view: Option<IntervalView<'_>>,
+    agg: Option<&crate::aggregate::Aggregator>,
 ) -> (BTreeMap<String, MetricSummary>, bool) {
     let mut metrics = BTreeMap::new();
     let mut names: Vec<&str> = series.iter().map(|(r, _)| r.metric.as_str()).collect();
@@ -417,13 +457,15 @@ pub fn derive_with(
             });
         let mut stats = Stats::new(kind, unit, &slot, elapsed);
         stats.never_recovered = never;
-        if let Some(v) = view
-            && set
-                .items
-                .iter()
-                .any(|t| matches!(t.agg, crate::threshold::Agg::Slope { .. }))
-        {
-            stats.points = gauge_points(v.series, v.intervals, &set.metric, &set.filter);
+        if let Some(agg) = agg {
+            for t in &set.items {
+                if let crate::threshold::Agg::Slope { after, .. } = t.agg {
+                    let slope = agg
+                        .tracked(&set.metric, &set.filter, after.as_secs_f64())
+                        .and_then(|t| t.slope_per_hour());
+                    stats.slopes.push((after, slope));
+                }
+            }
         }
         let entry = metrics
             .entry(set.key.clone())
@@ -465,11 +507,25 @@ pub fn collect_series(agg: &crate::aggregate::Aggregator) -> Vec<(SeriesRecord, 
     out
 }
 
-/// The run's time series: series names, rollup names, and the intervals.
+/// The run's time series: series names, rollup names, and their buckets.
 pub struct IntervalRecords {
     pub series: Vec<(String, Tags)>,
     pub rollups: Vec<(String, Tags)>,
+    pub interval_s: u64,
     pub intervals: Vec<IntervalRecord>,
+    pub rollup_s: u64,
+    pub rollup_intervals: Vec<IntervalRecord>,
+}
+
+fn records(h: &crate::history::History) -> Vec<IntervalRecord> {
+    h.buckets()
+        .iter()
+        .map(|b| IntervalRecord {
+            t: b.t,
+            points: b.points.iter().map(|(id, p)| (*id as usize, *p)).collect(),
+            rollups: Vec::new(),
+        })
+        .collect()
 }
 
 pub fn interval_records(agg: &crate::aggregate::Aggregator) -> IntervalRecords {
@@ -490,18 +546,12 @@ pub fn interval_records(agg: &crate::aggregate::Aggregator) -> IntervalRecords {
             )
         })
         .collect();
-    let intervals = agg
-        .intervals
-        .iter()
-        .map(|i: &Interval| IntervalRecord {
-            t: i.index,
-            points: i.points.iter().map(|(id, p)| (*id as usize, *p)).collect(),
-            rollups: i.rollups.iter().map(|(id, p)| (*id as usize, *p)).collect(),
-        })
-        .collect();
     IntervalRecords {
         series,
         rollups,
-        intervals,
+        interval_s: agg.history.width(),
+        intervals: records(&agg.history),
+        rollup_s: agg.rollup_history.width(),
+        rollup_intervals: records(&agg.rollup_history),
     }
 }

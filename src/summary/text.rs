@@ -167,6 +167,9 @@ pub fn render_text(s: &Summary, series: &[(SeriesRecord, Slot)]) -> String {
     if let Some(reason) = &info.aborted {
         let _ = writeln!(out, "\n  ! run stopped early: {reason}");
     }
+    for f in &info.folded {
+        let _ = writeln!(out, "\n  ! {}", f.describe());
+    }
 
     let with_thresholds: Vec<(&String, &super::MetricSummary)> = s
         .metrics
