@@ -673,6 +673,49 @@ checks = { status = 200 }
     assert_eq!(connects, 3);
 }
 
+/// A server that caps the requests per connection (nginx's
+/// keepalive_requests) ends each HTTP/2 connection with a GOAWAY, here while
+/// the VU thinks: the VU's next request meets the closed connection before
+/// it leaves and goes on a new one; none fails, none is sent twice.
+#[test]
+fn http2_requests_after_a_goaway_go_on_a_new_connection() {
+    let peer = h2peer::Peer::start(3);
+    let d = Dir::new();
+    let p = plan(
+        &d,
+        r#"
+[scenarios.h2]
+driver = "http"
+executor = "per-vu-iterations"
+vus = 2
+iterations = 10
+http_version = "2"
+
+[[scenarios.h2.requests]]
+url = "/capped"
+checks = { status = 200, body_contains = "ok" }
+think_time = "100ms"
+"#,
+        &format!("http://{}", peer.addr),
+    );
+    let (out, s) = run_plan(&d, &p, &[]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let s = s.unwrap();
+    assert_eq!(value(&s, "http_reqs", "count"), 20.0);
+    assert_eq!(peer.answered(), 20, "the server answered each request once");
+    assert_eq!(
+        value(&s, "http_req_failed", "passes"),
+        0.0,
+        "{}",
+        text(&out)
+    );
+    assert_eq!(value(&s, "checks", "fails"), 0.0);
+    // Three answers per connection (a fourth request may beat the GOAWAY
+    // and be answered): three or four connections per VU.
+    let connections = peer.connections();
+    assert!((6..=8).contains(&connections), "{connections} connections");
+}
+
 /// `volley ARGS`, killed (and the test failed) if it outlives `limit`.
 fn bounded(args: &[&std::ffi::OsStr], _d: &Dir, limit: Duration) -> std::process::Output {
     common::output_within(volley().args(args), limit.as_secs())
@@ -1030,5 +1073,92 @@ mod peer {
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         }
+    }
+}
+
+/// An HTTP/2 server (hyper's) that answers `per_connection` requests on a
+/// connection, then, 20 ms later, shuts it down gracefully (GOAWAY,
+/// in-flight streams finish, close).
+mod h2peer {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::net::TcpListener;
+
+    pub struct Peer {
+        pub addr: SocketAddr,
+        answered: Arc<AtomicU64>,
+        connections: Arc<AtomicU64>,
+        _rt: tokio::runtime::Runtime,
+    }
+
+    impl Peer {
+        pub fn start(per_connection: u64) -> Self {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let l = rt
+                .block_on(TcpListener::bind("127.0.0.1:0"))
+                .expect("a loopback port");
+            let addr = l.local_addr().expect("bound");
+            let answered = Arc::new(AtomicU64::new(0));
+            let connections = Arc::new(AtomicU64::new(0));
+            let (a, c) = (answered.clone(), connections.clone());
+            rt.spawn(async move {
+                while let Ok((tcp, _)) = l.accept().await {
+                    c.fetch_add(1, Ordering::Relaxed);
+                    tokio::spawn(serve(tcp, per_connection, a.clone()));
+                }
+            });
+            Peer {
+                addr,
+                answered,
+                connections,
+                _rt: rt,
+            }
+        }
+
+        pub fn answered(&self) -> u64 {
+            self.answered.load(Ordering::Relaxed)
+        }
+
+        pub fn connections(&self) -> u64 {
+            self.connections.load(Ordering::Relaxed)
+        }
+    }
+
+    async fn serve(tcp: tokio::net::TcpStream, per_connection: u64, answered: Arc<AtomicU64>) {
+        let count = Arc::new(AtomicU64::new(0));
+        let capped = Arc::new(tokio::sync::Notify::new());
+        let (n, cap) = (count.clone(), capped.clone());
+        let svc = hyper::service::service_fn(move |_req| {
+            answered.fetch_add(1, Ordering::Relaxed);
+            if n.fetch_add(1, Ordering::Relaxed) + 1 == per_connection {
+                cap.notify_one();
+            }
+            async {
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                    Bytes::from_static(b"ok"),
+                )))
+            }
+        });
+        let conn = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc);
+        tokio::pin!(conn);
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = capped.notified() => {}
+        }
+        // The last answer is out first: the GOAWAY comes while the client idles.
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
+        }
+        conn.as_mut().graceful_shutdown();
+        let _ = conn.await;
     }
 }
