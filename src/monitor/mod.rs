@@ -13,7 +13,6 @@
 //! intervals, totals, thresholds (`slope<100MB/h`), outputs, the report.
 //! Each sample is taken in the middle of its second.
 
-pub mod procfs;
 pub mod prom;
 
 use crate::aggregate::{Aggregator, Point};
@@ -30,6 +29,7 @@ use toml::de::{DeValue, ValueDeserializer};
 use volley_protocols::ConfigError;
 use volley_protocols::duration::Dur;
 use volley_protocols::http::Fetcher;
+use volley_protocols::procfs;
 use volley_protocols::metrics::{MetricKind, Recorder, Registry, SeriesId, Slot, Tags, Unit};
 
 pub const RSS: &str = "target_rss";

@@ -175,7 +175,7 @@ pub fn handle(state: &State, path: &str) -> Option<Response<Body>> {
     if path != "/api/metrics" && path != "/metrics" {
         return None;
     }
-    let me = crate::monitor::procfs::read(std::process::id()).ok();
+    let me = volley_protocols::procfs::read(std::process::id()).ok();
     let rss = me.map(|s| s.rss_bytes).unwrap_or(0);
     let cpu = me.map(|s| s.cpu_seconds).unwrap_or(0.0);
     let total = state.stats.total();

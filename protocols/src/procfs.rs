@@ -1,4 +1,5 @@
-//! A local process's resident memory and CPU time, from /proc (Linux).
+//! A local process's resident memory and CPU time, from /proc (Linux):
+//! what monitors sample and what `volley serve` reports about itself.
 
 use std::io;
 
