@@ -1,6 +1,7 @@
-//! volley's engine: plans, executors, the metrics pipeline, thresholds,
-//! summaries and the embedded demo target. The `volley` binary is a thin CLI
-//! over this library; integration tests use it directly too.
+//! volley's engine: plans, executors, the metrics pipeline, thresholds and
+//! summaries (the embedded demo target is the volley-serve crate). The
+//! `volley` binary is a thin CLI over this library; integration tests use it
+//! directly too.
 
 pub mod aggregate;
 pub mod capacity;
@@ -17,7 +18,6 @@ pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod run;
-pub mod serve;
 pub mod stats;
 pub mod summary;
 pub mod threshold;

@@ -8,7 +8,7 @@ use common::*;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
-use volley::serve::ServeOptions;
+use volley_serve::ServeOptions;
 use volley_protocols::duration::DurRange;
 
 fn fixture(name: &str) -> std::path::PathBuf {

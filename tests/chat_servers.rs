@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use std::io::{BufRead, Read, Write};
 use std::process::{Child, Command, Stdio};
-use volley::serve::ServeOptions;
+use volley_serve::ServeOptions;
 use volley_protocols::metrics::decode_histogram;
 
 /// Peers run at most this long (they also exit when the test drops them).

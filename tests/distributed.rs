@@ -13,7 +13,7 @@ use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use volley::plan::executor::{Executor, vu_intervals};
-use volley::serve::ServeOptions;
+use volley_serve::ServeOptions;
 use volley_protocols::duration::DurRange;
 use volley_protocols::metrics::decode_histogram;
 

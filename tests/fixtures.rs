@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use volley::serve::ServeOptions;
+use volley_serve::ServeOptions;
 
 /// Values for every ${VAR} the example plans use.
 const ENV: &[&str] = &[

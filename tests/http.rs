@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use std::time::Duration;
-use volley::serve::ServeOptions;
+use volley_serve::ServeOptions;
 use volley_protocols::duration::DurRange;
 
 fn plan(dir: &Dir, body: &str, base: &str) -> std::path::PathBuf {

@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use volley::serve::ServeOptions;
+use volley_serve::ServeOptions;
 use volley_protocols::duration::DurRange;
 use volley_protocols::metrics::{decode_histogram, encode_histogram, new_histogram};
 

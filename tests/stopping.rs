@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use std::time::Duration;
-use volley::serve::ServeOptions;
+use volley_serve::ServeOptions;
 use volley_protocols::duration::DurRange;
 
 /// A run that should take seconds: anything near this is a hang.

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use volley::serve::ServeOptions;
+use volley_serve::ServeOptions;
 use volley_protocols::duration::DurRange;
 
 fn chat(t: &Target, what: &str) -> u64 {

@@ -25,7 +25,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use volley::output::dest::{self, Dest};
 use volley::output::{OutputSpec, Outputs};
-use volley::{compare, engine, junit, k8s, merge, plan, report, run, serve, summary};
+use volley::{compare, engine, junit, k8s, merge, plan, report, run, summary};
+use volley_serve as serve;
 use volley_protocols::duration::DurRange;
 
 /// Exit codes, as k6 users know them.
