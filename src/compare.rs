@@ -6,10 +6,11 @@
 //! Which way is worse depends on the metric: latency up, error rates and
 //! error counts up, throughput down. Gauges and byte counts are not judged.
 
-use crate::stats::Stats;
-use crate::summary::{self, SeriesRecord, Summary, merged};
 use std::fmt::Write as _;
 use std::time::Duration;
+use volley_model::stats::Stats;
+use volley_model::summary::{SeriesRecord, Summary, merged};
+use volley_model::units;
 use volley_protocols::metrics::{MetricKind, Slot, Tags, Unit};
 
 /// Latency metrics compared by default (others only when asked for).
@@ -416,11 +417,11 @@ fn shown(v: Option<f64>, kind: MetricKind, unit: Unit, stat: &str) -> String {
     match (kind, stat) {
         (MetricKind::Rate, "rate") => format!("{:.3}%", v * 100.0),
         (MetricKind::Counter | MetricKind::Trend, "rate") => match unit {
-            Unit::Data => format!("{}/s", summary::bytes_text(v)),
+            Unit::Data => format!("{}/s", units::bytes(v)),
             _ => format!("{v:.2}/s"),
         },
         (_, "count") => format!("{v:.0}"),
-        _ => summary::value_text(unit, v),
+        _ => units::value(unit, v),
     }
 }
 

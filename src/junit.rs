@@ -2,8 +2,9 @@
 //! that show test results (one test case per threshold expression, one
 //! failure per failed threshold).
 
-use crate::summary::{Summary, threshold_observed};
+use crate::summary::threshold_observed;
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
+use volley_model::summary::Summary;
 
 pub fn render(s: &Summary) -> Result<String, String> {
     let info = &s.volley;

@@ -21,56 +21,17 @@
 //! memory), so they do not add: the merged value is the latest part's, min
 //! and max the extremes over the parts.
 
-use crate::aggregate::Point;
-use crate::plan::Segment;
-use crate::summary::{self, IntervalRecord, RunInfo, SeriesRecord, Summary};
-use crate::threshold::{self, ThresholdSet};
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
+use volley_model::metrics::ADDITIVE_GAUGES;
+use volley_model::point::Point;
+use volley_model::segment::Segment;
+use volley_model::summary::{
+    self, INTERVAL_PERCENTILES, IntervalRecord, MergeInfo, PartInfo, RunInfo, SeriesRecord, Summary,
+};
+use volley_model::threshold::{self, ThresholdSet};
 use volley_protocols::metrics::{Slot, Tags};
-
-/// Gauges that count each part's own share, so parts add up.
-pub const ADDITIVE_GAUGES: &[&str] = &["vus", "vus_max"];
-
-/// How a merged summary's per-second percentiles were combined.
-pub const INTERVAL_PERCENTILES: &str = "max-of-parts";
-
-/// Where a merged summary came from.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct MergeInfo {
-    /// Segments the merged data covers (1-based), out of `of`.
-    pub segments: Vec<u64>,
-    pub of: u64,
-    /// Segments no part covered (only with `--allow-partial`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub missing: Vec<u64>,
-    pub parts: Vec<PartInfo>,
-    /// The largest gap between two parts' start times.
-    pub start_skew_ms: u64,
-    /// Per-second percentiles do not merge exactly: how they were combined
-    /// ("max-of-parts": an upper bound). Totals and thresholds are exact.
-    pub interval_percentiles: String,
-}
-
-impl MergeInfo {
-    pub fn complete(&self) -> bool {
-        self.missing.is_empty()
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PartInfo {
-    pub file: String,
-    pub segment: String,
-    pub version: String,
-    pub started: String,
-    pub started_unix_ms: u64,
-    pub duration_s: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aborted: Option<String>,
-}
 
 /// One part: a summary export and the file it was read from.
 pub struct Part {
@@ -555,7 +516,7 @@ fn merge_buckets<'a>(
                 (iv.t, pts)
             })
             .collect();
-        let buckets = crate::history::rebucket(
+        let buckets = volley_model::history::rebucket(
             renumbered.iter().map(|(t, p)| (*t, p.as_slice())),
             shifts[pi],
             width,

@@ -1,12 +1,13 @@
 //! The live progress line: a bar on a terminal, a plain line every few
 //! seconds otherwise (CI logs).
 
-use crate::aggregate::{Aggregator, Point};
+use crate::aggregate::Aggregator;
 use crate::engine::Observer;
-use crate::stats::Stats;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::Duration;
+use volley_model::point::Point;
+use volley_model::stats::Stats;
 use volley_protocols::duration::format_duration;
 use volley_protocols::metrics::Tags;
 
@@ -112,7 +113,7 @@ impl Progress {
             if st.count > 0 {
                 parts.push(format!(
                     "p95 {}",
-                    crate::summary::ms_text(st.quantile(95.0))
+                    volley_model::units::ms(st.quantile(95.0))
                 ));
             }
         }

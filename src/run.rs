@@ -4,10 +4,11 @@ use crate::aggregate::Aggregator;
 use crate::engine::{self, Control, Observer, RunOptions};
 use crate::plan::Plan;
 use crate::progress::Progress;
-use crate::stats::Stats;
-use crate::summary::{self, RunInfo, ScenarioInfo, SeriesRecord, Summary, ThresholdSource};
+use crate::summary;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use volley_model::stats::Stats;
+use volley_model::summary::{RunInfo, ScenarioInfo, SeriesRecord, Summary, ThresholdSource};
 use volley_protocols::metrics::Slot;
 
 pub struct Settings {
@@ -20,7 +21,7 @@ pub struct Settings {
     pub no_thresholds: bool,
     /// Distinct series kept apart; past it new tag values fold into `other`.
     pub max_series: usize,
-    /// Points of per-series history kept (see `crate::history`).
+    /// Points of per-series history kept (see `volley_model::history`).
     pub history_points: usize,
 }
 
@@ -34,7 +35,7 @@ impl Settings {
             start_at: None,
             no_thresholds: false,
             max_series: volley_protocols::metrics::DEFAULT_MAX_SERIES,
-            history_points: crate::history::SERIES_POINTS,
+            history_points: volley_model::history::SERIES_POINTS,
         }
     }
 }
@@ -149,7 +150,12 @@ pub async fn execute(
     series.extend(answer_series);
     answers.monitors = crate::monitor::reports(&plan.monitors, &result.agg, &series);
     let (metrics, thresholds_ok) =
-        summary::derive_with(&series, judged, result.elapsed, Some(&result.agg));
+        volley_model::summary::derive_with(&series, judged, result.elapsed, &|set, after| {
+            result
+                .agg
+                .tracked(&set.metric, &set.filter, after.as_secs_f64())
+                .and_then(|t| t.slope_per_hour())
+        });
     let started_ms = result
         .started
         .duration_since(UNIX_EPOCH)

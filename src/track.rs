@@ -2,8 +2,8 @@
 //! (last, lowest, highest, slope) and what `slope` thresholds judge, exact
 //! over the whole run in constant memory, whatever the history keeps.
 
-use crate::aggregate::Point;
-use crate::capacity::slope::Fit;
+use volley_model::point::Point;
+use volley_model::slope::Fit;
 use volley_protocols::metrics::{MetricId, Registry, SeriesId, Tags};
 
 #[derive(Clone, Debug)]

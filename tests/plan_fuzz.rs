@@ -23,7 +23,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
-use volley::plan::{LoadOptions, Segment, from_bytes};
+use volley::plan::{LoadOptions, from_bytes};
+use volley_model::segment::Segment;
 
 /// Extremes for any number in a plan (also inside strings: "30s", "p(95)<500").
 const EXTREMES: &[&str] = &[

@@ -9,26 +9,22 @@
 //! kept. After the run their answers become summary fields and metrics
 //! (`capacity_held`, `capacity_broke`, `recovery_time`) that thresholds judge.
 
-pub mod slope;
 mod text;
 mod watch;
 pub mod window;
 
-pub use text::{breaking_line, describe, recovery_line, render_text, secs_text};
+pub use text::{breaking_line, describe, recovery_line, render_text};
 pub use watch::Watch;
 
-use crate::plan::executor::{Executor, Stage, ramp_value};
-use crate::threshold::{self, Agg, Op, Threshold};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::ops::Range;
 use std::time::Duration;
 use toml::Spanned;
+use volley_model::schedule::{Executor, Spike, spikes_of};
+use volley_model::threshold::{self, Agg, Op, Threshold};
 use volley_protocols::ConfigError;
 use volley_protocols::duration::{Dur, format_duration};
 use volley_protocols::metrics::{MetricKind, Registry, Slot, Tags, Unit};
-
-/// Metrics whose values exist only once the run is over.
-pub const POST_RUN_METRICS: &[&str] = &["recovery_time", "capacity_held", "capacity_broke"];
 
 const DEFAULT_WINDOW: Duration = Duration::from_secs(10);
 const DEFAULT_TOLERANCE: f64 = 0.10;
@@ -69,16 +65,6 @@ pub struct RecoverySpec {
     pub tolerance: f64,
     pub latency: String,
     pub errors: Option<String>,
-}
-
-/// One spike: consecutive stages marked `spike = true`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Spike {
-    /// 1-based stage numbers, first and last.
-    pub stages: (usize, usize),
-    /// From the scenario's start.
-    pub start: Duration,
-    pub end: Duration,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -299,36 +285,6 @@ fn parse_recovery(
     })
 }
 
-/// Runs of consecutive `spike = true` stages.
-pub fn spikes_of(exec: &Executor) -> Vec<Spike> {
-    let stages: &[Stage] = match exec {
-        Executor::RampingVus { stages, .. } | Executor::RampingArrivalRate { stages, .. } => stages,
-        _ => return Vec::new(),
-    };
-    let mut out: Vec<Spike> = Vec::new();
-    let mut at = Duration::ZERO;
-    let mut prev_spike = false;
-    for (i, s) in stages.iter().enumerate() {
-        let end = at + s.duration.0;
-        if s.spike {
-            match out.last_mut() {
-                Some(last) if prev_spike => {
-                    last.stages.1 = i + 1;
-                    last.end = end;
-                }
-                _ => out.push(Spike {
-                    stages: (i + 1, i + 1),
-                    start: at,
-                    end,
-                }),
-            }
-        }
-        prev_spike = s.spike;
-        at = end;
-    }
-    out
-}
-
 /// Register the post-run metrics the plan's capacity answers produce, so
 /// thresholds can name them.
 pub fn register_metrics(registry: &Registry, scenarios: &[&ScenarioCapacity]) {
@@ -338,177 +294,5 @@ pub fn register_metrics(registry: &Registry, scenarios: &[&ScenarioCapacity]) {
     if scenarios.iter().any(|s| !s.breaking.is_empty()) {
         registry.metric("capacity_held", MetricKind::Gauge, Unit::Default);
         registry.metric("capacity_broke", MetricKind::Gauge, Unit::Default);
-    }
-}
-
-/// The planned load of a scenario at `t` seconds into it: VUs (ramping-vus,
-/// constant-vus) or arrivals per time unit (arrival-rate executors).
-pub fn level_at(exec: &Executor, t: f64) -> Option<f64> {
-    let d = volley_protocols::duration::secs(t);
-    match exec {
-        Executor::RampingVus {
-            start_vus, stages, ..
-        } => Some(ramp_value(*start_vus as f64, stages, d).ceil()),
-        Executor::RampingArrivalRate {
-            start_rate, stages, ..
-        } => Some(ramp_value(*start_rate, stages, d)),
-        Executor::ConstantVus { vus, .. } => Some(*vus as f64),
-        Executor::ConstantArrivalRate { rate, .. } => Some(*rate),
-        _ => None,
-    }
-}
-
-/// What a level counts: "VUs" or "iterations/s".
-pub fn level_unit(exec: &Executor) -> String {
-    match exec {
-        Executor::RampingArrivalRate { time_unit, .. }
-        | Executor::ConstantArrivalRate { time_unit, .. } => match time_unit.as_secs_f64() {
-            1.0 => "iterations/s".into(),
-            60.0 => "iterations/m".into(),
-            3600.0 => "iterations/h".into(),
-            _ => format!("iterations per {}", format_duration(*time_unit)),
-        },
-        _ => "VUs".into(),
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Results (in the summary)
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct CapacitySummary {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub breaking_points: Vec<BreakingPoint>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub recoveries: Vec<Recovery>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub monitors: Vec<crate::monitor::MonitorReport>,
-}
-
-impl CapacitySummary {
-    pub fn is_empty(&self) -> bool {
-        self.breaking_points.is_empty() && self.recoveries.is_empty() && self.monitors.is_empty()
-    }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct BreakingPoint {
-    pub scenario: String,
-    /// The signal with its filter, e.g. `http_req_failed{scenario:ramp}`.
-    pub signal: String,
-    pub expr: String,
-    pub window_s: f64,
-    /// What levels count: "VUs", "iterations/s".
-    pub unit: String,
-    pub broke: bool,
-    /// The level in the second the signal first crossed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub broke_at: Option<f64>,
-    /// That second, from the start of the run, and as a UTC time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub at_s: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub at: Option<String>,
-    /// The signal over the window that crossed (ms for time), and as shown.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed: Option<f64>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub observed_text: String,
-    /// The highest level before the break at which a second of load stayed
-    /// within the signal's limit; without a break, the highest level reached.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub held: Option<f64>,
-    /// The highest level the scenario reached while watched.
-    pub peak: f64,
-    /// The run stopped here (`abort = true`).
-    #[serde(default)]
-    pub aborted: bool,
-}
-
-/// p95 latency and error rate over one window.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct WindowStats {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p95_ms: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_rate: Option<f64>,
-    pub samples: u64,
-    pub seconds: f64,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Recovery {
-    pub scenario: String,
-    /// 1-based, per scenario.
-    pub spike: usize,
-    /// First and last stage of the spike (1-based).
-    pub stages: (usize, usize),
-    /// The spike's start and end, from the start of the run.
-    pub start_s: f64,
-    pub end_s: f64,
-    pub window_s: f64,
-    pub tolerance: f64,
-    pub latency: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub errors: Option<String>,
-    /// The window before the spike; `None`: no traffic then to compare with.
-    pub baseline: Option<WindowStats>,
-    pub recovered: bool,
-    /// From the end of the spike to the start of the first window back
-    /// within tolerance.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recovery_time_s: Option<f64>,
-    /// How long after the spike it was watched (until recovery, the next
-    /// spike, or the end of the scenario or run).
-    pub watched_s: f64,
-    /// The window that recovered, or the last one seen.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last: Option<WindowStats>,
-}
-
-fn level_text(v: f64) -> String {
-    if v.fract() == 0.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.1}")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn st(secs: u64, target: f64, spike: bool) -> Stage {
-        Stage {
-            duration: Dur(Duration::from_secs(secs)),
-            target,
-            spike,
-        }
-    }
-
-    #[test]
-    fn consecutive_spike_stages_are_one_spike() {
-        let exec = Executor::RampingVus {
-            start_vus: 0,
-            stages: vec![
-                st(10, 5.0, false),
-                st(2, 50.0, true),
-                st(5, 50.0, true),
-                st(3, 5.0, false),
-                st(4, 60.0, true),
-                st(6, 5.0, false),
-            ],
-            graceful_ramp_down: Duration::ZERO,
-        };
-        let spikes = spikes_of(&exec);
-        assert_eq!(spikes.len(), 2);
-        assert_eq!(spikes[0].stages, (2, 3));
-        assert_eq!(spikes[0].start, Duration::from_secs(10));
-        assert_eq!(spikes[0].end, Duration::from_secs(17));
-        assert_eq!(spikes[1].stages, (5, 5));
-        assert_eq!(spikes[1].start, Duration::from_secs(20));
-        // Levels: VUs are whole, mid-second.
-        assert_eq!(level_at(&exec, 5.5), Some(3.0));
-        assert_eq!(level_unit(&exec), "VUs");
     }
 }

@@ -3,23 +3,18 @@
 
 use super::*;
 use std::fmt::Write as _;
+use volley_model::capacity::{BreakingPoint, Recovery, WindowStats};
+use volley_model::summary::Summary;
+use volley_model::units::{level_text, secs_text};
 
 fn clock(rfc3339: &str) -> &str {
     rfc3339.get(11..19).unwrap_or(rfc3339)
 }
 
-/// Seconds as a duration; answers are whole seconds, so none is "0s".
-pub fn secs_text(s: f64) -> String {
-    if s < 0.0005 {
-        return "0s".into();
-    }
-    format_duration(volley_protocols::duration::secs(s))
-}
-
 fn window_text(w: &WindowStats) -> String {
     let mut parts = Vec::new();
     if let Some(p) = w.p95_ms {
-        parts.push(format!("p95 {}", crate::summary::ms_text(p)));
+        parts.push(format!("p95 {}", volley_model::units::ms(p)));
     }
     if let Some(e) = w.error_rate {
         parts.push(format!("errors {:.2}%", e * 100.0));
@@ -31,7 +26,7 @@ fn window_text(w: &WindowStats) -> String {
 }
 
 /// One line per breaking point, recovery and monitor, for the terminal.
-pub fn render_text(s: &crate::summary::Summary) -> String {
+pub fn render_text(s: &Summary) -> String {
     let cap = &s.capacity;
     let mut out = String::new();
     if !cap.breaking_points.is_empty() || !cap.recoveries.is_empty() {

@@ -6,9 +6,12 @@ use super::window::Window;
 use super::*;
 use crate::aggregate::Aggregator;
 use crate::engine::Observer;
-use crate::stats::Stats;
-use crate::summary::SeriesRecord;
 use std::time::SystemTime;
+use volley_model::capacity::{BreakingPoint, CapacitySummary, Recovery, WindowStats};
+use volley_model::schedule::{level_at, level_unit};
+use volley_model::stats::Stats;
+use volley_model::summary::SeriesRecord;
+use volley_model::units::level_text;
 use volley_protocols::metrics::{MetricId, new_histogram};
 
 struct Signal {
@@ -469,8 +472,8 @@ fn observed_text(spec: &BreakingSpec, kind: MetricKind, unit: Unit, v: f64) -> S
     let shown = match spec.agg {
         Agg::Rate if kind == MetricKind::Rate => format!("{:.2}%", v * 100.0),
         Agg::Rate => format!("{v:.2}/s"),
-        Agg::Count => crate::summary::value_text(Unit::Default, v),
-        _ => crate::summary::value_text(unit, v),
+        Agg::Count => volley_model::units::value(Unit::Default, v),
+        _ => volley_model::units::value(unit, v),
     };
     format!("{agg}={shown}")
 }

@@ -26,8 +26,10 @@ use std::time::{Duration, SystemTime};
 use volley::output::dest::{self, Dest};
 use volley::output::{OutputSpec, Outputs};
 use volley::{compare, engine, junit, k8s, merge, plan, report, run, summary};
-use volley_serve as serve;
+use volley_model::segment::Segment;
+use volley_model::summary::Summary;
 use volley_protocols::duration::DurRange;
+use volley_serve as serve;
 
 /// Exit codes, as k6 users know them.
 const EXIT_OK: u8 = 0;
@@ -179,8 +181,8 @@ fn load_plan(a: &PlanArgs, extra_env: &[(String, String)]) -> Result<plan::Plan,
         env.insert(k.clone(), v.clone());
     }
     let segment = match &a.segment {
-        Some(s) => plan::Segment::parse(s).map_err(|e| usage(anyhow!(e)))?,
-        None => plan::Segment::default(),
+        Some(s) => Segment::parse(s).map_err(|e| usage(anyhow!(e)))?,
+        None => Segment::default(),
     };
     plan::load(&a.plan, &plan::LoadOptions { env, segment }).map_err(usage)
 }
@@ -299,7 +301,7 @@ impl Artifacts<'_> {
 
     /// Write every file asked for (a regular file whole or not at all, see
     /// `output::dest`); the errors of those that failed.
-    fn write(&self, s: &summary::Summary) -> Vec<anyhow::Error> {
+    fn write(&self, s: &Summary) -> Vec<anyhow::Error> {
         let mut errors = Vec::new();
         if let Some(path) = self.summary {
             // Compact: a soak's per-second series make pretty JSON several times larger.
@@ -329,11 +331,11 @@ fn write_file(what: &str, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write the {what} to {}", path.display()))
 }
 
-fn read_summary(path: &Path) -> Result<summary::Summary, Failure> {
+fn read_summary(path: &Path) -> Result<Summary, Failure> {
     let bytes = std::fs::read(path)
         .with_context(|| format!("cannot read {}", path.display()))
         .map_err(usage)?;
-    let s: summary::Summary = serde_json::from_slice(&bytes).map_err(|e| {
+    let s: Summary = serde_json::from_slice(&bytes).map_err(|e| {
         usage(anyhow!(
             "{} is not a volley summary export ({e}); write one with `volley run PLAN --summary-export FILE`",
             path.display()

@@ -53,7 +53,7 @@ pub(super) struct RunArgs {
     /// Points of per-series time series kept (in memory and in the summary's
     /// `intervals`): a long or many-series run keeps fewer, wider buckets.
     #[arg(long, value_name = "N", env = "VOLLEY_HISTORY_POINTS",
-          default_value_t = volley::history::SERIES_POINTS as u64,
+          default_value_t = volley_model::history::SERIES_POINTS as u64,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub(super) history_points: u64,
 }
@@ -232,7 +232,7 @@ pub(super) fn describe(plan: &plan::Plan) -> String {
                     r
                 );
             }
-            if let plan::executor::Executor::SharedIterations { iterations, .. } = s.exec {
+            if let volley_model::schedule::Executor::SharedIterations { iterations, .. } = s.exec {
                 let _ = write!(
                     share,
                     ", {} of {iterations} iterations",

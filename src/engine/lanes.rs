@@ -9,7 +9,6 @@
 //! racing a cancellation future.
 
 use super::timer::Timer;
-use crate::plan::executor::{Arrivals, Executor, vu_intervals};
 use std::cell::{Cell, RefCell};
 use std::future::{Future, poll_fn};
 use std::rc::Rc;
@@ -20,6 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::{sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
+use volley_model::schedule::{Arrivals, Executor, vu_intervals};
 use volley_protocols::duration::DurRange;
 use volley_protocols::metrics::{Recorder, SeriesId};
 use volley_protocols::{Driver, Iteration, Stop, Vu, VuEnv};

@@ -14,22 +14,12 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use volley_protocols::metrics::{MetricKind, Recorder, Registry, Tags, Unit};
+use volley_protocols::metrics::{MetricKind, Recorder, Tags, Unit};
 
 /// VUs running and allocated, per scenario on one worker.
 type VuCounts = (Rc<Cell<u64>>, Rc<Cell<u64>>);
 
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Metrics the engine itself records, registered before the drivers' own.
-pub fn register_metrics(r: &Registry) {
-    r.metric("iterations", MetricKind::Counter, Unit::Default);
-    r.metric("iteration_duration", MetricKind::Trend, Unit::Time);
-    r.metric("dropped_iterations", MetricKind::Counter, Unit::Default);
-    r.metric("interrupted_iterations", MetricKind::Counter, Unit::Default);
-    r.metric("vus", MetricKind::Gauge, Unit::Default);
-    r.metric("vus_max", MetricKind::Gauge, Unit::Default);
-}
 
 /// Stops a run from outside: `stop` winds down gracefully, `kill` at once.
 #[derive(Clone, Default)]
@@ -50,7 +40,7 @@ pub trait Observer {
 pub struct RunOptions {
     pub workers: usize,
     pub seed: u64,
-    /// Points of per-series history kept (see `crate::history`).
+    /// Points of per-series history kept (see `volley_model::history`).
     pub history_points: usize,
 }
 
@@ -76,7 +66,7 @@ pub async fn run(
     crate::monitor::track(&plan.monitors, &mut agg);
     for set in &plan.thresholds {
         for t in &set.items {
-            if let crate::threshold::Agg::Slope { after, .. } = t.agg {
+            if let volley_model::threshold::Agg::Slope { after, .. } = t.agg {
                 agg.track(&set.metric, &set.filter, after.as_secs_f64());
             }
         }
@@ -195,7 +185,7 @@ async fn worker(
         let allocated: Rc<Cell<u64>> = Rc::default();
         counts.push((active.clone(), allocated.clone()));
         let shared_total = match &sc.exec {
-            crate::plan::executor::Executor::SharedIterations { iterations, .. } => {
+            volley_model::schedule::Executor::SharedIterations { iterations, .. } => {
                 seg.share(*iterations)
             }
             _ => 0,

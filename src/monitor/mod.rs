@@ -15,9 +15,8 @@
 
 pub mod prom;
 
-use crate::aggregate::{Aggregator, Point};
-use crate::summary::SeriesRecord;
-use serde::{Deserialize, Serialize};
+use crate::aggregate::Aggregator;
+use serde::Deserialize;
 use serde_json_path::JsonPath;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -26,15 +25,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use toml::Spanned;
 use toml::de::{DeValue, ValueDeserializer};
+use volley_model::monitor::{CPU, ERRORS, GaugeReport, MonitorReport, RSS, gauge_text, short};
+use volley_model::point::Point;
+use volley_model::summary::SeriesRecord;
 use volley_protocols::ConfigError;
 use volley_protocols::duration::Dur;
 use volley_protocols::http::Fetcher;
-use volley_protocols::procfs;
 use volley_protocols::metrics::{MetricKind, Recorder, Registry, SeriesId, Slot, Tags, Unit};
-
-pub const RSS: &str = "target_rss";
-pub const CPU: &str = "target_cpu";
-pub const ERRORS: &str = "monitor_errors";
+use volley_protocols::procfs;
 
 /// Longest wait for one sample: it must land in its own second.
 const DEFAULT_TIMEOUT: Duration = Duration::from_millis(400);
@@ -658,22 +656,6 @@ pub async fn prepare(monitors: &[MonitorSpec]) -> Result<(), String> {
 // ---------------------------------------------------------------------------
 // Showing them
 
-fn gauge_text(metric: &str, unit: Unit, v: f64) -> String {
-    match (metric, unit) {
-        (CPU, _) => format!("{v:.1}%"),
-        (_, Unit::Data) => crate::capacity::slope::format_bytes(v),
-        _ => crate::summary::value_text(Unit::Default, v),
-    }
-}
-
-fn short(metric: &str) -> &str {
-    match metric {
-        RSS => "rss",
-        CPU => "cpu",
-        m => m,
-    }
-}
-
 /// `srv rss 45.2 MB cpu 12.0%` for the live line, from the last second.
 pub fn live_text(agg: &Aggregator) -> Option<String> {
     // Registered only by plans with monitors.
@@ -708,34 +690,6 @@ pub fn live_text(agg: &Aggregator) -> Option<String> {
             .collect::<Vec<_>>()
             .join(" | "),
     )
-}
-
-/// One monitor in the summary: each gauge's last, lowest and highest value
-/// and its least-squares slope over the run.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct MonitorReport {
-    pub name: String,
-    pub source: String,
-    pub gauges: Vec<GaugeReport>,
-    /// Polls that got no value.
-    #[serde(default)]
-    pub errors: u64,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct GaugeReport {
-    pub metric: String,
-    pub unit: Unit,
-    pub samples: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max: Option<f64>,
-    /// Units (bytes for memory) per hour.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub slope_per_hour: Option<f64>,
 }
 
 /// What the aggregator fits for the monitors (see `crate::track`).
@@ -821,7 +775,7 @@ pub fn render_text(monitors: &[MonitorReport]) -> String {
                 .map(|s| {
                     format!(
                         "slope {}",
-                        crate::capacity::slope::format_rate(s, g.unit == Unit::Data)
+                        volley_model::slope::format_rate(s, g.unit == Unit::Data)
                     )
                 })
                 .unwrap_or_else(|| "slope –".into());

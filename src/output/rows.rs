@@ -1,12 +1,13 @@
 //! One record per interval, metric and tag set, written as JSON lines or CSV
 //! while the run goes.
 
-use crate::aggregate::{Aggregator, Point};
+use crate::aggregate::Aggregator;
 use crate::engine::Observer;
 use serde::Serialize;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
+use volley_model::point::Point;
 use volley_protocols::metrics::{MetricKind, Tags, Unit};
 
 /// Values of one series over one interval. Time values are in milliseconds

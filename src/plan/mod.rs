@@ -6,8 +6,7 @@ pub mod executor;
 pub mod machine;
 
 use crate::drivers::AnyDriver;
-use crate::threshold::{self, ThresholdSet};
-use executor::{COMMON_KEYS, Common, Executor};
+use executor::{COMMON_KEYS, Common};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -17,6 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
+use volley_model::schedule::Executor;
+use volley_model::segment::Segment;
+use volley_model::threshold::{self, ThresholdSet};
 use volley_protocols::data::{Feeder, Pick};
 use volley_protocols::duration::{Dur, DurRange};
 use volley_protocols::metrics::{Registry, Tags};
@@ -93,54 +95,6 @@ impl fmt::Display for PlanError {
 }
 
 impl std::error::Error for PlanError {}
-
-/// `--segment I/N`: this instance runs the I-th of N interleaved shares.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Segment {
-    /// 0-based.
-    pub index: u64,
-    pub count: u64,
-}
-
-impl Default for Segment {
-    fn default() -> Self {
-        Self { index: 0, count: 1 }
-    }
-}
-
-impl Segment {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let (i, n) = s
-            .split_once('/')
-            .ok_or_else(|| format!("--segment {s:?}: write I/N, e.g. 2/3"))?;
-        let (i, n): (u64, u64) = (
-            i.trim()
-                .parse()
-                .map_err(|_| format!("--segment {s:?}: I is not a number"))?,
-            n.trim()
-                .parse()
-                .map_err(|_| format!("--segment {s:?}: N is not a number"))?,
-        );
-        if n == 0 || i == 0 || i > n {
-            return Err(format!("--segment {s:?}: I must be between 1 and N"));
-        }
-        Ok(Self {
-            index: i - 1,
-            count: n,
-        })
-    }
-
-    /// How many of `total` equal, interleaved items (0..total) fall in this segment.
-    pub fn share(&self, total: u64) -> u64 {
-        total / self.count + u64::from(total % self.count > self.index)
-    }
-}
-
-impl fmt::Display for Segment {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.index + 1, self.count)
-    }
-}
 
 pub struct Scenario {
     pub name: String,
@@ -335,7 +289,7 @@ fn parse(
     let feeder_arcs: Vec<Arc<Feeder>> = feeders.iter().map(|(f, _)| f.clone()).collect();
 
     let registry = Registry::new();
-    crate::engine::register_metrics(&registry);
+    volley_model::metrics::register_engine(&registry);
 
     let Some(scenarios_entry) = scenarios_entry else {
         return Err(ConfigError::at(
@@ -393,7 +347,7 @@ fn parse(
             }
         }
         let common: Common = de(span.clone(), common_t)?;
-        let exec = Executor::from_common(&common, name.span())?;
+        let exec = executor::executor(&common, name.span())?;
         let driver_name = common.driver.as_ref().ok_or_else(|| {
             ConfigError::at(
                 name.span(),
@@ -404,7 +358,8 @@ fn parse(
             )
         })?;
         // Before the driver is built: refuse what cannot fit, having allocated nothing.
-        exec.check_fits(
+        executor::check_fits(
+            &exec,
             &common,
             name.span(),
             driver_name.get_ref(),
@@ -548,7 +503,9 @@ fn parse(
         for t in &set.items {
             threshold::check_fits(t, def.kind, &set.metric)?;
             threshold::check_unit(t, def.unit, &set.metric)?;
-            if t.abort_on_fail && crate::capacity::POST_RUN_METRICS.contains(&set.metric.as_str()) {
+            if t.abort_on_fail
+                && volley_model::metrics::POST_RUN_METRICS.contains(&set.metric.as_str())
+            {
                 return Err(ConfigError::at(
                     t.span.clone(),
                     format!(
@@ -767,16 +724,5 @@ mod tests {
             "[scenarios.chat]\ndriver = \"websocket\"\nexecutor = \"constant-vus\"\nvus = 3\nduration = \"1s\"\nurl = \"ws://127.0.0.1:1/ws\"\nroom_size = 18446744073709551615\n",
         );
         assert_eq!(plan.scenarios[0].exec.max_vus(), 3);
-    }
-
-    #[test]
-    fn segments_share_evenly() {
-        let shares: Vec<u64> = (1..=3)
-            .map(|i| Segment::parse(&format!("{i}/3")).unwrap().share(10))
-            .collect();
-        assert_eq!(shares, vec![4, 3, 3]);
-        assert!(Segment::parse("0/3").is_err());
-        assert!(Segment::parse("4/3").is_err());
-        assert!(Segment::parse("x").is_err());
     }
 }

@@ -5,11 +5,12 @@
 use super::chart::{self, ChartData, Fold, Mark, YUnit};
 use super::timeline::{Combine, Timeline};
 use super::{Figure, esc, figure_html, line, slug};
-use crate::capacity::{breaking_line, recovery_line, slope};
-use crate::monitor::{CPU, GaugeReport};
-use crate::summary::Summary;
+use crate::capacity::{breaking_line, recovery_line};
 use plotters::style::RGBColor;
 use std::fmt::Write as _;
+use volley_model::monitor::{CPU, GaugeReport};
+use volley_model::slope;
+use volley_model::summary::Summary;
 use volley_protocols::metrics::Unit;
 
 const BROKE: RGBColor = RGBColor(220, 38, 38);
@@ -70,7 +71,7 @@ fn trim(v: f64) -> String {
 }
 
 fn secs(s: f64) -> String {
-    crate::capacity::secs_text(s)
+    volley_model::units::secs_text(s)
 }
 
 /// The answers as a section under the thresholds.

@@ -15,14 +15,16 @@ mod capacity;
 mod chart;
 mod timeline;
 
-use crate::stats::Stats;
-use crate::summary::{self, BREAKDOWNS, SeriesRecord, Summary, merged};
+use crate::summary::BREAKDOWNS;
 use chart::{ChartData, Fold, Line, YUnit};
 use plotters::style::RGBColor;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 use timeline::{Combine, Timeline};
+use volley_model::stats::Stats;
+use volley_model::summary::{SeriesRecord, Summary, merged};
+use volley_model::units;
 use volley_protocols::duration::format_duration;
 use volley_protocols::metrics::{MetricKind, Slot, Tags};
 
@@ -246,7 +248,7 @@ fn verdict(s: &Summary) -> Verdict {
                 failed.push((
                     t.key.clone(),
                     expr.clone(),
-                    summary::threshold_observed(m, expr, r),
+                    crate::summary::threshold_observed(m, expr, r),
                 ));
             }
         }
@@ -347,7 +349,7 @@ fn facts(s: &Summary, series: &[(SeriesRecord, Slot)], elapsed: Duration) -> Str
         ("data_sent", "Data sent"),
     ] {
         if let Some(v) = metric_value(s, metric, "count") {
-            rows.push((label.into(), summary::bytes_text(v)));
+            rows.push((label.into(), units::bytes(v)));
         }
     }
     if info.segment != "1/1" {
@@ -396,11 +398,13 @@ fn thresholds_table(s: &Summary) -> String {
                 .get(&t.key)
                 .and_then(|m| m.thresholds.get(expr).map(|r| (m, r)));
             let (mark, class, seen) = match r {
-                Some((m, r)) if r.no_data => {
-                    ("–", "nodata", summary::threshold_observed(m, expr, r))
-                }
-                Some((m, r)) if r.ok => ("✓", "ok", summary::threshold_observed(m, expr, r)),
-                Some((m, r)) => ("✗", "bad", summary::threshold_observed(m, expr, r)),
+                Some((m, r)) if r.no_data => (
+                    "–",
+                    "nodata",
+                    crate::summary::threshold_observed(m, expr, r),
+                ),
+                Some((m, r)) if r.ok => ("✓", "ok", crate::summary::threshold_observed(m, expr, r)),
+                Some((m, r)) => ("✗", "bad", crate::summary::threshold_observed(m, expr, r)),
                 None => ("–", "nodata", "not evaluated".into()),
             };
             let _ = write!(
@@ -780,7 +784,7 @@ fn breakdown_tables(series: &[(SeriesRecord, Slot)], sc: &str, elapsed: Duration
                     _ => f.count.to_string(),
                 })
                 .unwrap_or_else(|| "–".into());
-            let v = |x: f64| summary::value_text(unit, x);
+            let v = |x: f64| units::value(unit, x);
             let class = if name == "all" && filter == scoped {
                 " class=\"total\""
             } else {
@@ -927,15 +931,15 @@ footer{margin-top:36px;color:var(--dim);font-size:13px}
 mod tests {
     use super::*;
     use crate::aggregate::{Aggregator, Flush};
-    use crate::summary::{RunInfo, ScenarioInfo, ThresholdSource};
     use std::time::Duration;
+    use volley_model::summary::{RunInfo, ScenarioInfo, ThresholdSource};
     use volley_protocols::metrics::{MetricKind::*, Recorder, Registry, Unit};
 
     /// A summary as a run with websocket, webhook and postgres scenarios
     /// would leave it: three one-second intervals through the aggregator.
     fn mixed_summary() -> Summary {
         let reg = Registry::new();
-        crate::engine::register_metrics(&reg);
+        volley_model::metrics::register_engine(&reg);
         let names = ["chat", "stripe", "db"].map(String::from);
         let mut agg = Aggregator::new(reg.clone(), 1, &names);
         let t = |sc: &str| Tags::new([("scenario", sc)]);
@@ -986,10 +990,10 @@ mod tests {
                 last: i == 2,
             });
         }
-        let series = summary::collect_series(&agg);
+        let series = crate::summary::collect_series(&agg);
         let elapsed = Duration::from_secs(3);
-        let (metrics, _) = summary::derive(&series, &[], elapsed);
-        let records = summary::interval_records(&agg);
+        let (metrics, _) = volley_model::summary::derive(&series, &[], elapsed);
+        let records = crate::summary::interval_records(&agg);
         let scenarios = [
             ("chat", "websocket"),
             ("stripe", "webhook"),

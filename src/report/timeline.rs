@@ -2,9 +2,9 @@
 //! per-series history (`intervals`, one or more seconds per bucket) and the
 //! per-scenario rollups (`rollup_intervals`, per second for hours).
 
-use crate::aggregate::Point;
-use crate::summary::Summary;
 use std::collections::{BTreeMap, HashMap};
+use volley_model::point::Point;
+use volley_model::summary::Summary;
 use volley_protocols::metrics::Tags;
 
 /// How values of several series in one interval combine.

@@ -1,10 +1,13 @@
 //! The end-of-run summary in the terminal, shaped like k6's.
 
-use super::{SeriesRecord, Summary, merged};
-use crate::stats::Stats;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
+use volley_model::stats::Stats;
+use volley_model::summary::{
+    MetricSummary, SeriesRecord, Summary, ThresholdResult, merged, values_of,
+};
+use volley_model::units::{bytes, value};
 use volley_protocols::duration::format_duration;
 use volley_protocols::metrics::{MetricKind, Slot, Tags, Unit};
 
@@ -18,45 +21,6 @@ pub const BREAKDOWNS: &[(&str, &str, &str)] = &[
     ("pg_query_duration", "pg_query_failed", "name"),
     ("ws_msg_latency", "ws_msgs_lost", "room"),
 ];
-
-pub fn ms(v: f64) -> String {
-    if v >= 1000.0 {
-        format_duration(volley_protocols::duration::secs(v / 1000.0))
-    } else if v >= 1.0 {
-        format!("{v:.2}ms")
-    } else {
-        format!("{:.0}µs", v * 1000.0)
-    }
-}
-
-pub fn bytes(v: f64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = v;
-    let mut i = 0;
-    while v >= 1000.0 && i < units.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{v:.0} {}", units[i])
-    } else {
-        format!("{v:.1} {}", units[i])
-    }
-}
-
-pub fn value(unit: Unit, v: f64) -> String {
-    match unit {
-        Unit::Time => ms(v),
-        Unit::Data => bytes(v),
-        Unit::Default => {
-            if v.fract() == 0.0 && v.abs() < 1e15 {
-                format!("{v:.0}")
-            } else {
-                format!("{v:.2}")
-            }
-        }
-    }
-}
 
 fn dots(name: &str, width: usize) -> String {
     let mut s = name.to_string();
@@ -105,11 +69,7 @@ fn stat_line(kind: MetricKind, unit: Unit, v: &BTreeMap<String, f64>) -> String 
 }
 
 /// What a threshold saw, e.g. `p(95)=212.40ms`, `rate=0.52%`, `no data`.
-pub fn threshold_observed(
-    m: &super::MetricSummary,
-    expr: &str,
-    r: &super::ThresholdResult,
-) -> String {
+pub fn threshold_observed(m: &MetricSummary, expr: &str, r: &ThresholdResult) -> String {
     let agg = expr.split(['<', '>', '=', '!']).next().unwrap_or("").trim();
     let never = m.values.get("never_recovered").copied().unwrap_or(0.0);
     match (r.value, r.no_data) {
@@ -122,7 +82,7 @@ pub fn threshold_observed(
         }
         (Some(v), _) if agg == "slope" => format!(
             "slope={}",
-            crate::capacity::slope::format_rate(v, m.contains == Unit::Data)
+            volley_model::slope::format_rate(v, m.contains == Unit::Data)
         ),
         (Some(v), _) => {
             let shown = if matches!(agg, "rate") && m.kind == MetricKind::Rate {
@@ -171,7 +131,7 @@ pub fn render_text(s: &Summary, series: &[(SeriesRecord, Slot)]) -> String {
         let _ = writeln!(out, "\n  ! {}", f.describe());
     }
 
-    let with_thresholds: Vec<(&String, &super::MetricSummary)> = s
+    let with_thresholds: Vec<(&String, &MetricSummary)> = s
         .metrics
         .iter()
         .filter(|(_, m)| !m.thresholds.is_empty())
@@ -216,7 +176,7 @@ pub fn render_text(s: &Summary, series: &[(SeriesRecord, Slot)]) -> String {
                 out,
                 "    {} {}",
                 dots("  { expected_response:true }", width),
-                stat_line(kind, unit, &super::values_of(&st))
+                stat_line(kind, unit, &values_of(&st))
             );
         }
     }

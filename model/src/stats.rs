@@ -22,7 +22,7 @@ pub struct Stats {
     pub avg: f64,
     pub hist: Option<Histogram<u64>>,
     /// Gauge: least-squares slope per hour from each warm-up on (see
-    /// `crate::track`); empty when the run's tracks are not at hand.
+    /// the runtime's gauge tracks); empty when they are not at hand.
     pub slopes: Vec<(Duration, Option<f64>)>,
     /// recovery_time: spikes the target never recovered from. They count as
     /// longer than any value (see `Agg::of`).

@@ -3,16 +3,10 @@
 //! One structure behind the terminal summary, `--summary-export`, merge,
 //! compare and the HTML report.
 
-mod text;
-
-pub use text::{
-    BREAKDOWNS, bytes as bytes_text, ms as ms_text, render_text, threshold_observed,
-    value as value_text,
-};
-
-use crate::aggregate::Point;
+use crate::capacity::CapacitySummary;
+use crate::point::Point;
 use crate::stats::Stats;
-use crate::threshold::ThresholdSet;
+use crate::threshold::{Agg, ThresholdSet};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -45,7 +39,7 @@ pub struct RunInfo {
     pub thresholds: Vec<ThresholdSource>,
     /// Set by `volley merge`: which parts this summary was merged from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub merge: Option<crate::merge::MergeInfo>,
+    pub merge: Option<MergeInfo>,
     /// Tags whose new values were counted under `other` once the run had
     /// `--max-series` series.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -56,6 +50,44 @@ pub struct RunInfo {
 pub struct ThresholdSource {
     pub key: String,
     pub expressions: Vec<String>,
+}
+
+/// How a merged summary's per-second percentiles were combined.
+pub const INTERVAL_PERCENTILES: &str = "max-of-parts";
+
+/// Where a merged summary came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MergeInfo {
+    /// Segments the merged data covers (1-based), out of `of`.
+    pub segments: Vec<u64>,
+    pub of: u64,
+    /// Segments no part covered (only with `--allow-partial`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<u64>,
+    pub parts: Vec<PartInfo>,
+    /// The largest gap between two parts' start times.
+    pub start_skew_ms: u64,
+    /// Per-second percentiles do not merge exactly: how they were combined
+    /// ("max-of-parts": an upper bound). Totals and thresholds are exact.
+    pub interval_percentiles: String,
+}
+
+impl MergeInfo {
+    pub fn complete(&self) -> bool {
+        self.missing.is_empty()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PartInfo {
+    pub file: String,
+    pub segment: String,
+    pub version: String,
+    pub started: String,
+    pub started_unix_ms: u64,
+    pub duration_s: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted: Option<String>,
 }
 
 /// Raw values of one series, exact enough to merge.
@@ -203,8 +235,8 @@ pub struct Summary {
     pub rollup_s: u64,
     pub rollup_intervals: Vec<IntervalRecord>,
     /// Breaking points, recoveries after spikes, monitors (absent in older summaries).
-    #[serde(skip_serializing_if = "crate::capacity::CapacitySummary::is_empty")]
-    pub capacity: crate::capacity::CapacitySummary,
+    #[serde(skip_serializing_if = "CapacitySummary::is_empty")]
+    pub capacity: CapacitySummary,
 }
 
 impl Summary {
@@ -279,7 +311,7 @@ struct SummaryFile {
     #[serde(default)]
     rollup_intervals: Vec<IntervalRecord>,
     #[serde(default)]
-    capacity: crate::capacity::CapacitySummary,
+    capacity: CapacitySummary,
 }
 
 impl TryFrom<SummaryFile> for Summary {
@@ -414,16 +446,17 @@ pub fn derive(
     thresholds: &[ThresholdSet],
     elapsed: Duration,
 ) -> (BTreeMap<String, MetricSummary>, bool) {
-    derive_with(series, thresholds, elapsed, None)
+    derive_with(series, thresholds, elapsed, &|_, _| None)
 }
 
-/// [`derive`], with the run's gauge tracks at hand so `slope` thresholds
-/// can be judged (without them they have no data).
+/// [`derive`], with the run's gauge slopes at hand so `slope` thresholds can
+/// be judged (without them they have no data): `slope(set, after)` is the
+/// slope per hour of the set's gauge from `after` on.
 pub fn derive_with(
     series: &[(SeriesRecord, Slot)],
     thresholds: &[ThresholdSet],
     elapsed: Duration,
-    agg: Option<&crate::aggregate::Aggregator>,
+    slope: &dyn Fn(&ThresholdSet, Duration) -> Option<f64>,
 ) -> (BTreeMap<String, MetricSummary>, bool) {
     let mut metrics = BTreeMap::new();
     let mut names: Vec<&str> = series.iter().map(|(r, _)| r.metric.as_str()).collect();
@@ -457,14 +490,9 @@ pub fn derive_with(
             });
         let mut stats = Stats::new(kind, unit, &slot, elapsed);
         stats.never_recovered = never;
-        if let Some(agg) = agg {
-            for t in &set.items {
-                if let crate::threshold::Agg::Slope { after, .. } = t.agg {
-                    let slope = agg
-                        .tracked(&set.metric, &set.filter, after.as_secs_f64())
-                        .and_then(|t| t.slope_per_hour());
-                    stats.slopes.push((after, slope));
-                }
+        for t in &set.items {
+            if let Agg::Slope { after, .. } = t.agg {
+                stats.slopes.push((after, slope(set, after)));
             }
         }
         let entry = metrics
@@ -489,69 +517,4 @@ pub fn derive_with(
         }
     }
     (metrics, all_ok)
-}
-
-/// The run's series, as records paired with their slots.
-pub fn collect_series(agg: &crate::aggregate::Aggregator) -> Vec<(SeriesRecord, Slot)> {
-    let defs = agg.registry.metrics();
-    let mut out = Vec::new();
-    for (id, info) in agg.registry.all_series().iter().enumerate() {
-        let Some(slot) = agg.totals.get(id) else {
-            continue;
-        };
-        let def = &defs[info.metric as usize];
-        if let Some(r) = SeriesRecord::from_slot(&def.name, def.unit, &info.tags, slot) {
-            out.push((r, slot.clone()));
-        }
-    }
-    out
-}
-
-/// The run's time series: series names, rollup names, and their buckets.
-pub struct IntervalRecords {
-    pub series: Vec<(String, Tags)>,
-    pub rollups: Vec<(String, Tags)>,
-    pub interval_s: u64,
-    pub intervals: Vec<IntervalRecord>,
-    pub rollup_s: u64,
-    pub rollup_intervals: Vec<IntervalRecord>,
-}
-
-fn records(h: &crate::history::History) -> Vec<IntervalRecord> {
-    h.buckets()
-        .iter()
-        .map(|b| IntervalRecord {
-            t: b.t,
-            points: b.points.iter().map(|(id, p)| (*id as usize, *p)).collect(),
-            rollups: Vec::new(),
-        })
-        .collect()
-}
-
-pub fn interval_records(agg: &crate::aggregate::Aggregator) -> IntervalRecords {
-    let defs = agg.registry.metrics();
-    let series: Vec<(String, Tags)> = agg
-        .registry
-        .all_series()
-        .iter()
-        .map(|s| (defs[s.metric as usize].name.to_string(), s.tags.clone()))
-        .collect();
-    let rollups = agg
-        .rollups
-        .iter()
-        .map(|r| {
-            (
-                defs[r.metric as usize].name.to_string(),
-                Tags::new([("scenario", r.scenario.as_str())]),
-            )
-        })
-        .collect();
-    IntervalRecords {
-        series,
-        rollups,
-        interval_s: agg.history.width(),
-        intervals: records(&agg.history),
-        rollup_s: agg.rollup_history.width(),
-        rollup_intervals: records(&agg.rollup_history),
-    }
 }

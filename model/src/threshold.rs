@@ -164,7 +164,7 @@ pub fn parse_expr(src: &str) -> Result<(Agg, Op, f64), String> {
     };
     if let Agg::Slope { after, .. } = agg {
         let (value, bytes) =
-            crate::capacity::slope::parse_rate(value_text).map_err(|e| format!("{src:?}: {e}"))?;
+            crate::slope::parse_rate(value_text).map_err(|e| format!("{src:?}: {e}"))?;
         return Ok((Agg::Slope { after, bytes }, op, value));
     }
     let value = parse_value(value_text).map_err(|e| format!("{src:?}: {e}"))?;

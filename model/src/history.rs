@@ -10,7 +10,7 @@
 //! (an upper bound of the bucket's own percentile, as a quantile of a
 //! mixture never exceeds the largest quantile of its parts).
 
-use crate::aggregate::Point;
+use crate::point::Point;
 
 /// Points of one bucket, by series (or rollup) index, ascending.
 pub type Points = Vec<(u32, Point)>;
