@@ -6,14 +6,12 @@
 pub mod aggregate;
 pub mod capacity;
 pub mod compare;
-pub mod drivers;
 pub mod engine;
 pub mod junit;
 pub mod k8s;
 pub mod merge;
 pub mod monitor;
 pub mod output;
-pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod run;

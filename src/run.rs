@@ -2,11 +2,11 @@
 
 use crate::aggregate::Aggregator;
 use crate::engine::{self, Control, Observer, RunOptions};
-use crate::plan::Plan;
 use crate::progress::Progress;
 use crate::summary;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use volley_config::plan::Plan;
 use volley_model::stats::Stats;
 use volley_model::summary::{RunInfo, ScenarioInfo, SeriesRecord, Summary, ThresholdSource};
 use volley_protocols::metrics::Slot;

@@ -362,9 +362,9 @@ vus = ["max>=15"]
             t.url()
         ),
     );
-    let loaded = volley::plan::load(
+    let loaded = volley_config::plan::load(
         &plan,
-        &volley::plan::LoadOptions {
+        &volley_config::plan::LoadOptions {
             env: Default::default(),
             segment: Default::default(),
         },

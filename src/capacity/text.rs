@@ -1,11 +1,11 @@
-//! The answers for people: the terminal's CAPACITY section and what
-//! `volley validate` says about a plan's breaking points and spikes.
+//! The answers for people: the terminal's CAPACITY and MONITORS sections.
 
-use super::*;
 use std::fmt::Write as _;
 use volley_model::capacity::{BreakingPoint, Recovery, WindowStats};
+use volley_model::monitor::{MonitorReport, gauge_text};
 use volley_model::summary::Summary;
 use volley_model::units::{level_text, secs_text};
+use volley_protocols::metrics::Unit;
 
 fn clock(rfc3339: &str) -> &str {
     rfc3339.get(11..19).unwrap_or(rfc3339)
@@ -38,7 +38,7 @@ pub fn render_text(s: &Summary) -> String {
             let _ = writeln!(out, "    {} · {}", r.scenario, recovery_line(r));
         }
     }
-    out.push_str(&crate::monitor::render_text(&cap.monitors));
+    out.push_str(&render_monitors(&cap.monitors));
     out
 }
 
@@ -111,71 +111,41 @@ pub fn recovery_line(r: &Recovery) -> String {
     }
 }
 
-/// What `volley validate` says about breaking points, spikes and monitors.
-pub fn describe(plan: &crate::plan::Plan) -> String {
-    let mut out = String::new();
-    let with: Vec<&crate::plan::Scenario> = plan
-        .scenarios
-        .iter()
-        .filter(|s| !s.capacity.is_empty())
-        .collect();
-    if !with.is_empty() {
-        let _ = writeln!(out, "capacity:");
+/// The terminal's MONITORS section.
+pub fn render_monitors(monitors: &[MonitorReport]) -> String {
+    if monitors.is_empty() {
+        return String::new();
     }
-    for sc in with {
-        for b in &sc.capacity.breaking {
-            let _ = writeln!(
-                out,
-                "  {}: breaks when {}{} {} over {}{}",
-                sc.name,
-                b.metric,
-                b.filter,
-                b.expr,
-                format_duration(b.window),
-                if b.abort {
-                    " (stops the run there)"
-                } else {
-                    ""
-                }
-            );
-        }
-        let Some(r) = &sc.capacity.recovery else {
-            continue;
+    let mut out = String::from("\n  █ MONITORS\n\n");
+    for m in monitors {
+        let errors = if m.errors > 0 {
+            format!(", {} polls without a value", m.errors)
+        } else {
+            String::new()
         };
-        for (i, s) in sc.capacity.spikes.iter().enumerate() {
-            let at = sc.start_time;
+        let _ = writeln!(out, "    {} ({}{errors})", m.name, m.source);
+        for g in &m.gauges {
+            let v = |x: Option<f64>| {
+                x.map(|x| gauge_text(&g.metric, g.unit, x))
+                    .unwrap_or_else(|| "–".into())
+            };
+            let slope = g
+                .slope_per_hour
+                .map(|s| {
+                    format!(
+                        "slope {}",
+                        volley_model::slope::format_rate(s, g.unit == Unit::Data)
+                    )
+                })
+                .unwrap_or_else(|| "slope –".into());
             let _ = writeln!(
                 out,
-                "  {}: spike {} = stages {}-{} ({} to {}); recovered when p95 of {}{} is within {:.0}% of the {} before it",
-                sc.name,
-                i + 1,
-                s.stages.0,
-                s.stages.1,
-                format_duration(at + s.start),
-                format_duration(at + s.end),
-                r.latency,
-                r.errors
-                    .as_ref()
-                    .map(|e| format!(" and the {e} rate"))
-                    .unwrap_or_default(),
-                r.tolerance * 100.0,
-                format_duration(r.window)
-            );
-        }
-    }
-    if !plan.monitors.is_empty() {
-        let _ = writeln!(out, "monitors (polled every second):");
-        for m in plan.monitors.iter() {
-            let _ = writeln!(
-                out,
-                "  {}: {} -> {}",
-                m.name,
-                m.describe(),
-                m.gauges()
-                    .iter()
-                    .map(|g| format!("{g}{{monitor:{}}}", m.name))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "      {:<22} {:<10} min={:<10} max={:<10} {slope} ({} samples)",
+                g.metric,
+                v(g.value),
+                v(g.min),
+                v(g.max),
+                g.samples
             );
         }
     }

@@ -3,16 +3,22 @@
 //! complete, and turning them into answers and series once the run is over.
 
 use super::window::Window;
-use super::*;
+use super::{ERROR_SLACK, P95_SLACK_MS};
 use crate::aggregate::Aggregator;
 use crate::engine::Observer;
+use std::time::Duration;
 use std::time::SystemTime;
+use volley_config::capacity::{BreakingSpec, RecoverySpec};
 use volley_model::capacity::{BreakingPoint, CapacitySummary, Recovery, WindowStats};
+use volley_model::schedule::{Executor, Spike};
 use volley_model::schedule::{level_at, level_unit};
 use volley_model::stats::Stats;
 use volley_model::summary::SeriesRecord;
+use volley_model::threshold::Agg;
 use volley_model::units::level_text;
+use volley_protocols::duration::format_duration;
 use volley_protocols::metrics::{MetricId, new_histogram};
+use volley_protocols::metrics::{MetricKind, Registry, Slot, Tags, Unit};
 
 struct Signal {
     id: Option<MetricId>,
@@ -147,7 +153,7 @@ pub struct Watch {
 }
 
 impl Watch {
-    pub fn new(plan: &crate::plan::Plan) -> Self {
+    pub fn new(plan: &volley_config::plan::Plan) -> Self {
         let registry = &plan.registry;
         let mut scenarios = Vec::new();
         for sc in &plan.scenarios {

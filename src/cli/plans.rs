@@ -94,7 +94,7 @@ pub(super) fn parse_start_at(s: &str) -> Result<SystemTime, Failure> {
 
 /// Say so when a scenario's arrival rate is likely beyond this machine.
 pub(super) fn warn_rates(plan: &plan::Plan) {
-    let cores = plan::machine::Machine::detect().cores;
+    let cores = volley_config::machine::Machine::detect().cores;
     for s in &plan.scenarios {
         if let Some(w) = s.exec.rate_warning(plan.segment.count, cores) {
             eprintln!("warning: scenario {:?}: {w}", s.name);
@@ -285,7 +285,7 @@ pub(super) fn describe(plan: &plan::Plan) -> String {
             );
         }
     }
-    out.push_str(&volley::capacity::describe(plan));
+    out.push_str(&volley_config::describe::capacity(plan));
     if !plan.thresholds.is_empty() {
         let _ = writeln!(out, "thresholds:");
         for t in &plan.thresholds {

@@ -5,8 +5,6 @@ mod lanes;
 mod timer;
 
 use crate::aggregate::{Aggregator, Flush};
-use crate::plan::Plan;
-use crate::with_driver;
 use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -14,6 +12,8 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use volley_config::plan::Plan;
+use volley_config::with_driver;
 use volley_protocols::metrics::{MetricKind, Recorder, Tags, Unit};
 
 /// VUs running and allocated, per scenario on one worker.

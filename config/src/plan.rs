@@ -1,12 +1,10 @@
 //! Plan files: parse, substitute `${ENV}`, validate, build drivers.
 //! Every error points at file:line:column before any traffic is sent.
 
-pub mod env;
-pub mod executor;
-pub mod machine;
-
 use crate::drivers::AnyDriver;
-use executor::{COMMON_KEYS, Common};
+use crate::env;
+use crate::executor::{self, COMMON_KEYS, Common};
+use crate::machine;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

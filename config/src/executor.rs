@@ -329,7 +329,7 @@ pub fn check_fits(
     driver: &str,
     vu_bytes: u64,
     segments: u64,
-    machine: &super::machine::Machine,
+    machine: &crate::machine::Machine,
 ) -> Result<(), ConfigError> {
     let span_of = |keys: &[(&str, Option<Range<usize>>)]| -> (String, Range<usize>) {
         keys.iter()
