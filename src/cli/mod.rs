@@ -23,13 +23,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use volley::output::dest::{self, Dest};
-use volley::output::{OutputSpec, Outputs};
-use volley::{compare, engine, junit, k8s, merge, report, run, summary};
+use volley::{compare, junit, k8s, merge, report, summary};
 use volley_config::plan;
 use volley_model::segment::Segment;
 use volley_model::summary::Summary;
 use volley_protocols::duration::DurRange;
+use volley_runtime::output::dest::{self, Dest};
+use volley_runtime::output::{OutputSpec, Outputs};
+use volley_runtime::{engine, run};
 use volley_serve as serve;
 
 /// Exit codes, as k6 users know them.

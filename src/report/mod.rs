@@ -930,10 +930,10 @@ footer{margin-top:36px;color:var(--dim);font-size:13px}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregate::{Aggregator, Flush};
     use std::time::Duration;
     use volley_model::summary::{RunInfo, ScenarioInfo, ThresholdSource};
     use volley_protocols::metrics::{MetricKind::*, Recorder, Registry, Unit};
+    use volley_runtime::aggregate::{Aggregator, Flush};
 
     /// A summary as a run with websocket, webhook and postgres scenarios
     /// would leave it: three one-second intervals through the aggregator.
@@ -990,10 +990,10 @@ mod tests {
                 last: i == 2,
             });
         }
-        let series = crate::summary::collect_series(&agg);
+        let series = volley_runtime::records::collect_series(&agg);
         let elapsed = Duration::from_secs(3);
         let (metrics, _) = volley_model::summary::derive(&series, &[], elapsed);
-        let records = crate::summary::interval_records(&agg);
+        let records = volley_runtime::records::interval_records(&agg);
         let scenarios = [
             ("chat", "websocket"),
             ("stripe", "webhook"),

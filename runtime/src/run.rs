@@ -3,7 +3,7 @@
 use crate::aggregate::Aggregator;
 use crate::engine::{self, Control, Observer, RunOptions};
 use crate::progress::Progress;
-use crate::summary;
+use crate::records;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use volley_config::plan::Plan;
@@ -138,14 +138,14 @@ pub async fn execute(
     )
     .await
     .map_err(RunError::Runtime)?;
-    let mut series = summary::collect_series(&result.agg);
+    let mut series = records::collect_series(&result.agg);
     // Parts of a distributed run carry their thresholds but leave judging to the merge.
     let judged = if s.no_thresholds {
         &[][..]
     } else {
         &plan.thresholds[..]
     };
-    let records = summary::interval_records(&result.agg);
+    let records = records::interval_records(&result.agg);
     let (mut answers, answer_series) = capacity.finish(&result.agg);
     series.extend(answer_series);
     answers.monitors = crate::monitor::reports(&plan.monitors, &result.agg, &series);
