@@ -39,8 +39,6 @@ pub const TEMPLATES: &[(&str, &str)] = &[
 const CONFIGMAP_LIMIT: usize = 1_000_000;
 
 pub struct RenderOptions {
-    /// The plan as given on the command line.
-    pub plan_file: PathBuf,
     pub parts: u64,
     pub start_at: SystemTime,
     pub image: String,

@@ -1,4 +1,5 @@
-//! The answers for people: the terminal's CAPACITY and MONITORS sections.
+//! Capacity answers for people: the terminal's CAPACITY and MONITORS
+//! sections, and the lines the report reuses.
 
 use std::fmt::Write as _;
 use volley_model::capacity::{BreakingPoint, Recovery, WindowStats};

@@ -2,7 +2,7 @@
 //! that show test results (one test case per threshold expression, one
 //! failure per failed threshold).
 
-use crate::summary::threshold_observed;
+use crate::text::threshold_observed;
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 use volley_model::summary::Summary;
 

@@ -15,7 +15,7 @@ mod capacity;
 mod chart;
 mod timeline;
 
-use crate::summary::BREAKDOWNS;
+use crate::text::BREAKDOWNS;
 use chart::{ChartData, Fold, Line, YUnit};
 use plotters::style::RGBColor;
 use std::collections::BTreeMap;
@@ -248,7 +248,7 @@ fn verdict(s: &Summary) -> Verdict {
                 failed.push((
                     t.key.clone(),
                     expr.clone(),
-                    crate::summary::threshold_observed(m, expr, r),
+                    crate::text::threshold_observed(m, expr, r),
                 ));
             }
         }
@@ -398,13 +398,11 @@ fn thresholds_table(s: &Summary) -> String {
                 .get(&t.key)
                 .and_then(|m| m.thresholds.get(expr).map(|r| (m, r)));
             let (mark, class, seen) = match r {
-                Some((m, r)) if r.no_data => (
-                    "–",
-                    "nodata",
-                    crate::summary::threshold_observed(m, expr, r),
-                ),
-                Some((m, r)) if r.ok => ("✓", "ok", crate::summary::threshold_observed(m, expr, r)),
-                Some((m, r)) => ("✗", "bad", crate::summary::threshold_observed(m, expr, r)),
+                Some((m, r)) if r.no_data => {
+                    ("–", "nodata", crate::text::threshold_observed(m, expr, r))
+                }
+                Some((m, r)) if r.ok => ("✓", "ok", crate::text::threshold_observed(m, expr, r)),
+                Some((m, r)) => ("✗", "bad", crate::text::threshold_observed(m, expr, r)),
                 None => ("–", "nodata", "not evaluated".into()),
             };
             let _ = write!(
