@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
+use volley_model::metrics::MetricTable;
 use volley_model::schedule::Executor;
 use volley_model::segment::Segment;
 use volley_model::threshold::{self, ThresholdSet};
@@ -124,7 +125,10 @@ pub struct Plan {
     pub feeders: Vec<Arc<Feeder>>,
     pub scenarios: Vec<Scenario>,
     pub thresholds: Vec<ThresholdSet>,
-    pub registry: Arc<Registry>,
+    /// The metrics its scenarios, capacity answers and monitors record, as
+    /// its thresholds were checked against them. A run's series are the
+    /// runtime's (see [`MetricTable::registry`]).
+    pub metrics: MetricTable,
     pub env: HashMap<String, String>,
     pub segment: Segment,
     /// `[monitors.NAME]`: polled once per second beside the run.
@@ -286,6 +290,8 @@ fn parse(
     }
     let feeder_arcs: Vec<Arc<Feeder>> = feeders.iter().map(|(f, _)| f.clone()).collect();
 
+    // Metrics are registered here while the plan is read; its series are
+    // a run's, in a registry of its own.
     let registry = Registry::new();
     volley_model::metrics::register_engine(&registry);
 
@@ -539,7 +545,7 @@ fn parse(
         feeders: feeder_arcs,
         scenarios,
         thresholds,
-        registry,
+        metrics: MetricTable::of(&registry),
         env: opts.env.clone(),
         segment: opts.segment,
         monitors,

@@ -112,7 +112,9 @@ pub async fn execute(
     crate::monitor::prepare(&plan.monitors)
         .await
         .map_err(RunError::Plan)?;
-    plan.registry.set_max_series(s.max_series);
+    // The run's series table: the plan's metrics, no series yet.
+    let registry = plan.metrics.registry();
+    registry.set_max_series(s.max_series);
     if let Some(at) = s.start_at {
         crate::progress::countdown(at, s.quiet, &control.stop).await;
     }
@@ -128,6 +130,7 @@ pub async fn execute(
     }
     let result = engine::run(
         plan.clone(),
+        registry.clone(),
         RunOptions {
             workers: s.workers,
             seed: s.seed,
@@ -192,7 +195,7 @@ pub async fn execute(
             })
             .collect(),
         merge: None,
-        folded: plan.registry.folded(),
+        folded: registry.folded(),
     };
     let interrupted =
         control.stop.is_cancelled() && result.aborted.as_deref() == Some("stopped by the user");

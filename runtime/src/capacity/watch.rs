@@ -10,6 +10,7 @@ use std::time::Duration;
 use std::time::SystemTime;
 use volley_config::capacity::{BreakingSpec, RecoverySpec};
 use volley_model::capacity::{BreakingPoint, CapacitySummary, Recovery, WindowStats};
+use volley_model::metrics::MetricTable;
 use volley_model::schedule::{Executor, Spike};
 use volley_model::schedule::{level_at, level_unit};
 use volley_model::stats::Stats;
@@ -18,7 +19,7 @@ use volley_model::threshold::Agg;
 use volley_model::units::level_text;
 use volley_protocols::duration::format_duration;
 use volley_protocols::metrics::{MetricId, new_histogram};
-use volley_protocols::metrics::{MetricKind, Registry, Slot, Tags, Unit};
+use volley_protocols::metrics::{MetricKind, Slot, Tags, Unit};
 
 struct Signal {
     id: Option<MetricId>,
@@ -29,13 +30,11 @@ struct Signal {
 }
 
 impl Signal {
-    fn new(registry: &Registry, metric: &str, filter: Tags, keep: u64) -> Self {
-        let id = registry.metric_id(metric);
-        let (kind, unit) = id
-            .map(|i| {
-                let d = &registry.metrics()[i as usize];
-                (d.kind, d.unit)
-            })
+    fn new(metrics: &MetricTable, metric: &str, filter: Tags, keep: u64) -> Self {
+        let id = metrics.id(metric);
+        let (kind, unit) = metrics
+            .get(metric)
+            .map(|d| (d.kind, d.unit))
             .unwrap_or((MetricKind::Counter, Unit::Default));
         Self {
             id,
@@ -154,7 +153,7 @@ pub struct Watch {
 
 impl Watch {
     pub fn new(plan: &volley_config::plan::Plan) -> Self {
-        let registry = &plan.registry;
+        let registry = &plan.metrics;
         let mut scenarios = Vec::new();
         for sc in &plan.scenarios {
             let cap = &sc.capacity;

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use volley_config::plan::Plan;
 use volley_config::with_driver;
-use volley_protocols::metrics::{MetricKind, Recorder, Tags, Unit};
+use volley_protocols::metrics::{MetricKind, Recorder, Registry, Tags, Unit};
 
 /// VUs running and allocated, per scenario on one worker.
 type VuCounts = (Rc<Cell<u64>>, Rc<Cell<u64>>);
@@ -52,15 +52,18 @@ pub struct RunResult {
     pub aborted: Option<String>,
 }
 
+/// Run `plan`; its series are registered in `registry`, the run's own
+/// (made from the plan's metrics: `plan.metrics.registry()`).
 pub async fn run(
     plan: Arc<Plan>,
+    registry: Arc<Registry>,
     opts: RunOptions,
     control: Control,
     observers: &mut [&mut dyn Observer],
 ) -> Result<RunResult, String> {
     let workers = opts.workers.max(1);
     let names: Vec<String> = plan.scenarios.iter().map(|s| s.name.clone()).collect();
-    let mut agg = Aggregator::new(plan.registry.clone(), workers, &names);
+    let mut agg = Aggregator::new(registry.clone(), workers, &names);
     agg.set_history_points(opts.history_points);
     // Gauges whose slope the summary reports, fitted as the run goes.
     crate::monitor::track(&plan.monitors, &mut agg);
@@ -79,8 +82,9 @@ pub async fn run(
     let (tx, mut rx) = mpsc::unbounded_channel::<Flush>();
     let mut threads = Vec::new();
     for w in 0..workers {
-        let (wplan, wtx, wcontrol, counters) = (
+        let (wplan, wregistry, wtx, wcontrol, counters) = (
             plan.clone(),
+            registry.clone(),
             tx.clone(),
             control.clone(),
             shared_counters.clone(),
@@ -98,7 +102,9 @@ pub async fn run(
                         let local = tokio::task::LocalSet::new();
                         local.block_on(
                             &rt,
-                            worker(w, workers, wplan, t0, wcontrol, counters, seed, wtx),
+                            worker(
+                                w, workers, wplan, wregistry, t0, wcontrol, counters, seed, wtx,
+                            ),
                         );
                     })
             });
@@ -163,14 +169,15 @@ async fn worker(
     w: usize,
     workers: usize,
     plan: Arc<Plan>,
+    registry: Arc<Registry>,
     t0: Instant,
     control: Control,
     shared_counters: Vec<Arc<AtomicU64>>,
     seed: u64,
     tx: mpsc::UnboundedSender<Flush>,
 ) {
-    let rec = Recorder::new(plan.registry.clone());
-    let reg = &plan.registry;
+    let rec = Recorder::new(registry.clone());
+    let reg = &registry;
     let (it_m, itd_m, drop_m, int_m) = (
         reg.metric("iterations", MetricKind::Counter, Unit::Default),
         reg.metric("iteration_duration", MetricKind::Trend, Unit::Time),
