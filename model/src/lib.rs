@@ -9,6 +9,7 @@
 
 pub mod capacity;
 pub mod history;
+pub mod judge;
 pub mod metrics;
 pub mod monitor;
 pub mod point;

@@ -4,6 +4,7 @@
 //! compare and the HTML report.
 
 use crate::capacity::CapacitySummary;
+use crate::judge;
 use crate::point::Point;
 use crate::stats::Stats;
 use crate::threshold::{Agg, ThresholdSet};
@@ -387,59 +388,6 @@ pub fn values_of(s: &Stats) -> BTreeMap<String, f64> {
     v
 }
 
-/// Like [`merged`], but trend series tagged `recovered:false` (a spike the
-/// target never recovered from: their value is only how long it was
-/// watched) are counted apart instead of merged.
-pub fn merged_split(
-    series: &[(SeriesRecord, Slot)],
-    metric: &str,
-    filter: &Tags,
-) -> Option<(MetricKind, Unit, Slot, u64)> {
-    let (kind, unit, slot) = merged(series, metric, filter)?;
-    if kind != MetricKind::Trend
-        || !series
-            .iter()
-            .any(|(r, _)| r.metric == metric && r.tags.get("recovered") == Some("false"))
-    {
-        return Some((kind, unit, slot, 0));
-    }
-    let mut done = Slot::Empty;
-    let mut never = 0;
-    for (r, s) in series
-        .iter()
-        .filter(|(r, _)| r.metric == metric && r.tags.matches(filter))
-    {
-        match (r.tags.get("recovered"), s) {
-            (Some("false"), Slot::Trend(h)) => never += h.len(),
-            _ => done.merge(s),
-        }
-    }
-    Some((kind, unit, done, never))
-}
-
-/// Merge the series of `metric` whose tags include `filter`. A gauge with a
-/// series of exactly these tags is read from that series alone.
-pub fn merged(
-    series: &[(SeriesRecord, Slot)],
-    metric: &str,
-    filter: &Tags,
-) -> Option<(MetricKind, Unit, Slot)> {
-    let matching: Vec<&(SeriesRecord, Slot)> = series
-        .iter()
-        .filter(|(r, _)| r.metric == metric && r.tags.matches(filter))
-        .collect();
-    let first = matching.first()?;
-    let kind = first.0.kind();
-    let exact = kind == MetricKind::Gauge && matching.iter().any(|(r, _)| r.tags == *filter);
-    let mut slot = Slot::Empty;
-    for (r, s) in &matching {
-        if !exact || r.tags == *filter {
-            slot.merge(s);
-        }
-    }
-    Some((kind, first.0.unit, slot))
-}
-
 /// Compute the k6 view and threshold verdicts from raw series.
 pub fn derive(
     series: &[(SeriesRecord, Slot)],
@@ -463,15 +411,13 @@ pub fn derive_with(
     names.sort();
     names.dedup();
     for name in names {
-        if let Some((kind, unit, slot, never)) = merged_split(series, name, &Tags::default()) {
-            let mut s = Stats::new(kind, unit, &slot, elapsed);
-            s.never_recovered = never;
+        if let Some(total) = judge::merged_split(series, name, &Tags::default()) {
             metrics.insert(
                 name.to_string(),
                 MetricSummary {
-                    kind,
-                    contains: unit,
-                    values: values_of(&s),
+                    kind: total.kind,
+                    contains: total.unit,
+                    values: values_of(&total.stats(elapsed)),
                     thresholds: BTreeMap::new(),
                 },
             );
@@ -479,17 +425,7 @@ pub fn derive_with(
     }
     let mut all_ok = true;
     for set in thresholds {
-        let (kind, unit, slot, never) = merged_split(series, &set.metric, &set.filter)
-            .unwrap_or_else(|| {
-                let kind = series
-                    .iter()
-                    .find(|(r, _)| r.metric == set.metric)
-                    .map(|(r, _)| r.kind())
-                    .unwrap_or(MetricKind::Counter);
-                (kind, Unit::Default, Slot::Empty, 0)
-            });
-        let mut stats = Stats::new(kind, unit, &slot, elapsed);
-        stats.never_recovered = never;
+        let mut stats = judge::threshold_stats(series, set, elapsed);
         for t in &set.items {
             if let Agg::Slope { after, .. } = t.agg {
                 stats.slopes.push((after, slope(set, after)));
@@ -498,8 +434,8 @@ pub fn derive_with(
         let entry = metrics
             .entry(set.key.clone())
             .or_insert_with(|| MetricSummary {
-                kind,
-                contains: unit,
+                kind: stats.kind,
+                contains: stats.unit,
                 values: values_of(&stats),
                 thresholds: BTreeMap::new(),
             });

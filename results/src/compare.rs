@@ -8,8 +8,9 @@
 
 use std::fmt::Write as _;
 use std::time::Duration;
+use volley_model::judge::merged;
 use volley_model::stats::Stats;
-use volley_model::summary::{SeriesRecord, Summary, merged};
+use volley_model::summary::{SeriesRecord, Summary};
 use volley_model::units;
 use volley_protocols::metrics::{MetricKind, Slot, Tags, Unit};
 
@@ -220,8 +221,7 @@ impl Side {
     }
 
     fn stats(&self, metric: &str, filter: &Tags) -> Option<Stats> {
-        let (kind, unit, slot) = merged(&self.series, metric, filter)?;
-        Some(Stats::new(kind, unit, &slot, self.elapsed))
+        Some(merged(&self.series[..], metric, filter)?.stats(self.elapsed))
     }
 
     fn tag_values(&self, metric: &str, within: &Tags, tag: &str) -> Vec<String> {

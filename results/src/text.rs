@@ -3,10 +3,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
-use volley_model::stats::Stats;
-use volley_model::summary::{
-    MetricSummary, SeriesRecord, Summary, ThresholdResult, merged, values_of,
-};
+use volley_model::judge::merged;
+use volley_model::summary::{MetricSummary, SeriesRecord, Summary, ThresholdResult, values_of};
 use volley_model::units::{bytes, value};
 use volley_protocols::duration::format_duration;
 use volley_protocols::metrics::{MetricKind, Slot, Tags, Unit};
@@ -168,15 +166,13 @@ pub fn render_text(s: &Summary, series: &[(SeriesRecord, Slot)]) -> String {
             stat_line(m.kind, m.contains, &m.values)
         );
         if name == "http_req_duration"
-            && let Some((kind, unit, slot)) =
-                merged(series, name, &Tags::new([("expected_response", "true")]))
+            && let Some(t) = merged(series, name, &Tags::new([("expected_response", "true")]))
         {
-            let st = Stats::new(kind, unit, &slot, elapsed);
             let _ = writeln!(
                 out,
                 "    {} {}",
                 dots("  { expected_response:true }", width),
-                stat_line(kind, unit, &values_of(&st))
+                stat_line(t.kind, t.unit, &values_of(&t.stats(elapsed)))
             );
         }
     }
@@ -236,12 +232,12 @@ fn breakdown(
         if name != "-" {
             filter = filter.with(tag, name.clone());
         }
-        let Some((kind, unit, slot)) = merged(series, metric, &filter) else {
+        let Some(total) = merged(series, metric, &filter) else {
             continue;
         };
-        let st = Stats::new(kind, unit, &slot, elapsed);
+        let (unit, st) = (total.unit, total.stats(elapsed));
         let fail = merged(series, failed, &filter)
-            .map(|(k, u, s)| Stats::new(k, u, &s, elapsed))
+            .map(|f| f.stats(elapsed))
             .map(|f| match f.kind {
                 MetricKind::Rate => format!("{:.2}%", f.rate * 100.0),
                 _ => format!("{}", f.count),

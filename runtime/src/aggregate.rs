@@ -8,9 +8,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use volley_model::history::{self, History};
+use volley_model::judge::{self, SeriesTable};
 use volley_model::point::Point;
 use volley_protocols::metrics::{
-    MetricId, MetricKind, Registry, SeriesId, Shard, Slot, Tags, Unit,
+    MetricDef, MetricId, MetricKind, Registry, SeriesId, SeriesInfo, Shard, Slot, Tags, Unit,
 };
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -288,37 +289,50 @@ impl Aggregator {
             .collect()
     }
 
-    /// Totals of `metric` over every series whose tags include `filter`.
-    pub fn total(&self, metric: MetricId, filter: &Tags) -> Slot {
-        total_of(&self.registry, &self.totals, metric, filter)
+    /// The run's totals so far as a table of series, for the judge
+    /// (`volley_model::judge`): what thresholds and capacity signals read.
+    pub fn totals(&self) -> Totals<'_> {
+        Totals {
+            defs: self.registry.metrics(),
+            series: self.registry.all_series(),
+            slots: &self.totals,
+        }
+    }
+
+    /// Totals of `metric` over every series whose tags include `filter`
+    /// (see [`judge::merged`]).
+    pub fn total(&self, metric: &str, filter: &Tags) -> Slot {
+        judge::merged(&self.totals(), metric, filter).map_or(Slot::Empty, |t| t.slot)
     }
 }
 
-/// Merge `metric` over the series whose tags include `filter`. Gauges do not
-/// add up across series, so a gauge with a series of exactly these tags
-/// (e.g. `vus` and `vus{scenario:a}`) is read from that series alone.
-pub fn total_of(registry: &Registry, slots: &[Slot], metric: MetricId, filter: &Tags) -> Slot {
-    let series = registry.all_series();
-    let is_gauge = registry.metrics()[metric as usize].kind == MetricKind::Gauge;
-    let exact = is_gauge
-        && series
+/// A snapshot of the run's series (their metric and tags) beside the
+/// aggregator's totals: taken once per question, so the judge walks it
+/// without the registry's lock.
+pub struct Totals<'a> {
+    defs: Vec<MetricDef>,
+    series: Vec<SeriesInfo>,
+    slots: &'a [Slot],
+}
+
+impl SeriesTable for Totals<'_> {
+    fn def(&self, metric: &str) -> Option<(MetricKind, Unit)> {
+        self.defs
             .iter()
-            .any(|s| s.metric == metric && s.tags == *filter);
-    let mut out = Slot::Empty;
-    for (id, info) in series.iter().enumerate() {
-        let wanted = if exact {
-            info.tags == *filter
-        } else {
-            info.tags.matches(filter)
+            .find(|d| &*d.name == metric)
+            .map(|d| (d.kind, d.unit))
+    }
+
+    fn each(&self, metric: &str, f: &mut dyn FnMut(&Tags, &Slot)) {
+        let Some(id) = self.defs.iter().position(|d| &*d.name == metric) else {
+            return;
         };
-        if info.metric == metric
-            && wanted
-            && let Some(s) = slots.get(id)
-        {
-            out.merge(s);
+        for (info, slot) in self.series.iter().zip(self.slots) {
+            if info.metric as usize == id && !slot.is_empty() {
+                f(&info.tags, slot);
+            }
         }
     }
-    out
 }
 
 fn add(into: &mut Vec<u64>, from: &[u64]) {
@@ -383,13 +397,15 @@ mod tests {
         assert!(first.points.contains(&(id, Point::Counter { count: 12 })));
         assert_eq!(agg.push(flush(1, 1, 1, true)), 0);
         assert_eq!(agg.push(flush(0, 1, 2, true)), 1);
-        assert!(matches!(agg.total(m, &Tags::default()), Slot::Counter(15)));
+        assert!(matches!(
+            agg.total("http_reqs", &Tags::default()),
+            Slot::Counter(15)
+        ));
         assert_eq!(agg.completed(), 2);
         assert_eq!(agg.since(1).len(), 1);
         assert!(agg.since(2).is_empty());
-        let vus = agg.registry.metric_id("vus").unwrap();
         assert!(
-            matches!(agg.total(vus, &Tags::default()), Slot::Gauge { last, .. } if last == 6.0)
+            matches!(agg.total("vus", &Tags::default()), Slot::Gauge { last, .. } if last == 6.0)
         );
     }
 
@@ -457,7 +473,9 @@ mod tests {
             })
             .sum();
         assert_eq!(rolled, want * 1000);
-        assert!(matches!(agg.total(m, &Tags::default()), Slot::Counter(n) if n == want * 1000));
+        assert!(
+            matches!(agg.total("http_reqs", &Tags::default()), Slot::Counter(n) if n == want * 1000)
+        );
     }
 
     #[test]
@@ -508,7 +526,7 @@ mod tests {
         assert!((49_950..=50_050).contains(&p95), "{p95}");
         // Totals and thresholds see the series, never the rollups.
         assert!(matches!(
-            agg.total(m, &a),
+            agg.total("http_req_duration", &a),
             Slot::Trend(h) if h.len() == 100
         ));
     }

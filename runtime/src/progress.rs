@@ -97,13 +97,13 @@ impl Progress {
                 .iter()
                 .find_map(|n| reg.metric_id(n).map(|id| (*n, id)))
         };
-        if let Some((_, id)) = first(&[
+        if let Some((name, _)) = first(&[
             "http_req_duration",
             "webhook_duration",
             "pg_query_duration",
             "ws_msg_latency",
         ]) {
-            let slot = agg.total(id, &Tags::default());
+            let slot = agg.total(name, &Tags::default());
             let st = Stats::new(
                 volley_protocols::metrics::MetricKind::Trend,
                 volley_protocols::metrics::Unit::Time,
@@ -117,13 +117,13 @@ impl Progress {
                 ));
             }
         }
-        if let Some((name, id)) = first(&[
+        if let Some((name, _)) = first(&[
             "http_req_failed",
             "webhook_failed",
             "pg_query_failed",
             "ws_drop_rate",
         ]) {
-            let slot = agg.total(id, &Tags::default());
+            let slot = agg.total(name, &Tags::default());
             if let volley_protocols::metrics::Slot::Rate { hits, total } = slot
                 && total > 0
             {

@@ -7,7 +7,7 @@ use crate::records;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use volley_config::plan::Plan;
-use volley_model::stats::Stats;
+use volley_model::judge;
 use volley_model::summary::{RunInfo, ScenarioInfo, SeriesRecord, Summary, ThresholdSource};
 use volley_protocols::metrics::Slot;
 
@@ -79,10 +79,8 @@ impl Observer for AbortOnFail {
             if armed.is_empty() {
                 continue;
             }
-            let id = agg.registry.metric_id(&set.metric)?;
-            let def = agg.registry.metrics()[id as usize].clone();
-            let slot = agg.total(id, &set.filter);
-            let stats = Stats::new(def.kind, def.unit, &slot, elapsed);
+            // The judge of the summary's verdicts, on the totals so far.
+            let stats = judge::threshold_stats(&agg.totals(), set, elapsed);
             for t in armed {
                 if t.eval(&stats).0 == Some(false) {
                     return Some(format!(

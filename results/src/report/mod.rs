@@ -22,8 +22,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 use timeline::{Combine, Timeline};
-use volley_model::stats::Stats;
-use volley_model::summary::{SeriesRecord, Summary, merged};
+use volley_model::judge::merged;
+use volley_model::summary::{SeriesRecord, Summary};
 use volley_model::units;
 use volley_protocols::duration::format_duration;
 use volley_protocols::metrics::{MetricKind, Slot, Tags};
@@ -330,8 +330,8 @@ fn facts(s: &Summary, series: &[(SeriesRecord, Slot)], elapsed: Duration) -> Str
         .unwrap_or_else(|| "–".into());
     rows.push(("Peak VUs".into(), peak));
     let count = |metric: &str, label: &str, rows: &mut Vec<(String, String)>| {
-        if let Some((kind, unit, slot)) = merged(series, metric, &Tags::default()) {
-            let st = Stats::new(kind, unit, &slot, elapsed);
+        if let Some(t) = merged(series, metric, &Tags::default()) {
+            let st = t.stats(elapsed);
             rows.push((label.into(), format!("{} ({:.1}/s)", st.count, st.rate)));
         }
     };
@@ -771,12 +771,12 @@ fn breakdown_tables(series: &[(SeriesRecord, Slot)], sc: &str, elapsed: Duration
             rows.push(("all".into(), scoped.clone()));
         }
         for (name, filter) in rows {
-            let Some((kind, unit, slot)) = merged(series, metric, &filter) else {
+            let Some(total) = merged(series, metric, &filter) else {
                 continue;
             };
-            let st = Stats::new(kind, unit, &slot, elapsed);
+            let (unit, st) = (total.unit, total.stats(elapsed));
             let errors = merged(series, failed, &filter)
-                .map(|(k, u, s)| Stats::new(k, u, &s, elapsed))
+                .map(|f| f.stats(elapsed))
                 .map(|f| match f.kind {
                     MetricKind::Rate => format!("{} ({:.2}%)", f.count, f.rate * 100.0),
                     _ => f.count.to_string(),

@@ -18,11 +18,11 @@ use volley_model::summary::SeriesRecord;
 use volley_model::threshold::Agg;
 use volley_model::units::level_text;
 use volley_protocols::duration::format_duration;
-use volley_protocols::metrics::{MetricId, new_histogram};
+use volley_protocols::metrics::new_histogram;
 use volley_protocols::metrics::{MetricKind, Slot, Tags, Unit};
 
 struct Signal {
-    id: Option<MetricId>,
+    metric: String,
     kind: MetricKind,
     unit: Unit,
     filter: Tags,
@@ -31,13 +31,12 @@ struct Signal {
 
 impl Signal {
     fn new(metrics: &MetricTable, metric: &str, filter: Tags, keep: u64) -> Self {
-        let id = metrics.id(metric);
         let (kind, unit) = metrics
             .get(metric)
             .map(|d| (d.kind, d.unit))
             .unwrap_or((MetricKind::Counter, Unit::Default));
         Self {
-            id,
+            metric: metric.to_string(),
             kind,
             unit,
             filter,
@@ -46,11 +45,8 @@ impl Signal {
     }
 
     fn push(&mut self, agg: &Aggregator, k: u64) {
-        let cum = match self.id {
-            Some(id) => agg.total(id, &self.filter),
-            None => Slot::Empty,
-        };
-        self.window.push(k, cum);
+        // The run's total so far, as the judge adds it up (windows subtract).
+        self.window.push(k, agg.total(&self.metric, &self.filter));
     }
 
     fn stats(&self, secs: u64) -> Stats {
