@@ -8,6 +8,7 @@
 //! alone (metric types, durations).
 
 pub mod capacity;
+pub mod derive;
 pub mod history;
 pub mod judge;
 pub mod metrics;

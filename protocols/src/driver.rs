@@ -26,7 +26,22 @@ pub struct Defaults {
     pub headers: BTreeMap<String, toml::Spanned<String>>,
     pub timeout: Option<crate::duration::Dur>,
     pub insecure_skip_tls_verify: Option<bool>,
-    pub http_version: Option<crate::http::HttpVersion>,
+    pub http_version: Option<HttpVersion>,
+}
+
+/// `http_version` of `[defaults]` and of HTTP and webhook scenarios: beside
+/// [`Defaults`], so the driver contract needs nothing of the `http` module.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub enum HttpVersion {
+    /// HTTP/2 when the server offers it over TLS (ALPN), else HTTP/1.1.
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "1.1")]
+    Http1,
+    /// HTTP/2 only; on http:// URLs by prior knowledge (h2c).
+    #[serde(rename = "2")]
+    Http2,
 }
 
 /// What a driver is built from, besides its own options.

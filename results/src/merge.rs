@@ -24,11 +24,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
+use volley_model::derive::derive;
 use volley_model::metrics::ADDITIVE_GAUGES;
 use volley_model::point::Point;
 use volley_model::segment::Segment;
 use volley_model::summary::{
-    self, INTERVAL_PERCENTILES, IntervalRecord, MergeInfo, PartInfo, RunInfo, SeriesRecord, Summary,
+    INTERVAL_PERCENTILES, IntervalRecord, MergeInfo, PartInfo, RunInfo, SeriesRecord, Summary,
 };
 use volley_model::threshold::{self, ThresholdSet};
 use volley_protocols::metrics::{Slot, Tags};
@@ -333,7 +334,7 @@ pub fn merge(parts: &[Part], opts: &Options) -> Result<Merged, String> {
             Some((r, a.slot))
         })
         .collect();
-    let (metrics, thresholds_ok) = summary::derive(&series, &thresholds, elapsed);
+    let (metrics, thresholds_ok) = derive(&series, &thresholds, elapsed);
 
     let mut by_start: Vec<&Part> = parts.iter().collect();
     by_start.sort_by_key(|p| p.summary.volley.started_unix_ms);

@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
+use volley_model::derive::values_of;
 use volley_model::judge::merged;
-use volley_model::summary::{MetricSummary, SeriesRecord, Summary, ThresholdResult, values_of};
+use volley_model::summary::{MetricSummary, SeriesRecord, Summary, ThresholdResult};
 use volley_model::units::{bytes, value};
 use volley_protocols::duration::format_duration;
 use volley_protocols::metrics::{MetricKind, Slot, Tags, Unit};

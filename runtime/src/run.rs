@@ -151,7 +151,7 @@ pub async fn execute(
     series.extend(answer_series);
     answers.monitors = crate::monitor::reports(&plan.monitors, &result.agg, &series);
     let (metrics, thresholds_ok) =
-        volley_model::summary::derive_with(&series, judged, result.elapsed, &|set, after| {
+        volley_model::derive::derive_with(&series, judged, result.elapsed, &|set, after| {
             result
                 .agg
                 .tracked(&set.metric, &set.filter, after.as_secs_f64())

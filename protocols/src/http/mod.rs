@@ -14,6 +14,7 @@ pub use conn::ErrorKind;
 pub use fetch::Fetcher;
 pub use vu::HttpVu;
 
+pub use crate::driver::HttpVersion;
 use crate::driver::Inputs;
 use crate::driver::{BuildCtx, Driver, VuEnv};
 use crate::duration::{Dur, DurRange};
@@ -30,19 +31,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use toml::Spanned;
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-pub enum HttpVersion {
-    /// HTTP/2 when the server offers it over TLS (ALPN), else HTTP/1.1.
-    #[default]
-    #[serde(rename = "auto")]
-    Auto,
-    #[serde(rename = "1.1")]
-    Http1,
-    /// HTTP/2 only; on http:// URLs by prior knowledge (h2c).
-    #[serde(rename = "2")]
-    Http2,
-}
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -990,7 +990,7 @@ mod tests {
         }
         let series = volley_runtime::records::collect_series(&agg);
         let elapsed = Duration::from_secs(3);
-        let (metrics, _) = volley_model::summary::derive(&series, &[], elapsed);
+        let (metrics, _) = volley_model::derive::derive(&series, &[], elapsed);
         let records = volley_runtime::records::interval_records(&agg);
         let scenarios = [
             ("chat", "websocket"),
