@@ -84,13 +84,10 @@ impl Stats {
         s
     }
 
-    /// Time values are kept in µs and shown in ms, as k6 does.
+    /// Time values are kept in µs and shown in ms, as k6 does; plain trend
+    /// values (custom metrics) are kept in millionths.
     fn scale(&self, v: f64) -> f64 {
-        if self.unit == Unit::Time {
-            v / 1000.0
-        } else {
-            v
-        }
+        v / volley_protocols::metrics::trend_scale(self.unit)
     }
 
     /// The p-th percentile (0..=100) in display units.

@@ -36,6 +36,18 @@ pub enum Unit {
     Data,
 }
 
+/// Stored units per displayed unit of a trend's values: time is kept in µs
+/// and shown in ms; plain values (a custom trend such as a cost) in
+/// millionths, so fractions keep their digits in the integer histogram;
+/// bytes as they are.
+pub fn trend_scale(unit: Unit) -> f64 {
+    match unit {
+        Unit::Time => 1_000.0,
+        Unit::Default => 1_000_000.0,
+        Unit::Data => 1.0,
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct MetricDef {
     pub name: Arc<str>,
