@@ -612,12 +612,6 @@ struct MetricSpec {
     unit: Option<Unit>,
 }
 
-/// Names (and prefixes) of metrics volley records itself.
-const BUILT_IN_PREFIXES: &[&str] = &[
-    "http_", "ws_", "webhook_", "pg_", "data_", "iteration", "vus", "checks", "group_duration",
-    "dropped_iterations", "interrupted_iterations", "target_", "recovery_", "breaking_",
-];
-
 /// `[metrics.NAME] kind = "trend", unit = "time"`: metrics requests feed
 /// with `record`, registered so thresholds can name them.
 fn declare_metrics(
@@ -645,7 +639,10 @@ fn declare_metrics(
                 ),
             ));
         }
-        if let Some(p) = BUILT_IN_PREFIXES.iter().find(|p| text.starts_with(*p)) {
+        if let Some(p) = volley_protocols::metrics::BUILT_IN_PREFIXES
+            .iter()
+            .find(|p| text.starts_with(*p))
+        {
             return Err(ConfigError::at(
                 name.span(),
                 format!(

@@ -153,7 +153,7 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
 }
 
 /// A session token for a user id: `s_<id>_<check>`.
-fn session_for(id: u64) -> String {
+pub fn session_for(id: u64) -> String {
     format!(
         "s_{id}_{:x}",
         id.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 36
