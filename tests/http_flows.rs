@@ -73,7 +73,11 @@ url = "/api/v1/session/me"
     t.server.state.flows.reset();
     let s = run_ok(
         &d,
-        &plan(&d, &session.replace("COOKIES", "cookies = \"off\""), &t.url()),
+        &plan(
+            &d,
+            &session.replace("COOKIES", "cookies = \"off\""),
+            &t.url(),
+        ),
     );
     assert_eq!(n(&f.logins), 4);
     assert_eq!(n(&f.authorised), 0);
@@ -232,7 +236,11 @@ checks = {{ json = {{ "$.authorization" = false }} }}
     }
     // 303 turns the POST into a GET; 307 keeps it.
     assert_eq!(
-        counter(&s, "http_reqs", &[("name", "see other"), ("method", "POST")]),
+        counter(
+            &s,
+            "http_reqs",
+            &[("name", "see other"), ("method", "POST")]
+        ),
         its
     );
     assert_eq!(
@@ -240,7 +248,11 @@ checks = {{ json = {{ "$.authorization" = false }} }}
         2 * its
     );
     assert_eq!(
-        counter(&s, "http_reqs", &[("name", "temporary"), ("method", "POST")]),
+        counter(
+            &s,
+            "http_reqs",
+            &[("name", "temporary"), ("method", "POST")]
+        ),
         2 * its
     );
     assert_eq!(n(&f.redirect_posts), its + 2 * its);
@@ -261,7 +273,11 @@ checks = {{ json = {{ "$.authorization" = false }} }}
     // Both sides saw the same hops and the same ends.
     let redirects: u64 = series(&s, "http_reqs", &[])
         .iter()
-        .filter(|r| r["tags"]["status"].as_str().is_some_and(|x| x.starts_with('3')))
+        .filter(|r| {
+            r["tags"]["status"]
+                .as_str()
+                .is_some_and(|x| x.starts_with('3'))
+        })
         .map(|r| r["count"].as_u64().unwrap())
         .sum();
     assert_eq!(redirects, n(&f.redirect_hops));
@@ -393,10 +409,19 @@ cost_per_request = ["avg<0.01"]
     let llm = &t.server.state.llm;
     assert_eq!(n(&llm.requests), 12);
     assert_eq!(n(&llm.completed), 12);
-    assert_eq!(value(&s, "tokens_total", "count") as u64, n(&llm.total_tokens));
-    assert_eq!(value(&s, "token_events", "count") as u64, n(&llm.token_events));
+    assert_eq!(
+        value(&s, "tokens_total", "count") as u64,
+        n(&llm.total_tokens)
+    );
+    assert_eq!(
+        value(&s, "token_events", "count") as u64,
+        n(&llm.token_events)
+    );
     assert_eq!(value(&s, "cache_hits", "passes") as u64, n(&llm.cache_hits));
-    assert_eq!(value(&s, "cache_hits", "passes") + value(&s, "cache_hits", "fails"), 12.0);
+    assert_eq!(
+        value(&s, "cache_hits", "passes") + value(&s, "cache_hits", "fails"),
+        12.0
+    );
     assert_eq!(value(&s, "tokens_per_request", "count"), 12.0);
     // Each response streamed its tokens, the usage block and [DONE].
     assert_eq!(
@@ -454,7 +479,10 @@ fn multipart_parts_and_file_bodies_arrive_intact() {
     let mut blob: Vec<u8> = (0..70_000u32).map(|i| (i * 7919 % 251) as u8).collect();
     blob.extend_from_slice(b"\r\n--\r\n--volley-\0");
     std::fs::write(d.join("photo.png"), &blob).unwrap();
-    d.write("login.json", "{\"email\": \"file{{ vu.id }}@example.test\", \"password\": \"pw\"}");
+    d.write(
+        "login.json",
+        "{\"email\": \"file{{ vu.id }}@example.test\", \"password\": \"pw\"}",
+    );
     let p = plan(
         &d,
         r#"
@@ -538,10 +566,7 @@ url = "/api/v1/limited"
     // One answer per second is allowed: a VU that waits the Retry-After
     // sends at most one more (the one told to wait) per window.
     assert!(f.limited_peak() <= 2, "peak {}", f.limited_peak());
-    assert_eq!(
-        value(&s, "http_reqs", "count") as u64,
-        f.limited_total()
-    );
+    assert_eq!(value(&s, "http_reqs", "count") as u64, f.limited_total());
     let throttled = counter(&s, "http_reqs", &[("status", "429")]);
     assert_eq!(throttled, n(&f.throttled));
     assert!(throttled >= 2, "{throttled}");
@@ -578,23 +603,57 @@ fn certificates(d: &Dir) {
     run(&[
         &["req", "-x509"][..],
         &ec,
-        &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=volley test CA"],
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=volley test CA",
+        ],
     ]
     .concat());
     for (who, ext) in [
-        ("server", "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n"),
-        ("client", "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n"),
+        (
+            "server",
+            "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+        ),
+        (
+            "client",
+            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+        ),
     ] {
         run(&[
             &["req"][..],
             &ec,
-            &["-keyout", &format!("{who}.key"), "-out", &format!("{who}.csr"), "-subj", &format!("/CN={who}")],
+            &[
+                "-keyout",
+                &format!("{who}.key"),
+                "-out",
+                &format!("{who}.csr"),
+                "-subj",
+                &format!("/CN={who}"),
+            ],
         ]
         .concat());
         d.write(&format!("{who}.cnf"), ext);
         run(&[
-            "x509", "-req", "-in", &format!("{who}.csr"), "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", &format!("{who}.pem"), "-days", "2", "-extfile",
+            "x509",
+            "-req",
+            "-in",
+            &format!("{who}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{who}.pem"),
+            "-days",
+            "2",
+            "-extfile",
             &format!("{who}.cnf"),
         ]);
     }
@@ -677,7 +736,9 @@ url = "/api/v1/health"
     // With the certificate and the private CA: every request answered.
     let s = run_ok(
         &d,
-        &tls_plan("ca_file = \"ca.pem\"\nclient_cert = \"client.pem\"\nclient_key = \"client.key\""),
+        &tls_plan(
+            "ca_file = \"ca.pem\"\nclient_cert = \"client.pem\"\nclient_key = \"client.key\"",
+        ),
     );
     assert_eq!(counter(&s, "http_reqs", &[("status", "200")]), 10);
     assert_eq!(t.route("GET /api/v1/health"), 10);
@@ -702,7 +763,10 @@ url = "/api/v1/health"
 fn bad_flow_input_exits_2_with_its_place_and_sends_nothing() {
     let t = Target::start(ServeOptions::default());
     let d = Dir::new();
-    d.write("garbage.pem", "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n");
+    d.write(
+        "garbage.pem",
+        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",
+    );
     d.write("key.pem", "not a key");
     let head = "[scenarios.api]\ndriver = \"http\"\nexecutor = \"per-vu-iterations\"\nvus = 1\niterations = 1\n";
     for (body, want, line) in [
@@ -746,33 +810,63 @@ fn bad_flow_input_exits_2_with_its_place_and_sends_nothing() {
     }
     // A kind that does not fit what is recorded, and an unknown kind.
     for (metric, record, want) in [
-        ("kind = \"trend\"", "{ header = \"X-Cache\", equals = \"HIT\" }", "equals makes a yes/no value"),
-        ("kind = \"counter\"", "{ duration = true }", "duration is a time"),
+        (
+            "kind = \"trend\"",
+            "{ header = \"X-Cache\", equals = \"HIT\" }",
+            "equals makes a yes/no value",
+        ),
+        (
+            "kind = \"counter\"",
+            "{ duration = true }",
+            "duration is a time",
+        ),
         ("kind = \"histogram\"", "{ status = true }", "kind"),
-        ("kind = \"trend\"\nunit = \"bytes\"", "{ status = true }", "unit"),
-        ("kind = \"trend\"", "{ json = \"$.n\", from = \"events\" }", "stream = \"sse\""),
+        (
+            "kind = \"trend\"\nunit = \"bytes\"",
+            "{ status = true }",
+            "unit",
+        ),
+        (
+            "kind = \"trend\"",
+            "{ json = \"$.n\", from = \"events\" }",
+            "stream = \"sse\"",
+        ),
     ] {
         let p = plan(
             &d,
-            &format!("[metrics.m]\n{metric}\n\n{head}[[scenarios.api.requests]]\nurl = \"/api/v1/health\"\nrecord = {{ m = {record} }}\n"),
+            &format!(
+                "[metrics.m]\n{metric}\n\n{head}[[scenarios.api.requests]]\nurl = \"/api/v1/health\"\nrecord = {{ m = {record} }}\n"
+            ),
             &t.url(),
         );
         let (out, _) = run_plan(&d, &p, &[]);
         let msg = text(&out);
         assert_eq!(code(&out), 2, "{metric} {record}: {msg}");
-        assert!(msg.contains(want), "{metric} {record}: want {want:?} in {msg}");
+        assert!(
+            msg.contains(want),
+            "{metric} {record}: want {want:?} in {msg}"
+        );
         assert!(msg.contains("plan.toml:"), "{msg}");
     }
     let p = plan(
         &d,
-        &format!("[metrics.http_custom]\nkind = \"trend\"\n\n{head}[[scenarios.api.requests]]\nurl = \"/api/v1/health\"\n"),
+        &format!(
+            "[metrics.http_custom]\nkind = \"trend\"\n\n{head}[[scenarios.api.requests]]\nurl = \"/api/v1/health\"\n"
+        ),
         &t.url(),
     );
     let (out, _) = run_plan(&d, &p, &[]);
     assert_eq!(code(&out), 2, "{}", text(&out));
-    assert!(text(&out).contains("volley's own metrics"), "{}", text(&out));
+    assert!(
+        text(&out).contains("volley's own metrics"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(t.total(), 0, "nothing was sent");
-    assert_eq!(t.server.state.flows.upload_requests.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        t.server.state.flows.upload_requests.load(Ordering::Relaxed),
+        0
+    );
 }
 
 #[test]
@@ -782,14 +876,18 @@ fn the_llm_fixture_streams_what_the_server_counted() {
         ..Default::default()
     });
     let d = Dir::new();
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/plans/llm-load.toml");
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/plans/llm-load.toml");
     let base = format!("BASE_URL={}", t.url());
     let (out, s) = run_plan(&d, &fixture, &["-e", &base, "-e", "STAGE=1s"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     let s = s.unwrap();
     let llm = &t.server.state.llm;
     assert!(n(&llm.completed) > 0);
-    assert_eq!(value(&s, "tokens_total", "count") as u64, n(&llm.total_tokens));
+    assert_eq!(
+        value(&s, "tokens_total", "count") as u64,
+        n(&llm.total_tokens)
+    );
     assert_eq!(value(&s, "cache_hits", "passes") as u64, n(&llm.cache_hits));
     assert_eq!(
         counter(&s, "http_reqs", &[("name", "chat")]),

@@ -18,8 +18,8 @@ use std::time::Duration;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use volley_protocols::data::{Feeder, Pick};
-use volley_protocols::duration::{Dur, DurRange};
 use volley_protocols::driver::DeclaredMetric;
+use volley_protocols::duration::{Dur, DurRange};
 use volley_protocols::metrics::{MetricKind, Registry, Tags, Unit};
 use volley_protocols::{BuildCtx, ConfigError, Defaults};
 
@@ -654,7 +654,9 @@ fn declare_metrics(
         let DeValue::Table(body) = value.into_inner() else {
             return Err(ConfigError::at(
                 name.span(),
-                format!("[metrics.{text}] is a table: kind = \"trend\" (and unit = \"time\" for durations)"),
+                format!(
+                    "[metrics.{text}] is a table: kind = \"trend\" (and unit = \"time\" for durations)"
+                ),
             ));
         };
         let spec: MetricSpec = de(vspan, body).map_err(|e| ConfigError {

@@ -125,9 +125,14 @@ impl Flows {
 
 /// Whether `path` is one of these routes.
 pub fn owns(path: &str) -> bool {
-    ["/api/v1/session/", "/api/v1/redirect/", "/api/v1/upload", "/api/v1/limited"]
-        .iter()
-        .any(|p| path.starts_with(p))
+    [
+        "/api/v1/session/",
+        "/api/v1/redirect/",
+        "/api/v1/upload",
+        "/api/v1/limited",
+    ]
+    .iter()
+    .any(|p| path.starts_with(p))
 }
 
 pub async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
@@ -154,10 +159,7 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
 
 /// A session token for a user id: `s_<id>_<check>`.
 pub fn session_for(id: u64) -> String {
-    format!(
-        "s_{id}_{:x}",
-        id.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 36
-    )
+    format!("s_{id}_{:x}", id.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 36)
 }
 
 fn session_user(token: &str) -> Option<u64> {
@@ -305,7 +307,10 @@ async fn redirect(f: &Flows, req: &Request<Incoming>, rest: &str) -> Response<Bo
                 )
             }
             Ok(n) => hop(format!("/api/v1/redirect/{}?status={status}", n - 1)),
-            Err(_) => json_response(404, &json!({"error": "redirect/N, redirect/loop or redirect/to?url="})),
+            Err(_) => json_response(
+                404,
+                &json!({"error": "redirect/N, redirect/loop or redirect/to?url="}),
+            ),
         },
     }
 }

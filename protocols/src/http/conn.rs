@@ -398,8 +398,7 @@ impl TlsFiles {
 
 impl Connector {
     pub fn new(insecure: bool, version: HttpVersion) -> Self {
-        Self::with_tls(insecure, version, &TlsFiles::default())
-            .expect("no certificate to refuse")
+        Self::with_tls(insecure, version, &TlsFiles::default()).expect("no certificate to refuse")
     }
 
     /// With a client certificate and private CAs; refused when a

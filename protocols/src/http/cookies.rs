@@ -80,28 +80,29 @@ mod tests {
             HeaderValue::from_static("gone=3; Max-Age=0"),
             HeaderValue::from_static("sec=4; Secure"),
         ];
-        jar.store(set.iter(), &url("http://127.0.0.1:8080/login"));
+        jar.store(set.iter(), &url("http://shop.example.test:8080/login"));
         assert!(!jar.is_empty());
         let mut h = String::new();
-        assert!(jar.header(&url("http://127.0.0.1:8080/api"), &mut h));
+        assert!(jar.header(&url("http://shop.example.test:8080/api"), &mut h));
         assert_eq!(h, "sid=1");
-        assert!(jar.header(&url("http://127.0.0.1:8080/shop/cart"), &mut h));
+        assert!(jar.header(&url("http://shop.example.test:8080/shop/cart"), &mut h));
         let mut got: Vec<&str> = h.split("; ").collect();
         got.sort();
         assert_eq!(got, ["cart=2", "sid=1"]);
         // Host-only: another host gets nothing.
-        assert!(!jar.header(&url("http://localhost:8080/api"), &mut h));
-        // Secure cookies go over https only (and only from https are they kept).
+        assert!(!jar.header(&url("http://other.example.test:8080/api"), &mut h));
+        // Secure cookies go over https only (loopback counts as secure, as
+        // browsers treat it: these are other hosts).
         jar.store(
             [HeaderValue::from_static("tls=5; Secure")].iter(),
-            &url("https://127.0.0.1/"),
+            &url("https://shop.example.test/"),
         );
-        assert!(jar.header(&url("https://127.0.0.1/"), &mut h));
+        assert!(jar.header(&url("https://shop.example.test/"), &mut h));
         assert!(h.contains("tls=5"), "{h}");
-        assert!(jar.header(&url("http://127.0.0.1/"), &mut h));
+        assert!(jar.header(&url("http://shop.example.test/"), &mut h));
         assert!(!h.contains("tls=5"), "{h}");
         jar.clear();
         assert!(jar.is_empty());
-        assert!(!jar.header(&url("http://127.0.0.1:8080/api"), &mut h));
+        assert!(!jar.header(&url("http://shop.example.test:8080/api"), &mut h));
     }
 }

@@ -219,7 +219,11 @@ impl H1 {
     }
 
     /// Exactly `n` body bytes.
-    async fn take(&mut self, n: u64, sink: &mut Option<&mut (dyn BodySink + '_)>) -> Result<(), ErrorKind> {
+    async fn take(
+        &mut self,
+        n: u64,
+        sink: &mut Option<&mut (dyn BodySink + '_)>,
+    ) -> Result<(), ErrorKind> {
         let mut left = n;
         while left > 0 {
             if self.start == self.end && self.fill().await? == 0 {
@@ -230,7 +234,10 @@ impl H1 {
         Ok(())
     }
 
-    async fn read_chunked(&mut self, sink: &mut Option<&mut (dyn BodySink + '_)>) -> Result<u64, ErrorKind> {
+    async fn read_chunked(
+        &mut self,
+        sink: &mut Option<&mut (dyn BodySink + '_)>,
+    ) -> Result<u64, ErrorKind> {
         let mut total = 0;
         loop {
             let size = loop {

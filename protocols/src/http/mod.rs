@@ -15,8 +15,8 @@ mod vu;
 
 pub use check::ChecksSpec;
 pub use conn::ErrorKind;
-pub use record::RecordSpec;
 pub use fetch::Fetcher;
+pub use record::RecordSpec;
 pub use vu::HttpVu;
 
 use crate::driver::Inputs;
@@ -187,7 +187,9 @@ fn tls_files(
 ) -> Result<conn::TlsFiles, ConfigError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = |key: &str, path: &Spanned<String>| -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let certs = |key: &str,
+                 path: &Spanned<String>|
+     -> Result<Vec<CertificateDer<'static>>, ConfigError> {
         let (p, bytes) = body::read_file(base_dir, key, path)?;
         let bad = |why: String| {
             ConfigError::at(
@@ -424,7 +426,10 @@ impl HttpDriver {
             options.insecure_skip_tls_verify,
             Duration::from_secs(60),
         );
-        let cert = options.client_cert.as_ref().or(defaults.client_cert.as_ref());
+        let cert = options
+            .client_cert
+            .as_ref()
+            .or(defaults.client_cert.as_ref());
         let key = options.client_key.as_ref().or(defaults.client_key.as_ref());
         let ca = options.ca_file.as_ref().or(defaults.ca_file.as_ref());
         let files = tls_files(&ctx.base_dir, cert, key, ca)?;
@@ -437,10 +442,11 @@ impl HttpDriver {
                 .insecure_skip_tls_verify
                 .or(defaults.insecure_skip_tls_verify)
                 .unwrap_or(false);
-            client.connector = conn::Connector::with_tls(insecure, version, &files).map_err(|e| {
-                let span = cert.or(ca).map(Spanned::span).unwrap_or_default();
-                ConfigError::at(span, e)
-            })?;
+            client.connector =
+                conn::Connector::with_tls(insecure, version, &files).map_err(|e| {
+                    let span = cert.or(ca).map(Spanned::span).unwrap_or_default();
+                    ConfigError::at(span, e)
+                })?;
         }
         let redirects = options
             .max_redirects
@@ -627,7 +633,8 @@ fn compile_request(
             };
             let uri = Uri::try_from(text.as_str()).map_err(|e| bad(e.to_string()))?;
             let target = conn::Target::checked(uri).map_err(|e| bad(e.into()))?;
-            let parsed = url::Url::parse(&target.full.to_string()).map_err(|e| bad(e.to_string()))?;
+            let parsed =
+                url::Url::parse(&target.full.to_string()).map_err(|e| bad(e.to_string()))?;
             (Some(target), Some(parsed))
         }
         None => (None, None),
@@ -770,12 +777,7 @@ fn compile_request(
         captures.push(check::compile_capture(name, var, v)?);
     }
     let stream = spec.stream == Some(StreamKind::Sse);
-    let records = record::compile(
-        &spec.record,
-        cx.build.metrics,
-        cx.build.registry,
-        stream,
-    )?;
+    let records = record::compile(&spec.record, cx.build.metrics, cx.build.registry, stream)?;
     let needs_json = checks.iter().any(Check::needs_json)
         || captures.iter().any(Capture::needs_json)
         || records.iter().any(record::Record::needs_json);
@@ -857,7 +859,10 @@ fn compile_request(
         if !ok {
             return Err(ConfigError::at(
                 k.span(),
-                format!("{:?} is not a cookie name (letters, digits and !#$%&'*+-.^_`|~)", k.get_ref()),
+                format!(
+                    "{:?} is not a cookie name (letters, digits and !#$%&'*+-.^_`|~)",
+                    k.get_ref()
+                ),
             ));
         }
         cookies.push((

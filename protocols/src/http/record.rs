@@ -186,7 +186,9 @@ impl Record {
                     id,
                     (n * crate::metrics::trend_scale(self.unit)).round() as u64,
                 ),
-                Seen::Yes(b) => rec.trend(id, b as u64 * crate::metrics::trend_scale(self.unit) as u64),
+                Seen::Yes(b) => {
+                    rec.trend(id, b as u64 * crate::metrics::trend_scale(self.unit) as u64)
+                }
                 _ => {}
             },
             MetricKind::Gauge => match seen {
@@ -275,7 +277,9 @@ pub fn compile(
                 other => {
                     return Err(ConfigError::at(
                         e.span(),
-                        format!("events = {other:?}: write \"count\" (events in the response) or \"per_second\" (events per second, first to last)"),
+                        format!(
+                            "events = {other:?}: write \"count\" (events in the response) or \"per_second\" (events per second, first to last)"
+                        ),
                     ));
                 }
             };
@@ -374,7 +378,9 @@ pub fn compile(
                     spec.span(),
                 ));
             }
-            Source::EventsPerSecond if !matches!(decl.kind, MetricKind::Trend | MetricKind::Gauge) => {
+            Source::EventsPerSecond
+                if !matches!(decl.kind, MetricKind::Trend | MetricKind::Gauge) =>
+            {
                 return Err(mismatch(
                     "events per second is a measurement (declare kind = \"trend\")",
                     spec.span(),

@@ -326,9 +326,7 @@ impl HttpVu {
                         res
                     } else {
                         self.body.clear();
-                        let sink = r
-                            .needs_body
-                            .then_some(&mut self.body as &mut dyn BodySink);
+                        let sink = r.needs_body.then_some(&mut self.body as &mut dyn BodySink);
                         let exchange = self.link.exchange_with(
                             &d.connector,
                             &method,
@@ -382,9 +380,10 @@ impl HttpVu {
                 if hop >= r.max_redirects {
                     error = Some(ErrorKind::TooManyRedirects);
                 } else {
-                    let resolved = loc.to_str().ok().and_then(|loc| {
-                        url_of(r, hop, &self.url, &mut hop_url)?.join(loc).ok()
-                    });
+                    let resolved = loc
+                        .to_str()
+                        .ok()
+                        .and_then(|loc| url_of(r, hop, &self.url, &mut hop_url)?.join(loc).ok());
                     match resolved {
                         Some(u) if matches!(u.scheme(), "http" | "https") => next = Some(u),
                         _ => error = Some(ErrorKind::BadRedirect),
@@ -401,7 +400,9 @@ impl HttpVu {
                 .then(|| hop_url.as_ref().map(name_of))
                 .flatten();
             let rec = &self.rec;
-            let s = series(entry, rec, d, hop, hop_name, &method, status, error, expected);
+            let s = series(
+                entry, rec, d, hop, hop_name, &method, status, error, expected,
+            );
             rec.add(s.reqs, 1);
             rec.time(s.duration, duration);
             rec.time(s.waiting, headers_at.saturating_duration_since(sent_at));
@@ -516,7 +517,13 @@ impl HttpVu {
 
     /// `on_429 = "honor"`: wait what the server asked (capped, and never
     /// past the scenario's end or a stop), recorded as http_req_throttled.
-    async fn honor_retry_after(&mut self, i: usize, headers: &HeaderMap, max: Duration, it: &Iteration) {
+    async fn honor_retry_after(
+        &mut self,
+        i: usize,
+        headers: &HeaderMap,
+        max: Duration,
+        it: &Iteration,
+    ) {
         let Some(mut wait) = headers
             .get(header::RETRY_AFTER)
             .and_then(|v| retry_after(v, SystemTime::now()))
@@ -577,7 +584,9 @@ fn name_of(u: &Url) -> Box<str> {
 pub(super) fn retry_after(v: &HeaderValue, now: SystemTime) -> Option<Duration> {
     let s = v.to_str().ok()?.trim();
     if let Ok(secs) = s.parse::<u64>() {
-        return Some(Duration::from_secs(secs.min(crate::duration::MAX.as_secs())));
+        return Some(Duration::from_secs(
+            secs.min(crate::duration::MAX.as_secs()),
+        ));
     }
     let when = httpdate::parse_http_date(s).ok()?;
     Some(when.duration_since(now).unwrap_or_default())
@@ -598,7 +607,11 @@ fn entry<'a>(
         }
         let m = &d.metrics;
         Entry {
-            records: r.records.iter().map(|rc| rec.series(rc.metric, &tags)).collect(),
+            records: r
+                .records
+                .iter()
+                .map(|rc| rec.series(rc.metric, &tags))
+                .collect(),
             stream: r.stream.then(|| StreamSeries {
                 first_event: rec.series(m.first_event, &tags),
                 events: rec.series(m.events, &tags),
