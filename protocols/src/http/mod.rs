@@ -633,9 +633,10 @@ fn compile_request(
             };
             let uri = Uri::try_from(text.as_str()).map_err(|e| bad(e.to_string()))?;
             let target = conn::Target::checked(uri).map_err(|e| bad(e.into()))?;
-            let parsed =
-                url::Url::parse(&target.full.to_string()).map_err(|e| bad(e.to_string()))?;
-            (Some(target), Some(parsed))
+            // The jar's and redirects' view of it; parsed again per request
+            // in the rare case the two parsers disagree.
+            let parsed = url::Url::parse(&target.full.to_string()).ok();
+            (Some(target), parsed)
         }
         None => (None, None),
     };
