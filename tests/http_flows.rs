@@ -216,6 +216,14 @@ url = "/api/v1/redirect/to?url=%2Fapi%2Fv1%2Fredirect%2F0"
 checks = {{ json = {{ "$.authorization" = true }} }}
 
 [[scenarios.hops.requests]]
+name = "bad location"
+url = "/api/v1/redirect/to?url=ftp%3A%2F%2Fexample.test%2F"
+
+[[scenarios.hops.requests]]
+name = "port zero"
+url = "/api/v1/redirect/to?url=http%3A%2F%2F127.0.0.1%3A0%2F"
+
+[[scenarios.hops.requests]]
 name = "cross origin"
 url = "/api/v1/redirect/to?url=http%3A%2F%2Flocalhost%3A{port}%2Fapi%2Fv1%2Fredirect%2F0"
 checks = {{ json = {{ "$.authorization" = false }} }}
@@ -267,7 +275,14 @@ checks = {{ json = {{ "$.authorization" = false }} }}
         counter(&s, "http_reqs", &[("error", "too many redirects")]),
         its
     );
-    assert_eq!(value(&s, "http_req_failed", "passes"), its as f64);
+    // A Location that is not http(s) ends the chain on that response.
+    assert_eq!(counter(&s, "http_reqs", &[("name", "bad location")]), its);
+    assert_eq!(counter(&s, "http_reqs", &[("name", "port zero")]), its);
+    assert_eq!(
+        counter(&s, "http_reqs", &[("error", "invalid redirect location")]),
+        2 * its
+    );
+    assert_eq!(value(&s, "http_req_failed", "passes"), 3.0 * its as f64);
     // Credentials stay with their origin; every check held.
     assert_eq!(value(&s, "checks", "fails"), 0.0);
     // Both sides saw the same hops and the same ends.

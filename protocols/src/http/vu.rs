@@ -368,7 +368,7 @@ impl HttpVu {
                 jar.store(headers.get_all(header::SET_COOKIE).iter(), u);
             }
             // Where a redirect goes next, if it is followed.
-            let mut next: Option<Url> = None;
+            let mut next: Option<(Url, Target)> = None;
             if error.is_none()
                 && matches!(status, 301 | 302 | 303 | 307 | 308)
                 && r.max_redirects > 0
@@ -381,9 +381,17 @@ impl HttpVu {
                         .to_str()
                         .ok()
                         .and_then(|loc| url_of(r, hop, &self.url, &mut hop_url)?.join(loc).ok());
-                    match resolved {
-                        Some(u) if matches!(u.scheme(), "http" | "https") => next = Some(u),
-                        _ => error = Some(ErrorKind::BadRedirect),
+                    // Checked here, so a hop that cannot be sent is this
+                    // response's error, never a sample of its own.
+                    let target = resolved
+                        .filter(|u| matches!(u.scheme(), "http" | "https"))
+                        .and_then(|u| {
+                            let t = Uri::try_from(u.as_str()).ok()?;
+                            Some((u, Target::parse(t).ok()?))
+                        });
+                    match target {
+                        Some(t) => next = Some(t),
+                        None => error = Some(ErrorKind::BadRedirect),
                     }
                 }
             }
@@ -411,7 +419,7 @@ impl HttpVu {
             rec.add(self.data_sent, sent - sent_before);
             rec.add(self.data_received, received - received_before);
 
-            if let Some(u) = next {
+            if let Some((u, target)) = next {
                 // 303, and 301/302 after a POST, become a GET without a
                 // body, as browsers do; 307 and 308 keep both.
                 let to_get = match status {
@@ -436,10 +444,7 @@ impl HttpVu {
                     self.headers.remove(header::AUTHORIZATION);
                     self.headers.remove(header::HOST);
                 }
-                hop_target = Uri::try_from(u.as_str())
-                    .ok()
-                    .and_then(|uri| Target::parse(uri).ok())
-                    .map(Box::new);
+                hop_target = Some(Box::new(target));
                 hop_url = Some(Box::new(u));
                 hop_start = Instant::now();
                 continue;
