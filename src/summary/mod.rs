@@ -6,7 +6,7 @@
 mod text;
 
 pub use text::{
-    BREAKDOWNS, bytes as bytes_text, ms as ms_text, render_text, threshold_observed,
+    BREAKDOWNS, bytes as bytes_text, ms as ms_text, render_text, stat_line, threshold_observed,
     value as value_text,
 };
 

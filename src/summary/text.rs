@@ -51,6 +51,10 @@ pub fn value(unit: Unit, v: f64) -> String {
         Unit::Default => {
             if v.fract() == 0.0 && v.abs() < 1e15 {
                 format!("{v:.0}")
+            } else if v != 0.0 && v.abs() < 1.0 {
+                // Three significant digits: a cost of $0.000212 is not 0.00.
+                let decimals = (2 - v.abs().log10().floor() as i64).clamp(2, 12) as usize;
+                format!("{v:.decimals$}")
             } else {
                 format!("{v:.2}")
             }
@@ -65,7 +69,8 @@ fn dots(name: &str, width: usize) -> String {
     s
 }
 
-fn stat_line(kind: MetricKind, unit: Unit, v: &BTreeMap<String, f64>) -> String {
+/// One metric's values on a line, as the terminal summary shows them.
+pub fn stat_line(kind: MetricKind, unit: Unit, v: &BTreeMap<String, f64>) -> String {
     let g = |k: &str| v.get(k).copied().unwrap_or(0.0);
     match kind {
         MetricKind::Counter => match unit {
