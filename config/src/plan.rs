@@ -19,8 +19,9 @@ use volley_model::schedule::Executor;
 use volley_model::segment::Segment;
 use volley_model::threshold::{self, ThresholdSet};
 use volley_protocols::data::{Feeder, Pick};
+use volley_protocols::driver::DeclaredMetric;
 use volley_protocols::duration::{Dur, DurRange};
-use volley_protocols::metrics::{Registry, Tags};
+use volley_protocols::metrics::{MetricKind, Registry, Tags, Unit};
 use volley_protocols::{BuildCtx, ConfigError, Defaults};
 
 /// A plan error, located in its file.
@@ -171,7 +172,14 @@ struct Top {
     data: BTreeMap<String, DataSpec>,
 }
 
-const TOP_KEYS: &[&str] = &["defaults", "data", "scenarios", "thresholds", "monitors"];
+const TOP_KEYS: &[&str] = &[
+    "defaults",
+    "data",
+    "scenarios",
+    "thresholds",
+    "monitors",
+    "metrics",
+];
 
 pub struct LoadOptions {
     pub env: HashMap<String, String>,
@@ -253,7 +261,7 @@ fn parse(
             return Err(ConfigError::at(
                 k.span(),
                 format!(
-                    "unknown section `{}`; a plan has [defaults], [data.NAME], [scenarios.NAME], [monitors.NAME] and [thresholds]",
+                    "unknown section `{}`; a plan has [defaults], [data.NAME], [scenarios.NAME], [metrics.NAME], [monitors.NAME] and [thresholds]",
                     k.get_ref()
                 ),
             ));
@@ -262,6 +270,7 @@ fn parse(
     let scenarios_entry = table.remove("scenarios");
     let thresholds_entry = table.remove("thresholds");
     let monitors_entry = table.remove("monitors");
+    let metrics_entry = table.remove("metrics");
     let top: Top = de(root_span.clone(), table)?;
 
     let mut feeders = Vec::new();
@@ -294,6 +303,10 @@ fn parse(
     // a run's, in a registry of its own.
     let registry = Registry::new();
     volley_model::metrics::register_engine(&registry);
+    let declared = match metrics_entry {
+        Some(entry) => declare_metrics(entry, &registry)?,
+        None => Vec::new(),
+    };
 
     let Some(scenarios_entry) = scenarios_entry else {
         return Err(ConfigError::at(
@@ -384,6 +397,7 @@ fn parse(
             defaults: &top.defaults,
             base_dir: base_dir.to_path_buf(),
             max_vus: exec.max_vus(),
+            metrics: &declared,
         };
         let options = Spanned::new(span.clone(), DeValue::Table(driver_t));
         let driver = crate::drivers::build(driver_name, options, &ctx).map_err(|e| {
@@ -550,6 +564,78 @@ fn parse(
         segment: opts.segment,
         monitors,
     })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricSpec {
+    kind: MetricKind,
+    unit: Option<Unit>,
+}
+
+/// `[metrics.NAME] kind = "trend", unit = "time"`: metrics requests feed
+/// with `record`, registered so thresholds can name them.
+fn declare_metrics(
+    entry: Spanned<DeValue<'_>>,
+    registry: &Registry,
+) -> Result<Vec<DeclaredMetric>, ConfigError> {
+    let span = entry.span();
+    let DeValue::Table(t) = entry.into_inner() else {
+        return Err(ConfigError::at(
+            span,
+            "`metrics` is a table of [metrics.NAME] sections with kind = \"trend\", \"counter\", \"rate\" or \"gauge\"",
+        ));
+    };
+    let mut out = Vec::new();
+    for (name, value) in t {
+        let text = name.get_ref().to_string();
+        let valid = text.len() <= 128
+            && text.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(ConfigError::at(
+                name.span(),
+                format!(
+                    "metric name {text:?}: use letters, digits and _ (starting with a letter), at most 128 characters, e.g. tokens_per_request"
+                ),
+            ));
+        }
+        if let Some(p) = volley_protocols::metrics::BUILT_IN_PREFIXES
+            .iter()
+            .find(|p| text.starts_with(*p))
+        {
+            return Err(ConfigError::at(
+                name.span(),
+                format!(
+                    "metric name {text:?} starts with {p:?}, which volley's own metrics use: pick another name, e.g. my_{text}"
+                ),
+            ));
+        }
+        let vspan = value.span();
+        let DeValue::Table(body) = value.into_inner() else {
+            return Err(ConfigError::at(
+                name.span(),
+                format!(
+                    "[metrics.{text}] is a table: kind = \"trend\" (and unit = \"time\" for durations)"
+                ),
+            ));
+        };
+        let spec: MetricSpec = de(vspan, body).map_err(|e| ConfigError {
+            message: format!(
+                "[metrics.{text}]: {}; write kind = \"trend\" | \"counter\" | \"rate\" | \"gauge\" and optionally unit = \"time\" | \"data\" | \"default\"",
+                e.message
+            ),
+            ..e
+        })?;
+        let unit = spec.unit.unwrap_or(Unit::Default);
+        registry.metric(&text, spec.kind, unit);
+        out.push(DeclaredMetric {
+            name: text,
+            kind: spec.kind,
+            unit,
+        });
+    }
+    Ok(out)
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {

@@ -69,8 +69,8 @@ impl Stats {
             Slot::Trend(h) => {
                 s.count = h.len();
                 if !h.is_empty() {
-                    s.min = s.scale(h.min() as f64);
-                    s.max = s.scale(h.max() as f64);
+                    s.min = s.shown(h, h.min());
+                    s.max = s.shown(h, h.max());
                     s.avg = s.scale(h.mean());
                 }
                 s.rate = if secs > 0.0 {
@@ -84,19 +84,32 @@ impl Stats {
         s
     }
 
-    /// Time values are kept in µs and shown in ms, as k6 does.
+    /// Time values are kept in µs and shown in ms, as k6 does; plain trend
+    /// values (custom metrics) are kept in millionths.
     fn scale(&self, v: f64) -> f64 {
+        v / volley_protocols::metrics::trend_scale(self.unit)
+    }
+
+    /// A histogram value in display units: time as HdrHistogram reports
+    /// it; plain values (custom trends, kept in millionths) to the 3
+    /// significant digits the histogram holds, so a token count of 10
+    /// reads 10, not 9.99.
+    fn shown(&self, h: &Histogram<u64>, v: u64) -> f64 {
         if self.unit == Unit::Time {
-            v / 1000.0
-        } else {
-            v
+            return self.scale(v as f64);
         }
+        let x = self.scale(h.median_equivalent(v) as f64);
+        if x == 0.0 {
+            return 0.0;
+        }
+        let step = 10f64.powi(x.abs().log10().floor() as i32 - 2);
+        (x / step).round() * step
     }
 
     /// The p-th percentile (0..=100) in display units.
     pub fn quantile(&self, p: f64) -> f64 {
         match &self.hist {
-            Some(h) if !h.is_empty() => self.scale(h.value_at_quantile(p / 100.0) as f64),
+            Some(h) if !h.is_empty() => self.shown(h, h.value_at_quantile(p / 100.0)),
             _ => 0.0,
         }
     }

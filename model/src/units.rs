@@ -36,6 +36,10 @@ pub fn value(unit: Unit, v: f64) -> String {
         Unit::Default => {
             if v.fract() == 0.0 && v.abs() < 1e15 {
                 format!("{v:.0}")
+            } else if v != 0.0 && v.abs() < 1.0 {
+                // Three significant digits: a cost of $0.000212 is not 0.00.
+                let decimals = (2 - v.abs().log10().floor() as i64).clamp(2, 12) as usize;
+                format!("{v:.decimals$}")
             } else {
                 format!("{v:.2}")
             }

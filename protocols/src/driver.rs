@@ -27,6 +27,13 @@ pub struct Defaults {
     pub timeout: Option<crate::duration::Dur>,
     pub insecure_skip_tls_verify: Option<bool>,
     pub http_version: Option<HttpVersion>,
+    /// PEM client certificate and its key, for servers that ask for one (mTLS).
+    pub client_cert: Option<toml::Spanned<String>>,
+    pub client_key: Option<toml::Spanned<String>>,
+    /// PEM certificates of private CAs to trust beside the public roots.
+    pub ca_file: Option<toml::Spanned<String>>,
+    /// Redirects followed per request (10 unless set; 0 follows none).
+    pub max_redirects: Option<u32>,
 }
 
 /// `http_version` of `[defaults]` and of HTTP and webhook scenarios: beside
@@ -44,6 +51,14 @@ pub enum HttpVersion {
     Http2,
 }
 
+/// A metric the plan declares (`[metrics.NAME]`) for drivers to feed.
+#[derive(Clone, Debug)]
+pub struct DeclaredMetric {
+    pub name: String,
+    pub kind: crate::metrics::MetricKind,
+    pub unit: crate::metrics::Unit,
+}
+
 /// What a driver is built from, besides its own options.
 pub struct BuildCtx<'a> {
     pub scenario: &'a str,
@@ -57,6 +72,8 @@ pub struct BuildCtx<'a> {
     pub base_dir: PathBuf,
     /// Most VUs this scenario will run at once (plan-wide, before segmenting).
     pub max_vus: u64,
+    /// `[metrics.NAME]` the plan declares.
+    pub metrics: &'a [DeclaredMetric],
 }
 
 /// Given to each VU when it is created, on the worker thread that runs it.

@@ -290,7 +290,10 @@ pub fn compare(base: &Summary, cur: &Summary, opts: &Options) -> Result<Comparis
             let Some(r) = base.series.iter().find(|r| r.metric == name) else {
                 continue;
             };
+            // The plan's own metrics ([metrics.NAME]) were declared to be watched.
+            let custom = !volley_protocols::metrics::is_built_in(name);
             let wanted = match r.kind() {
+                _ if custom => true,
                 MetricKind::Trend => DEFAULT_TRENDS.contains(&name),
                 MetricKind::Gauge => false,
                 _ => failure_like(name) || name == "checks" || DEFAULT_THROUGHPUT.contains(&name),

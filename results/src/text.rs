@@ -28,7 +28,8 @@ fn dots(name: &str, width: usize) -> String {
     s
 }
 
-fn stat_line(kind: MetricKind, unit: Unit, v: &BTreeMap<String, f64>) -> String {
+/// One metric's values on a line, as the terminal summary shows them.
+pub fn stat_line(kind: MetricKind, unit: Unit, v: &BTreeMap<String, f64>) -> String {
     let g = |k: &str| v.get(k).copied().unwrap_or(0.0);
     match kind {
         MetricKind::Counter => match unit {

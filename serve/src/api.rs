@@ -122,7 +122,7 @@ fn query(req: &Request<Incoming>, key: &str) -> Option<String> {
     })
 }
 
-fn decode(s: &str) -> String {
+pub(super) fn decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -5,6 +5,8 @@
 
 mod api;
 pub mod chat;
+pub mod flows;
+pub mod llm;
 pub mod load;
 mod stats;
 pub mod webhook;
@@ -50,6 +52,8 @@ pub struct ServeOptions {
     pub queue_timeout: Option<std::time::Duration>,
     /// Grow resident memory by this many KiB per second (a leak, on purpose).
     pub leak_kb_per_s: f64,
+    /// Delay before each token `POST /api/v1/llm/chat` streams (default 20ms).
+    pub llm_delay: Option<std::time::Duration>,
 }
 
 pub type Body = Full<Bytes>;
@@ -63,6 +67,8 @@ pub struct State {
     /// Cancelled when the server stops: long-lived sessions end with it.
     pub stop: CancellationToken,
     pub load: load::Load,
+    pub flows: flows::Flows,
+    pub llm: llm::LlmStats,
 }
 
 pub struct Server {
@@ -98,6 +104,8 @@ impl Server {
             api: api::Store::new(),
             chat: chat::Chat::default(),
             stop: stop.clone(),
+            flows: flows::Flows::default(),
+            llm: llm::LlmStats::default(),
         });
         tokio::spawn(accept_loop(listener, state.clone(), stop.clone()));
         Ok(Server { addr, state, stop })
@@ -143,7 +151,17 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, stop: Cancellatio
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let state = state.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(state, req).await) }
+                async move {
+                    // The one streamed answer; everything else is one body.
+                    let resp = if req.uri().path() == "/api/v1/llm/chat"
+                        && req.method() == hyper::Method::POST
+                    {
+                        llm::handle(state, req).await
+                    } else {
+                        handle(state, req).await.map(http_body_util::Either::Left)
+                    };
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
             });
             let builder = auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc);
@@ -167,6 +185,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
         && let Some(resp) = load::handle(&state, &path)
     {
         return resp;
+    }
+    if flows::owns(&path) {
+        return flows::handle(&state, req).await;
     }
     if req.method() == hyper::Method::POST
         && let Some(receiver) = state.webhooks.route(&path)

@@ -116,6 +116,8 @@ pub fn handle(state: &State, method: &Method, rest: &str) -> Response<Body> {
             v["webhooks"] = state.webhooks.to_json();
             v["chat"] = super::chat::stats_json(state);
             v["load"] = state.load.to_json();
+            v["flows"] = state.flows.to_json();
+            v["llm"] = state.llm.to_json();
             json_response(200, &v)
         }
         (&Method::POST, "reset") => {
@@ -123,6 +125,8 @@ pub fn handle(state: &State, method: &Method, rest: &str) -> Response<Body> {
             state.chat.reset();
             state.api.reset();
             state.webhooks.reset();
+            state.flows.reset();
+            state.llm.reset();
             json_response(200, &serde_json::json!({"reset": true}))
         }
         _ => json_response(

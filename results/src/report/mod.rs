@@ -136,6 +136,7 @@ pub fn render(s: &Summary) -> Result<String, String> {
     body.push_str(&verdict.html);
     body.push_str(&facts(s, &series, elapsed));
     body.push_str(&thresholds_table(s));
+    body.push_str(&metrics_table(s));
     body.push_str(&capacity::section(s));
 
     let mut charts = 0usize;
@@ -413,6 +414,35 @@ fn thresholds_table(s: &Summary) -> String {
                 esc(&seen)
             );
         }
+    }
+    html.push_str("</tbody></table></section>");
+    html
+}
+
+/// Every metric of the run with its totals, as the terminal summary lists
+/// them: the plan's own (`[metrics.NAME]`) appear here like volley's.
+fn metrics_table(s: &Summary) -> String {
+    let mut html = String::from(
+        "<section id=\"metrics\"><h2>Metrics</h2><table><thead><tr><th>metric</th><th>type</th><th>values</th></tr></thead><tbody>",
+    );
+    let mut any = false;
+    for (name, m) in s.metrics.iter().filter(|(k, _)| !k.contains('{')) {
+        any = true;
+        let kind = match m.kind {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+            MetricKind::Rate => "rate",
+            MetricKind::Trend => "trend",
+        };
+        let _ = write!(
+            html,
+            "<tr><td><code>{}</code></td><td>{kind}</td><td>{}</td></tr>",
+            esc(name),
+            esc(&crate::text::stat_line(m.kind, m.contains, &m.values))
+        );
+    }
+    if !any {
+        return String::new();
     }
     html.push_str("</tbody></table></section>");
     html

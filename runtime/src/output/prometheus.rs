@@ -216,11 +216,13 @@ fn value_of(slot: &Slot, unit: Unit) -> Option<Value> {
         },
         Slot::Gauge { last, .. } => Value::Gauge(*last),
         Slot::Trend(h) => {
-            // Time is recorded in µs and exposed in seconds.
+            // Time is recorded in µs and exposed in seconds; plain values
+            // are recorded in millionths.
+            let stored = volley_protocols::metrics::trend_scale(unit);
             let (bounds, scale) = if unit == Unit::Time {
-                (TIME_BUCKETS, 1e-6)
+                (TIME_BUCKETS, 1e-3 / stored)
             } else {
-                (PLAIN_BUCKETS, 1.0)
+                (PLAIN_BUCKETS, 1.0 / stored)
             };
             let mut buckets: Vec<(f64, u64)> = bounds.iter().map(|b| (*b, 0)).collect();
             buckets.push((f64::MAX, 0));

@@ -42,7 +42,8 @@ pub struct Values {
 impl Values {
     /// `span`: seconds the interval covered (1, less for the last one).
     pub fn of(point: &Point, unit: Unit, span: f64) -> Self {
-        let scale = |v: f64| if unit == Unit::Time { v / 1000.0 } else { v };
+        // Trends are stored in µs (time) or millionths (plain values).
+        let scale = |v: f64| v / volley_protocols::metrics::trend_scale(unit);
         let per_s = |n: u64| n as f64 / span.max(1e-3);
         match *point {
             Point::Counter { count } => Values {
