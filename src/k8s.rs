@@ -9,10 +9,10 @@
 //! on its line takes a block of lines (indented like it); an empty block
 //! removes the line and the key above it.
 
-use crate::plan::Plan;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use volley_config::plan::Plan;
 
 /// The templates, in the order the objects are applied.
 pub const TEMPLATES: &[(&str, &str)] = &[
@@ -39,8 +39,6 @@ pub const TEMPLATES: &[(&str, &str)] = &[
 const CONFIGMAP_LIMIT: usize = 1_000_000;
 
 pub struct RenderOptions {
-    /// The plan as given on the command line.
-    pub plan_file: PathBuf,
     pub parts: u64,
     pub start_at: SystemTime,
     pub image: String,

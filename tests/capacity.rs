@@ -8,8 +8,8 @@ use common::*;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
-use volley::serve::ServeOptions;
 use volley_protocols::duration::DurRange;
+use volley_serve::ServeOptions;
 
 fn fixture(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -9,8 +9,8 @@ mod common;
 use common::*;
 use std::io::{BufRead, Read, Write};
 use std::process::{Child, Command, Stdio};
-use volley::serve::ServeOptions;
 use volley_protocols::metrics::decode_histogram;
+use volley_serve::ServeOptions;
 
 /// Peers run at most this long (they also exit when the test drops them).
 const PEER_LIMIT: u64 = 240;

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
-use volley::plan::executor::{Executor, vu_intervals};
-use volley::serve::ServeOptions;
+use volley_model::schedule::{Executor, vu_intervals};
 use volley_protocols::duration::DurRange;
 use volley_protocols::metrics::decode_histogram;
+use volley_serve::ServeOptions;
 
 /// Run segments 1/N..N/N at once, all told to start at the same moment.
 /// Returns each part's output and summary file.
@@ -281,7 +281,7 @@ http_req_failed = ["rate<0.01"]
 /// indices `i` with `keep(i)`; None when a VU starts or stops within `margin`.
 fn running_at(
     start_vus: u64,
-    stages: &[volley::plan::executor::Stage],
+    stages: &[volley_model::schedule::Stage],
     max: u64,
     t: Duration,
     margin: Duration,
@@ -362,9 +362,9 @@ vus = ["max>=15"]
             t.url()
         ),
     );
-    let loaded = volley::plan::load(
+    let loaded = volley_config::plan::load(
         &plan,
-        &volley::plan::LoadOptions {
+        &volley_config::plan::LoadOptions {
             env: Default::default(),
             segment: Default::default(),
         },

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use volley::serve::ServeOptions;
+use volley_serve::ServeOptions;
 
 /// Values for every ${VAR} the example plans use.
 const ENV: &[&str] = &[
@@ -51,8 +51,35 @@ fn run_fixture(name: &str, t: &Target, extra: &[&str]) -> serde_json::Value {
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (out, s) = run_plan(&d, &fixture(name), &args);
-    assert_eq!(code(&out), 0, "{name}: {}", text(&out));
-    s.unwrap()
+    let s = s.unwrap_or_else(|| panic!("{name}: no summary: {}", text(&out)));
+    // Latency thresholds judge the machine as much as the target: on a
+    // loaded CI box they may fail (exit 99). Every other threshold must pass.
+    let timing_only =
+        code(&out) == 99 && failed_thresholds(&s).iter().all(|(_, unit)| unit == "time");
+    assert!(
+        code(&out) == 0 || timing_only,
+        "{name}: exit {} (failed: {:?}): {}",
+        code(&out),
+        failed_thresholds(&s),
+        text(&out)
+    );
+    s
+}
+
+/// (threshold key, unit of its metric) of every failed threshold.
+fn failed_thresholds(s: &serde_json::Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (key, m) in s["metrics"].as_object().into_iter().flatten() {
+        for (_, r) in m["thresholds"].as_object().into_iter().flatten() {
+            if r["ok"] == false {
+                out.push((
+                    key.clone(),
+                    m["contains"].as_str().unwrap_or("").to_string(),
+                ));
+            }
+        }
+    }
+    out
 }
 
 #[test]

@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use volley::serve::ServeOptions;
+use volley_serve::ServeOptions;
 
 /// No run here takes a minute; one that does is stuck.
 const LIMIT_S: u64 = 90;

@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use std::time::Duration;
-use volley::serve::ServeOptions;
 use volley_protocols::duration::DurRange;
+use volley_serve::ServeOptions;
 
 fn plan(dir: &Dir, body: &str, base: &str) -> std::path::PathBuf {
     dir.write(

@@ -8,7 +8,7 @@ use common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use volley::serve::ServeOptions;
+use volley_serve::ServeOptions;
 
 /// Run `cmd` to its end, killed (and the test failed) if it takes over a minute.
 fn within(cmd: &mut Command) -> Output {

@@ -9,7 +9,7 @@ use common::*;
 use serde_yaml_ng::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use volley::serve::ServeOptions;
+use volley_serve::ServeOptions;
 
 fn yaml_docs(text: &str) -> Vec<Value> {
     serde_yaml_ng::Deserializer::from_str(text)

@@ -1,7 +1,7 @@
 //! Fuzzing the plan loader: every plan in fixtures/plans, mutated at random
 //! (numbers replaced by extremes, lines deleted, duplicated, swapped, keys
 //! swapped, bytes flipped into invalid UTF-8, strings made huge or odd,
-//! tricky lines inserted), goes through `volley::plan::from_bytes` in
+//! tricky lines inserted), goes through `volley_config::plan::from_bytes` in
 //! process. Each input must come back as a plan or an error: never a panic,
 //! and never a hang (each case runs in a thread of its own and fails the
 //! test if it has not answered within PLAN_FUZZ_CASE_TIMEOUT_S seconds).
@@ -23,7 +23,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
-use volley::plan::{LoadOptions, Segment, from_bytes};
+use volley_config::plan::{LoadOptions, from_bytes};
+use volley_model::segment::Segment;
 
 /// Extremes for any number in a plan (also inside strings: "30s", "p(95)<500").
 const EXTREMES: &[&str] = &[

@@ -11,9 +11,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use volley::serve::ServeOptions;
 use volley_protocols::duration::DurRange;
 use volley_protocols::metrics::{decode_histogram, encode_histogram, new_histogram};
+use volley_serve::ServeOptions;
 
 fn plan(dir: &Dir, body: &str, base: &str) -> PathBuf {
     dir.write(

@@ -8,8 +8,8 @@ mod common;
 
 use common::*;
 use std::time::Duration;
-use volley::serve::ServeOptions;
 use volley_protocols::duration::DurRange;
+use volley_serve::ServeOptions;
 
 /// A run that should take seconds: anything near this is a hang.
 const HANG: u64 = 60;

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use std::collections::BTreeMap;
-use volley::serve::ServeOptions;
+use volley_serve::ServeOptions;
 
 const SECRET: &str = "whsec_volley_test_0123456789";
 

@@ -13,8 +13,8 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use volley::serve::ServeOptions;
 use volley_protocols::duration::DurRange;
+use volley_serve::ServeOptions;
 
 fn chat(t: &Target, what: &str) -> u64 {
     let s = &t.server.state.chat.stats;

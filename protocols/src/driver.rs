@@ -26,7 +26,37 @@ pub struct Defaults {
     pub headers: BTreeMap<String, toml::Spanned<String>>,
     pub timeout: Option<crate::duration::Dur>,
     pub insecure_skip_tls_verify: Option<bool>,
-    pub http_version: Option<crate::http::HttpVersion>,
+    pub http_version: Option<HttpVersion>,
+    /// PEM client certificate and its key, for servers that ask for one (mTLS).
+    pub client_cert: Option<toml::Spanned<String>>,
+    pub client_key: Option<toml::Spanned<String>>,
+    /// PEM certificates of private CAs to trust beside the public roots.
+    pub ca_file: Option<toml::Spanned<String>>,
+    /// Redirects followed per request (10 unless set; 0 follows none).
+    pub max_redirects: Option<u32>,
+}
+
+/// `http_version` of `[defaults]` and of HTTP and webhook scenarios: beside
+/// [`Defaults`], so the driver contract needs nothing of the `http` module.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub enum HttpVersion {
+    /// HTTP/2 when the server offers it over TLS (ALPN), else HTTP/1.1.
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "1.1")]
+    Http1,
+    /// HTTP/2 only; on http:// URLs by prior knowledge (h2c).
+    #[serde(rename = "2")]
+    Http2,
+}
+
+/// A metric the plan declares (`[metrics.NAME]`) for drivers to feed.
+#[derive(Clone, Debug)]
+pub struct DeclaredMetric {
+    pub name: String,
+    pub kind: crate::metrics::MetricKind,
+    pub unit: crate::metrics::Unit,
 }
 
 /// What a driver is built from, besides its own options.
@@ -42,6 +72,8 @@ pub struct BuildCtx<'a> {
     pub base_dir: PathBuf,
     /// Most VUs this scenario will run at once (plan-wide, before segmenting).
     pub max_vus: u64,
+    /// `[metrics.NAME]` the plan declares.
+    pub metrics: &'a [DeclaredMetric],
 }
 
 /// Given to each VU when it is created, on the worker thread that runs it.

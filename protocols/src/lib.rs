@@ -11,6 +11,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod pg;
+pub mod procfs;
 pub mod template;
 pub mod webhook;
 pub mod weights;

@@ -40,11 +40,7 @@ pub async fn write(model: &Model, ex: &Export, client: Option<&Client>) -> Resul
                 )));
             };
             let msgs = c.simple_query(q).await.map_err(|e| {
-                Error::Db(format!(
-                    "export.{}: {}",
-                    ex.name,
-                    crate::load::db_message(&e)
-                ))
+                Error::Db(format!("export.{}: {}", ex.name, crate::db::message(&e)))
             })?;
             let mut header: Option<Vec<String>> = None;
             let mut rows: Vec<Vec<String>> = Vec::new();

@@ -8,6 +8,7 @@
 
 mod catalog;
 mod check;
+mod db;
 mod encode;
 mod export;
 mod fakes;
@@ -285,7 +286,7 @@ async fn connect(db: &Database) -> Result<Client, Error> {
         Error::Db(format!(
             "cannot connect to {}: {}{hint}",
             db.label,
-            load::db_message(&e)
+            db::message(&e)
         ))
     })?;
     tokio::spawn(async move {
@@ -303,7 +304,7 @@ async fn read_catalog(model: &Model, c: &Client) -> Result<Vec<Option<catalog::T
             Error::Db(format!(
                 "cannot read the catalog for {}: {}",
                 t.name,
-                load::db_message(&e)
+                db::message(&e)
             ))
         })?);
     }
@@ -341,13 +342,13 @@ async fn run_async(model: Arc<Model>, opts: &Options) -> Result<Report, Error> {
         client
             .batch_execute("BEGIN")
             .await
-            .map_err(|e| Error::Db(load::db_message(&e)))?;
+            .map_err(|e| Error::Db(db::message(&e)))?;
         in_ddl = true;
         if let Err(e) = client.batch_execute(&text).await {
             let _ = client.batch_execute("ROLLBACK").await;
             return Err(Error::Spec(vec![model.error(
                 None,
-                format!("ddl {}: {}", ddl.display(), load::db_message(&e)),
+                format!("ddl {}: {}", ddl.display(), db::message(&e)),
             )]));
         }
         infos = read_catalog(&model, &client).await?;
@@ -374,7 +375,7 @@ async fn run_async(model: Arc<Model>, opts: &Options) -> Result<Report, Error> {
         client
             .batch_execute("COMMIT")
             .await
-            .map_err(|e| Error::Db(load::db_message(&e)))?;
+            .map_err(|e| Error::Db(db::message(&e)))?;
     }
     let targets = Arc::new(targets);
 
@@ -387,7 +388,7 @@ async fn run_async(model: Arc<Model>, opts: &Options) -> Result<Report, Error> {
     if opts.cleanup {
         let wrong = manifest::mismatches(&model, &targets, &client, opts.seed, opts.scale)
             .await
-            .map_err(|e| Error::Db(load::db_message(&e)))?;
+            .map_err(|e| Error::Db(db::message(&e)))?;
         if !wrong.is_empty() {
             return Err(Error::Spec(vec![model.error(
                 None,
@@ -438,7 +439,7 @@ async fn run_async(model: Arc<Model>, opts: &Options) -> Result<Report, Error> {
             .map_err(|e| {
                 Error::Db(format!(
                     "--truncate: {} (tables outside the spec reference these; add them to the spec or empty them first)",
-                    load::db_message(&e)
+                    db::message(&e)
                 ))
             })?;
     }

@@ -143,7 +143,7 @@ pub async fn load(
                 for c in clients.iter().take(workers) {
                     let _ = c.batch_execute("ROLLBACK").await;
                 }
-                let msg = format!("COMMIT failed: {}", db_message(&e));
+                let msg = format!("COMMIT failed: {}", crate::db::message(&e));
                 return Err(Error::Load(
                     undo(&model, &targets, clients, &committed, msg).await,
                 ));
@@ -170,7 +170,7 @@ async fn worker(
     if let Err(e) = client.batch_execute("BEGIN").await {
         return Err(fail(format!(
             "cannot begin a transaction: {}",
-            db_message(&e)
+            crate::db::message(&e)
         )));
     }
     if disable_triggers
@@ -180,7 +180,7 @@ async fn worker(
     {
         return Err(fail(format!(
             "--disable-triggers: {} (it needs a superuser, or a role allowed to SET session_replication_role)",
-            db_message(&e)
+            crate::db::message(&e)
         )));
     }
     let xid: i64 = match client
@@ -194,7 +194,7 @@ async fn worker(
         Err(e) => {
             return Err(fail(format!(
                 "cannot begin a transaction: {}",
-                db_message(&e)
+                crate::db::message(&e)
             )));
         }
     };
@@ -239,8 +239,8 @@ async fn copy(
             .and_then(copy_line)
             .map(|line| s.rows.start + line);
         match row {
-            Some(r) => format!("table {tname}, row {r}: {}", db_message(e)),
-            None => format!("table {tname}: {}", db_message(e)),
+            Some(r) => format!("table {tname}, row {r}: {}", crate::db::message(e)),
+            None => format!("table {tname}: {}", crate::db::message(e)),
         }
     };
     let sink = client
@@ -403,35 +403,6 @@ fn copy_line(where_: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-pub fn db_message(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(d) => {
-            let mut m = d.message().to_string();
-            if let Some(detail) = d.detail() {
-                m.push_str(": ");
-                m.push_str(detail);
-            }
-            if let Some(h) = d.hint() {
-                m.push_str(" (hint: ");
-                m.push_str(h);
-                m.push(')');
-            }
-            m
-        }
-        None => {
-            // Transport errors keep their cause a level down (TLS, I/O).
-            let mut m = e.to_string();
-            let mut src = std::error::Error::source(e);
-            while let Some(s) = src {
-                m.push_str(": ");
-                m.push_str(&s.to_string());
-                src = s.source();
-            }
-            m
-        }
-    }
-}
-
 /// After a failure: remove the rows that earlier waves of this run committed
 /// (their transactions' ids mark exactly those rows), children first.
 async fn undo(
@@ -448,7 +419,10 @@ async fn undo(
     let mut order: Vec<usize> = committed.iter().flat_map(|c| c.tables.clone()).collect();
     order.sort_by_key(|t| std::cmp::Reverse(model.order.iter().position(|o| o == t)));
     order.dedup();
-    let mut result = c.batch_execute("BEGIN").await.map_err(|e| db_message(&e));
+    let mut result = c
+        .batch_execute("BEGIN")
+        .await
+        .map_err(|e| crate::db::message(&e));
     let mut removed = Vec::new();
     for ti in &order {
         if result.is_err() {
@@ -468,7 +442,7 @@ async fn undo(
         );
         match c.execute(sql.as_str(), &[&xids]).await {
             Ok(n) => removed.push(format!("{} ({n} rows)", model.tables[*ti].name)),
-            Err(e) => result = Err(db_message(&e)),
+            Err(e) => result = Err(crate::db::message(&e)),
         }
     }
     match result {
@@ -479,7 +453,7 @@ async fn undo(
             ),
             Err(e) => format!(
                 "{msg}\ncould not remove the rows committed earlier in this run: {}",
-                db_message(&e)
+                crate::db::message(&e)
             ),
         },
         Err(e) => {
@@ -502,7 +476,10 @@ pub async fn bump_sequences(model: &Model, targets: &[Target], c: &Client) -> Re
                 t.sql_name
             );
             c.query(sql.as_str(), &[seq]).await.map_err(|e| {
-                Error::Db(format!("cannot move sequence {seq}: {}", db_message(&e)))
+                Error::Db(format!(
+                    "cannot move sequence {seq}: {}",
+                    crate::db::message(&e)
+                ))
             })?;
         }
     }
@@ -528,7 +505,7 @@ pub async fn cleanup(
             )]));
         }
     }
-    let tx_err = |e: tokio_postgres::Error| Error::Db(db_message(&e));
+    let tx_err = |e: tokio_postgres::Error| Error::Db(crate::db::message(&e));
     c.batch_execute("BEGIN").await.map_err(tx_err)?;
     let mut out = Vec::new();
     let mut order = model.order.clone();
@@ -555,7 +532,7 @@ pub async fn cleanup(
             .collect();
         let tmp = format!("volley_seed_keys_{n}");
         let result: Result<u64, String> = async {
-            let db = |e: tokio_postgres::Error| db_message(&e);
+            let db = |e: tokio_postgres::Error| crate::db::message(&e);
             c.batch_execute(&format!(
                 "CREATE TEMP TABLE {tmp} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA",
                 names.join(", "),

@@ -3,7 +3,6 @@
 //! would regenerate other keys, maybe those of rows users made) is refused.
 
 use crate::check::Target;
-use crate::load::db_message;
 use crate::model::Model;
 use tokio_postgres::Client;
 
@@ -44,7 +43,7 @@ pub async fn record(
     result.err().map(|e| {
         format!(
             "could not record the seed in volley_seed_manifest ({}); --cleanup will trust its flags",
-            db_message(&e)
+            crate::db::message(&e)
         )
     })
 }

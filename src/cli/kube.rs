@@ -96,7 +96,6 @@ pub(super) fn cmd_k8s_render(a: K8sRenderArgs) -> Result<u8, Failure> {
         }
     })?;
     let opts = k8s::RenderOptions {
-        plan_file: a.plan.clone(),
         parts: a.parts,
         start_at,
         image: a.image,

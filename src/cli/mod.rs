@@ -15,6 +15,7 @@ use seed::*;
 use target::*;
 use webhook::*;
 
+use crate::k8s;
 use anyhow::{Context as _, anyhow};
 use clap::{Args, Parser, Subcommand};
 use std::collections::HashMap;
@@ -23,10 +24,16 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use volley::output::dest::{self, Dest};
-use volley::output::{OutputSpec, Outputs};
-use volley::{compare, engine, junit, k8s, merge, plan, report, run, serve, summary};
+use volley_config::plan;
+use volley_model::segment::Segment;
+use volley_model::summary::Summary;
 use volley_protocols::duration::DurRange;
+use volley_results::text as summary;
+use volley_results::{compare, junit, merge, report};
+use volley_runtime::output::dest::{self, Dest};
+use volley_runtime::output::{OutputSpec, Outputs};
+use volley_runtime::{engine, run};
+use volley_serve as serve;
 
 /// Exit codes, as k6 users know them.
 const EXIT_OK: u8 = 0;
@@ -178,8 +185,8 @@ fn load_plan(a: &PlanArgs, extra_env: &[(String, String)]) -> Result<plan::Plan,
         env.insert(k.clone(), v.clone());
     }
     let segment = match &a.segment {
-        Some(s) => plan::Segment::parse(s).map_err(|e| usage(anyhow!(e)))?,
-        None => plan::Segment::default(),
+        Some(s) => Segment::parse(s).map_err(|e| usage(anyhow!(e)))?,
+        None => Segment::default(),
     };
     plan::load(&a.plan, &plan::LoadOptions { env, segment }).map_err(usage)
 }
@@ -298,7 +305,7 @@ impl Artifacts<'_> {
 
     /// Write every file asked for (a regular file whole or not at all, see
     /// `output::dest`); the errors of those that failed.
-    fn write(&self, s: &summary::Summary) -> Vec<anyhow::Error> {
+    fn write(&self, s: &Summary) -> Vec<anyhow::Error> {
         let mut errors = Vec::new();
         if let Some(path) = self.summary {
             // Compact: a soak's per-second series make pretty JSON several times larger.
@@ -328,11 +335,11 @@ fn write_file(what: &str, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write the {what} to {}", path.display()))
 }
 
-fn read_summary(path: &Path) -> Result<summary::Summary, Failure> {
+fn read_summary(path: &Path) -> Result<Summary, Failure> {
     let bytes = std::fs::read(path)
         .with_context(|| format!("cannot read {}", path.display()))
         .map_err(usage)?;
-    let s: summary::Summary = serde_json::from_slice(&bytes).map_err(|e| {
+    let s: Summary = serde_json::from_slice(&bytes).map_err(|e| {
         usage(anyhow!(
             "{} is not a volley summary export ({e}); write one with `volley run PLAN --summary-export FILE`",
             path.display()

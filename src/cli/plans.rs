@@ -53,7 +53,7 @@ pub(super) struct RunArgs {
     /// Points of per-series time series kept (in memory and in the summary's
     /// `intervals`): a long or many-series run keeps fewer, wider buckets.
     #[arg(long, value_name = "N", env = "VOLLEY_HISTORY_POINTS",
-          default_value_t = volley::history::SERIES_POINTS as u64,
+          default_value_t = volley_model::history::SERIES_POINTS as u64,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub(super) history_points: u64,
 }
@@ -94,7 +94,7 @@ pub(super) fn parse_start_at(s: &str) -> Result<SystemTime, Failure> {
 
 /// Say so when a scenario's arrival rate is likely beyond this machine.
 pub(super) fn warn_rates(plan: &plan::Plan) {
-    let cores = plan::machine::Machine::detect().cores;
+    let cores = volley_config::machine::Machine::detect().cores;
     for s in &plan.scenarios {
         if let Some(w) = s.exec.rate_warning(plan.segment.count, cores) {
             eprintln!("warning: scenario {:?}: {w}", s.name);
@@ -232,7 +232,7 @@ pub(super) fn describe(plan: &plan::Plan) -> String {
                     r
                 );
             }
-            if let plan::executor::Executor::SharedIterations { iterations, .. } = s.exec {
+            if let volley_model::schedule::Executor::SharedIterations { iterations, .. } = s.exec {
                 let _ = write!(
                     share,
                     ", {} of {iterations} iterations",
@@ -285,7 +285,7 @@ pub(super) fn describe(plan: &plan::Plan) -> String {
             );
         }
     }
-    out.push_str(&volley::capacity::describe(plan));
+    out.push_str(&volley_config::describe::capacity(plan));
     if !plan.thresholds.is_empty() {
         let _ = writeln!(out, "thresholds:");
         for t in &plan.thresholds {

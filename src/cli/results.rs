@@ -73,7 +73,7 @@ pub(super) fn cmd_report(a: ReportArgs) -> Result<u8, Failure> {
 
 /// Refuse a summary whose histograms do not decode (bad input, exit 2),
 /// naming the file and the series, before anything is written.
-fn check_histograms(path: &Path, s: &summary::Summary) -> Result<(), Failure> {
+fn check_histograms(path: &Path, s: &Summary) -> Result<(), Failure> {
     for r in &s.series {
         r.to_slot().map_err(|e| {
             usage(anyhow!(

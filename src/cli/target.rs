@@ -53,6 +53,9 @@ pub(super) struct ServeArgs {
     /// Write this process's id to FILE (for a monitor's pid_file).
     #[arg(long, value_name = "FILE")]
     pub(super) pid_file: Option<PathBuf>,
+    /// Delay before each token POST /api/v1/llm/chat streams (default 20ms).
+    #[arg(long, value_name = "DURATION")]
+    pub(super) llm_delay: Option<String>,
 }
 
 #[derive(Args)]
@@ -110,6 +113,12 @@ pub(super) fn cmd_serve(a: ServeArgs) -> Result<u8, Failure> {
         .map(volley_protocols::duration::parse_duration)
         .transpose()
         .map_err(|e| usage(anyhow!("--queue-timeout: {e}")))?;
+    let llm_delay = a
+        .llm_delay
+        .as_deref()
+        .map(volley_protocols::duration::parse_duration)
+        .transpose()
+        .map_err(|e| usage(anyhow!("--llm-delay: {e}")))?;
     if let Some(p) = &a.pid_file {
         write_file(
             "pid file",
@@ -142,6 +151,7 @@ pub(super) fn cmd_serve(a: ServeArgs) -> Result<u8, Failure> {
             queue: a.queue,
             queue_timeout,
             leak_kb_per_s: a.leak,
+            llm_delay,
         };
         let server = serve::Server::start(a.addr, opts)
             .await
@@ -157,6 +167,10 @@ pub(super) fn cmd_serve(a: ServeArgs) -> Result<u8, Failure> {
             "  API: {0}/api/v1/health  chat: {1}  stats: {0}/__volley/stats",
             server.base_url(),
             server.ws_url()
+        );
+        println!(
+            "  flows: {0}/api/v1/session/login, /api/v1/redirect/N, /api/v1/limited, /api/v1/upload  LLM (SSE): POST {0}/api/v1/llm/chat",
+            server.base_url()
         );
         let mode = match (&a.webhook_secret, a.webhook_insecure) {
             (_, true) => "accepts everything (--webhook-insecure)",

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
-use volley::serve::{ServeOptions, Server};
+use volley_serve::{ServeOptions, Server};
 
 /// The demo target on 127.0.0.1, on its own runtime, for the test's lifetime.
 pub struct Target {

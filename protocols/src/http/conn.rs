@@ -340,6 +340,10 @@ pub enum ErrorKind {
     Protocol,
     InvalidUrl,
     Io,
+    /// Still redirected after `max_redirects` hops (a loop, or a long chain).
+    TooManyRedirects,
+    /// A redirect whose Location is not an http(s) URL.
+    BadRedirect,
 }
 
 impl ErrorKind {
@@ -355,6 +359,8 @@ impl ErrorKind {
             ErrorKind::Protocol => "protocol error",
             ErrorKind::InvalidUrl => "invalid url",
             ErrorKind::Io => "io error",
+            ErrorKind::TooManyRedirects => "too many redirects",
+            ErrorKind::BadRedirect => "invalid redirect location",
         }
     }
 
@@ -387,13 +393,40 @@ pub struct Connector {
     dns: Mutex<HashMap<(String, u16), Vec<SocketAddr>>>,
 }
 
+/// A client certificate (mTLS) and private CAs, read from PEM files at load.
+#[derive(Debug, Default)]
+pub struct TlsFiles {
+    pub client: Option<(
+        Vec<rustls::pki_types::CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    )>,
+    /// Trusted beside the public roots (`ca_file`).
+    pub roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+}
+
+impl TlsFiles {
+    pub fn is_empty(&self) -> bool {
+        self.client.is_none() && self.roots.is_empty()
+    }
+}
+
 impl Connector {
     pub fn new(insecure: bool, version: HttpVersion) -> Self {
-        Self {
-            tls: Arc::new(tls_config(insecure, version)),
+        Self::with_tls(insecure, version, &TlsFiles::default()).expect("no certificate to refuse")
+    }
+
+    /// With a client certificate and private CAs; refused when a
+    /// certificate does not parse or the key does not fit it.
+    pub fn with_tls(
+        insecure: bool,
+        version: HttpVersion,
+        files: &TlsFiles,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            tls: Arc::new(tls_config(insecure, version, files)?),
             version,
             dns: Mutex::default(),
-        }
+        })
     }
 
     async fn resolve(&self, origin: &Origin) -> Result<Vec<SocketAddr>, ErrorKind> {
@@ -480,27 +513,46 @@ impl Connector {
 }
 
 /// rustls with the ring provider; also used by the WebSocket driver (HTTP/1.1 only).
-fn tls_config(insecure: bool, version: HttpVersion) -> rustls::ClientConfig {
+fn tls_config(
+    insecure: bool,
+    version: HttpVersion,
+    files: &TlsFiles,
+) -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .expect("ring supports the default TLS versions");
-    let mut config = if insecure {
+    let builder = if insecure {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
-            .with_no_client_auth()
     } else {
-        let roots =
+        let mut roots =
             rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        builder.with_root_certificates(roots).with_no_client_auth()
+        for cert in &files.roots {
+            roots
+                .add(cert.clone())
+                .map_err(|e| format!("ca_file: a certificate does not parse ({e})"))?;
+        }
+        builder.with_root_certificates(roots)
+    };
+    let mut config = match &files.client {
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain.clone(), key.clone_key())
+            .map_err(|e| match e {
+                rustls::Error::InconsistentKeys(_) => {
+                    "client_key is not the key of client_cert: give the key the certificate was issued for".to_string()
+                }
+                e => format!("client_cert/client_key: {e}"),
+            })?,
+        None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = match version {
         HttpVersion::Http1 => vec![b"http/1.1".to_vec()],
         HttpVersion::Http2 => vec![b"h2".to_vec()],
         HttpVersion::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
     };
-    config
+    Ok(config)
 }
 
 /// `insecure_skip_tls_verify`: for staging certificates, as k6's option.

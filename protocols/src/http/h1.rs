@@ -9,6 +9,7 @@
 //! section 6 says, in one buffer that starts at one page.
 
 use super::conn::{ErrorKind, Stream};
+use super::link::{BodySink, Keep};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -142,18 +143,14 @@ impl H1 {
     }
 
     /// Read the response head, skipping informational (1xx) responses.
-    pub async fn read_head(
-        &mut self,
-        method: &Method,
-        keep_headers: bool,
-    ) -> Result<Head, ErrorKind> {
+    pub async fn read_head(&mut self, method: &Method, keep: Keep) -> Result<Head, ErrorKind> {
         loop {
             let parsed = {
                 let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
                 let mut resp = httparse::Response::new(&mut slots);
                 match resp.parse(&self.buf[self.start..self.end]) {
                     Ok(httparse::Status::Complete(len)) => {
-                        Some(interpret(&resp, len, method, keep_headers)?)
+                        Some(interpret(&resp, len, method, keep)?)
                     }
                     Ok(httparse::Status::Partial) => None,
                     Err(_) => return Err(ErrorKind::Protocol),
@@ -186,7 +183,7 @@ impl H1 {
     pub async fn read_body(
         &mut self,
         head: &Head,
-        mut sink: Option<&mut Vec<u8>>,
+        mut sink: Option<&mut (dyn BodySink + '_)>,
     ) -> Result<u64, ErrorKind> {
         let total = match head.framing {
             Framing::Empty => 0,
@@ -210,17 +207,23 @@ impl H1 {
         Ok(total)
     }
 
-    fn consume_available(&mut self, max: u64, sink: &mut Option<&mut Vec<u8>>) -> u64 {
+    fn consume_available(&mut self, max: u64, sink: &mut Option<&mut (dyn BodySink + '_)>) -> u64 {
         let take = ((self.end - self.start) as u64).min(max) as usize;
-        if let Some(s) = sink.as_deref_mut() {
-            s.extend_from_slice(&self.buf[self.start..self.start + take]);
+        if let Some(s) = sink.as_deref_mut()
+            && take > 0
+        {
+            s.data(&self.buf[self.start..self.start + take]);
         }
         self.start += take;
         take as u64
     }
 
     /// Exactly `n` body bytes.
-    async fn take(&mut self, n: u64, sink: &mut Option<&mut Vec<u8>>) -> Result<(), ErrorKind> {
+    async fn take(
+        &mut self,
+        n: u64,
+        sink: &mut Option<&mut (dyn BodySink + '_)>,
+    ) -> Result<(), ErrorKind> {
         let mut left = n;
         while left > 0 {
             if self.start == self.end && self.fill().await? == 0 {
@@ -231,7 +234,10 @@ impl H1 {
         Ok(())
     }
 
-    async fn read_chunked(&mut self, sink: &mut Option<&mut Vec<u8>>) -> Result<u64, ErrorKind> {
+    async fn read_chunked(
+        &mut self,
+        sink: &mut Option<&mut (dyn BodySink + '_)>,
+    ) -> Result<u64, ErrorKind> {
         let mut total = 0;
         loop {
             let size = loop {
@@ -289,7 +295,7 @@ fn interpret(
     resp: &httparse::Response<'_, '_>,
     len: usize,
     method: &Method,
-    keep_headers: bool,
+    keep: Keep,
 ) -> Result<(usize, Head, bool), ErrorKind> {
     let status = resp.code.ok_or(ErrorKind::Protocol)?;
     let mut keep_alive = resp.version == Some(1);
@@ -322,7 +328,7 @@ fn interpret(
                 }
             }
         }
-        if keep_headers
+        if keep.wants(h.name, status)
             && let (Ok(n), Ok(v)) = (
                 HeaderName::from_bytes(h.name.as_bytes()),
                 HeaderValue::from_bytes(h.value),
@@ -438,7 +444,7 @@ mod tests {
         let mut out = Vec::new();
         write_request(&mut out, &method, "/x", b"h", &HeaderMap::new(), b"");
         c.send(&out).await?;
-        let head = c.read_head(&method, true).await?;
+        let head = c.read_head(&method, Keep::ALL).await?;
         let mut body = Vec::new();
         let n = c.read_body(&head, Some(&mut body)).await?;
         assert_eq!(n as usize, body.len());
@@ -631,7 +637,7 @@ mod tests {
                 b"{}",
             );
             c.send(&out).await.unwrap();
-            let head = c.read_head(&Method::POST, false).await.unwrap();
+            let head = c.read_head(&Method::POST, Keep::NONE).await.unwrap();
             c.read_body(&head, None).await.unwrap();
         }
         let (read, written) = peer.await.unwrap();

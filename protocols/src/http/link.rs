@@ -17,6 +17,57 @@ use http::{HeaderMap, Method};
 use std::rc::Rc;
 use std::time::Instant;
 
+/// Where a response body goes as it arrives.
+pub trait BodySink {
+    fn data(&mut self, bytes: &[u8]);
+}
+
+impl BodySink for Vec<u8> {
+    fn data(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// Which response headers an exchange keeps. Kept headers are the only
+/// ones copied out of the read buffer, so a response with none of them
+/// costs no allocation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Keep {
+    /// Every header (checks and captures read them).
+    pub all: bool,
+    /// Set-Cookie, for the cookie jar.
+    pub set_cookie: bool,
+    /// Location on a redirect (3xx).
+    pub location: bool,
+    /// Retry-After on a 429.
+    pub retry_after: bool,
+}
+
+impl Keep {
+    pub const ALL: Keep = Keep {
+        all: true,
+        set_cookie: false,
+        location: false,
+        retry_after: false,
+    };
+    pub const NONE: Keep = Keep {
+        all: false,
+        set_cookie: false,
+        location: false,
+        retry_after: false,
+    };
+
+    #[inline]
+    pub fn wants(&self, name: &str, status: u16) -> bool {
+        self.all
+            || (self.set_cookie && name.eq_ignore_ascii_case("set-cookie"))
+            || (self.location
+                && (300..400).contains(&status)
+                && name.eq_ignore_ascii_case("location"))
+            || (self.retry_after && status == 429 && name.eq_ignore_ascii_case("retry-after"))
+    }
+}
+
 enum Open {
     H1 { origin: Origin, conn: H1 },
     H2(H2Conn),
@@ -68,6 +119,26 @@ impl Link {
         if let Some(b) = sink.as_deref_mut() {
             b.clear();
         }
+        let keep = if keep_headers { Keep::ALL } else { Keep::NONE };
+        let sink = sink.map(|b| b as &mut dyn BodySink);
+        self.exchange_with(connector, method, target, headers, body, keep, sink, times)
+            .await
+    }
+
+    /// [`Link::exchange`], keeping the headers `keep` names and handing the
+    /// body to any sink (e.g. an event-stream parser) chunk by chunk.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn exchange_with(
+        &mut self,
+        connector: &Connector,
+        method: &Method,
+        target: &Target,
+        headers: &HeaderMap,
+        body: &Bytes,
+        keep: Keep,
+        mut sink: Option<&mut (dyn BodySink + '_)>,
+        times: &mut ConnectTimes,
+    ) -> Result<Exchange, ErrorKind> {
         let mut reused = true;
         loop {
             let usable = match &mut self.open {
@@ -106,7 +177,7 @@ impl Link {
                         body,
                     );
                     let sent_at = Instant::now();
-                    h1_exchange(conn, &self.out, method, keep_headers, sink.as_deref_mut())
+                    h1_exchange(conn, &self.out, method, keep, sink.as_deref_mut())
                         .await
                         .map(|(status, headers, headers_at)| Exchange {
                             status,
@@ -122,7 +193,7 @@ impl Link {
                     *req.uri_mut() = target.full.clone();
                     h2_headers(&mut req, body);
                     let sent_at = Instant::now();
-                    match h2_exchange(c, req, body, keep_headers, sink.as_deref_mut()).await {
+                    match h2_exchange(c, req, body, keep, sink.as_deref_mut()).await {
                         Ok((status, headers, headers_at)) => Ok(Exchange {
                             status,
                             headers,
@@ -153,11 +224,11 @@ async fn h1_exchange(
     conn: &mut H1,
     request: &[u8],
     method: &Method,
-    keep_headers: bool,
-    sink: Option<&mut Vec<u8>>,
+    keep: Keep,
+    sink: Option<&mut (dyn BodySink + '_)>,
 ) -> Result<(u16, HeaderMap, Instant), ErrorKind> {
     conn.send(request).await?;
-    let head = conn.read_head(method, keep_headers).await?;
+    let head = conn.read_head(method, keep).await?;
     let headers_at = Instant::now();
     conn.read_body(&head, sink).await?;
     Ok((head.status, head.headers, headers_at))
@@ -202,8 +273,8 @@ async fn h2_exchange(
     c: &mut H2Conn,
     req: http::Request<()>,
     body: &Bytes,
-    keep_headers: bool,
-    mut sink: Option<&mut Vec<u8>>,
+    keep: Keep,
+    mut sink: Option<&mut (dyn BodySink + '_)>,
 ) -> Result<(u16, HeaderMap, Instant), H2Error> {
     let unsent = |e: h2::Error| H2Error::Unsent(ErrorKind::from_h2(&e));
     // Room for one more stream (the server's limit on concurrent streams),
@@ -230,14 +301,20 @@ async fn h2_exchange(
     let headers_at = Instant::now();
     let status = resp.status().as_u16();
     let (mut parts, mut recv) = resp.into_parts();
-    if !keep_headers {
-        parts.headers.clear();
+    if !keep.all {
+        let mut kept = HeaderMap::new();
+        for (name, value) in &parts.headers {
+            if keep.wants(name.as_str(), status) {
+                kept.append(name.clone(), value.clone());
+            }
+        }
+        parts.headers = kept;
     }
     while let Some(data) = c.drive(|_, cx| recv.poll_data(cx)).await {
         let data = data.map_err(failed)?;
         let _ = recv.flow_control().release_capacity(data.len());
         if let Some(out) = sink.as_deref_mut() {
-            out.extend_from_slice(&data);
+            out.data(&data);
         }
     }
     Ok((status, parts.headers, headers_at))

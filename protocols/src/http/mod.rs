@@ -1,19 +1,25 @@
 //! The HTTP driver: one keep-alive connection per VU, HTTP/1.1 (our own,
 //! h1.rs) and HTTP/2 (the h2 crate; ALPN over TLS, or prior knowledge), rustls.
 
+mod body;
 mod check;
 pub(crate) mod conn;
+mod cookies;
 mod fetch;
 mod h1;
 pub(crate) mod link;
+mod record;
+mod sse;
 mod tcp;
 mod vu;
 
 pub use check::ChecksSpec;
 pub use conn::ErrorKind;
 pub use fetch::Fetcher;
+pub use record::RecordSpec;
 pub use vu::HttpVu;
 
+pub use crate::driver::HttpVersion;
 use crate::driver::Inputs;
 use crate::driver::{BuildCtx, Driver, VuEnv};
 use crate::duration::{Dur, DurRange};
@@ -30,19 +36,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use toml::Spanned;
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-pub enum HttpVersion {
-    /// HTTP/2 when the server offers it over TLS (ALPN), else HTTP/1.1.
-    #[default]
-    #[serde(rename = "auto")]
-    Auto,
-    #[serde(rename = "1.1")]
-    Http1,
-    /// HTTP/2 only; on http:// URLs by prior knowledge (h2c).
-    #[serde(rename = "2")]
-    Http2,
-}
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -66,12 +59,59 @@ pub struct HttpOptions {
     pub timeout: Option<Dur>,
     pub insecure_skip_tls_verify: Option<bool>,
     pub http_version: Option<HttpVersion>,
+    pub client_cert: Option<Spanned<String>>,
+    pub client_key: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
+    /// A cookie jar per VU: `"on"` (the default, as in k6) or `"off"`.
+    pub cookies: Option<Switch>,
+    /// `"iteration"`: each iteration starts with an empty jar.
+    pub reset_cookies: Option<ResetCookies>,
+    /// Redirects followed per request (10 unless set; 0 follows none).
+    pub max_redirects: Option<u32>,
+    /// What a 429 does: `"count"` (the default) or `"honor"` its Retry-After.
+    pub on_429: Option<On429>,
+    /// The longest Retry-After honored (60s unless set).
+    pub max_retry_after: Option<Dur>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Switch {
+    #[default]
+    On,
+    Off,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResetCookies {
+    /// The jar lives as long as the VU.
+    #[default]
+    Never,
+    Iteration,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum On429 {
+    /// A 429 is a response like any other (tagged status:429).
+    #[default]
+    Count,
+    /// The VU waits the Retry-After before its next request.
+    Honor,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamKind {
+    /// Server-sent events (`text/event-stream`), as LLM APIs stream tokens.
+    Sse,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestSpec {
-    pub name: Option<String>,
+    pub name: Option<Spanned<String>>,
     pub method: Option<Spanned<String>>,
     pub url: Spanned<String>,
     #[serde(default)]
@@ -87,6 +127,29 @@ pub struct RequestSpec {
     #[serde(default)]
     pub captures: BTreeMap<String, Spanned<Value>>,
     pub think_time: Option<DurRange>,
+    /// A file as the body (relative to the plan), templated unless
+    /// `body_file_raw = true`.
+    pub body_file: Option<Spanned<String>>,
+    pub body_file_raw: Option<bool>,
+    /// application/x-www-form-urlencoded fields.
+    pub form: Option<Spanned<Value>>,
+    /// multipart/form-data fields and files.
+    pub multipart: Option<Spanned<Value>>,
+    /// Cookies put in the VU's jar (for this request's site) before it is sent.
+    #[serde(default)]
+    pub cookies: BTreeMap<Spanned<String>, Spanned<String>>,
+    pub max_redirects: Option<u32>,
+    /// Run in the VU's first iteration only (log in once, then loop).
+    #[serde(default)]
+    pub once: bool,
+    pub group: Option<Spanned<String>>,
+    /// Tags on this request's samples; values are templates.
+    #[serde(default)]
+    pub tags: BTreeMap<Spanned<String>, Spanned<String>>,
+    /// Custom metrics fed from the response.
+    #[serde(default)]
+    pub record: BTreeMap<Spanned<String>, Spanned<RecordSpec>>,
+    pub stream: Option<StreamKind>,
 }
 
 /// Headers as written, lower-cased name -> (span of the key, value).
@@ -100,6 +163,81 @@ pub(crate) struct Client<'a> {
     pub headers: HeaderSpecs,
     pub timeout: Duration,
     pub connector: conn::Connector,
+}
+
+/// `client_cert`, `client_key` and `ca_file` (the scenario's, else
+/// `[defaults]`), read and checked at load.
+fn tls_files(
+    base_dir: &std::path::Path,
+    cert: Option<&Spanned<String>>,
+    key: Option<&Spanned<String>>,
+    ca: Option<&Spanned<String>>,
+) -> Result<conn::TlsFiles, ConfigError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = |key: &str,
+                 path: &Spanned<String>|
+     -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+        let (p, bytes) = body::read_file(base_dir, key, path)?;
+        let bad = |why: String| {
+            ConfigError::at(
+                path.span(),
+                format!(
+                    "{key} {:?} ({}): {why}; give a PEM file with -----BEGIN CERTIFICATE----- blocks",
+                    path.get_ref(),
+                    p.display()
+                ),
+            )
+        };
+        let list = CertificateDer::pem_slice_iter(&bytes)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(format!("not PEM ({e})")))?;
+        if list.is_empty() {
+            return Err(bad("holds no certificate".into()));
+        }
+        // Parsed as X.509 now, not at the first handshake.
+        for c in &list {
+            rustls::RootCertStore::empty()
+                .add(c.clone())
+                .map_err(|e| bad(format!("a certificate does not parse ({e})")))?;
+        }
+        Ok(list)
+    };
+    let mut files = conn::TlsFiles::default();
+    if let Some(ca) = ca {
+        files.roots = certs("ca_file", ca)?;
+    }
+    match (cert, key) {
+        (None, None) => {}
+        (Some(c), None) => {
+            return Err(ConfigError::at(
+                c.span(),
+                "client_cert needs client_key (the PEM private key of that certificate)",
+            ));
+        }
+        (None, Some(k)) => {
+            return Err(ConfigError::at(
+                k.span(),
+                "client_key needs client_cert (the PEM certificate of that key)",
+            ));
+        }
+        (Some(c), Some(k)) => {
+            let chain = certs("client_cert", c)?;
+            let (p, bytes) = body::read_file(base_dir, "client_key", k)?;
+            let key = PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| {
+                ConfigError::at(
+                    k.span(),
+                    format!(
+                        "client_key {:?} ({}): no PEM private key ({e}); give a file with a -----BEGIN PRIVATE KEY----- (or RSA/EC PRIVATE KEY) block",
+                        k.get_ref(),
+                        p.display()
+                    ),
+                )
+            })?;
+            files.client = Some((chain, key));
+        }
+    }
+    Ok(files)
 }
 
 impl<'a> Client<'a> {
@@ -136,12 +274,17 @@ impl<'a> Client<'a> {
 
 pub(crate) struct Request {
     name: String,
+    /// `name` was written; else it is the URL template and redirect hops
+    /// are named by their own URL, as k6 names unnamed requests.
+    named: bool,
     method: Method,
     url: Template,
     static_target: Option<conn::Target>,
+    /// The static URL as the cookie jar keys it.
+    static_url: Option<url::Url>,
     static_headers: HeaderMap,
     dynamic_headers: Vec<(HeaderName, Template)>,
-    body: Option<Template>,
+    body: body::Body,
     timeout: Duration,
     checks: Vec<Check>,
     captures: Vec<Capture>,
@@ -149,11 +292,22 @@ pub(crate) struct Request {
     expected: Vec<u16>,
     needs_body: bool,
     needs_json: bool,
-    /// Response headers are read by a check or capture.
+    /// Response headers are read by a check, capture or record.
     needs_headers: bool,
     think_time: Option<DurRange>,
     /// A rendered URL was invalid and the user was told.
     told_invalid_url: AtomicBool,
+    max_redirects: u32,
+    once: bool,
+    /// Index into `HttpDriver::groups`.
+    group: Option<usize>,
+    /// The scenario's tags with name, group and the request's fixed tags.
+    tags: Tags,
+    /// Request tags whose values are templates, rendered per request.
+    dynamic_tags: Vec<(String, Template)>,
+    cookies: Vec<(String, Template)>,
+    records: Vec<record::Record>,
+    stream: bool,
 }
 
 impl Request {
@@ -189,6 +343,11 @@ pub(crate) struct Metrics {
     sent: MetricId,
     received: MetricId,
     checks: MetricId,
+    throttled: MetricId,
+    group_duration: MetricId,
+    first_event: MetricId,
+    events: MetricId,
+    gap: MetricId,
 }
 
 impl Metrics {
@@ -205,6 +364,11 @@ impl Metrics {
             sent: r.metric("data_sent", Counter, Unit::Data),
             received: r.metric("data_received", Counter, Unit::Data),
             checks: r.metric("checks", Rate, Unit::Default),
+            throttled: r.metric("http_req_throttled", Trend, Unit::Time),
+            group_duration: r.metric("group_duration", Trend, Unit::Time),
+            first_event: r.metric("http_stream_first_event", Trend, Unit::Time),
+            events: r.metric("http_stream_events", Counter, Unit::Default),
+            gap: r.metric("http_stream_gap", Trend, Unit::Time),
         }
     }
 }
@@ -218,6 +382,12 @@ pub struct HttpDriver {
     connector: conn::Connector,
     inputs: Inputs,
     metrics: Metrics,
+    cookies: bool,
+    reset_cookies: bool,
+    /// `on_429 = "honor"`: the longest Retry-After waited.
+    honor_429: Option<Duration>,
+    /// Group tag values (`::checkout`), indexed by `Request::group`.
+    groups: Vec<String>,
 }
 
 impl HttpDriver {
@@ -235,7 +405,7 @@ impl HttpDriver {
                 env.declare_var(name);
             }
         }
-        let client = Client::resolve(
+        let mut client = Client::resolve(
             defaults,
             options.base_url.as_ref(),
             &options.headers,
@@ -244,24 +414,61 @@ impl HttpDriver {
             options.insecure_skip_tls_verify,
             Duration::from_secs(60),
         );
+        let cert = options
+            .client_cert
+            .as_ref()
+            .or(defaults.client_cert.as_ref());
+        let key = options.client_key.as_ref().or(defaults.client_key.as_ref());
+        let ca = options.ca_file.as_ref().or(defaults.ca_file.as_ref());
+        let files = tls_files(&ctx.base_dir, cert, key, ca)?;
+        if !files.is_empty() {
+            let version = options
+                .http_version
+                .or(defaults.http_version)
+                .unwrap_or_default();
+            let insecure = options
+                .insecure_skip_tls_verify
+                .or(defaults.insecure_skip_tls_verify)
+                .unwrap_or(false);
+            client.connector =
+                conn::Connector::with_tls(insecure, version, &files).map_err(|e| {
+                    let span = cert.or(ca).map(Spanned::span).unwrap_or_default();
+                    ConfigError::at(span, e)
+                })?;
+        }
+        let redirects = options
+            .max_redirects
+            .or(defaults.max_redirects)
+            .unwrap_or(10);
+        let mut groups: Vec<String> = Vec::new();
         let mut requests = Vec::new();
         let mut weights = Weighted::default();
+        let weighted = options.flow == Flow::Weighted;
+        let at = RequestCtx {
+            base: client.base,
+            headers: &client.headers,
+            timeout: client.timeout,
+            redirects,
+            tags: &ctx.tags,
+            build: ctx,
+        };
         for (i, spec) in options.requests.iter().enumerate() {
-            let req = compile_request(
-                spec,
-                i,
-                client.base,
-                &client.headers,
-                client.timeout,
-                &mut env,
-            )?;
-            weights.push(weight(
-                spec.weight.as_ref(),
-                options.flow == Flow::Weighted,
-            )?);
+            let req = compile_request(spec, i, &at, &mut env, &mut groups)?;
+            if spec.once && weighted {
+                // Run before the mix in the VU's first iteration, never picked.
+                if let Some(w) = &spec.weight {
+                    return Err(ConfigError::at(
+                        w.span(),
+                        "a once = true request runs first in the VU's first iteration, not by weight: remove its weight",
+                    ));
+                }
+                weights.push(0.0);
+            } else {
+                weights.push(weight(spec.weight.as_ref(), weighted)?);
+            }
             requests.push(req);
         }
-        if options.flow == Flow::Weighted {
+        if weighted {
             let first = options
                 .requests
                 .iter()
@@ -276,18 +483,50 @@ impl HttpDriver {
             connector: client.connector,
             inputs: Inputs::of(&env),
             metrics: Metrics::register(ctx.registry),
+            cookies: options.cookies.unwrap_or_default() == Switch::On,
+            reset_cookies: options.reset_cookies.unwrap_or_default() == ResetCookies::Iteration,
+            honor_429: (options.on_429.unwrap_or_default() == On429::Honor).then(|| {
+                options
+                    .max_retry_after
+                    .map_or(Duration::from_secs(60), |d| d.0)
+            }),
+            groups,
         })
     }
 }
 
+/// What every request of a scenario is compiled against.
+struct RequestCtx<'a> {
+    base: Option<&'a Spanned<String>>,
+    headers: &'a HeaderSpecs,
+    timeout: Duration,
+    redirects: u32,
+    tags: &'a Tags,
+    build: &'a BuildCtx<'a>,
+}
+
+/// Tag keys volley sets itself; a request's `tags` cannot take them.
+const RESERVED_TAGS: &[&str] = &[
+    "scenario",
+    "name",
+    "method",
+    "status",
+    "error",
+    "expected_response",
+    "group",
+    "check",
+    "redirect",
+];
+
 fn compile_request(
     spec: &RequestSpec,
     index: usize,
-    base: Option<&Spanned<String>>,
-    scenario_headers: &HeaderSpecs,
-    default_timeout: Duration,
+    cx: &RequestCtx<'_>,
     env: &mut TemplateEnv<'_>,
+    groups: &mut Vec<String>,
 ) -> Result<Request, ConfigError> {
+    let base = cx.base;
+    let scenario_headers = cx.headers;
     let at = |s: &Spanned<String>| {
         let span = s.span();
         move |e: String| ConfigError::at(span.clone(), e)
@@ -310,6 +549,17 @@ fn compile_request(
         }
         None => Method::GET,
     };
+    if let Some(n) = &spec.name
+        && n.get_ref().contains("{{")
+    {
+        return Err(ConfigError::at(
+            n.span(),
+            format!(
+                "name {:?} has a template: a name must be one fixed label (each distinct name is a series of its own); put per-request values in tags = {{ .. }}, or leave name out to group by the URL as written",
+                n.get_ref()
+            ),
+        ));
+    }
     let raw_url = spec.url.get_ref();
     let absolute = raw_url.starts_with("http://") || raw_url.starts_with("https://");
     let mut url = if absolute {
@@ -364,15 +614,19 @@ fn compile_request(
             .map_err(|e| ConfigError::at(spec.url.span(), e))?;
         url = Template::concat([url, Template::literal(sep), q]);
     }
-    let static_target = match url.as_static() {
+    let (static_target, static_url) = match url.as_static() {
         Some(text) => {
             let bad = |e: String| {
                 ConfigError::at(spec.url.span(), format!("{text:?} is not a valid URL: {e}"))
             };
             let uri = Uri::try_from(text.as_str()).map_err(|e| bad(e.to_string()))?;
-            Some(conn::Target::checked(uri).map_err(|e| bad(e.into()))?)
+            let target = conn::Target::checked(uri).map_err(|e| bad(e.into()))?;
+            // The jar's and redirects' view of it; parsed again per request
+            // in the rare case the two parsers disagree.
+            let parsed = url::Url::parse(&target.full.to_string()).ok();
+            (Some(target), parsed)
         }
-        None => None,
+        None => (None, None),
     };
 
     let mut static_headers = HeaderMap::new();
@@ -410,28 +664,96 @@ fn compile_request(
             HeaderValue::from_static(concat!("volley/", env!("CARGO_PKG_VERSION"))),
         );
     }
-    let body = match (&spec.json, &spec.body) {
-        (Some(_), Some(b)) => {
-            return Err(ConfigError::at(
-                b.span(),
-                "a request has either json or body, not both",
-            ));
+    let base_dir = &cx.build.base_dir;
+    let mut given: Vec<(&str, std::ops::Range<usize>)> = Vec::new();
+    if let Some(j) = &spec.json {
+        given.push(("json", j.span()));
+    }
+    if let Some(b) = &spec.body {
+        given.push(("body", b.span()));
+    }
+    if let Some(b) = &spec.body_file {
+        given.push(("body_file", b.span()));
+    }
+    if let Some(f) = &spec.form {
+        given.push(("form", f.span()));
+    }
+    if let Some(m) = &spec.multipart {
+        given.push(("multipart", m.span()));
+    }
+    if given.len() > 1 {
+        return Err(ConfigError::at(
+            given[1].1.clone(),
+            format!(
+                "a request has one body: {} and {} are both given; keep one of json, body, body_file, form, multipart",
+                given[0].0, given[1].0
+            ),
+        ));
+    }
+    let content_type = |v: &str, h: &mut HeaderMap| {
+        if !has_content_type && let Ok(v) = HeaderValue::from_str(v) {
+            h.insert(http::header::CONTENT_TYPE, v);
         }
-        (Some(j), None) => {
-            if !has_content_type {
-                static_headers.insert(
-                    http::header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-            }
-            Some(
-                env.compile_json(j.get_ref())
-                    .map_err(|e| ConfigError::at(j.span(), e))?,
-            )
-        }
-        (None, Some(b)) => Some(env.compile(b.get_ref()).map_err(at(b))?),
-        (None, None) => None,
     };
+    let body = if let Some(j) = &spec.json {
+        content_type("application/json", &mut static_headers);
+        body::Body::Text(
+            env.compile_json(j.get_ref())
+                .map_err(|e| ConfigError::at(j.span(), e))?,
+        )
+    } else if let Some(b) = &spec.body {
+        body::Body::Text(env.compile(b.get_ref()).map_err(at(b))?)
+    } else if let Some(f) = &spec.body_file {
+        let (p, bytes) = body::read_file(base_dir, "body_file", f)?;
+        content_type(body::content_type_of(&p), &mut static_headers);
+        if spec.body_file_raw == Some(true) {
+            body::Body::Raw(bytes::Bytes::from(bytes))
+        } else {
+            let text = String::from_utf8(bytes).map_err(|_| {
+                ConfigError::at(
+                    f.span(),
+                    format!(
+                        "body_file {:?} is not UTF-8 text, so it cannot be a template: add body_file_raw = true to send its bytes as they are",
+                        f.get_ref()
+                    ),
+                )
+            })?;
+            let t = env.compile(&text).map_err(|e| {
+                ConfigError::at(
+                    f.span(),
+                    format!(
+                        "body_file {:?}: {e} (its text is a template; add body_file_raw = true to send it as it is)",
+                        f.get_ref()
+                    ),
+                )
+            })?;
+            match t.as_static() {
+                Some(text) => body::Body::Raw(bytes::Bytes::from(text)),
+                None => body::Body::Text(t),
+            }
+        }
+    } else if let Some(f) = &spec.form {
+        content_type("application/x-www-form-urlencoded", &mut static_headers);
+        body::Body::Text(body::form(env, f)?)
+    } else if let Some(m) = &spec.multipart {
+        let (b, ct) = body::multipart(env, m, base_dir)?;
+        // The boundary is in the Content-Type: it is always ours.
+        static_headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_str(&ct).expect("a boundary of letters and digits"),
+        );
+        b
+    } else {
+        body::Body::None
+    };
+    if let Some(raw) = spec.body_file_raw
+        && spec.body_file.is_none()
+        && raw
+    {
+        return Err(ConfigError::new(
+            "body_file_raw = true applies to body_file: add body_file = \"...\" or remove it",
+        ));
+    }
 
     let checks = check::compile_checks(&spec.checks)?;
     let expected = match &spec.checks.status {
@@ -443,30 +765,111 @@ fn compile_request(
         let var = env.declare_var(name);
         captures.push(check::compile_capture(name, var, v)?);
     }
-    let needs_json =
-        checks.iter().any(Check::needs_json) || captures.iter().any(Capture::needs_json);
-    let needs_headers =
-        checks.iter().any(Check::needs_headers) || captures.iter().any(Capture::needs_headers);
+    let stream = spec.stream == Some(StreamKind::Sse);
+    let records = record::compile(&spec.record, cx.build.metrics, cx.build.registry, stream)?;
+    let needs_json = checks.iter().any(Check::needs_json)
+        || captures.iter().any(Capture::needs_json)
+        || records.iter().any(record::Record::needs_json);
+    let needs_headers = checks.iter().any(Check::needs_headers)
+        || captures.iter().any(Capture::needs_headers)
+        || records.iter().any(record::Record::needs_headers);
     let needs_body = needs_json
         || checks.iter().any(Check::needs_body)
         || captures.iter().any(Capture::needs_body);
-    let name = spec.name.clone().unwrap_or_else(|| {
+    if stream && needs_body {
+        let span = spec
+            .checks
+            .body_contains
+            .as_ref()
+            .map(Spanned::span)
+            .unwrap_or(spec.url.span());
+        return Err(ConfigError::at(
+            span,
+            "a streamed request (stream = \"sse\") is read event by event, not kept whole: read its events with record = { .. } (json paths apply to each event), not body checks or captures",
+        ));
+    }
+    let named = spec.name.is_some();
+    let name = match &spec.name {
+        Some(n) => n.get_ref().clone(),
         // Unnamed requests are tagged by their URL template, as k6 tags by URL.
-        if spec.url.get_ref().is_empty() {
-            format!("request {}", index + 1)
-        } else {
-            spec.url.get_ref().clone()
+        None if spec.url.get_ref().is_empty() => format!("request {}", index + 1),
+        None => spec.url.get_ref().clone(),
+    };
+    let group = match &spec.group {
+        Some(g) => {
+            let text = g.get_ref();
+            if text.is_empty() || text.contains("{{") || text.contains("::") {
+                return Err(ConfigError::at(
+                    g.span(),
+                    format!(
+                        "group {text:?}: a group is one fixed, non-empty label without templates or \"::\""
+                    ),
+                ));
+            }
+            let tag = format!("::{text}");
+            Some(match groups.iter().position(|x| *x == tag) {
+                Some(i) => i,
+                None => {
+                    groups.push(tag);
+                    groups.len() - 1
+                }
+            })
         }
-    });
+        None => None,
+    };
+    let mut tags = cx.tags.with("name", name.clone());
+    if let Some(g) = group {
+        tags = tags.with("group", groups[g].clone());
+    }
+    let mut dynamic_tags = Vec::new();
+    for (k, v) in &spec.tags {
+        if RESERVED_TAGS.contains(&k.get_ref().as_str()) {
+            return Err(ConfigError::at(
+                k.span(),
+                format!(
+                    "tag {:?} is set by volley; use another key (volley sets {})",
+                    k.get_ref(),
+                    RESERVED_TAGS.join(", ")
+                ),
+            ));
+        }
+        let t = env.compile(v.get_ref()).map_err(at(v))?;
+        match t.as_static() {
+            Some(text) => tags = tags.with(k.get_ref(), text),
+            None => dynamic_tags.push((k.get_ref().clone(), t)),
+        }
+    }
+    let mut cookies = Vec::new();
+    for (k, v) in &spec.cookies {
+        let ok = !k.get_ref().is_empty()
+            && k.get_ref()
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+        if !ok {
+            return Err(ConfigError::at(
+                k.span(),
+                format!(
+                    "{:?} is not a cookie name (letters, digits and !#$%&'*+-.^_`|~)",
+                    k.get_ref()
+                ),
+            ));
+        }
+        cookies.push((
+            k.get_ref().clone(),
+            env.compile(v.get_ref()).map_err(at(v))?,
+        ));
+    }
     Ok(Request {
         name,
+        named,
         method,
         url,
         static_target,
+        static_url,
         static_headers,
         dynamic_headers,
         body,
-        timeout: spec.timeout.map(|d| d.0).unwrap_or(default_timeout),
+        timeout: spec.timeout.map(|d| d.0).unwrap_or(cx.timeout),
         checks,
         captures,
         expected,
@@ -475,6 +878,14 @@ fn compile_request(
         needs_headers,
         think_time: spec.think_time,
         told_invalid_url: AtomicBool::new(false),
+        max_redirects: spec.max_redirects.unwrap_or(cx.redirects),
+        once: spec.once,
+        group,
+        tags,
+        dynamic_tags,
+        cookies,
+        records,
+        stream,
     })
 }
 

@@ -466,6 +466,7 @@ mod tests {
             defaults: &defaults,
             base_dir: ".".into(),
             max_vus: 1,
+            metrics: &[],
         };
         for connections in ["pool", "per-vu", "per-iteration"] {
             let o: super::super::PgOptions = toml::from_str(&format!(

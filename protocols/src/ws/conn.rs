@@ -112,7 +112,8 @@ impl Fault {
             IoKind::Timeout => Fault::ConnectTimeout,
             IoKind::Tls => Fault::Tls,
             IoKind::InvalidUrl => Fault::InvalidUrl,
-            IoKind::Protocol => Fault::Protocol,
+            // Redirects are the HTTP driver's; a WebSocket connect never follows one.
+            IoKind::Protocol | IoKind::TooManyRedirects | IoKind::BadRedirect => Fault::Protocol,
             IoKind::Io => Fault::Io,
         }
     }

@@ -994,6 +994,7 @@ mod tests {
             defaults: &defaults,
             base_dir: ".".into(),
             max_vus: 1,
+            metrics: &[],
         };
         let o: super::super::WsOptions =
             toml::from_str("url = \"ws://127.0.0.1:1/ws/chat\"\n").unwrap();

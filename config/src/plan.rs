@@ -1,0 +1,818 @@
+//! Plan files: parse, substitute `${ENV}`, validate, build drivers.
+//! Every error points at file:line:column before any traffic is sent.
+
+use crate::drivers::AnyDriver;
+use crate::env;
+use crate::executor::{self, COMMON_KEYS, Common};
+use crate::machine;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+use volley_model::metrics::MetricTable;
+use volley_model::schedule::Executor;
+use volley_model::segment::Segment;
+use volley_model::threshold::{self, ThresholdSet};
+use volley_protocols::data::{Feeder, Pick};
+use volley_protocols::driver::DeclaredMetric;
+use volley_protocols::duration::{Dur, DurRange};
+use volley_protocols::metrics::{MetricKind, Registry, Tags, Unit};
+use volley_protocols::{BuildCtx, ConfigError, Defaults};
+
+/// A plan error, located in its file.
+#[derive(Debug)]
+pub struct PlanError {
+    pub file: String,
+    /// 1-based line and column, when known.
+    pub position: Option<(usize, usize)>,
+    pub message: String,
+    /// The offending line, for display.
+    pub snippet: Option<String>,
+}
+
+impl PlanError {
+    pub fn new(file: &str, message: impl Into<String>) -> Self {
+        Self {
+            file: file.to_string(),
+            position: None,
+            message: message.into(),
+            snippet: None,
+        }
+    }
+
+    fn locate(file: &str, source: &str, e: ConfigError) -> Self {
+        let Some(span) = e.span else {
+            return Self::new(file, e.message);
+        };
+        // A span from a driver may not fall on a character boundary.
+        let start = source.floor_char_boundary(span.start);
+        let line_start = source[..start].rfind('\n').map(|i| i + 1).unwrap_or(0);
+        let line = source[..start].matches('\n').count() + 1;
+        let col = source[line_start..start].chars().count() + 1;
+        let line_end = source[start..]
+            .find('\n')
+            .map(|i| start + i)
+            .unwrap_or(source.len());
+        let text = &source[line_start..line_end];
+        let width = source[start
+            ..source
+                .floor_char_boundary(span.end.min(line_end))
+                .max(start)]
+            .chars()
+            .count()
+            .max(1);
+        let gutter = " ".repeat(line.to_string().len());
+        let snippet = format!(
+            "{gutter} |\n{line} | {text}\n{gutter} | {}{}",
+            " ".repeat(col - 1),
+            "^".repeat(width)
+        );
+        Self {
+            file: file.to_string(),
+            position: Some((line, col)),
+            message: e.message,
+            snippet: Some(snippet),
+        }
+    }
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some((l, c)) => write!(f, "{}:{l}:{c}: {}", self.file, self.message)?,
+            None => write!(f, "{}: {}", self.file, self.message)?,
+        }
+        if let Some(s) = &self.snippet {
+            write!(f, "\n{s}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+pub struct Scenario {
+    pub name: String,
+    pub driver_name: String,
+    pub exec: Executor,
+    pub start_time: Duration,
+    pub graceful_stop: Duration,
+    pub tags: Tags,
+    pub think_time: Option<DurRange>,
+    pub driver: AnyDriver,
+    pub breaking_point: Option<Spanned<toml::Value>>,
+    /// Breaking-point signals, spikes and how recovery is judged.
+    pub capacity: crate::capacity::ScenarioCapacity,
+}
+
+impl Scenario {
+    /// When this scenario stops scheduling work, from the start of the run.
+    pub fn end(&self) -> Duration {
+        self.start_time + self.exec.duration()
+    }
+}
+
+pub struct Plan {
+    pub file: PathBuf,
+    pub source: String,
+    /// Identity of the plan text, so merged parts can be checked to come from one plan.
+    pub digest: String,
+    pub defaults: Defaults,
+    pub feeders: Vec<Arc<Feeder>>,
+    pub scenarios: Vec<Scenario>,
+    pub thresholds: Vec<ThresholdSet>,
+    /// The metrics its scenarios, capacity answers and monitors record, as
+    /// its thresholds were checked against them. A run's series are the
+    /// runtime's (see [`MetricTable::registry`]).
+    pub metrics: MetricTable,
+    pub env: HashMap<String, String>,
+    pub segment: Segment,
+    /// `[monitors.NAME]`: polled once per second beside the run.
+    pub monitors: Arc<[crate::monitor::MonitorSpec]>,
+}
+
+impl Plan {
+    /// Scheduled length of the whole run (without graceful stops).
+    pub fn duration(&self) -> Duration {
+        self.scenarios
+            .iter()
+            .map(Scenario::end)
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// Longest possible run, graceful stops included.
+    pub fn max_duration(&self) -> Duration {
+        self.scenarios
+            .iter()
+            .map(|s| s.end() + s.graceful_stop)
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DataSpec {
+    file: Spanned<String>,
+    pick: Option<Spanned<Pick>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Top {
+    #[serde(default)]
+    defaults: Defaults,
+    #[serde(default)]
+    data: BTreeMap<String, DataSpec>,
+}
+
+const TOP_KEYS: &[&str] = &[
+    "defaults",
+    "data",
+    "scenarios",
+    "thresholds",
+    "monitors",
+    "metrics",
+];
+
+pub struct LoadOptions {
+    pub env: HashMap<String, String>,
+    pub segment: Segment,
+}
+
+pub fn load(path: &Path, opts: &LoadOptions) -> Result<Plan, PlanError> {
+    let file = path.display().to_string();
+    let bytes = std::fs::read(path)
+        .map_err(|e| PlanError::new(&file, format!("cannot read the plan: {e}")))?;
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    from_bytes(&file, &bytes, &base_dir, opts)
+}
+
+/// A plan from its text as read from `file`; relative data files are looked
+/// up in `base_dir`.
+pub fn from_bytes(
+    file: &str,
+    bytes: &[u8],
+    base_dir: &Path,
+    opts: &LoadOptions,
+) -> Result<Plan, PlanError> {
+    let source = std::str::from_utf8(bytes).map_err(|e| not_utf8(file, bytes, &e))?;
+    parse(file, source, base_dir, opts).map_err(|e| PlanError::locate(file, source, e))
+}
+
+/// Where the text stops being UTF-8: line and column (in characters) of the
+/// first bad byte, and its offset in the file.
+fn not_utf8(file: &str, bytes: &[u8], e: &std::str::Utf8Error) -> PlanError {
+    let at = e.valid_up_to();
+    let good = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
+    let line_start = good.rfind('\n').map_or(0, |i| i + 1);
+    let line = good.matches('\n').count() + 1;
+    let col = good[line_start..].chars().count() + 1;
+    let line_end = bytes[at..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(bytes.len(), |i| at + i);
+    let text = String::from_utf8_lossy(&bytes[line_start..line_end]);
+    let gutter = " ".repeat(line.to_string().len());
+    PlanError {
+        file: file.to_string(),
+        position: Some((line, col)),
+        message: format!(
+            "byte {at} (0x{:02x}) is not UTF-8; a plan is UTF-8 text: save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)",
+            bytes[at]
+        ),
+        snippet: Some(format!(
+            "{gutter} |\n{line} | {}\n{gutter} | {}^",
+            text.trim_end_matches('\r'),
+            " ".repeat(col - 1)
+        )),
+    }
+}
+
+fn de<'a, T: Deserialize<'a>>(span: Range<usize>, table: DeTable<'a>) -> Result<T, ConfigError> {
+    T::deserialize(ValueDeserializer::from(Spanned::new(
+        span,
+        DeValue::Table(table),
+    )))
+    .map_err(ConfigError::from)
+}
+
+fn parse(
+    file: &str,
+    source: &str,
+    base_dir: &Path,
+    opts: &LoadOptions,
+) -> Result<Plan, ConfigError> {
+    let root = DeTable::parse(source)?;
+    let root_span = root.span();
+    let mut root = Spanned::new(root_span.clone(), DeValue::Table(root.into_inner()));
+    env::substitute(&mut root, &opts.env)?;
+    let DeValue::Table(mut table) = root.into_inner() else {
+        unreachable!("a document is a table")
+    };
+    for (k, _) in table.iter() {
+        if !TOP_KEYS.contains(&k.get_ref().as_ref()) {
+            return Err(ConfigError::at(
+                k.span(),
+                format!(
+                    "unknown section `{}`; a plan has [defaults], [data.NAME], [scenarios.NAME], [metrics.NAME], [monitors.NAME] and [thresholds]",
+                    k.get_ref()
+                ),
+            ));
+        }
+    }
+    let scenarios_entry = table.remove("scenarios");
+    let thresholds_entry = table.remove("thresholds");
+    let monitors_entry = table.remove("monitors");
+    let metrics_entry = table.remove("metrics");
+    let top: Top = de(root_span.clone(), table)?;
+
+    let mut feeders = Vec::new();
+    for (name, spec) in top.data {
+        // Relative to the plan's folder, as k6 resolves open(); else to the
+        // current directory, so `file = "fixtures/data/users.csv"` works from the repo root.
+        let rel = Path::new(spec.file.get_ref());
+        let p = [base_dir.join(rel), rel.to_path_buf()]
+            .into_iter()
+            .find(|p| p.exists())
+            .unwrap_or_else(|| base_dir.join(rel));
+        let pick = spec.pick.as_ref().map(|p| *p.get_ref()).unwrap_or_default();
+        let pick_span = spec
+            .pick
+            .as_ref()
+            .map(Spanned::span)
+            .unwrap_or(spec.file.span());
+        let mut f = Feeder::load(&name, &p, pick).map_err(|e| {
+            ConfigError::at(
+                spec.file.span(),
+                format!("{e} (a relative path is looked up in the plan's folder, then in the current directory)"),
+            )
+        })?;
+        f.set_segment(opts.segment.index as usize, opts.segment.count as usize);
+        feeders.push((Arc::new(f), pick_span));
+    }
+    let feeder_arcs: Vec<Arc<Feeder>> = feeders.iter().map(|(f, _)| f.clone()).collect();
+
+    // Metrics are registered here while the plan is read; its series are
+    // a run's, in a registry of its own.
+    let registry = Registry::new();
+    volley_model::metrics::register_engine(&registry);
+    let declared = match metrics_entry {
+        Some(entry) => declare_metrics(entry, &registry)?,
+        None => Vec::new(),
+    };
+
+    let Some(scenarios_entry) = scenarios_entry else {
+        return Err(ConfigError::at(
+            0..0,
+            "the plan has no scenarios: add e.g. [scenarios.api] with driver = \"http\" and an executor",
+        ));
+    };
+    let scen_span = scenarios_entry.span();
+    let DeValue::Table(scen_table) = scenarios_entry.into_inner() else {
+        return Err(ConfigError::at(
+            scen_span,
+            "`scenarios` must be a table of [scenarios.NAME] sections",
+        ));
+    };
+    if scen_table.is_empty() {
+        return Err(ConfigError::at(
+            scen_span,
+            "no scenarios: add [scenarios.NAME] sections",
+        ));
+    }
+
+    let machine = machine::Machine::detect();
+    let mut scenarios = Vec::new();
+    for (name, value) in scen_table {
+        let name_text = name.get_ref().to_string();
+        let span = value.span();
+        let DeValue::Table(t) = value.into_inner() else {
+            return Err(ConfigError::at(
+                name.span(),
+                format!("scenario {name_text:?} must be a table"),
+            ));
+        };
+        let (mut common_t, mut driver_t) = (DeTable::new(), DeTable::new());
+        for (k, v) in t {
+            if COMMON_KEYS.contains(&k.get_ref().as_ref()) {
+                common_t.insert(k, v);
+            } else {
+                driver_t.insert(k, v);
+            }
+        }
+        // A typo of an engine key would otherwise surface as a confusing
+        // "missing duration" or as an unknown driver option.
+        for (k, _) in driver_t.iter() {
+            if let Some(near) = COMMON_KEYS
+                .iter()
+                .find(|c| edit_distance(c, k.get_ref()) <= 2)
+            {
+                return Err(ConfigError::at(
+                    k.span(),
+                    format!(
+                        "unknown key `{}` in scenario {name_text:?}; did you mean `{near}`?",
+                        k.get_ref()
+                    ),
+                ));
+            }
+        }
+        let common: Common = de(span.clone(), common_t)?;
+        let exec = executor::executor(&common, name.span())?;
+        let driver_name = common.driver.as_ref().ok_or_else(|| {
+            ConfigError::at(
+                name.span(),
+                format!(
+                    "scenario {name_text:?} needs `driver`: one of {}",
+                    crate::drivers::DRIVERS.join(", ")
+                ),
+            )
+        })?;
+        // Before the driver is built: refuse what cannot fit, having allocated nothing.
+        executor::check_fits(
+            &exec,
+            &common,
+            name.span(),
+            driver_name.get_ref(),
+            crate::drivers::vu_bytes(driver_name.get_ref()),
+            opts.segment.count,
+            &machine,
+        )?;
+        let mut tags = Tags::new([("scenario", name_text.as_str())]);
+        for (k, v) in &common.tags {
+            tags = tags.with(k, v.clone());
+        }
+        let ctx = BuildCtx {
+            scenario: &name_text,
+            tags: tags.clone(),
+            env: &opts.env,
+            feeders: &feeder_arcs,
+            registry: &registry,
+            defaults: &top.defaults,
+            base_dir: base_dir.to_path_buf(),
+            max_vus: exec.max_vus(),
+            metrics: &declared,
+        };
+        let options = Spanned::new(span.clone(), DeValue::Table(driver_t));
+        let driver = crate::drivers::build(driver_name, options, &ctx).map_err(|e| {
+            // What a driver cannot place in the text is the scenario's.
+            let e = e.or_at(name.span());
+            if e.message.starts_with("unknown key") {
+                ConfigError {
+                    message: format!(
+                        "{}; the engine's scenario keys are {}",
+                        e.message,
+                        COMMON_KEYS.join(", ")
+                    ),
+                    ..e
+                }
+            } else {
+                e
+            }
+        })?;
+        for &fi in driver.used_feeders() {
+            let (f, pick_span) = &feeders[fi];
+            if f.pick == Pick::Unique && exec.max_vus() > f.len() as u64 {
+                return Err(ConfigError::at(
+                    pick_span.clone(),
+                    format!(
+                        "data.{} picks unique rows per VU, but scenario {name_text:?} runs up to {} VUs and {} has {} rows: add rows or use pick = \"round-robin\"",
+                        f.name,
+                        exec.max_vus(),
+                        f.file,
+                        f.len()
+                    ),
+                ));
+            }
+        }
+        let capacity = crate::capacity::parse_scenario(
+            &name_text,
+            &exec,
+            common.breaking_point.as_ref(),
+            common.recovery.as_ref(),
+            &registry,
+        )
+        .map_err(|e| e.or_at(name.span()))?;
+        scenarios.push(Scenario {
+            capacity,
+            name: name_text,
+            driver_name: driver_name.get_ref().clone(),
+            exec,
+            start_time: common.start_time.map(|d: Dur| d.0).unwrap_or_default(),
+            graceful_stop: common
+                .graceful_stop
+                .map(|d| d.0)
+                .unwrap_or(Duration::from_secs(30)),
+            tags,
+            think_time: common.think_time,
+            driver,
+            breaking_point: common.breaking_point,
+        });
+    }
+
+    let caps: Vec<&crate::capacity::ScenarioCapacity> =
+        scenarios.iter().map(|s| &s.capacity).collect();
+    crate::capacity::register_metrics(&registry, &caps);
+    let monitors: Arc<[crate::monitor::MonitorSpec]> = match monitors_entry {
+        Some(entry) => {
+            let span = entry.span();
+            crate::monitor::parse(entry, base_dir, &registry)
+                .map_err(|e| e.or_at(span))?
+                .into()
+        }
+        None => Arc::from([]),
+    };
+
+    let mut thresholds = Vec::new();
+    let threshold_table = match thresholds_entry.map(|t| (t.span(), t.into_inner())) {
+        None => DeTable::new(),
+        Some((_, DeValue::Table(t))) => t,
+        Some((span, _)) => {
+            return Err(ConfigError::at(
+                span,
+                "[thresholds] must be a table of metric = [\"expression\", ...]",
+            ));
+        }
+    };
+    for (key, value) in threshold_table {
+        let value_span = value.span();
+        let items: Vec<Spanned<serde_json::Value>> =
+            Deserialize::deserialize(ValueDeserializer::from(value))
+                .map_err(|e| ConfigError::from(e).or_at(value_span.clone()))
+                .map_err(|e| ConfigError {
+                    message: format!("{}; thresholds are lists, e.g. [\"p(95)<200\"]", e.message),
+                    ..e
+                })?;
+        let list: Vec<(serde_json::Value, Range<usize>)> = items
+            .iter()
+            .map(|i| (i.get_ref().clone(), i.span()))
+            .collect();
+        if list.is_empty() {
+            return Err(ConfigError::at(
+                value_span,
+                "empty threshold list: add e.g. \"p(95)<200\"",
+            ));
+        }
+        let key = Spanned::new(key.span(), key.get_ref().to_string());
+        let set = threshold::parse_set(key.get_ref(), key.span(), &list)?;
+        let Some(id) = registry.metric_id(&set.metric) else {
+            let mut names: Vec<String> = registry
+                .metrics()
+                .iter()
+                .map(|m| m.name.to_string())
+                .collect();
+            names.sort();
+            return Err(ConfigError::at(
+                key.span(),
+                format!(
+                    "no metric named {:?} in this plan; its metrics are {}",
+                    set.metric,
+                    names.join(", ")
+                ),
+            ));
+        };
+        let def = registry.metrics()[id as usize].clone();
+        for t in &set.items {
+            threshold::check_fits(t, def.kind, &set.metric)?;
+            threshold::check_unit(t, def.unit, &set.metric)?;
+            if t.abort_on_fail
+                && volley_model::metrics::POST_RUN_METRICS.contains(&set.metric.as_str())
+            {
+                return Err(ConfigError::at(
+                    t.span.clone(),
+                    format!(
+                        "{} is known once the run is over; abort_on_fail does not apply to it (to stop at the breaking point, write abort = true in breaking_point)",
+                        set.metric
+                    ),
+                ));
+            }
+        }
+        thresholds.push(set);
+    }
+    // A forged or stale delivery taken with 2xx is a security hole, not a
+    // slow response: webhook plans fail on it unless they say otherwise.
+    if scenarios.iter().any(|s| s.driver_name == "webhook")
+        && !thresholds
+            .iter()
+            .any(|t| t.metric == "webhook_forgery_accepted")
+    {
+        let list = [(serde_json::Value::from("count==0"), 0..0)];
+        thresholds.push(threshold::parse_set(
+            "webhook_forgery_accepted",
+            0..0,
+            &list,
+        )?);
+    }
+    let _ = file;
+
+    Ok(Plan {
+        file: PathBuf::from(file),
+        source: source.to_string(),
+        digest: digest(source),
+        defaults: top.defaults,
+        feeders: feeder_arcs,
+        scenarios,
+        thresholds,
+        metrics: MetricTable::of(&registry),
+        env: opts.env.clone(),
+        segment: opts.segment,
+        monitors,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricSpec {
+    kind: MetricKind,
+    unit: Option<Unit>,
+}
+
+/// `[metrics.NAME] kind = "trend", unit = "time"`: metrics requests feed
+/// with `record`, registered so thresholds can name them.
+fn declare_metrics(
+    entry: Spanned<DeValue<'_>>,
+    registry: &Registry,
+) -> Result<Vec<DeclaredMetric>, ConfigError> {
+    let span = entry.span();
+    let DeValue::Table(t) = entry.into_inner() else {
+        return Err(ConfigError::at(
+            span,
+            "`metrics` is a table of [metrics.NAME] sections with kind = \"trend\", \"counter\", \"rate\" or \"gauge\"",
+        ));
+    };
+    let mut out = Vec::new();
+    for (name, value) in t {
+        let text = name.get_ref().to_string();
+        let valid = text.len() <= 128
+            && text.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(ConfigError::at(
+                name.span(),
+                format!(
+                    "metric name {text:?}: use letters, digits and _ (starting with a letter), at most 128 characters, e.g. tokens_per_request"
+                ),
+            ));
+        }
+        if let Some(p) = volley_protocols::metrics::BUILT_IN_PREFIXES
+            .iter()
+            .find(|p| text.starts_with(*p))
+        {
+            return Err(ConfigError::at(
+                name.span(),
+                format!(
+                    "metric name {text:?} starts with {p:?}, which volley's own metrics use: pick another name, e.g. my_{text}"
+                ),
+            ));
+        }
+        let vspan = value.span();
+        let DeValue::Table(body) = value.into_inner() else {
+            return Err(ConfigError::at(
+                name.span(),
+                format!(
+                    "[metrics.{text}] is a table: kind = \"trend\" (and unit = \"time\" for durations)"
+                ),
+            ));
+        };
+        let spec: MetricSpec = de(vspan, body).map_err(|e| ConfigError {
+            message: format!(
+                "[metrics.{text}]: {}; write kind = \"trend\" | \"counter\" | \"rate\" | \"gauge\" and optionally unit = \"time\" | \"data\" | \"default\"",
+                e.message
+            ),
+            ..e
+        })?;
+        let unit = spec.unit.unwrap_or(Unit::Default);
+        registry.metric(&text, spec.kind, unit);
+        out.push(DeclaredMetric {
+            name: text,
+            kind: spec.kind,
+            unit,
+        });
+    }
+    Ok(out)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push(
+                (prev[j] + usize::from(ca != *cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// FNV-1a: stable across builds, enough to tell two plan texts apart.
+fn digest(s: &str) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in s.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HTTP: &str = "[scenarios.api]\ndriver = \"http\"\nexecutor = \"constant-vus\"\nvus = 1\nduration = \"1s\"\n";
+
+    /// The error a plan text earns, as the CLI prints it.
+    fn refusal(text: impl AsRef<[u8]>) -> String {
+        let opts = LoadOptions {
+            env: HashMap::new(),
+            segment: Segment::default(),
+        };
+        match from_bytes("plan.toml", text.as_ref(), Path::new("."), &opts) {
+            Ok(_) => panic!("accepted: {}", String::from_utf8_lossy(text.as_ref())),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn accepted(text: &str) -> Plan {
+        let opts = LoadOptions {
+            env: HashMap::new(),
+            segment: Segment::default(),
+        };
+        from_bytes("plan.toml", text.as_bytes(), Path::new("."), &opts)
+            .unwrap_or_else(|e| panic!("refused: {e}"))
+    }
+
+    #[test]
+    fn invalid_utf8_is_located_by_line_column_and_byte() {
+        let mut text = HTTP.as_bytes().to_vec();
+        text.extend_from_slice(b"requests = [{ url = \"http://127.0.0.1:1/caf\xe9\" }]\n");
+        let e = refusal(&text);
+        assert!(
+            e.starts_with("plan.toml:6:44: byte 125 (0xe9) is not UTF-8"),
+            "{e}"
+        );
+        assert!(e.contains("save it as UTF-8"), "{e}");
+        assert!(
+            e.contains("6 | requests = [{ url = \"http://127.0.0.1:1/caf\u{fffd}\" }]"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn durations_past_what_a_clock_holds_are_refused_where_written() {
+        for (key, value) in [
+            ("duration", "18446744073709551616s"),
+            ("think_time", "99999999999999h"),
+        ] {
+            let text = HTTP.replace("duration = \"1s\"", &format!("{key} = \"{value}\""));
+            let text = if key == "duration" {
+                text
+            } else {
+                text + "duration = \"1s\"\n"
+            };
+            let e = refusal(text + "requests = [{ url = \"http://127.0.0.1:1/\" }]\n");
+            assert!(e.contains("longer than 100 years"), "{e}");
+            assert!(e.starts_with("plan.toml:"), "{e}");
+        }
+        let e = refusal(format!(
+            "{HTTP}requests = [{{ url = \"http://127.0.0.1:1/\" }}]\n[thresholds]\nhttp_reqs = [{{ threshold = \"count>0\", abort_on_fail = true, delay_abort_eval = \"18446744073709551616s\" }}]\n"
+        ));
+        assert!(e.contains("longer than 100 years"), "{e}");
+    }
+
+    #[test]
+    fn connect_is_refused_as_a_method() {
+        let e = refusal(format!(
+            "{HTTP}requests = [{{ url = \"http://127.0.0.1:1/\", method = \"CONNECT\" }}]\n"
+        ));
+        assert!(e.starts_with("plan.toml:6:53: method CONNECT"), "{e}");
+        assert!(e.contains("use GET, POST"), "{e}");
+    }
+
+    #[test]
+    fn all_zero_weights_point_at_the_weights() {
+        let e = refusal(format!(
+            "{HTTP}flow = \"weighted\"\nrequests = [\n  {{ url = \"http://127.0.0.1:1/a\", weight = 0 }},\n  {{ url = \"http://127.0.0.1:1/b\", weight = 0 }},\n]\n"
+        ));
+        assert!(
+            e.starts_with("plan.toml:8:44: scenario \"api\": all request weights are 0"),
+            "{e}"
+        );
+        let e = refusal(format!(
+            "{HTTP}flow = \"weighted\"\nrequests = [\n  {{ url = \"http://127.0.0.1:1/a\", weight = 1e308 }},\n  {{ url = \"http://127.0.0.1:1/b\", weight = 1e308 }},\n]\n"
+        ));
+        assert!(e.starts_with("plan.toml:8:44:"), "{e}");
+        assert!(e.contains("more than a number can hold"), "{e}");
+        let pg = "[scenarios.db]\ndriver = \"postgres\"\ndatabase_url = \"postgres://u@127.0.0.1:1/db\"\nexecutor = \"constant-vus\"\nvus = 1\nduration = \"1s\"\nflow = \"weighted\"\n[[scenarios.db.queries]]\nname = \"a\"\nsql = \"SELECT 1\"\nweight = 0\n";
+        let e = refusal(pg);
+        assert!(
+            e.starts_with("plan.toml:11:10: scenario \"db\": all query weights are 0"),
+            "{e}"
+        );
+        let hook = "[scenarios.hooks]\ndriver = \"webhook\"\nexecutor = \"constant-vus\"\nvus = 1\nduration = \"1s\"\nendpoint = \"http://127.0.0.1:1/hooks\"\nsecret = \"whsec_x\"\nevents = [{ type = \"invoice.paid\", weight = 0 }]\n";
+        let e = refusal(hook);
+        assert!(
+            e.starts_with("plan.toml:8:45: scenario \"hooks\": all event weights are 0"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn thresholds_that_judge_nothing_are_refused_where_written() {
+        let plan =
+            format!("{HTTP}requests = [{{ url = \"http://127.0.0.1:1/\" }}]\n[thresholds]\n");
+        let e = refusal(format!("{plan}http_req_duration = [\"max<NaN\"]\n"));
+        assert!(
+            e.starts_with("plan.toml:8:22: \"max<NaN\": \"NaN\" is not a limit"),
+            "{e}"
+        );
+        let e = refusal(format!("{plan}http_req_duration = [\"avg<inf\"]\n"));
+        assert!(e.contains("finite number"), "{e}");
+        let e = refusal(format!(
+            "{plan}\"http_req_duration{{name:x}}{{{{ü}}}}\" = [\"p(95)<200\"]\n"
+        ));
+        assert!(e.starts_with("plan.toml:8:1:"), "{e}");
+        assert!(e.contains("one tag filter"), "{e}");
+    }
+
+    #[test]
+    fn what_a_driver_cannot_place_points_at_its_scenario() {
+        let e = refusal(
+            "[scenarios.db]\ndriver = \"postgres\"\ndatabase_url = \"postgres://u@127.0.0.1:1/db\"\nexecutor = \"constant-vus\"\nduration = \"1s\"\n",
+        );
+        assert!(
+            e.starts_with("plan.toml:1:12: scenario \"db\" has no queries"),
+            "{e}"
+        );
+        let e = refusal(
+            "[scenarios.db]\ndriver = \"postgres\"\ndatabase_url = \"postgres://u@127.0.0.1:1/db\"\nexecutor = \"constant-vus\"\nduration = \"1s\"\n[[scenarios.db.queries]]\nparams = []\n",
+        );
+        assert!(
+            e.starts_with("plan.toml:1:12: query \"query 1\" has no sql"),
+            "{e}"
+        );
+        let e = refusal(format!("{HTTP}requests = []\n"));
+        assert!(
+            e.starts_with("plan.toml:1:12: scenario \"api\" has no requests"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_room_larger_than_every_vu_holds_them_all() {
+        let plan = accepted(
+            "[scenarios.chat]\ndriver = \"websocket\"\nexecutor = \"constant-vus\"\nvus = 3\nduration = \"1s\"\nurl = \"ws://127.0.0.1:1/ws\"\nroom_size = 18446744073709551615\n",
+        );
+        assert_eq!(plan.scenarios[0].exec.max_vus(), 3);
+    }
+}

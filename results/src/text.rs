@@ -1,0 +1,315 @@
+//! The end-of-run summary in the terminal, shaped like k6's.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+use volley_model::derive::values_of;
+use volley_model::judge::merged;
+use volley_model::summary::{MetricSummary, SeriesRecord, Summary, ThresholdResult};
+use volley_model::units::{bytes, value};
+use volley_protocols::duration::format_duration;
+use volley_protocols::metrics::{MetricKind, Slot, Tags, Unit};
+
+/// Duration metrics broken down per scenario and name, with their failure rate.
+pub const BREAKDOWNS: &[(&str, &str, &str)] = &[
+    ("http_req_duration", "http_req_failed", "name"),
+    // Webhooks by event type, then by delivery kind (valid, forged, stale,
+    // ...): "failed" is the share not answered as the kind must be.
+    ("webhook_duration", "webhook_failed", "event"),
+    ("webhook_duration", "webhook_failed", "kind"),
+    ("pg_query_duration", "pg_query_failed", "name"),
+    ("ws_msg_latency", "ws_msgs_lost", "room"),
+];
+
+fn dots(name: &str, width: usize) -> String {
+    let mut s = name.to_string();
+    s.push_str(&".".repeat(width.saturating_sub(name.chars().count()).max(2)));
+    s.push(':');
+    s
+}
+
+/// One metric's values on a line, as the terminal summary shows them.
+pub fn stat_line(kind: MetricKind, unit: Unit, v: &BTreeMap<String, f64>) -> String {
+    let g = |k: &str| v.get(k).copied().unwrap_or(0.0);
+    match kind {
+        MetricKind::Counter => match unit {
+            Unit::Data => format!("{:<10} {}/s", bytes(g("count")), bytes(g("rate"))),
+            _ => format!("{:<10} {:.2}/s", value(unit, g("count")), g("rate")),
+        },
+        MetricKind::Rate => format!(
+            "{:<9} ✓ {:<8} ✗ {}",
+            format!("{:.2}%", g("rate") * 100.0),
+            g("passes"),
+            g("fails")
+        ),
+        MetricKind::Gauge => format!(
+            "{:<10} min={:<8} max={}",
+            value(unit, g("value")),
+            value(unit, g("min")),
+            value(unit, g("max"))
+        ),
+        MetricKind::Trend if g("never_recovered") > 0.0 => format!(
+            "{} recovered: avg={} max={}; {} never recovered",
+            g("count"),
+            value(unit, g("avg")),
+            value(unit, g("max")),
+            g("never_recovered")
+        ),
+        MetricKind::Trend => format!(
+            "avg={:<9} min={:<9} med={:<9} max={:<9} p(90)={:<9} p(95)={:<9} p(99)={}",
+            value(unit, g("avg")),
+            value(unit, g("min")),
+            value(unit, g("med")),
+            value(unit, g("max")),
+            value(unit, g("p(90)")),
+            value(unit, g("p(95)")),
+            value(unit, g("p(99)"))
+        ),
+    }
+}
+
+/// What a threshold saw, e.g. `p(95)=212.40ms`, `rate=0.52%`, `no data`.
+pub fn threshold_observed(m: &MetricSummary, expr: &str, r: &ThresholdResult) -> String {
+    let agg = expr.split(['<', '>', '=', '!']).next().unwrap_or("").trim();
+    let never = m.values.get("never_recovered").copied().unwrap_or(0.0);
+    match (r.value, r.no_data) {
+        (_, true) => "no data".to_string(),
+        (v, _) if never > 0.0 && v.is_none_or(f64::is_infinite) => {
+            format!(
+                "{agg}=never recovered ({never:.0} spike{})",
+                if never == 1.0 { "" } else { "s" }
+            )
+        }
+        (Some(v), _) if agg == "slope" => format!(
+            "slope={}",
+            volley_model::slope::format_rate(v, m.contains == Unit::Data)
+        ),
+        (Some(v), _) => {
+            let shown = if matches!(agg, "rate") && m.kind == MetricKind::Rate {
+                format!("{:.2}%", v * 100.0)
+            } else if matches!(agg, "count" | "rate") {
+                value(Unit::Default, v)
+            } else {
+                value(m.contains, v)
+            };
+            format!("{agg}={shown}")
+        }
+        _ => String::new(),
+    }
+}
+
+pub fn render_text(s: &Summary, series: &[(SeriesRecord, Slot)]) -> String {
+    let mut out = String::new();
+    let info = &s.volley;
+    let elapsed = volley_protocols::duration::secs(info.duration_s);
+    let max_vus: u64 = info.scenarios.iter().map(|x| x.max_vus).sum();
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "  scenarios: {} scenario{}, {} max VUs, ran {}{}",
+        info.scenarios.len(),
+        if info.scenarios.len() == 1 { "" } else { "s" },
+        max_vus,
+        format_duration(elapsed),
+        if info.segment != "1/1" {
+            format!(" (segment {})", info.segment)
+        } else {
+            String::new()
+        }
+    );
+    for sc in &info.scenarios {
+        let _ = writeln!(
+            out,
+            "           * {} [{} / {}]: {}",
+            sc.name, sc.driver, sc.executor, sc.description
+        );
+    }
+    if let Some(reason) = &info.aborted {
+        let _ = writeln!(out, "\n  ! run stopped early: {reason}");
+    }
+    for f in &info.folded {
+        let _ = writeln!(out, "\n  ! {}", f.describe());
+    }
+
+    let with_thresholds: Vec<(&String, &MetricSummary)> = s
+        .metrics
+        .iter()
+        .filter(|(_, m)| !m.thresholds.is_empty())
+        .collect();
+    if !with_thresholds.is_empty() {
+        let _ = writeln!(out, "\n  █ THRESHOLDS\n");
+        for (name, m) in with_thresholds {
+            let _ = writeln!(out, "    {name}");
+            for (expr, r) in &m.thresholds {
+                let mark = if r.ok { "✓" } else { "✗" };
+                let seen = threshold_observed(m, expr, r);
+                let _ = writeln!(out, "    {mark} '{expr}' {seen}");
+            }
+        }
+    }
+
+    out.push_str(&crate::capacity::render_text(s));
+
+    let _ = writeln!(out, "\n  █ TOTAL RESULTS\n");
+    let width = s
+        .metrics
+        .iter()
+        .filter(|(k, _)| !k.contains('{'))
+        .map(|(k, _)| k.len())
+        .max()
+        .unwrap_or(10)
+        .max(20)
+        + 3;
+    for (name, m) in s.metrics.iter().filter(|(k, _)| !k.contains('{')) {
+        let _ = writeln!(
+            out,
+            "    {} {}",
+            dots(name, width),
+            stat_line(m.kind, m.contains, &m.values)
+        );
+        if name == "http_req_duration"
+            && let Some(t) = merged(series, name, &Tags::new([("expected_response", "true")]))
+        {
+            let _ = writeln!(
+                out,
+                "    {} {}",
+                dots("  { expected_response:true }", width),
+                stat_line(t.kind, t.unit, &values_of(&t.stats(elapsed)))
+            );
+        }
+    }
+
+    for (metric, failed, tag) in BREAKDOWNS {
+        let table = breakdown(series, metric, failed, tag, elapsed);
+        if table.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "\n  █ {metric} BY SCENARIO AND {}\n",
+            tag.to_uppercase()
+        );
+        let width = table
+            .iter()
+            .map(|(label, _)| label.chars().count())
+            .max()
+            .unwrap_or(0)
+            .clamp(32, 64);
+        let _ = writeln!(
+            out,
+            "    {:<width$} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
+            "scenario / name", "count", "rate/s", "p50", "p95", "p99", "max", "failed"
+        );
+        for (label, row) in table {
+            let label: String = label.chars().take(width).collect();
+            let _ = writeln!(out, "    {label:<width$} {row}");
+        }
+    }
+    let errors = error_breakdown(series);
+    if !errors.is_empty() {
+        let _ = writeln!(out, "\n  █ ERRORS\n");
+        for (what, n) in errors {
+            let _ = writeln!(out, "    {n:>8} × {what}");
+        }
+    }
+    out
+}
+
+fn breakdown(
+    series: &[(SeriesRecord, Slot)],
+    metric: &str,
+    failed: &str,
+    tag: &str,
+    elapsed: Duration,
+) -> Vec<(String, String)> {
+    let mut groups: BTreeMap<(String, String), ()> = BTreeMap::new();
+    for (r, _) in series.iter().filter(|(r, _)| r.metric == metric) {
+        let sc = r.tags.get("scenario").unwrap_or("-").to_string();
+        let name = r.tags.get(tag).unwrap_or("-").to_string();
+        groups.insert((sc, name), ());
+    }
+    let mut rows = Vec::new();
+    for (sc, name) in groups.keys() {
+        let mut filter = Tags::new([("scenario", sc.as_str())]);
+        if name != "-" {
+            filter = filter.with(tag, name.clone());
+        }
+        let Some(total) = merged(series, metric, &filter) else {
+            continue;
+        };
+        let (unit, st) = (total.unit, total.stats(elapsed));
+        let fail = merged(series, failed, &filter)
+            .map(|f| f.stats(elapsed))
+            .map(|f| match f.kind {
+                MetricKind::Rate => format!("{:.2}%", f.rate * 100.0),
+                _ => format!("{}", f.count),
+            })
+            .unwrap_or_else(|| "-".into());
+        let label = format!("{sc} · {name}");
+        rows.push((
+            label,
+            format!(
+                "{:>8} {:>9.2} {:>9} {:>9} {:>9} {:>9} {:>8}",
+                st.count,
+                st.rate,
+                value(unit, st.quantile(50.0)),
+                value(unit, st.quantile(95.0)),
+                value(unit, st.quantile(99.0)),
+                value(unit, st.max),
+                fail
+            ),
+        ));
+    }
+    rows
+}
+
+/// Unexpected HTTP statuses, transport errors, WebSocket errors and failed
+/// PostgreSQL queries (by SQLSTATE or kind), most frequent first.
+fn error_breakdown(series: &[(SeriesRecord, Slot)]) -> Vec<(String, u64)> {
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for (r, slot) in series {
+        if r.metric == "ws_errors"
+            && let Slot::Counter(n) = slot
+        {
+            let what = format!(
+                "{} (websocket {})",
+                r.tags.get("error").unwrap_or("?"),
+                r.tags.get("scenario").unwrap_or("-")
+            );
+            *counts.entry(what).or_default() += n;
+            continue;
+        }
+        if r.metric == "pg_query_failed"
+            && let Slot::Rate { hits, .. } = slot
+            && *hits > 0
+        {
+            let name = r.tags.get("name").unwrap_or("-");
+            let kind = r.tags.get("error").unwrap_or("error");
+            let what = match r.tags.get("sqlstate") {
+                Some(code) => {
+                    let label = volley_protocols::pg::sqlstate_name(code).unwrap_or("");
+                    format!("SQLSTATE {code} {label} ({kind}, {name})")
+                }
+                None => format!("{kind} ({name})"),
+            };
+            *counts.entry(what).or_default() += hits;
+            continue;
+        }
+        if r.metric != "http_reqs" || r.tags.get("expected_response") != Some("false") {
+            continue;
+        }
+        let Slot::Counter(n) = slot else { continue };
+        let what = match r.tags.get("error") {
+            Some(e) => format!("{e} ({})", r.tags.get("name").unwrap_or("-")),
+            None => format!(
+                "status {} ({})",
+                r.tags.get("status").unwrap_or("?"),
+                r.tags.get("name").unwrap_or("-")
+            ),
+        };
+        *counts.entry(what).or_default() += n;
+    }
+    let mut v: Vec<(String, u64)> = counts.into_iter().collect();
+    v.sort_by_key(|e| std::cmp::Reverse(e.1));
+    v
+}
