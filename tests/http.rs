@@ -673,6 +673,48 @@ checks = { status = 200 }
     assert_eq!(connects, 3);
 }
 
+/// HTTP/2 over TLS, negotiated by ALPN: every request is answered once, on
+/// one connection per VU, each of which agreed on "h2".
+#[test]
+fn http2_over_tls_negotiates_h2_by_alpn_and_counts_match() {
+    let t = Target::start(ServeOptions::default());
+    let front = tls_front::Front::start(t.server.addr);
+    let d = Dir::new();
+    let p = plan(
+        &d,
+        r#"
+insecure_skip_tls_verify = true
+http_version = "2"
+
+[scenarios.h2]
+driver = "http"
+executor = "per-vu-iterations"
+vus = 3
+iterations = 15
+
+[[scenarios.h2.requests]]
+name = "health"
+url = "/api/v1/health"
+checks = { status = 200 }
+
+[[scenarios.h2.requests]]
+name = "products"
+url = "/api/products/search?q=lamp"
+checks = { status = 200 }
+"#,
+        &format!("https://localhost:{}", front.addr.port()),
+    );
+    let (out, s) = run_plan(&d, &p, &[]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let s = s.unwrap();
+    assert_eq!(value(&s, "http_reqs", "count"), 90.0);
+    assert_eq!(value(&s, "http_reqs", "count") as u64, t.total());
+    assert_eq!(value(&s, "checks", "fails"), 0.0);
+    assert_eq!(value(&s, "http_req_failed", "passes"), 0.0);
+    assert_eq!(front.h2_sessions(), 3, "one h2 connection per VU");
+    assert_eq!(front.other_sessions(), 0, "no connection fell back to HTTP/1.1");
+}
+
 /// A server that caps the requests per connection (nginx's
 /// keepalive_requests) ends each HTTP/2 connection with a GOAWAY, here while
 /// the VU thinks: the VU's next request meets the closed connection before
@@ -1160,5 +1202,83 @@ mod h2peer {
         }
         conn.as_mut().graceful_shutdown();
         let _ = conn.await;
+    }
+}
+
+/// TLS in front of the embedded target offering h2 and http/1.1 by ALPN,
+/// counting the sessions that agreed on each.
+mod tls_front {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    pub struct Front {
+        pub addr: SocketAddr,
+        h2: Arc<AtomicU64>,
+        other: Arc<AtomicU64>,
+        _rt: tokio::runtime::Runtime,
+    }
+
+    impl Front {
+        pub fn start(backend: SocketAddr) -> Self {
+            use rustls::pki_types::pem::PemObject;
+            use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
+            let cert = CertificateDer::from_pem_file(format!("{dir}localhost.crt")).unwrap();
+            let key = PrivateKeyDer::from_pem_file(format!("{dir}localhost.key")).unwrap();
+            let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let l = rt
+                .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+                .expect("a loopback port");
+            let addr = l.local_addr().expect("bound");
+            let (h2, other) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+            let (h, o) = (h2.clone(), other.clone());
+            rt.spawn(async move {
+                while let Ok((tcp, _)) = l.accept().await {
+                    let (acceptor, h, o) = (acceptor.clone(), h.clone(), o.clone());
+                    tokio::spawn(async move {
+                        let Ok(mut tls) = acceptor.accept(tcp).await else {
+                            return;
+                        };
+                        if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                            h.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            o.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if let Ok(mut up) = tokio::net::TcpStream::connect(backend).await {
+                            let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+                        }
+                    });
+                }
+            });
+            Front {
+                addr,
+                h2,
+                other,
+                _rt: rt,
+            }
+        }
+
+        pub fn h2_sessions(&self) -> u64 {
+            self.h2.load(Ordering::Relaxed)
+        }
+
+        pub fn other_sessions(&self) -> u64 {
+            self.other.load(Ordering::Relaxed)
+        }
     }
 }
