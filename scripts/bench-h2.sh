@@ -5,6 +5,7 @@
 #
 #   scripts/bench-h2.sh                       # SHAPES="50x1 10x10" PROTOS="h2c tls" SECS=10 RUNS=3
 #   SHAPES=50x1 PROTOS=h2c SECS=5 RUNS=1 scripts/bench-h2.sh
+#   DURATION=1 RUNS=1 scripts/bench-h2.sh     # a smoke check of the script (figures mean nothing)
 #
 # A shape CxM is C connections with M streams in flight on each: h2load -c C
 # -m M. A volley VU owns its connection and has one request in flight on it
@@ -22,7 +23,7 @@ cd "$(dirname "$0")/.."
 
 SHAPES=${SHAPES:-"50x1 10x10"}
 PROTOS=${PROTOS:-"h2c tls"}
-SECS=${SECS:-10}
+SECS=${SECS:-${DURATION:-10}}
 RUNS=${RUNS:-3}
 command -v h2load >/dev/null || { apt-get update -qq && apt-get install -y -qq nghttp2-client >/dev/null; }
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null; }

@@ -25,10 +25,11 @@
 #
 #   scripts/bench-pg.sh                # 10 s runs
 #   BENCH_SECONDS=5 BENCH_RUNS=1 BENCH_CLIENTS=50 scripts/bench-pg.sh
+#   DURATION=3 BENCH_RUNS=1 BENCH_CLIENTS=50 scripts/bench-pg.sh   # a smoke check (figures mean nothing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SECONDS_PER_RUN=${BENCH_SECONDS:-10}
+SECONDS_PER_RUN=${BENCH_SECONDS:-${DURATION:-10}}
 RUNS=${BENCH_RUNS:-3}
 CLIENTS=${BENCH_CLIENTS:-"10 50"}
 

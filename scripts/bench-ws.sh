@@ -29,9 +29,12 @@
 #
 #   scripts/bench-ws.sh                # SESSIONS=10000 HOLD=30s RAMP=10s RATE=12, both modes
 #   SESSIONS=2000 HOLD=10s scripts/bench-ws.sh
-#   MODES=websocket SESSIONS=50000 SMALL=1000 RAMP=60s RATE=2 scripts/bench-ws.sh
-#                                      # 50,000 held; a gentle ramp (~800 new
-#                                      # sessions/s) for the one-core servers
+#   MODES=websocket SESSIONS=50000 SMALL=5000 RAMP=60s RATE=30 scripts/bench-ws.sh
+#                                      # 50,000 held at 30 messages/min each; a
+#                                      # gentle ramp (~800 new sessions/s) for
+#                                      # the one-core servers
+#   MODES=websocket SESSIONS=500 SMALL=100 DURATION=3 scripts/bench-ws.sh
+#                                      # a smoke check of the script (figures mean nothing)
 #   MODES=socket.io SESSIONS=200 SMALL=50 HOLD=5s SIO_RAMP=5s scripts/bench-ws.sh
 #   PROFILE=debug SESSIONS=200 ...     # a quick check of the script itself (figures mean nothing)
 set -euo pipefail
@@ -40,7 +43,10 @@ cd "$(dirname "$0")/.."
 MODES=${MODES:-"websocket socket.io"}
 SESSIONS=${SESSIONS:-10000}
 SMALL=${SMALL:-100}
+# DURATION=N (seconds) holds and ramps N s each: a smoke check of the script.
+HOLD=${HOLD:-${DURATION:+${DURATION}s}}
 HOLD=${HOLD:-30s}
+RAMP=${RAMP:-${DURATION:+${DURATION}s}}
 RAMP=${RAMP:-10s}
 RATE=${RATE:-12}        # messages per minute per participant (websocket)
 SIO_RATE=${SIO_RATE:-2} # the same, for Socket.IO
