@@ -758,6 +758,53 @@ think_time = "100ms"
     assert!((6..=8).contains(&connections), "{connections} connections");
 }
 
+/// An HTTP/2 request the server read and then closed the connection on
+/// (FIN, no GOAWAY) is one failed sample, tagged as HTTP/1.1 tags it, and is
+/// never sent again: the server's count of requests is volley's.
+#[test]
+fn an_http2_request_the_server_read_and_dropped_is_one_closed_sample() {
+    let peer = h2peer::Peer::dropping(1);
+    let d = Dir::new();
+    let p = plan(
+        &d,
+        r#"
+[scenarios.h2]
+driver = "http"
+executor = "per-vu-iterations"
+vus = 1
+iterations = 10
+http_version = "2"
+
+[[scenarios.h2.requests]]
+url = "/dropped"
+"#,
+        &format!("http://{}", peer.addr),
+    );
+    let (out, s) = run_plan(&d, &p, &[]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let s = s.unwrap();
+    assert_eq!(peer.answered(), 5);
+    assert_eq!(peer.dropped(), 5);
+    assert_eq!(
+        value(&s, "http_reqs", "count") as u64,
+        peer.answered() + peer.dropped()
+    );
+    assert_eq!(
+        counter(
+            &s,
+            "http_reqs",
+            &[("error", "connection closed before response")]
+        ),
+        peer.dropped(),
+        "{:?}",
+        series(&s, "http_reqs", &[])
+            .iter()
+            .map(|x| x["tags"].clone())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(value(&s, "http_req_failed", "passes") as u64, peer.dropped());
+}
+
 /// `volley ARGS`, killed (and the test failed) if it outlives `limit`.
 fn bounded(args: &[&std::ffi::OsStr], _d: &Dir, limit: Duration) -> std::process::Output {
     common::output_within(volley().args(args), limit.as_secs())
@@ -1132,12 +1179,23 @@ mod h2peer {
     pub struct Peer {
         pub addr: SocketAddr,
         answered: Arc<AtomicU64>,
+        dropped: Arc<AtomicU64>,
         connections: Arc<AtomicU64>,
         _rt: tokio::runtime::Runtime,
     }
 
     impl Peer {
         pub fn start(per_connection: u64) -> Self {
+            Self::with(per_connection, false)
+        }
+
+        /// Answers `per_connection` requests, reads the next one and closes
+        /// the connection (FIN) without answering it.
+        pub fn dropping(per_connection: u64) -> Self {
+            Self::with(per_connection, true)
+        }
+
+        fn with(per_connection: u64, drop_next: bool) -> Self {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .enable_all()
@@ -1148,17 +1206,20 @@ mod h2peer {
                 .expect("a loopback port");
             let addr = l.local_addr().expect("bound");
             let answered = Arc::new(AtomicU64::new(0));
+            let dropped = Arc::new(AtomicU64::new(0));
             let connections = Arc::new(AtomicU64::new(0));
-            let (a, c) = (answered.clone(), connections.clone());
+            let (a, dr, c) = (answered.clone(), dropped.clone(), connections.clone());
             rt.spawn(async move {
                 while let Ok((tcp, _)) = l.accept().await {
                     c.fetch_add(1, Ordering::Relaxed);
-                    tokio::spawn(serve(tcp, per_connection, a.clone()));
+                    let counts = (a.clone(), dr.clone());
+                    tokio::spawn(serve(tcp, per_connection, drop_next, counts));
                 }
             });
             Peer {
                 addr,
                 answered,
+                dropped,
                 connections,
                 _rt: rt,
             }
@@ -1168,21 +1229,42 @@ mod h2peer {
             self.answered.load(Ordering::Relaxed)
         }
 
+        /// Requests read and never answered (the connection closed instead).
+        pub fn dropped(&self) -> u64 {
+            self.dropped.load(Ordering::Relaxed)
+        }
+
         pub fn connections(&self) -> u64 {
             self.connections.load(Ordering::Relaxed)
         }
     }
 
-    async fn serve(tcp: tokio::net::TcpStream, per_connection: u64, answered: Arc<AtomicU64>) {
+    async fn serve(
+        tcp: tokio::net::TcpStream,
+        per_connection: u64,
+        drop_next: bool,
+        (answered, dropped): (Arc<AtomicU64>, Arc<AtomicU64>),
+    ) {
         let count = Arc::new(AtomicU64::new(0));
         let capped = Arc::new(tokio::sync::Notify::new());
-        let (n, cap) = (count.clone(), capped.clone());
+        let kill = Arc::new(tokio::sync::Notify::new());
+        let (n, cap, k) = (count.clone(), capped.clone(), kill.clone());
         let svc = hyper::service::service_fn(move |_req| {
-            answered.fetch_add(1, Ordering::Relaxed);
-            if n.fetch_add(1, Ordering::Relaxed) + 1 == per_connection {
+            let nth = n.fetch_add(1, Ordering::Relaxed) + 1;
+            let drop_this = drop_next && nth > per_connection;
+            if drop_this {
+                dropped.fetch_add(1, Ordering::Relaxed);
+                k.notify_one();
+            } else {
+                answered.fetch_add(1, Ordering::Relaxed);
+            }
+            if nth == per_connection && !drop_next {
                 cap.notify_one();
             }
-            async {
+            async move {
+                if drop_this {
+                    std::future::pending::<()>().await;
+                }
                 Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
                     Bytes::from_static(b"ok"),
                 )))
@@ -1191,6 +1273,14 @@ mod h2peer {
         let conn = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
             .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc);
         tokio::pin!(conn);
+        if drop_next {
+            // Dropping the connection closes the socket: no GOAWAY, no answer.
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = kill.notified() => {}
+            }
+            return;
+        }
         tokio::select! {
             _ = conn.as_mut() => return,
             _ = capped.notified() => {}

@@ -377,9 +377,15 @@ impl ErrorKind {
         }
     }
 
-    /// As hyper tells h2's errors apart: the socket's, or the protocol's.
+    /// The socket's errors as HTTP/1.1 tags them, the rest protocol errors.
+    /// h2 reports the peer's close (EOF) as a BrokenPipe of its own making
+    /// (no OS error number): that is a close, as on HTTP/1.1, not a reset
+    /// (hyper tagged it "connection reset").
     pub fn from_h2(e: &h2::Error) -> Self {
         match e.get_io() {
+            Some(io) if io.kind() == io::ErrorKind::BrokenPipe && io.raw_os_error().is_none() => {
+                ErrorKind::Closed
+            }
             Some(io) => Self::from_io(io),
             None => ErrorKind::Protocol,
         }
