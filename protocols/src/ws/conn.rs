@@ -210,7 +210,8 @@ async fn upgrade(mut stream: Stream, request: &Request) -> Result<Socket, Fault>
         if stream.read_buf(&mut buf).await.map_err(io)? == 0 {
             return Err(Fault::Handshake);
         }
-        let mut headers = [httparse::EMPTY_HEADER; 32];
+        // As many as tungstenite accepts; not held across an await.
+        let mut headers = [httparse::EMPTY_HEADER; 124];
         let mut answer = httparse::Response::new(&mut headers);
         match answer.parse(&buf) {
             Ok(httparse::Status::Complete(n)) => {
