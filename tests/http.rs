@@ -712,7 +712,11 @@ checks = { status = 200 }
     assert_eq!(value(&s, "checks", "fails"), 0.0);
     assert_eq!(value(&s, "http_req_failed", "passes"), 0.0);
     assert_eq!(front.h2_sessions(), 3, "one h2 connection per VU");
-    assert_eq!(front.other_sessions(), 0, "no connection fell back to HTTP/1.1");
+    assert_eq!(
+        front.other_sessions(),
+        0,
+        "no connection fell back to HTTP/1.1"
+    );
 }
 
 /// A server that caps the requests per connection (nginx's
@@ -802,7 +806,10 @@ url = "/dropped"
             .map(|x| x["tags"].clone())
             .collect::<Vec<_>>()
     );
-    assert_eq!(value(&s, "http_req_failed", "passes") as u64, peer.dropped());
+    assert_eq!(
+        value(&s, "http_req_failed", "passes") as u64,
+        peer.dropped()
+    );
 }
 
 /// `volley ARGS`, killed (and the test failed) if it outlives `limit`.
