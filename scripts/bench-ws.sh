@@ -307,6 +307,10 @@ for MODE in $MODES; do
   printf '%-34s %s\n' "sessions held (servers, peak):" "$held"
   printf '%-34s %.0f (dropped or failed: %.0f; %s)\n' "sessions opened (volley):" "$sessions" "$drops" "$server_note"
   printf '%-34s sent %.0f/s, received %.0f/s (lost %.0f, p95 latency %.1f ms)\n' "messages:" "$sent_rate" "$recv_rate" "$lost" "$p95"
+  if [ "$hold_big" = 0 ] || [ "$hold_small" = 0 ]; then
+    # The sampler looks once a second (longer on a busy machine).
+    echo "note: RSS was not sampled while all sessions were held; use a longer HOLD" >&2
+  fi
   printf '%-34s %s KB (%s sessions), %s KB (%s sessions)\n' "volley RSS, all sessions held:" "$hold_big" "$n" "$hold_small" "$SMALL"
   printf '%-34s %s KB (%s sessions), %s KB (%s sessions)\n' "volley peak RSS (whole run):" "$rss_big" "$n" "$rss_small" "$SMALL"
   printf '%-34s %s s (servers: %s s)\n' "volley CPU (user+sys):" "$(cpu_s "$tag")" "$(cat "$tmp/server_cpu.$tag")"
@@ -314,8 +318,9 @@ for MODE in $MODES; do
 import sys
 mode = sys.argv[1]
 big, small, peak, held, n, small_n = (float(x) for x in sys.argv[2:])
-per = big / (held or n)
-marginal = (big - small) / (n - small_n) if n != small_n and big and small else float("nan")
+nan = float("nan")
+per = big / (held or n) if big else nan
+marginal = (big - small) / (n - small_n) if n != small_n and big and small else nan
 print(f"{mode:10} {held or 0:>8.0f} {big / 1024:>10.1f} {per:>12.1f} {marginal:>14.1f} {peak / 1024:>10.1f}")
 EOF
   if [ "${drops%.*}" != "0" ]; then
