@@ -89,7 +89,10 @@ url = "/api/v1/health"
     assert!(value(&s, "vus_max", "value") >= 20.0, "{s:#}");
     assert!(value(&s, "vus_max", "min") >= 20.0, "{s:#}");
     for (v, lo, hi) in vus_points(&s, "vus_max") {
-        assert!(v >= 20.0 && lo >= 20.0 && hi >= 20.0, "vus_max point {v} {lo} {hi}");
+        assert!(
+            v >= 20.0 && lo >= 20.0 && hi >= 20.0,
+            "vus_max point {v} {lo} {hi}"
+        );
     }
     // Some VU was busy in every second the arrivals ran: the peak shows it.
     let busy = value(&s, "vus", "max");

@@ -252,7 +252,13 @@ impl Aggregator {
             // Allocation only grows until the VUs retire at the end: an
             // interval's allocation is its peak (retiring does not read as
             // fewer VUs allocated).
-            set_gauge(&mut p.slots, self.vus_max, alloc.peak, alloc.peak, alloc.peak);
+            set_gauge(
+                &mut p.slots,
+                self.vus_max,
+                alloc.peak,
+                alloc.peak,
+                alloc.peak,
+            );
             for (i, id) in self.vus_by_scenario.iter().enumerate() {
                 let (last, min, max) = busy_gauge(p.active.get(i).copied().unwrap_or_default());
                 set_gauge(&mut p.slots, *id, last, min, max);

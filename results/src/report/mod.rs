@@ -588,7 +588,11 @@ fn scenario_figures(tl: &Timeline, sc: &str, driver: &str) -> Vec<Figure> {
     if tl.has("vus", sc) {
         // The most VUs busy in each second: a sample at its end would miss
         // iterations shorter than a second.
-        let v = tl.values(&tl.series_in("vus", sc), Combine::SumGauge, timeline::gauge_max);
+        let v = tl.values(
+            &tl.series_in("vus", sc),
+            Combine::SumGauge,
+            timeline::gauge_max,
+        );
         out.push(figure(
             &per_series,
             "vus",

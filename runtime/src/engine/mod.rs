@@ -246,8 +246,14 @@ async fn worker(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let snapshot = |counts: &[VuCounts]| {
         (
-            counts.iter().map(|(a, _)| a.take()).collect::<Vec<VuSample>>(),
-            counts.iter().map(|(_, b)| b.take()).collect::<Vec<VuSample>>(),
+            counts
+                .iter()
+                .map(|(a, _)| a.take())
+                .collect::<Vec<VuSample>>(),
+            counts
+                .iter()
+                .map(|(_, b)| b.take())
+                .collect::<Vec<VuSample>>(),
         )
     };
     let mut index = 0u64;
