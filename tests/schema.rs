@@ -135,8 +135,14 @@ url = "/api/v1/health"
 }
 
 #[test]
-fn the_schema_names_every_scenario_key_the_loader_reads() {
+fn the_schema_names_every_section_and_scenario_key_the_loader_reads() {
     let s = schema();
+    for key in volley_config::plan::TOP_KEYS {
+        assert!(
+            s["properties"][key]["description"].is_string(),
+            "section [{key}] is not in the schema (with a description)"
+        );
+    }
     let scenario = &s["properties"]["scenarios"]["additionalProperties"];
     for key in volley_config::executor::COMMON_KEYS {
         assert!(
