@@ -108,10 +108,11 @@ fn vus_header(s: &Summary) -> String {
         .get("vus_max")
         .and_then(|m| m.values.get("max"))
         .map(|v| *v as u64);
+    let vus = |n: u64| format!("{n} VU{}", if n == 1 { "" } else { "s" });
     match peak {
-        Some(p) if p < limit => format!("{p} VUs at most (limit {limit})"),
-        Some(p) => format!("{p} VUs at most"),
-        None => format!("up to {limit} VUs"),
+        Some(p) if p < limit => format!("{} at most (limit {limit})", vus(p)),
+        Some(p) => format!("{} at most", vus(p)),
+        None => format!("up to {}", vus(limit)),
     }
 }
 
