@@ -970,7 +970,7 @@ mod tests {
     use std::time::Duration;
     use volley_model::summary::{RunInfo, ScenarioInfo, ThresholdSource};
     use volley_protocols::metrics::{MetricKind::*, Recorder, Registry, Unit};
-    use volley_runtime::aggregate::{Aggregator, Flush};
+    use volley_runtime::aggregate::{Aggregator, Flush, VuSample};
 
     /// A summary as a run with websocket, webhook and postgres scenarios
     /// would leave it: three one-second intervals through the aggregator.
@@ -1022,8 +1022,8 @@ mod tests {
                 worker: 0,
                 index: i,
                 shard: rec.take(),
-                active: vec![5, 2, 10],
-                allocated: vec![5, 2, 10],
+                active: [5, 2, 10].map(VuSample::steady).to_vec(),
+                allocated: [5, 2, 10].map(VuSample::steady).to_vec(),
                 last: i == 2,
             });
         }
