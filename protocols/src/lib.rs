@@ -8,6 +8,7 @@ pub mod data;
 pub mod descriptor;
 pub mod driver;
 pub mod duration;
+pub mod echo;
 pub mod error;
 pub mod http;
 pub mod metrics;
@@ -27,6 +28,7 @@ registry::drivers! {
     Webhook(webhook::WebhookDriver),
     Postgres(pg::PgDriver),
     Ws(ws::WsDriver),
+    Echo(echo::EchoDriver),
 }
 
 pub use driver::{BuildCtx, Defaults, Driver, Iteration, Stop, Vu, VuEnv, VuState};
