@@ -725,6 +725,24 @@ mod tests {
     }
 
     #[test]
+    fn a_plan_metric_may_not_take_a_registered_driver_prefix() {
+        for (name, prefix) in [("pg_cost", "pg_"), ("echo_cost", "echo_"), ("vus_x", "vus")] {
+            let e = refusal(format!(
+                "{HTTP}requests = [{{ url = \"http://127.0.0.1:1/\" }}]\n[metrics.{name}]\nkind = \"counter\"\n"
+            ));
+            assert!(e.contains(&format!("starts with {prefix:?}")), "{e}");
+        }
+        accepted(&format!(
+            "{HTTP}requests = [{{ url = \"http://127.0.0.1:1/\" }}]\n[metrics.my_cost]\nkind = \"counter\"\n"
+        ));
+        let e = refusal(HTTP.replace("\"http\"", "\"gopher\""));
+        assert!(
+            e.contains("this build has http, webhook, postgres, websocket, echo"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn connect_is_refused_as_a_method() {
         let e = refusal(format!(
             "{HTTP}requests = [{{ url = \"http://127.0.0.1:1/\", method = \"CONNECT\" }}]\n"

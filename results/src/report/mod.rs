@@ -5,11 +5,14 @@
 //!
 //! Sections appear when their metrics exist, so every driver gets its charts
 //! from the one pipeline: latency percentiles, throughput, errors and active
-//! VUs per scenario; WebSocket sessions, webhook deliveries by kind, Postgres
-//! connections by state. Latency lines are exact per-second percentiles of the
-//! whole scenario: the aggregator merges each second's histograms per
-//! scenario (percentiles do not add up across series), keeping only the
-//! resulting points so memory stays flat over a long soak.
+//! VUs per scenario, then the charts a driver's descriptor adds (WebSocket
+//! sessions, webhook deliveries by kind, Postgres connections by state).
+//! Which metrics each chart draws comes from the drivers' descriptors
+//! (`Summary::drivers`), never from driver names. Latency lines are exact
+//! per-second percentiles of the whole scenario: the aggregator merges each
+//! second's histograms per scenario (percentiles do not add up across
+//! series), keeping only the resulting points so memory stays flat over a
+//! long soak.
 
 mod capacity;
 mod chart;
