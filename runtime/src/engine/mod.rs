@@ -13,8 +13,8 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use volley_config::plan::Plan;
+use volley_config::with_driver;
 use volley_protocols::metrics::{MetricKind, Recorder, Registry, Tags, Unit};
-use volley_protocols::with_driver;
 
 /// VUs running and allocated, per scenario on one worker.
 type VuCounts = (Rc<Cell<u64>>, Rc<Cell<u64>>);
