@@ -85,6 +85,11 @@ impl AnyDriver {
         with_driver!(self, d => d.used_feeders())
     }
 
+    /// See [`volley_protocols::Driver::tag_values`].
+    pub fn tag_values(&self, key: &str) -> Option<Vec<String>> {
+        with_driver!(self, d => d.tag_values(key))
+    }
+
     pub async fn prepare(&self) -> Result<(), String> {
         with_driver!(self, d => d.prepare().await)
     }

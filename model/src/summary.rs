@@ -41,12 +41,19 @@ pub struct RunInfo {
     /// `--max-series` series.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub folded: Vec<volley_protocols::metrics::Folded>,
+    /// `summary_trend_stats`: the trend statistics the summary shows, in
+    /// order; empty: the default (see `trend_stats::DEFAULT`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub summary_trend_stats: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ThresholdSource {
     pub key: String,
     pub expressions: Vec<String>,
+    /// The expressions written with `allow_empty = true`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_empty: Vec<String>,
 }
 
 /// How a merged summary's per-second percentiles were combined.

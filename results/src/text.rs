@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
-use volley_model::derive::values_of;
+use volley_model::derive::values_with;
+use volley_model::trend_stats::{self, TrendStat};
 use volley_model::judge::merged;
 use volley_model::summary::{MetricSummary, SeriesRecord, Summary, ThresholdResult};
 use volley_model::units::{bytes, value};
@@ -28,8 +29,14 @@ fn dots(name: &str, width: usize) -> String {
     s
 }
 
-/// One metric's values on a line, as the terminal summary shows them.
-pub fn stat_line(kind: MetricKind, unit: Unit, v: &BTreeMap<String, f64>) -> String {
+/// One metric's values on a line, as the terminal summary shows them; a
+/// trend's `stats` (its `summary_trend_stats`) in their order.
+pub fn stat_line(
+    kind: MetricKind,
+    unit: Unit,
+    v: &BTreeMap<String, f64>,
+    stats: &[TrendStat],
+) -> String {
     let g = |k: &str| v.get(k).copied().unwrap_or(0.0);
     match kind {
         MetricKind::Counter => match unit {
@@ -55,16 +62,20 @@ pub fn stat_line(kind: MetricKind, unit: Unit, v: &BTreeMap<String, f64>) -> Str
             value(unit, g("max")),
             g("never_recovered")
         ),
-        MetricKind::Trend => format!(
-            "avg={:<9} min={:<9} med={:<9} max={:<9} p(90)={:<9} p(95)={:<9} p(99)={}",
-            value(unit, g("avg")),
-            value(unit, g("min")),
-            value(unit, g("med")),
-            value(unit, g("max")),
-            value(unit, g("p(90)")),
-            value(unit, g("p(95)")),
-            value(unit, g("p(99)"))
-        ),
+        MetricKind::Trend => {
+            let cells: Vec<String> = stats
+                .iter()
+                .map(|t| {
+                    let k = t.key();
+                    let shown = match t {
+                        TrendStat::Count => value(Unit::Default, g(&k)),
+                        _ => value(unit, g(&k)),
+                    };
+                    format!("{k}={shown:<9}")
+                })
+                .collect();
+            cells.join(" ").trim_end().to_string()
+        }
     }
 }
 
@@ -102,6 +113,7 @@ pub fn render_text(s: &Summary, series: &[(SeriesRecord, Slot)]) -> String {
     let mut out = String::new();
     let info = &s.volley;
     let elapsed = volley_protocols::duration::secs(info.duration_s);
+    let stats = trend_stats::of_names(&info.summary_trend_stats);
     let max_vus: u64 = info.scenarios.iter().map(|x| x.max_vus).sum();
     let _ = writeln!(out);
     let _ = writeln!(
@@ -165,7 +177,7 @@ pub fn render_text(s: &Summary, series: &[(SeriesRecord, Slot)]) -> String {
             out,
             "    {} {}",
             dots(name, width),
-            stat_line(m.kind, m.contains, &m.values)
+            stat_line(m.kind, m.contains, &m.values, &stats)
         );
         if name == "http_req_duration"
             && let Some(t) = merged(series, name, &Tags::new([("expected_response", "true")]))
@@ -174,7 +186,12 @@ pub fn render_text(s: &Summary, series: &[(SeriesRecord, Slot)]) -> String {
                 out,
                 "    {} {}",
                 dots("  { expected_response:true }", width),
-                stat_line(t.kind, t.unit, &values_of(&t.stats(elapsed)))
+                stat_line(
+                    t.kind,
+                    t.unit,
+                    &values_with(&t.stats(elapsed), &stats),
+                    &stats
+                )
             );
         }
     }

@@ -846,6 +846,10 @@ impl WsDriver {
 impl Driver for WsDriver {
     type Vu = WsVu;
 
+    fn tag_values(&self, key: &str) -> Option<Vec<String>> {
+        Some(self.tags.get(key).map(str::to_string).into_iter().collect())
+    }
+
     fn vu(self: &Arc<Self>, env: VuEnv) -> WsVu {
         WsVu::new(self.clone(), env)
     }

@@ -399,7 +399,7 @@ fn thresholds_table(s: &Summary) -> String {
                 .get(&t.key)
                 .and_then(|m| m.thresholds.get(expr).map(|r| (m, r)));
             let (mark, class, seen) = match r {
-                Some((m, r)) if r.no_data => {
+                Some((m, r)) if r.no_data && r.ok => {
                     ("–", "nodata", crate::text::threshold_observed(m, expr, r))
                 }
                 Some((m, r)) if r.ok => ("✓", "ok", crate::text::threshold_observed(m, expr, r)),
@@ -422,6 +422,7 @@ fn thresholds_table(s: &Summary) -> String {
 /// Every metric of the run with its totals, as the terminal summary lists
 /// them: the plan's own (`[metrics.NAME]`) appear here like volley's.
 fn metrics_table(s: &Summary) -> String {
+    let stats = volley_model::trend_stats::of_names(&s.volley.summary_trend_stats);
     let mut html = String::from(
         "<section id=\"metrics\"><h2>Metrics</h2><table><thead><tr><th>metric</th><th>type</th><th>values</th></tr></thead><tbody>",
     );
@@ -438,7 +439,7 @@ fn metrics_table(s: &Summary) -> String {
             html,
             "<tr><td><code>{}</code></td><td>{kind}</td><td>{}</td></tr>",
             esc(name),
-            esc(&crate::text::stat_line(m.kind, m.contains, &m.values))
+            esc(&crate::text::stat_line(m.kind, m.contains, &m.values, &stats))
         );
     }
     if !any {
@@ -1020,7 +1021,7 @@ mod tests {
         }
         let series = volley_runtime::records::collect_series(&agg);
         let elapsed = Duration::from_secs(3);
-        let (metrics, _) = volley_model::derive::derive(&series, &[], elapsed);
+        let (metrics, _) = volley_model::derive::derive(&series, &[], elapsed, &[]);
         let records = volley_runtime::records::interval_records(&agg);
         let scenarios = [
             ("chat", "websocket"),
@@ -1051,6 +1052,7 @@ mod tests {
                 thresholds: Vec::<ThresholdSource>::new(),
                 merge: None,
                 folded: Vec::new(),
+                summary_trend_stats: Vec::new(),
             },
             metrics,
             series: series.into_iter().map(|(r, _)| r).collect(),
