@@ -171,11 +171,18 @@ mod tests {
     fn numbers_come_from_variables_on_number_keys_only() {
         let env = HashMap::from([("N".to_string(), "7".to_string())]);
         assert_eq!(
-            substituted("vus = \"${N}\"\nrate = \"${R:-2.5}\"\nname = \"${N}\"", &env).unwrap(),
+            substituted(
+                "vus = \"${N}\"\nrate = \"${R:-2.5}\"\nname = \"${N}\"",
+                &env
+            )
+            .unwrap(),
             "vus=\"integer\",rate=\"float\",name=\"string\""
         );
         let bad = HashMap::from([("N".to_string(), "many".to_string())]);
         let e = substituted("vus = \"${N}\"", &bad).unwrap_err();
-        assert!(e.contains("`vus` is a number") && e.contains("\"many\""), "{e}");
+        assert!(
+            e.contains("`vus` is a number") && e.contains("\"many\""),
+            "{e}"
+        );
     }
 }

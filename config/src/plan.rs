@@ -363,8 +363,9 @@ fn parse(
             let mut out = Vec::new();
             for s in list.get_ref() {
                 out.push(
-                    TrendStat::parse(s.get_ref())
-                        .map_err(|e| ConfigError::at(s.span(), format!("summary_trend_stats: {e}")))?,
+                    TrendStat::parse(s.get_ref()).map_err(|e| {
+                        ConfigError::at(s.span(), format!("summary_trend_stats: {e}"))
+                    })?,
                 );
             }
             Some(out)
@@ -634,8 +635,7 @@ fn check_threshold(
     for t in &set.items {
         threshold::check_fits(t, def.kind, &set.metric)?;
         threshold::check_unit(t, def.unit, &set.metric)?;
-        if t.abort_on_fail
-            && volley_model::metrics::POST_RUN_METRICS.contains(&set.metric.as_str())
+        if t.abort_on_fail && volley_model::metrics::POST_RUN_METRICS.contains(&set.metric.as_str())
         {
             return Err(ConfigError::at(
                 t.span.clone(),
@@ -672,7 +672,10 @@ fn check_threshold(
             let mut names: Vec<&str> = known.iter().map(String::as_str).collect();
             names.sort();
             names.dedup();
-            format!("the {key} values this plan can record are {}", names.join(", "))
+            format!(
+                "the {key} values this plan can record are {}",
+                names.join(", ")
+            )
         };
         return Err(ConfigError::at(
             set.span.clone(),

@@ -47,7 +47,11 @@ impl TrendStat {
                 }
                 Self::P(n)
             }
-            _ => return Err(format!("{t:?} is not a statistic; the statistics are {VALID}")),
+            _ => {
+                return Err(format!(
+                    "{t:?} is not a statistic; the statistics are {VALID}"
+                ));
+            }
         })
     }
 

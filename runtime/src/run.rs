@@ -154,13 +154,18 @@ pub async fn execute(
         .unwrap_or(volley_model::trend_stats::DEFAULT);
     series.extend(answer_series);
     answers.monitors = crate::monitor::reports(&plan.monitors, &result.agg, &series);
-    let (metrics, thresholds_ok) =
-        volley_model::derive::derive_with(&series, judged, result.elapsed, trend_stats, &|set, after| {
+    let (metrics, thresholds_ok) = volley_model::derive::derive_with(
+        &series,
+        judged,
+        result.elapsed,
+        trend_stats,
+        &|set, after| {
             result
                 .agg
                 .tracked(&set.metric, &set.filter, after.as_secs_f64())
                 .and_then(|t| t.slope_per_hour())
-        });
+        },
+    );
     let started_ms = result
         .started
         .duration_since(UNIX_EPOCH)

@@ -86,9 +86,7 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 
 fn parse_stage(s: &str) -> Result<Stage, String> {
     let fix = "write DURATION:TARGET, e.g. --stage 30s:50 (ramp to 50 VUs over 30 s)";
-    let (d, t) = s
-        .rsplit_once(':')
-        .ok_or_else(|| format!("{s:?}: {fix}"))?;
+    let (d, t) = s.rsplit_once(':').ok_or_else(|| format!("{s:?}: {fix}"))?;
     let duration = parse_duration(d).map_err(|e| format!("{s:?}: {e}; {fix}"))?;
     let target = t
         .trim()
@@ -113,7 +111,9 @@ impl ShapeArgs {
                 );
             }
             if self.stages.iter().all(|s| s.duration.0.is_zero()) {
-                return bad("every --stage lasts 0s: give at least one a duration, e.g. --stage 30s:50");
+                return bad(
+                    "every --stage lasts 0s: give at least one a duration, e.g. --stage 30s:50",
+                );
             }
             return Ok(Some(Executor::RampingVus {
                 start_vus: self.vus.unwrap_or(1),
@@ -130,7 +130,9 @@ impl ShapeArgs {
             let duration = match (self.duration, quick) {
                 (Some(d), _) => d,
                 (None, true) => QUICK_DURATION,
-                (None, false) => return bad("--rate needs --duration, e.g. --rate 100 --duration 30s"),
+                (None, false) => {
+                    return bad("--rate needs --duration, e.g. --rate 100 --duration 30s");
+                }
             };
             // VUs ready for 100 ms of latency at this rate, and room for a
             // full second of it before arrivals are dropped.
@@ -284,7 +286,11 @@ mod tests {
         for bad in ["NaN", "inf", "-1", "0", "1e300"] {
             assert!(parse_rate(bad).unwrap_err().contains("rate"), "{bad}");
         }
-        assert!(parse_length("--duration")("0s").unwrap_err().contains("--duration"));
+        assert!(
+            parse_length("--duration")("0s")
+                .unwrap_err()
+                .contains("--duration")
+        );
     }
 
     #[test]

@@ -918,8 +918,8 @@ impl Driver for HttpDriver {
         let mut out = Vec::new();
         for r in &self.requests {
             // Unnamed requests name their redirect hops by the URL they reach.
-            let unknown = (key == "name" && !r.named)
-                || r.dynamic_tags.iter().any(|(k, _)| k == key);
+            let unknown =
+                (key == "name" && !r.named) || r.dynamic_tags.iter().any(|(k, _)| k == key);
             if unknown {
                 return None;
             }

@@ -439,7 +439,9 @@ fn metrics_table(s: &Summary) -> String {
             html,
             "<tr><td><code>{}</code></td><td>{kind}</td><td>{}</td></tr>",
             esc(name),
-            esc(&crate::text::stat_line(m.kind, m.contains, &m.values, &stats))
+            esc(&crate::text::stat_line(
+                m.kind, m.contains, &m.values, &stats
+            ))
         );
     }
     if !any {
