@@ -9,6 +9,13 @@ use common::*;
 use std::process::Output;
 use volley_serve::ServeOptions;
 
+fn load_toml() -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/plans/load.toml")
+        .display()
+        .to_string()
+}
+
 /// `volley run ARGS --quiet --summary-export DIR/summary.json`.
 fn run(dir: &Dir, args: &[&str]) -> (Output, Option<serde_json::Value>) {
     let export = dir.join("summary.json");
@@ -120,7 +127,7 @@ fn vus_and_duration_replace_a_plans_schedule() {
     let (out, s) = run(
         &d,
         &[
-            "fixtures/plans/load.toml",
+            &load_toml(),
             "-e",
             &format!("BASE_URL={}", t.url()),
             "--vus",
@@ -149,7 +156,7 @@ fn vus_and_duration_replace_a_plans_schedule() {
     let (out, s) = run(
         &d,
         &[
-            "fixtures/plans/load.toml",
+            &load_toml(),
             "-e",
             &format!("BASE_URL={}", t.url()),
             "--stage",
@@ -166,7 +173,7 @@ fn vus_and_duration_replace_a_plans_schedule() {
     let (out, _) = run(
         &d,
         &[
-            "fixtures/plans/load.toml",
+            &load_toml(),
             "-e",
             "BASE_URL=http://127.0.0.1:1",
             "--vus",
@@ -366,6 +373,20 @@ fn summary_trend_stats_choose_the_columns() {
     assert_eq!(s["volley"]["summary_trend_stats"][1], "p(99.9)");
     let html = std::fs::read_to_string(&report).unwrap();
     assert!(html.contains("p(99.9)="), "the report's values column");
+    assert!(
+        html.contains("<th>p99.9</th>"),
+        "the report's per-name columns"
+    );
+    let summary = String::from_utf8_lossy(&out.stdout);
+    let heading = summary
+        .lines()
+        .find(|l| l.contains("scenario / name"))
+        .expect("a per-name table");
+    assert!(
+        heading.contains("med") && heading.contains("p99.9"),
+        "{heading}"
+    );
+    assert!(!heading.contains("p95"), "{heading}");
     // A statistic that does not exist is refused where written.
     let bad = d.write(
         "bad.toml",

@@ -110,6 +110,33 @@ fn split_list(s: &str) -> Vec<&str> {
     out.into_iter().filter(|p| !p.trim().is_empty()).collect()
 }
 
+/// The columns of the per-name breakdown tables (beside count, rate and
+/// failures): p50, p95, p99 and max, or the summary's own statistics.
+pub fn breakdown_columns(names: &[String]) -> Vec<TrendStat> {
+    if names.is_empty() {
+        return vec![
+            TrendStat::P(50.0),
+            TrendStat::P(95.0),
+            TrendStat::P(99.0),
+            TrendStat::Max,
+        ];
+    }
+    of_names(names)
+        .into_iter()
+        .filter(|t| *t != TrendStat::Count)
+        .collect()
+}
+
+impl TrendStat {
+    /// A column heading: `p50`, `p99.9`, `avg`.
+    pub fn heading(self) -> String {
+        match self {
+            Self::P(p) => format!("p{p}"),
+            other => other.key(),
+        }
+    }
+}
+
 /// The statistics a summary names (`RunInfo::summary_trend_stats`), or the
 /// default when it names none (or a name this build does not know).
 pub fn of_names(names: &[String]) -> Vec<TrendStat> {

@@ -114,6 +114,7 @@ pub fn render_text(s: &Summary, series: &[(SeriesRecord, Slot)]) -> String {
     let info = &s.volley;
     let elapsed = volley_protocols::duration::secs(info.duration_s);
     let stats = trend_stats::of_names(&info.summary_trend_stats);
+    let columns = trend_stats::breakdown_columns(&info.summary_trend_stats);
     let max_vus: u64 = info.scenarios.iter().map(|x| x.max_vus).sum();
     let _ = writeln!(out);
     let _ = writeln!(
@@ -197,7 +198,7 @@ pub fn render_text(s: &Summary, series: &[(SeriesRecord, Slot)]) -> String {
     }
 
     for (metric, failed, tag) in BREAKDOWNS {
-        let table = breakdown(series, metric, failed, tag, elapsed);
+        let table = breakdown(series, metric, failed, tag, elapsed, &columns);
         if table.is_empty() {
             continue;
         }
@@ -212,10 +213,14 @@ pub fn render_text(s: &Summary, series: &[(SeriesRecord, Slot)]) -> String {
             .max()
             .unwrap_or(0)
             .clamp(32, 64);
+        let stats: String = columns
+            .iter()
+            .map(|c| format!(" {:>9}", c.heading()))
+            .collect();
         let _ = writeln!(
             out,
-            "    {:<width$} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
-            "scenario / name", "count", "rate/s", "p50", "p95", "p99", "max", "failed"
+            "    {:<width$} {:>8} {:>9}{stats} {:>8}",
+            "scenario / name", "count", "rate/s", "failed"
         );
         for (label, row) in table {
             let label: String = label.chars().take(width).collect();
@@ -238,6 +243,7 @@ fn breakdown(
     failed: &str,
     tag: &str,
     elapsed: Duration,
+    columns: &[TrendStat],
 ) -> Vec<(String, String)> {
     let mut groups: BTreeMap<(String, String), ()> = BTreeMap::new();
     for (r, _) in series.iter().filter(|(r, _)| r.metric == metric) {
@@ -266,13 +272,13 @@ fn breakdown(
         rows.push((
             label,
             format!(
-                "{:>8} {:>9.2} {:>9} {:>9} {:>9} {:>9} {:>8}",
+                "{:>8} {:>9.2}{} {:>8}",
                 st.count,
                 st.rate,
-                value(unit, st.quantile(50.0)),
-                value(unit, st.quantile(95.0)),
-                value(unit, st.quantile(99.0)),
-                value(unit, st.max),
+                columns
+                    .iter()
+                    .map(|c| format!(" {:>9}", value(unit, c.of(&st))))
+                    .collect::<String>(),
                 fail
             ),
         ));

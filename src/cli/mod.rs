@@ -60,7 +60,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run a plan. Exit 0: thresholds passed; 99: a threshold failed; 2: bad plan; 1: runtime failure.
+    /// Run a plan, or one URL without a plan (volley run URL -c 50 -z 30s).
+    /// Exit 0: thresholds passed; 99: a threshold failed; 2: bad plan or flags; 1: runtime failure.
     Run(RunArgs),
     /// Check a plan and print its shape without sending anything.
     Validate(ValidateArgs),

@@ -172,7 +172,8 @@ pub fn render(s: &Summary) -> Result<String, String> {
             }
             sections.push_str("</div>");
         }
-        sections.push_str(&breakdown_tables(&series, &sc.name, elapsed));
+        let columns = volley_model::trend_stats::breakdown_columns(&s.volley.summary_trend_stats);
+        sections.push_str(&breakdown_tables(&series, &sc.name, elapsed, &columns));
         sections.push_str("</section>");
     }
     let (monitors, n) = capacity::monitors_section(s, &tl)?;
@@ -768,7 +769,16 @@ fn noun(metric: &str) -> &'static str {
     }
 }
 
-fn breakdown_tables(series: &[(SeriesRecord, Slot)], sc: &str, elapsed: Duration) -> String {
+fn breakdown_tables(
+    series: &[(SeriesRecord, Slot)],
+    sc: &str,
+    elapsed: Duration,
+    columns: &[volley_model::trend_stats::TrendStat],
+) -> String {
+    let headings: String = columns
+        .iter()
+        .map(|c| format!("<th>{}</th>", esc(&c.heading())))
+        .collect();
     let mut html = String::new();
     for (metric, failed, tag) in BREAKDOWNS {
         let scoped = Tags::new([("scenario", sc)]);
@@ -784,7 +794,7 @@ fn breakdown_tables(series: &[(SeriesRecord, Slot)], sc: &str, elapsed: Duration
         names.dedup();
         let _ = write!(
             html,
-            "<h3>{} by {} <span class=\"dim\">({metric})</span></h3><table class=\"num\"><thead><tr><th>{}</th><th>count</th><th>rate/s</th><th>p50</th><th>p95</th><th>p99</th><th>max</th><th>errors</th></tr></thead><tbody>",
+            "<h3>{} by {} <span class=\"dim\">({metric})</span></h3><table class=\"num\"><thead><tr><th>{}</th><th>count</th><th>rate/s</th>{headings}<th>errors</th></tr></thead><tbody>",
             noun(metric),
             esc(tag),
             esc(tag)
@@ -823,14 +833,14 @@ fn breakdown_tables(series: &[(SeriesRecord, Slot)], sc: &str, elapsed: Duration
             };
             let _ = write!(
                 html,
-                "<tr{class}><td>{}</td><td>{}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr{class}><td>{}</td><td>{}</td><td>{:.2}</td>{}<td>{}</td></tr>",
                 esc(&name),
                 st.count,
                 st.rate,
-                v(st.quantile(50.0)),
-                v(st.quantile(95.0)),
-                v(st.quantile(99.0)),
-                v(st.max),
+                columns
+                    .iter()
+                    .map(|c| format!("<td>{}</td>", v(c.of(&st))))
+                    .collect::<String>(),
                 esc(&errors)
             );
         }
