@@ -34,6 +34,26 @@ pub const NUMBER_KEYS: &[&str] = &[
     "scale",
 ];
 
+/// Tables whose keys are the user's own (JSON bodies, headers, tags, vars,
+/// metric names): a `rate` or `target` in them is data, not a plan number.
+const FREE_FORM: &[&str] = &[
+    "json",
+    "query",
+    "form",
+    "multipart",
+    "headers",
+    "tags",
+    "cookies",
+    "captures",
+    "params",
+    "vars",
+    "message",
+    "join",
+    "correlate",
+    "record",
+    "thresholds",
+];
+
 /// Replace `${NAME}` and `${NAME:-default}` in every string of the document.
 /// `$${` writes a literal `${`.
 pub fn substitute(
@@ -75,8 +95,10 @@ fn substitute_at(
             }
         }
         DeValue::Table(t) => {
+            // Inside a free-form table every key stays data, however deep.
+            let free = key.filter(|k| FREE_FORM.contains(k));
             for (k, item) in t.iter_mut() {
-                substitute_at(item, Some(k.get_ref().as_ref()), env)?;
+                substitute_at(item, Some(free.unwrap_or(k.get_ref().as_ref())), env)?;
             }
         }
         _ => {}
@@ -165,6 +187,17 @@ mod tests {
             .map(|(k, v)| format!("{}={:?}", k.get_ref(), v.get_ref().type_str()))
             .collect::<Vec<_>>()
             .join(","))
+    }
+
+    #[test]
+    fn keys_of_bodies_tags_and_thresholds_stay_strings() {
+        let env = HashMap::from([("N".to_string(), "x".to_string())]);
+        let text = "json = { rate = \"${N}\", a = [{ target = \"${N}\", b = { vus = \"${N}\" } }] }\ntags = { vus = \"${N}\" }\n[thresholds]\ntarget = [\"value<${N}\"]\n[x]\nqueries = [{ vars = { weight = \"${N}\" } }]";
+        assert!(
+            substituted(text, &env).is_ok(),
+            "{:?}",
+            substituted(text, &env)
+        );
     }
 
     #[test]
