@@ -228,7 +228,9 @@ fn load_plan_with(path: &Path, o: &LoadOpts<'_>) -> Result<plan::Plan, Failure> 
 
 /// A plan from text built here (a quick run's), named `name` in messages.
 fn load_text(name: &str, text: &str, o: &LoadOpts<'_>) -> Result<plan::Plan, Failure> {
-    plan::from_bytes(name, text.as_bytes(), Path::new("."), &o.options()?).map_err(usage)
+    // Positions in text the user never wrote would not help: the message alone.
+    plan::from_bytes(name, text.as_bytes(), Path::new("."), &o.options()?)
+        .map_err(|e| usage(anyhow!("{name}: {}", e.message)))
 }
 
 fn main_runtime() -> Result<tokio::runtime::Runtime, Failure> {
