@@ -185,7 +185,7 @@ struct Options {
     summary_trend_stats: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
-const TOP_KEYS: &[&str] = &[
+pub const TOP_KEYS: &[&str] = &[
     "defaults",
     "options",
     "data",
