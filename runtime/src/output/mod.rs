@@ -4,6 +4,7 @@
 //! InfluxDB and Prometheus remote write get them pushed, off the run's
 //! threads (`push`).
 
+mod dashboard;
 pub mod dest;
 mod influx;
 mod prometheus;
@@ -11,6 +12,7 @@ mod push;
 mod remote_write;
 mod rows;
 
+pub use dashboard::{Dashboard, parse_addr as parse_dashboard_addr};
 pub use influx::{InfluxOptions, InfluxOutput};
 pub use prometheus::{Endpoint, PrometheusOptions};
 pub use remote_write::{RemoteWriteOptions, RemoteWriteOutput};
