@@ -724,7 +724,15 @@ fn figure_html(f: &Figure, marks: &[chart::Mark]) -> Result<String, String> {
         esc(&f.id),
         esc(&f.title)
     );
-    for l in &f.data.lines {
+    for (i, l) in f.data.lines.iter().enumerate() {
+        // The key shows the line's dash, as the chart draws it.
+        let swatch = match i {
+            0 => hex(l.color),
+            _ => format!(
+                "repeating-linear-gradient(90deg,{0} 0 4px,transparent 4px 7px)",
+                hex(l.color)
+            ),
+        };
         let peak = l
             .values
             .iter()
@@ -740,7 +748,7 @@ fn figure_html(f: &Figure, marks: &[chart::Mark]) -> Result<String, String> {
         let _ = write!(
             html,
             "<span class=\"key\"><i style=\"background:{}\"></i>{} <b>peak {}</b></span>",
-            hex(l.color),
+            swatch,
             esc(&l.label),
             esc(&peak)
         );
@@ -854,6 +862,31 @@ fn error_breakdown(series: &[(SeriesRecord, Slot)]) -> String {
             .collect::<Vec<_>>()
             .join(" · ")
     };
+    // A failed status check and the unexpected response that failed it are
+    // one error: it is listed under the status (or transport error), and
+    // the check row keeps only the failures no such response explains.
+    let key = |r: &SeriesRecord| {
+        (
+            r.tags.get("scenario").unwrap_or("-").to_string(),
+            r.tags.get("name").unwrap_or("").to_string(),
+        )
+    };
+    let mut unexpected: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for (r, slot) in series {
+        if let ("http_reqs", Slot::Counter(n)) = (r.metric.as_str(), slot)
+            && r.tags.get("expected_response") == Some("false")
+        {
+            *unexpected.entry(key(r)).or_default() += n;
+        }
+    }
+    let mut status_checks: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for (r, _) in series {
+        if r.metric == "checks"
+            && let Some(c) = r.tags.get("check").filter(|c| c.starts_with("status "))
+        {
+            status_checks.entry(key(r)).or_default().push(c.to_string());
+        }
+    }
     for (r, slot) in series {
         let sc = r.tags.get("scenario").unwrap_or("-").to_string();
         let (n, what) = match (r.metric.as_str(), slot) {
@@ -863,10 +896,22 @@ fn error_breakdown(series: &[(SeriesRecord, Slot)]) -> String {
                     None => format!("status {}", r.tags.get("status").unwrap_or("?")),
                 };
                 let rest = describe(&r.tags, &["error", "status", "expected_response", "method"]);
-                (*n, format!("{head} · {rest}"))
+                let also = match status_checks.get(&key(r)) {
+                    Some(c) => format!(" · failed check {}", c.join(", ")),
+                    None => String::new(),
+                };
+                (*n, format!("{head} · {rest}{also}"))
             }
             ("checks", Slot::Rate { hits, total }) => {
-                (total.saturating_sub(*hits), describe(&r.tags, &[]))
+                let mut failed = total.saturating_sub(*hits);
+                if r.tags.get("check").is_some_and(|c| c.starts_with("status "))
+                    && let Some(u) = unexpected.get_mut(&key(r))
+                {
+                    let shown = failed.min(*u);
+                    *u -= shown;
+                    failed -= shown;
+                }
+                (failed, describe(&r.tags, &[]))
             }
             (m, slot) if ERRORS.iter().any(|(e, _, _)| *e == m) && m != "http_req_failed" => {
                 let n = match slot {
