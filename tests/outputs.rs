@@ -110,8 +110,9 @@ fn influxdb_holds_the_runs_counts() {
         reqs
     );
     assert_eq!(
-        influx_number(&q(r#"SELECT sum("value") FROM "iterations" WHERE "testid" = 'ci'"#))
-            as u64,
+        influx_number(&q(
+            r#"SELECT sum("value") FROM "iterations" WHERE "testid" = 'ci'"#
+        )) as u64,
         counter(&s, "iterations", &[])
     );
     // One point per series and second, at the second's start.
@@ -201,7 +202,11 @@ fn a_dead_influxdb_costs_points_not_the_run() {
     let err = text(&out);
     assert_eq!(code(&out), 0, "{err}");
     let s: Value = serde_json::from_slice(&std::fs::read(&export).unwrap()).unwrap();
-    assert_eq!(counter(&s, "http_reqs", &[]), t.total(), "the summary is whole");
+    assert_eq!(
+        counter(&s, "http_reqs", &[]),
+        t.total(),
+        "the summary is whole"
+    );
     let line = err
         .lines()
         .find(|l| l.contains("points dropped"))
@@ -226,7 +231,10 @@ fn bad_push_outputs_are_refused_before_any_load() {
         ("influxdb=127.0.0.1:8086", "is not a URL"),
         ("influxdb=http://127.0.0.1:1/db,push=1e12s", "push"),
         ("prometheus-rw=http://127.0.0.1:1/w,tag=x", "tag=KEY:VALUE"),
-        ("prometheus-rw=http://127.0.0.1:1/w,nope=1", "unknown option"),
+        (
+            "prometheus-rw=http://127.0.0.1:1/w,nope=1",
+            "unknown option",
+        ),
     ] {
         let (out, s) = run_plan(&d, &p, &["--out", arg]);
         assert_eq!(code(&out), 2, "{arg}: {}", text(&out));
@@ -271,9 +279,19 @@ fn targets(path: &std::path::Path) -> Vec<(String, String)> {
     let d: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     let mut out = Vec::new();
     for panel in d["panels"].as_array().unwrap() {
-        for t in panel["targets"].as_array().map(|a| a.as_slice()).unwrap_or_default() {
-            let q = t["query"].as_str().or(t["expr"].as_str()).unwrap_or_default();
-            out.push((panel["title"].as_str().unwrap_or_default().to_string(), q.to_string()));
+        for t in panel["targets"]
+            .as_array()
+            .map(|a| a.as_slice())
+            .unwrap_or_default()
+        {
+            let q = t["query"]
+                .as_str()
+                .or(t["expr"].as_str())
+                .unwrap_or_default();
+            out.push((
+                panel["title"].as_str().unwrap_or_default().to_string(),
+                q.to_string(),
+            ));
         }
     }
     out
@@ -359,12 +377,21 @@ fn grafana_files_agree_with_each_other() {
     }
     for kind in ["influxdb", "prometheus"] {
         for path in tsdb::dashboards(kind) {
-            assert!(packed.contains(&path), "{} is not in kustomization.yaml", path.display());
+            assert!(
+                packed.contains(&path),
+                "{} is not in kustomization.yaml",
+                path.display()
+            );
         }
     }
     let compose = yaml("compose.yaml");
-    let prom = compose["services"]["prometheus"]["command"].as_sequence().unwrap();
-    assert!(prom.iter().any(|a| a == "--web.enable-remote-write-receiver"));
+    let prom = compose["services"]["prometheus"]["command"]
+        .as_sequence()
+        .unwrap();
+    assert!(
+        prom.iter()
+            .any(|a| a == "--web.enable-remote-write-receiver")
+    );
 }
 
 // ---- --dashboard ----
@@ -398,7 +425,10 @@ fn live_run(d: &Dir, p: &std::path::Path) -> LiveRun {
     let mut line = String::new();
     let addr = loop {
         line.clear();
-        assert!(err.read_line(&mut line).unwrap() > 0, "no dashboard address printed");
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "no dashboard address printed"
+        );
         if let Some(rest) = line.trim().strip_prefix("dashboard: http://") {
             break rest.trim_end_matches('/').to_string();
         }
@@ -461,7 +491,9 @@ fn read_events(addr: &str) -> Vec<(String, Value)> {
     let mut line = String::new();
     loop {
         line.clear();
-        let n = r.read_line(&mut line).expect("the stream goes on until the end");
+        let n = r
+            .read_line(&mut line)
+            .expect("the stream goes on until the end");
         assert!(n > 0, "the stream closed before the end event: {events:?}");
         // Chunked framing lines are hex sizes: only SSE fields matter here.
         if let Some(k) = line.trim().strip_prefix("event: ") {
@@ -494,11 +526,18 @@ fn the_dashboard_streams_every_second_and_ends_at_the_summary_totals() {
         .collect();
     assert!(points.len() >= 2, "{events:?}");
     // Every second once, in order.
-    let ts: Vec<u64> = events.iter().map(|(_, v)| v["t"].as_u64().unwrap()).collect();
+    let ts: Vec<u64> = events
+        .iter()
+        .map(|(_, v)| v["t"].as_u64().unwrap())
+        .collect();
     assert_eq!(ts, (0..ts.len() as u64).collect::<Vec<_>>());
     let per_second: u64 = events
         .iter()
-        .map(|(_, v)| v["scenarios"]["api"]["m"]["http_reqs"]["count"].as_u64().unwrap_or(0))
+        .map(|(_, v)| {
+            v["scenarios"]["api"]["m"]["http_reqs"]["count"]
+                .as_u64()
+                .unwrap_or(0)
+        })
         .sum();
     let reqs = counter(&s, "http_reqs", &[]);
     assert_eq!(per_second, reqs, "the seconds add up to the summary");
@@ -520,7 +559,12 @@ fn chromium_dom(addr: &str) -> Option<String> {
     }
     let out = output_within(
         std::process::Command::new("chromium")
-            .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+            ])
             // The page carries the seconds so far: dumped as it loads.
             .arg("--dump-dom")
             .arg(format!("http://{addr}/")),
@@ -566,8 +610,14 @@ fn the_dashboard_page_draws_the_run_in_chromium() {
     };
     let points = chart_points(&during);
     assert!(points.len() >= 4, "charts on the page: {during}");
-    assert!(points.iter().all(|n| *n >= 2), "seconds so far in every chart: {points:?}");
-    assert!(!during.contains("data-ended=\"true\""), "the run was still going");
+    assert!(
+        points.iter().all(|n| *n >= 2),
+        "seconds so far in every chart: {points:?}"
+    );
+    assert!(
+        !during.contains("data-ended=\"true\""),
+        "the run was still going"
+    );
     // After the run (the page lingers): the totals are the summary's.
     let _ = read_events(&run.addr);
     let after = chromium_dom(&run.addr).unwrap();

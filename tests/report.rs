@@ -1036,7 +1036,9 @@ fn report_of_a_damaged_histogram_is_bad_input() {
 
 /// The errors table's rows: (metric, what, count).
 fn error_rows(html: &str) -> Vec<(String, String, u64)> {
-    let start = html.find("<section id=\"errors\">").expect("an errors section");
+    let start = html
+        .find("<section id=\"errors\">")
+        .expect("an errors section");
     let section = &html[start..];
     let section = &section[..section.find("</section>").unwrap()];
     let cell = |s: &str| s.split("</td>").next().unwrap_or("").to_string();

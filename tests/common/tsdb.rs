@@ -171,7 +171,8 @@ pub fn promql(peer: &Peer, q: &str) -> serde_json::Value {
 
 /// Where the dashboards are, from the repository root.
 pub fn dashboards(kind: &str) -> Vec<std::path::PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("deploy/grafana/dashboards/{kind}"));
+    let dir =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("deploy/grafana/dashboards/{kind}"));
     let mut v: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())

@@ -459,7 +459,11 @@ mod tests {
             .collect();
         assert_eq!(lines.len(), 2, "{s}");
         assert!(!lines[0].contains("stroke-dasharray"), "the first is solid");
-        assert!(lines[1].contains("stroke-dasharray=\"7 4\""), "{}", lines[1]);
+        assert!(
+            lines[1].contains("stroke-dasharray=\"7 4\""),
+            "{}",
+            lines[1]
+        );
         assert!(!s.contains("0.991"), "the tag is gone");
     }
 }

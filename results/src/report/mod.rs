@@ -904,7 +904,9 @@ fn error_breakdown(series: &[(SeriesRecord, Slot)]) -> String {
             }
             ("checks", Slot::Rate { hits, total }) => {
                 let mut failed = total.saturating_sub(*hits);
-                if r.tags.get("check").is_some_and(|c| c.starts_with("status "))
+                if r.tags
+                    .get("check")
+                    .is_some_and(|c| c.starts_with("status "))
                     && let Some(u) = unexpected.get_mut(&key(r))
                 {
                     let shown = failed.min(*u);

@@ -93,7 +93,9 @@ pub struct Dashboard {
 /// `ADDR` of `--dashboard` (loopback unless told otherwise).
 pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     s.parse().map_err(|_| {
-        format!("--dashboard {s:?}: not an address to listen on; write e.g. --dashboard 127.0.0.1:5665")
+        format!(
+            "--dashboard {s:?}: not an address to listen on; write e.g. --dashboard 127.0.0.1:5665"
+        )
     })
 }
 
@@ -158,8 +160,7 @@ impl Dashboard {
                 if &*defs[info.metric as usize].name != "vus" {
                     continue;
                 }
-                if let (Point::Gauge { value, .. }, Some(sc)) = (point, info.tags.get("scenario"))
-                {
+                if let (Point::Gauge { value, .. }, Some(sc)) = (point, info.tags.get("scenario")) {
                     scenarios.entry(sc).or_default().vus += value;
                 }
             }

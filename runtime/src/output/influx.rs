@@ -199,7 +199,7 @@ pub fn lines(
             escape(out, &def.name, false);
             // InfluxDB wants tags sorted by key and refuses empty values.
             tags.clear();
-            tags.extend(info.tags.iter().map(|(k, v)| (k.as_ref(), v.as_ref())));
+            tags.extend(info.tags.iter());
             tags.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             tags.sort_by(|a, b| a.0.cmp(b.0));
             tags.dedup_by(|a, b| a.0 == b.0);

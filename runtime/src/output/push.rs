@@ -162,7 +162,9 @@ impl Worker {
         };
         for batch in rx.iter() {
             let Some(timeout) = self.time_left() else {
-                self.stats.dropped.fetch_add(batch.points, Ordering::Relaxed);
+                self.stats
+                    .dropped
+                    .fetch_add(batch.points, Ordering::Relaxed);
                 continue;
             };
             let result = rt.block_on(async {
@@ -175,7 +177,9 @@ impl Worker {
                     self.stats.sent.fetch_add(batch.points, Ordering::Relaxed);
                 }
                 Err(e) => {
-                    self.stats.dropped.fetch_add(batch.points, Ordering::Relaxed);
+                    self.stats
+                        .dropped
+                        .fetch_add(batch.points, Ordering::Relaxed);
                     self.fail(e);
                 }
             }

@@ -105,9 +105,9 @@ pub fn parse(spec: &str, arg: &str) -> Result<RemoteWriteOptions, String> {
             Some(("push", v)) => opts.push = dur(v, "push")?,
             Some(("timeout", v)) => opts.timeout = dur(v, "timeout")?,
             Some(("tag", v)) => match v.split_once(':') {
-                Some((k, val)) if !k.is_empty() && !val.is_empty() => {
-                    opts.tags.push((super::prometheus::name(k), val.to_string()))
-                }
+                Some((k, val)) if !k.is_empty() && !val.is_empty() => opts
+                    .tags
+                    .push((super::prometheus::name(k), val.to_string())),
                 _ => {
                     return Err(format!(
                         "--out {spec:?}: tag={v}: write tag=KEY:VALUE (e.g. tag=testid:nightly)"
@@ -141,7 +141,11 @@ fn values(slot: &Slot, unit: Unit) -> Vec<(&'static str, f64)> {
         Slot::Trend(h) => {
             // Stored in µs (time) or millionths; sent in seconds or units.
             let per = volley_protocols::metrics::trend_scale(unit);
-            let scale = if unit == Unit::Time { 1e-3 / per } else { 1.0 / per };
+            let scale = if unit == Unit::Time {
+                1e-3 / per
+            } else {
+                1.0 / per
+            };
             let q = |p: f64| h.value_at_quantile(p) as f64 * scale;
             vec![
                 ("min", h.min() as f64 * scale),
