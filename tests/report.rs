@@ -1083,3 +1083,39 @@ fn a_status_that_fails_a_check_is_one_error() {
         "{rows:?}"
     );
 }
+
+#[test]
+fn arrival_rate_vus_are_counted_while_busy() {
+    // Quick requests at a low rate: a VU is busy for a millisecond or so at a
+    // time, so the count sampled at each flush instant alone reads 0.
+    let t = Target::start(ServeOptions::default());
+    let d = Dir::new();
+    let p = plan(
+        &d,
+        r#"
+[scenarios.api]
+driver = "http"
+executor = "constant-arrival-rate"
+rate = 10
+time_unit = "1s"
+duration = "3s"
+pre_allocated_vus = 5
+
+[[scenarios.api.requests]]
+url = "/api/products"
+"#,
+        &t.url(),
+    );
+    let html = d.join("report.html");
+    let (out, s) = run_plan(&d, &p, &["--report", html.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let s = s.unwrap();
+    assert!(t.total() > 0);
+    assert!(
+        value(&s, "vus", "max") >= 1.0,
+        "busy VUs seen: {}",
+        s["metrics"]["vus"]
+    );
+    let html = std::fs::read_to_string(html).unwrap();
+    assert!(!html.contains("VUs <b>peak 0</b>"), "the Active VUs chart");
+}

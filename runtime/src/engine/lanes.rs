@@ -41,7 +41,7 @@ pub struct LaneCtx<D: Driver> {
     /// Run-wide: stop starting iterations (abort, Ctrl-C); and drop in-flight ones.
     pub stop: CancellationToken,
     pub kill: CancellationToken,
-    pub active: Rc<Cell<u64>>,
+    pub active: Rc<Busy>,
     pub allocated: Rc<Cell<u64>>,
     pub iterations: SeriesId,
     pub iteration_duration: SeriesId,
@@ -91,6 +91,31 @@ impl<'a> Held<'a> {
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         self.0.set(self.0.get() - 1);
+    }
+}
+
+/// VUs busy in an iteration now, and the most at once since the flush last
+/// read it: an arrival-rate VU is busy for milliseconds at a time, so a
+/// count sampled at the flush instant alone would mostly read 0.
+#[derive(Default)]
+pub struct Busy {
+    now: Cell<u64>,
+    peak: Cell<u64>,
+}
+
+impl Busy {
+    fn hold(&self) -> Held<'_> {
+        let h = Held::new(&self.now);
+        self.peak.set(self.peak.get().max(self.now.get()));
+        h
+    }
+
+    /// The peak since the last call; the next second starts from now.
+    pub fn take_peak(&self) -> u64 {
+        let now = self.now.get();
+        let peak = self.peak.get().max(now);
+        self.peak.set(now);
+        peak
     }
 }
 
@@ -275,7 +300,7 @@ impl<D: Driver> Lane<D> {
 async fn closed_vu<D: Driver>(lane: Rc<Lane<D>>, index: u64, per_vu: Option<u64>, shared: bool) {
     let _alloc = Held::new(&lane.c.allocated);
     let mut vu = lane.new_vu(index);
-    let busy = Held::new(&lane.c.active);
+    let busy = lane.c.active.hold();
     let mut n = 0u64;
     loop {
         if lane.winding_down.get() || per_vu.is_some_and(|k| n >= k) {
@@ -323,7 +348,7 @@ async fn ramping_vu<D: Driver>(
             vu = Some(lane.new_vu(index));
         }
         let v = vu.as_mut().expect("created above");
-        let busy = Held::new(&lane.c.active);
+        let busy = lane.c.active.hold();
         let mut interrupted = false;
         while Instant::now() < until && !lane.winding_down.get() {
             let it = Iteration {
@@ -553,7 +578,7 @@ async fn pool_vu<D: Driver>(
                 }
             }
         };
-        let busy = Held::new(&lane.c.active);
+        let busy = lane.c.active.hold();
         let it = Iteration {
             number: n,
             scheduled: Some(at),

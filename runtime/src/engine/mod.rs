@@ -17,7 +17,7 @@ use volley_config::with_driver;
 use volley_protocols::metrics::{MetricKind, Recorder, Registry, Tags, Unit};
 
 /// VUs running and allocated, per scenario on one worker.
-type VuCounts = (Rc<Cell<u64>>, Rc<Cell<u64>>);
+type VuCounts = (Rc<lanes::Busy>, Rc<Cell<u64>>);
 
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -188,7 +188,7 @@ async fn worker(
     let mut counts = Vec::new();
     let mut handles = Vec::new();
     for (si, sc) in plan.scenarios.iter().enumerate() {
-        let active: Rc<Cell<u64>> = Rc::default();
+        let active: Rc<lanes::Busy> = Rc::default();
         let allocated: Rc<Cell<u64>> = Rc::default();
         counts.push((active.clone(), allocated.clone()));
         let shared_total = match &sc.exec {
@@ -247,7 +247,7 @@ async fn worker(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let snapshot = |counts: &[VuCounts]| {
         (
-            counts.iter().map(|(a, _)| a.get()).collect::<Vec<u64>>(),
+            counts.iter().map(|(a, _)| a.take_peak()).collect::<Vec<u64>>(),
             counts.iter().map(|(_, b)| b.get()).collect::<Vec<u64>>(),
         )
     };
