@@ -247,7 +247,10 @@ async fn worker(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let snapshot = |counts: &[VuCounts]| {
         (
-            counts.iter().map(|(a, _)| a.take_peak()).collect::<Vec<u64>>(),
+            counts
+                .iter()
+                .map(|(a, _)| a.take_peak())
+                .collect::<Vec<u64>>(),
             counts.iter().map(|(_, b)| b.get()).collect::<Vec<u64>>(),
         )
     };
