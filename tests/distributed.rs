@@ -418,65 +418,31 @@ vus = ["max>=15"]
     );
     assert_eq!(value(&m, "vus", "max"), 15.0);
 
-    // Interval k's gauge is the most VUs running at once during [k, k+1)
-    // seconds from the start. A VU starts or stops up to `margin` off its
-    // schedule, so the peak lies between the schedule's peak over the window
-    // shrunk by the margin and over the window grown by it; where those
-    // agree it is exact. The last interval of a run is cut: skipped.
+    // Interval k's gauge is sampled at k+1 seconds from the start. The last
+    // interval of a run is sampled at its end: skipped.
     let margin = Duration::from_millis(150);
     let total = loaded.scenarios[0].exec.duration();
     let mut checked = 0;
     let merged_vus = vus_points(&m);
-    let peak = |from: i64, to: i64, keep: &dyn Fn(u64) -> bool| -> u64 {
-        (from.max(0)..to)
-            .step_by(10)
-            .map(|ms| {
-                running_at(
-                    start_vus,
-                    stages,
-                    max,
-                    Duration::from_millis(ms as u64),
-                    Duration::ZERO,
-                    keep,
-                )
-                .unwrap_or(0)
-            })
-            .max()
-            .unwrap_or(0)
-    };
-    let m_ms = margin.as_millis() as i64;
     for (k, v) in &merged_vus {
-        if Duration::from_secs(k + 1) >= total {
+        let at = Duration::from_secs(k + 1);
+        if at >= total {
             continue;
         }
-        let (a, b) = (*k as i64 * 1000, (*k as i64 + 1) * 1000);
-        let bounds = |keep: &dyn Fn(u64) -> bool| {
-            (
-                peak(a + m_ms, b - m_ms, keep),
-                peak(a - m_ms, b + m_ms, keep),
-            )
+        let Some(want) = running_at(start_vus, stages, max, at, margin, |_| true) else {
+            continue;
         };
-        let (lo, hi) = bounds(&|_| true);
-        assert!(
-            (lo as f64..=hi as f64).contains(v),
-            "merged VUs in second {k}: {v}, schedule {lo}..={hi}"
-        );
+        assert_eq!(*v, want as f64, "merged VUs at {at:?}");
+        checked += 1;
         // Each part runs its interleaved share: VU i belongs to segment i % 3.
         for (seg, s) in summaries.iter().enumerate() {
-            let (slo, shi) = bounds(&|i| i % 3 == seg as u64);
+            let share =
+                running_at(start_vus, stages, max, at, margin, |i| i % 3 == seg as u64).unwrap();
             let got = vus_points(s)
                 .into_iter()
                 .find(|(t, _)| t == k)
-                .map(|(_, v)| v)
-                .unwrap_or(-1.0);
-            assert!(
-                (slo as f64..=shi as f64).contains(&got),
-                "segment {} in second {k}: {got}, schedule {slo}..={shi}",
-                seg + 1
-            );
-        }
-        if lo == hi {
-            checked += 1;
+                .map(|(_, v)| v);
+            assert_eq!(got, Some(share as f64), "segment {} at {at:?}", seg + 1);
         }
     }
     assert!(

@@ -8,6 +8,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 use volley_model::point::Point;
 use volley_model::stats::Stats;
+use volley_protocols::descriptor::Descriptor;
 use volley_protocols::duration::format_duration;
 use volley_protocols::metrics::Tags;
 
@@ -16,8 +17,9 @@ pub struct Progress {
     total: Duration,
     last_plain: Duration,
     quiet: bool,
-    /// Metrics summed per interval for the rate shown, in order of preference.
-    rate_metrics: Vec<&'static str>,
+    /// The drivers whose headline figures may be shown, in order of
+    /// preference: the first with a metric in the plan is.
+    drivers: &'static [Descriptor],
 }
 
 impl Progress {
@@ -36,13 +38,7 @@ impl Progress {
             total,
             last_plain: Duration::ZERO,
             quiet,
-            rate_metrics: vec![
-                "http_reqs",
-                "webhook_deliveries",
-                "pg_queries",
-                "ws_msgs_sent",
-                "iterations",
-            ],
+            drivers: volley_protocols::drivers::descriptors(),
         }
     }
 
@@ -51,15 +47,18 @@ impl Progress {
         let defs = reg.metrics();
         let series = reg.all_series();
         let last = agg.last();
-        let mut vus = 0.0;
+        // The most VUs busy during the last second (a sample at its end
+        // misses iterations shorter than a second), and VUs allocated.
+        let (mut vus, mut vus_max) = (0.0, 0.0);
         let mut per_metric: Vec<(String, u64)> = Vec::new();
         if let Some(iv) = last {
             for (id, p) in &iv.points {
                 let info = &series[*id as usize];
                 let name = &*defs[info.metric as usize].name;
                 match p {
-                    Point::Gauge { value, .. } if name == "vus" && info.tags.is_empty() => {
-                        vus = *value
+                    Point::Gauge { max, .. } if name == "vus" && info.tags.is_empty() => vus = *max,
+                    Point::Gauge { max, .. } if name == "vus_max" && info.tags.is_empty() => {
+                        vus_max = *max
                     }
                     Point::Counter { count } => {
                         match per_metric.iter_mut().find(|(n, _)| n == name) {
@@ -77,11 +76,15 @@ impl Progress {
                 format_duration(elapsed.min(self.total.max(elapsed))),
                 format_duration(self.total)
             ),
-            format!("{vus:.0} VUs"),
+            if vus_max > vus {
+                format!("{vus:.0}/{vus_max:.0} VUs")
+            } else {
+                format!("{vus:.0} VUs")
+            },
         ];
-        if let Some((name, n)) = self
-            .rate_metrics
-            .iter()
+        let rates = self.drivers.iter().map(|d| d.headline.throughput.as_str());
+        if let Some((name, n)) = rates
+            .chain(["iterations"])
             .find_map(|m| per_metric.iter().find(|(n, _)| n == m).cloned())
         {
             // http_reqs -> "http req/s", webhook_deliveries -> "webhook delivery/s".
@@ -91,19 +94,14 @@ impl Progress {
             };
             parts.push(format!("{n} {}/s", unit.replace('_', " ")));
         }
-        // The first protocol's latency and failures that the plan records.
-        let first = |names: &[&'static str]| {
-            names
+        // The first driver's latency and failures that the plan records.
+        let first = |metric: fn(&'static Descriptor) -> &'static str| {
+            self.drivers
                 .iter()
-                .find_map(|n| reg.metric_id(n).map(|id| (*n, id)))
+                .find(|d| reg.metric_id(metric(d)).is_some())
         };
-        if let Some((name, _)) = first(&[
-            "http_req_duration",
-            "webhook_duration",
-            "pg_query_duration",
-            "ws_msg_latency",
-        ]) {
-            let slot = agg.total(name, &Tags::default());
+        if let Some(d) = first(|d| &d.headline.latency) {
+            let slot = agg.total(&d.headline.latency, &Tags::default());
             let st = Stats::new(
                 volley_protocols::metrics::MetricKind::Trend,
                 volley_protocols::metrics::Unit::Time,
@@ -117,22 +115,16 @@ impl Progress {
                 ));
             }
         }
-        if let Some((name, _)) = first(&[
-            "http_req_failed",
-            "webhook_failed",
-            "pg_query_failed",
-            "ws_drop_rate",
-        ]) {
-            let slot = agg.total(name, &Tags::default());
+        if let Some(d) = first(|d| &d.headline.errors) {
+            let slot = agg.total(&d.headline.errors, &Tags::default());
             if let volley_protocols::metrics::Slot::Rate { hits, total } = slot
                 && total > 0
             {
-                let what = if name == "ws_drop_rate" {
-                    "drops"
-                } else {
-                    "errors"
-                };
-                parts.push(format!("{what} {:.2}%", hits as f64 * 100.0 / total as f64));
+                parts.push(format!(
+                    "{} {:.2}%",
+                    d.headline.errors_word,
+                    hits as f64 * 100.0 / total as f64
+                ));
             }
         }
         if let Some(m) = crate::monitor::live_text(agg) {
@@ -238,6 +230,29 @@ mod tests {
     /// One second of a chat plan: 10 messages sent, latencies 1..=20 ms,
     /// one session dropped of four.
     #[test]
+    fn the_line_shows_the_most_vus_busy_in_the_second_of_those_allocated() {
+        let reg = Registry::new();
+        let mut agg = Aggregator::new(reg.clone(), 1, &["api".to_string()]);
+        let rec = Recorder::new(reg.clone());
+        // No VU busy at the flush, three at once during the second, ten pooled.
+        let busy = crate::aggregate::VuSample {
+            now: 0,
+            low: 0,
+            peak: 3,
+        };
+        agg.push(Flush {
+            worker: 0,
+            index: 0,
+            shard: rec.take(),
+            active: vec![busy],
+            allocated: vec![crate::aggregate::VuSample::steady(10)],
+            last: false,
+        });
+        let line = Progress::new(Duration::from_secs(10), true).line(&agg, Duration::from_secs(1));
+        assert!(line.ends_with("| 3/10 VUs"), "{line}");
+    }
+
+    #[test]
     fn a_websocket_plan_shows_its_message_latency_and_drops() {
         let reg = Registry::new();
         let tags = Tags::new([("scenario", "chat")]);
@@ -257,8 +272,8 @@ mod tests {
             worker: 0,
             index: 0,
             shard: rec.take(),
-            active: vec![4],
-            allocated: vec![4],
+            active: vec![crate::aggregate::VuSample::steady(4)],
+            allocated: vec![crate::aggregate::VuSample::steady(4)],
             last: true,
         });
         let line = Progress::new(Duration::from_secs(10), true).line(&agg, Duration::from_secs(1));

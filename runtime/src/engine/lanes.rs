@@ -9,6 +9,7 @@
 //! racing a cancellation future.
 
 use super::timer::Timer;
+use crate::aggregate::VuSample;
 use std::cell::{Cell, RefCell};
 use std::future::{Future, poll_fn};
 use std::rc::Rc;
@@ -41,8 +42,9 @@ pub struct LaneCtx<D: Driver> {
     /// Run-wide: stop starting iterations (abort, Ctrl-C); and drop in-flight ones.
     pub stop: CancellationToken,
     pub kill: CancellationToken,
-    pub active: Rc<Busy>,
-    pub allocated: Rc<Cell<u64>>,
+    /// VUs busy in an iteration (think time after it included), and VUs allocated.
+    pub active: Rc<VuGauge>,
+    pub allocated: Rc<VuGauge>,
     pub iterations: SeriesId,
     pub iteration_duration: SeriesId,
     pub dropped: SeriesId,
@@ -77,45 +79,51 @@ impl Drop for Unfinished<'_> {
     }
 }
 
-/// Counts one unit in a gauge cell for as long as it lives (also when a
+/// A count of VUs on one worker, with its highest and lowest value since
+/// the last flush: an iteration shorter than the flush interval is seen in
+/// the peak even when no VU is busy at the moment of the flush.
+#[derive(Default)]
+pub struct VuGauge {
+    now: Cell<u64>,
+    peak: Cell<u64>,
+    low: Cell<u64>,
+}
+
+impl VuGauge {
+    /// The count now, and its fewest and most since the last call, which
+    /// starts a new interval.
+    pub fn take(&self) -> VuSample {
+        let now = self.now.get();
+        VuSample {
+            now,
+            low: self.low.replace(now).min(now),
+            peak: self.peak.replace(now).max(now),
+        }
+    }
+}
+
+/// Counts one unit in a VU gauge for as long as it lives (also when a
 /// task is aborted mid-iteration).
-struct Held<'a>(&'a Cell<u64>);
+struct Held<'a>(&'a VuGauge);
 
 impl<'a> Held<'a> {
-    fn new(c: &'a Cell<u64>) -> Self {
-        c.set(c.get() + 1);
-        Held(c)
+    fn new(g: &'a VuGauge) -> Self {
+        let n = g.now.get() + 1;
+        g.now.set(n);
+        if n > g.peak.get() {
+            g.peak.set(n);
+        }
+        Held(g)
     }
 }
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
-    }
-}
-
-/// VUs busy in an iteration now, and the most at once since the flush last
-/// read it: an arrival-rate VU is busy for milliseconds at a time, so a
-/// count sampled at the flush instant alone would mostly read 0.
-#[derive(Default)]
-pub struct Busy {
-    now: Cell<u64>,
-    peak: Cell<u64>,
-}
-
-impl Busy {
-    fn hold(&self) -> Held<'_> {
-        let h = Held::new(&self.now);
-        self.peak.set(self.peak.get().max(self.now.get()));
-        h
-    }
-
-    /// The peak since the last call; the next second starts from now.
-    pub fn take_peak(&self) -> u64 {
-        let now = self.now.get();
-        let peak = self.peak.get().max(now);
-        self.peak.set(now);
-        peak
+        let n = self.0.now.get() - 1;
+        self.0.now.set(n);
+        if n < self.0.low.get() {
+            self.0.low.set(n);
+        }
     }
 }
 
@@ -300,7 +308,7 @@ impl<D: Driver> Lane<D> {
 async fn closed_vu<D: Driver>(lane: Rc<Lane<D>>, index: u64, per_vu: Option<u64>, shared: bool) {
     let _alloc = Held::new(&lane.c.allocated);
     let mut vu = lane.new_vu(index);
-    let busy = lane.c.active.hold();
+    let busy = Held::new(&lane.c.active);
     let mut n = 0u64;
     loop {
         if lane.winding_down.get() || per_vu.is_some_and(|k| n >= k) {
@@ -348,7 +356,7 @@ async fn ramping_vu<D: Driver>(
             vu = Some(lane.new_vu(index));
         }
         let v = vu.as_mut().expect("created above");
-        let busy = lane.c.active.hold();
+        let busy = Held::new(&lane.c.active);
         let mut interrupted = false;
         while Instant::now() < until && !lane.winding_down.get() {
             let it = Iteration {
@@ -578,7 +586,7 @@ async fn pool_vu<D: Driver>(
                 }
             }
         };
-        let busy = lane.c.active.hold();
+        let busy = Held::new(&lane.c.active);
         let it = Iteration {
             number: n,
             scheduled: Some(at),
@@ -586,9 +594,11 @@ async fn pool_vu<D: Driver>(
             stop: lane.stop.clone(),
         };
         lane.run_one(&mut vu, it, None).await;
-        drop(busy);
         n += 1;
-        if !lane.think(None).await {
+        // Thinking, the VU is not free for an arrival: still busy.
+        let go_on = lane.think(None).await;
+        drop(busy);
+        if !go_on {
             break;
         }
     }

@@ -29,6 +29,7 @@ const HISTORY: usize = 3600;
 
 #[derive(Default, Serialize)]
 struct Scenario {
+    /// The most VUs busy at once in the second.
     vus: f64,
     /// Metric name to the second's values (times in ms).
     m: BTreeMap<String, Values>,
@@ -160,8 +161,10 @@ impl Dashboard {
                 if &*defs[info.metric as usize].name != "vus" {
                     continue;
                 }
-                if let (Point::Gauge { value, .. }, Some(sc)) = (point, info.tags.get("scenario")) {
-                    scenarios.entry(sc).or_default().vus += value;
+                // The most VUs busy at once in the second: an arrival-rate VU
+                // is busy for milliseconds, the instant's count mostly 0.
+                if let (Point::Gauge { max, .. }, Some(sc)) = (point, info.tags.get("scenario")) {
+                    scenarios.entry(sc).or_default().vus += max;
                 }
             }
             // Totals and thresholds as of the latest second only.
