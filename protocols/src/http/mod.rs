@@ -1,5 +1,5 @@
-//! The HTTP driver: hyper 1.x, one keep-alive connection per VU, HTTP/1.1 and
-//! HTTP/2 (ALPN over TLS, or prior knowledge), rustls.
+//! The HTTP driver: one keep-alive connection per VU, HTTP/1.1 (our own,
+//! h1.rs) and HTTP/2 (the h2 crate; ALPN over TLS, or prior knowledge), rustls.
 
 mod body;
 mod check;
