@@ -1034,6 +1034,92 @@ fn report_of_a_damaged_histogram_is_bad_input() {
     assert!(!html.exists());
 }
 
+/// The errors table's rows: (metric, what, count).
+fn error_rows(html: &str) -> Vec<(String, String, u64)> {
+    let start = html
+        .find("<section id=\"errors\">")
+        .expect("an errors section");
+    let section = &html[start..];
+    let section = &section[..section.find("</section>").unwrap()];
+    let cell = |s: &str| s.split("</td>").next().unwrap_or("").to_string();
+    section
+        .split("<tr><td>")
+        .skip(1)
+        .map(|row| {
+            let cells: Vec<&str> = row.split("<td").collect();
+            let metric = cell(cells[1].trim_start_matches("><code>")).replace("</code>", "");
+            let what = cell(cells[2].trim_start_matches('>'));
+            let n = cell(cells[3].trim_start_matches(" class=\"r\">"));
+            (metric, what, n.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn a_status_that_fails_a_check_is_one_error() {
+    let d = Dir::new();
+    let (html, _, s) = judged_run(&d);
+    let html = std::fs::read_to_string(html).unwrap();
+    let rows = error_rows(&html);
+    let failed = counter(&s, "http_reqs", &[("expected_response", "false")]);
+    assert!(failed > 0);
+    // Every 500 once: under its status, naming the check it failed...
+    let statuses: u64 = rows
+        .iter()
+        .filter(|(m, w, _)| m == "http_reqs" && w.contains("status 500"))
+        .map(|r| r.2)
+        .sum();
+    assert_eq!(statuses, failed, "{rows:?}");
+    assert!(
+        rows.iter()
+            .any(|(m, w, _)| m == "http_reqs" && w.contains("failed check status is 200")),
+        "{rows:?}"
+    );
+    // ...and not again as a failed check.
+    assert!(
+        !rows
+            .iter()
+            .any(|(m, w, _)| m == "checks" && w.contains("status is 200")),
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn arrival_rate_vus_are_counted_while_busy() {
+    // Quick requests at a low rate: a VU is busy for a millisecond or so at a
+    // time, so the count sampled at each flush instant alone reads 0.
+    let t = Target::start(ServeOptions::default());
+    let d = Dir::new();
+    let p = plan(
+        &d,
+        r#"
+[scenarios.api]
+driver = "http"
+executor = "constant-arrival-rate"
+rate = 10
+time_unit = "1s"
+duration = "3s"
+pre_allocated_vus = 5
+
+[[scenarios.api.requests]]
+url = "/api/products"
+"#,
+        &t.url(),
+    );
+    let html = d.join("report.html");
+    let (out, s) = run_plan(&d, &p, &["--report", html.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let s = s.unwrap();
+    assert!(t.total() > 0);
+    assert!(
+        value(&s, "vus", "max") >= 1.0,
+        "busy VUs seen: {}",
+        s["metrics"]["vus"]
+    );
+    let html = std::fs::read_to_string(html).unwrap();
+    assert!(!html.contains("VUs <b>peak 0</b>"), "the Active VUs chart");
+}
+
 /// A summary exported before drivers described themselves (no
 /// `volley.drivers`) renders with this build's descriptors: the same
 /// charts, breakdown, error rows and compare rows as it did then.

@@ -34,7 +34,7 @@ use volley_protocols::duration::DurRange;
 use volley_results::text as summary;
 use volley_results::{compare, junit, merge, report};
 use volley_runtime::output::dest::{self, Dest};
-use volley_runtime::output::{OutputSpec, Outputs};
+use volley_runtime::output::{Dashboard, OutputSpec, Outputs, parse_dashboard_addr};
 use volley_runtime::{engine, run};
 use volley_serve as serve;
 

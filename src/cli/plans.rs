@@ -15,9 +15,18 @@ pub(super) struct ArtifactArgs {
     #[arg(long, value_name = "FILE")]
     pub(super) junit: Option<PathBuf>,
     /// Stream time series while the run goes (repeatable): json=FILE, csv=FILE,
-    /// prometheus=127.0.0.1:9464[,linger=30s]. FILE `-`: stdout.
+    /// prometheus=127.0.0.1:9464[,linger=30s], influxdb=http://127.0.0.1:8086/DB,
+    /// prometheus-rw=http://127.0.0.1:9090/api/v1/write (both: [,push=1s][,tag=KEY:VALUE]).
+    /// FILE `-`: stdout.
     #[arg(long = "out", value_name = "KIND=TARGET")]
     pub(super) out: Vec<String>,
+    /// Serve a live web page while the run goes (charts per scenario,
+    /// thresholds, errors); ADDR defaults to 127.0.0.1:5665 (loopback).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:5665")]
+    pub(super) dashboard: Option<String>,
+    /// Keep the dashboard up this long after the run (e.g. 30s; Ctrl-C ends it).
+    #[arg(long, value_name = "DURATION", requires = "dashboard")]
+    pub(super) dashboard_linger: Option<String>,
 }
 
 #[derive(Args)]
@@ -182,7 +191,25 @@ pub(super) fn run_and_report(
     let mut on_stdout = files.on_stdout();
     on_stdout.extend(specs.iter().filter(|s| s.to_stdout()).map(|_| "--out"));
     one_stdout(&on_stdout)?;
+    let dashboard_linger = artifacts
+        .dashboard_linger
+        .as_deref()
+        .map(|d| {
+            volley_protocols::duration::parse_duration(d)
+                .map_err(|e| usage(anyhow!("--dashboard-linger {d:?}: {e}")))
+        })
+        .transpose()?
+        .unwrap_or_default();
+    let dashboard_addr = artifacts
+        .dashboard
+        .as_deref()
+        .map(|a| parse_dashboard_addr(a).map_err(|e| usage(anyhow!(e))))
+        .transpose()?;
     let mut outputs = Outputs::open(&specs).map_err(|e| usage(anyhow!(e)))?;
+    let mut dashboard = dashboard_addr
+        .map(|a| Dashboard::start(a, dashboard_linger, plan.thresholds.clone()))
+        .transpose()
+        .map_err(|e| usage(anyhow!(e)))?;
     raise_nofile(&plan);
     warn_rates(&plan);
     let plan = Arc::new(plan);
@@ -191,6 +218,9 @@ pub(super) fn run_and_report(
         let control = engine::Control::default();
         let ctrl_c = run::install_ctrl_c(&control);
         let mut observers = outputs.observers();
+        if let Some(d) = dashboard.as_mut() {
+            observers.push(d);
+        }
         let report = run::execute(plan.clone(), &settings, control, &mut observers).await;
         ctrl_c.abort();
         report
@@ -222,6 +252,20 @@ pub(super) fn run_and_report(
             }
         });
     }
+    if let Some(d) = dashboard.as_ref().filter(|d| !d.linger.is_zero()) {
+        eprintln!(
+            "dashboard: http://{}/ stays up for {} (Ctrl-C to exit now)",
+            d.addr,
+            volley_protocols::duration::format_duration(d.linger)
+        );
+        rt.block_on(async {
+            tokio::select! {
+                _ = tokio::time::sleep(d.linger) => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        });
+    }
+    drop(dashboard);
     errors.extend(outputs.finish().into_iter().map(|e| anyhow!(e)));
     fail_all(errors)?;
     Ok(if report.interrupted {

@@ -68,6 +68,10 @@ pub(super) struct DemoArgs {
     pub(super) report: PathBuf,
     #[arg(short, long)]
     pub(super) quiet: bool,
+    /// Stream time series while the demo runs, as `volley run --out` does
+    /// (e.g. influxdb=http://127.0.0.1:8086/volley).
+    #[arg(long = "out", value_name = "KIND=TARGET")]
+    pub(super) out: Vec<String>,
 }
 
 pub(super) fn cmd_serve(a: ServeArgs) -> Result<u8, Failure> {
@@ -271,6 +275,7 @@ pub(super) fn cmd_demo(a: DemoArgs) -> Result<u8, Failure> {
     let artifacts = ArtifactArgs {
         summary_export: a.summary_export,
         report: Some(a.report.clone()),
+        out: a.out,
         ..Default::default()
     };
     let code = run_and_report(plan, settings, &artifacts);

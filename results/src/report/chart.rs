@@ -242,9 +242,17 @@ pub fn svg_marked(data: &ChartData, title: &str, marks: &[Mark]) -> Result<Strin
             .y_label_formatter(&|y| axis_value(*y, data.unit))
             .draw()
             .map_err(|e| e.to_string())?;
-        for (line, pts) in &lines {
+        for (i, (line, pts)) in lines.iter().enumerate() {
+            // Lines after the first are dashed, so two that coincide (requests
+            // and iterations per second, failed requests and failed checks)
+            // both show. The pattern is set after drawing: plotters tags the
+            // line with an opacity that `dash_lines` turns into a dasharray.
+            let color = match DASHES.get(i.wrapping_sub(1)) {
+                Some((tag, _)) => line.color.mix(*tag),
+                None => line.color.to_rgba(),
+            };
             let style = ShapeStyle {
-                color: line.color.to_rgba(),
+                color,
                 filled: false,
                 stroke_width: 2,
             };
@@ -298,12 +306,26 @@ pub fn svg_marked(data: &ChartData, title: &str, marks: &[Mark]) -> Result<Strin
         }
         root.present().map_err(|e| e.to_string())?;
     }
+    let out = dash_lines(out);
     // Accessible name, and no fixed size so CSS can scale the chart.
     let open = format!(
         "<svg role=\"img\" aria-label=\"{}\" class=\"plot\" ",
         super::esc(title)
     );
     Ok(out.replacen("<svg ", &open, 1))
+}
+
+/// Dash patterns of the second, third, ... line, each behind the opacity
+/// that marks it in plotters' SVG (no other element is drawn with these).
+pub const DASHES: [(f64, &str); 3] = [(0.991, "7 4"), (0.992, "2 3"), (0.993, "9 3 2 3")];
+
+fn dash_lines(svg: String) -> String {
+    DASHES.iter().fold(svg, |svg, (tag, dash)| {
+        svg.replace(
+            &format!("opacity=\"{tag}\""),
+            &format!("opacity=\"1\" stroke-dasharray=\"{dash}\""),
+        )
+    })
 }
 
 /// Runs of points without gaps.
@@ -405,5 +427,43 @@ mod tests {
         assert!(marked.contains("broke at 30 VUs") && marked.contains("spike 1"));
         assert!(marked.contains("<rect"));
         assert_eq!(axis_value(45.0 * 1024.0 * 1024.0, YUnit::Bytes), "45MB");
+    }
+
+    #[test]
+    fn coinciding_lines_are_both_visible() {
+        // Requests and iterations per second: the same numbers every second.
+        let same = vec![Some(50.0), Some(52.0), Some(49.0)];
+        let data = ChartData {
+            t: vec![0, 1, 2],
+            width: 1,
+            lines: vec![
+                Line {
+                    label: "requests/s".into(),
+                    color: P95,
+                    values: same.clone(),
+                },
+                Line {
+                    label: "iterations/s".into(),
+                    color: ERROR,
+                    values: same,
+                },
+            ],
+            unit: YUnit::PerSecond,
+            fold: Fold::Mean,
+        };
+        let s = svg_marked(&data, "throughput", &[]).unwrap();
+        let lines: Vec<&str> = s
+            .split("<polyline")
+            .skip(1)
+            .filter(|l| l.contains("stroke-width=\"2\""))
+            .collect();
+        assert_eq!(lines.len(), 2, "{s}");
+        assert!(!lines[0].contains("stroke-dasharray"), "the first is solid");
+        assert!(
+            lines[1].contains("stroke-dasharray=\"7 4\""),
+            "{}",
+            lines[1]
+        );
+        assert!(!s.contains("0.991"), "the tag is gone");
     }
 }

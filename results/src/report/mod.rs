@@ -777,7 +777,15 @@ fn figure_html(f: &Figure, marks: &[chart::Mark]) -> Result<String, String> {
         esc(&f.id),
         esc(&f.title)
     );
-    for l in &f.data.lines {
+    for (i, l) in f.data.lines.iter().enumerate() {
+        // The key shows the line's dash, as the chart draws it.
+        let swatch = match i {
+            0 => hex(l.color),
+            _ => format!(
+                "repeating-linear-gradient(90deg,{0} 0 4px,transparent 4px 7px)",
+                hex(l.color)
+            ),
+        };
         let peak = l
             .values
             .iter()
@@ -793,7 +801,7 @@ fn figure_html(f: &Figure, marks: &[chart::Mark]) -> Result<String, String> {
         let _ = write!(
             html,
             "<span class=\"key\"><i style=\"background:{}\"></i>{} <b>peak {}</b></span>",
-            hex(l.color),
+            swatch,
             esc(&l.label),
             esc(&peak)
         );
@@ -905,6 +913,34 @@ fn error_breakdown(series: &[(SeriesRecord, Slot)], drivers: &[Descriptor]) -> S
             .collect::<Vec<_>>()
             .join(" · ")
     };
+    // A failed status check and the unexpected response that failed it are
+    // one error: it is listed under the status (or transport error), and
+    // the check row keeps only the failures no such response explains.
+    let key = |r: &SeriesRecord| {
+        (
+            r.tags.get("scenario").unwrap_or("-").to_string(),
+            r.tags.get("name").unwrap_or("").to_string(),
+        )
+    };
+    let unexpected_response = |r: &SeriesRecord| {
+        r.metric == "http_reqs" && r.tags.get("expected_response") == Some("false")
+    };
+    let mut unexpected: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for (r, slot) in series {
+        if let Slot::Counter(n) = slot
+            && unexpected_response(r)
+        {
+            *unexpected.entry(key(r)).or_default() += n;
+        }
+    }
+    let mut status_checks: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for (r, _) in series {
+        if r.metric == "checks"
+            && let Some(c) = r.tags.get("check").filter(|c| c.starts_with("status "))
+        {
+            status_checks.entry(key(r)).or_default().push(c.to_string());
+        }
+    }
     let expected = ["expected_response".to_string()];
     for (r, slot) in series {
         let sc = r.tags.get("scenario").unwrap_or("-").to_string();
@@ -927,9 +963,27 @@ fn error_breakdown(series: &[(SeriesRecord, Slot)], drivers: &[Descriptor]) -> S
         });
         let line_of = |d: &&Descriptor| d.errors.iter().any(|e| e.table && e.metric == r.metric);
         let (n, what) = match (headed, r.metric.as_str(), slot) {
-            (Some((head, rest)), ..) => (hits, format!("{head} · {rest}")),
+            (Some((head, rest)), ..) => {
+                let also = match status_checks.get(&key(r)) {
+                    Some(c) if unexpected_response(r) => {
+                        format!(" · failed check {}", c.join(", "))
+                    }
+                    _ => String::new(),
+                };
+                (hits, format!("{head} · {rest}{also}"))
+            }
             (None, "checks", Slot::Rate { hits, total }) => {
-                (total.saturating_sub(*hits), describe(&r.tags, &[], None))
+                let mut failed = total.saturating_sub(*hits);
+                if r.tags
+                    .get("check")
+                    .is_some_and(|c| c.starts_with("status "))
+                    && let Some(u) = unexpected.get_mut(&key(r))
+                {
+                    let shown = failed.min(*u);
+                    *u -= shown;
+                    failed -= shown;
+                }
+                (failed, describe(&r.tags, &[], None))
             }
             (None, m, _) if ERRORS.iter().any(|(e, _, _)| *e == m) => {
                 (hits, describe(&r.tags, &expected, None))

@@ -1,12 +1,21 @@
 //! Time-series outputs (`--out`): observers that see every completed
 //! interval of the run. JSON lines and CSV stream one record per interval,
-//! metric and tag set; Prometheus serves the running totals on `/metrics`.
+//! metric and tag set; Prometheus serves the running totals on `/metrics`;
+//! InfluxDB and Prometheus remote write get them pushed, off the run's
+//! threads (`push`).
 
+mod dashboard;
 pub mod dest;
+mod influx;
 mod prometheus;
+mod push;
+mod remote_write;
 mod rows;
 
+pub use dashboard::{Dashboard, parse_addr as parse_dashboard_addr};
+pub use influx::{InfluxOptions, InfluxOutput};
 pub use prometheus::{Endpoint, PrometheusOptions};
+pub use remote_write::{RemoteWriteOptions, RemoteWriteOutput};
 pub use rows::{Line, Values, interval_lines};
 
 use crate::engine::Observer;
@@ -20,6 +29,8 @@ pub enum OutputSpec {
     Json(PathBuf),
     Csv(PathBuf),
     Prometheus(PrometheusOptions),
+    InfluxDb(InfluxOptions),
+    PrometheusRw(RemoteWriteOptions),
 }
 
 impl OutputSpec {
@@ -27,14 +38,15 @@ impl OutputSpec {
     pub fn to_stdout(&self) -> bool {
         match self {
             OutputSpec::Json(p) | OutputSpec::Csv(p) => dest::Dest::of(p) == dest::Dest::Stdout,
-            OutputSpec::Prometheus(_) => false,
+            _ => false,
         }
     }
 
-    /// `json=FILE`, `csv=FILE`, `prometheus=ADDR[,linger=DURATION]`.
+    /// `json=FILE`, `csv=FILE`, `prometheus=ADDR[,linger=DURATION]`,
+    /// `influxdb=URL[,options]`, `prometheus-rw=URL[,options]`.
     pub fn parse(s: &str) -> Result<Self, String> {
         let (kind, arg) = s.split_once('=').ok_or_else(|| {
-            format!("--out {s:?}: write json=FILE, csv=FILE or prometheus=127.0.0.1:9464")
+            format!("--out {s:?}: write json=FILE, csv=FILE, prometheus=127.0.0.1:9464, influxdb=http://127.0.0.1:8086/volley or prometheus-rw=http://127.0.0.1:9090/api/v1/write")
         })?;
         if arg.is_empty() {
             return Err(format!("--out {s:?}: the value after {kind}= is empty"));
@@ -42,6 +54,8 @@ impl OutputSpec {
         match kind {
             "json" => Ok(OutputSpec::Json(arg.into())),
             "csv" => Ok(OutputSpec::Csv(arg.into())),
+            "influxdb" => Ok(OutputSpec::InfluxDb(influx::parse(s, arg)?)),
+            "prometheus-rw" => Ok(OutputSpec::PrometheusRw(remote_write::parse(s, arg)?)),
             "prometheus" => {
                 let mut parts = arg.split(',');
                 let addr_text = parts.next().unwrap_or_default();
@@ -67,7 +81,7 @@ impl OutputSpec {
                 Ok(OutputSpec::Prometheus(PrometheusOptions { addr, linger }))
             }
             other => Err(format!(
-                "--out {s:?}: unknown output {other:?}; use json=FILE, csv=FILE or prometheus=ADDR"
+                "--out {s:?}: unknown output {other:?}; use json=FILE, csv=FILE, prometheus=ADDR, influxdb=URL or prometheus-rw=URL"
             )),
         }
     }
@@ -79,6 +93,8 @@ impl OutputSpec {
 pub struct Outputs {
     files: Vec<rows::FileOutput>,
     endpoints: Vec<Endpoint>,
+    influx: Vec<InfluxOutput>,
+    remote_write: Vec<RemoteWriteOutput>,
 }
 
 impl Outputs {
@@ -93,6 +109,10 @@ impl Outputs {
                     out.files.push(rows::FileOutput::csv(path)?);
                 }
                 OutputSpec::Prometheus(opts) => out.endpoints.push(Endpoint::start(opts)?),
+                OutputSpec::InfluxDb(opts) => out.influx.push(InfluxOutput::start(opts.clone())?),
+                OutputSpec::PrometheusRw(opts) => out
+                    .remote_write
+                    .push(RemoteWriteOutput::start(opts.clone())?),
             }
         }
         Ok(out)
@@ -105,6 +125,12 @@ impl Outputs {
         }
         for e in self.endpoints.iter_mut() {
             v.push(e);
+        }
+        for o in self.influx.iter_mut() {
+            v.push(o);
+        }
+        for o in self.remote_write.iter_mut() {
+            v.push(o);
         }
         v
     }
@@ -131,9 +157,22 @@ impl Outputs {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    /// Close everything; the outputs that stopped early, and why.
+    /// Points the pushing outputs dropped so far (a slow or dead database).
+    pub fn dropped(&self) -> u64 {
+        self.influx.iter().map(|o| o.dropped()).sum::<u64>()
+            + self.remote_write.iter().map(|o| o.dropped()).sum::<u64>()
+    }
+
+    /// Close everything; the outputs that stopped early, and why. The pushing
+    /// outputs get a bounded time to deliver their last points; what they
+    /// dropped is said on stderr (the run's numbers are whole regardless).
     pub fn finish(self) -> Vec<String> {
         drop(self.endpoints);
+        let pushed = self.influx.into_iter().filter_map(|o| o.finish());
+        let pushed = pushed.chain(self.remote_write.into_iter().filter_map(|o| o.finish()));
+        for warning in pushed {
+            eprintln!("warning: {warning}");
+        }
         self.files.into_iter().filter_map(|f| f.failed).collect()
     }
 }

@@ -84,7 +84,7 @@ struct Shared {
 struct SnapshotCollector(Arc<Shared>);
 
 /// Metric and label names: `[a-zA-Z_][a-zA-Z0-9_]*`.
-fn name(s: &str) -> String {
+pub(super) fn name(s: &str) -> String {
     let mut out: String = s
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })

@@ -1,0 +1,272 @@
+//! Pushing batches to a time-series database over HTTP, off the run's
+//! threads. The observer hands a finished batch to a bounded queue and never
+//! waits: when the queue is full (the database is slow or gone) the batch is
+//! dropped and its points counted. One thread posts the batches in order,
+//! each with a timeout; after the run it gets a bounded time to drain.
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Batches waiting to be posted; past this, new ones are dropped.
+const QUEUE: usize = 4;
+/// How long the end of a run waits for queued batches to leave.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// Where to post: `host:port` and the path with its query.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    pub authority: String,
+    pub path: String,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// A request to make once before the first batch (e.g. `CREATE DATABASE`);
+/// retried before each batch until it succeeds.
+pub struct Setup {
+    pub path: String,
+    pub body: Vec<u8>,
+    pub content_type: &'static str,
+}
+
+struct Batch {
+    body: Vec<u8>,
+    points: u64,
+}
+
+#[derive(Default)]
+struct Stats {
+    sent: AtomicU64,
+    dropped: AtomicU64,
+    last_error: Mutex<Option<String>>,
+    /// Milliseconds since `origin` after which queued batches are dropped
+    /// unsent (0: no deadline yet).
+    deadline_ms: AtomicU64,
+}
+
+pub struct Pusher {
+    /// `influxdb=URL` as given, for messages.
+    pub spec: String,
+    tx: Option<SyncSender<Batch>>,
+    stats: Arc<Stats>,
+    origin: Instant,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Pusher {
+    pub fn start(
+        spec: String,
+        target: Target,
+        setup: Option<Setup>,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
+        let stats = Arc::new(Stats::default());
+        let origin = Instant::now();
+        let worker = Worker {
+            target,
+            setup,
+            timeout,
+            stats: stats.clone(),
+            origin,
+        };
+        let thread = std::thread::Builder::new()
+            .name("volley-push".into())
+            .spawn(move || worker.run(rx))
+            .map_err(|e| format!("--out {spec}: cannot start a thread: {e}"))?;
+        Ok(Self {
+            spec,
+            tx: Some(tx),
+            stats,
+            origin,
+            thread: Some(thread),
+        })
+    }
+
+    /// Queue a batch without waiting; a full queue drops it (counted).
+    pub fn send(&self, body: Vec<u8>, points: u64) {
+        if points == 0 {
+            return;
+        }
+        let Some(tx) = &self.tx else { return };
+        match tx.try_send(Batch { body, points }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(b)) | Err(TrySendError::Disconnected(b)) => {
+                self.stats.dropped.fetch_add(b.points, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub fn sent(&self) -> u64 {
+        self.stats.sent.load(Ordering::Relaxed)
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.stats.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Wait (at most [`DRAIN`]) for the queued batches to leave; then a
+    /// warning naming what was dropped and why, if anything was.
+    pub fn finish(mut self) -> Option<String> {
+        let deadline = self.origin.elapsed() + DRAIN;
+        self.stats
+            .deadline_ms
+            .store(deadline.as_millis().max(1) as u64, Ordering::Relaxed);
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let dropped = self.dropped();
+        (dropped > 0).then(|| {
+            let why = self
+                .stats
+                .last_error
+                .lock()
+                .expect("error lock")
+                .clone()
+                .unwrap_or_else(|| "the queue was full".into());
+            format!(
+                "--out {}: {dropped} of {} points dropped (last error: {why})",
+                self.spec,
+                dropped + self.sent()
+            )
+        })
+    }
+}
+
+struct Worker {
+    target: Target,
+    setup: Option<Setup>,
+    timeout: Duration,
+    stats: Arc<Stats>,
+    origin: Instant,
+}
+
+impl Worker {
+    fn run(mut self, rx: Receiver<Batch>) {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                self.fail(format!("cannot start a runtime: {e}"));
+                for b in rx.iter() {
+                    self.stats.dropped.fetch_add(b.points, Ordering::Relaxed);
+                }
+                return;
+            }
+        };
+        for batch in rx.iter() {
+            let Some(timeout) = self.time_left() else {
+                self.stats
+                    .dropped
+                    .fetch_add(batch.points, Ordering::Relaxed);
+                continue;
+            };
+            let result = rt.block_on(async {
+                tokio::time::timeout(timeout, self.deliver(&batch.body))
+                    .await
+                    .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
+            });
+            match result {
+                Ok(()) => {
+                    self.stats.sent.fetch_add(batch.points, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.stats
+                        .dropped
+                        .fetch_add(batch.points, Ordering::Relaxed);
+                    self.fail(e);
+                }
+            }
+        }
+    }
+
+    /// The timeout for the next request, or None once past the drain deadline.
+    fn time_left(&self) -> Option<Duration> {
+        let deadline = self.stats.deadline_ms.load(Ordering::Relaxed);
+        if deadline == 0 {
+            return Some(self.timeout);
+        }
+        let left = Duration::from_millis(deadline).checked_sub(self.origin.elapsed())?;
+        (!left.is_zero()).then(|| left.min(self.timeout))
+    }
+
+    fn fail(&self, e: String) {
+        let mut last = self.stats.last_error.lock().expect("error lock");
+        if last.is_none() {
+            tracing::warn!("{e}");
+        }
+        *last = Some(e);
+    }
+
+    async fn deliver(&mut self, body: &[u8]) -> Result<(), String> {
+        if let Some(s) = &self.setup {
+            post(&self.target, &s.path, s.content_type, &[], s.body.clone()).await?;
+            self.setup = None;
+        }
+        post(
+            &self.target,
+            &self.target.path,
+            "",
+            &self.target.headers,
+            body.to_vec(),
+        )
+        .await
+    }
+}
+
+/// One POST on a fresh connection (one a second at most: no pool needed).
+async fn post(
+    target: &Target,
+    path: &str,
+    content_type: &str,
+    headers: &[(&'static str, String)],
+    body: Vec<u8>,
+) -> Result<(), String> {
+    let stream = tokio::net::TcpStream::connect(&target.authority)
+        .await
+        .map_err(|e| format!("cannot connect to {}: {e}", target.authority))?;
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut send, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| format!("{}: {e}", target.authority))?;
+    let conn = tokio::spawn(conn);
+    let mut req = hyper::Request::post(path)
+        .header("host", &target.authority)
+        .header("user-agent", "volley");
+    if !content_type.is_empty() {
+        req = req.header("content-type", content_type);
+    }
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let req = req
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let resp = send
+        .send_request(req)
+        .await
+        .map_err(|e| format!("{}{path}: {e}", target.authority))?;
+    let status = resp.status();
+    let text = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    conn.abort();
+    if status.is_success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&text);
+    let text: String = text.trim().chars().take(300).collect();
+    Err(format!(
+        "http://{}{path} answered {status}: {text}",
+        target.authority
+    ))
+}

@@ -1,0 +1,632 @@
+//! `--out influxdb` and `--out prometheus-rw` against real servers (a
+//! throwaway `influxd` and `prometheus`, see tests/common/tsdb.rs): what they
+//! hold after a run equals the summary; a dead InfluxDB costs points, never
+//! the run; every query of the Grafana dashboards in deploy/grafana returns
+//! data.
+
+mod common;
+#[path = "common/tsdb.rs"]
+mod tsdb;
+
+use common::*;
+use serde_json::Value;
+use std::process::Stdio;
+use std::time::Duration;
+use volley_serve::ServeOptions;
+
+fn plan(dir: &Dir, base: &str, duration: &str) -> std::path::PathBuf {
+    dir.write(
+        "plan.toml",
+        &format!(
+            r#"[defaults]
+base_url = "{base}"
+
+[scenarios.api]
+driver = "http"
+executor = "constant-arrival-rate"
+rate = 40
+time_unit = "1s"
+duration = "{duration}"
+pre_allocated_vus = 10
+flow = "sequence"
+
+[[scenarios.api.requests]]
+name = "products"
+url = "/api/products"
+checks = {{ status = 200 }}
+
+[[scenarios.api.requests]]
+name = "missing"
+url = "/api/nope"
+checks = {{ status = 404 }}
+"#
+        ),
+    )
+}
+
+/// The single number an InfluxQL aggregate answered (0 when no rows).
+fn influx_number(v: &Value) -> f64 {
+    v["results"][0]["series"][0]["values"][0][1]
+        .as_f64()
+        .unwrap_or(0.0)
+}
+
+/// `tag -> value` of an InfluxQL answer grouped by one tag.
+fn influx_by(v: &Value, tag: &str) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = v["results"][0]["series"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            (
+                s["tags"][tag].as_str().unwrap_or_default().to_string(),
+                s["values"][0][1].as_f64().unwrap_or(0.0),
+            )
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn summary_by(s: &Value, metric: &str, tag: &str) -> Vec<(String, f64)> {
+    let mut m = std::collections::BTreeMap::<String, f64>::new();
+    for r in series(s, metric, &[]) {
+        let k = r["tags"][tag].as_str().unwrap_or_default().to_string();
+        *m.entry(k).or_default() += r["count"].as_f64().unwrap_or(0.0);
+    }
+    m.into_iter().collect()
+}
+
+#[test]
+fn influxdb_holds_the_runs_counts() {
+    let db = tsdb::influxdb();
+    let t = Target::start(ServeOptions::default());
+    let d = Dir::new();
+    let p = plan(&d, &t.url(), "3s");
+    let url = format!("influxdb=http://{}/volley,tag=testid:ci", db.addr);
+    let (out, s) = run_plan(&d, &p, &["--out", &url]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let s = s.unwrap();
+    let reqs = counter(&s, "http_reqs", &[]);
+    assert!(reqs > 0);
+    assert_eq!(reqs, t.total(), "the summary counts what the target saw");
+    let q = |q: &str| tsdb::influxql(&db, "volley", q);
+    assert_eq!(
+        influx_number(&q(r#"SELECT sum("value") FROM "http_reqs""#)) as u64,
+        reqs,
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        influx_by(
+            &q(r#"SELECT sum("value") FROM "http_reqs" GROUP BY "status""#),
+            "status"
+        ),
+        summary_by(&s, "http_reqs", "status")
+    );
+    assert_eq!(
+        influx_number(&q(r#"SELECT sum("count") FROM "http_req_duration""#)) as u64,
+        reqs
+    );
+    assert_eq!(
+        influx_number(&q(
+            r#"SELECT sum("value") FROM "iterations" WHERE "testid" = 'ci'"#
+        )) as u64,
+        counter(&s, "iterations", &[])
+    );
+    // One point per series and second, at the second's start.
+    let per_second = q(r#"SELECT count("value") FROM "http_reqs" GROUP BY time(1s), "status""#);
+    assert!(
+        per_second["results"][0]["series"].as_array().unwrap().len() >= 2,
+        "{per_second}"
+    );
+}
+
+#[test]
+fn prometheus_remote_write_holds_the_runs_totals() {
+    let prom = tsdb::prometheus();
+    let t = Target::start(ServeOptions::default());
+    let d = Dir::new();
+    let p = plan(&d, &t.url(), "3s");
+    let url = format!(
+        "prometheus-rw=http://{}/api/v1/write,push=1s,tag=testid:ci",
+        prom.addr
+    );
+    let (out, s) = run_plan(&d, &p, &["--out", &url]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let s = s.unwrap();
+    let reqs = counter(&s, "http_reqs", &[]);
+    assert_eq!(reqs, t.total());
+    let number = |q: &str| -> f64 {
+        let v = tsdb::promql(&prom, q);
+        v["data"]["result"][0]["value"][1]
+            .as_str()
+            .unwrap_or("0")
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        number(r#"sum(k6_http_reqs_total{testid="ci"})"#) as u64,
+        reqs
+    );
+    for (status, n) in summary_by(&s, "http_reqs", "status") {
+        assert_eq!(
+            number(&format!(r#"sum(k6_http_reqs_total{{status="{status}"}})"#)),
+            n,
+            "status {status}"
+        );
+    }
+    assert_eq!(
+        number("sum(k6_http_req_duration_count)") as u64,
+        reqs,
+        "trends carry their count"
+    );
+    let p95 = number(r#"max(k6_http_req_duration_p95{name="products"})"#);
+    assert!(p95 > 0.0 && p95 < 10.0, "p95 in seconds: {p95}");
+}
+
+#[test]
+fn a_dead_influxdb_costs_points_not_the_run() {
+    let mut db = tsdb::influxdb();
+    let t = Target::start(ServeOptions::default());
+    let d = Dir::new();
+    let p = plan(&d, &t.url(), "6s");
+    let export = d.join("summary.json");
+    let child = volley()
+        .arg("run")
+        .arg(&p)
+        .args(["--quiet", "--summary-export"])
+        .arg(&export)
+        .args(["--out", &format!("influxdb=http://{}/volley", db.addr)])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Some points have arrived: then the database dies mid-run.
+    let started = std::time::Instant::now();
+    loop {
+        let v = tsdb::influxql(&db, "volley", r#"SELECT sum("value") FROM "http_reqs""#);
+        if influx_number(&v) > 0.0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no points reached InfluxDB"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    db.kill();
+    let out = wait_within(child, RUN_LIMIT, "volley run --out influxdb");
+    let err = text(&out);
+    assert_eq!(code(&out), 0, "{err}");
+    let s: Value = serde_json::from_slice(&std::fs::read(&export).unwrap()).unwrap();
+    assert_eq!(
+        counter(&s, "http_reqs", &[]),
+        t.total(),
+        "the summary is whole"
+    );
+    let line = err
+        .lines()
+        .find(|l| l.contains("points dropped"))
+        .unwrap_or_else(|| panic!("the dropped points are shown: {err}"));
+    let dropped: u64 = line
+        .split("--out influxdb=")
+        .nth(1)
+        .and_then(|r| r.split(": ").nth(1))
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a count in {line:?}"));
+    assert!(dropped > 0, "{line}");
+}
+
+#[test]
+fn bad_push_outputs_are_refused_before_any_load() {
+    let t = Target::start(ServeOptions::default());
+    let d = Dir::new();
+    let p = plan(&d, &t.url(), "1s");
+    for (arg, says) in [
+        ("influxdb=https://127.0.0.1:1/db", "only http://"),
+        ("influxdb=127.0.0.1:8086", "is not a URL"),
+        ("influxdb=http://127.0.0.1:1/db,push=1e12s", "push"),
+        ("prometheus-rw=http://127.0.0.1:1/w,tag=x", "tag=KEY:VALUE"),
+        (
+            "prometheus-rw=http://127.0.0.1:1/w,nope=1",
+            "unknown option",
+        ),
+    ] {
+        let (out, s) = run_plan(&d, &p, &["--out", arg]);
+        assert_eq!(code(&out), 2, "{arg}: {}", text(&out));
+        assert!(text(&out).contains(says), "{arg}: {}", text(&out));
+        assert!(s.is_none());
+    }
+    assert_eq!(t.total(), 0, "no load was sent");
+}
+
+// ---- Grafana dashboards (deploy/grafana) ----
+
+/// `volley demo` (HTTP, webhooks, WebSocket chat) pushed to both databases.
+fn demo_run(influx: &tsdb::Peer, prom: &tsdb::Peer) {
+    let d = Dir::new();
+    let out = output_within(
+        volley()
+            .current_dir(&d.path)
+            .args(["demo", "--quiet", "--report", "report.html"])
+            .args(["--out", &format!("influxdb=http://{}/volley", influx.addr)])
+            .args([
+                "--out",
+                &format!("prometheus-rw=http://{}/api/v1/write,push=1s", prom.addr),
+            ]),
+        RUN_LIMIT,
+    );
+    // 99: the demo's thresholds may fail on a busy machine; the data is there.
+    assert!([0, 99].contains(&code(&out)), "{}", text(&out));
+    assert!(!text(&out).contains("points dropped"), "{}", text(&out));
+}
+
+/// Grafana's macros as Grafana would fill them for the last hour.
+fn fill(q: &str) -> String {
+    q.replace("$timeFilter", "time > now() - 1h")
+        .replace("$__interval_ms", "1000")
+        .replace("$__interval", "1s")
+        .replace("$__rate_interval", "1m")
+        .replace("$__range", "1h")
+        .replace("$scenario", ".*")
+}
+
+fn targets(path: &std::path::Path) -> Vec<(String, String)> {
+    let d: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let mut out = Vec::new();
+    for panel in d["panels"].as_array().unwrap() {
+        for t in panel["targets"]
+            .as_array()
+            .map(|a| a.as_slice())
+            .unwrap_or_default()
+        {
+            let q = t["query"]
+                .as_str()
+                .or(t["expr"].as_str())
+                .unwrap_or_default();
+            out.push((
+                panel["title"].as_str().unwrap_or_default().to_string(),
+                q.to_string(),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_dashboard_query_returns_data() {
+    let influx = tsdb::influxdb();
+    let prom = tsdb::prometheus();
+    demo_run(&influx, &prom);
+    let mut checked = 0;
+    for path in tsdb::dashboards("influxdb") {
+        for (title, q) in targets(&path) {
+            assert!(!q.is_empty(), "{}: {title}: a raw query", path.display());
+            let v = tsdb::influxql(&influx, "volley", &fill(&q));
+            let series = v["results"][0]["series"].as_array().map(|a| a.len());
+            assert!(
+                series.unwrap_or(0) > 0,
+                "{}: {title}: no data for {q}: {v}",
+                path.display()
+            );
+            checked += 1;
+        }
+    }
+    for path in tsdb::dashboards("prometheus") {
+        for (title, q) in targets(&path) {
+            assert!(!q.is_empty(), "{}: {title}: an expr", path.display());
+            let v = tsdb::promql(&prom, &fill(&q));
+            let n = v["data"]["result"].as_array().map(|a| a.len());
+            assert!(
+                n.unwrap_or(0) > 0,
+                "{}: {title}: no data for {q}: {v}",
+                path.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} queries found");
+}
+
+#[test]
+fn grafana_files_agree_with_each_other() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana");
+    let yaml = |p: &str| -> serde_yaml_ng::Value {
+        serde_yaml_ng::from_slice(&std::fs::read(root.join(p)).unwrap())
+            .unwrap_or_else(|e| panic!("{p}: {e}"))
+    };
+    let sources = yaml("provisioning/datasources/volley.yaml");
+    let uids: Vec<&str> = sources["datasources"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|d| d["uid"].as_str().unwrap())
+        .collect();
+    for kind in ["influxdb", "prometheus"] {
+        for path in tsdb::dashboards(kind) {
+            let d: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            for p in d["panels"].as_array().unwrap() {
+                let uid = p["datasource"]["uid"].as_str().unwrap();
+                assert!(uids.contains(&uid), "{}: {uid}", path.display());
+                assert_eq!(p["datasource"]["type"], kind, "{}", path.display());
+            }
+        }
+    }
+    // Kubernetes: every file kustomize packs exists, and every dashboard is packed.
+    let k = yaml("kustomization.yaml");
+    let mut packed = Vec::new();
+    for g in k["configMapGenerator"].as_sequence().unwrap() {
+        for f in g["files"].as_sequence().unwrap() {
+            let f = f.as_str().unwrap();
+            let f = f.split_once('=').map_or(f, |(_, f)| f);
+            assert!(root.join(f).is_file(), "kustomization.yaml: {f}");
+            packed.push(root.join(f));
+        }
+    }
+    for r in k["resources"].as_sequence().unwrap() {
+        let r = r.as_str().unwrap();
+        let text = std::fs::read_to_string(root.join(r)).unwrap();
+        for doc in text.split("\n---\n") {
+            let _: serde_yaml_ng::Value =
+                serde_yaml_ng::from_str(doc).unwrap_or_else(|e| panic!("{r}: {e}"));
+        }
+    }
+    for kind in ["influxdb", "prometheus"] {
+        for path in tsdb::dashboards(kind) {
+            assert!(
+                packed.contains(&path),
+                "{} is not in kustomization.yaml",
+                path.display()
+            );
+        }
+    }
+    let compose = yaml("compose.yaml");
+    let prom = compose["services"]["prometheus"]["command"]
+        .as_sequence()
+        .unwrap();
+    assert!(
+        prom.iter()
+            .any(|a| a == "--web.enable-remote-write-receiver")
+    );
+}
+
+// ---- --dashboard ----
+
+/// A run with `--dashboard 127.0.0.1:0 --dashboard-linger 60s`: the child,
+/// the dashboard's address and the rest of stderr (read on a thread).
+struct LiveRun {
+    child: std::process::Child,
+    addr: String,
+    err: std::sync::mpsc::Receiver<String>,
+    export: std::path::PathBuf,
+    _watchdog: KillAfter,
+}
+
+fn live_run(d: &Dir, p: &std::path::Path) -> LiveRun {
+    use std::io::BufRead;
+    let export = d.join("summary.json");
+    let mut child = volley()
+        .arg("run")
+        .arg(p)
+        .args(["--quiet", "--summary-export"])
+        .arg(&export)
+        .args(["--dashboard", "127.0.0.1:0", "--dashboard-linger", "60s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let watchdog = KillAfter::new(child.id(), RUN_LIMIT);
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "no dashboard address printed"
+        );
+        if let Some(rest) = line.trim().strip_prefix("dashboard: http://") {
+            break rest.trim_end_matches('/').to_string();
+        }
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in err.lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let err = rx;
+    LiveRun {
+        child,
+        addr,
+        err,
+        export,
+        _watchdog: watchdog,
+    }
+}
+
+impl LiveRun {
+    /// Once the run has ended and the page lingers, Ctrl-C ends the
+    /// linger: the run's exit, its stderr and its summary.
+    fn stop(self) -> (i32, String, Value) {
+        let mut err = String::new();
+        loop {
+            let line = self
+                .err
+                .recv_timeout(Duration::from_secs(RUN_LIMIT))
+                .unwrap_or_else(|_| panic!("the dashboard never lingered: {err}"));
+            err.push_str(&line);
+            err.push('\n');
+            if line.contains("stays up for") {
+                break;
+            }
+        }
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let out = self.child.wait_with_output().unwrap();
+        err.extend(self.err.iter().map(|l| l + "\n"));
+        let s: Value = serde_json::from_slice(&std::fs::read(&self.export).unwrap())
+            .unwrap_or_else(|e| panic!("summary: {e}: {err}"));
+        (out.status.code().unwrap_or(-1), err, s)
+    }
+}
+
+/// Reads `/events` until the `end` event (bounded): each event's kind and data.
+fn read_events(addr: &str) -> Vec<(String, Value)> {
+    use std::io::{BufRead, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "GET /events HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut r = std::io::BufReader::new(s);
+    let mut events = Vec::new();
+    let mut kind = String::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = r
+            .read_line(&mut line)
+            .expect("the stream goes on until the end");
+        assert!(n > 0, "the stream closed before the end event: {events:?}");
+        // Chunked framing lines are hex sizes: only SSE fields matter here.
+        if let Some(k) = line.trim().strip_prefix("event: ") {
+            kind = k.to_string();
+        } else if let Some(data) = line.trim().strip_prefix("data: ") {
+            events.push((kind.clone(), serde_json::from_str(data).unwrap()));
+            if kind == "end" {
+                return events;
+            }
+        }
+    }
+}
+
+#[test]
+fn the_dashboard_streams_every_second_and_ends_at_the_summary_totals() {
+    let t = Target::start(ServeOptions::default());
+    let d = Dir::new();
+    let p = plan(&d, &t.url(), "3s");
+    let run = live_run(&d, &p);
+    let events = read_events(&run.addr);
+    // A page opened after the run (it lingers) replays the whole run.
+    let again = read_events(&run.addr);
+    assert_eq!(again, events);
+    let (code, err, s) = run.stop();
+    assert_eq!(code, 0, "{err}");
+    let points: Vec<&Value> = events
+        .iter()
+        .filter(|(k, _)| k == "point")
+        .map(|(_, v)| v)
+        .collect();
+    assert!(points.len() >= 2, "{events:?}");
+    // Every second once, in order.
+    let ts: Vec<u64> = events
+        .iter()
+        .map(|(_, v)| v["t"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ts, (0..ts.len() as u64).collect::<Vec<_>>());
+    let per_second: u64 = events
+        .iter()
+        .map(|(_, v)| {
+            v["scenarios"]["api"]["m"]["http_reqs"]["count"]
+                .as_u64()
+                .unwrap_or(0)
+        })
+        .sum();
+    let reqs = counter(&s, "http_reqs", &[]);
+    assert_eq!(per_second, reqs, "the seconds add up to the summary");
+    let end = &events.last().unwrap().1;
+    assert_eq!(end["running"], false);
+    assert_eq!(end["totals"]["http_reqs"]["count"].as_u64(), Some(reqs));
+    assert_eq!(reqs, t.total());
+}
+
+/// `chromium --headless --dump-dom` of the dashboard page (None without chromium).
+fn chromium_dom(addr: &str) -> Option<String> {
+    let found = std::process::Command::new("sh")
+        .args(["-c", "command -v chromium"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("SKIPPED: chromium is not installed (apt-get install chromium; .ci/run does)");
+        return None;
+    }
+    let out = output_within(
+        std::process::Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+            ])
+            // The page carries the seconds so far: dumped as it loads.
+            .arg("--dump-dom")
+            .arg(format!("http://{addr}/")),
+        120,
+    );
+    assert!(out.status.success(), "chromium: {}", text(&out));
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The `data-points` of every chart in a dumped page.
+fn chart_points(dom: &str) -> Vec<u64> {
+    dom.split("data-points=\"")
+        .skip(1)
+        .map(|r| r.split('"').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn the_dashboard_page_draws_the_run_in_chromium() {
+    let t = Target::start(ServeOptions::default());
+    let d = Dir::new();
+    // Long enough for Chromium to start on a busy machine while it goes.
+    let p = plan(&d, &t.url(), "20s");
+    let run = live_run(&d, &p);
+    // Wait for two seconds of the run on the stream, then look at the page.
+    {
+        use std::io::{BufRead, Write};
+        let mut s = std::net::TcpStream::connect(&run.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        write!(s, "GET /events HTTP/1.1\r\nHost: {}\r\n\r\n", run.addr).unwrap();
+        let mut r = std::io::BufReader::new(s);
+        let (mut seen, mut line) = (0, String::new());
+        while seen < 2 {
+            line.clear();
+            assert!(r.read_line(&mut line).unwrap() > 0);
+            seen += line.starts_with("event: point") as u32;
+        }
+    }
+    let Some(during) = chromium_dom(&run.addr) else {
+        let _ = read_events(&run.addr);
+        run.stop();
+        return;
+    };
+    let points = chart_points(&during);
+    assert!(points.len() >= 4, "charts on the page: {during}");
+    assert!(
+        points.iter().all(|n| *n >= 2),
+        "seconds so far in every chart: {points:?}"
+    );
+    assert!(
+        !during.contains("data-ended=\"true\""),
+        "the run was still going"
+    );
+    // After the run (the page lingers): the totals are the summary's.
+    let _ = read_events(&run.addr);
+    let after = chromium_dom(&run.addr).unwrap();
+    let (code, err, s) = run.stop();
+    assert_eq!(code, 0, "{err}");
+    assert!(after.contains("data-ended=\"true\""), "{after}");
+    let reqs = counter(&s, "http_reqs", &[]);
+    assert!(
+        after.contains(&format!("id=\"total-http_reqs\">{reqs}<")),
+        "total {reqs} on the page: {after}"
+    );
+}
