@@ -12,10 +12,12 @@ pub mod http;
 pub mod metrics;
 pub mod pg;
 pub mod procfs;
+pub mod size;
+pub mod span;
 pub mod template;
 pub mod webhook;
 pub mod weights;
 pub mod ws;
 
 pub use driver::{BuildCtx, Defaults, Driver, Iteration, Stop, Vu, VuEnv, VuState};
-pub use error::ConfigError;
+pub use error::{ConfigError, ConfigErrorKind, PrepareError};
