@@ -85,7 +85,7 @@ impl AnyDriver {
         with_driver!(self, d => d.used_feeders())
     }
 
-    pub async fn prepare(&self) -> Result<(), String> {
+    pub async fn prepare(&self) -> Result<(), volley_protocols::PrepareError> {
         with_driver!(self, d => d.prepare().await)
     }
 }

@@ -12,7 +12,7 @@ use volley_config::monitor::{MonitorSpec, Source, prom};
 use volley_model::monitor::{CPU, ERRORS, GaugeReport, MonitorReport, RSS, gauge_text, short};
 use volley_model::point::Point;
 use volley_model::summary::SeriesRecord;
-use volley_protocols::http::Fetcher;
+use volley_protocols::http::{BadUrl, FetchError, Fetcher};
 use volley_protocols::metrics::{MetricKind, Recorder, Registry, SeriesId, Slot, Tags, Unit};
 use volley_protocols::procfs;
 
@@ -41,6 +41,44 @@ enum Sampler {
     },
 }
 
+/// Why one poll gave no sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SampleError {
+    ProcessGone,
+    Unreachable,
+    Timeout,
+    Status(u16),
+    NotJson,
+    NoNumber,
+    NoSample,
+}
+
+impl SampleError {
+    /// The `error` tag of the monitor's error counter.
+    fn tag(self) -> String {
+        match self {
+            SampleError::ProcessGone => "process gone".into(),
+            SampleError::Unreachable => "unreachable".into(),
+            SampleError::Timeout => "timeout".into(),
+            SampleError::Status(s) => format!("status {s}"),
+            SampleError::NotJson => "not JSON".into(),
+            SampleError::NoNumber => "no number at json_path".into(),
+            SampleError::NoSample => "no such sample".into(),
+        }
+    }
+
+    /// What the check before the run says, given `timeout`.
+    fn advice(self, timeout: Duration) -> String {
+        match self {
+            SampleError::Unreachable => "cannot connect; is the target up?".into(),
+            SampleError::Timeout => format!("no answer within {timeout:?}"),
+            SampleError::NoNumber => "the answer has no number at json_path".into(),
+            SampleError::NoSample => "the answer has no sample of that metric (and labels)".into(),
+            other => other.tag(),
+        }
+    }
+}
+
 fn read_pid_file(p: &Path, plan_dir: &Path) -> Option<u32> {
     let text = if p.is_relative() {
         std::fs::read_to_string(plan_dir.join(p)).or_else(|_| std::fs::read_to_string(p))
@@ -51,7 +89,7 @@ fn read_pid_file(p: &Path, plan_dir: &Path) -> Option<u32> {
 }
 
 impl Sampler {
-    fn new(m: &MonitorSpec, rec: &Recorder) -> Result<Self, String> {
+    fn new(m: &MonitorSpec, rec: &Recorder) -> Result<Self, BadUrl> {
         let reg = rec.registry();
         let tags = Tags::new([("monitor", m.name.as_str())]);
         let series = |g: &str| {
@@ -109,8 +147,8 @@ impl Sampler {
         })
     }
 
-    /// Take one sample into `rec`; on failure, what went wrong (a tag value).
-    async fn sample(&mut self, rec: &Recorder, timeout: Duration) -> Result<(), String> {
+    /// Take one sample into `rec`; on failure, what went wrong.
+    async fn sample(&mut self, rec: &Recorder, timeout: Duration) -> Result<(), SampleError> {
         match self {
             Sampler::Process {
                 pid,
@@ -129,7 +167,7 @@ impl Sampler {
                     *last = None;
                     read = pid.and_then(|p| procfs::read(p).ok());
                 }
-                let s = read.ok_or("process gone")?;
+                let s = read.ok_or(SampleError::ProcessGone)?;
                 let now = Instant::now();
                 rec.gauge(*rss, s.rss_bytes as f64);
                 if let Some((cpu0, t0)) = *last {
@@ -149,12 +187,12 @@ impl Sampler {
             } => {
                 let body = fetch(fetcher, timeout).await?;
                 let v: serde_json::Value =
-                    serde_json::from_slice(&body).map_err(|_| "not JSON".to_string())?;
+                    serde_json::from_slice(&body).map_err(|_| SampleError::NotJson)?;
                 let n = path
                     .query(&v)
                     .first()
                     .and_then(number)
-                    .ok_or("no number at json_path")?;
+                    .ok_or(SampleError::NoNumber)?;
                 rec.gauge(*id, n * *scale);
                 Ok(())
             }
@@ -167,7 +205,7 @@ impl Sampler {
             } => {
                 let body = fetch(fetcher, timeout).await?;
                 let text = String::from_utf8_lossy(&body);
-                let n = prom::find(&text, metric, labels).ok_or("no such sample")?;
+                let n = prom::find(&text, metric, labels).ok_or(SampleError::NoSample)?;
                 rec.gauge(*id, n * *scale);
                 Ok(())
             }
@@ -183,16 +221,13 @@ fn number(v: &serde_json::Value) -> Option<f64> {
     }
 }
 
-async fn fetch(f: &mut Fetcher, timeout: Duration) -> Result<Vec<u8>, String> {
-    let (status, body) = f.get(timeout).await.map_err(|e| {
-        if e.starts_with("no answer") {
-            "timeout".to_string()
-        } else {
-            "unreachable".to_string()
-        }
+async fn fetch(f: &mut Fetcher, timeout: Duration) -> Result<Vec<u8>, SampleError> {
+    let (status, body) = f.get(timeout).await.map_err(|e| match e {
+        FetchError::Timeout(_) => SampleError::Timeout,
+        FetchError::Failed(_) | FetchError::TooLarge => SampleError::Unreachable,
     })?;
     if !(200..300).contains(&status) {
-        return Err(format!("status {status}"));
+        return Err(SampleError::Status(status));
     }
     Ok(body)
 }
@@ -217,7 +252,7 @@ async fn poll_one(monitors: Arc<[MonitorSpec]>, i: usize, rec: Recorder, t0: Ins
     let reg = rec.registry().clone();
     let errors = reg.metric(ERRORS, MetricKind::Counter, Unit::Default);
     let tags = Tags::new([("monitor", m.name.as_str())]);
-    let mut error_ids: Vec<(String, SeriesId)> = Vec::new();
+    let mut error_ids: Vec<(SampleError, SeriesId)> = Vec::new();
     let mut warned = false;
     let mut k: u64 = 0;
     loop {
@@ -227,15 +262,15 @@ async fn poll_one(monitors: Arc<[MonitorSpec]>, i: usize, rec: Recorder, t0: Ins
             let id = match error_ids.iter().find(|(w, _)| *w == what) {
                 Some((_, id)) => *id,
                 None => {
-                    let id = rec.series(errors, &tags.with("error", what.clone()));
-                    error_ids.push((what.clone(), id));
+                    let id = rec.series(errors, &tags.with("error", what.tag()));
+                    error_ids.push((what, id));
                     id
                 }
             };
             rec.add(id, 1);
             if !warned {
                 warned = true;
-                tracing::warn!("monitor {} ({}): {what}", m.name, m.describe());
+                tracing::warn!("monitor {} ({}): {}", m.name, m.describe(), what.tag());
             }
         }
         // One sample per second; after a stall, resume with the current second.
@@ -279,16 +314,11 @@ pub async fn prepare(monitors: &[MonitorSpec]) -> Result<(), String> {
                         for g in m.gauges() {
                             registry.metric(g, MetricKind::Gauge, Unit::Default);
                         }
-                        let mut s = Sampler::new(m, &rec).map_err(fail)?;
-                        s.sample(&rec, Duration::from_secs(5)).await.map_err(|e| {
-                            fail(match e.as_str() {
-                                "unreachable" => "cannot connect; is the target up?".into(),
-                                "timeout" => "no answer within 5s".into(),
-                                "no number at json_path" => "the answer has no number at json_path".into(),
-                                "no such sample" => "the answer has no sample of that metric (and labels)".into(),
-                                other => other.to_string(),
-                            })
-                        })?;
+                        let mut s = Sampler::new(m, &rec).map_err(|e| fail(e.to_string()))?;
+                        let timeout = Duration::from_secs(5);
+                        s.sample(&rec, timeout)
+                            .await
+                            .map_err(|e| fail(e.advice(timeout)))?;
                     }
                 }
             }
@@ -297,7 +327,7 @@ pub async fn prepare(monitors: &[MonitorSpec]) -> Result<(), String> {
         .await
 }
 
-/// `srv rss 45.2 MB cpu 12.0%` for the live line, from the last second.
+/// `srv rss 45.2 MiB cpu 12.0%` for the live line, from the last second.
 pub fn live_text(agg: &Aggregator) -> Option<String> {
     // Registered only by plans with monitors.
     agg.registry.metric_id(ERRORS)?;

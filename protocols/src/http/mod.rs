@@ -14,8 +14,8 @@ mod tcp;
 mod vu;
 
 pub use check::ChecksSpec;
-pub use conn::ErrorKind;
-pub use fetch::Fetcher;
+pub use conn::{BadUrl, ErrorKind};
+pub use fetch::{FetchError, Fetcher};
 pub use record::RecordSpec;
 pub use vu::HttpVu;
 
@@ -315,7 +315,10 @@ impl Request {
     /// such request counts as failed (`error="invalid url"`), nothing sent.
     fn tell_invalid_url(&self, url: &str) {
         if !self.told_invalid_url.swap(true, Ordering::Relaxed) {
-            let why = conn::Target::from_url(url).err().unwrap_or_default();
+            let why = conn::Target::from_url(url)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             tracing::warn!(
                 "request {:?}: {why}; each such request counts as failed (error=\"invalid url\") and is not sent",
                 self.name
@@ -563,7 +566,7 @@ fn compile_request(
     let raw_url = spec.url.get_ref();
     let absolute = raw_url.starts_with("http://") || raw_url.starts_with("https://");
     let mut url = if absolute {
-        check_origin(raw_url).map_err(at(&spec.url))?;
+        check_origin(raw_url).map_err(|e| at(&spec.url)(e.to_string()))?;
         env.compile(raw_url).map_err(at(&spec.url))?
     } else {
         let base = base.ok_or_else(|| {
@@ -893,7 +896,7 @@ fn compile_request(
 /// is among them (`http://api:8080/{{ x }}` is checked, `http://{{ host }}/`
 /// is not): a typo then fails the plan at load with its position instead
 /// of failing every request of the run.
-pub(crate) fn check_origin(url: &str) -> Result<(), String> {
+pub(crate) fn check_origin(url: &str) -> Result<(), conn::BadUrl> {
     let literal = url.split("{{").next().unwrap_or_default();
     let templated = literal.len() < url.len();
     let Some(scheme_len) = ["http://", "https://"]

@@ -223,7 +223,7 @@ impl WebhookDriver {
             Duration::from_secs(30),
         );
         let url = join_url(endpoint, client.base)?;
-        let target = Target::from_url(&url).map_err(|e| ConfigError::at(endpoint.span(), e))?;
+        let target = Target::from_url(&url).map_err(|e| ConfigError::at(endpoint.span(), e.to_string()))?;
 
         let keys = keys(scheme, o.secret.as_ref(), ctx.scenario)?;
 
@@ -682,7 +682,7 @@ pub async fn send_one(
     kind: Kind,
     timeout: Duration,
 ) -> Result<SendOutcome, String> {
-    let target = Target::from_url(url)?;
+    let target = Target::from_url(url).map_err(|e| e.to_string())?;
     if secrets.is_empty() && kind != Kind::Unsigned {
         return Err(format!(
             "give the endpoint's signing secret with --secret ({})",
