@@ -679,10 +679,15 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
         }
         return s;
     }
-    match std::error::Error::source(e) {
-        Some(src) => format!("{e}: {src}"),
-        None => e.to_string(),
+    // Transport errors keep their cause a level or more down (TLS, I/O).
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
     }
+    s
 }
 
 #[cfg(test)]

@@ -65,19 +65,6 @@ const ERRORS: &[(&str, &str, bool)] = &[
 /// Tags that name a webhook delivery's kind (valid, forged, stale, ...).
 const DELIVERY_KIND_TAGS: &[&str] = &["kind", "delivery", "delivery_kind"];
 
-/// Well-known SQLSTATEs, named in the error breakdown.
-const SQLSTATES: &[(&str, &str)] = &[
-    ("08006", "connection_failure"),
-    ("23505", "unique_violation"),
-    ("40001", "serialization_failure"),
-    ("40P01", "deadlock_detected"),
-    ("42601", "syntax_error"),
-    ("42P01", "undefined_table"),
-    ("53300", "too_many_connections"),
-    ("57014", "query_canceled"),
-    ("57P01", "admin_shutdown"),
-];
-
 pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -845,12 +832,10 @@ fn error_breakdown(series: &[(SeriesRecord, Slot)]) -> String {
     let describe = |tags: &Tags, skip: &[&str]| -> String {
         tags.iter()
             .filter(|(k, _)| *k != "scenario" && !skip.contains(k))
-            .map(
-                |(k, v)| match (k, SQLSTATES.iter().find(|(c, _)| *c == v)) {
-                    ("sqlstate", Some((_, n))) => format!("sqlstate={v} ({n})"),
-                    _ => format!("{k}={v}"),
-                },
-            )
+            .map(|(k, v)| match (k, volley_protocols::pg::sqlstate_name(v)) {
+                ("sqlstate", Some(n)) => format!("sqlstate={v} ({n})"),
+                _ => format!("{k}={v}"),
+            })
             .collect::<Vec<_>>()
             .join(" · ")
     };
