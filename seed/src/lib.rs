@@ -8,6 +8,7 @@
 
 mod catalog;
 mod check;
+mod compile;
 mod encode;
 mod export;
 mod fakes;
