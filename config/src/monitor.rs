@@ -341,7 +341,7 @@ fn build(
             at(url.span(), "a Prometheus monitor needs metric = \"process_resident_memory_bytes\" (labels optional)".into())
         })?;
         let (metric, mut labels) =
-            prom::parse_selector(m.get_ref()).map_err(|e| at(m.span(), e))?;
+            prom::parse_selector(m.get_ref()).map_err(|e| at(m.span(), e.to_string()))?;
         for (k, v) in &raw.labels {
             labels.push((k.clone(), v.clone()));
         }

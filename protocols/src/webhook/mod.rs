@@ -223,7 +223,8 @@ impl WebhookDriver {
             Duration::from_secs(30),
         );
         let url = join_url(endpoint, client.base)?;
-        let target = Target::from_url(&url).map_err(|e| ConfigError::at(endpoint.span(), e.to_string()))?;
+        let target =
+            Target::from_url(&url).map_err(|e| ConfigError::at(endpoint.span(), e.to_string()))?;
 
         let keys = keys(scheme, o.secret.as_ref(), ctx.scenario)?;
 
