@@ -155,6 +155,19 @@ pub struct RequestSpec {
 /// Headers as written, lower-cased name -> (span of the key, value).
 pub(crate) type HeaderSpecs = BTreeMap<String, (std::ops::Range<usize>, Spanned<String>)>;
 
+/// The connection keys an HTTP or webhook scenario shares with
+/// `[defaults]`, as the scenario wrote them. (Each options struct declares
+/// them itself: serde's `flatten` cannot go with `deny_unknown_fields`,
+/// which names a mistyped key.)
+#[derive(Clone, Copy)]
+pub(crate) struct ConnKeys<'a> {
+    pub base_url: Option<&'a Spanned<String>>,
+    pub headers: &'a BTreeMap<Spanned<String>, Spanned<String>>,
+    pub timeout: Option<Dur>,
+    pub http_version: Option<HttpVersion>,
+    pub insecure_skip_tls_verify: Option<bool>,
+}
+
 /// Connection settings a scenario that speaks HTTP takes from its own keys,
 /// else from `[defaults]`: shared by the HTTP and webhook drivers.
 pub(crate) struct Client<'a> {
@@ -162,6 +175,8 @@ pub(crate) struct Client<'a> {
     /// `[defaults]` headers, then the scenario's (which win).
     pub headers: HeaderSpecs,
     pub timeout: Duration,
+    pub version: HttpVersion,
+    pub insecure: bool,
     pub connector: conn::Connector,
 }
 
@@ -243,30 +258,33 @@ fn tls_files(
 impl<'a> Client<'a> {
     pub fn resolve(
         defaults: &'a crate::driver::Defaults,
-        base_url: Option<&'a Spanned<String>>,
-        headers: &BTreeMap<Spanned<String>, Spanned<String>>,
-        timeout: Option<Dur>,
-        version: Option<HttpVersion>,
-        insecure: Option<bool>,
+        keys: ConnKeys<'a>,
         default_timeout: Duration,
     ) -> Self {
         let mut specs = HeaderSpecs::new();
         for (k, v) in &defaults.headers {
             specs.insert(k.to_lowercase(), (v.span(), v.clone()));
         }
-        for (k, v) in headers {
+        for (k, v) in keys.headers {
             specs.insert(k.get_ref().to_lowercase(), (k.span(), v.clone()));
         }
-        let version = version.or(defaults.http_version).unwrap_or_default();
-        let insecure = insecure
+        let version = keys
+            .http_version
+            .or(defaults.http_version)
+            .unwrap_or_default();
+        let insecure = keys
+            .insecure_skip_tls_verify
             .or(defaults.insecure_skip_tls_verify)
             .unwrap_or(false);
         Self {
-            base: base_url.or(defaults.base_url.as_ref()),
+            base: keys.base_url.or(defaults.base_url.as_ref()),
             headers: specs,
-            timeout: timeout
+            timeout: keys
+                .timeout
                 .or(defaults.timeout)
                 .map_or(default_timeout, |d| d.0),
+            version,
+            insecure,
             connector: conn::Connector::new(insecure, version),
         }
     }
@@ -408,15 +426,14 @@ impl HttpDriver {
                 env.declare_var(name);
             }
         }
-        let mut client = Client::resolve(
-            defaults,
-            options.base_url.as_ref(),
-            &options.headers,
-            options.timeout,
-            options.http_version,
-            options.insecure_skip_tls_verify,
-            Duration::from_secs(60),
-        );
+        let keys = ConnKeys {
+            base_url: options.base_url.as_ref(),
+            headers: &options.headers,
+            timeout: options.timeout,
+            http_version: options.http_version,
+            insecure_skip_tls_verify: options.insecure_skip_tls_verify,
+        };
+        let mut client = Client::resolve(defaults, keys, Duration::from_secs(60));
         let cert = options
             .client_cert
             .as_ref()
@@ -425,19 +442,11 @@ impl HttpDriver {
         let ca = options.ca_file.as_ref().or(defaults.ca_file.as_ref());
         let files = tls_files(&ctx.base_dir, cert, key, ca)?;
         if !files.is_empty() {
-            let version = options
-                .http_version
-                .or(defaults.http_version)
-                .unwrap_or_default();
-            let insecure = options
-                .insecure_skip_tls_verify
-                .or(defaults.insecure_skip_tls_verify)
-                .unwrap_or(false);
-            client.connector =
-                conn::Connector::with_tls(insecure, version, &files).map_err(|e| {
-                    let span = cert.or(ca).map(Spanned::span).unwrap_or_default();
-                    ConfigError::at(span, e)
-                })?;
+            client.connector = conn::Connector::with_tls(client.insecure, client.version, &files)
+                .map_err(|e| {
+                let span = cert.or(ca).map(Spanned::span).unwrap_or_default();
+                ConfigError::at(span, e)
+            })?;
         }
         let redirects = options
             .max_redirects
