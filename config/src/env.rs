@@ -14,7 +14,7 @@ pub fn substitute(
     let span = v.span();
     match v.get_mut() {
         DeValue::String(s) if s.contains("${") => {
-            let out = expand(s, env).map_err(|e| ConfigError::at(span, e.to_string()))?;
+            let out = expand(s, env).map_err(|e| ConfigError::at(span, e))?;
             *s = out.into();
         }
         DeValue::Array(items) => {

@@ -36,18 +36,19 @@ pub enum ConfigErrorKind {
 }
 
 impl ConfigError {
-    pub fn new(message: impl Into<String>) -> Self {
+    /// `message` is text or any error that words itself.
+    pub fn new(message: impl std::fmt::Display) -> Self {
         Self {
             span: None,
-            message: message.into(),
+            message: message.to_string(),
             kind: ConfigErrorKind::Other,
         }
     }
 
-    pub fn at(span: Range<usize>, message: impl Into<String>) -> Self {
+    pub fn at(span: Range<usize>, message: impl std::fmt::Display) -> Self {
         Self {
             span: Some(span),
-            message: message.into(),
+            message: message.to_string(),
             kind: ConfigErrorKind::Other,
         }
     }

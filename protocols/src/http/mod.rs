@@ -539,10 +539,10 @@ fn compile_request(
 ) -> Result<Request, ConfigError> {
     let base = cx.base;
     let scenario_headers = cx.headers;
-    let at = |s: &Spanned<String>| {
+    fn at<E: std::fmt::Display>(s: &Spanned<String>) -> impl Fn(E) -> ConfigError {
         let span = s.span();
-        move |e: String| ConfigError::at(span.clone(), e)
-    };
+        move |e| ConfigError::at(span.clone(), e)
+    }
     let method = match &spec.method {
         Some(m) => {
             let method =
@@ -575,7 +575,7 @@ fn compile_request(
     let raw_url = spec.url.get_ref();
     let absolute = raw_url.starts_with("http://") || raw_url.starts_with("https://");
     let mut url = if absolute {
-        check_origin(raw_url).map_err(|e| at(&spec.url)(e.to_string()))?;
+        check_origin(raw_url).map_err(at(&spec.url))?;
         env.compile(raw_url).map_err(at(&spec.url))?
     } else {
         let base = base.ok_or_else(|| {

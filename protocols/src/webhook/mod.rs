@@ -222,8 +222,7 @@ impl WebhookDriver {
         };
         let client = Client::resolve(defaults, conn, Duration::from_secs(30));
         let url = join_url(endpoint, client.base)?;
-        let target =
-            Target::from_url(&url).map_err(|e| ConfigError::at(endpoint.span(), e.to_string()))?;
+        let target = Target::from_url(&url).map_err(|e| ConfigError::at(endpoint.span(), e))?;
 
         let keys = keys(scheme, o.secret.as_ref(), ctx.scenario)?;
 
