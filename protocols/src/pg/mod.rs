@@ -9,7 +9,7 @@ mod sampler;
 mod value;
 mod vu;
 
-pub use conn::{ErrorKind, Target, describe, sqlstate_name};
+pub use conn::{ErrorKind, Target, UrlError, describe, sqlstate_name};
 pub use vu::PgVu;
 
 use crate::driver::Inputs;
