@@ -5,6 +5,7 @@ mod body;
 mod check;
 pub(crate) mod conn;
 mod cookies;
+mod describe;
 mod fetch;
 mod h1;
 pub(crate) mod link;
@@ -925,6 +926,21 @@ pub(crate) fn check_origin(url: &str) -> Result<(), conn::BadUrl> {
 
 impl Driver for HttpDriver {
     type Vu = HttpVu;
+    type Options = HttpOptions;
+    const NAME: &'static str = "http";
+
+    fn descriptor() -> crate::descriptor::Descriptor {
+        describe::descriptor()
+    }
+
+    fn from_plan(
+        options: HttpOptions,
+        ctx: &BuildCtx<'_>,
+        at: std::ops::Range<usize>,
+    ) -> Result<Self, ConfigError> {
+        let _ = at;
+        Self::build(options, ctx)
+    }
 
     fn vu(self: &Arc<Self>, env: VuEnv) -> HttpVu {
         HttpVu::new(self.clone(), env)
