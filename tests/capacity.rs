@@ -412,6 +412,15 @@ url = "/api/v1/health"
             "[monitors.m]\npid = 4000000000",
             "no process with id 4000000000",
         ),
+        // Nothing listens on port 9 here: a refused connection, in words.
+        (
+            "[monitors.m]\nurl = \"http://127.0.0.1:9/\"\njson_path = \"$.x\"",
+            "cannot connect; is the target up?",
+        ),
+        (
+            "[monitors.m]\nurl = \"${BASE_URL}/api/metrics\"\njson_path = \"$.nothing.here\"",
+            "the answer has no number at json_path",
+        ),
     ];
     for (extra, want) in cases {
         let plan = d.write("bad.toml", &base.replace("EXTRA", extra));

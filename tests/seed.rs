@@ -680,7 +680,7 @@ fn dry_run_truncate_and_the_handbook_example() {
     let out = ok(&db.seed(&spec, &["--dry-run"]));
     assert_eq!(printed_rows(&out, "users"), 1000, "{out}");
     assert_eq!(printed_rows(&out, "orders"), 5000, "{out}");
-    assert!(out.contains("kB"), "estimated size: {out}");
+    assert!(out.contains("KiB"), "estimated size: {out}");
     assert_eq!(db.count("users"), 0, "a dry run writes nothing");
 
     ok(&db.seed(&spec, &[]));
@@ -794,7 +794,7 @@ fn what_cannot_fit_in_memory_is_refused_before_allocating() {
     let dir = Dir::new();
     let big = |col: &str| child_spec(col).replacen("rows = 10", "rows = 100000000000", 1);
 
-    // Children per parent: one offset per parent row (800 GB here).
+    // Children per parent: an offset and a value per parent row (3.64 TiB here).
     let body =
         big(r#"{ gen = "ref", table = "p", per_parent = "1..3" }"#).replacen("rows = 10\n", "", 1);
     let spec = dir.write("groups.toml", &body);
@@ -804,12 +804,12 @@ fn what_cannot_fit_in_memory_is_refused_before_allocating() {
         assert_eq!(code(&out), 2, "{t}");
         let (l, c) = position(&body, "{ gen = \"ref\"", 0);
         assert!(t.contains(&format!("groups.toml:{l}:{c}: c.x")), "{t}");
-        assert!(t.contains("per_parent") && t.contains("GB"), "{t}");
+        assert!(t.contains("per_parent") && t.contains("TiB"), "{t}");
         assert!(t.contains("this machine has"), "{t}");
         assert!(t.contains("at most"), "says what would fit: {t}");
     }
 
-    // A plain ref holds every parent value in memory (3.2 TB here).
+    // A plain ref holds every parent value in memory (TiB here).
     let body = big(r#"{ gen = "ref", table = "p" }"#);
     let spec = dir.write("refs.toml", &body);
     let out = offline(&spec, &["--dry-run"]);
@@ -817,7 +817,7 @@ fn what_cannot_fit_in_memory_is_refused_before_allocating() {
     assert_eq!(code(&out), 2, "{t}");
     let (l, c) = position(&body, "{ gen = \"ref\"", 0);
     assert!(t.contains(&format!("refs.toml:{l}:{c}: c.x")), "{t}");
-    assert!(t.contains("TB") && t.contains("at most"), "{t}");
+    assert!(t.contains("TiB") && t.contains("at most"), "{t}");
 
     // More rows than PostgreSQL counts (bigint).
     let body =
@@ -845,12 +845,12 @@ fn dry_runs_print_honest_sizes_for_huge_tables() {
     let t = ok(&out);
     // A binary COPY row of one bigint: 2 + 4 + 8 bytes.
     assert_eq!(
-        t.lines().filter(|l| l.contains("~126.00 EB")).count(),
+        t.lines().filter(|l| l.contains("~109 EiB")).count(),
         2,
         "{t}"
     );
     assert!(
-        t.contains("18,000,000,000,000,000,000 rows  ~252.00 EB"),
+        t.contains("18,000,000,000,000,000,000 rows  ~219 EiB"),
         "{t}"
     );
     assert!(!t.contains("18446744073.71"), "{t}");
@@ -906,6 +906,15 @@ fn refusals_of_the_whole_spec_point_into_the_file() {
         "{t}"
     );
     assert!(t.contains("save the file as UTF-8"), "{t}");
+    // The line, with a caret under the byte, as plan errors show it.
+    assert!(t.contains("2 | # caf\u{fffd}\n  |      ^"), "{t}");
+    // Every located error shows its line.
+    let spec = dir.write("excerpt.toml", "[tables.t]\nrows = -1\n");
+    let out = offline(&spec, &["--dry-run"]);
+    let t = text(&out);
+    assert_eq!(code(&out), 2, "{t}");
+    assert!(t.contains("excerpt.toml:2:8: "), "{t}");
+    assert!(t.contains("2 | rows = -1\n  |        ^^"), "{t}");
 }
 
 /// Numbers past what a generator can use, found by the fuzz test

@@ -120,7 +120,19 @@ fn number(text: &str) -> Option<DeValue<'static>> {
     matches!(v, DeValue::Integer(_) | DeValue::Float(_)).then_some(v)
 }
 
-pub fn expand(s: &str, env: &HashMap<String, String>) -> Result<String, String> {
+
+/// A `${...}` that cannot be expanded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvError {
+    #[error("unclosed '${{' in {0:?}: write ${{NAME}}")]
+    Unclosed(String),
+    #[error("${{{0}}} is not a variable name; use letters, digits and _")]
+    BadName(String),
+    #[error("${{{0}}} is not set: export {0}=... or pass -e {0}=... (or write ${{{0}:-default}})")]
+    Unset(String),
+}
+
+pub fn expand(s: &str, env: &HashMap<String, String>) -> Result<String, EnvError> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find('$') {
@@ -132,24 +144,20 @@ pub fn expand(s: &str, env: &HashMap<String, String>) -> Result<String, String> 
         } else if let Some(tail) = after.strip_prefix("${") {
             let end = tail
                 .find('}')
-                .ok_or_else(|| format!("unclosed '${{' in {s:?}: write ${{NAME}}"))?;
+                .ok_or_else(|| EnvError::Unclosed(s.to_string()))?;
             let inner = &tail[..end];
             let (name, default) = match inner.split_once(":-") {
                 Some((n, d)) => (n.trim(), Some(d)),
                 None => (inner.trim(), None),
             };
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!(
-                    "${{{inner}}} is not a variable name; use letters, digits and _"
-                ));
+                return Err(EnvError::BadName(inner.to_string()));
             }
             match (env.get(name), default) {
                 (Some(v), _) => out.push_str(v),
                 (None, Some(d)) => out.push_str(d),
                 (None, None) => {
-                    return Err(format!(
-                        "${{{name}}} is not set: export {name}=... or pass -e {name}=... (or write ${{{name}:-default}})"
-                    ));
+                    return Err(EnvError::Unset(name.to_string()));
                 }
             }
             rest = &tail[end + 1..];
@@ -172,8 +180,18 @@ mod tests {
         assert_eq!(expand("${A}/y", &env).unwrap(), "x/y");
         assert_eq!(expand("${B:-d}", &env).unwrap(), "d");
         assert_eq!(expand("$${A} $5", &env).unwrap(), "${A} $5");
-        assert!(expand("${B}", &env).unwrap_err().contains("-e B="));
-        assert!(expand("${A", &env).is_err());
+        assert_eq!(
+            expand("${B}", &env).unwrap_err().to_string(),
+            "${B} is not set: export B=... or pass -e B=... (or write ${B:-default})"
+        );
+        assert_eq!(
+            expand("${A", &env).unwrap_err().to_string(),
+            "unclosed '${' in \"${A\": write ${NAME}"
+        );
+        assert_eq!(
+            expand("${A B}", &env).unwrap_err(),
+            EnvError::BadName("A B".into())
+        );
     }
 
     fn substituted(text: &str, env: &HashMap<String, String>) -> Result<String, String> {

@@ -8,6 +8,7 @@ use toml::Spanned;
 use volley_model::schedule::{EXECUTORS, Executor, MAX_RATE_PER_CORE, Stage};
 use volley_protocols::ConfigError;
 use volley_protocols::duration::{Dur, DurRange};
+use volley_protocols::size::format_bytes as bytes;
 
 /// The scenario keys the engine owns; everything else belongs to the driver.
 #[derive(Debug, Default, Deserialize)]
@@ -411,15 +412,4 @@ pub fn check_fits(
         }
     }
     Ok(())
-}
-
-fn bytes(n: f64) -> String {
-    let units = ["B", "KB", "MB", "GB", "TB", "PB", "EB"];
-    let mut v = n;
-    let mut u = 0;
-    while v >= 1000.0 && u + 1 < units.len() {
-        v /= 1000.0;
-        u += 1;
-    }
-    format!("{v:.1} {}", units[u])
 }

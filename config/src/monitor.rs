@@ -27,7 +27,7 @@ use toml::de::{DeValue, ValueDeserializer};
 use volley_model::monitor::{CPU, ERRORS, RSS};
 use volley_protocols::ConfigError;
 use volley_protocols::duration::Dur;
-use volley_protocols::http::Fetcher;
+use volley_protocols::http::{BadUrl, Fetcher};
 use volley_protocols::metrics::{MetricKind, Registry, Unit};
 
 /// Longest wait for one sample: it must land in its own second.
@@ -304,7 +304,7 @@ fn build(
             plan_dir: base_dir.to_path_buf(),
         }
     } else if let Some(url) = &raw.url {
-        check_url(url).map_err(|m| at(url.span(), m))?;
+        check_url(url).map_err(|e| at(url.span(), e.to_string()))?;
         if raw.metric.is_some() {
             return Err(at(
                 span,
@@ -333,7 +333,7 @@ fn build(
         }
     } else {
         let url = raw.prometheus.as_ref().expect("one source");
-        check_url(url).map_err(|m| at(url.span(), m))?;
+        check_url(url).map_err(|e| at(url.span(), e.to_string()))?;
         if raw.json_path.is_some() {
             return Err(at(span, "json_path is for url monitors answering JSON; a Prometheus monitor takes metric = NAME".into()));
         }
@@ -341,7 +341,7 @@ fn build(
             at(url.span(), "a Prometheus monitor needs metric = \"process_resident_memory_bytes\" (labels optional)".into())
         })?;
         let (metric, mut labels) =
-            prom::parse_selector(m.get_ref()).map_err(|e| at(m.span(), e))?;
+            prom::parse_selector(m.get_ref()).map_err(|e| at(m.span(), e.to_string()))?;
         for (k, v) in &raw.labels {
             labels.push((k.clone(), v.clone()));
         }
@@ -361,6 +361,6 @@ fn build(
     })
 }
 
-fn check_url(url: &Spanned<String>) -> Result<(), String> {
+fn check_url(url: &Spanned<String>) -> Result<(), BadUrl> {
     Fetcher::new(url.get_ref()).map(|_| ())
 }

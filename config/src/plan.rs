@@ -23,7 +23,8 @@ use volley_protocols::data::{Feeder, Pick};
 use volley_protocols::driver::DeclaredMetric;
 use volley_protocols::duration::{Dur, DurRange};
 use volley_protocols::metrics::{MetricKind, Registry, Tags, Unit};
-use volley_protocols::{BuildCtx, ConfigError, Defaults};
+use volley_protocols::span::{self, Spot};
+use volley_protocols::{BuildCtx, ConfigError, ConfigErrorKind, Defaults};
 
 /// A plan error, located in its file.
 #[derive(Debug)]
@@ -50,48 +51,25 @@ impl PlanError {
         let Some(span) = e.span else {
             return Self::new(file, e.message);
         };
-        // A span from a driver may not fall on a character boundary.
-        let start = source.floor_char_boundary(span.start);
-        let line_start = source[..start].rfind('\n').map(|i| i + 1).unwrap_or(0);
-        let line = source[..start].matches('\n').count() + 1;
-        let col = source[line_start..start].chars().count() + 1;
-        let line_end = source[start..]
-            .find('\n')
-            .map(|i| start + i)
-            .unwrap_or(source.len());
-        let text = &source[line_start..line_end];
-        let width = source[start
-            ..source
-                .floor_char_boundary(span.end.min(line_end))
-                .max(start)]
-            .chars()
-            .count()
-            .max(1);
-        let gutter = " ".repeat(line.to_string().len());
-        let snippet = format!(
-            "{gutter} |\n{line} | {text}\n{gutter} | {}{}",
-            " ".repeat(col - 1),
-            "^".repeat(width)
-        );
+        let spot = Spot::of(source, span);
         Self {
             file: file.to_string(),
-            position: Some((line, col)),
+            position: Some((spot.line, spot.col)),
             message: e.message,
-            snippet: Some(snippet),
+            snippet: Some(spot.excerpt),
         }
     }
 }
 
 impl fmt::Display for PlanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.position {
-            Some((l, c)) => write!(f, "{}:{l}:{c}: {}", self.file, self.message)?,
-            None => write!(f, "{}: {}", self.file, self.message)?,
-        }
-        if let Some(s) = &self.snippet {
-            write!(f, "\n{s}")?;
-        }
-        Ok(())
+        span::render(
+            f,
+            &self.file,
+            self.position,
+            &self.message,
+            self.snippet.as_deref(),
+        )
     }
 }
 
@@ -230,28 +208,15 @@ pub fn from_bytes(
 /// first bad byte, and its offset in the file.
 fn not_utf8(file: &str, bytes: &[u8], e: &std::str::Utf8Error) -> PlanError {
     let at = e.valid_up_to();
-    let good = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
-    let line_start = good.rfind('\n').map_or(0, |i| i + 1);
-    let line = good.matches('\n').count() + 1;
-    let col = good[line_start..].chars().count() + 1;
-    let line_end = bytes[at..]
-        .iter()
-        .position(|&b| b == b'\n')
-        .map_or(bytes.len(), |i| at + i);
-    let text = String::from_utf8_lossy(&bytes[line_start..line_end]);
-    let gutter = " ".repeat(line.to_string().len());
+    let spot = Spot::not_utf8(bytes, at);
     PlanError {
         file: file.to_string(),
-        position: Some((line, col)),
+        position: Some((spot.line, spot.col)),
         message: format!(
             "byte {at} (0x{:02x}) is not UTF-8; a plan is UTF-8 text: save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)",
             bytes[at]
         ),
-        snippet: Some(format!(
-            "{gutter} |\n{line} | {}\n{gutter} | {}^",
-            text.trim_end_matches('\r'),
-            " ".repeat(col - 1)
-        )),
+        snippet: Some(spot.excerpt),
     }
 }
 
@@ -393,7 +358,7 @@ fn parse(
         for (k, _) in driver_t.iter() {
             if let Some(near) = COMMON_KEYS
                 .iter()
-                .find(|c| edit_distance(c, k.get_ref()) <= 2)
+                .find(|c| strsim::levenshtein(c, k.get_ref()) <= 2)
             {
                 return Err(ConfigError::at(
                     k.span(),
@@ -450,11 +415,15 @@ fn parse(
             max_vus: exec.max_vus(),
             metrics: &declared,
         };
+        // Where the scenario's own keys start: an unknown one of these may
+        // be an engine key misplaced, one inside a request may not.
+        let own_keys: Vec<usize> = driver_t.iter().map(|(k, _)| k.span().start).collect();
         let options = Spanned::new(span.clone(), DeValue::Table(driver_t));
         let driver = crate::drivers::build(driver_name, options, &ctx).map_err(|e| {
             // What a driver cannot place in the text is the scenario's.
             let e = e.or_at(name.span());
-            if e.message.starts_with("unknown key") {
+            let own = e.span.as_ref().is_some_and(|s| own_keys.contains(&s.start));
+            if e.kind == ConfigErrorKind::UnknownKey && own {
                 ConfigError {
                     message: format!(
                         "{}; the engine's scenario keys are {}",
@@ -785,31 +754,11 @@ fn declare_metrics(
     Ok(out)
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur.push(
-                (prev[j] + usize::from(ca != *cb))
-                    .min(prev[j + 1] + 1)
-                    .min(cur[j] + 1),
-            );
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 /// FNV-1a: stable across builds, enough to tell two plan texts apart.
 fn digest(s: &str) -> String {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in s.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    format!("{h:016x}")
+    let mut h = fnv::FnvHasher::default();
+    std::hash::Hasher::write(&mut h, s.as_bytes());
+    format!("{:016x}", std::hash::Hasher::finish(&h))
 }
 
 #[cfg(test)]
@@ -877,6 +826,28 @@ mod tests {
             "{HTTP}requests = [{{ url = \"http://127.0.0.1:1/\" }}]\n[thresholds]\nhttp_reqs = [{{ threshold = \"count>0\", abort_on_fail = true, delay_abort_eval = \"18446744073709551616s\" }}]\n"
         ));
         assert!(e.contains("longer than 100 years"), "{e}");
+    }
+
+    #[test]
+    fn a_key_no_driver_knows_lists_the_engines_keys_and_a_typo_of_one_names_it() {
+        // The driver refuses `sleepy`; the engine adds its own keys.
+        let e = refusal(format!(
+            "{HTTP}sleepy = 1\nrequests = [{{ url = \"http://127.0.0.1:1/\" }}]\n"
+        ));
+        assert!(e.contains("plan.toml:6:1"), "{e}");
+        assert!(e.contains("unknown key `sleepy`"), "{e}");
+        assert!(e.contains("the engine's scenario keys are"), "{e}");
+        // Within two edits of an engine key: that key is named.
+        let e = refusal(format!(
+            "{HTTP}tgas = {{ team = \"a\" }}\nrequests = [{{ url = \"http://127.0.0.1:1/\" }}]\n"
+        ));
+        assert!(e.contains("did you mean `tags`?"), "{e}");
+        // An unknown key inside a request is the driver's alone.
+        let e = refusal(format!(
+            "{HTTP}requests = [{{ url = \"http://127.0.0.1:1/\", bogus = 1 }}]\n"
+        ));
+        assert!(e.contains("unknown key `bogus`"), "{e}");
+        assert!(!e.contains("the engine's scenario keys are"), "{e}");
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! units thresholds write them in: `100MB/h`, `512KB/s`, `2.5/m`.
 //!
 //! Byte units count in 1024s (KB = KiB), as /proc, ps and top do, and as
-//! `volley serve --leak KB_PER_S` does.
+//! `volley serve --leak KB_PER_S` does; they are printed as KiB, MiB, GiB.
+
+use volley_protocols::size;
 
 /// The least-squares slope of (seconds, value) points, per second. `None`
 /// without two distinct times.
@@ -128,41 +130,14 @@ pub fn format_rate(per_hour: f64, bytes: bool) -> String {
     let sign = if per_hour < 0.0 { "-" } else { "+" };
     let v = per_hour.abs();
     if bytes {
-        let units = ["B", "KB", "MB", "GB", "TB"];
-        let mut x = v;
-        let mut i = 0;
-        while x >= 1024.0 && i < units.len() - 1 {
-            x /= 1024.0;
-            i += 1;
-        }
-        return format!("{sign}{} {}/h", sig3(x), units[i]);
+        let (x, unit) = size::scale(v);
+        return format!("{sign}{} {unit}/h", size::sig3(x));
     }
-    format!("{sign}{}/h", sig3(v))
+    format!("{sign}{}/h", size::sig3(v))
 }
 
-/// Bytes for people, 1024-based like the slope units: `45.2 MB`.
-pub fn format_bytes(v: f64) -> String {
-    let units = ["B", "KB", "MB", "GB", "TB"];
-    let mut x = v.abs();
-    let mut i = 0;
-    while x >= 1024.0 && i < units.len() - 1 {
-        x /= 1024.0;
-        i += 1;
-    }
-    let sign = if v < 0.0 { "-" } else { "" };
-    format!("{sign}{} {}", sig3(x), units[i])
-}
-
-/// Three significant digits, no exponent.
-fn sig3(v: f64) -> String {
-    if v >= 100.0 {
-        format!("{v:.0}")
-    } else if v >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    }
-}
+/// Bytes for people, 1024-based like the slope units: `45.2 MiB`.
+pub use volley_protocols::size::format_bytes;
 
 #[cfg(test)]
 mod tests {
@@ -221,9 +196,9 @@ mod tests {
 
     #[test]
     fn formats_rates() {
-        assert_eq!(format_rate(1024.0 * 1024.0 * 1800.0, true), "+1.76 GB/h");
-        assert_eq!(format_rate(-12.0 * 1024.0, true), "-12.0 KB/h");
+        assert_eq!(format_rate(1024.0 * 1024.0 * 1800.0, true), "+1.76 GiB/h");
+        assert_eq!(format_rate(-12.0 * 1024.0, true), "-12.0 KiB/h");
         assert_eq!(format_rate(0.25, false), "+0.25/h");
-        assert_eq!(format_bytes(45.25 * 1024.0 * 1024.0), "45.2 MB");
+        assert_eq!(format_bytes(45.25 * 1024.0 * 1024.0), "45.2 MiB");
     }
 }

@@ -230,14 +230,16 @@ pub fn parse_set(
                 };
                 let delay = match m.get("delay_abort_eval") {
                     None => Duration::ZERO,
-                    Some(Value::String(s)) => parse_duration(s).map_err(err)?,
+                    Some(Value::String(s)) => parse_duration(s).map_err(|e| err(e.to_string()))?,
                     Some(_) => {
                         return Err(err("delay_abort_eval is a duration such as \"10s\"".into()));
                     }
                 };
                 let after = match m.get("after") {
                     None => None,
-                    Some(Value::String(s)) => Some(parse_duration(s).map_err(err)?),
+                    Some(Value::String(s)) => {
+                        Some(parse_duration(s).map_err(|e| err(e.to_string()))?)
+                    }
                     Some(_) => return Err(err("after is a duration such as \"5m\"".into())),
                 };
                 let allow_empty = match m.get("allow_empty") {

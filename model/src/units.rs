@@ -14,20 +14,8 @@ pub fn ms(v: f64) -> String {
     }
 }
 
-pub fn bytes(v: f64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = v;
-    let mut i = 0;
-    while v >= 1000.0 && i < units.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{v:.0} {}", units[i])
-    } else {
-        format!("{v:.1} {}", units[i])
-    }
-}
+/// Bytes: `45.2 MiB` (1024-based, see `volley_protocols::size`).
+pub use volley_protocols::size::format_bytes as bytes;
 
 pub fn value(unit: Unit, v: f64) -> String {
     match unit {

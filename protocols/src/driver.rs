@@ -6,6 +6,7 @@
 //! an iteration costs no allocation or dynamic dispatch.
 
 use crate::data::Feeder;
+use crate::error::PrepareError;
 use crate::metrics::{Recorder, Registry, Tags};
 use crate::template::{Scope, TemplateEnv};
 use serde::Deserialize;
@@ -193,7 +194,7 @@ pub trait Driver: Send + Sync + Sized + 'static {
 
     /// Checks that need the target (e.g. PREPARE every statement), run once
     /// before any load. An error here stops the run with exit code 2.
-    fn prepare(self: &Arc<Self>) -> impl Future<Output = Result<(), String>> + Send {
+    fn prepare(self: &Arc<Self>) -> impl Future<Output = Result<(), PrepareError>> + Send {
         async { Ok(()) }
     }
 }

@@ -19,12 +19,27 @@ pub fn secs(x: f64) -> Duration {
     Duration::try_from_secs_f64(x).map_or(MAX, |d| d.min(MAX))
 }
 
+/// A duration as written that volley cannot read; each holds the text.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DurationError {
+    #[error("empty duration; write e.g. \"30s\", \"500ms\" or \"2m30s\"")]
+    Empty,
+    #[error("{0:?} is not a duration; write e.g. \"30s\", \"500ms\", \"2m30s\" or \"1h\"")]
+    Invalid(String),
+    #[error("duration {text:?} has no unit; write e.g. \"{value}s\" or \"{value}ms\"")]
+    NoUnit { text: String, value: f64 },
+    #[error("duration {0:?} is longer than 100 years; write a shorter one, e.g. \"1h\" or \"30d\"")]
+    TooLong(String),
+    #[error("range {0:?} ends before it starts; write the smaller value first")]
+    Backwards(String),
+}
+
 /// Parse "500ms", "2m30s", "1h5m", "1.5s", "250us". A bare number is refused:
 /// the unit is what makes a plan readable.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let s = text.trim();
     if s.is_empty() {
-        return Err("empty duration; write e.g. \"30s\", \"500ms\" or \"2m30s\"".into());
+        return Err(DurationError::Empty);
     }
     let mut total = 0f64;
     let mut rest = s;
@@ -51,9 +66,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "h" => 3600.0,
             "d" => 86400.0,
             "" => {
-                return Err(format!(
-                    "duration {text:?} has no unit; write e.g. \"{value}s\" or \"{value}ms\""
-                ));
+                return Err(DurationError::NoUnit {
+                    text: text.to_string(),
+                    value,
+                });
             }
             _ => return Err(bad(text)),
         };
@@ -61,14 +77,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
     match Duration::try_from_secs_f64(total) {
         Ok(d) if d <= MAX => Ok(d),
-        _ => Err(format!(
-            "duration {text:?} is longer than 100 years; write a shorter one, e.g. \"1h\" or \"30d\""
-        )),
+        _ => Err(DurationError::TooLong(text.to_string())),
     }
 }
 
-fn bad(text: &str) -> String {
-    format!("{text:?} is not a duration; write e.g. \"30s\", \"500ms\", \"2m30s\" or \"1h\"")
+fn bad(text: &str) -> DurationError {
+    DurationError::Invalid(text.to_string())
 }
 
 /// Format like k6 does in its summary: "1m30s", "250ms", "1.2s".
@@ -131,14 +145,12 @@ pub struct DurRange {
 }
 
 impl DurRange {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, DurationError> {
         match text.split_once("..") {
             Some((a, b)) => {
                 let (min, max) = (parse_duration(a)?, parse_duration(b)?);
                 if max < min {
-                    return Err(format!(
-                        "range {text:?} ends before it starts; write the smaller value first"
-                    ));
+                    return Err(DurationError::Backwards(text.to_string()));
                 }
                 Ok(Self { min, max })
             }
@@ -184,10 +196,20 @@ mod tests {
 
     #[test]
     fn refuses_unitless_and_garbage() {
-        assert!(parse_duration("30").unwrap_err().contains("no unit"));
-        assert!(parse_duration("fast").is_err());
+        assert_eq!(
+            parse_duration("30").unwrap_err().to_string(),
+            "duration \"30\" has no unit; write e.g. \"30s\" or \"30ms\""
+        );
+        assert_eq!(
+            parse_duration("fast"),
+            Err(DurationError::Invalid("fast".into()))
+        );
         assert!(parse_duration("5x").is_err());
-        assert!(parse_duration("").is_err());
+        assert_eq!(parse_duration(""), Err(DurationError::Empty));
+        assert_eq!(
+            DurRange::parse("3s..1s").unwrap_err().to_string(),
+            "range \"3s..1s\" ends before it starts; write the smaller value first"
+        );
     }
 
     #[test]
@@ -198,7 +220,11 @@ mod tests {
             &format!("{}s", "9".repeat(400)),
         ] {
             let e = parse_duration(text).unwrap_err();
-            assert!(e.contains("longer than 100 years"), "{text}: {e}");
+            assert!(matches!(e, DurationError::TooLong(_)), "{text}: {e}");
+            assert!(
+                e.to_string().contains("longer than 100 years"),
+                "{text}: {e}"
+            );
         }
         assert!(parse_duration("36500d").is_ok());
         assert!(parse_duration("36501d").is_err());

@@ -1,6 +1,21 @@
-//! Configuration errors that point at the plan text.
+//! Configuration errors that point at the plan text, and the checks a
+//! driver makes against its target before any load.
 
 use std::ops::Range;
+
+/// Why a scenario cannot run against its target, found before any load
+/// (`Driver::prepare`): a bad plan for this target, nothing was sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrepareError {
+    /// The target cannot be reached or refuses the session (refused,
+    /// timed out, authentication, TLS, no such database).
+    #[error("{0}")]
+    Connect(String),
+    /// The target refuses what the plan asks of it (a statement that does
+    /// not prepare, a parameter that does not fit its type).
+    #[error("{0}")]
+    Refused(String),
+}
 
 /// A problem in the plan, located by byte span in the plan's source when known.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -8,20 +23,33 @@ use std::ops::Range;
 pub struct ConfigError {
     pub span: Option<Range<usize>>,
     pub message: String,
+    pub kind: ConfigErrorKind,
+}
+
+/// What kind of problem, for callers that add advice to some kinds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ConfigErrorKind {
+    /// A table has a key its section does not know (serde's unknown field).
+    UnknownKey,
+    #[default]
+    Other,
 }
 
 impl ConfigError {
-    pub fn new(message: impl Into<String>) -> Self {
+    /// `message` is text or any error that words itself.
+    pub fn new(message: impl std::fmt::Display) -> Self {
         Self {
             span: None,
-            message: message.into(),
+            message: message.to_string(),
+            kind: ConfigErrorKind::Other,
         }
     }
 
-    pub fn at(span: Range<usize>, message: impl Into<String>) -> Self {
+    pub fn at(span: Range<usize>, message: impl std::fmt::Display) -> Self {
         Self {
             span: Some(span),
-            message: message.into(),
+            message: message.to_string(),
+            kind: ConfigErrorKind::Other,
         }
     }
 
@@ -36,9 +64,18 @@ impl ConfigError {
 
 impl From<toml::de::Error> for ConfigError {
     fn from(e: toml::de::Error) -> Self {
+        // toml's error is text only; serde words an unknown field as
+        // `unknown field `x`, expected ...` (`de::Error::unknown_field`).
+        // Read the kind here, where serde's words become the user's, once.
+        let kind = if e.message().starts_with("unknown field") {
+            ConfigErrorKind::UnknownKey
+        } else {
+            ConfigErrorKind::Other
+        };
         Self {
             span: e.span(),
             message: plain(e.message().trim_end()),
+            kind,
         }
     }
 }

@@ -15,6 +15,8 @@ pub mod metrics;
 pub mod pg;
 pub mod procfs;
 mod registry;
+pub mod size;
+pub mod span;
 pub mod template;
 pub mod webhook;
 pub mod weights;
@@ -32,4 +34,4 @@ registry::drivers! {
 }
 
 pub use driver::{BuildCtx, Defaults, Driver, Iteration, Stop, Vu, VuEnv, VuState};
-pub use error::ConfigError;
+pub use error::{ConfigError, ConfigErrorKind, PrepareError};

@@ -125,7 +125,7 @@ macro_rules! drivers {
                     }
                 }
 
-                pub async fn prepare(&self) -> Result<(), String> {
+                pub async fn prepare(&self) -> Result<(), $crate::PrepareError> {
                     match self {
                         $(AnyDriver::$variant(d) => d.prepare().await,)*
                     }

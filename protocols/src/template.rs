@@ -112,11 +112,15 @@ impl<'a> TemplateEnv<'a> {
         }
     }
 
-    pub fn compile(&mut self, text: &str) -> Result<Template, String> {
+    pub fn compile(&mut self, text: &str) -> Result<Template, TemplateError> {
         self.compile_escaped(text, Escape::None)
     }
 
-    pub fn compile_escaped(&mut self, text: &str, escape: Escape) -> Result<Template, String> {
+    pub fn compile_escaped(
+        &mut self,
+        text: &str,
+        escape: Escape,
+    ) -> Result<Template, TemplateError> {
         let mut pieces = Vec::new();
         let mut rest = text;
         while let Some(start) = rest.find("{{") {
@@ -126,7 +130,7 @@ impl<'a> TemplateEnv<'a> {
             let after = &rest[start + 2..];
             let end = after
                 .find("}}")
-                .ok_or_else(|| format!("unclosed '{{{{' in {text:?}: add the closing '}}}}'"))?;
+                .ok_or_else(|| TemplateError::Unclosed(text.to_string()))?;
             let expr = self.expr(after[..end].trim())?;
             pieces.push(Piece::Expr(expr, escape));
             rest = &after[end + 2..];
@@ -137,16 +141,19 @@ impl<'a> TemplateEnv<'a> {
         Ok(Template { pieces })
     }
 
-    fn expr(&mut self, src: &str) -> Result<Expr, String> {
+    fn expr(&mut self, src: &str) -> Result<Expr, TemplateError> {
         if src.is_empty() {
-            return Err("empty '{{ }}': put a value inside, e.g. {{ vu.id }}".into());
+            return Err(TemplateError::Empty);
         }
         if let Some(open) = src.find('(') {
             let name = src[..open].trim();
             let inner = src[open + 1..]
                 .strip_suffix(')')
-                .ok_or_else(|| format!("{src:?}: missing ')'"))?;
-            let args = parse_args(inner).map_err(|e| format!("{src:?}: {e}"))?;
+                .ok_or_else(|| TemplateError::MissingParen(src.to_string()))?;
+            let args = parse_args(inner).map_err(|problem| TemplateError::Arguments {
+                src: format!("{src:?}"),
+                problem,
+            })?;
             return self.call(name, &args, src);
         }
         if let Some(i) = self.locals.iter().position(|l| *l == src) {
@@ -164,18 +171,16 @@ impl<'a> TemplateEnv<'a> {
             ["scenario"] => Ok(Expr::Const(self.scenario.to_string())),
             ["vars", name] => match self.vars.iter().position(|v| v == name) {
                 Some(i) => Ok(Expr::Var(i)),
-                None => Err(format!(
-                    "vars.{name} is never captured in this scenario; captured: {}",
-                    list_or_none(&self.vars)
-                )),
+                None => Err(TemplateError::NotCaptured {
+                    name: name.to_string(),
+                    captured: list_or_none(&self.vars),
+                }),
             },
             ["env", name] => self
                 .env
                 .get(*name)
                 .map(|v| Expr::Const(v.clone()))
-                .ok_or_else(|| {
-                    format!("env.{name} is not set: export {name}=... or pass -e {name}=...")
-                }),
+                .ok_or_else(|| TemplateError::EnvUnset(name.to_string())),
             ["data", feeder, column] => {
                 let (fi, f) = self
                     .feeders
@@ -185,17 +190,15 @@ impl<'a> TemplateEnv<'a> {
                     .ok_or_else(|| {
                         let names: Vec<String> =
                             self.feeders.iter().map(|f| f.name.clone()).collect();
-                        format!(
-                            "data.{feeder} is not a feeder; add [data.{feeder}] with a CSV file (known: {})",
-                            list_or_none(&names)
-                        )
+                        TemplateError::NoFeeder {
+                            feeder: feeder.to_string(),
+                            known: list_or_none(&names),
+                        }
                     })?;
-                let column = f.column(column).ok_or_else(|| {
-                    format!(
-                        "{} has no column {column:?}; its columns are {}",
-                        f.file,
-                        f.columns.join(", ")
-                    )
+                let column = f.column(column).ok_or_else(|| TemplateError::NoColumn {
+                    file: f.file.to_string(),
+                    column: column.to_string(),
+                    columns: f.columns.join(", "),
                 })?;
                 self.used_feeders.insert(fi);
                 Ok(Expr::Data { feeder: fi, column })
@@ -218,22 +221,26 @@ impl<'a> TemplateEnv<'a> {
                     "env.NAME",
                 ];
                 known.extend(self.locals.iter());
-                Err(format!(
-                    "unknown template value {src:?}; known: {}",
-                    known.join(", ")
-                ))
+                Err(TemplateError::UnknownValue {
+                    src: src.to_string(),
+                    known: known.join(", "),
+                })
             }
         }
     }
 
-    fn call(&mut self, name: &str, args: &[Arg], src: &str) -> Result<Expr, String> {
-        let ints = || -> Result<(i64, i64), String> {
+    fn call(&mut self, name: &str, args: &[Arg], src: &str) -> Result<Expr, TemplateError> {
+        let bad = |problem: String| TemplateError::Arguments {
+            src: src.to_string(),
+            problem,
+        };
+        let ints = || -> Result<(i64, i64), TemplateError> {
             match args {
                 [Arg::Int(a), Arg::Int(b)] if a <= b => Ok((*a, *b)),
                 [Arg::Int(_), Arg::Int(_)] => {
-                    Err(format!("{src}: the first bound must not exceed the second"))
+                    Err(bad("the first bound must not exceed the second".into()))
                 }
-                _ => Err(format!("{src}: expects two integers, e.g. {name}(1, 100)")),
+                _ => Err(bad(format!("expects two integers, e.g. {name}(1, 100)"))),
             }
         };
         match name {
@@ -251,14 +258,14 @@ impl<'a> TemplateEnv<'a> {
                 match args {
                     [a, b] => match (f(a), f(b)) {
                         (Some(a), Some(b)) if a <= b => Ok(Expr::RandFloat(a, b)),
-                        _ => Err(format!("{src}: expects two numbers, low then high")),
+                        _ => Err(bad("expects two numbers, low then high".into())),
                     },
-                    _ => Err(format!("{src}: expects two numbers, e.g. rand_float(0, 1)")),
+                    _ => Err(bad("expects two numbers, e.g. rand_float(0, 1)".into())),
                 }
             }
             "rand_string" => match args {
                 [Arg::Int(n)] if *n > 0 && *n <= 65536 => Ok(Expr::RandString(*n as usize)),
-                _ => Err(format!("{src}: expects a length, e.g. rand_string(12)")),
+                _ => Err(bad("expects a length, e.g. rand_string(12)".into())),
             },
             "choice" => {
                 let mut values = Vec::new();
@@ -270,17 +277,47 @@ impl<'a> TemplateEnv<'a> {
                     });
                 }
                 if values.is_empty() {
-                    return Err(format!(
-                        "{src}: give at least one value, e.g. choice(\"a\", \"b\")"
+                    return Err(bad(
+                        "give at least one value, e.g. choice(\"a\", \"b\")".into()
                     ));
                 }
                 Ok(Expr::Choice(values))
             }
-            _ => Err(format!(
-                "unknown template function {name}(); known: uuid(), rand_int(a, b), rand_float(a, b), rand_string(n), choice(...), now(), now_unix(), now_ms()"
-            )),
+            _ => Err(TemplateError::UnknownFunction(name.to_string())),
         }
     }
+}
+
+/// A template that does not compile; each says what was written and the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("unclosed '{{{{' in {0:?}: add the closing '}}}}'")]
+    Unclosed(String),
+    #[error("empty '{{{{ }}}}': put a value inside, e.g. {{{{ vu.id }}}}")]
+    Empty,
+    #[error("{0:?}: missing ')'")]
+    MissingParen(String),
+    /// The arguments of a call do not parse, or do not suit the function.
+    #[error("{src}: {problem}")]
+    Arguments { src: String, problem: String },
+    #[error("vars.{name} is never captured in this scenario; captured: {captured}")]
+    NotCaptured { name: String, captured: String },
+    #[error("env.{0} is not set: export {0}=... or pass -e {0}=...")]
+    EnvUnset(String),
+    #[error("data.{feeder} is not a feeder; add [data.{feeder}] with a CSV file (known: {known})")]
+    NoFeeder { feeder: String, known: String },
+    #[error("{file} has no column {column:?}; its columns are {columns}")]
+    NoColumn {
+        file: String,
+        column: String,
+        columns: String,
+    },
+    #[error("unknown template value {src:?}; known: {known}")]
+    UnknownValue { src: String, known: String },
+    #[error(
+        "unknown template function {0}(); known: uuid(), rand_int(a, b), rand_float(a, b), rand_string(n), choice(...), now(), now_unix(), now_ms()"
+    )]
+    UnknownFunction(String),
 }
 
 fn list_or_none(v: &[String]) -> String {
@@ -437,13 +474,17 @@ impl<'a> TemplateEnv<'a> {
     /// Compile a TOML value (e.g. a `json = {...}` body) into one template that
     /// renders JSON text. A string that is exactly one numeric expression
     /// (`"{{ rand_int(1, 5) }}"`) renders as a JSON number.
-    pub fn compile_json(&mut self, value: &serde_json::Value) -> Result<Template, String> {
+    pub fn compile_json(&mut self, value: &serde_json::Value) -> Result<Template, TemplateError> {
         let mut t = Template::default();
         self.json_into(value, &mut t)?;
         Ok(t)
     }
 
-    fn json_into(&mut self, value: &serde_json::Value, t: &mut Template) -> Result<(), String> {
+    fn json_into(
+        &mut self,
+        value: &serde_json::Value,
+        t: &mut Template,
+    ) -> Result<(), TemplateError> {
         use serde_json::Value as V;
         match value {
             V::String(s) => {
@@ -496,7 +537,7 @@ impl<'a> TemplateEnv<'a> {
     }
 
     /// Compile `key=value&...` with each value URL-encoded.
-    pub fn compile_query(&mut self, pairs: &[(String, String)]) -> Result<Template, String> {
+    pub fn compile_query(&mut self, pairs: &[(String, String)]) -> Result<Template, TemplateError> {
         let mut t = Template::default();
         for (i, (k, v)) in pairs.iter().enumerate() {
             if i > 0 {
@@ -683,27 +724,40 @@ mod tests {
     fn refuses_unknown_names_with_a_hint() {
         let envs = HashMap::new();
         let mut env = TemplateEnv::new(&envs, &[], "api");
-        assert!(
-            env.compile("{{ vars.token }}")
-                .unwrap_err()
-                .contains("never captured")
+        let err = |env: &mut TemplateEnv, t: &str| env.compile(t).unwrap_err();
+        assert_eq!(
+            err(&mut env, "{{ vars.token }}").to_string(),
+            "vars.token is never captured in this scenario; captured: none"
         );
         assert!(
-            env.compile("{{ data.users.email }}")
-                .unwrap_err()
-                .contains("[data.users]")
+            err(&mut env, "{{ data.users.email }}")
+                .to_string()
+                .contains("add [data.users] with a CSV file")
         );
-        assert!(
-            env.compile("{{ bogus }}")
-                .unwrap_err()
-                .contains("unknown template value")
+        assert!(matches!(
+            err(&mut env, "{{ bogus }}"),
+            TemplateError::UnknownValue { src, .. } if src == "bogus"
+        ));
+        assert_eq!(
+            err(&mut env, "{{ rand_int(5, 1) }}").to_string(),
+            "rand_int(5, 1): the first bound must not exceed the second"
         );
-        assert!(env.compile("{{ rand_int(5, 1) }}").is_err());
-        assert!(env.compile("{{ vu.id ").unwrap_err().contains("unclosed"));
-        assert!(
-            env.compile("{{ env.NOPE }}")
-                .unwrap_err()
-                .contains("-e NOPE=")
+        assert_eq!(
+            err(&mut env, "{{ rand_int(1, x) }}").to_string(),
+            "\"rand_int(1, x)\": \"x\" is not a number; quote strings"
+        );
+        assert_eq!(
+            err(&mut env, "{{ vu.id ").to_string(),
+            "unclosed '{{' in \"{{ vu.id \": add the closing '}}'"
+        );
+        assert_eq!(err(&mut env, "{{ }}"), TemplateError::Empty);
+        assert_eq!(
+            err(&mut env, "{{ env.NOPE }}").to_string(),
+            "env.NOPE is not set: export NOPE=... or pass -e NOPE=..."
+        );
+        assert_eq!(
+            err(&mut env, "{{ nope() }}"),
+            TemplateError::UnknownFunction("nope".into())
         );
     }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use volley_config::plan::Plan;
 use volley_model::judge;
 use volley_model::summary::{RunInfo, ScenarioInfo, SeriesRecord, Summary, ThresholdSource};
+use volley_protocols::PrepareError;
 use volley_protocols::metrics::Slot;
 
 pub struct Settings {
@@ -47,6 +48,12 @@ pub enum RunError {
     /// prepare): a bad plan, nothing was sent.
     #[error("{0}")]
     Plan(String),
+    /// A scenario's driver found its target cannot run the plan.
+    #[error("scenario {scenario:?}: {problem}")]
+    Prepare {
+        scenario: String,
+        problem: PrepareError,
+    },
     /// The machine could not run it (e.g. no worker thread could start).
     #[error("{0}")]
     Runtime(String),
@@ -105,7 +112,10 @@ pub async fn execute(
         sc.driver
             .prepare()
             .await
-            .map_err(|e| RunError::Plan(format!("scenario {:?}: {e}", sc.name)))?;
+            .map_err(|problem| RunError::Prepare {
+                scenario: sc.name.clone(),
+                problem,
+            })?;
     }
     crate::monitor::prepare(&plan.monitors)
         .await

@@ -6,6 +6,7 @@ use crate::model::{Export, ExportSource, Model};
 use crate::value::Value;
 use std::path::Path;
 use tokio_postgres::{Client, SimpleQueryMessage};
+use volley_protocols::pg::describe;
 
 pub async fn write(model: &Model, ex: &Export, client: Option<&Client>) -> Result<u64, Error> {
     match &ex.source {
@@ -39,9 +40,10 @@ pub async fn write(model: &Model, ex: &Export, client: Option<&Client>) -> Resul
                     ex.name
                 )));
             };
-            let msgs = c.simple_query(q).await.map_err(|e| {
-                Error::Db(format!("export.{}: {}", ex.name, crate::db::message(&e)))
-            })?;
+            let msgs = c
+                .simple_query(q)
+                .await
+                .map_err(|e| Error::Db(format!("export.{}: {}", ex.name, describe(&e))))?;
             let mut header: Option<Vec<String>> = None;
             let mut rows: Vec<Vec<String>> = Vec::new();
             for m in msgs {

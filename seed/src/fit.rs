@@ -36,25 +36,10 @@ pub fn value_bytes(kind: Kind) -> u128 {
     std::mem::size_of::<Value>() as u128 + heap
 }
 
-/// Decimal units, as disks are sold: 1.5 GB is 1.5e9 bytes.
+/// Sizes as the rest of volley prints them (1024-based: KiB, MiB, GiB),
+/// past u64 too.
 pub fn human_bytes(b: u128) -> String {
-    const UNITS: [(&str, f64); 7] = [
-        ("YB", 1e24),
-        ("ZB", 1e21),
-        ("EB", 1e18),
-        ("PB", 1e15),
-        ("TB", 1e12),
-        ("GB", 1e9),
-        ("MB", 1e6),
-    ];
-    let b = b as f64;
-    for (unit, size) in UNITS {
-        if b >= size {
-            let digits = if size >= 1e9 { 2 } else { 1 };
-            return format!("{:.digits$} {unit}", b / size);
-        }
-    }
-    format!("{:.1} kB", b / 1e3)
+    volley_protocols::size::format_bytes(b as f64)
 }
 
 #[cfg(test)]
@@ -63,12 +48,12 @@ mod tests {
 
     #[test]
     fn sizes_keep_their_unit_past_u64() {
-        assert_eq!(human_bytes(0), "0.0 kB");
-        assert_eq!(human_bytes(1_500_000), "1.5 MB");
-        assert_eq!(human_bytes(800_000_000_008), "800.00 GB");
-        assert_eq!(human_bytes(u128::from(u64::MAX)), "18.45 EB");
-        assert_eq!(human_bytes(252_000_000_000_000_000_000), "252.00 EB");
-        assert!(human_bytes(u128::MAX).ends_with(" YB"));
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1_500_000), "1.43 MiB");
+        assert_eq!(human_bytes(800_000_000_008), "745 GiB");
+        assert_eq!(human_bytes(u128::from(u64::MAX)), "16.0 EiB");
+        assert_eq!(human_bytes(252_000_000_000_000_000_000), "219 EiB");
+        assert!(human_bytes(u128::MAX).ends_with(" YiB"));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 mod catalog;
 mod check;
-mod db;
+mod compile;
 mod encode;
 mod export;
 mod fakes;
@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio_postgres::Client;
+use volley_protocols::pg::describe;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -286,7 +287,7 @@ async fn connect(db: &Database) -> Result<Client, Error> {
         Error::Db(format!(
             "cannot connect to {}: {}{hint}",
             db.label,
-            db::message(&e)
+            describe(&e)
         ))
     })?;
     tokio::spawn(async move {
@@ -304,7 +305,7 @@ async fn read_catalog(model: &Model, c: &Client) -> Result<Vec<Option<catalog::T
             Error::Db(format!(
                 "cannot read the catalog for {}: {}",
                 t.name,
-                db::message(&e)
+                describe(&e)
             ))
         })?);
     }
@@ -342,14 +343,13 @@ async fn run_async(model: Arc<Model>, opts: &Options) -> Result<Report, Error> {
         client
             .batch_execute("BEGIN")
             .await
-            .map_err(|e| Error::Db(db::message(&e)))?;
+            .map_err(|e| Error::Db(describe(&e)))?;
         in_ddl = true;
         if let Err(e) = client.batch_execute(&text).await {
             let _ = client.batch_execute("ROLLBACK").await;
-            return Err(Error::Spec(vec![model.error(
-                None,
-                format!("ddl {}: {}", ddl.display(), db::message(&e)),
-            )]));
+            return Err(Error::Spec(vec![
+                model.error(None, format!("ddl {}: {}", ddl.display(), describe(&e))),
+            ]));
         }
         infos = read_catalog(&model, &client).await?;
         notes.push(format!("created the schema from {}", ddl.display()));
@@ -375,7 +375,7 @@ async fn run_async(model: Arc<Model>, opts: &Options) -> Result<Report, Error> {
         client
             .batch_execute("COMMIT")
             .await
-            .map_err(|e| Error::Db(db::message(&e)))?;
+            .map_err(|e| Error::Db(describe(&e)))?;
     }
     let targets = Arc::new(targets);
 
@@ -388,7 +388,7 @@ async fn run_async(model: Arc<Model>, opts: &Options) -> Result<Report, Error> {
     if opts.cleanup {
         let wrong = manifest::mismatches(&model, &targets, &client, opts.seed, opts.scale)
             .await
-            .map_err(|e| Error::Db(db::message(&e)))?;
+            .map_err(|e| Error::Db(describe(&e)))?;
         if !wrong.is_empty() {
             return Err(Error::Spec(vec![model.error(
                 None,
@@ -439,7 +439,7 @@ async fn run_async(model: Arc<Model>, opts: &Options) -> Result<Report, Error> {
             .map_err(|e| {
                 Error::Db(format!(
                     "--truncate: {} (tables outside the spec reference these; add them to the spec or empty them first)",
-                    db::message(&e)
+                    describe(&e)
                 ))
             })?;
     }

@@ -15,6 +15,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio_postgres::Client;
+use volley_protocols::pg::describe;
 
 /// Rows per COPY stream when a big table is split across connections.
 /// Measured on PostgreSQL 15 with 2 cores (scripts/bench-seed.sh): two
@@ -143,7 +144,7 @@ pub async fn load(
                 for c in clients.iter().take(workers) {
                     let _ = c.batch_execute("ROLLBACK").await;
                 }
-                let msg = format!("COMMIT failed: {}", crate::db::message(&e));
+                let msg = format!("COMMIT failed: {}", describe(&e));
                 return Err(Error::Load(
                     undo(&model, &targets, clients, &committed, msg).await,
                 ));
@@ -170,7 +171,7 @@ async fn worker(
     if let Err(e) = client.batch_execute("BEGIN").await {
         return Err(fail(format!(
             "cannot begin a transaction: {}",
-            crate::db::message(&e)
+            describe(&e)
         )));
     }
     if disable_triggers
@@ -180,7 +181,7 @@ async fn worker(
     {
         return Err(fail(format!(
             "--disable-triggers: {} (it needs a superuser, or a role allowed to SET session_replication_role)",
-            crate::db::message(&e)
+            describe(&e)
         )));
     }
     let xid: i64 = match client
@@ -194,7 +195,7 @@ async fn worker(
         Err(e) => {
             return Err(fail(format!(
                 "cannot begin a transaction: {}",
-                crate::db::message(&e)
+                describe(&e)
             )));
         }
     };
@@ -239,8 +240,8 @@ async fn copy(
             .and_then(copy_line)
             .map(|line| s.rows.start + line);
         match row {
-            Some(r) => format!("table {tname}, row {r}: {}", crate::db::message(e)),
-            None => format!("table {tname}: {}", crate::db::message(e)),
+            Some(r) => format!("table {tname}, row {r}: {}", describe(e)),
+            None => format!("table {tname}: {}", describe(e)),
         }
     };
     let sink = client
@@ -419,10 +420,7 @@ async fn undo(
     let mut order: Vec<usize> = committed.iter().flat_map(|c| c.tables.clone()).collect();
     order.sort_by_key(|t| std::cmp::Reverse(model.order.iter().position(|o| o == t)));
     order.dedup();
-    let mut result = c
-        .batch_execute("BEGIN")
-        .await
-        .map_err(|e| crate::db::message(&e));
+    let mut result = c.batch_execute("BEGIN").await.map_err(|e| describe(&e));
     let mut removed = Vec::new();
     for ti in &order {
         if result.is_err() {
@@ -442,7 +440,7 @@ async fn undo(
         );
         match c.execute(sql.as_str(), &[&xids]).await {
             Ok(n) => removed.push(format!("{} ({n} rows)", model.tables[*ti].name)),
-            Err(e) => result = Err(crate::db::message(&e)),
+            Err(e) => result = Err(describe(&e)),
         }
     }
     match result {
@@ -453,7 +451,7 @@ async fn undo(
             ),
             Err(e) => format!(
                 "{msg}\ncould not remove the rows committed earlier in this run: {}",
-                crate::db::message(&e)
+                describe(&e)
             ),
         },
         Err(e) => {
@@ -475,12 +473,9 @@ pub async fn bump_sequences(model: &Model, targets: &[Target], c: &Client) -> Re
                 crate::catalog::ident(&model.tables[t.table].columns[*col].name),
                 t.sql_name
             );
-            c.query(sql.as_str(), &[seq]).await.map_err(|e| {
-                Error::Db(format!(
-                    "cannot move sequence {seq}: {}",
-                    crate::db::message(&e)
-                ))
-            })?;
+            c.query(sql.as_str(), &[seq])
+                .await
+                .map_err(|e| Error::Db(format!("cannot move sequence {seq}: {}", describe(&e))))?;
         }
     }
     Ok(())
@@ -505,7 +500,7 @@ pub async fn cleanup(
             )]));
         }
     }
-    let tx_err = |e: tokio_postgres::Error| Error::Db(crate::db::message(&e));
+    let tx_err = |e: tokio_postgres::Error| Error::Db(describe(&e));
     c.batch_execute("BEGIN").await.map_err(tx_err)?;
     let mut out = Vec::new();
     let mut order = model.order.clone();
@@ -532,7 +527,7 @@ pub async fn cleanup(
             .collect();
         let tmp = format!("volley_seed_keys_{n}");
         let result: Result<u64, String> = async {
-            let db = |e: tokio_postgres::Error| crate::db::message(&e);
+            let db = |e: tokio_postgres::Error| describe(&e);
             c.batch_execute(&format!(
                 "CREATE TEMP TABLE {tmp} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA",
                 names.join(", "),

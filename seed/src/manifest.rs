@@ -5,6 +5,7 @@
 use crate::check::Target;
 use crate::model::Model;
 use tokio_postgres::Client;
+use volley_protocols::pg::describe;
 
 const CREATE: &str = "CREATE TABLE IF NOT EXISTS volley_seed_manifest (
     table_name text PRIMARY KEY,
@@ -43,7 +44,7 @@ pub async fn record(
     result.err().map(|e| {
         format!(
             "could not record the seed in volley_seed_manifest ({}); --cleanup will trust its flags",
-            crate::db::message(&e)
+            describe(&e)
         )
     })
 }

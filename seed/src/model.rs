@@ -1,9 +1,10 @@
 //! The spec compiled: tables in dependency order with their row counts and
 //! generators, ready to make any row on demand.
 
+use crate::compile::{self, Ctx};
 use crate::fakes::{LOCALES, Locale};
 use crate::fit::{human_bytes, memory_limit, value_bytes};
-use crate::generator::{self, Cell, Ctx, Gen, RefReady};
+use crate::generator::{Cell, Gen, RefReady};
 use crate::progress::thousands;
 use crate::rng::{Permutation, Rng, Zipf, column_key};
 use crate::spec::{SpecError, SpecFile};
@@ -135,7 +136,7 @@ impl Model {
                 };
                 let raw = craw.get_ref();
                 let (g, kind) =
-                    generator::compile(&cx, raw, hint).map_err(|ge| e(ge.span, ge.message))?;
+                    compile::compile(&cx, raw, hint).map_err(|ge| e(ge.span, ge.message))?;
                 let null_ratio = raw.null_ratio.as_ref().map_or(0.0, |n| *n.get_ref());
                 if !(0.0..=1.0).contains(&null_ratio) {
                     return Err(e(

@@ -9,25 +9,32 @@ use std::marker::PhantomData;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
+use volley_protocols::span::{self, Spot};
 
 /// A problem in the spec, located in its text when known.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{}", self.render())]
+#[derive(Debug, Clone)]
 pub struct SpecError {
     pub file: String,
     /// 1-based line and column.
     pub at: Option<(usize, usize)>,
     pub message: String,
+    /// The line, with carets under what is wrong.
+    pub excerpt: Option<String>,
 }
 
-impl SpecError {
-    fn render(&self) -> String {
-        match self.at {
-            Some((l, c)) => format!("{}:{l}:{c}: {}", self.file, self.message),
-            None => format!("{}: {}", self.file, self.message),
-        }
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        span::render(
+            f,
+            &self.file,
+            self.at,
+            &self.message,
+            self.excerpt.as_deref(),
+        )
     }
 }
+
+impl std::error::Error for SpecError {}
 
 /// Locates errors in one spec file.
 #[derive(Clone, Debug)]
@@ -38,10 +45,12 @@ pub struct Source {
 
 impl Source {
     pub fn error(&self, span: Option<Range<usize>>, message: impl Into<String>) -> SpecError {
+        let spot = span.map(|s| Spot::of(&self.text, s));
         SpecError {
             file: self.file.clone(),
-            at: span.map(|s| line_col(&self.text, s.start)),
+            at: spot.as_ref().map(|s| (s.line, s.col)),
             message: message.into(),
+            excerpt: spot.map(|s| s.excerpt),
         }
     }
 }
@@ -54,17 +63,6 @@ fn key_before(text: &str, offset: usize) -> Option<&str> {
     let (key, _) = line.rsplit_once('=')?;
     let key = key.trim_end().rsplit([',', '{', ' ']).next()?.trim();
     (!key.is_empty()).then_some(key)
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let mut end = offset.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let before = &text[..end];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
 }
 
 /// A map that keeps the file's order (tables and columns are listed in it).
@@ -180,14 +178,16 @@ impl SpecFile {
             file: file.clone(),
             at: None,
             message: format!("cannot read the seed spec: {e}"),
+            excerpt: None,
         })?;
         let text = String::from_utf8(bytes).map_err(|e| {
             let bad = e.utf8_error().valid_up_to();
-            let valid = std::str::from_utf8(&e.as_bytes()[..bad]).unwrap_or_default();
+            let spot = Spot::not_utf8(e.as_bytes(), bad);
             SpecError {
                 file: file.clone(),
-                at: Some(line_col(valid, bad)),
+                at: Some((spot.line, spot.col)),
                 message: format!("invalid UTF-8 at byte offset {bad}; save the file as UTF-8"),
+                excerpt: Some(spot.excerpt),
             }
         })?;
         Self::parse(path, text)

@@ -171,12 +171,13 @@ fn user(req: &Request<Incoming>) -> Option<u64> {
     (check == format!("{:x}", id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40)).then_some(id)
 }
 
+/// The user an email logs in as, the same on every route and every run.
+pub(crate) fn user_id(email: &str) -> u64 {
+    crate::name_hash(email) % 1_000_000 + 1
+}
+
 fn token_for(email: &str) -> (u64, String) {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in email.bytes() {
-        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
-    }
-    let id = h % 1_000_000 + 1;
+    let id = user_id(email);
     (
         id,
         format!("vt_{id}_{:x}", id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40),

@@ -219,11 +219,7 @@ async fn login(f: &Flows, req: Request<Incoming>) -> Response<Body> {
         return json_response(401, &json!({"error": "email and password are required"}));
     }
     f.logins.fetch_add(1, Ordering::Relaxed);
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in email.bytes() {
-        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
-    }
-    let id = h % 1_000_000 + 1;
+    let id = crate::api::user_id(&email);
     let cookie = format!(
         "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax",
         session_for(id)

@@ -25,6 +25,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use volley_protocols::duration::DurRange;
 
+/// FNV-1a of a text: stable across builds and runs, as std's hasher is not.
+fn name_hash(s: &str) -> u64 {
+    let mut h = fnv::FnvHasher::default();
+    std::hash::Hasher::write(&mut h, s.as_bytes());
+    std::hash::Hasher::finish(&h)
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct ServeOptions {
     /// Delay added to every API response.

@@ -91,10 +91,7 @@ impl hyper::body::Body for Streamed {
 
 /// How the prompt decides the answer: (cache hit, completion tokens, prompt tokens).
 pub fn shape(prompt: &str) -> (bool, u64, u64) {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in prompt.bytes() {
-        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
-    }
+    let h = crate::name_hash(prompt);
     let hit = (h >> 8) % 100 < 45;
     let completion = 8 + (h >> 24) % 25;
     let prompt_tokens = prompt.split_whitespace().count().max(1) as u64;

@@ -227,6 +227,7 @@ pub(super) fn run_and_report(
     });
     let report = report.map_err(|e| match e {
         run::RunError::Plan(m) => usage(anyhow!(m)),
+        e @ run::RunError::Prepare { .. } => usage(anyhow!(e)),
         run::RunError::Runtime(m) => runtime(anyhow!(m)),
     })?;
     print_summary(

@@ -1,28 +1,39 @@
 //! Just enough of the Prometheus text exposition format to read one metric:
 //! `name{label="value",...} 123.4 [timestamp]` lines, `#` comments skipped.
 
+/// A metric selector that cannot be read; each holds the selector as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectorError {
+    #[error(
+        "{0:?} is not a Prometheus metric name; write e.g. process_resident_memory_bytes or http_requests_total{{code=\"200\"}}"
+    )]
+    BadName(String),
+    #[error("{0:?}: labels are written {{name=\"value\",...}}")]
+    BadLabels(String),
+    #[error("{0:?}: unexpected {1:?} after the labels")]
+    AfterLabels(String, String),
+}
+
 /// Parse `name{a="b",c="d"}` (the braces optional) into the name and labels.
-pub fn parse_selector(s: &str) -> Result<(String, Vec<(String, String)>), String> {
+pub fn parse_selector(s: &str) -> Result<(String, Vec<(String, String)>), SelectorError> {
     let s = s.trim();
     let name_end = s
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
         .unwrap_or(s.len());
     let name = &s[..name_end];
     if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
-        return Err(format!(
-            "{s:?} is not a Prometheus metric name; write e.g. process_resident_memory_bytes or http_requests_total{{code=\"200\"}}"
-        ));
+        return Err(SelectorError::BadName(s.to_string()));
     }
     let rest = s[name_end..].trim();
     if rest.is_empty() {
         return Ok((name.to_string(), Vec::new()));
     }
-    let (labels, after) = parse_labels(rest)
-        .ok_or_else(|| format!("{s:?}: labels are written {{name=\"value\",...}}"))?;
+    let (labels, after) =
+        parse_labels(rest).ok_or_else(|| SelectorError::BadLabels(s.to_string()))?;
     if !after.trim().is_empty() {
-        return Err(format!(
-            "{s:?}: unexpected {:?} after the labels",
-            after.trim()
+        return Err(SelectorError::AfterLabels(
+            s.to_string(),
+            after.trim().to_string(),
         ));
     }
     Ok((name.to_string(), labels))
@@ -133,7 +144,17 @@ http_requests_total{code="503",path="/a"} 2
         assert_eq!(n, "http_requests_total");
         assert_eq!(l.len(), 2);
         assert_eq!(l[1], ("path".into(), "/a".into()));
-        assert!(parse_selector("9bad").is_err());
-        assert!(parse_selector("x{code=200}").is_err());
+        assert_eq!(
+            parse_selector("9bad"),
+            Err(SelectorError::BadName("9bad".into()))
+        );
+        assert_eq!(
+            parse_selector("x{code=200}").unwrap_err().to_string(),
+            r#""x{code=200}": labels are written {name="value",...}"#
+        );
+        assert!(matches!(
+            parse_selector("x{a=\"b\"} y"),
+            Err(SelectorError::AfterLabels(_, after)) if after == "y"
+        ));
     }
 }

@@ -225,11 +225,20 @@ pub struct Target {
     pub host: http::HeaderValue,
 }
 
+/// A URL a user wrote that volley cannot send to, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{url:?} is not a valid URL: {reason}; write http[s]://host[:port][/path]")]
+pub struct BadUrl {
+    pub url: String,
+    pub reason: String,
+}
+
 impl Target {
     /// From a URL a user wrote, with a message that says what is wrong.
-    pub fn from_url(url: &str) -> Result<Self, String> {
-        let bad = |e: &dyn std::fmt::Display| {
-            format!("{url:?} is not a valid URL: {e}; write http[s]://host[:port][/path]")
+    pub fn from_url(url: &str) -> Result<Self, BadUrl> {
+        let bad = |e: &dyn std::fmt::Display| BadUrl {
+            url: url.to_string(),
+            reason: e.to_string(),
         };
         let full = http::Uri::try_from(url).map_err(|e| bad(&e))?;
         Self::checked(full).map_err(|e| bad(&e))
@@ -640,7 +649,7 @@ mod tests {
     use super::*;
 
     fn target(url: &str) -> Result<Target, String> {
-        Target::from_url(url)
+        Target::from_url(url).map_err(|e| e.to_string())
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! endpoint), over the same kept-alive connection code the drivers use.
 
 use super::HttpVersion;
-use super::conn::{ConnectTimes, Connector, Target};
+use super::conn::{BadUrl, ConnectTimes, Connector, ErrorKind, Target};
 use super::link::Link;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
@@ -10,6 +10,18 @@ use std::time::Duration;
 
 /// Largest body kept; a metrics page is far smaller.
 const MAX_BODY: usize = 16 << 20;
+
+/// Why a GET gave no status and body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    /// The connection or the exchange failed (refused, reset, TLS...).
+    #[error("{}", .0.tag())]
+    Failed(ErrorKind),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the body is larger than {MAX_BODY} bytes")]
+    TooLarge,
+}
 
 pub struct Fetcher {
     connector: Connector,
@@ -19,7 +31,8 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
-    pub fn new(url: &str) -> Result<Self, String> {
+    /// A fetcher for `url`; the error says what is wrong with the URL.
+    pub fn new(url: &str) -> Result<Self, BadUrl> {
         let mut headers = HeaderMap::new();
         headers.insert(
             http::header::USER_AGENT,
@@ -34,7 +47,7 @@ impl Fetcher {
     }
 
     /// GET the URL: the status and the body.
-    pub async fn get(&mut self, timeout: Duration) -> Result<(u16, Vec<u8>), String> {
+    pub async fn get(&mut self, timeout: Duration) -> Result<(u16, Vec<u8>), FetchError> {
         let mut body = Vec::new();
         let mut times = ConnectTimes::default();
         let empty = Bytes::new();
@@ -50,14 +63,14 @@ impl Fetcher {
         );
         let status = match tokio::time::timeout(timeout, exchange).await {
             Ok(Ok(x)) => x.status,
-            Ok(Err(e)) => return Err(e.tag().to_string()),
+            Ok(Err(e)) => return Err(FetchError::Failed(e)),
             Err(_) => {
                 self.link.close();
-                return Err(format!("no answer within {timeout:?}"));
+                return Err(FetchError::Timeout(timeout));
             }
         };
         if body.len() > MAX_BODY {
-            return Err(format!("the body is larger than {MAX_BODY} bytes"));
+            return Err(FetchError::TooLarge);
         }
         Ok((status, body))
     }

@@ -15,8 +15,8 @@ mod tcp;
 mod vu;
 
 pub use check::ChecksSpec;
-pub use conn::ErrorKind;
-pub use fetch::Fetcher;
+pub use conn::{BadUrl, ErrorKind};
+pub use fetch::{FetchError, Fetcher};
 pub use record::RecordSpec;
 pub use vu::HttpVu;
 
@@ -156,6 +156,19 @@ pub struct RequestSpec {
 /// Headers as written, lower-cased name -> (span of the key, value).
 pub(crate) type HeaderSpecs = BTreeMap<String, (std::ops::Range<usize>, Spanned<String>)>;
 
+/// The connection keys an HTTP or webhook scenario shares with
+/// `[defaults]`, as the scenario wrote them. (Each options struct declares
+/// them itself: serde's `flatten` cannot go with `deny_unknown_fields`,
+/// which names a mistyped key.)
+#[derive(Clone, Copy)]
+pub(crate) struct ConnKeys<'a> {
+    pub base_url: Option<&'a Spanned<String>>,
+    pub headers: &'a BTreeMap<Spanned<String>, Spanned<String>>,
+    pub timeout: Option<Dur>,
+    pub http_version: Option<HttpVersion>,
+    pub insecure_skip_tls_verify: Option<bool>,
+}
+
 /// Connection settings a scenario that speaks HTTP takes from its own keys,
 /// else from `[defaults]`: shared by the HTTP and webhook drivers.
 pub(crate) struct Client<'a> {
@@ -163,6 +176,8 @@ pub(crate) struct Client<'a> {
     /// `[defaults]` headers, then the scenario's (which win).
     pub headers: HeaderSpecs,
     pub timeout: Duration,
+    pub version: HttpVersion,
+    pub insecure: bool,
     pub connector: conn::Connector,
 }
 
@@ -244,30 +259,33 @@ fn tls_files(
 impl<'a> Client<'a> {
     pub fn resolve(
         defaults: &'a crate::driver::Defaults,
-        base_url: Option<&'a Spanned<String>>,
-        headers: &BTreeMap<Spanned<String>, Spanned<String>>,
-        timeout: Option<Dur>,
-        version: Option<HttpVersion>,
-        insecure: Option<bool>,
+        keys: ConnKeys<'a>,
         default_timeout: Duration,
     ) -> Self {
         let mut specs = HeaderSpecs::new();
         for (k, v) in &defaults.headers {
             specs.insert(k.to_lowercase(), (v.span(), v.clone()));
         }
-        for (k, v) in headers {
+        for (k, v) in keys.headers {
             specs.insert(k.get_ref().to_lowercase(), (k.span(), v.clone()));
         }
-        let version = version.or(defaults.http_version).unwrap_or_default();
-        let insecure = insecure
+        let version = keys
+            .http_version
+            .or(defaults.http_version)
+            .unwrap_or_default();
+        let insecure = keys
+            .insecure_skip_tls_verify
             .or(defaults.insecure_skip_tls_verify)
             .unwrap_or(false);
         Self {
-            base: base_url.or(defaults.base_url.as_ref()),
+            base: keys.base_url.or(defaults.base_url.as_ref()),
             headers: specs,
-            timeout: timeout
+            timeout: keys
+                .timeout
                 .or(defaults.timeout)
                 .map_or(default_timeout, |d| d.0),
+            version,
+            insecure,
             connector: conn::Connector::new(insecure, version),
         }
     }
@@ -316,7 +334,10 @@ impl Request {
     /// such request counts as failed (`error="invalid url"`), nothing sent.
     fn tell_invalid_url(&self, url: &str) {
         if !self.told_invalid_url.swap(true, Ordering::Relaxed) {
-            let why = conn::Target::from_url(url).err().unwrap_or_default();
+            let why = conn::Target::from_url(url)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             tracing::warn!(
                 "request {:?}: {why}; each such request counts as failed (error=\"invalid url\") and is not sent",
                 self.name
@@ -406,15 +427,14 @@ impl HttpDriver {
                 env.declare_var(name);
             }
         }
-        let mut client = Client::resolve(
-            defaults,
-            options.base_url.as_ref(),
-            &options.headers,
-            options.timeout,
-            options.http_version,
-            options.insecure_skip_tls_verify,
-            Duration::from_secs(60),
-        );
+        let keys = ConnKeys {
+            base_url: options.base_url.as_ref(),
+            headers: &options.headers,
+            timeout: options.timeout,
+            http_version: options.http_version,
+            insecure_skip_tls_verify: options.insecure_skip_tls_verify,
+        };
+        let mut client = Client::resolve(defaults, keys, Duration::from_secs(60));
         let cert = options
             .client_cert
             .as_ref()
@@ -423,19 +443,11 @@ impl HttpDriver {
         let ca = options.ca_file.as_ref().or(defaults.ca_file.as_ref());
         let files = tls_files(&ctx.base_dir, cert, key, ca)?;
         if !files.is_empty() {
-            let version = options
-                .http_version
-                .or(defaults.http_version)
-                .unwrap_or_default();
-            let insecure = options
-                .insecure_skip_tls_verify
-                .or(defaults.insecure_skip_tls_verify)
-                .unwrap_or(false);
-            client.connector =
-                conn::Connector::with_tls(insecure, version, &files).map_err(|e| {
-                    let span = cert.or(ca).map(Spanned::span).unwrap_or_default();
-                    ConfigError::at(span, e)
-                })?;
+            client.connector = conn::Connector::with_tls(client.insecure, client.version, &files)
+                .map_err(|e| {
+                let span = cert.or(ca).map(Spanned::span).unwrap_or_default();
+                ConfigError::at(span, e)
+            })?;
         }
         let redirects = options
             .max_redirects
@@ -528,10 +540,10 @@ fn compile_request(
 ) -> Result<Request, ConfigError> {
     let base = cx.base;
     let scenario_headers = cx.headers;
-    let at = |s: &Spanned<String>| {
+    fn at<E: std::fmt::Display>(s: &Spanned<String>) -> impl Fn(E) -> ConfigError {
         let span = s.span();
-        move |e: String| ConfigError::at(span.clone(), e)
-    };
+        move |e| ConfigError::at(span.clone(), e)
+    }
     let method = match &spec.method {
         Some(m) => {
             let method =
@@ -894,7 +906,7 @@ fn compile_request(
 /// is among them (`http://api:8080/{{ x }}` is checked, `http://{{ host }}/`
 /// is not): a typo then fails the plan at load with its position instead
 /// of failing every request of the run.
-pub(crate) fn check_origin(url: &str) -> Result<(), String> {
+pub(crate) fn check_origin(url: &str) -> Result<(), conn::BadUrl> {
     let literal = url.split("{{").next().unwrap_or_default();
     let templated = literal.len() < url.len();
     let Some(scheme_len) = ["http://", "https://"]

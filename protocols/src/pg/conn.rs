@@ -31,18 +31,30 @@ enum Verify {
     Full,
 }
 
+/// A database URL volley cannot connect with, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error(
+        "not a valid PostgreSQL URL ({0}); write e.g. postgres://user:password@127.0.0.1:5432/dbname"
+    )]
+    Invalid(String),
+    #[error("sslmode={0} is not known; use disable, prefer, require, verify-ca or verify-full")]
+    SslMode(String),
+    /// `sslrootcert` cannot be read or holds no certificate.
+    #[error("{0}")]
+    RootCert(String),
+}
+
 impl Target {
     /// Parse a URL (`postgres://user:pw@host:port/db?sslmode=require`) or a
     /// key=value string, as libpq takes them.
-    pub fn parse(text: &str, connect_timeout: Duration) -> Result<Target, String> {
+    pub fn parse(text: &str, connect_timeout: Duration) -> Result<Target, UrlError> {
         let (rest, sslmode, rootcert) = take_ssl_options(text);
         let mut config: Config = rest.parse().map_err(|e: tokio_postgres::Error| {
             let why = std::error::Error::source(&e)
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| e.to_string());
-            format!(
-                "not a valid PostgreSQL URL ({why}); write e.g. postgres://user:password@127.0.0.1:5432/dbname"
-            )
+            UrlError::Invalid(why)
         })?;
         let mut verify = Verify::None;
         match sslmode.as_deref() {
@@ -54,9 +66,7 @@ impl Target {
             Some("verify-ca") => verify = Verify::Chain,
             Some("verify-full") => verify = Verify::Full,
             Some(other) => {
-                return Err(format!(
-                    "sslmode={other} is not known; use disable, prefer, require, verify-ca or verify-full"
-                ));
+                return Err(UrlError::SslMode(other.to_string()));
             }
         }
         if verify != Verify::None {
@@ -82,17 +92,19 @@ impl Target {
         }
         let roots = match &rootcert {
             Some(path) => {
+                let bad = UrlError::RootCert;
                 let pem = std::fs::read(path)
-                    .map_err(|e| format!("cannot read sslrootcert {path}: {e}"))?;
+                    .map_err(|e| bad(format!("cannot read sslrootcert {path}: {e}")))?;
                 let mut store = rustls::RootCertStore::empty();
                 for cert in CertificateDer::pem_slice_iter(&pem) {
-                    let cert = cert.map_err(|e| format!("sslrootcert {path} is not PEM: {e:?}"))?;
+                    let cert =
+                        cert.map_err(|e| bad(format!("sslrootcert {path} is not PEM: {e:?}")))?;
                     store
                         .add(cert)
-                        .map_err(|e| format!("sslrootcert {path}: {e}"))?;
+                        .map_err(|e| bad(format!("sslrootcert {path}: {e}")))?;
                 }
                 if store.is_empty() {
-                    return Err(format!("sslrootcert {path} holds no certificate"));
+                    return Err(bad(format!("sslrootcert {path} holds no certificate")));
                 }
                 store
             }
@@ -684,10 +696,15 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
         }
         return s;
     }
-    match std::error::Error::source(e) {
-        Some(src) => format!("{e}: {src}"),
-        None => e.to_string(),
+    // Transport errors keep their cause a level or more down (TLS, I/O).
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
     }
+    s
 }
 
 #[cfg(test)]
@@ -723,10 +740,14 @@ mod tests {
         let e = Target::parse("postgres://h:notaport/db", Duration::from_secs(5))
             .err()
             .unwrap();
-        assert!(e.contains("not a valid PostgreSQL URL"), "{e}");
+        assert!(matches!(e, UrlError::Invalid(_)), "{e}");
+        assert!(e.to_string().contains("not a valid PostgreSQL URL"), "{e}");
         let e = Target::parse("postgres://h/db?sslmode=sometimes", Duration::from_secs(5))
             .err()
             .unwrap();
-        assert!(e.contains("sslmode=sometimes"), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "sslmode=sometimes is not known; use disable, prefer, require, verify-ca or verify-full"
+        );
     }
 }

@@ -10,7 +10,7 @@ mod sampler;
 mod value;
 mod vu;
 
-pub use conn::{ErrorKind, Target, sqlstate_name};
+pub use conn::{ErrorKind, Target, UrlError, describe, sqlstate_name};
 pub use vu::PgVu;
 
 use crate::driver::Inputs;
@@ -689,7 +689,7 @@ impl Driver for PgDriver {
         sampler::run(self.clone(), rec, until)
     }
 
-    fn prepare(self: &Arc<Self>) -> impl Future<Output = Result<(), String>> + Send {
+    fn prepare(self: &Arc<Self>) -> impl Future<Output = Result<(), crate::PrepareError>> + Send {
         prepare::validate(self.clone())
     }
 }

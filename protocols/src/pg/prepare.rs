@@ -6,16 +6,17 @@ use super::conn::{ErrorKind, Failure, describe};
 use super::value::{TextParam, can_capture};
 use super::{PgDriver, Statement};
 use crate::driver::VuState;
+use crate::error::PrepareError;
 use std::sync::Arc;
 use tokio_postgres::Client;
 use tokio_postgres::error::ErrorPosition;
 
-pub(super) async fn validate(d: Arc<PgDriver>) -> Result<(), String> {
+pub(super) async fn validate(d: Arc<PgDriver>) -> Result<(), PrepareError> {
     let conn = d
         .target
         .connect(0)
         .await
-        .map_err(|e| connect_error(&d, &e))?;
+        .map_err(|e| PrepareError::Connect(connect_error(&d, &e)))?;
     let client = &conn.client;
     warn_about_limits(&d, client).await;
 
@@ -28,14 +29,16 @@ pub(super) async fn validate(d: Arc<PgDriver>) -> Result<(), String> {
             state.vars[*slot] = v;
         }
         for &si in &q.statements {
-            check_statement(&d, client, &d.statements[si], &mut state).await?;
+            check_statement(&d, client, &d.statements[si], &mut state)
+                .await
+                .map_err(PrepareError::Refused)?;
         }
     }
     for st in d.statements.iter().filter(|s| s.query.is_none()) {
         client
             .prepare(&st.sql)
             .await
-            .map_err(|e| format!("{}: {}", st.sql, describe(&e)))?;
+            .map_err(|e| PrepareError::Refused(format!("{}: {}", st.sql, describe(&e))))?;
     }
     Ok(())
 }

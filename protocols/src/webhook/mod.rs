@@ -16,10 +16,10 @@ use crate::driver::Inputs;
 use crate::driver::{BuildCtx, Driver, VuEnv, VuState};
 use crate::duration::Dur;
 use crate::error::ConfigError;
-use crate::http::Client;
 use crate::http::HttpVersion;
 use crate::http::conn::{ConnectTimes, Connector, Target};
 use crate::http::link::Link;
+use crate::http::{Client, ConnKeys};
 use crate::metrics::{MetricId, MetricKind, Registry, Tags, Unit};
 use crate::template::{Template, TemplateEnv};
 use crate::weights::{Weighted, check_mix, weight};
@@ -214,15 +214,14 @@ impl WebhookDriver {
                 scheme.name()
             ))
         })?;
-        let client = Client::resolve(
-            defaults,
-            o.base_url.as_ref(),
-            &o.headers,
-            o.timeout,
-            o.http_version,
-            o.insecure_skip_tls_verify,
-            Duration::from_secs(30),
-        );
+        let conn = ConnKeys {
+            base_url: o.base_url.as_ref(),
+            headers: &o.headers,
+            timeout: o.timeout,
+            http_version: o.http_version,
+            insecure_skip_tls_verify: o.insecure_skip_tls_verify,
+        };
+        let client = Client::resolve(defaults, conn, Duration::from_secs(30));
         let url = join_url(endpoint, client.base)?;
         let target = Target::from_url(&url).map_err(|e| ConfigError::at(endpoint.span(), e))?;
 
@@ -704,7 +703,7 @@ pub async fn send_one(
     kind: Kind,
     timeout: Duration,
 ) -> Result<SendOutcome, String> {
-    let target = Target::from_url(url)?;
+    let target = Target::from_url(url).map_err(|e| e.to_string())?;
     if secrets.is_empty() && kind != Kind::Unsigned {
         return Err(format!(
             "give the endpoint's signing secret with --secret ({})",

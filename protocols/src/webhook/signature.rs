@@ -6,7 +6,7 @@
 //! libraries: any `v1` may match, compared in constant time, then the
 //! timestamp must be within the tolerance (300 s by default).
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use std::fmt::Write as _;
 

@@ -324,7 +324,7 @@ impl Rooms {
     }
 }
 
-fn at(span: Range<usize>) -> impl Fn(String) -> ConfigError {
+fn at<E: std::fmt::Display>(span: Range<usize>) -> impl Fn(E) -> ConfigError {
     move |e| ConfigError::at(span.clone(), e)
 }
 

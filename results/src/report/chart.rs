@@ -155,13 +155,8 @@ pub fn axis_value(v: f64, unit: YUnit) -> String {
         YUnit::Millis => format!("{}ms", trim(v)),
         YUnit::Percent => format!("{}%", trim(v)),
         YUnit::Bytes => {
-            let units = ["B", "KB", "MB", "GB", "TB"];
-            let (mut x, mut i) = (v, 0);
-            while x >= 1024.0 && i < units.len() - 1 {
-                x /= 1024.0;
-                i += 1;
-            }
-            format!("{}{}", trim(x), units[i])
+            let (x, unit) = volley_protocols::size::scale(v);
+            format!("{}{unit}", trim(x))
         }
         _ if v >= 1e6 => format!("{}M", trim(v / 1e6)),
         _ if v >= 1e3 => format!("{}k", trim(v / 1e3)),
@@ -426,7 +421,7 @@ mod tests {
         let marked = svg_marked(&data, "latency", &marks).unwrap();
         assert!(marked.contains("broke at 30 VUs") && marked.contains("spike 1"));
         assert!(marked.contains("<rect"));
-        assert_eq!(axis_value(45.0 * 1024.0 * 1024.0, YUnit::Bytes), "45MB");
+        assert_eq!(axis_value(45.0 * 1024.0 * 1024.0, YUnit::Bytes), "45MiB");
     }
 
     #[test]
