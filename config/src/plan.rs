@@ -21,7 +21,9 @@ use volley_model::threshold::{self, ThresholdSet};
 use volley_protocols::data::{Feeder, Pick};
 use volley_protocols::driver::DeclaredMetric;
 use volley_protocols::duration::{Dur, DurRange};
-use volley_protocols::metrics::{MetricKind, Registry, Tags, Unit};
+use volley_protocols::http::{HttpDriver, HttpOptions};
+use volley_protocols::metrics::{MetricKind, PHASE_SETUP, PHASE_TEARDOWN, Registry, Tags, Unit};
+use volley_protocols::template::SetupVars;
 use volley_protocols::{BuildCtx, ConfigError, Defaults};
 
 /// A plan error, located in its file.
@@ -117,6 +119,18 @@ impl Scenario {
     }
 }
 
+/// `[setup]` or `[teardown]`: HTTP requests run once, in order, before
+/// the first VU starts or after the last one stops (k6's setup() and
+/// teardown()).
+pub struct Phase {
+    pub driver: Arc<HttpDriver>,
+    /// The longest it may take (k6's setupTimeout, teardownTimeout).
+    pub max_duration: Duration,
+}
+
+/// How long `[setup]` and `[teardown]` may take unless `max_duration` says.
+pub const PHASE_MAX_DURATION: Duration = Duration::from_secs(60);
+
 pub struct Plan {
     pub file: PathBuf,
     pub source: String,
@@ -134,6 +148,11 @@ pub struct Plan {
     pub segment: Segment,
     /// `[monitors.NAME]`: polled once per second beside the run.
     pub monitors: Arc<[crate::monitor::MonitorSpec]>,
+    pub setup: Option<Phase>,
+    pub teardown: Option<Phase>,
+    /// What `[setup]` captures, read by every template as `setup.NAME`;
+    /// the run sets the values once setup has run.
+    pub setup_vars: SetupVars,
 }
 
 impl Plan {
@@ -179,6 +198,8 @@ const TOP_KEYS: &[&str] = &[
     "thresholds",
     "monitors",
     "metrics",
+    "setup",
+    "teardown",
 ];
 
 pub struct LoadOptions {
@@ -261,7 +282,7 @@ fn parse(
             return Err(ConfigError::at(
                 k.span(),
                 format!(
-                    "unknown section `{}`; a plan has [defaults], [data.NAME], [scenarios.NAME], [metrics.NAME], [monitors.NAME] and [thresholds]",
+                    "unknown section `{}`; a plan has [defaults], [data.NAME], [setup], [scenarios.NAME], [teardown], [metrics.NAME], [monitors.NAME] and [thresholds]",
                     k.get_ref()
                 ),
             ));
@@ -271,6 +292,8 @@ fn parse(
     let thresholds_entry = table.remove("thresholds");
     let monitors_entry = table.remove("monitors");
     let metrics_entry = table.remove("metrics");
+    let setup_entry = table.remove("setup");
+    let teardown_entry = table.remove("teardown");
     let top: Top = de(root_span.clone(), table)?;
 
     let mut feeders = Vec::new();
@@ -306,6 +329,44 @@ fn parse(
     let declared = match metrics_entry {
         Some(entry) => declare_metrics(entry, &registry)?,
         None => Vec::new(),
+    };
+
+    let phase_ctx = |name: &'static str| BuildCtx {
+        scenario: name,
+        tags: Tags::new([(
+            "group",
+            if name == "setup" {
+                PHASE_SETUP
+            } else {
+                PHASE_TEARDOWN
+            },
+        )]),
+        env: &opts.env,
+        feeders: &feeder_arcs,
+        registry: &registry,
+        defaults: &top.defaults,
+        base_dir: base_dir.to_path_buf(),
+        max_vus: 1,
+        metrics: &declared,
+        setup: None,
+    };
+    let setup = match setup_entry {
+        Some(entry) => Some(phase("setup", entry, &phase_ctx("setup"))?),
+        None => None,
+    };
+    let setup_vars = SetupVars::new(
+        setup
+            .as_ref()
+            .map(|p| p.driver.captures().to_vec())
+            .unwrap_or_default(),
+    );
+    let teardown = match teardown_entry {
+        Some(entry) => {
+            let mut ctx = phase_ctx("teardown");
+            ctx.setup = Some(&setup_vars);
+            Some(phase("teardown", entry, &ctx)?)
+        }
+        None => None,
     };
 
     let Some(scenarios_entry) = scenarios_entry else {
@@ -398,6 +459,7 @@ fn parse(
             base_dir: base_dir.to_path_buf(),
             max_vus: exec.max_vus(),
             metrics: &declared,
+            setup: Some(&setup_vars),
         };
         let options = Spanned::new(span.clone(), DeValue::Table(driver_t));
         let driver = crate::drivers::build(driver_name, options, &ctx).map_err(|e| {
@@ -563,6 +625,59 @@ fn parse(
         env: opts.env.clone(),
         segment: opts.segment,
         monitors,
+        setup,
+        teardown,
+        setup_vars,
+    })
+}
+
+/// `[setup]` or `[teardown]`: the HTTP driver's keys (base_url, headers,
+/// TLS, `requests` with their captures and checks) and `max_duration`.
+fn phase(
+    name: &str,
+    entry: Spanned<DeValue<'_>>,
+    ctx: &BuildCtx<'_>,
+) -> Result<Phase, ConfigError> {
+    let span = entry.span();
+    let DeValue::Table(mut t) = entry.into_inner() else {
+        return Err(ConfigError::at(
+            span,
+            format!("[{name}] is a table: [[{name}.requests]] with url, method, captures, checks"),
+        ));
+    };
+    let max_duration = match t.remove("max_duration") {
+        Some(v) => {
+            let vspan = v.span();
+            let d = Dur::deserialize(ValueDeserializer::from(v))
+                .map_err(|e| ConfigError::from(e).or_at(vspan.clone()))?;
+            if d.0.is_zero() {
+                return Err(ConfigError::at(
+                    vspan,
+                    format!("[{name}] max_duration must be above 0, e.g. \"30s\""),
+                ));
+            }
+            d.0
+        }
+        None => PHASE_MAX_DURATION,
+    };
+    let options: HttpOptions = de(span.clone(), t).map_err(|e| {
+        let e = e.or_at(span.clone());
+        if e.message.starts_with("unknown field") {
+            ConfigError {
+                message: format!(
+                    "[{name}]: {}; [{name}] takes the HTTP driver's keys and max_duration",
+                    e.message
+                ),
+                ..e
+            }
+        } else {
+            e
+        }
+    })?;
+    let driver = HttpDriver::build_phase(name, options, ctx).map_err(|e| e.or_at(span))?;
+    Ok(Phase {
+        driver: Arc::new(driver),
+        max_duration,
     })
 }
 

@@ -84,9 +84,13 @@ fn total<T: SeriesTable + ?Sized>(
     split: bool,
 ) -> Option<Total> {
     let (kind, unit) = table.def(metric)?;
+    // [setup] and [teardown] samples count only where the filter names a
+    // group (`http_reqs{group:::setup}`): scenario numbers never hold them.
+    let phases = filter.get("group").is_some();
+    let counts = |tags: &Tags| tags.matches(filter) && (phases || !tags.is_phase());
     let (mut matched, mut exact, mut unfinished) = (false, false, false);
     table.each(metric, &mut |tags, _| {
-        if tags.matches(filter) {
+        if counts(tags) {
             matched = true;
             exact |= tags == filter;
         }
@@ -100,7 +104,7 @@ fn total<T: SeriesTable + ?Sized>(
     let mut slot = Slot::Empty;
     let mut never_recovered = 0;
     table.each(metric, &mut |tags, s| {
-        if !tags.matches(filter) || (exact && tags != filter) {
+        if !counts(tags) || (exact && tags != filter) {
             return;
         }
         match (split && tags.get("recovered") == Some("false"), s) {

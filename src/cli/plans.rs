@@ -176,8 +176,13 @@ pub(super) fn run_and_report(
     }
     errors.extend(outputs.finish().into_iter().map(|e| anyhow!(e)));
     fail_all(errors)?;
+    if let Some(why) = &report.teardown_failed {
+        eprintln!("\n[teardown] failed: {why}");
+    }
     Ok(if report.interrupted {
         EXIT_INTERRUPTED
+    } else if report.teardown_failed.is_some() {
+        EXIT_RUNTIME
     } else if !report.thresholds_ok {
         eprintln!("\nthresholds failed: exit {EXIT_THRESHOLDS}");
         EXIT_THRESHOLDS
