@@ -210,6 +210,23 @@ pub(super) fn describe(plan: &plan::Plan) -> String {
             "segment {seg}: this instance runs its interleaved share of every scenario"
         );
     }
+    for (name, phase) in [("setup", &plan.setup), ("teardown", &plan.teardown)] {
+        if let Some(p) = phase {
+            let n = p.driver.request_count();
+            let caps = p.driver.captures();
+            let _ = writeln!(
+                out,
+                "{name}: {n} request{} once, at most {}{}",
+                if n == 1 { "" } else { "s" },
+                f(p.max_duration),
+                if caps.is_empty() || name != "setup" {
+                    String::new()
+                } else {
+                    format!("; captures {}", caps.join(", "))
+                }
+            );
+        }
+    }
     let _ = writeln!(out, "scenarios:");
     for s in &plan.scenarios {
         let _ = writeln!(
