@@ -154,6 +154,29 @@ mod tests {
         (r, slot)
     }
 
+    #[test]
+    fn setup_and_teardown_count_only_where_a_group_is_named() {
+        let sc = Tags::new([("scenario", "api")]);
+        let setup = Tags::new([("group", "::setup")]);
+        let teardown = Tags::new([("group", "::teardown")]);
+        let table = vec![
+            record("http_reqs", &sc, Slot::Counter(30)),
+            record("http_reqs", &setup, Slot::Counter(1)),
+            record("http_reqs", &teardown, Slot::Counter(2)),
+        ];
+        let count = |filter: &Tags| match merged(&table[..], "http_reqs", filter).map(|t| t.slot) {
+            Some(Slot::Counter(n)) => n,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(count(&Tags::default()), 30);
+        assert_eq!(count(&sc), 30);
+        assert_eq!(count(&setup), 1);
+        assert_eq!(count(&teardown), 2);
+        // Only phase samples: the scenarios' total has none.
+        let only = vec![record("http_reqs", &setup, Slot::Counter(1))];
+        assert!(merged(&only[..], "http_reqs", &Tags::default()).is_none());
+    }
+
     fn gauge(v: f64) -> Slot {
         Slot::Gauge {
             last: v,

@@ -765,6 +765,33 @@ mod tests {
     }
 
     #[test]
+    fn setup_values_render_once_set() {
+        let envs = HashMap::new();
+        let mut env = TemplateEnv::new(&envs, &[], "api");
+        assert!(
+            env.compile("{{ setup.token }}")
+                .unwrap_err()
+                .contains("within [setup] read its own captures as vars.token")
+        );
+        let setup = SetupVars::new(vec!["tenant".into(), "token".into()]);
+        env.setup = Some(setup.clone());
+        let t = env
+            .compile("Bearer {{ setup.token }} of {{ setup.tenant }}")
+            .unwrap();
+        assert!(
+            env.compile("{{ setup.nope }}")
+                .unwrap_err()
+                .contains("it captures: tenant, token")
+        );
+        // Before setup ran the values are empty; then every template sees them.
+        assert_eq!(render_template(&t), "Bearer  of ");
+        assert!(setup.set(vec!["t1".into(), "abc".into()]));
+        assert_eq!(render_template(&t), "Bearer abc of t1");
+        assert!(!setup.set(vec![]), "set once");
+        assert_eq!(setup.get("token"), Some("abc"));
+    }
+
+    #[test]
     fn json_bodies_escape_and_type() {
         let envs = HashMap::new();
         let mut env = TemplateEnv::new(&envs, &[], "api");
