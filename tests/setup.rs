@@ -232,6 +232,12 @@ fn bad_setup_input_exits_2_with_its_place() {
             ),
             "[setup] runs its requests once, in order: remove flow = \"weighted\"",
         ),
+        (
+            format!(
+                "{base}[[scenarios.api.requests]]\nurl = \"http://127.0.0.1:9/\"\ngroup = \"setup\"\n"
+            ),
+            "plan.toml:8:9: group \"setup\" is the group of [setup]'s requests",
+        ),
     ] {
         let p = d.write("plan.toml", &text_);
         let out = volley().arg("validate").arg(&p).output_within(RUN_LIMIT);

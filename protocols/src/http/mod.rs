@@ -904,6 +904,14 @@ fn compile_request(
                     ),
                 ));
             }
+            if text == "setup" || text == "teardown" {
+                return Err(ConfigError::at(
+                    g.span(),
+                    format!(
+                        "group {text:?} is the group of [{text}]'s requests (::{text}), counted apart from the scenarios: pick another name"
+                    ),
+                ));
+            }
             let tag = format!("::{text}");
             Some(match groups.iter().position(|x| *x == tag) {
                 Some(i) => i,
