@@ -4,7 +4,7 @@
 #   scripts/bench-http.sh [CONNECTIONS] [SECONDS] [RUNS]
 #
 # The server (volley serve, one thread) is pinned to core 1, the generator to
-# core 0 (see ../shared/BENCHMARKING.md). Each tool runs RUNS times, alternating;
+# core 0 (see docs/benchmarking.md). Each tool runs RUNS times, alternating;
 # medians are printed with the ratio. volley records every request into its
 # histograms (nothing is sampled away). Also prints peak RSS, generator CPU
 # seconds per 100k requests, and the memory cost of one more VU (50 vs 1000).

@@ -5,7 +5,7 @@
 # same number of connections (10 and 50; one per pgbench client, one per
 # volley VU with connections = "per-vu").
 #
-# Server pinned to core 1, generator to core 0 (BENCHMARKING.md); 3 runs per
+# Server pinned to core 1, generator to core 0 (docs/benchmarking.md); 3 runs per
 # tool and connection count, alternating tools (and which goes first);
 # medians; prints both TPS, the ratio, both latency averages and generator
 # CPU seconds per 100k queries.

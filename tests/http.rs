@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use volley_protocols::duration::DurRange;
 use volley_serve::ServeOptions;
@@ -1031,4 +1032,65 @@ mod peer {
             }
         }
     }
+}
+
+/// A server that speaks HTTP/1.1 only: it answers anything, the HTTP/2
+/// preface included, with `400 Bad Request` and closes, as nginx does on a
+/// plain listener. Returns its base URL and how many connections it took.
+fn http1_only_server() -> (String, std::sync::Arc<AtomicU64>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(AtomicU64::new(0));
+    let n = accepted.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            n.fetch_add(1, Ordering::Relaxed);
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 11\r\nConnection: close\r\n\r\nBad Request",
+            );
+            // A lingering close, as nginx's: read what the client still
+            // sends until it closes, so the answer is not lost to a reset.
+            let _ = s.shutdown(std::net::Shutdown::Write);
+            while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+        }
+    });
+    (base, accepted)
+}
+
+#[test]
+fn http2_against_an_http1_only_server_says_so() {
+    let (base, accepted) = http1_only_server();
+    let d = Dir::new();
+    let p = plan(
+        &d,
+        r#"
+[scenarios.h2]
+driver = "http"
+executor = "per-vu-iterations"
+vus = 1
+iterations = 3
+http_version = "2"
+
+[[scenarios.h2.requests]]
+url = "/api/v1/health"
+"#,
+        &base,
+    );
+    let (out, s) = run_plan(&d, &p, &[]);
+    let s = s.unwrap_or_else(|| panic!("no summary: {}", text(&out)));
+    let want = "server does not speak HTTP/2 (h2c prior knowledge): use http_version = \"1.1\"";
+    let errors: Vec<String> = series(&s, "http_reqs", &[])
+        .iter()
+        .map(|x| x["tags"]["error"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(errors.iter().all(|e| e == want), "error tags: {errors:?}");
+    assert_eq!(counter(&s, "http_reqs", &[("error", want)]), 3);
+    // Each failed request opened its own connection: the server saw them all.
+    assert_eq!(accepted.load(Ordering::Relaxed), 3);
+    assert!(text(&out).contains(want), "{}", text(&out));
 }

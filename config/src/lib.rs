@@ -16,3 +16,4 @@ pub mod executor;
 pub mod machine;
 pub mod monitor;
 pub mod plan;
+pub mod schema;

@@ -191,7 +191,7 @@ struct Top {
     data: BTreeMap<String, DataSpec>,
 }
 
-const TOP_KEYS: &[&str] = &[
+pub const TOP_KEYS: &[&str] = &[
     "defaults",
     "data",
     "scenarios",

@@ -98,18 +98,35 @@ pub fn threshold_observed(m: &MetricSummary, expr: &str, r: &ThresholdResult) ->
     }
 }
 
+/// The VUs a run had: the most allocated at once (`vus_max`, what ran),
+/// and the plans' limit when it is higher (arrival-rate pools that never
+/// filled, scenarios that do not overlap).
+fn vus_header(s: &Summary) -> String {
+    let limit: u64 = s.volley.scenarios.iter().map(|x| x.max_vus).sum();
+    let peak = s
+        .metrics
+        .get("vus_max")
+        .and_then(|m| m.values.get("max"))
+        .map(|v| *v as u64);
+    let vus = |n: u64| format!("{n} VU{}", if n == 1 { "" } else { "s" });
+    match peak {
+        Some(p) if p < limit => format!("{} at most (limit {limit})", vus(p)),
+        Some(p) => format!("{} at most", vus(p)),
+        None => format!("up to {}", vus(limit)),
+    }
+}
+
 pub fn render_text(s: &Summary, series: &[(SeriesRecord, Slot)]) -> String {
     let mut out = String::new();
     let info = &s.volley;
     let elapsed = volley_protocols::duration::secs(info.duration_s);
-    let max_vus: u64 = info.scenarios.iter().map(|x| x.max_vus).sum();
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "  scenarios: {} scenario{}, {} max VUs, ran {}{}",
+        "  scenarios: {} scenario{}, {}, ran {}{}",
         info.scenarios.len(),
         if info.scenarios.len() == 1 { "" } else { "s" },
-        max_vus,
+        vus_header(s),
         format_duration(elapsed),
         if info.segment != "1/1" {
             format!(" (segment {})", info.segment)

@@ -39,19 +39,47 @@ pub struct Flush {
     pub worker: usize,
     pub index: u64,
     pub shard: Shard,
-    /// VUs running per scenario at the flush.
-    pub active: Vec<u64>,
-    /// VUs allocated per scenario.
-    pub allocated: Vec<u64>,
+    /// VUs busy in an iteration per scenario: at the flush, and the fewest
+    /// and most since the worker's previous flush.
+    pub active: Vec<VuSample>,
+    /// VUs allocated per scenario, the same way.
+    pub allocated: Vec<VuSample>,
     /// The worker's last flush.
     pub last: bool,
+}
+
+/// One VU count of one worker over a flush interval.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct VuSample {
+    /// At the flush.
+    pub now: u64,
+    /// The fewest and the most during the interval.
+    pub low: u64,
+    pub peak: u64,
+}
+
+impl VuSample {
+    /// A count that held all interval long.
+    pub fn steady(n: u64) -> Self {
+        Self {
+            now: n,
+            low: n,
+            peak: n,
+        }
+    }
+
+    fn add(&mut self, o: &VuSample) {
+        self.now += o.now;
+        self.low += o.low;
+        self.peak += o.peak;
+    }
 }
 
 #[derive(Default)]
 struct Pending {
     slots: Vec<Slot>,
-    active: Vec<u64>,
-    allocated: Vec<u64>,
+    active: Vec<VuSample>,
+    allocated: Vec<VuSample>,
     /// Some flush of this interval came from a worker still running.
     running: bool,
 }
@@ -199,19 +227,41 @@ impl Aggregator {
         let Some(mut p) = self.pending.remove(&k) else {
             return;
         };
-        // Counts taken after every worker finished are all zero (VUs retired):
-        // the run's last VU values are those of the interval before.
-        if p.running {
-            let total_active: u64 = p.active.iter().sum();
-            let total_alloc: u64 = p.allocated.iter().sum();
-            set_gauge(&mut p.slots, self.vus, total_active as f64);
-            set_gauge(&mut p.slots, self.vus_max, total_alloc as f64);
+        // Workers' counts add up (each runs its own VUs); the sum of their
+        // peaks may exceed the run's true peak by VUs that peaked at
+        // different moments of the same second, never fall short of it.
+        let sum = |v: &[VuSample]| {
+            let mut t = VuSample::default();
+            v.iter().for_each(|x| t.add(x));
+            t
+        };
+        let (busy, alloc) = (sum(&p.active), sum(&p.allocated));
+        // After every worker finished, the VUs have retired: the last
+        // interval shows what it held before, or nothing when it held none.
+        let done = !p.running;
+        if !done || alloc.peak > 0 {
+            let busy_gauge = |s: VuSample| {
+                if done {
+                    (s.peak, s.peak, s.peak)
+                } else {
+                    (s.now, s.low, s.peak)
+                }
+            };
+            let (last, min, max) = busy_gauge(busy);
+            set_gauge(&mut p.slots, self.vus, last, min, max);
+            // Allocation only grows until the VUs retire at the end: an
+            // interval's allocation is its peak (retiring does not read as
+            // fewer VUs allocated).
+            set_gauge(
+                &mut p.slots,
+                self.vus_max,
+                alloc.peak,
+                alloc.peak,
+                alloc.peak,
+            );
             for (i, id) in self.vus_by_scenario.iter().enumerate() {
-                set_gauge(
-                    &mut p.slots,
-                    *id,
-                    p.active.get(i).copied().unwrap_or(0) as f64,
-                );
+                let (last, min, max) = busy_gauge(p.active.get(i).copied().unwrap_or_default());
+                set_gauge(&mut p.slots, *id, last, min, max);
             }
         }
         let mut points = Vec::new();
@@ -335,12 +385,12 @@ impl SeriesTable for Totals<'_> {
     }
 }
 
-fn add(into: &mut Vec<u64>, from: &[u64]) {
+fn add(into: &mut Vec<VuSample>, from: &[VuSample]) {
     if into.len() < from.len() {
-        into.resize(from.len(), 0);
+        into.resize(from.len(), VuSample::default());
     }
     for (a, b) in into.iter_mut().zip(from) {
-        *a += b;
+        a.add(b);
     }
 }
 
@@ -356,15 +406,15 @@ fn merge_slots(into: &mut Vec<Slot>, from: Vec<Slot>) {
     }
 }
 
-fn set_gauge(slots: &mut Vec<Slot>, id: SeriesId, v: f64) {
+fn set_gauge(slots: &mut Vec<Slot>, id: SeriesId, last: u64, min: u64, max: u64) {
     let i = id as usize;
     if slots.len() <= i {
         slots.resize_with(i + 1, Slot::default);
     }
     slots[i] = Slot::Gauge {
-        last: v,
-        min: v,
-        max: v,
+        last: last as f64,
+        min: min as f64,
+        max: max as f64,
     };
 }
 
@@ -386,8 +436,8 @@ mod tests {
                 worker,
                 index,
                 shard: rec.take(),
-                active: vec![3],
-                allocated: vec![3],
+                active: vec![VuSample::steady(3)],
+                allocated: vec![VuSample::steady(3)],
                 last,
             }
         };
@@ -434,8 +484,8 @@ mod tests {
                 worker: 0,
                 index: k,
                 shard: rec.take(),
-                active: vec![1],
-                allocated: vec![1],
+                active: vec![VuSample::steady(1)],
+                allocated: vec![VuSample::steady(1)],
                 last: k + 1 == seconds,
             });
             assert!(agg.history.len() <= 50_000, "{k}: {}", agg.history.len());
@@ -503,8 +553,8 @@ mod tests {
             worker: 0,
             index: 0,
             shard: rec.take(),
-            active: vec![1, 1],
-            allocated: vec![1, 1],
+            active: vec![VuSample::steady(1), VuSample::steady(1)],
+            allocated: vec![VuSample::steady(1), VuSample::steady(1)],
             last: true,
         });
         let iv = agg.last().unwrap();

@@ -51,15 +51,18 @@ impl Progress {
         let defs = reg.metrics();
         let series = reg.all_series();
         let last = agg.last();
-        let mut vus = 0.0;
+        // The most VUs busy during the last second (a sample at its end
+        // misses iterations shorter than a second), and VUs allocated.
+        let (mut vus, mut vus_max) = (0.0, 0.0);
         let mut per_metric: Vec<(String, u64)> = Vec::new();
         if let Some(iv) = last {
             for (id, p) in &iv.points {
                 let info = &series[*id as usize];
                 let name = &*defs[info.metric as usize].name;
                 match p {
-                    Point::Gauge { value, .. } if name == "vus" && info.tags.is_empty() => {
-                        vus = *value
+                    Point::Gauge { max, .. } if name == "vus" && info.tags.is_empty() => vus = *max,
+                    Point::Gauge { max, .. } if name == "vus_max" && info.tags.is_empty() => {
+                        vus_max = *max
                     }
                     Point::Counter { count } => {
                         match per_metric.iter_mut().find(|(n, _)| n == name) {
@@ -77,7 +80,11 @@ impl Progress {
                 format_duration(elapsed.min(self.total.max(elapsed))),
                 format_duration(self.total)
             ),
-            format!("{vus:.0} VUs"),
+            if vus_max > vus {
+                format!("{vus:.0}/{vus_max:.0} VUs")
+            } else {
+                format!("{vus:.0} VUs")
+            },
         ];
         if let Some((name, n)) = self
             .rate_metrics
@@ -238,6 +245,29 @@ mod tests {
     /// One second of a chat plan: 10 messages sent, latencies 1..=20 ms,
     /// one session dropped of four.
     #[test]
+    fn the_line_shows_the_most_vus_busy_in_the_second_of_those_allocated() {
+        let reg = Registry::new();
+        let mut agg = Aggregator::new(reg.clone(), 1, &["api".to_string()]);
+        let rec = Recorder::new(reg.clone());
+        // No VU busy at the flush, three at once during the second, ten pooled.
+        let busy = crate::aggregate::VuSample {
+            now: 0,
+            low: 0,
+            peak: 3,
+        };
+        agg.push(Flush {
+            worker: 0,
+            index: 0,
+            shard: rec.take(),
+            active: vec![busy],
+            allocated: vec![crate::aggregate::VuSample::steady(10)],
+            last: false,
+        });
+        let line = Progress::new(Duration::from_secs(10), true).line(&agg, Duration::from_secs(1));
+        assert!(line.ends_with("| 3/10 VUs"), "{line}");
+    }
+
+    #[test]
     fn a_websocket_plan_shows_its_message_latency_and_drops() {
         let reg = Registry::new();
         let tags = Tags::new([("scenario", "chat")]);
@@ -257,8 +287,8 @@ mod tests {
             worker: 0,
             index: 0,
             shard: rec.take(),
-            active: vec![4],
-            allocated: vec![4],
+            active: vec![crate::aggregate::VuSample::steady(4)],
+            allocated: vec![crate::aggregate::VuSample::steady(4)],
             last: true,
         });
         let line = Progress::new(Duration::from_secs(10), true).line(&agg, Duration::from_secs(1));

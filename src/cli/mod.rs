@@ -81,6 +81,13 @@ enum Cmd {
     /// Fill PostgreSQL with deterministic test data from a seed spec and write the CSV feeders plans read.
     /// Exit 0: done; 2: bad spec (nothing written); 1: runtime failure (rolled back).
     Seed(SeedArgs),
+    /// Print a shell completion script: `source <(volley completions bash)`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the JSON Schema of the plan format, for TOML editors (`#:schema` line).
+    Schema,
 }
 
 #[derive(Args)]
@@ -116,6 +123,15 @@ pub fn main() -> ExitCode {
         Cmd::Webhook(WebhookCmd::Sign(a)) => cmd_webhook_sign(a),
         Cmd::Webhook(WebhookCmd::Send(a)) => cmd_webhook_send(a),
         Cmd::Seed(a) => cmd_seed(a),
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "volley", &mut std::io::stdout());
+            Ok(EXIT_OK)
+        }
+        Cmd::Schema => {
+            print!("{}", volley_config::schema::plan_schema_text());
+            Ok(EXIT_OK)
+        }
     };
     match code {
         Ok(c) => ExitCode::from(c),

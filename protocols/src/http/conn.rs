@@ -303,6 +303,8 @@ pub enum ErrorKind {
     Timeout,
     Tls,
     Protocol,
+    /// `http_version = "2"` on http:// met a server answering in HTTP/1.1.
+    NotHttp2,
     InvalidUrl,
     Io,
     /// Still redirected after `max_redirects` hops (a loop, or a long chain).
@@ -322,6 +324,9 @@ impl ErrorKind {
             ErrorKind::Timeout => "request timeout",
             ErrorKind::Tls => "tls handshake failed",
             ErrorKind::Protocol => "protocol error",
+            ErrorKind::NotHttp2 => {
+                "server does not speak HTTP/2 (h2c prior knowledge): use http_version = \"1.1\""
+            }
             ErrorKind::InvalidUrl => "invalid url",
             ErrorKind::Io => "io error",
             ErrorKind::TooManyRedirects => "too many redirects",
@@ -342,7 +347,27 @@ impl ErrorKind {
         }
     }
 
+    /// An HTTP/2 connection whose first bytes from the server were not a
+    /// frame: an HTTP/1.1 answer ("HTTP/1.1 400 ...") read as a frame header
+    /// announces a frame of megabytes, which h2 refuses as FRAME_SIZE_ERROR
+    /// (no HTTP/2 server sends one larger than the 16 KiB it was allowed).
+    pub fn not_http2(e: &(dyn std::error::Error + 'static)) -> bool {
+        let mut src = Some(e);
+        while let Some(s) = src {
+            if let Some(h) = s.downcast_ref::<h2::Error>() {
+                return h.is_go_away()
+                    && h.is_library()
+                    && h.reason() == Some(h2::Reason::FRAME_SIZE_ERROR);
+            }
+            src = s.source();
+        }
+        false
+    }
+
     pub fn from_hyper(e: &hyper::Error) -> Self {
+        if Self::not_http2(e) {
+            return ErrorKind::NotHttp2;
+        }
         let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
         while let Some(s) = src {
             if let Some(io) = s.downcast_ref::<io::Error>() {

@@ -105,7 +105,10 @@ impl Fault {
             IoKind::Tls => Fault::Tls,
             IoKind::InvalidUrl => Fault::InvalidUrl,
             // Redirects are the HTTP driver's; a WebSocket connect never follows one.
-            IoKind::Protocol | IoKind::TooManyRedirects | IoKind::BadRedirect => Fault::Protocol,
+            IoKind::Protocol
+            | IoKind::NotHttp2
+            | IoKind::TooManyRedirects
+            | IoKind::BadRedirect => Fault::Protocol,
             IoKind::Io => Fault::Io,
         }
     }

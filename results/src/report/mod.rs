@@ -326,10 +326,13 @@ fn facts(s: &Summary, series: &[(SeriesRecord, Slot)], elapsed: Duration) -> Str
         ("Duration".into(), format_duration(elapsed)),
         ("Scenarios".into(), info.scenarios.len().to_string()),
     ];
-    let peak = metric_value(s, "vus", "max")
-        .map(|v| format!("{v:.0}"))
-        .unwrap_or_else(|| "–".into());
-    rows.push(("Peak VUs".into(), peak));
+    let peak = |m| {
+        metric_value(s, m, "max")
+            .map(|v| format!("{v:.0}"))
+            .unwrap_or_else(|| "–".into())
+    };
+    rows.push(("Peak VUs busy".into(), peak("vus")));
+    rows.push(("Peak VUs allocated".into(), peak("vus_max")));
     let count = |metric: &str, label: &str, rows: &mut Vec<(String, String)>| {
         if let Some(t) = merged(series, metric, &Tags::default()) {
             let st = t.stats(elapsed);
@@ -583,12 +586,18 @@ fn scenario_figures(tl: &Timeline, sc: &str, driver: &str) -> Vec<Figure> {
 
     // Active VUs.
     if tl.has("vus", sc) {
-        let v = tl.values(&tl.series_in("vus", sc), Combine::SumGauge, tl.gauge());
+        // The most VUs busy in each second: a sample at its end would miss
+        // iterations shorter than a second.
+        let v = tl.values(
+            &tl.series_in("vus", sc),
+            Combine::SumGauge,
+            timeline::gauge_max,
+        );
         out.push(figure(
             &per_series,
             "vus",
-            "Active VUs".into(),
-            vec![line("VUs", chart::PALETTE[3], v)],
+            "VUs busy in an iteration (most per second)".into(),
+            vec![line("VUs busy", chart::PALETTE[3], v)],
             YUnit::Count,
             Fold::Max,
             None,
@@ -961,7 +970,7 @@ mod tests {
     use std::time::Duration;
     use volley_model::summary::{RunInfo, ScenarioInfo, ThresholdSource};
     use volley_protocols::metrics::{MetricKind::*, Recorder, Registry, Unit};
-    use volley_runtime::aggregate::{Aggregator, Flush};
+    use volley_runtime::aggregate::{Aggregator, Flush, VuSample};
 
     /// A summary as a run with websocket, webhook and postgres scenarios
     /// would leave it: three one-second intervals through the aggregator.
@@ -1013,8 +1022,8 @@ mod tests {
                 worker: 0,
                 index: i,
                 shard: rec.take(),
-                active: vec![5, 2, 10],
-                allocated: vec![5, 2, 10],
+                active: [5, 2, 10].map(VuSample::steady).to_vec(),
+                allocated: [5, 2, 10].map(VuSample::steady).to_vec(),
                 last: i == 2,
             });
         }

@@ -9,6 +9,7 @@
 //! racing a cancellation future.
 
 use super::timer::Timer;
+use crate::aggregate::VuSample;
 use std::cell::{Cell, RefCell};
 use std::future::{Future, poll_fn};
 use std::rc::Rc;
@@ -41,8 +42,9 @@ pub struct LaneCtx<D: Driver> {
     /// Run-wide: stop starting iterations (abort, Ctrl-C); and drop in-flight ones.
     pub stop: CancellationToken,
     pub kill: CancellationToken,
-    pub active: Rc<Cell<u64>>,
-    pub allocated: Rc<Cell<u64>>,
+    /// VUs busy in an iteration (think time after it included), and VUs allocated.
+    pub active: Rc<VuGauge>,
+    pub allocated: Rc<VuGauge>,
     pub iterations: SeriesId,
     pub iteration_duration: SeriesId,
     pub dropped: SeriesId,
@@ -77,20 +79,51 @@ impl Drop for Unfinished<'_> {
     }
 }
 
-/// Counts one unit in a gauge cell for as long as it lives (also when a
+/// A count of VUs on one worker, with its highest and lowest value since
+/// the last flush: an iteration shorter than the flush interval is seen in
+/// the peak even when no VU is busy at the moment of the flush.
+#[derive(Default)]
+pub struct VuGauge {
+    now: Cell<u64>,
+    peak: Cell<u64>,
+    low: Cell<u64>,
+}
+
+impl VuGauge {
+    /// The count now, and its fewest and most since the last call, which
+    /// starts a new interval.
+    pub fn take(&self) -> VuSample {
+        let now = self.now.get();
+        VuSample {
+            now,
+            low: self.low.replace(now).min(now),
+            peak: self.peak.replace(now).max(now),
+        }
+    }
+}
+
+/// Counts one unit in a VU gauge for as long as it lives (also when a
 /// task is aborted mid-iteration).
-struct Held<'a>(&'a Cell<u64>);
+struct Held<'a>(&'a VuGauge);
 
 impl<'a> Held<'a> {
-    fn new(c: &'a Cell<u64>) -> Self {
-        c.set(c.get() + 1);
-        Held(c)
+    fn new(g: &'a VuGauge) -> Self {
+        let n = g.now.get() + 1;
+        g.now.set(n);
+        if n > g.peak.get() {
+            g.peak.set(n);
+        }
+        Held(g)
     }
 }
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
+        let n = self.0.now.get() - 1;
+        self.0.now.set(n);
+        if n < self.0.low.get() {
+            self.0.low.set(n);
+        }
     }
 }
 
@@ -561,9 +594,11 @@ async fn pool_vu<D: Driver>(
             stop: lane.stop.clone(),
         };
         lane.run_one(&mut vu, it, None).await;
-        drop(busy);
         n += 1;
-        if !lane.think(None).await {
+        // Thinking, the VU is not free for an arrival: still busy.
+        let go_on = lane.think(None).await;
+        drop(busy);
+        if !go_on {
             break;
         }
     }

@@ -4,8 +4,7 @@
 mod lanes;
 mod timer;
 
-use crate::aggregate::{Aggregator, Flush};
-use std::cell::Cell;
+use crate::aggregate::{Aggregator, Flush, VuSample};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -16,8 +15,8 @@ use volley_config::plan::Plan;
 use volley_config::with_driver;
 use volley_protocols::metrics::{MetricKind, Recorder, Registry, Tags, Unit};
 
-/// VUs running and allocated, per scenario on one worker.
-type VuCounts = (Rc<Cell<u64>>, Rc<Cell<u64>>);
+/// VUs busy and allocated, per scenario on one worker.
+type VuCounts = (Rc<lanes::VuGauge>, Rc<lanes::VuGauge>);
 
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -188,8 +187,8 @@ async fn worker(
     let mut counts = Vec::new();
     let mut handles = Vec::new();
     for (si, sc) in plan.scenarios.iter().enumerate() {
-        let active: Rc<Cell<u64>> = Rc::default();
-        let allocated: Rc<Cell<u64>> = Rc::default();
+        let active: Rc<lanes::VuGauge> = Rc::default();
+        let allocated: Rc<lanes::VuGauge> = Rc::default();
         counts.push((active.clone(), allocated.clone()));
         let shared_total = match &sc.exec {
             volley_model::schedule::Executor::SharedIterations { iterations, .. } => {
@@ -247,8 +246,14 @@ async fn worker(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let snapshot = |counts: &[VuCounts]| {
         (
-            counts.iter().map(|(a, _)| a.get()).collect::<Vec<u64>>(),
-            counts.iter().map(|(_, b)| b.get()).collect::<Vec<u64>>(),
+            counts
+                .iter()
+                .map(|(a, _)| a.take())
+                .collect::<Vec<VuSample>>(),
+            counts
+                .iter()
+                .map(|(_, b)| b.take())
+                .collect::<Vec<VuSample>>(),
         )
     };
     let mut index = 0u64;
