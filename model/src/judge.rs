@@ -159,7 +159,7 @@ mod tests {
         let sc = Tags::new([("scenario", "api")]);
         let setup = Tags::new([("group", "::setup")]);
         let teardown = Tags::new([("group", "::teardown")]);
-        let table = vec![
+        let table = [
             record("http_reqs", &sc, Slot::Counter(30)),
             record("http_reqs", &setup, Slot::Counter(1)),
             record("http_reqs", &teardown, Slot::Counter(2)),
@@ -173,7 +173,7 @@ mod tests {
         assert_eq!(count(&setup), 1);
         assert_eq!(count(&teardown), 2);
         // Only phase samples: the scenarios' total has none.
-        let only = vec![record("http_reqs", &setup, Slot::Counter(1))];
+        let only = [record("http_reqs", &setup, Slot::Counter(1))];
         assert!(merged(&only[..], "http_reqs", &Tags::default()).is_none());
     }
 
