@@ -674,6 +674,145 @@ checks = { status = 200 }
     assert_eq!(connects, 3);
 }
 
+/// HTTP/2 over TLS, negotiated by ALPN: every request is answered once, on
+/// one connection per VU, each of which agreed on "h2".
+#[test]
+fn http2_over_tls_negotiates_h2_by_alpn_and_counts_match() {
+    let t = Target::start(ServeOptions::default());
+    let front = tls_front::Front::start(t.server.addr);
+    let d = Dir::new();
+    let p = plan(
+        &d,
+        r#"
+insecure_skip_tls_verify = true
+http_version = "2"
+
+[scenarios.h2]
+driver = "http"
+executor = "per-vu-iterations"
+vus = 3
+iterations = 15
+
+[[scenarios.h2.requests]]
+name = "health"
+url = "/api/v1/health"
+checks = { status = 200 }
+
+[[scenarios.h2.requests]]
+name = "products"
+url = "/api/products/search?q=lamp"
+checks = { status = 200 }
+"#,
+        &format!("https://localhost:{}", front.addr.port()),
+    );
+    let (out, s) = run_plan(&d, &p, &[]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let s = s.unwrap();
+    assert_eq!(value(&s, "http_reqs", "count"), 90.0);
+    assert_eq!(value(&s, "http_reqs", "count") as u64, t.total());
+    assert_eq!(value(&s, "checks", "fails"), 0.0);
+    assert_eq!(value(&s, "http_req_failed", "passes"), 0.0);
+    assert_eq!(front.h2_sessions(), 3, "one h2 connection per VU");
+    assert_eq!(
+        front.other_sessions(),
+        0,
+        "no connection fell back to HTTP/1.1"
+    );
+}
+
+/// A server that caps the requests per connection (nginx's
+/// keepalive_requests) ends each HTTP/2 connection with a GOAWAY, here while
+/// the VU thinks: the VU's next request meets the closed connection before
+/// it leaves and goes on a new one; none fails, none is sent twice.
+#[test]
+fn http2_requests_after_a_goaway_go_on_a_new_connection() {
+    let peer = h2peer::Peer::start(3);
+    let d = Dir::new();
+    let p = plan(
+        &d,
+        r#"
+[scenarios.h2]
+driver = "http"
+executor = "per-vu-iterations"
+vus = 2
+iterations = 10
+http_version = "2"
+
+[[scenarios.h2.requests]]
+url = "/capped"
+checks = { status = 200, body_contains = "ok" }
+think_time = "100ms"
+"#,
+        &format!("http://{}", peer.addr),
+    );
+    let (out, s) = run_plan(&d, &p, &[]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let s = s.unwrap();
+    assert_eq!(value(&s, "http_reqs", "count"), 20.0);
+    assert_eq!(peer.answered(), 20, "the server answered each request once");
+    assert_eq!(
+        value(&s, "http_req_failed", "passes"),
+        0.0,
+        "{}",
+        text(&out)
+    );
+    assert_eq!(value(&s, "checks", "fails"), 0.0);
+    // Three answers per connection (a fourth request may beat the GOAWAY
+    // and be answered): three or four connections per VU.
+    let connections = peer.connections();
+    assert!((6..=8).contains(&connections), "{connections} connections");
+}
+
+/// An HTTP/2 request the server read and then closed the connection on
+/// (FIN, no GOAWAY) is one failed sample, tagged as HTTP/1.1 tags it, and is
+/// never sent again: the server's count of requests is volley's.
+#[test]
+fn an_http2_request_the_server_read_and_dropped_is_one_closed_sample() {
+    let peer = h2peer::Peer::dropping(1);
+    let d = Dir::new();
+    let p = plan(
+        &d,
+        r#"
+[scenarios.h2]
+driver = "http"
+executor = "per-vu-iterations"
+vus = 1
+iterations = 10
+http_version = "2"
+
+[[scenarios.h2.requests]]
+url = "/dropped"
+"#,
+        &format!("http://{}", peer.addr),
+    );
+    let (out, s) = run_plan(&d, &p, &[]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let s = s.unwrap();
+    assert_eq!(peer.answered(), 5);
+    assert_eq!(peer.dropped(), 5);
+    assert_eq!(
+        value(&s, "http_reqs", "count") as u64,
+        peer.answered() + peer.dropped()
+    );
+    assert_eq!(
+        counter(
+            &s,
+            "http_reqs",
+            &[("error", "connection closed before response")]
+        ),
+        peer.dropped(),
+        "{:?}",
+        series(&s, "http_reqs", &[])
+            .iter()
+            .map(|x| x["tags"].clone())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        value(&s, "http_req_failed", "passes") as u64,
+        peer.dropped()
+    );
+}
+
 /// `volley ARGS`, killed (and the test failed) if it outlives `limit`.
 fn bounded(args: &[&std::ffi::OsStr], _d: &Dir, limit: Duration) -> std::process::Output {
     common::output_within(volley().args(args), limit.as_secs())
@@ -1030,6 +1169,214 @@ mod peer {
                 Ok(0) | Err(_) => return None,
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
+        }
+    }
+}
+
+/// An HTTP/2 server (hyper's) that answers `per_connection` requests on a
+/// connection, then, 20 ms later, shuts it down gracefully (GOAWAY,
+/// in-flight streams finish, close).
+mod h2peer {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::net::TcpListener;
+
+    pub struct Peer {
+        pub addr: SocketAddr,
+        answered: Arc<AtomicU64>,
+        dropped: Arc<AtomicU64>,
+        connections: Arc<AtomicU64>,
+        _rt: tokio::runtime::Runtime,
+    }
+
+    impl Peer {
+        pub fn start(per_connection: u64) -> Self {
+            Self::with(per_connection, false)
+        }
+
+        /// Answers `per_connection` requests, reads the next one and closes
+        /// the connection (FIN) without answering it.
+        pub fn dropping(per_connection: u64) -> Self {
+            Self::with(per_connection, true)
+        }
+
+        fn with(per_connection: u64, drop_next: bool) -> Self {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let l = rt
+                .block_on(TcpListener::bind("127.0.0.1:0"))
+                .expect("a loopback port");
+            let addr = l.local_addr().expect("bound");
+            let answered = Arc::new(AtomicU64::new(0));
+            let dropped = Arc::new(AtomicU64::new(0));
+            let connections = Arc::new(AtomicU64::new(0));
+            let (a, dr, c) = (answered.clone(), dropped.clone(), connections.clone());
+            rt.spawn(async move {
+                while let Ok((tcp, _)) = l.accept().await {
+                    c.fetch_add(1, Ordering::Relaxed);
+                    let counts = (a.clone(), dr.clone());
+                    tokio::spawn(serve(tcp, per_connection, drop_next, counts));
+                }
+            });
+            Peer {
+                addr,
+                answered,
+                dropped,
+                connections,
+                _rt: rt,
+            }
+        }
+
+        pub fn answered(&self) -> u64 {
+            self.answered.load(Ordering::Relaxed)
+        }
+
+        /// Requests read and never answered (the connection closed instead).
+        pub fn dropped(&self) -> u64 {
+            self.dropped.load(Ordering::Relaxed)
+        }
+
+        pub fn connections(&self) -> u64 {
+            self.connections.load(Ordering::Relaxed)
+        }
+    }
+
+    async fn serve(
+        tcp: tokio::net::TcpStream,
+        per_connection: u64,
+        drop_next: bool,
+        (answered, dropped): (Arc<AtomicU64>, Arc<AtomicU64>),
+    ) {
+        let count = Arc::new(AtomicU64::new(0));
+        let capped = Arc::new(tokio::sync::Notify::new());
+        let kill = Arc::new(tokio::sync::Notify::new());
+        let (n, cap, k) = (count.clone(), capped.clone(), kill.clone());
+        let svc = hyper::service::service_fn(move |_req| {
+            let nth = n.fetch_add(1, Ordering::Relaxed) + 1;
+            let drop_this = drop_next && nth > per_connection;
+            if drop_this {
+                dropped.fetch_add(1, Ordering::Relaxed);
+                k.notify_one();
+            } else {
+                answered.fetch_add(1, Ordering::Relaxed);
+            }
+            if nth == per_connection && !drop_next {
+                cap.notify_one();
+            }
+            async move {
+                if drop_this {
+                    std::future::pending::<()>().await;
+                }
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                    Bytes::from_static(b"ok"),
+                )))
+            }
+        });
+        let conn = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc);
+        tokio::pin!(conn);
+        if drop_next {
+            // Dropping the connection closes the socket: no GOAWAY, no answer.
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = kill.notified() => {}
+            }
+            return;
+        }
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = capped.notified() => {}
+        }
+        // The last answer is out first: the GOAWAY comes while the client idles.
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
+        }
+        conn.as_mut().graceful_shutdown();
+        let _ = conn.await;
+    }
+}
+
+/// TLS in front of the embedded target offering h2 and http/1.1 by ALPN,
+/// counting the sessions that agreed on each.
+mod tls_front {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    pub struct Front {
+        pub addr: SocketAddr,
+        h2: Arc<AtomicU64>,
+        other: Arc<AtomicU64>,
+        _rt: tokio::runtime::Runtime,
+    }
+
+    impl Front {
+        pub fn start(backend: SocketAddr) -> Self {
+            use rustls::pki_types::pem::PemObject;
+            use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
+            let cert = CertificateDer::from_pem_file(format!("{dir}localhost.crt")).unwrap();
+            let key = PrivateKeyDer::from_pem_file(format!("{dir}localhost.key")).unwrap();
+            let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let l = rt
+                .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+                .expect("a loopback port");
+            let addr = l.local_addr().expect("bound");
+            let (h2, other) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+            let (h, o) = (h2.clone(), other.clone());
+            rt.spawn(async move {
+                while let Ok((tcp, _)) = l.accept().await {
+                    let (acceptor, h, o) = (acceptor.clone(), h.clone(), o.clone());
+                    tokio::spawn(async move {
+                        let Ok(mut tls) = acceptor.accept(tcp).await else {
+                            return;
+                        };
+                        if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                            h.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            o.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if let Ok(mut up) = tokio::net::TcpStream::connect(backend).await {
+                            let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+                        }
+                    });
+                }
+            });
+            Front {
+                addr,
+                h2,
+                other,
+                _rt: rt,
+            }
+        }
+
+        pub fn h2_sessions(&self) -> u64 {
+            self.h2.load(Ordering::Relaxed)
+        }
+
+        pub fn other_sessions(&self) -> u64 {
+            self.other.load(Ordering::Relaxed)
         }
     }
 }

@@ -1033,3 +1033,50 @@ fn report_of_a_damaged_histogram_is_bad_input() {
     );
     assert!(!html.exists());
 }
+
+/// A summary exported before drivers described themselves (no
+/// `volley.drivers`) renders with this build's descriptors: the same
+/// charts, breakdown, error rows and compare rows as it did then.
+#[test]
+fn a_summary_from_before_descriptors_still_reports_and_compares() {
+    let old = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/summary-before-descriptors.json");
+    let s: Value = serde_json::from_slice(&std::fs::read(&old).unwrap()).unwrap();
+    assert!(
+        s["volley"].get("drivers").is_none(),
+        "the fixture predates descriptors"
+    );
+    let d = Dir::new();
+    let page = d.join("old.html");
+    let out = volley()
+        .arg("report")
+        .arg(&old)
+        .arg("--out")
+        .arg(&page)
+        .output_within(RUN_LIMIT);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let html = std::fs::read_to_string(&page).unwrap();
+    for part in [
+        "id=\"chart-api-latency-http_req_duration\"",
+        "HTTP request duration (http_req_duration)",
+        "requests/s",
+        "failed requests/s",
+        "Requests by name",
+        "<dt>HTTP requests</dt><dd>80 (",
+        "<dt>HTTP failures</dt><dd>50.00%</dd>",
+        "status 404 · name=missing",
+    ] {
+        assert!(html.contains(part), "{part:?} not in the report");
+    }
+    let out = compare(&old, &old, &[]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    for row in [
+        "http_req_duration  p(95)",
+        "http_req_failed    rate",
+        "http_reqs          rate",
+        "iterations         rate",
+    ] {
+        assert!(table.contains(row), "{row:?} not in {table}");
+    }
+}

@@ -17,14 +17,6 @@ use volley_protocols::metrics::{MetricKind, Registry, Tags, Unit};
 const DEFAULT_WINDOW: Duration = Duration::from_secs(10);
 const DEFAULT_TOLERANCE: f64 = 0.10;
 
-/// (latency metric, error-rate metric) each driver records, in order of preference.
-const RECOVERY_SIGNALS: &[(&str, &str)] = &[
-    ("http_req_duration", "http_req_failed"),
-    ("webhook_duration", "webhook_failed"),
-    ("pg_query_duration", "pg_query_failed"),
-    ("ws_msg_latency", "ws_drop_rate"),
-];
-
 /// When the target counts as broken: `expr` over `signal` in the last `window`.
 #[derive(Clone, Debug)]
 pub struct BreakingSpec {
@@ -234,10 +226,12 @@ fn parse_recovery(
     let (latency, errors) = match (&raw.latency, &raw.errors) {
         (Some(l), e) => (l.clone(), e.clone()),
         (None, e) => {
-            let (l, d) = RECOVERY_SIGNALS
+            // The first driver's recovery signal that the plan records.
+            let (l, d) = volley_protocols::drivers::descriptors()
                 .iter()
-                .find(|(l, _)| known(l))
-                .map(|(l, e)| (l.to_string(), Some(e.to_string())))
+                .filter_map(|d| d.recovery.as_ref())
+                .find(|r| known(&r.latency))
+                .map(|r| (r.latency.clone(), Some(r.errors.clone())))
                 .unwrap_or_else(|| ("iteration_duration".to_string(), None));
             (l, e.clone().or(d.filter(|d| known(d))))
         }

@@ -17,3 +17,7 @@ pub mod machine;
 pub mod monitor;
 pub mod plan;
 pub mod schema;
+
+/// `with_driver!(any, d => body)`, made with the list of drivers in
+/// volley-protocols.
+pub use volley_protocols::with_driver;

@@ -597,19 +597,16 @@ fn parse(
         }
         thresholds.push(set);
     }
-    // A forged or stale delivery taken with 2xx is a security hole, not a
-    // slow response: webhook plans fail on it unless they say otherwise.
-    if scenarios.iter().any(|s| s.driver_name == "webhook")
-        && !thresholds
-            .iter()
-            .any(|t| t.metric == "webhook_forgery_accepted")
-    {
-        let list = [(serde_json::Value::from("count==0"), 0..0)];
-        thresholds.push(threshold::parse_set(
-            "webhook_forgery_accepted",
-            0..0,
-            &list,
-        )?);
+    // Thresholds the plan's drivers set themselves (e.g. no forged webhook
+    // accepted), unless the plan sets its own on the metric.
+    for sc in &scenarios {
+        for t in &sc.driver.descriptor().thresholds {
+            if thresholds.iter().any(|s| s.metric == t.metric) {
+                continue;
+            }
+            let list = [(serde_json::Value::from(t.expression.as_str()), 0..0)];
+            thresholds.push(threshold::parse_set(&t.metric, 0..0, &list)?);
+        }
     }
     let _ = file;
 
@@ -715,10 +712,7 @@ fn declare_metrics(
                 ),
             ));
         }
-        if let Some(p) = volley_protocols::metrics::BUILT_IN_PREFIXES
-            .iter()
-            .find(|p| text.starts_with(*p))
-        {
+        if let Some(p) = volley_protocols::drivers::built_in_prefix(&text) {
             return Err(ConfigError::at(
                 name.span(),
                 format!(
@@ -843,6 +837,24 @@ mod tests {
             "{HTTP}requests = [{{ url = \"http://127.0.0.1:1/\" }}]\n[thresholds]\nhttp_reqs = [{{ threshold = \"count>0\", abort_on_fail = true, delay_abort_eval = \"18446744073709551616s\" }}]\n"
         ));
         assert!(e.contains("longer than 100 years"), "{e}");
+    }
+
+    #[test]
+    fn a_plan_metric_may_not_take_a_registered_driver_prefix() {
+        for (name, prefix) in [("pg_cost", "pg_"), ("echo_cost", "echo_"), ("vus_x", "vus")] {
+            let e = refusal(format!(
+                "{HTTP}requests = [{{ url = \"http://127.0.0.1:1/\" }}]\n[metrics.{name}]\nkind = \"counter\"\n"
+            ));
+            assert!(e.contains(&format!("starts with {prefix:?}")), "{e}");
+        }
+        accepted(&format!(
+            "{HTTP}requests = [{{ url = \"http://127.0.0.1:1/\" }}]\n[metrics.my_cost]\nkind = \"counter\"\n"
+        ));
+        let e = refusal(HTTP.replace("\"http\"", "\"gopher\""));
+        assert!(
+            e.contains("this build has http, webhook, postgres, websocket, echo"),
+            "{e}"
+        );
     }
 
     #[test]

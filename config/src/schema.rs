@@ -230,7 +230,7 @@ fn common_keys() -> Vec<(&'static str, Value)> {
         (
             "driver",
             one_of(
-                &["http", "webhook", "websocket", "postgres"],
+                volley_protocols::drivers::NAMES,
                 "What the scenario's VUs speak.",
             ),
         ),
@@ -756,17 +756,29 @@ fn scenario() -> Value {
             "then": { "properties": props(&keys) },
         })
     };
+    let described = ["http", "webhook", "websocket", "postgres"];
+    let mut branches = vec![
+        driver("http", http_keys()),
+        driver("webhook", webhook_keys()),
+        driver("websocket", websocket_keys()),
+        driver("postgres", postgres_keys()),
+    ];
+    // A driver registered without keys written here (a new one, like the
+    // echo example) still validates: its keys are its loader's to check.
+    for name in volley_protocols::drivers::NAMES {
+        if !described.contains(name) {
+            branches.push(json!({
+                "if": { "properties": { "driver": { "const": name } }, "required": ["driver"] },
+                "then": { "additionalProperties": true },
+            }));
+        }
+    }
     json!({
         "type": "object",
         "description": "A scenario: a driver, an executor and the driver's keys.",
         "properties": props(&common_keys()),
         "required": ["driver", "executor"],
-        "allOf": [
-            driver("http", http_keys()),
-            driver("webhook", webhook_keys()),
-            driver("websocket", websocket_keys()),
-            driver("postgres", postgres_keys()),
-        ],
+        "allOf": branches,
         // The driver's keys count as evaluated through its `then`.
         "unevaluatedProperties": false,
     })

@@ -7,6 +7,7 @@ use crate::capacity::CapacitySummary;
 use crate::point::Point;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use volley_protocols::descriptor::Descriptor;
 use volley_protocols::metrics::{MetricKind, Slot, Tags, Unit, decode_histogram, encode_histogram};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -41,6 +42,10 @@ pub struct RunInfo {
     /// `--max-series` series.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub folded: Vec<volley_protocols::metrics::Folded>,
+    /// What the plan's drivers show of themselves, so that the summary
+    /// renders alone (summaries from before it render with this build's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drivers: Vec<Descriptor>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -237,6 +242,23 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The drivers to render this summary with: this build's, each as the
+    /// summary describes it when it does, then the summary's drivers this
+    /// build does not know.
+    pub fn drivers(&self) -> Vec<Descriptor> {
+        let own = &self.volley.drivers;
+        let mut out: Vec<Descriptor> = volley_protocols::drivers::descriptors()
+            .iter()
+            .map(|d| own.iter().find(|o| o.name == d.name).unwrap_or(d).clone())
+            .collect();
+        for d in own {
+            if !out.iter().any(|o| o.name == d.name) {
+                out.push(d.clone());
+            }
+        }
+        out
+    }
+
     /// The times a summary read from a file carries must be times: a damaged
     /// or hand-edited file (`duration_s: 1e300`, an interval at second
     /// 2^64-1) is refused before report, compare or merge compute with it.

@@ -154,6 +154,27 @@ pub struct Iteration {
 
 pub trait Driver: Send + Sync + Sized + 'static {
     type Vu: Vu;
+    /// The scenario's options, read from its table in the plan.
+    type Options: serde::de::DeserializeOwned;
+
+    /// The name plans use: `driver = "NAME"`.
+    const NAME: &'static str;
+    /// Memory one VU takes at least (measured: README, "How fast,
+    /// measured"), so that plans needing more than the machine has are
+    /// refused before anything is allocated.
+    const VU_BYTES: u64 = 8_000;
+
+    /// What the live line, summary, report, compare and capacity watch
+    /// show of this driver (see [`crate::descriptor`]).
+    fn descriptor() -> crate::descriptor::Descriptor;
+
+    /// Build the scenario's driver from its options. `at` is where the plan
+    /// names the driver, for errors that have no place of their own.
+    fn from_plan(
+        options: Self::Options,
+        ctx: &BuildCtx<'_>,
+        at: std::ops::Range<usize>,
+    ) -> Result<Self, crate::ConfigError>;
 
     /// Make a VU. Cheap: connections are opened on first use.
     fn vu(self: &Arc<Self>, env: VuEnv) -> Self::Vu;

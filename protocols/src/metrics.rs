@@ -36,32 +36,6 @@ pub enum Unit {
     Data,
 }
 
-/// Prefixes of the metric names volley records itself; a plan's own
-/// metrics (`[metrics.NAME]`) may not start with them.
-pub const BUILT_IN_PREFIXES: &[&str] = &[
-    "http_",
-    "ws_",
-    "webhook_",
-    "pg_",
-    "data_",
-    "iteration",
-    "vus",
-    "checks",
-    "group_duration",
-    "dropped_iterations",
-    "interrupted_iterations",
-    "target_",
-    "recovery_",
-    "breaking_",
-    "capacity_",
-    "monitor_",
-];
-
-/// Whether `name` is (or could be) one of volley's own metrics.
-pub fn is_built_in(name: &str) -> bool {
-    BUILT_IN_PREFIXES.iter().any(|p| name.starts_with(p))
-}
-
 /// Stored units per displayed unit of a trend's values: time is kept in µs
 /// and shown in ms; plain values (a custom trend such as a cost) in
 /// millionths, so fractions keep their digits in the integer histogram;

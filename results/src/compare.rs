@@ -12,25 +12,13 @@ use volley_model::judge::merged;
 use volley_model::stats::Stats;
 use volley_model::summary::{SeriesRecord, Summary};
 use volley_model::units;
+use volley_protocols::descriptor::Descriptor;
 use volley_protocols::metrics::{MetricKind, Slot, Tags, Unit};
 
-/// Latency metrics compared by default (others only when asked for).
-const DEFAULT_TRENDS: &[&str] = &[
-    "http_req_duration",
-    "ws_msg_latency",
-    "webhook_duration",
-    "pg_query_duration",
-    "pg_pool_wait",
-];
-/// Throughput counters compared by default.
-const DEFAULT_THROUGHPUT: &[&str] = &[
-    "http_reqs",
-    "iterations",
-    "ws_msgs_received",
-    "webhook_deliveries",
-    "pg_queries",
-];
-const FAILURE_WORDS: &[&str] = &["fail", "error", "lost", "drop", "timeout", "forgery"];
+/// Throughput counters compared by default, beside the drivers' own
+/// (their descriptors' `compare`).
+const DEFAULT_THROUGHPUT: &[&str] = &["iterations"];
+const FAILURE_WORDS: &[&str] = &["fail", "error", "lost", "drop", "timeout"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Better {
@@ -40,17 +28,24 @@ pub enum Better {
     Neither,
 }
 
-fn failure_like(metric: &str) -> bool {
-    FAILURE_WORDS.iter().any(|w| metric.contains(w))
+/// A metric counting failures: by its name, or a driver says so.
+fn failure_like(metric: &str, drivers: &[Descriptor]) -> bool {
+    FAILURE_WORDS.iter().any(|w| metric.contains(w)) || drivers.iter().any(|d| d.is_error(metric))
 }
 
 /// Which direction is an improvement for `stat` of `metric`.
-pub fn better(metric: &str, kind: MetricKind, unit: Unit, stat: &str) -> Better {
+pub fn better(
+    metric: &str,
+    kind: MetricKind,
+    unit: Unit,
+    stat: &str,
+    drivers: &[Descriptor],
+) -> Better {
     match kind {
         MetricKind::Gauge => Better::Neither,
         MetricKind::Trend if matches!(stat, "count" | "rate") => Better::Higher,
         MetricKind::Trend => Better::Lower,
-        _ if failure_like(metric) => Better::Lower,
+        _ if failure_like(metric, drivers) => Better::Lower,
         MetricKind::Rate => Better::Higher,
         MetricKind::Counter if unit == Unit::Data => Better::Neither,
         MetricKind::Counter => Better::Higher,
@@ -268,6 +263,27 @@ pub fn compare(base: &Summary, cur: &Summary, opts: &Options) -> Result<Comparis
             base.volley.plan, cur.volley.plan
         ));
     }
+    // The baseline's drivers, then any only the current run has.
+    let mut drivers = base.drivers();
+    for d in cur.drivers() {
+        if !drivers.iter().any(|o| o.name == d.name) {
+            drivers.push(d);
+        }
+    }
+    let trends: Vec<&str> = drivers
+        .iter()
+        .flat_map(|d| d.compare.trends.iter().map(String::as_str))
+        .collect();
+    let throughput = |name: &str| {
+        DEFAULT_THROUGHPUT.contains(&name)
+            || drivers
+                .iter()
+                .any(|d| d.compare.throughput.iter().any(|t| t == name))
+    };
+    let built_in = |name: &str| {
+        volley_protocols::drivers::built_in_prefix(name).is_some()
+            || drivers.iter().any(|d| name.starts_with(&d.prefix))
+    };
     let explicit = !opts.metrics.is_empty();
     let specs: Vec<MetricSpec> = if explicit {
         for m in &opts.metrics {
@@ -291,12 +307,12 @@ pub fn compare(base: &Summary, cur: &Summary, opts: &Options) -> Result<Comparis
                 continue;
             };
             // The plan's own metrics ([metrics.NAME]) were declared to be watched.
-            let custom = !volley_protocols::metrics::is_built_in(name);
+            let custom = !built_in(name);
             let wanted = match r.kind() {
                 _ if custom => true,
-                MetricKind::Trend => DEFAULT_TRENDS.contains(&name),
+                MetricKind::Trend => trends.contains(&name),
                 MetricKind::Gauge => false,
-                _ => failure_like(name) || name == "checks" || DEFAULT_THROUGHPUT.contains(&name),
+                _ => failure_like(name, &drivers) || name == "checks" || throughput(name),
             };
             if !wanted {
                 continue;
@@ -313,7 +329,7 @@ pub fn compare(base: &Summary, cur: &Summary, opts: &Options) -> Result<Comparis
         }
         // Headline latencies first, then rates and counts.
         chosen.sort_by_key(|m| {
-            DEFAULT_TRENDS
+            trends
                 .iter()
                 .position(|t| *t == m.metric)
                 .unwrap_or(usize::MAX)
@@ -376,7 +392,7 @@ pub fn compare(base: &Summary, cur: &Summary, opts: &Options) -> Result<Comparis
                 .unwrap_or_else(|| default_stat(kind).to_string());
             let baseline = bs.as_ref().and_then(|s| stat_value(s, &stat));
             let current = cs.as_ref().and_then(|s| stat_value(s, &stat));
-            let better = better(&spec.metric, kind, unit, &stat);
+            let better = better(&spec.metric, kind, unit, &stat, &drivers);
             let regressed = match (baseline, current, better) {
                 (_, _, Better::Neither) => false,
                 (Some(b), Some(c), Better::Lower) => {
@@ -522,31 +538,31 @@ mod tests {
     fn directions_per_metric_kind() {
         use MetricKind::*;
         assert_eq!(
-            better("http_req_duration", Trend, Unit::Time, "p(95)"),
+            better("http_req_duration", Trend, Unit::Time, "p(95)", &[]),
             Better::Lower
         );
         assert_eq!(
-            better("http_req_failed", Rate, Unit::Default, "rate"),
+            better("http_req_failed", Rate, Unit::Default, "rate", &[]),
             Better::Lower
         );
         assert_eq!(
-            better("checks", Rate, Unit::Default, "rate"),
+            better("checks", Rate, Unit::Default, "rate", &[]),
             Better::Higher
         );
         assert_eq!(
-            better("http_reqs", Counter, Unit::Default, "rate"),
+            better("http_reqs", Counter, Unit::Default, "rate", &[]),
             Better::Higher
         );
         assert_eq!(
-            better("dropped_iterations", Counter, Unit::Default, "rate"),
+            better("dropped_iterations", Counter, Unit::Default, "rate", &[]),
             Better::Lower
         );
         assert_eq!(
-            better("data_sent", Counter, Unit::Data, "rate"),
+            better("data_sent", Counter, Unit::Data, "rate", &[]),
             Better::Neither
         );
         assert_eq!(
-            better("vus", Gauge, Unit::Default, "value"),
+            better("vus", Gauge, Unit::Default, "value", &[]),
             Better::Neither
         );
     }

@@ -365,6 +365,7 @@ pub fn merge(parts: &[Part], opts: &Options) -> Result<Merged, String> {
         scenarios: first.scenarios.clone(),
         thresholds: first.thresholds.clone(),
         folded: folded_of(parts),
+        drivers: drivers_of(parts),
         merge: Some(MergeInfo {
             segments: covered,
             of: n,
@@ -536,6 +537,17 @@ fn merge_buckets<'a>(
             rollups: Vec::new(),
         })
         .collect()
+}
+
+/// Every part's drivers, each once (the first part's description).
+fn drivers_of(parts: &[Part]) -> Vec<volley_protocols::descriptor::Descriptor> {
+    let mut out: Vec<volley_protocols::descriptor::Descriptor> = Vec::new();
+    for d in parts.iter().flat_map(|p| &p.summary.volley.drivers) {
+        if !out.iter().any(|o| o.name == d.name) {
+            out.push(d.clone());
+        }
+    }
+    out
 }
 
 /// The tags folded into `other` in any part, once each.

@@ -7,19 +7,9 @@ use volley_model::derive::values_of;
 use volley_model::judge::merged;
 use volley_model::summary::{MetricSummary, SeriesRecord, Summary, ThresholdResult};
 use volley_model::units::{bytes, value};
+use volley_protocols::descriptor::{Descriptor, fill};
 use volley_protocols::duration::format_duration;
 use volley_protocols::metrics::{MetricKind, PHASE_SETUP, PHASE_TEARDOWN, Slot, Tags, Unit};
-
-/// Duration metrics broken down per scenario and name, with their failure rate.
-pub const BREAKDOWNS: &[(&str, &str, &str)] = &[
-    ("http_req_duration", "http_req_failed", "name"),
-    // Webhooks by event type, then by delivery kind (valid, forged, stale,
-    // ...): "failed" is the share not answered as the kind must be.
-    ("webhook_duration", "webhook_failed", "event"),
-    ("webhook_duration", "webhook_failed", "kind"),
-    ("pg_query_duration", "pg_query_failed", "name"),
-    ("ws_msg_latency", "ws_msgs_lost", "room"),
-];
 
 fn dots(name: &str, width: usize) -> String {
     let mut s = name.to_string();
@@ -118,6 +108,7 @@ fn vus_header(s: &Summary) -> String {
 
 pub fn render_text(s: &Summary, series: &[(SeriesRecord, Slot)]) -> String {
     let mut out = String::new();
+    let drivers = s.drivers();
     let info = &s.volley;
     let elapsed = volley_protocols::duration::secs(info.duration_s);
     let _ = writeln!(out);
@@ -184,20 +175,23 @@ pub fn render_text(s: &Summary, series: &[(SeriesRecord, Slot)]) -> String {
             dots(name, width),
             stat_line(m.kind, m.contains, &m.values)
         );
-        if name == "http_req_duration"
-            && let Some(t) = merged(series, name, &Tags::new([("expected_response", "true")]))
-        {
-            let _ = writeln!(
-                out,
-                "    {} {}",
-                dots("  { expected_response:true }", width),
-                stat_line(t.kind, t.unit, &values_of(&t.stats(elapsed)))
-            );
+        let subtotals = drivers.iter().flat_map(|d| &d.subtotals);
+        for sub in subtotals.filter(|sub| sub.metric == *name) {
+            let only = Tags::new([(sub.tag.as_str(), sub.value.as_str())]);
+            if let Some(t) = merged(series, name, &only) {
+                let _ = writeln!(
+                    out,
+                    "    {} {}",
+                    dots(&format!("  {{ {}:{} }}", sub.tag, sub.value), width),
+                    stat_line(t.kind, t.unit, &values_of(&t.stats(elapsed)))
+                );
+            }
         }
     }
 
-    for (metric, failed, tag) in BREAKDOWNS {
-        let table = breakdown(series, metric, failed, tag, elapsed);
+    for b in drivers.iter().flat_map(|d| &d.breakdowns) {
+        let (metric, tag) = (&b.metric, &b.tag);
+        let table = breakdown(series, metric, &b.failed, tag, elapsed);
         if table.is_empty() {
             continue;
         }
@@ -245,7 +239,7 @@ pub fn render_text(s: &Summary, series: &[(SeriesRecord, Slot)]) -> String {
             let _ = writeln!(out, "{line}");
         }
     }
-    let errors = error_breakdown(series);
+    let errors = error_breakdown(series, &drivers);
     if !errors.is_empty() {
         let _ = writeln!(out, "\n  █ ERRORS\n");
         for (what, n) in errors {
@@ -303,51 +297,29 @@ fn breakdown(
     rows
 }
 
-/// Unexpected HTTP statuses, transport errors, WebSocket errors and failed
-/// PostgreSQL queries (by SQLSTATE or kind), most frequent first.
-fn error_breakdown(series: &[(SeriesRecord, Slot)]) -> Vec<(String, u64)> {
+/// The rows the drivers list as errors (unexpected HTTP statuses and
+/// transport errors, WebSocket errors, failed queries by SQLSTATE, ...),
+/// most frequent first.
+fn error_breakdown(series: &[(SeriesRecord, Slot)], drivers: &[Descriptor]) -> Vec<(String, u64)> {
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     for (r, slot) in series {
-        if r.metric == "ws_errors"
-            && let Slot::Counter(n) = slot
-        {
-            let what = format!(
-                "{} (websocket {})",
-                r.tags.get("error").unwrap_or("?"),
-                r.tags.get("scenario").unwrap_or("-")
-            );
-            *counts.entry(what).or_default() += n;
-            continue;
-        }
-        if r.metric == "pg_query_failed"
-            && let Slot::Rate { hits, .. } = slot
-            && *hits > 0
-        {
-            let name = r.tags.get("name").unwrap_or("-");
-            let kind = r.tags.get("error").unwrap_or("error");
-            let what = match r.tags.get("sqlstate") {
-                Some(code) => {
-                    let label = volley_protocols::pg::sqlstate_name(code).unwrap_or("");
-                    format!("SQLSTATE {code} {label} ({kind}, {name})")
-                }
-                None => format!("{kind} ({name})"),
-            };
-            *counts.entry(what).or_default() += hits;
-            continue;
-        }
-        if r.metric != "http_reqs" || r.tags.get("expected_response") != Some("false") {
-            continue;
-        }
-        let Slot::Counter(n) = slot else { continue };
-        let what = match r.tags.get("error") {
-            Some(e) => format!("{e} ({})", r.tags.get("name").unwrap_or("-")),
-            None => format!(
-                "status {} ({})",
-                r.tags.get("status").unwrap_or("?"),
-                r.tags.get("name").unwrap_or("-")
-            ),
+        let n = match slot {
+            Slot::Counter(n) => *n,
+            Slot::Rate { hits, .. } => *hits,
+            _ => continue,
         };
-        *counts.entry(what).or_default() += n;
+        if n == 0 {
+            continue;
+        }
+        let rows = drivers
+            .iter()
+            .flat_map(|d| d.error_rows.iter().map(move |row| (d, row)));
+        for (d, row) in rows.filter(|(_, row)| row.takes(&r.metric, &r.tags)) {
+            if let Some(what) = fill(&row.text, &r.tags, d) {
+                *counts.entry(what).or_default() += n;
+                break;
+            }
+        }
     }
     let mut v: Vec<(String, u64)> = counts.into_iter().collect();
     v.sort_by_key(|e| std::cmp::Reverse(e.1));

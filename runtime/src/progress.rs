@@ -8,6 +8,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 use volley_model::point::Point;
 use volley_model::stats::Stats;
+use volley_protocols::descriptor::Descriptor;
 use volley_protocols::duration::format_duration;
 use volley_protocols::metrics::Tags;
 
@@ -16,8 +17,9 @@ pub struct Progress {
     total: Duration,
     last_plain: Duration,
     quiet: bool,
-    /// Metrics summed per interval for the rate shown, in order of preference.
-    rate_metrics: Vec<&'static str>,
+    /// The drivers whose headline figures may be shown, in order of
+    /// preference: the first with a metric in the plan is.
+    drivers: &'static [Descriptor],
 }
 
 impl Progress {
@@ -36,13 +38,7 @@ impl Progress {
             total,
             last_plain: Duration::ZERO,
             quiet,
-            rate_metrics: vec![
-                "http_reqs",
-                "webhook_deliveries",
-                "pg_queries",
-                "ws_msgs_sent",
-                "iterations",
-            ],
+            drivers: volley_protocols::drivers::descriptors(),
         }
     }
 
@@ -86,9 +82,9 @@ impl Progress {
                 format!("{vus:.0} VUs")
             },
         ];
-        if let Some((name, n)) = self
-            .rate_metrics
-            .iter()
+        let rates = self.drivers.iter().map(|d| d.headline.throughput.as_str());
+        if let Some((name, n)) = rates
+            .chain(["iterations"])
             .find_map(|m| per_metric.iter().find(|(n, _)| n == m).cloned())
         {
             // http_reqs -> "http req/s", webhook_deliveries -> "webhook delivery/s".
@@ -98,19 +94,14 @@ impl Progress {
             };
             parts.push(format!("{n} {}/s", unit.replace('_', " ")));
         }
-        // The first protocol's latency and failures that the plan records.
-        let first = |names: &[&'static str]| {
-            names
+        // The first driver's latency and failures that the plan records.
+        let first = |metric: fn(&'static Descriptor) -> &'static str| {
+            self.drivers
                 .iter()
-                .find_map(|n| reg.metric_id(n).map(|id| (*n, id)))
+                .find(|d| reg.metric_id(metric(d)).is_some())
         };
-        if let Some((name, _)) = first(&[
-            "http_req_duration",
-            "webhook_duration",
-            "pg_query_duration",
-            "ws_msg_latency",
-        ]) {
-            let slot = agg.total(name, &Tags::default());
+        if let Some(d) = first(|d| &d.headline.latency) {
+            let slot = agg.total(&d.headline.latency, &Tags::default());
             let st = Stats::new(
                 volley_protocols::metrics::MetricKind::Trend,
                 volley_protocols::metrics::Unit::Time,
@@ -124,22 +115,16 @@ impl Progress {
                 ));
             }
         }
-        if let Some((name, _)) = first(&[
-            "http_req_failed",
-            "webhook_failed",
-            "pg_query_failed",
-            "ws_drop_rate",
-        ]) {
-            let slot = agg.total(name, &Tags::default());
+        if let Some(d) = first(|d| &d.headline.errors) {
+            let slot = agg.total(&d.headline.errors, &Tags::default());
             if let volley_protocols::metrics::Slot::Rate { hits, total } = slot
                 && total > 0
             {
-                let what = if name == "ws_drop_rate" {
-                    "drops"
-                } else {
-                    "errors"
-                };
-                parts.push(format!("{what} {:.2}%", hits as f64 * 100.0 / total as f64));
+                parts.push(format!(
+                    "{} {:.2}%",
+                    d.headline.errors_word,
+                    hits as f64 * 100.0 / total as f64
+                ));
             }
         }
         if let Some(m) = crate::monitor::live_text(agg) {

@@ -228,6 +228,16 @@ pub async fn execute(
             .collect(),
         merge: None,
         folded: registry.folded(),
+        drivers: {
+            let mut drivers: Vec<volley_protocols::descriptor::Descriptor> = Vec::new();
+            for sc in &plan.scenarios {
+                let d = sc.driver.descriptor();
+                if !drivers.iter().any(|o| o.name == d.name) {
+                    drivers.push(d.clone());
+                }
+            }
+            drivers
+        },
     };
     let interrupted =
         control.stop.is_cancelled() && result.aborted.as_deref() == Some("stopped by the user");

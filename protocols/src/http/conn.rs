@@ -2,9 +2,6 @@
 
 use super::HttpVersion;
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::client::conn::http2;
-use hyper_util::rt::TokioIo;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::io;
@@ -16,8 +13,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-
-pub type Body = Full<Bytes>;
 
 /// Bytes a VU's connections moved on the wire (TLS records included).
 #[derive(Default)]
@@ -275,10 +270,50 @@ impl Target {
     }
 }
 
-/// A hyper HTTP/2 connection (its driving task runs on this thread).
+/// An HTTP/2 connection (the h2 crate, as hyper uses it, without hyper's
+/// dispatch task, channel and per-request task): requests go out on
+/// `sender`; the connection's I/O is driven by the VU awaiting a request on
+/// it (`H2Conn::drive`), in the VU's own task.
 pub struct H2Conn {
     pub origin: Origin,
-    pub sender: http2::SendRequest<Body>,
+    pub sender: h2::client::SendRequest<Bytes>,
+    /// Boxed: h2's connection state is kilobytes, and VU futures stay small.
+    io: Pin<Box<h2::client::Connection<Stream, Bytes>>>,
+    /// The connection ended (closed, GOAWAY, error): it takes no more requests.
+    pub ended: bool,
+}
+
+impl H2Conn {
+    /// Poll the connection once: read and dispatch what arrived, write what
+    /// is queued. Marks it ended when it is.
+    pub fn poll_io(&mut self, cx: &mut Context<'_>) {
+        if !self.ended
+            && let Poll::Ready(r) = self.io.as_mut().poll(cx)
+        {
+            if let Err(e) = r {
+                tracing::debug!("HTTP/2 connection ended: {e}");
+            }
+            self.ended = true;
+        }
+    }
+
+    /// Await `f` (a request on this connection) while driving the
+    /// connection's I/O in this same task.
+    pub async fn drive<T>(
+        &mut self,
+        mut f: impl FnMut(&mut h2::client::SendRequest<Bytes>, &mut Context<'_>) -> Poll<T>,
+    ) -> T {
+        std::future::poll_fn(|cx| {
+            self.poll_io(cx);
+            let out = f(&mut self.sender, cx);
+            if out.is_pending() {
+                // What the request queued goes out now.
+                self.poll_io(cx);
+            }
+            out
+        })
+        .await
+    }
 }
 
 /// Timings of opening one connection.
@@ -364,36 +399,21 @@ impl ErrorKind {
         false
     }
 
-    pub fn from_hyper(e: &hyper::Error) -> Self {
+    /// The socket's errors as HTTP/1.1 tags them, the rest protocol errors.
+    /// h2 reports the peer's close (EOF) as a BrokenPipe of its own making
+    /// (no OS error number): that is a close, as on HTTP/1.1, not a reset
+    /// (hyper tagged it "connection reset").
+    pub fn from_h2(e: &h2::Error) -> Self {
         if Self::not_http2(e) {
             return ErrorKind::NotHttp2;
         }
-        let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
-        while let Some(s) = src {
-            if let Some(io) = s.downcast_ref::<io::Error>() {
-                return Self::from_io(io);
+        match e.get_io() {
+            Some(io) if io.kind() == io::ErrorKind::BrokenPipe && io.raw_os_error().is_none() => {
+                ErrorKind::Closed
             }
-            src = s.source();
+            Some(io) => Self::from_io(io),
+            None => ErrorKind::Protocol,
         }
-        if e.is_incomplete_message() {
-            ErrorKind::ClosedMidResponse
-        } else if e.is_closed() || e.is_canceled() {
-            ErrorKind::Closed
-        } else if e.is_timeout() {
-            ErrorKind::Timeout
-        } else {
-            ErrorKind::Protocol
-        }
-    }
-}
-
-/// Runs hyper's HTTP/2 background tasks on the VU's own thread.
-#[derive(Clone, Copy)]
-struct LocalExec;
-
-impl<F: std::future::Future + 'static> hyper::rt::Executor<F> for LocalExec {
-    fn execute(&self, fut: F) {
-        tokio::task::spawn_local(fut);
     }
 }
 
@@ -462,12 +482,23 @@ impl Connector {
         Ok(addrs)
     }
 
-    /// Run hyper's HTTP/2 client over a connected stream (HTTP/1.1 is ours: h1.rs).
+    /// Start HTTP/2 on a connected stream (HTTP/1.1 is ours: h1.rs), with
+    /// hyper's client settings.
     pub async fn h2_handshake(&self, origin: &Origin, stream: Stream) -> Result<H2Conn, ErrorKind> {
-        match stream {
-            Stream::Tls(tls) => h2_handshake(origin, TokioIo::new(*tls)).await,
-            Stream::Plain(tcp) => h2_handshake(origin, TokioIo::new(tcp)).await,
-        }
+        let (sender, io) = h2::client::Builder::new()
+            .initial_window_size(2 << 20)
+            .initial_connection_window_size(5 << 20)
+            .max_send_buffer_size(1 << 20)
+            .enable_push(false)
+            .handshake::<_, Bytes>(stream)
+            .await
+            .map_err(|e| ErrorKind::from_h2(&e))?;
+        Ok(H2Conn {
+            origin: origin.clone(),
+            sender,
+            io: Box::pin(io),
+            ended: false,
+        })
     }
 
     /// TCP (and TLS) to `origin`, with connect and handshake times. The bool
@@ -513,22 +544,6 @@ impl Connector {
 }
 
 /// rustls with the ring provider; also used by the WebSocket driver (HTTP/1.1 only).
-pub(crate) async fn h2_handshake<T>(origin: &Origin, io: T) -> Result<H2Conn, ErrorKind>
-where
-    T: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
-{
-    let (sender, conn) = http2::handshake(LocalExec, io)
-        .await
-        .map_err(|e| ErrorKind::from_hyper(&e))?;
-    tokio::task::spawn_local(async move {
-        let _ = conn.await;
-    });
-    Ok(H2Conn {
-        origin: origin.clone(),
-        sender,
-    })
-}
-
 fn tls_config(
     insecure: bool,
     version: HttpVersion,

@@ -1,19 +1,19 @@
 //! One VU's HTTP connection, shared by everything that speaks HTTP (the HTTP
-//! and webhook drivers, monitors): our lean HTTP/1.1 (`h1.rs`) or hyper for
-//! HTTP/2, opened on first use, reopened when the server closes it.
+//! and webhook drivers, monitors): our lean HTTP/1.1 (`h1.rs`) or the h2
+//! crate for HTTP/2 (driven in the VU's task: `H2Conn::drive`), opened on
+//! first use, reopened when the server closes it.
 //!
 //! A request is never sent twice: once written, whatever happens to it is
 //! its outcome (the server may have read it before closing, so sending it
 //! again would be a second request the caller counts once). A close the
 //! server sent after its last response is seen before the next request
-//! (`H1::is_reusable`); only an HTTP/2 request that hyper hands back unsent
-//! goes again, on a fresh connection.
+//! (`H1::is_reusable`); only an HTTP/2 request that never
+//! left (the connection refused new streams) goes again, on a fresh connection.
 
 use super::conn::{ConnectTimes, Connector, ErrorKind, H2Conn, IoCounters, Origin, Target};
 use super::h1::{self, H1};
 use bytes::Bytes;
 use http::{HeaderMap, Method};
-use http_body_util::{BodyExt, Full};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -143,7 +143,9 @@ impl Link {
         loop {
             let usable = match &mut self.open {
                 Some(Open::H1 { origin, conn }) => *origin == target.origin && conn.is_reusable(),
-                Some(Open::H2(c)) => c.origin == target.origin && !c.sender.is_closed(),
+                // A close or GOAWAY that came while it sat idle is read when
+                // the next request polls it: that request is then unsent.
+                Some(Open::H2(c)) => c.origin == target.origin && !c.ended,
                 None => false,
             };
             if !usable {
@@ -185,20 +187,21 @@ impl Link {
                         })
                 }
                 Open::H2(c) => {
-                    let mut req = http::Request::new(Full::new(body.clone()));
+                    let mut req = http::Request::new(());
                     *req.method_mut() = method.clone();
                     *req.headers_mut() = headers.clone();
                     *req.uri_mut() = target.full.clone();
+                    h2_headers(&mut req, body);
                     let sent_at = Instant::now();
-                    match h2_exchange(&mut c.sender, req, keep, sink.as_deref_mut()).await {
+                    match h2_exchange(c, req, body, keep, sink.as_deref_mut()).await {
                         Ok((status, headers, headers_at)) => Ok(Exchange {
                             status,
                             headers,
                             sent_at,
                             headers_at,
                         }),
-                        // The kept-alive connection had closed and hyper gave
-                        // the request back unsent: nothing reached the
+                        // The kept-alive connection had closed and the
+                        // request was never sent: nothing reached the
                         // server, so it goes once, on a fresh connection.
                         Err(H2Error::Unsent(_)) if reused => {
                             self.open = None;
@@ -232,32 +235,72 @@ async fn h1_exchange(
 }
 
 enum H2Error {
-    /// The request never left: hyper handed it back.
+    /// The request never left: the connection took no new stream.
     Unsent(ErrorKind),
     /// Sent (or maybe sent): its outcome.
     Failed(ErrorKind),
 }
 
+/// What hyper does to a request before h2 sees it: headers that only mean
+/// something on an HTTP/1.1 connection go (h2 refuses them), and a body's
+/// length is said.
+fn h2_headers(req: &mut http::Request<()>, body: &Bytes) {
+    use http::header::{CONTENT_LENGTH, TE};
+    let has_payload = !matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::DELETE | Method::CONNECT
+    );
+    let h = req.headers_mut();
+    // Rare: one pass over the names finds them.
+    let hop = |n: &http::HeaderName| {
+        matches!(
+            n.as_str(),
+            "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade"
+        ) || (n == TE && h.get(TE).is_some_and(|v| v != "trailers"))
+    };
+    if h.keys().any(hop) {
+        let names: Vec<_> = h.keys().filter(|n| hop(n)).cloned().collect();
+        for n in names {
+            h.remove(n);
+        }
+    }
+    if (!body.is_empty() || has_payload) && !h.contains_key(CONTENT_LENGTH) {
+        h.insert(CONTENT_LENGTH, http::HeaderValue::from(body.len()));
+    }
+}
+
 async fn h2_exchange(
-    s: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>,
-    req: http::Request<Full<Bytes>>,
+    c: &mut H2Conn,
+    req: http::Request<()>,
+    body: &Bytes,
     keep: Keep,
     mut sink: Option<&mut (dyn BodySink + '_)>,
 ) -> Result<(u16, HeaderMap, Instant), H2Error> {
-    s.ready()
+    let unsent = |e: h2::Error| H2Error::Unsent(ErrorKind::from_h2(&e));
+    // Room for one more stream (the server's limit on concurrent streams),
+    // or the connection is gone and the request never leaves.
+    c.drive(|s, cx| s.poll_ready(cx)).await.map_err(unsent)?;
+    let (mut response, mut send) = c
+        .sender
+        .send_request(req, body.is_empty())
+        .map_err(unsent)?;
+    let failed = |e: h2::Error| {
+        H2Error::Failed(match ErrorKind::from_h2(&e) {
+            ErrorKind::Closed => ErrorKind::ClosedMidResponse,
+            kind => kind,
+        })
+    };
+    if !body.is_empty() {
+        // Queued whole; it leaves as the peer's flow-control window allows.
+        send.send_data(body.clone(), true).map_err(failed)?;
+    }
+    let resp = c
+        .drive(|_, cx| std::pin::Pin::new(&mut response).poll(cx))
         .await
-        .map_err(|e| H2Error::Unsent(ErrorKind::from_hyper(&e)))?;
-    let resp = s.try_send_request(req).await.map_err(|e| {
-        let kind = ErrorKind::from_hyper(e.error());
-        if e.message().is_some() {
-            H2Error::Unsent(kind)
-        } else {
-            H2Error::Failed(kind)
-        }
-    })?;
+        .map_err(|e| H2Error::Failed(ErrorKind::from_h2(&e)))?;
     let headers_at = Instant::now();
     let status = resp.status().as_u16();
-    let (mut parts, mut body) = resp.into_parts();
+    let (mut parts, mut recv) = resp.into_parts();
     if !keep.all {
         let mut kept = HeaderMap::new();
         for (name, value) in &parts.headers {
@@ -267,15 +310,11 @@ async fn h2_exchange(
         }
         parts.headers = kept;
     }
-    while let Some(frame) = body.frame().await {
-        let f = frame.map_err(|e| {
-            H2Error::Failed(match ErrorKind::from_hyper(&e) {
-                ErrorKind::Closed => ErrorKind::ClosedMidResponse,
-                kind => kind,
-            })
-        })?;
-        if let (Some(out), Some(data)) = (sink.as_deref_mut(), f.data_ref()) {
-            out.data(data);
+    while let Some(data) = c.drive(|_, cx| recv.poll_data(cx)).await {
+        let data = data.map_err(failed)?;
+        let _ = recv.flow_control().release_capacity(data.len());
+        if let Some(out) = sink.as_deref_mut() {
+            out.data(&data);
         }
     }
     Ok((status, parts.headers, headers_at))

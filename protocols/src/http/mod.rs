@@ -1,10 +1,11 @@
-//! The HTTP driver: hyper 1.x, one keep-alive connection per VU, HTTP/1.1 and
-//! HTTP/2 (ALPN over TLS, or prior knowledge), rustls.
+//! The HTTP driver: one keep-alive connection per VU, HTTP/1.1 (our own,
+//! h1.rs) and HTTP/2 (the h2 crate; ALPN over TLS, or prior knowledge), rustls.
 
 mod body;
 mod check;
 pub(crate) mod conn;
 mod cookies;
+mod describe;
 mod fetch;
 mod h1;
 pub(crate) mod link;
@@ -1019,6 +1020,21 @@ pub(crate) fn check_origin(url: &str) -> Result<(), String> {
 
 impl Driver for HttpDriver {
     type Vu = HttpVu;
+    type Options = HttpOptions;
+    const NAME: &'static str = "http";
+
+    fn descriptor() -> crate::descriptor::Descriptor {
+        describe::descriptor()
+    }
+
+    fn from_plan(
+        options: HttpOptions,
+        ctx: &BuildCtx<'_>,
+        at: std::ops::Range<usize>,
+    ) -> Result<Self, ConfigError> {
+        let _ = at;
+        Self::build(options, ctx)
+    }
 
     fn vu(self: &Arc<Self>, env: VuEnv) -> HttpVu {
         HttpVu::new(self.clone(), env)

@@ -626,37 +626,42 @@ fn connect_cause(io: std::io::ErrorKind) -> ErrorKind {
 }
 
 /// Names of the SQLSTATEs a load test meets most, for the report.
+pub const SQLSTATE_NAMES: &[(&str, &str)] = &[
+    ("08000", "connection_exception"),
+    ("08006", "connection_failure"),
+    ("22P02", "invalid_text_representation"),
+    ("22003", "numeric_value_out_of_range"),
+    ("23502", "not_null_violation"),
+    ("23503", "foreign_key_violation"),
+    ("23505", "unique_violation"),
+    ("25P02", "in_failed_sql_transaction"),
+    ("28000", "invalid_authorization_specification"),
+    ("28P01", "invalid_password"),
+    ("3D000", "invalid_catalog_name"),
+    ("40001", "serialization_failure"),
+    ("40P01", "deadlock_detected"),
+    ("42501", "insufficient_privilege"),
+    ("42601", "syntax_error"),
+    ("42703", "undefined_column"),
+    ("42804", "datatype_mismatch"),
+    ("42883", "undefined_function"),
+    ("42P01", "undefined_table"),
+    ("53100", "disk_full"),
+    ("53200", "out_of_memory"),
+    ("53300", "too_many_connections"),
+    ("55P03", "lock_not_available"),
+    ("57014", "query_canceled"),
+    ("57P01", "admin_shutdown"),
+    ("57P02", "crash_shutdown"),
+    ("57P03", "cannot_connect_now"),
+];
+
+/// The condition name of a SQLSTATE this table knows.
 pub fn sqlstate_name(code: &str) -> Option<&'static str> {
-    Some(match code {
-        "08000" => "connection_exception",
-        "08006" => "connection_failure",
-        "22P02" => "invalid_text_representation",
-        "22003" => "numeric_value_out_of_range",
-        "23502" => "not_null_violation",
-        "23503" => "foreign_key_violation",
-        "23505" => "unique_violation",
-        "25P02" => "in_failed_sql_transaction",
-        "28000" => "invalid_authorization_specification",
-        "28P01" => "invalid_password",
-        "3D000" => "invalid_catalog_name",
-        "40001" => "serialization_failure",
-        "40P01" => "deadlock_detected",
-        "42501" => "insufficient_privilege",
-        "42601" => "syntax_error",
-        "42703" => "undefined_column",
-        "42804" => "datatype_mismatch",
-        "42883" => "undefined_function",
-        "42P01" => "undefined_table",
-        "53100" => "disk_full",
-        "53200" => "out_of_memory",
-        "53300" => "too_many_connections",
-        "55P03" => "lock_not_available",
-        "57014" => "query_canceled",
-        "57P01" => "admin_shutdown",
-        "57P02" => "crash_shutdown",
-        "57P03" => "cannot_connect_now",
-        _ => return None,
-    })
+    SQLSTATE_NAMES
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, n)| *n)
 }
 
 /// A tokio-postgres error in words, with the server's message, code and hint.

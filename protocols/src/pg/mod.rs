@@ -4,6 +4,7 @@
 //! sampler that reads `pg_stat_activity` while the run lasts.
 
 pub(crate) mod conn;
+mod describe;
 mod prepare;
 mod sampler;
 mod value;
@@ -653,6 +654,21 @@ fn compile_statement(
 
 impl Driver for PgDriver {
     type Vu = PgVu;
+    type Options = PgOptions;
+    const NAME: &'static str = "postgres";
+
+    fn descriptor() -> crate::descriptor::Descriptor {
+        describe::descriptor()
+    }
+
+    fn from_plan(
+        options: PgOptions,
+        ctx: &BuildCtx<'_>,
+        at: std::ops::Range<usize>,
+    ) -> Result<Self, ConfigError> {
+        let _ = at;
+        Self::build(options, ctx)
+    }
 
     fn vu(self: &Arc<Self>, env: VuEnv) -> PgVu {
         PgVu::new(self.clone(), env)

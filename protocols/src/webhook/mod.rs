@@ -4,6 +4,7 @@
 //! must refuse (forged, stale, unsigned) and the ones it must take without
 //! doing the work twice (duplicates, out of order).
 
+mod describe;
 pub mod scheme;
 pub mod signature;
 pub mod templates;
@@ -582,6 +583,20 @@ fn keys(
 
 impl Driver for WebhookDriver {
     type Vu = WebhookVu;
+    type Options = WebhookOptions;
+    const NAME: &'static str = "webhook";
+
+    fn descriptor() -> crate::descriptor::Descriptor {
+        describe::descriptor()
+    }
+
+    fn from_plan(
+        options: WebhookOptions,
+        ctx: &BuildCtx<'_>,
+        at: std::ops::Range<usize>,
+    ) -> Result<Self, ConfigError> {
+        Self::build(options, ctx).map_err(|e| e.or_at(at))
+    }
 
     fn vu(self: &Arc<Self>, env: VuEnv) -> WebhookVu {
         WebhookVu::new(self.clone(), env)

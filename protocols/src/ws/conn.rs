@@ -1,24 +1,32 @@
 //! Opening a WebSocket: TCP, TLS (rustls, ring provider) for wss://, the
-//! HTTP/1.1 upgrade by tungstenite; and what can go wrong, as `error` tags.
+//! HTTP/1.1 upgrade (checked as tungstenite checks it), then tungstenite's
+//! framing; and what can go wrong, as `error` tags.
 
 use crate::http::HttpVersion;
 use crate::http::conn::{
     ConnectTimes, Connector as HttpConnector, ErrorKind as IoKind, IoCounters, Origin, Stream,
 };
-use http::Uri;
+use http::{HeaderValue, Uri};
 use std::borrow::Cow;
 use std::io;
 use std::rc::Rc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, error::ProtocolError};
+
+/// Bytes a session reads at a time, and the read buffer it keeps: chat frames
+/// are a few hundred bytes (a larger frame grows the buffer while it comes).
+const READ_BUFFER: usize = 1024;
+/// The server's answer to the upgrade is refused past this size.
+const MAX_ANSWER: usize = 16 * 1024;
 
 /// Small buffers: tungstenite's defaults (128 KiB each) would cost more than a
 /// gigabyte at 10,000 sessions. Chat frames are small; larger ones still work.
 pub fn config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
         .max_write_buffer_size(1024 * 1024)
         .max_message_size(Some(16 << 20))
@@ -126,14 +134,6 @@ impl Fault {
             _ => Fault::Protocol,
         }
     }
-
-    /// Failures of the handshake itself (as opposed to the transport under it).
-    fn from_handshake(e: &WsError) -> Self {
-        match Self::from_ws(e) {
-            Fault::Protocol => Fault::Handshake,
-            f => f,
-        }
-    }
 }
 
 pub type Socket = WebSocketStream<Stream>;
@@ -174,10 +174,111 @@ impl Connector {
             .connect_stream(&origin, io, &mut times)
             .await
             .map_err(Fault::from_kind)?;
-        let (ws, _resp) =
-            tokio_tungstenite::client_async_with_config(request, stream, Some(config()))
-                .await
-                .map_err(|e| Fault::from_handshake(&e))?;
-        Ok(ws)
+        upgrade(stream, &request).await
+    }
+}
+
+/// The HTTP/1.1 upgrade, done here rather than by tungstenite's handshake:
+/// that one reads into a 4 KiB buffer which the session then keeps as its
+/// read buffer (4 KiB per session, most of a chat session's memory). Here
+/// what follows the answer is handed over in a buffer of `READ_BUFFER`.
+async fn upgrade(mut stream: Stream, request: &Request) -> Result<Socket, Fault> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let io = |e: io::Error| Fault::from_io(&e);
+    // `into_client_request` set Host, Connection, Upgrade, the version and a fresh key.
+    let key = request
+        .headers()
+        .get("sec-websocket-key")
+        .ok_or(Fault::Handshake)?;
+    let mut buf = Vec::with_capacity(READ_BUFFER);
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    buf.extend_from_slice(b"GET ");
+    buf.extend_from_slice(path.as_bytes());
+    buf.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in request.headers() {
+        buf.extend_from_slice(name.as_str().as_bytes());
+        buf.extend_from_slice(b": ");
+        buf.extend_from_slice(value.as_bytes());
+        buf.extend_from_slice(b"\r\n");
+    }
+    buf.extend_from_slice(b"\r\n");
+    stream.write_all(&buf).await.map_err(io)?;
+    stream.flush().await.map_err(io)?;
+    buf.clear();
+    let head = loop {
+        if buf.len() >= MAX_ANSWER {
+            return Err(Fault::Handshake);
+        }
+        // A server that closes before answering in full: as tungstenite says it.
+        if stream.read_buf(&mut buf).await.map_err(io)? == 0 {
+            return Err(Fault::Handshake);
+        }
+        // As many as tungstenite accepts; not held across an await.
+        let mut headers = [httparse::EMPTY_HEADER; 124];
+        let mut answer = httparse::Response::new(&mut headers);
+        match answer.parse(&buf) {
+            Ok(httparse::Status::Complete(n)) => {
+                check_answer(&answer, key, request)?;
+                break n;
+            }
+            Ok(httparse::Status::Partial) => {}
+            Err(_) => return Err(Fault::Handshake),
+        }
+    };
+    // Frames the server sent right after its answer stay first in line.
+    let part = if head == buf.len() {
+        Vec::with_capacity(READ_BUFFER)
+    } else {
+        let mut part = Vec::with_capacity(READ_BUFFER.max(buf.len() - head));
+        part.extend_from_slice(&buf[head..]);
+        part
+    };
+    drop(buf);
+    Ok(WebSocketStream::from_partially_read(stream, part, Role::Client, Some(config())).await)
+}
+
+/// RFC 6455 4.1: status 101, Upgrade: websocket, Connection: Upgrade, the
+/// accept key derived from ours, and a subprotocol only if we offered it.
+fn check_answer(
+    answer: &httparse::Response<'_, '_>,
+    key: &HeaderValue,
+    request: &Request,
+) -> Result<(), Fault> {
+    let code = answer.code.unwrap_or(0);
+    if code != 101 {
+        return Err(Fault::HandshakeStatus(code));
+    }
+    let header = |name: &str| {
+        answer
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    };
+    let is = |name: &str, want: &str| {
+        header(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case(want))
+    };
+    if !is("upgrade", "websocket") || !is("connection", "upgrade") {
+        return Err(Fault::Handshake);
+    }
+    let accept = derive_accept_key(key.as_bytes());
+    if header("sec-websocket-accept") != Some(accept.as_bytes()) {
+        return Err(Fault::Handshake);
+    }
+    let offered = request.headers().get("sec-websocket-protocol");
+    match (header("sec-websocket-protocol"), offered) {
+        (None, None) => Ok(()),
+        (Some(chosen), Some(offered)) => {
+            let chosen = std::str::from_utf8(chosen).map_err(|_| Fault::Handshake)?;
+            let offered = offered.to_str().map_err(|_| Fault::Handshake)?;
+            if offered.split(',').any(|p| p.trim() == chosen.trim()) {
+                Ok(())
+            } else {
+                Err(Fault::Handshake)
+            }
+        }
+        _ => Err(Fault::Handshake),
     }
 }

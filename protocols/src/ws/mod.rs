@@ -4,6 +4,7 @@
 //! room's shared log (see `room.rs`) tells which expected messages never came.
 
 pub(crate) mod conn;
+mod describe;
 pub mod extract;
 pub mod ids;
 mod plan;
@@ -845,6 +846,23 @@ impl WsDriver {
 
 impl Driver for WsDriver {
     type Vu = WsVu;
+    type Options = WsOptions;
+    const NAME: &'static str = "websocket";
+    /// ~11-14 KB measured per held chat session.
+    const VU_BYTES: u64 = 10_000;
+
+    fn descriptor() -> crate::descriptor::Descriptor {
+        describe::descriptor()
+    }
+
+    fn from_plan(
+        options: WsOptions,
+        ctx: &BuildCtx<'_>,
+        at: std::ops::Range<usize>,
+    ) -> Result<Self, ConfigError> {
+        let _ = at;
+        Self::build(options, ctx)
+    }
 
     fn vu(self: &Arc<Self>, env: VuEnv) -> WsVu {
         WsVu::new(self.clone(), env)

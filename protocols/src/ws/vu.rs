@@ -641,24 +641,30 @@ impl WsVu {
     async fn session(&mut self, end: Instant, stop: &Stop) -> Outcome {
         let d = self.d.clone();
         let started = Instant::now();
-        let request = match self.request() {
-            Ok(r) => r,
-            Err(f) => return self.failed(f),
-        };
         let connect_by = (started + d.connect_timeout).min(end);
         // Cut by the planned end rather than failed: see HANG.
         let cut = || Instant::now() >= end && started.elapsed() < HANG;
-        let url = d.sio.is_some().then(|| request.uri().to_string());
-        let mut ws =
-            match timeout_at(connect_by.into(), d.connector.connect(request, &self.io)).await {
-                Ok(Ok(ws)) => ws,
-                Ok(Err(f)) => return self.failed(f),
-                Err(_) if cut() => return Outcome::Abandoned,
-                Err(_) => return self.failed(Fault::ConnectTimeout),
+        // The task holds this future for the whole session, as large as its
+        // largest state plus whatever lives across two awaits: the request
+        // is gone before the first, and connecting, joining and closing
+        // (TCP, TLS, the upgrade: kilobytes) are boxed.
+        let (connect, url) = {
+            let request = match self.request() {
+                Ok(r) => r,
+                Err(f) => return self.failed(f),
             };
+            let url = d.sio.is_some().then(|| request.uri().to_string());
+            (Box::pin(d.connector.connect(request, &self.io)), url)
+        };
+        let mut ws = match timeout_at(connect_by.into(), connect).await {
+            Ok(Ok(ws)) => ws,
+            Ok(Err(f)) => return self.failed(f),
+            Err(_) if cut() => return Outcome::Abandoned,
+            Err(_) => return self.failed(Fault::ConnectTimeout),
+        };
         // Socket.IO: connecting includes the Engine.IO and namespace handshakes.
         let heartbeat = match &url {
-            Some(url) => match self.sio_connect(&mut ws, connect_by, url).await {
+            Some(url) => match Box::pin(self.sio_connect(&mut ws, connect_by, url)).await {
                 Ok(beat) => Some(beat),
                 Err(Fault::EioNoOpen | Fault::SioConnectTimeout) if cut() => {
                     return Outcome::Abandoned;
@@ -672,18 +678,19 @@ impl WsVu {
             },
             None => None,
         };
+        drop(url);
         self.failures = 0;
         self.rec.add(self.s.sessions, 1);
         self.rec.time(self.s.connecting, started.elapsed());
 
-        match self.join(&mut ws, end).await {
+        match Box::pin(self.join(&mut ws, end)).await {
             Ok(()) => {}
             Err(Some(f)) => {
                 self.error(f);
                 return self.end_session(started, Outcome::Dropped);
             }
             Err(None) => {
-                self.close(&mut ws).await;
+                Box::pin(self.close(&mut ws)).await;
                 return self.end_session(started, Outcome::Planned);
             }
         }
@@ -692,11 +699,43 @@ impl WsVu {
             room: &room,
             member: room.join(self.slot),
         };
+        let mut ping_sent: Option<Instant> = None;
+        let fault = self
+            .converse(&mut ws, &mut p, &mut ping_sent, heartbeat, end, stop)
+            .await;
 
+        room.leave(&mut p.member);
+        if let Some(f) = fault {
+            // Ended early: what was on its way to us can no longer arrive.
+            self.error(f);
+            let now = Instant::now();
+            let s = room.settle(&mut p.member, now, d.deadline, true);
+            self.record_lost(s.lost);
+            self.expire_acks(now, true);
+            return self.end_session(started, Outcome::Dropped);
+        }
+        self.wind_down(&mut ws, &mut p, &mut ping_sent).await;
+        Box::pin(self.close(&mut ws)).await;
+        self.end_session(started, Outcome::Planned)
+    }
+
+    /// The session proper, in the room until its end: send at the planned
+    /// rate, read what comes, ping, settle what others sent. Some(fault)
+    /// when it ended early.
+    async fn converse(
+        &mut self,
+        ws: &mut Socket,
+        p: &mut Presence<'_>,
+        ping_sent: &mut Option<Instant>,
+        heartbeat: Option<Duration>,
+        end: Instant,
+        stop: &Stop,
+    ) -> Option<Fault> {
+        let d = self.d.clone();
+        let room = p.room;
         let now = Instant::now();
         let mut next_send = d.interval.map(|i| now + self.gap(i));
         let mut next_ping = d.ping.map(|(every, _)| now + every);
-        let mut ping_sent: Option<Instant> = None;
         // Engine.IO: the server pings; none for this long means it is gone.
         let mut last_eio_ping = now;
         // Nothing sent from now on can be lost before `now + deadline`.
@@ -707,7 +746,7 @@ impl WsVu {
         let stopped = stop.fired();
         tokio::pin!(stopped);
 
-        let fault = loop {
+        loop {
             let pong_due = ping_sent.zip(d.ping).map(|(t, (_, timeout))| t + timeout);
             let heartbeat_due = heartbeat.and_then(|b| last_eio_ping.checked_add(b));
             let ack_due = self.acks.front().map(|&(_, at)| at + d.deadline);
@@ -729,32 +768,32 @@ impl WsVu {
             }
             tokio::select! {
                 biased;
-                _ = &mut stopped => break None,
+                _ = &mut stopped => return None,
                 _ = &mut timer => {
                     let now = Instant::now();
                     if now >= end {
-                        break None;
+                        return None;
                     }
                     if pong_due.is_some_and(|t| now >= t) {
-                        break Some(Fault::PongTimeout);
+                        return Some(Fault::PongTimeout);
                     }
                     if heartbeat_due.is_some_and(|t| now >= t) {
-                        break Some(Fault::EioPingTimeout);
+                        return Some(Fault::EioPingTimeout);
                     }
                     if let Some(t) = next_send && now >= t {
-                        if let Err(f) = self.chat(&mut ws, end).await {
-                            break Some(f);
+                        if let Err(f) = self.chat(ws, end).await {
+                            return Some(f);
                         }
                         // Keep the rate when late, without a burst to catch up.
                         next_send = d.interval.map(|i| now.checked_sub(i).map_or(t, |x| t.max(x)) + self.gap(i));
                     }
                     if let Some(t) = next_ping && now >= t {
                         let by = now + d.ping.map(|p| p.1).unwrap_or_default();
-                        if let Err(f) = self.send_raw(&mut ws, Message::Ping(Bytes::from_static(b"volley")), by).await {
-                            break Some(f);
+                        if let Err(f) = self.send_raw(ws, Message::Ping(Bytes::from_static(b"volley")), by).await {
+                            return Some(f);
                         }
                         if ping_sent.is_none() {
-                            ping_sent = Some(now);
+                            *ping_sent = Some(now);
                         }
                         next_ping = d.ping.map(|(every, _)| now + every);
                     }
@@ -774,43 +813,41 @@ impl WsVu {
                     }
                 }
                 msg = ws.next() => match msg {
-                    None => break Some(Fault::Reset),
-                    Some(Err(e)) => break Some(Fault::from_ws(&e)),
-                    Some(Ok(m)) => match self.on_message(m, Some(&mut p.member), &mut ping_sent) {
-                        Step::End(f) => break Some(f),
+                    None => return Some(Fault::Reset),
+                    Some(Err(e)) => return Some(Fault::from_ws(&e)),
+                    Some(Ok(m)) => match self.on_message(m, Some(&mut p.member), ping_sent) {
+                        Step::End(f) => return Some(f),
                         Step::EioPing => {
                             last_eio_ping = Instant::now();
-                            if let Err(f) = self.eio_pong(&mut ws).await {
-                                break Some(f);
+                            if let Err(f) = self.eio_pong(ws).await {
+                                return Some(f);
                             }
                         }
                         Step::Joined | Step::Continue => {}
                     },
                 }
             }
-        };
-
-        room.leave(&mut p.member);
-        if let Some(f) = fault {
-            // Ended early: what was on its way to us can no longer arrive.
-            self.error(f);
-            let now = Instant::now();
-            let s = room.settle(&mut p.member, now, d.deadline, true);
-            self.record_lost(s.lost);
-            self.expire_acks(now, true);
-            return self.end_session(started, Outcome::Dropped);
         }
+    }
 
-        // The planned end: stop sending, wait for what others sent while we
-        // were here and for the acknowledgements of what we sent (each until
-        // its deadline), then close.
+    /// The planned end: stop sending, wait for what others sent while we
+    /// were here and for the acknowledgements of what we sent (each until
+    /// its deadline).
+    async fn wind_down(
+        &mut self,
+        ws: &mut Socket,
+        p: &mut Presence<'_>,
+        ping_sent: &mut Option<Instant>,
+    ) {
+        let deadline = self.d.deadline;
+        let room = p.room;
         loop {
             let now = Instant::now();
-            let s = room.settle(&mut p.member, now, d.deadline, false);
+            let s = room.settle(&mut p.member, now, deadline, false);
             self.record_lost(s.lost);
             let ack_due = self.expire_acks(now, false);
             if s.done && ack_due.is_none() {
-                break;
+                return;
             }
             let room_due = (!s.done).then(|| s.next.unwrap_or(now + SETTLE_MIN));
             let wake = room_due
@@ -822,23 +859,21 @@ impl WsVu {
                 _ = sleep_until(wake.into()) => false,
                 msg = ws.next() => match msg {
                     None | Some(Err(_)) => true,
-                    Some(Ok(m)) => match self.on_message(m, Some(&mut p.member), &mut ping_sent) {
+                    Some(Ok(m)) => match self.on_message(m, Some(&mut p.member), ping_sent) {
                         Step::End(_) => true,
-                        Step::EioPing => self.eio_pong(&mut ws).await.is_err(),
+                        Step::EioPing => self.eio_pong(ws).await.is_err(),
                         Step::Joined | Step::Continue => false,
                     },
                 }
             };
             if gone {
                 let now = Instant::now();
-                let s = room.settle(&mut p.member, now, d.deadline, true);
+                let s = room.settle(&mut p.member, now, deadline, true);
                 self.record_lost(s.lost);
                 self.expire_acks(now, true);
-                break;
+                return;
             }
         }
-        self.close(&mut ws).await;
-        self.end_session(started, Outcome::Planned)
     }
 
     async fn eio_pong(&mut self, ws: &mut Socket) -> Result<(), Fault> {
@@ -938,6 +973,47 @@ impl Vu for WsVu {
 mod tests {
     use super::*;
     use std::borrow::Cow;
+
+    /// A chat VU's iteration future lives in its task for the whole session:
+    /// at 50,000 sessions each KB of it is 50 MB. The rare, large parts
+    /// (connecting, TLS, the handshake, joining, closing) are boxed.
+    #[test]
+    fn an_iteration_future_stays_small() {
+        use crate::driver::{BuildCtx, Defaults, Driver};
+        use crate::metrics::{Registry, Tags};
+        use std::collections::HashMap;
+        let env = HashMap::new();
+        let reg = Registry::new();
+        let defaults = Defaults::default();
+        let ctx = BuildCtx {
+            scenario: "s",
+            tags: Tags::default(),
+            env: &env,
+            feeders: &[],
+            registry: &reg,
+            defaults: &defaults,
+            base_dir: ".".into(),
+            max_vus: 1,
+            metrics: &[],
+            setup: None,
+        };
+        let o: super::super::WsOptions =
+            toml::from_str("url = \"ws://127.0.0.1:1/ws/chat\"\n").unwrap();
+        let d = Arc::new(WsDriver::build(o, &ctx).unwrap());
+        let mut vu = d.vu(VuEnv {
+            index: 0,
+            recorder: Recorder::new(reg.clone()),
+            seed: 1,
+        });
+        let f = vu.iteration(Iteration {
+            number: 0,
+            scheduled: None,
+            deadline: None,
+            stop: Default::default(),
+        });
+        let size = std::mem::size_of_val(&f);
+        assert!(size <= 2048, "the iteration future is {size} bytes");
+    }
 
     #[test]
     fn send_times_in_any_unit() {

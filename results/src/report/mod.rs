@@ -5,17 +5,19 @@
 //!
 //! Sections appear when their metrics exist, so every driver gets its charts
 //! from the one pipeline: latency percentiles, throughput, errors and active
-//! VUs per scenario; WebSocket sessions, webhook deliveries by kind, Postgres
-//! connections by state. Latency lines are exact per-second percentiles of the
-//! whole scenario: the aggregator merges each second's histograms per
-//! scenario (percentiles do not add up across series), keeping only the
-//! resulting points so memory stays flat over a long soak.
+//! VUs per scenario, then the charts a driver's descriptor adds (WebSocket
+//! sessions, webhook deliveries by kind, Postgres connections by state).
+//! Which metrics each chart draws comes from the drivers' descriptors
+//! (`Summary::drivers`), never from driver names. Latency lines are exact
+//! per-second percentiles of the whole scenario: the aggregator merges each
+//! second's histograms per scenario (percentiles do not add up across
+//! series), keeping only the resulting points so memory stays flat over a
+//! long soak.
 
 mod capacity;
 mod chart;
 mod timeline;
 
-use crate::text::BREAKDOWNS;
 use chart::{ChartData, Fold, Line, YUnit};
 use plotters::style::RGBColor;
 use std::collections::BTreeMap;
@@ -25,57 +27,19 @@ use timeline::{Combine, Timeline};
 use volley_model::judge::merged;
 use volley_model::summary::{SeriesRecord, Summary};
 use volley_model::units;
+use volley_protocols::descriptor::{Descriptor, Fact, Figure as DriverFigure, fill};
 use volley_protocols::duration::format_duration;
 use volley_protocols::metrics::{MetricKind, Slot, Tags};
 
-/// Latency charts: (metric, title). Drawn when the scenario has the metric.
-const LATENCY: &[(&str, &str)] = &[
-    ("http_req_duration", "HTTP request duration"),
-    ("ws_msg_latency", "Message latency, sender to each receiver"),
-    ("webhook_duration", "Webhook delivery duration"),
-    ("pg_query_duration", "Query duration"),
-    ("pg_pool_wait", "Pool wait (time to get a connection)"),
-];
+/// Throughput lines of every scenario, after its drivers' (their
+/// descriptors' `throughput`): (metric, label).
+const THROUGHPUT: &[(&str, &str)] = &[("iterations", "iterations/s")];
 
-/// Throughput lines: (metric, label); counters count, trends their samples.
-const THROUGHPUT: &[(&str, &str)] = &[
-    ("http_reqs", "requests/s"),
-    ("ws_msgs_sent", "messages sent/s"),
-    ("ws_msgs_received", "messages received/s"),
-    ("webhook_duration", "deliveries/s"),
-    ("pg_query_duration", "queries/s"),
-    ("iterations", "iterations/s"),
-];
-
-/// Error lines: (metric, label, count false observations of a rate).
+/// Error lines of every scenario, after its drivers' (their descriptors'
+/// `errors`): (metric, label, count false observations of a rate).
 const ERRORS: &[(&str, &str, bool)] = &[
-    ("http_req_failed", "failed requests/s", false),
     ("checks", "failed checks/s", true),
-    ("ws_drop_rate", "sessions dropped/s", false),
-    ("ws_errors", "WebSocket errors/s", false),
-    ("ws_msgs_lost", "messages lost/s", false),
-    ("webhook_failed", "failed deliveries/s", false),
-    ("webhook_forgery_accepted", "forgeries accepted/s", false),
-    ("pg_query_failed", "failed queries/s", false),
-    ("pg_query_errors", "failed queries/s", false),
-    ("pg_pool_timeouts", "pool timeouts/s", false),
     ("dropped_iterations", "dropped iterations/s", false),
-];
-
-/// Tags that name a webhook delivery's kind (valid, forged, stale, ...).
-const DELIVERY_KIND_TAGS: &[&str] = &["kind", "delivery", "delivery_kind"];
-
-/// Well-known SQLSTATEs, named in the error breakdown.
-const SQLSTATES: &[(&str, &str)] = &[
-    ("08006", "connection_failure"),
-    ("23505", "unique_violation"),
-    ("40001", "serialization_failure"),
-    ("40P01", "deadlock_detected"),
-    ("42601", "syntax_error"),
-    ("42P01", "undefined_table"),
-    ("53300", "too_many_connections"),
-    ("57014", "query_canceled"),
-    ("57P01", "admin_shutdown"),
 ];
 
 pub fn esc(s: &str) -> String {
@@ -130,11 +94,12 @@ pub fn render(s: &Summary) -> Result<String, String> {
         .collect::<Result<_, _>>()?;
     let elapsed = volley_protocols::duration::secs(s.volley.duration_s);
     let tl = Timeline::new(s);
+    let drivers = s.drivers();
 
     let mut body = String::new();
     let verdict = verdict(s);
     body.push_str(&verdict.html);
-    body.push_str(&facts(s, &series, elapsed));
+    body.push_str(&facts(s, &series, elapsed, &drivers));
     body.push_str(&thresholds_table(s));
     body.push_str(&metrics_table(s));
     body.push_str(&capacity::section(s));
@@ -143,7 +108,7 @@ pub fn render(s: &Summary) -> Result<String, String> {
     let mut nav = String::new();
     let mut sections = String::new();
     for sc in &s.volley.scenarios {
-        let figures = scenario_figures(&tl, &sc.name, &sc.driver);
+        let figures = scenario_figures(&tl, &sc.name, &sc.driver, &drivers);
         let marks = capacity::marks(s, &sc.name);
         let id = format!("scenario-{}", slug(&sc.name));
         let _ = write!(
@@ -172,13 +137,13 @@ pub fn render(s: &Summary) -> Result<String, String> {
             }
             sections.push_str("</div>");
         }
-        sections.push_str(&breakdown_tables(&series, &sc.name, elapsed));
+        sections.push_str(&breakdown_tables(&series, &sc.name, elapsed, &drivers));
         sections.push_str("</section>");
     }
     let (monitors, n) = capacity::monitors_section(s, &tl)?;
     charts += n;
     sections.push_str(&monitors);
-    let errors = error_breakdown(&series);
+    let errors = error_breakdown(&series, &drivers);
 
     let title = format!(
         "volley report: {} — {}",
@@ -318,7 +283,12 @@ fn metric_value(s: &Summary, metric: &str, key: &str) -> Option<f64> {
     s.metrics.get(metric)?.values.get(key).copied()
 }
 
-fn facts(s: &Summary, series: &[(SeriesRecord, Slot)], elapsed: Duration) -> String {
+fn facts(
+    s: &Summary,
+    series: &[(SeriesRecord, Slot)],
+    elapsed: Duration,
+    drivers: &[Descriptor],
+) -> String {
     let info = &s.volley;
     let mut rows: Vec<(String, String)> = vec![
         ("Plan".into(), info.plan.clone()),
@@ -340,13 +310,19 @@ fn facts(s: &Summary, series: &[(SeriesRecord, Slot)], elapsed: Duration) -> Str
         }
     };
     count("iterations", "Iterations", &mut rows);
-    count("http_reqs", "HTTP requests", &mut rows);
-    count("ws_msgs_sent", "WebSocket messages sent", &mut rows);
-    count("ws_msgs_received", "WebSocket messages received", &mut rows);
-    count("webhook_duration", "Webhook deliveries", &mut rows);
-    count("pg_query_duration", "Database queries", &mut rows);
-    if let Some(r) = metric_value(s, "http_req_failed", "rate") {
-        rows.push(("HTTP failures".into(), format!("{:.2}%", r * 100.0)));
+    let facts = || drivers.iter().flat_map(|d| &d.facts);
+    // The drivers' counts, then their shares.
+    for f in facts() {
+        if let Fact::Count { metric, label } = f {
+            count(metric, label, &mut rows);
+        }
+    }
+    for f in facts() {
+        if let Fact::Percent { metric, label } = f
+            && let Some(r) = metric_value(s, metric, "rate")
+        {
+            rows.push((label.clone(), format!("{:.2}%", r * 100.0)));
+        }
     }
     for (metric, label) in [
         ("data_received", "Data received"),
@@ -451,7 +427,7 @@ fn metrics_table(s: &Summary) -> String {
     html
 }
 
-fn scenario_figures(tl: &Timeline, sc: &str, driver: &str) -> Vec<Figure> {
+fn scenario_figures(tl: &Timeline, sc: &str, driver: &str, drivers: &[Descriptor]) -> Vec<Figure> {
     let mut out = Vec::new();
     if tl.t.is_empty() {
         return out;
@@ -484,9 +460,10 @@ fn scenario_figures(tl: &Timeline, sc: &str, driver: &str) -> Vec<Figure> {
     };
 
     // Latency percentiles.
-    let mut latency: Vec<(&str, &str)> = LATENCY
+    let mut latency: Vec<(&str, &str)> = drivers
         .iter()
-        .copied()
+        .flat_map(|d| &d.latency)
+        .map(|l| (l.metric.as_str(), l.label.as_str()))
         .filter(|(m, _)| tl.has(m, sc))
         .collect();
     if latency.is_empty() && tl.has("iteration_duration", sc) {
@@ -522,9 +499,11 @@ fn scenario_figures(tl: &Timeline, sc: &str, driver: &str) -> Vec<Figure> {
     }
 
     // Throughput.
-    let shown: Vec<(&str, &str)> = THROUGHPUT
+    let shown: Vec<(&str, &str)> = drivers
         .iter()
-        .copied()
+        .flat_map(|d| &d.throughput)
+        .map(|l| (l.metric.as_str(), l.label.as_str()))
+        .chain(THROUGHPUT.iter().copied())
         .filter(|(m, _)| tl.has(m, sc))
         .collect();
     let from_rollups = rolled(&shown.iter().map(|s| s.0).collect::<Vec<_>>());
@@ -553,14 +532,20 @@ fn scenario_figures(tl: &Timeline, sc: &str, driver: &str) -> Vec<Figure> {
     }
 
     // Errors.
-    let shown: Vec<&(&str, &str, bool)> = ERRORS.iter().filter(|(m, ..)| tl.has(m, sc)).collect();
+    let shown: Vec<(&str, &str, bool)> = drivers
+        .iter()
+        .flat_map(|d| &d.errors)
+        .map(|e| (e.metric.as_str(), e.label.as_str(), e.misses))
+        .chain(ERRORS.iter().copied())
+        .filter(|(m, ..)| tl.has(m, sc))
+        .collect();
     let from_rollups = rolled(&shown.iter().map(|s| s.0).collect::<Vec<_>>());
     let mut lines: Vec<Line> = Vec::new();
     for (m, label, misses) in shown {
-        if lines.iter().any(|l| l.label == *label) {
+        if lines.iter().any(|l| l.label == label) {
             continue;
         }
-        let v = rates(m, *misses, from_rollups);
+        let v = rates(m, misses, from_rollups);
         let color = if lines.is_empty() {
             chart::ERROR
         } else {
@@ -604,82 +589,135 @@ fn scenario_figures(tl: &Timeline, sc: &str, driver: &str) -> Vec<Figure> {
         ));
     }
 
-    // WebSocket sessions.
-    if tl.has("ws_sessions", sc) {
-        let metrics: &[&str] = if tl.has("ws_drop_rate", sc) {
-            &["ws_sessions", "ws_drop_rate"]
-        } else {
-            &["ws_sessions"]
-        };
-        let from_rollups = rolled(metrics);
-        let mut lines = vec![line(
-            "sessions started/s",
-            chart::PALETTE[0],
-            rates("ws_sessions", false, from_rollups),
-        )];
-        if metrics.len() > 1 {
-            lines.push(line(
-                "sessions dropped/s",
-                chart::ERROR,
-                rates("ws_drop_rate", false, from_rollups),
-            ));
+    // The drivers' own charts.
+    for d in drivers {
+        for f in &d.figures {
+            if let Some(fig) = driver_figure(tl, sc, driver, d, f, &per_series, &per_scenario) {
+                out.push(fig);
+            }
         }
-        out.push(figure(
-            if from_rollups {
-                &per_scenario
-            } else {
-                &per_series
-            },
-            "ws-sessions",
-            "WebSocket sessions".into(),
-            lines,
-            YUnit::PerSecond,
-            Fold::Mean,
-            Some("Dropped: ended by the peer or the network before their planned end.".into()),
-        ));
-    }
-
-    // Webhook deliveries by kind.
-    let hooks = tl.series_in("webhook_duration", sc);
-    if let Some(tag) = DELIVERY_KIND_TAGS
-        .iter()
-        .find(|t| hooks.iter().any(|i| tl.tags(*i).get(t).is_some()))
-    {
-        let lines = tl.grouped_rates(&hooks, tag, false).into_iter();
-        let lines = palette_lines(lines);
-        out.push(figure(
-            &per_series,
-            "webhook-kinds",
-            "Webhook deliveries by kind".into(),
-            lines,
-            YUnit::PerSecond,
-            Fold::Mean,
-            None,
-        ));
-    }
-
-    // Server connections by state: the scenario's sampler, or a run-wide one
-    // shown with the postgres scenarios.
-    let mut conns = tl.series_in("pg_connections", sc);
-    if conns.is_empty() && driver == "postgres" {
-        conns = tl.series_of("pg_connections", None);
-    }
-    if !conns.is_empty() {
-        let lines = tl
-            .grouped(&conns, "state", Combine::SumGauge, tl.gauge())
-            .into_iter();
-        let lines = palette_lines(lines);
-        out.push(figure(
-            &per_series,
-            "pg-connections",
-            "Server connections by state (pg_stat_activity)".into(),
-            lines,
-            YUnit::Count,
-            Fold::Max,
-            None,
-        ));
     }
     out
+}
+
+/// A chart a driver describes (sessions, deliveries by kind, server
+/// connections by state, ...), when the scenario has its metrics.
+fn driver_figure(
+    tl: &Timeline,
+    sc: &str,
+    driver: &str,
+    d: &Descriptor,
+    f: &DriverFigure,
+    per_series: &Axis,
+    per_scenario: &Axis,
+) -> Option<Figure> {
+    let figure = |axis: &Axis, kind: &str, title: &str, lines, unit, fold, note| Figure {
+        id: format!("chart-{}-{kind}", slug(sc)),
+        title: title.to_string(),
+        data: ChartData {
+            t: axis.t.to_vec(),
+            width: axis.width,
+            lines,
+            unit,
+            fold,
+        },
+        note: join_notes(note, axis.note.clone()),
+    };
+    match f {
+        DriverFigure::Rates {
+            id,
+            title,
+            lines,
+            note,
+        } => {
+            if !tl.has(&lines.first()?.metric, sc) {
+                return None;
+            }
+            let shown: Vec<_> = lines.iter().filter(|l| tl.has(&l.metric, sc)).collect();
+            let metrics: Vec<&str> = shown.iter().map(|l| l.metric.as_str()).collect();
+            let from_rollups = metrics.iter().all(|m| tl.has_rollup(m, sc));
+            let lines = shown
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    let v = if from_rollups {
+                        tl.rollup_rates(&l.metric, sc, false).unwrap_or_default()
+                    } else {
+                        tl.rates(&tl.series_in(&l.metric, sc), false)
+                    };
+                    let color = if l.error {
+                        chart::ERROR
+                    } else {
+                        chart::PALETTE[i % chart::PALETTE.len()]
+                    };
+                    line(&l.label, color, v)
+                })
+                .collect();
+            let axis = if from_rollups {
+                per_scenario
+            } else {
+                per_series
+            };
+            Some(figure(
+                axis,
+                id,
+                title,
+                lines,
+                YUnit::PerSecond,
+                Fold::Mean,
+                note.clone(),
+            ))
+        }
+        DriverFigure::RatesBy {
+            id,
+            title,
+            metric,
+            tags,
+        } => {
+            let series = tl.series_in(metric, sc);
+            let tag = tags
+                .iter()
+                .find(|t| series.iter().any(|i| tl.tags(*i).get(t).is_some()))?;
+            let lines = palette_lines(tl.grouped_rates(&series, tag, false).into_iter());
+            Some(figure(
+                per_series,
+                id,
+                title,
+                lines,
+                YUnit::PerSecond,
+                Fold::Mean,
+                None,
+            ))
+        }
+        DriverFigure::GaugesBy {
+            id,
+            title,
+            metric,
+            tag,
+        } => {
+            // The scenario's own series, or run-wide ones shown with every
+            // scenario of the driver.
+            let mut series = tl.series_in(metric, sc);
+            if series.is_empty() && driver == d.name {
+                series = tl.series_of(metric, None);
+            }
+            if series.is_empty() {
+                return None;
+            }
+            let lines = tl
+                .grouped(&series, tag, Combine::SumGauge, tl.gauge())
+                .into_iter();
+            Some(figure(
+                per_series,
+                id,
+                title,
+                palette_lines(lines),
+                YUnit::Count,
+                Fold::Max,
+                None,
+            ))
+        }
+    }
 }
 
 /// The time axis of a chart: bucket starts, their width, and the note that
@@ -763,20 +801,15 @@ fn figure_html(f: &Figure, marks: &[chart::Mark]) -> Result<String, String> {
     Ok(html)
 }
 
-/// What each breakdown table lists.
-fn noun(metric: &str) -> &'static str {
-    match metric {
-        "http_req_duration" => "Requests",
-        "webhook_duration" => "Webhook deliveries",
-        "pg_query_duration" => "Queries",
-        "ws_msg_latency" => "Messages",
-        _ => "Samples",
-    }
-}
-
-fn breakdown_tables(series: &[(SeriesRecord, Slot)], sc: &str, elapsed: Duration) -> String {
+fn breakdown_tables(
+    series: &[(SeriesRecord, Slot)],
+    sc: &str,
+    elapsed: Duration,
+    drivers: &[Descriptor],
+) -> String {
     let mut html = String::new();
-    for (metric, failed, tag) in BREAKDOWNS {
+    for b in drivers.iter().flat_map(|d| &d.breakdowns) {
+        let (metric, failed, tag) = (&b.metric, &b.failed, &b.tag);
         let scoped = Tags::new([("scenario", sc)]);
         let mut names: Vec<String> = series
             .iter()
@@ -791,7 +824,7 @@ fn breakdown_tables(series: &[(SeriesRecord, Slot)], sc: &str, elapsed: Duration
         let _ = write!(
             html,
             "<h3>{} by {} <span class=\"dim\">({metric})</span></h3><table class=\"num\"><thead><tr><th>{}</th><th>count</th><th>rate/s</th><th>p50</th><th>p95</th><th>p99</th><th>max</th><th>errors</th></tr></thead><tbody>",
-            noun(metric),
+            esc(&b.label),
             esc(tag),
             esc(tag)
         );
@@ -848,44 +881,52 @@ fn breakdown_tables(series: &[(SeriesRecord, Slot)], sc: &str, elapsed: Duration
 /// Every error the run counted, by scenario and what went wrong: unexpected
 /// HTTP statuses and transport errors, failed checks, SQLSTATEs, WebSocket
 /// and webhook failures.
-fn error_breakdown(series: &[(SeriesRecord, Slot)]) -> String {
+fn error_breakdown(series: &[(SeriesRecord, Slot)], drivers: &[Descriptor]) -> String {
     // (scenario, metric, what) -> count
     let mut rows: BTreeMap<(String, String, String), u64> = BTreeMap::new();
-    let describe = |tags: &Tags, skip: &[&str]| -> String {
+    let describe = |tags: &Tags, skip: &[String], d: Option<&Descriptor>| -> String {
         tags.iter()
-            .filter(|(k, _)| *k != "scenario" && !skip.contains(k))
-            .map(
-                |(k, v)| match (k, SQLSTATES.iter().find(|(c, _)| *c == v)) {
-                    ("sqlstate", Some((_, n))) => format!("sqlstate={v} ({n})"),
-                    _ => format!("{k}={v}"),
-                },
-            )
+            .filter(|(k, _)| *k != "scenario" && !skip.iter().any(|s| s == k))
+            .map(|(k, v)| match d.and_then(|d| d.tag_name(k, v)) {
+                Some(name) => format!("{k}={v} ({name})"),
+                None => format!("{k}={v}"),
+            })
             .collect::<Vec<_>>()
             .join(" · ")
     };
+    let expected = ["expected_response".to_string()];
     for (r, slot) in series {
         let sc = r.tags.get("scenario").unwrap_or("-").to_string();
-        let (n, what) = match (r.metric.as_str(), slot) {
-            ("http_reqs", Slot::Counter(n)) if r.tags.get("expected_response") == Some("false") => {
-                let head = match r.tags.get("error") {
-                    Some(e) => e.to_string(),
-                    None => format!("status {}", r.tags.get("status").unwrap_or("?")),
-                };
-                let rest = describe(&r.tags, &["error", "status", "expected_response", "method"]);
-                (*n, format!("{head} · {rest}"))
+        let hits = match slot {
+            Slot::Counter(n) => *n,
+            Slot::Rate { hits, .. } => *hits,
+            _ => 0,
+        };
+        // A driver's own rows (e.g. HTTP responses by status), then the
+        // failed checks, then the error lines' series tag by tag.
+        let headed = drivers.iter().find_map(|d| {
+            let row = d
+                .error_rows
+                .iter()
+                .find(|row| !row.head.is_empty() && row.takes(&r.metric, &r.tags))?;
+            Some((
+                fill(&row.head, &r.tags, d)?,
+                describe(&r.tags, &row.hide, Some(d)),
+            ))
+        });
+        let line_of = |d: &&Descriptor| d.errors.iter().any(|e| e.table && e.metric == r.metric);
+        let (n, what) = match (headed, r.metric.as_str(), slot) {
+            (Some((head, rest)), ..) => (hits, format!("{head} · {rest}")),
+            (None, "checks", Slot::Rate { hits, total }) => {
+                (total.saturating_sub(*hits), describe(&r.tags, &[], None))
             }
-            ("checks", Slot::Rate { hits, total }) => {
-                (total.saturating_sub(*hits), describe(&r.tags, &[]))
+            (None, m, _) if ERRORS.iter().any(|(e, _, _)| *e == m) => {
+                (hits, describe(&r.tags, &expected, None))
             }
-            (m, slot) if ERRORS.iter().any(|(e, _, _)| *e == m) && m != "http_req_failed" => {
-                let n = match slot {
-                    Slot::Counter(n) => *n,
-                    Slot::Rate { hits, .. } => *hits,
-                    _ => 0,
-                };
-                (n, describe(&r.tags, &["expected_response"]))
-            }
-            _ => continue,
+            (None, ..) => match drivers.iter().find(line_of) {
+                Some(d) => (hits, describe(&r.tags, &expected, Some(d))),
+                None => continue,
+            },
         };
         if n > 0 {
             *rows.entry((sc, r.metric.clone(), what)).or_default() += n;
@@ -1060,6 +1101,7 @@ mod tests {
                 thresholds: Vec::<ThresholdSource>::new(),
                 merge: None,
                 folded: Vec::new(),
+                drivers: Vec::new(),
             },
             metrics,
             series: series.into_iter().map(|(r, _)| r).collect(),
