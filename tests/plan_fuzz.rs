@@ -406,6 +406,7 @@ fn mutated_fixture_plans_load_or_fail_but_never_panic_or_hang() {
                 let opts = LoadOptions {
                     env: (*env).clone(),
                     segment: Segment::default(),
+                    ..Default::default()
                 };
                 let outcome = from_bytes(&name, &input, &dir, &opts);
                 let counter = match &outcome {

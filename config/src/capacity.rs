@@ -151,6 +151,7 @@ fn parse_breaking(
         value,
         abort_on_fail: false,
         delay_abort_eval: Duration::ZERO,
+        allow_empty: false,
         span: span.clone(),
     };
     threshold::check_fits(&probe, kind, &metric)?;

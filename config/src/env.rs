@@ -5,31 +5,119 @@ use toml::Spanned;
 use toml::de::DeValue;
 use volley_protocols::ConfigError;
 
+/// Keys whose value is a number wherever they appear in a plan. A string
+/// written there with `${NAME}` (`vus = "${VUS:-5}"`) becomes the number it
+/// expands to, so every number can come from the environment like a string.
+pub const NUMBER_KEYS: &[&str] = &[
+    "vus",
+    "iterations",
+    "start_vus",
+    "target",
+    "rate",
+    "start_rate",
+    "pre_allocated_vus",
+    "max_vus",
+    "weight",
+    "pool_size",
+    "rows",
+    "min_rows",
+    "max_rows",
+    "max_redirects",
+    "room_size",
+    "messages_per_minute",
+    "forged_ratio",
+    "stale_ratio",
+    "unsigned_ratio",
+    "duplicate_ratio",
+    "out_of_order_ratio",
+    "pid",
+    "scale",
+];
+
+/// Tables whose keys are the user's own (JSON bodies, headers, tags, vars,
+/// metric names): a `rate` or `target` in them is data, not a plan number.
+const FREE_FORM: &[&str] = &[
+    "json",
+    "query",
+    "form",
+    "multipart",
+    "headers",
+    "tags",
+    "cookies",
+    "captures",
+    "params",
+    "vars",
+    "message",
+    "join",
+    "correlate",
+    "record",
+    "thresholds",
+];
+
 /// Replace `${NAME}` and `${NAME:-default}` in every string of the document.
 /// `$${` writes a literal `${`.
 pub fn substitute(
     v: &mut Spanned<DeValue<'_>>,
     env: &HashMap<String, String>,
 ) -> Result<(), ConfigError> {
+    substitute_at(v, None, env)
+}
+
+/// `key`: the table key `v` (or the array holding it) is written under.
+fn substitute_at(
+    v: &mut Spanned<DeValue<'_>>,
+    key: Option<&str>,
+    env: &HashMap<String, String>,
+) -> Result<(), ConfigError> {
     let span = v.span();
     match v.get_mut() {
         DeValue::String(s) if s.contains("${") => {
-            let out = expand(s, env).map_err(|e| ConfigError::at(span, e))?;
-            *s = out.into();
+            let out = expand(s, env).map_err(|e| ConfigError::at(span.clone(), e))?;
+            match key.filter(|k| NUMBER_KEYS.contains(k)) {
+                Some(k) => {
+                    let number = number(&out).ok_or_else(|| {
+                        ConfigError::at(
+                            span,
+                            format!(
+                                "`{k}` is a number, but {:?} gives {out:?}; set the variable to a number, e.g. 5 or 0.5",
+                                s.as_ref()
+                            ),
+                        )
+                    })?;
+                    *v.get_mut() = number;
+                }
+                None => *s = out.into(),
+            }
         }
         DeValue::Array(items) => {
             for item in items.iter_mut() {
-                substitute(item, env)?;
+                substitute_at(item, key, env)?;
             }
         }
         DeValue::Table(t) => {
-            for (_, item) in t.iter_mut() {
-                substitute(item, env)?;
+            // Inside a free-form table every key stays data, however deep.
+            let free = key.filter(|k| FREE_FORM.contains(k));
+            for (k, item) in t.iter_mut() {
+                substitute_at(item, Some(free.unwrap_or(k.get_ref().as_ref())), env)?;
             }
         }
         _ => {}
     }
     Ok(())
+}
+
+/// `text` as a TOML integer or float.
+fn number(text: &str) -> Option<DeValue<'static>> {
+    let text = text.trim();
+    if text.is_empty() || text.len() > 64 {
+        return None;
+    }
+    // A TOML value borrows its text; a plan is read once per process, so
+    // the few bytes of each substituted number are leaked rather than
+    // threading an arena through the parser.
+    let text: &'static str = Box::leak(text.to_string().into_boxed_str());
+    let v = DeValue::parse(text).ok()?.into_inner();
+    matches!(v, DeValue::Integer(_) | DeValue::Float(_)).then_some(v)
 }
 
 pub fn expand(s: &str, env: &HashMap<String, String>) -> Result<String, String> {
@@ -86,5 +174,48 @@ mod tests {
         assert_eq!(expand("$${A} $5", &env).unwrap(), "${A} $5");
         assert!(expand("${B}", &env).unwrap_err().contains("-e B="));
         assert!(expand("${A", &env).is_err());
+    }
+
+    fn substituted(text: &str, env: &HashMap<String, String>) -> Result<String, String> {
+        let root = toml::de::DeTable::parse(text).unwrap();
+        let mut v = Spanned::new(root.span(), DeValue::Table(root.into_inner()));
+        substitute(&mut v, env).map_err(|e| e.message)?;
+        let DeValue::Table(t) = v.into_inner() else {
+            unreachable!()
+        };
+        Ok(t.iter()
+            .map(|(k, v)| format!("{}={:?}", k.get_ref(), v.get_ref().type_str()))
+            .collect::<Vec<_>>()
+            .join(","))
+    }
+
+    #[test]
+    fn keys_of_bodies_tags_and_thresholds_stay_strings() {
+        let env = HashMap::from([("N".to_string(), "x".to_string())]);
+        let text = "json = { rate = \"${N}\", a = [{ target = \"${N}\", b = { vus = \"${N}\" } }] }\ntags = { vus = \"${N}\" }\n[thresholds]\ntarget = [\"value<${N}\"]\n[x]\nqueries = [{ vars = { weight = \"${N}\" } }]";
+        assert!(
+            substituted(text, &env).is_ok(),
+            "{:?}",
+            substituted(text, &env)
+        );
+    }
+
+    #[test]
+    fn numbers_come_from_variables_on_number_keys_only() {
+        let env = HashMap::from([("N".to_string(), "7".to_string())]);
+        assert_eq!(
+            substituted(
+                "vus = \"${N}\"\nrate = \"${R:-2.5}\"\nname = \"${N}\"",
+                &env
+            )
+            .unwrap(),
+            "vus=\"integer\",rate=\"float\",name=\"string\""
+        );
+        let bad = HashMap::from([("N".to_string(), "many".to_string())]);
+        let e = substituted("vus = \"${N}\"", &bad).unwrap_err();
+        assert!(
+            e.contains("`vus` is a number") && e.contains("\"many\""),
+            "{e}"
+        );
     }
 }

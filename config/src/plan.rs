@@ -18,6 +18,7 @@ use volley_model::metrics::MetricTable;
 use volley_model::schedule::Executor;
 use volley_model::segment::Segment;
 use volley_model::threshold::{self, ThresholdSet};
+use volley_model::trend_stats::TrendStat;
 use volley_protocols::data::{Feeder, Pick};
 use volley_protocols::driver::DeclaredMetric;
 use volley_protocols::duration::{Dur, DurRange};
@@ -153,6 +154,9 @@ pub struct Plan {
     /// What `[setup]` captures, read by every template as `setup.NAME`;
     /// the run sets the values once setup has run.
     pub setup_vars: SetupVars,
+    /// `[options] summary_trend_stats`: the trend statistics the summary
+    /// shows; None: the default.
+    pub summary_trend_stats: Option<Vec<TrendStat>>,
 }
 
 impl Plan {
@@ -189,10 +193,20 @@ struct Top {
     defaults: Defaults,
     #[serde(default)]
     data: BTreeMap<String, DataSpec>,
+    #[serde(default)]
+    options: Options,
+}
+
+/// `[options]`: how the run is reported.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    summary_trend_stats: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 pub const TOP_KEYS: &[&str] = &[
     "defaults",
+    "options",
     "data",
     "scenarios",
     "thresholds",
@@ -202,9 +216,15 @@ pub const TOP_KEYS: &[&str] = &[
     "teardown",
 ];
 
+#[derive(Default)]
 pub struct LoadOptions {
     pub env: HashMap<String, String>,
     pub segment: Segment,
+    /// `--vus/--duration/--iterations/--stage`: every scenario runs this
+    /// schedule instead of its own, from the start of the run.
+    pub shape: Option<Executor>,
+    /// `--threshold 'METRIC{tags}=EXPR'`: added to the plan's thresholds.
+    pub thresholds: Vec<String>,
 }
 
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Plan, PlanError> {
@@ -282,7 +302,7 @@ fn parse(
             return Err(ConfigError::at(
                 k.span(),
                 format!(
-                    "unknown section `{}`; a plan has [defaults], [data.NAME], [setup], [scenarios.NAME], [teardown], [metrics.NAME], [monitors.NAME] and [thresholds]",
+                    "unknown section `{}`; a plan has [defaults], [options], [data.NAME], [setup], [scenarios.NAME], [teardown], [metrics.NAME], [monitors.NAME] and [thresholds]",
                     k.get_ref()
                 ),
             ));
@@ -391,6 +411,27 @@ fn parse(
 
     let machine = machine::Machine::detect();
     let mut scenarios = Vec::new();
+    let mut scenario_tags = Vec::new();
+    let trend_stats = match &top.options.summary_trend_stats {
+        None => None,
+        Some(list) => {
+            if list.get_ref().is_empty() {
+                return Err(ConfigError::at(
+                    list.span(),
+                    "summary_trend_stats is empty: list some of avg, min, med, max, count, p(N), or leave it out",
+                ));
+            }
+            let mut out = Vec::new();
+            for s in list.get_ref() {
+                out.push(
+                    TrendStat::parse(s.get_ref()).map_err(|e| {
+                        ConfigError::at(s.span(), format!("summary_trend_stats: {e}"))
+                    })?,
+                );
+            }
+            Some(out)
+        }
+    };
     for (name, value) in scen_table {
         let name_text = name.get_ref().to_string();
         let span = value.span();
@@ -424,8 +465,18 @@ fn parse(
                 ));
             }
         }
-        let common: Common = de(span.clone(), common_t)?;
-        let exec = executor::executor(&common, name.span())?;
+        let mut common: Common = de(span.clone(), common_t)?;
+        let exec = match &opts.shape {
+            // The command line's schedule replaces the plan's, from the
+            // start of the run; capacity questions belong to the plan's stages.
+            Some(shape) => {
+                common.start_time = None;
+                common.breaking_point = None;
+                common.recovery = None;
+                shape.clone()
+            }
+            None => executor::executor(&common, name.span())?,
+        };
         let driver_name = common.driver.as_ref().ok_or_else(|| {
             ConfigError::at(
                 name.span(),
@@ -501,6 +552,7 @@ fn parse(
             &registry,
         )
         .map_err(|e| e.or_at(name.span()))?;
+        scenario_tags.push(common.tags.clone());
         scenarios.push(Scenario {
             capacity,
             name: name_text,
@@ -563,40 +615,27 @@ fn parse(
         }
         let key = Spanned::new(key.span(), key.get_ref().to_string());
         let set = threshold::parse_set(key.get_ref(), key.span(), &list)?;
-        let Some(id) = registry.metric_id(&set.metric) else {
-            let mut names: Vec<String> = registry
-                .metrics()
-                .iter()
-                .map(|m| m.name.to_string())
-                .collect();
-            names.sort();
-            return Err(ConfigError::at(
-                key.span(),
-                format!(
-                    "no metric named {:?} in this plan; its metrics are {}",
-                    set.metric,
-                    names.join(", ")
-                ),
-            ));
-        };
-        let def = registry.metrics()[id as usize].clone();
-        for t in &set.items {
-            threshold::check_fits(t, def.kind, &set.metric)?;
-            threshold::check_unit(t, def.unit, &set.metric)?;
-            if t.abort_on_fail
-                && volley_model::metrics::POST_RUN_METRICS.contains(&set.metric.as_str())
-            {
-                return Err(ConfigError::at(
-                    t.span.clone(),
-                    format!(
-                        "{} is known once the run is over; abort_on_fail does not apply to it (to stop at the breaking point, write abort = true in breaking_point)",
-                        set.metric
-                    ),
-                ));
-            }
-        }
+        check_threshold(&set, &registry, &scenarios, &scenario_tags)?;
         thresholds.push(set);
     }
+    for raw in &opts.thresholds {
+        let set = command_line_threshold(raw)
+            .and_then(|set| {
+                check_threshold(&set, &registry, &scenarios, &scenario_tags)?;
+                Ok(set)
+            })
+            .map_err(|e| {
+                ConfigError::new(format!(
+                    "--threshold {raw:?}: {}; write METRIC=EXPRESSION, e.g. --threshold 'http_req_duration=p(95)<3000'",
+                    e.message
+                ))
+            })?;
+        match thresholds.iter_mut().find(|t| t.key == set.key) {
+            Some(t) => t.items.extend(set.items),
+            None => thresholds.push(set),
+        }
+    }
+
     // Thresholds the plan's drivers set themselves (e.g. no forged webhook
     // accepted), unless the plan sets its own on the metric.
     for sc in &scenarios {
@@ -625,6 +664,7 @@ fn parse(
         setup,
         teardown,
         setup_vars,
+        summary_trend_stats: trend_stats,
     })
 }
 
@@ -676,6 +716,119 @@ fn phase(
         driver: Arc::new(driver),
         max_duration,
     })
+}
+
+/// A threshold's metric exists and takes its aggregations, and each value
+/// of its tag filter can occur (a filter no sample matches would judge
+/// nothing).
+fn check_threshold(
+    set: &ThresholdSet,
+    registry: &Registry,
+    scenarios: &[Scenario],
+    scenario_tags: &[BTreeMap<String, String>],
+) -> Result<(), ConfigError> {
+    let Some(id) = registry.metric_id(&set.metric) else {
+        let mut names: Vec<String> = registry
+            .metrics()
+            .iter()
+            .map(|m| m.name.to_string())
+            .collect();
+        names.sort();
+        return Err(ConfigError::at(
+            set.span.clone(),
+            format!(
+                "no metric named {:?} in this plan; its metrics are {}",
+                set.metric,
+                names.join(", ")
+            ),
+        ));
+    };
+    let def = registry.metrics()[id as usize].clone();
+    for t in &set.items {
+        threshold::check_fits(t, def.kind, &set.metric)?;
+        threshold::check_unit(t, def.unit, &set.metric)?;
+        if t.abort_on_fail && volley_model::metrics::POST_RUN_METRICS.contains(&set.metric.as_str())
+        {
+            return Err(ConfigError::at(
+                t.span.clone(),
+                format!(
+                    "{} is known once the run is over; abort_on_fail does not apply to it (to stop at the breaking point, write abort = true in breaking_point)",
+                    set.metric
+                ),
+            ));
+        }
+    }
+    for (key, value) in set.filter.iter() {
+        let Some(known) = tag_values(key, scenarios, scenario_tags) else {
+            continue;
+        };
+        if known.iter().any(|k| k == value) {
+            continue;
+        }
+        let what = match key {
+            "scenario" => "scenario",
+            "group" => "group",
+            "event" => "event",
+            _ => "request, query or event",
+        };
+        let near = known
+            .iter()
+            .map(|k| (strsim::levenshtein(k, value), k))
+            .filter(|(d, k)| *d <= 2.max(k.chars().count() / 3))
+            .min_by_key(|(d, _)| *d)
+            .map(|(_, k)| format!("; did you mean `{k}`?"))
+            .unwrap_or_default();
+        let list = if known.is_empty() {
+            format!("nothing in this plan sets the tag {key}")
+        } else {
+            let mut names: Vec<&str> = known.iter().map(String::as_str).collect();
+            names.sort();
+            names.dedup();
+            format!(
+                "the {key} values this plan can record are {}",
+                names.join(", ")
+            )
+        };
+        return Err(ConfigError::at(
+            set.span.clone(),
+            format!(
+                "{}: no {what} is tagged {key}:{value}, so this threshold would judge nothing{near} ({list})",
+                set.key
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Every value the plan's samples can carry for tag `key`, for the tags a
+/// threshold filter names things by; None when it cannot tell.
+fn tag_values(
+    key: &str,
+    scenarios: &[Scenario],
+    scenario_tags: &[BTreeMap<String, String>],
+) -> Option<Vec<String>> {
+    if !["scenario", "name", "group", "event"].contains(&key) {
+        return None;
+    }
+    let mut out = Vec::new();
+    for (s, tags) in scenarios.iter().zip(scenario_tags) {
+        out.extend(tags.get(key).cloned());
+        match key {
+            "scenario" => out.push(s.name.clone()),
+            _ => out.extend(s.driver.tag_values(key)?),
+        }
+    }
+    Some(out)
+}
+
+/// `--threshold 'METRIC{tags}=EXPRESSION'`.
+fn command_line_threshold(raw: &str) -> Result<ThresholdSet, ConfigError> {
+    let (key, expr) = raw
+        .split_once('=')
+        .filter(|(k, e)| !k.trim().is_empty() && !e.trim().is_empty())
+        .ok_or_else(|| ConfigError::new("no metric and expression"))?;
+    let list = [(serde_json::Value::from(expr.trim()), 0..0)];
+    threshold::parse_set(key.trim(), 0..0, &list).map_err(|e| ConfigError::new(e.message))
 }
 
 #[derive(Deserialize)]
@@ -785,6 +938,7 @@ mod tests {
         let opts = LoadOptions {
             env: HashMap::new(),
             segment: Segment::default(),
+            ..Default::default()
         };
         match from_bytes("plan.toml", text.as_ref(), Path::new("."), &opts) {
             Ok(_) => panic!("accepted: {}", String::from_utf8_lossy(text.as_ref())),
@@ -796,6 +950,7 @@ mod tests {
         let opts = LoadOptions {
             env: HashMap::new(),
             segment: Segment::default(),
+            ..Default::default()
         };
         from_bytes("plan.toml", text.as_bytes(), Path::new("."), &opts)
             .unwrap_or_else(|e| panic!("refused: {e}"))

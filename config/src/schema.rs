@@ -795,6 +795,10 @@ fn thresholds() -> Value {
                     ("abort_on_fail", flag("Stop the run as soon as it fails.")),
                     ("delay_abort_eval", dur("Judge for aborting only after this long.")),
                     ("after", dur("Slopes: fit only the values from then on.")),
+                    (
+                        "allow_empty",
+                        flag("A rate or trend with no sample at the end passes instead of failing as \"no data\"."),
+                    ),
                 ],
                 &["threshold"],
             ),
@@ -805,6 +809,21 @@ fn thresholds() -> Value {
         "description": "metric or \"metric{tag:value}\" = [expressions]: a failed one makes the run exit 99.",
         "additionalProperties": { "type": "array", "items": item },
     })
+}
+
+fn options() -> Value {
+    table(
+        "How the run is reported.",
+        &[(
+            "summary_trend_stats",
+            json!({
+                "type": "array",
+                "items": { "type": "string", "pattern": r"^(avg|min|med|max|count|p\([0-9]+(\.[0-9]+)?\))$" },
+                "description": "The trend statistics the summary and report show, in order: avg, min, med, max, count, p(N).",
+            }),
+        )],
+        &[],
+    )
 }
 
 fn metrics() -> Value {
@@ -855,6 +874,7 @@ pub fn plan_schema() -> Value {
         "type": "object",
         "properties": {
             "defaults": defaults(),
+            "options": options(),
             "data": data(),
             "scenarios": {
                 "type": "object",

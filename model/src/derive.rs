@@ -5,6 +5,7 @@ use crate::judge;
 use crate::stats::Stats;
 use crate::summary::{MetricSummary, SeriesRecord, ThresholdResult};
 use crate::threshold::{Agg, ThresholdSet};
+use crate::trend_stats::TrendStat;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use volley_protocols::metrics::{MetricKind, Slot, Tags};
@@ -45,13 +46,26 @@ pub fn values_of(s: &Stats) -> BTreeMap<String, f64> {
     v
 }
 
+/// [`values_of`], with a trend's `summary_trend_stats` added beside the
+/// statistics it always carries.
+pub fn values_with(s: &Stats, trend_stats: &[TrendStat]) -> BTreeMap<String, f64> {
+    let mut v = values_of(s);
+    if s.kind == MetricKind::Trend && s.never_recovered == 0 {
+        for t in trend_stats {
+            v.entry(t.key()).or_insert_with(|| t.of(s));
+        }
+    }
+    v
+}
+
 /// Compute the k6 view and threshold verdicts from raw series.
 pub fn derive(
     series: &[(SeriesRecord, Slot)],
     thresholds: &[ThresholdSet],
     elapsed: Duration,
+    trend_stats: &[TrendStat],
 ) -> (BTreeMap<String, MetricSummary>, bool) {
-    derive_with(series, thresholds, elapsed, &|_, _| None)
+    derive_with(series, thresholds, elapsed, trend_stats, &|_, _| None)
 }
 
 /// [`derive`], with the run's gauge slopes at hand so `slope` thresholds can
@@ -61,6 +75,7 @@ pub fn derive_with(
     series: &[(SeriesRecord, Slot)],
     thresholds: &[ThresholdSet],
     elapsed: Duration,
+    trend_stats: &[TrendStat],
     slope: &dyn Fn(&ThresholdSet, Duration) -> Option<f64>,
 ) -> (BTreeMap<String, MetricSummary>, bool) {
     let mut metrics = BTreeMap::new();
@@ -74,7 +89,7 @@ pub fn derive_with(
                 MetricSummary {
                     kind: total.kind,
                     contains: total.unit,
-                    values: values_of(&total.stats(elapsed)),
+                    values: values_with(&total.stats(elapsed), trend_stats),
                     thresholds: BTreeMap::new(),
                 },
             );
@@ -93,18 +108,22 @@ pub fn derive_with(
             .or_insert_with(|| MetricSummary {
                 kind: stats.kind,
                 contains: stats.unit,
-                values: values_of(&stats),
+                values: values_with(&stats, trend_stats),
                 thresholds: BTreeMap::new(),
             });
         for t in &set.items {
             let (ok, value) = t.eval(&stats);
-            all_ok &= ok.unwrap_or(true);
+            // A rate or trend with no sample to judge fails, unless the
+            // threshold allows it: a filter that matched nothing must not pass.
+            let judged = matches!(stats.kind, MetricKind::Rate | MetricKind::Trend);
+            let ok = ok.unwrap_or(t.allow_empty || !judged);
+            all_ok &= ok;
             entry.thresholds.insert(
                 t.source.clone(),
                 ThresholdResult {
-                    ok: ok.unwrap_or(true),
+                    ok,
                     value,
-                    no_data: ok.is_none(),
+                    no_data: value.is_none(),
                 },
             );
         }

@@ -20,4 +20,5 @@ pub mod slope;
 pub mod stats;
 pub mod summary;
 pub mod threshold;
+pub mod trend_stats;
 pub mod units;

@@ -42,6 +42,10 @@ pub struct RunInfo {
     /// `--max-series` series.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub folded: Vec<volley_protocols::metrics::Folded>,
+    /// `summary_trend_stats`: the trend statistics the summary shows, in
+    /// order; empty: the default (see `trend_stats::DEFAULT`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub summary_trend_stats: Vec<String>,
     /// What the plan's drivers show of themselves, so that the summary
     /// renders alone (summaries from before it render with this build's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -52,6 +56,9 @@ pub struct RunInfo {
 pub struct ThresholdSource {
     pub key: String,
     pub expressions: Vec<String>,
+    /// The expressions written with `allow_empty = true`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_empty: Vec<String>,
 }
 
 /// How a merged summary's per-second percentiles were combined.

@@ -58,6 +58,8 @@ pub struct Threshold {
     pub value: f64,
     pub abort_on_fail: bool,
     pub delay_abort_eval: Duration,
+    /// A rate or trend with no sample at the end passes instead of failing.
+    pub allow_empty: bool,
     pub span: Range<usize>,
 }
 
@@ -200,15 +202,21 @@ pub fn parse_set(
     let mut out = Vec::new();
     for (item, span) in items {
         let err = |m: String| ConfigError::at(span.clone(), m);
-        let (text, abort, delay, after) = match item {
-            Value::String(s) => (s.clone(), false, Duration::ZERO, None),
+        let (text, abort, delay, after, allow_empty) = match item {
+            Value::String(s) => (s.clone(), false, Duration::ZERO, None, false),
             Value::Object(m) => {
                 for k in m.keys() {
-                    if !["threshold", "abort_on_fail", "delay_abort_eval", "after"]
-                        .contains(&k.as_str())
+                    if ![
+                        "threshold",
+                        "abort_on_fail",
+                        "delay_abort_eval",
+                        "after",
+                        "allow_empty",
+                    ]
+                    .contains(&k.as_str())
                     {
                         return Err(err(format!(
-                            "unknown key {k:?} in a threshold; use threshold, abort_on_fail, delay_abort_eval, after"
+                            "unknown key {k:?} in a threshold; use threshold, abort_on_fail, delay_abort_eval, after, allow_empty"
                         )));
                     }
                 }
@@ -232,7 +240,12 @@ pub fn parse_set(
                     Some(Value::String(s)) => Some(parse_duration(s).map_err(err)?),
                     Some(_) => return Err(err("after is a duration such as \"5m\"".into())),
                 };
-                (text.to_string(), abort, delay, after)
+                let allow_empty = match m.get("allow_empty") {
+                    None => false,
+                    Some(Value::Bool(b)) => *b,
+                    Some(_) => return Err(err("allow_empty must be true or false".into())),
+                };
+                (text.to_string(), abort, delay, after, allow_empty)
             }
             _ => return Err(err("a threshold is a string such as \"p(95)<200\"".into())),
         };
@@ -259,6 +272,7 @@ pub fn parse_set(
             value,
             abort_on_fail: abort,
             delay_abort_eval: delay,
+            allow_empty,
             span: span.clone(),
         });
     }
@@ -325,6 +339,8 @@ impl Agg {
                 .find(|(a, _)| *a == after)
                 .and_then(|(_, slope)| *slope),
             (Agg::Count, _) => Some(s.count as f64),
+            // A rate of no observations is no data, not 0%.
+            (Agg::Rate, MetricKind::Rate) if s.total == 0 => None,
             (Agg::Rate, _) => Some(s.rate),
             (Agg::Value, _) => Some(s.value),
             (Agg::Min, MetricKind::Gauge) => Some(s.min),
@@ -509,6 +525,7 @@ mod tests {
             value: 30_000.0,
             abort_on_fail: false,
             delay_abort_eval: Duration::ZERO,
+            allow_empty: false,
             span: 0..0,
         }
         .eval(&t);

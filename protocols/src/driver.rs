@@ -194,6 +194,15 @@ pub trait Driver: Send + Sync + Sized + 'static {
         async {}
     }
 
+    /// Every value this scenario's samples can carry for tag `key` (of the
+    /// names a threshold filter may use: `name`, `group`, `event`), so a
+    /// filter no sample can match is refused before the run. None: it cannot
+    /// tell (a templated tag, a name only known while running).
+    fn tag_values(&self, key: &str) -> Option<Vec<String>> {
+        let _ = key;
+        None
+    }
+
     /// Checks that need the target (e.g. PREPARE every statement), run once
     /// before any load. An error here stops the run with exit code 2.
     fn prepare(self: &Arc<Self>) -> impl Future<Output = Result<(), String>> + Send {

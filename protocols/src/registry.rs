@@ -118,6 +118,13 @@ macro_rules! drivers {
                     }
                 }
 
+                /// See [`Driver::tag_values`].
+                pub fn tag_values(&self, key: &str) -> Option<Vec<String>> {
+                    match self {
+                        $(AnyDriver::$variant(d) => d.tag_values(key),)*
+                    }
+                }
+
                 pub async fn prepare(&self) -> Result<(), String> {
                     match self {
                         $(AnyDriver::$variant(d) => d.prepare().await,)*

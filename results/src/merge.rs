@@ -157,8 +157,12 @@ pub fn thresholds_of(info: &RunInfo) -> Result<Vec<ThresholdSet>, String> {
                 .iter()
                 .map(|e| (serde_json::Value::from(e.as_str()), 0..0))
                 .collect();
-            threshold::parse_set(&t.key, 0..0, &items)
-                .map_err(|e| format!("threshold {:?}: {}", t.key, e.message))
+            let mut set = threshold::parse_set(&t.key, 0..0, &items)
+                .map_err(|e| format!("threshold {:?}: {}", t.key, e.message))?;
+            for item in &mut set.items {
+                item.allow_empty = t.allow_empty.contains(&item.source);
+            }
+            Ok(set)
         })
         .collect()
 }
@@ -334,7 +338,8 @@ pub fn merge(parts: &[Part], opts: &Options) -> Result<Merged, String> {
             Some((r, a.slot))
         })
         .collect();
-    let (metrics, thresholds_ok) = derive(&series, &thresholds, elapsed);
+    let trend_stats = volley_model::trend_stats::of_names(&first.summary_trend_stats);
+    let (metrics, thresholds_ok) = derive(&series, &thresholds, elapsed, &trend_stats);
 
     let mut by_start: Vec<&Part> = parts.iter().collect();
     by_start.sort_by_key(|p| p.summary.volley.started_unix_ms);
@@ -364,6 +369,7 @@ pub fn merge(parts: &[Part], opts: &Options) -> Result<Merged, String> {
         aborted: (!aborted.is_empty()).then(|| aborted.join("; ")),
         scenarios: first.scenarios.clone(),
         thresholds: first.thresholds.clone(),
+        summary_trend_stats: first.summary_trend_stats.clone(),
         folded: folded_of(parts),
         drivers: drivers_of(parts),
         merge: Some(MergeInfo {

@@ -3,9 +3,10 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
-use volley_model::derive::values_of;
+use volley_model::derive::values_with;
 use volley_model::judge::merged;
 use volley_model::summary::{MetricSummary, SeriesRecord, Summary, ThresholdResult};
+use volley_model::trend_stats::{self, TrendStat};
 use volley_model::units::{bytes, value};
 use volley_protocols::descriptor::{Descriptor, fill};
 use volley_protocols::duration::format_duration;
@@ -18,8 +19,14 @@ fn dots(name: &str, width: usize) -> String {
     s
 }
 
-/// One metric's values on a line, as the terminal summary shows them.
-pub fn stat_line(kind: MetricKind, unit: Unit, v: &BTreeMap<String, f64>) -> String {
+/// One metric's values on a line, as the terminal summary shows them; a
+/// trend's `stats` (its `summary_trend_stats`) in their order.
+pub fn stat_line(
+    kind: MetricKind,
+    unit: Unit,
+    v: &BTreeMap<String, f64>,
+    stats: &[TrendStat],
+) -> String {
     let g = |k: &str| v.get(k).copied().unwrap_or(0.0);
     match kind {
         MetricKind::Counter => match unit {
@@ -45,16 +52,20 @@ pub fn stat_line(kind: MetricKind, unit: Unit, v: &BTreeMap<String, f64>) -> Str
             value(unit, g("max")),
             g("never_recovered")
         ),
-        MetricKind::Trend => format!(
-            "avg={:<9} min={:<9} med={:<9} max={:<9} p(90)={:<9} p(95)={:<9} p(99)={}",
-            value(unit, g("avg")),
-            value(unit, g("min")),
-            value(unit, g("med")),
-            value(unit, g("max")),
-            value(unit, g("p(90)")),
-            value(unit, g("p(95)")),
-            value(unit, g("p(99)"))
-        ),
+        MetricKind::Trend => {
+            let cells: Vec<String> = stats
+                .iter()
+                .map(|t| {
+                    let k = t.key();
+                    let shown = match t {
+                        TrendStat::Count => value(Unit::Default, g(&k)),
+                        _ => value(unit, g(&k)),
+                    };
+                    format!("{k}={shown:<9}")
+                })
+                .collect();
+            cells.join(" ").trim_end().to_string()
+        }
     }
 }
 
@@ -111,6 +122,8 @@ pub fn render_text(s: &Summary, series: &[(SeriesRecord, Slot)]) -> String {
     let drivers = s.drivers();
     let info = &s.volley;
     let elapsed = volley_protocols::duration::secs(info.duration_s);
+    let stats = trend_stats::of_names(&info.summary_trend_stats);
+    let columns = trend_stats::breakdown_columns(&info.summary_trend_stats);
     let _ = writeln!(out);
     let _ = writeln!(
         out,
@@ -173,7 +186,7 @@ pub fn render_text(s: &Summary, series: &[(SeriesRecord, Slot)]) -> String {
             out,
             "    {} {}",
             dots(name, width),
-            stat_line(m.kind, m.contains, &m.values)
+            stat_line(m.kind, m.contains, &m.values, &stats)
         );
         let subtotals = drivers.iter().flat_map(|d| &d.subtotals);
         for sub in subtotals.filter(|sub| sub.metric == *name) {
@@ -183,7 +196,12 @@ pub fn render_text(s: &Summary, series: &[(SeriesRecord, Slot)]) -> String {
                     out,
                     "    {} {}",
                     dots(&format!("  {{ {}:{} }}", sub.tag, sub.value), width),
-                    stat_line(t.kind, t.unit, &values_of(&t.stats(elapsed)))
+                    stat_line(
+                        t.kind,
+                        t.unit,
+                        &values_with(&t.stats(elapsed), &stats),
+                        &stats
+                    )
                 );
             }
         }
@@ -191,7 +209,7 @@ pub fn render_text(s: &Summary, series: &[(SeriesRecord, Slot)]) -> String {
 
     for b in drivers.iter().flat_map(|d| &d.breakdowns) {
         let (metric, tag) = (&b.metric, &b.tag);
-        let table = breakdown(series, metric, &b.failed, tag, elapsed);
+        let table = breakdown(series, metric, &b.failed, tag, elapsed, &columns);
         if table.is_empty() {
             continue;
         }
@@ -206,10 +224,14 @@ pub fn render_text(s: &Summary, series: &[(SeriesRecord, Slot)]) -> String {
             .max()
             .unwrap_or(0)
             .clamp(32, 64);
+        let stats: String = columns
+            .iter()
+            .map(|c| format!(" {:>9}", c.heading()))
+            .collect();
         let _ = writeln!(
             out,
-            "    {:<width$} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
-            "scenario / name", "count", "rate/s", "p50", "p95", "p99", "max", "failed"
+            "    {:<width$} {:>8} {:>9}{stats} {:>8}",
+            "scenario / name", "count", "rate/s", "failed"
         );
         for (label, row) in table {
             let label: String = label.chars().take(width).collect();
@@ -255,6 +277,7 @@ fn breakdown(
     failed: &str,
     tag: &str,
     elapsed: Duration,
+    columns: &[TrendStat],
 ) -> Vec<(String, String)> {
     let mut groups: BTreeMap<(String, String), ()> = BTreeMap::new();
     for (r, _) in series.iter().filter(|(r, _)| r.metric == metric) {
@@ -283,13 +306,13 @@ fn breakdown(
         rows.push((
             label,
             format!(
-                "{:>8} {:>9.2} {:>9} {:>9} {:>9} {:>9} {:>8}",
+                "{:>8} {:>9.2}{} {:>8}",
                 st.count,
                 st.rate,
-                value(unit, st.quantile(50.0)),
-                value(unit, st.quantile(95.0)),
-                value(unit, st.quantile(99.0)),
-                value(unit, st.max),
+                columns
+                    .iter()
+                    .map(|c| format!(" {:>9}", value(unit, c.of(&st))))
+                    .collect::<String>(),
                 fail
             ),
         ));

@@ -182,15 +182,24 @@ pub async fn execute(
     };
     let records = records::interval_records(&result.agg);
     let (mut answers, answer_series) = capacity.finish(&result.agg);
+    let trend_stats = plan
+        .summary_trend_stats
+        .as_deref()
+        .unwrap_or(volley_model::trend_stats::DEFAULT);
     series.extend(answer_series);
     answers.monitors = crate::monitor::reports(&plan.monitors, &result.agg, &series);
-    let (metrics, thresholds_ok) =
-        volley_model::derive::derive_with(&series, judged, result.elapsed, &|set, after| {
+    let (metrics, thresholds_ok) = volley_model::derive::derive_with(
+        &series,
+        judged,
+        result.elapsed,
+        trend_stats,
+        &|set, after| {
             result
                 .agg
                 .tracked(&set.metric, &set.filter, after.as_secs_f64())
                 .and_then(|t| t.slope_per_hour())
-        });
+        },
+    );
     let started_ms = result
         .started
         .duration_since(UNIX_EPOCH)
@@ -224,10 +233,22 @@ pub async fn execute(
             .map(|t| ThresholdSource {
                 key: t.key.clone(),
                 expressions: t.items.iter().map(|i| i.source.clone()).collect(),
+                allow_empty: t
+                    .items
+                    .iter()
+                    .filter(|i| i.allow_empty)
+                    .map(|i| i.source.clone())
+                    .collect(),
             })
             .collect(),
         merge: None,
         folded: registry.folded(),
+        summary_trend_stats: plan
+            .summary_trend_stats
+            .iter()
+            .flatten()
+            .map(|t| t.key())
+            .collect(),
         drivers: {
             let mut drivers: Vec<volley_protocols::descriptor::Descriptor> = Vec::new();
             for sc in &plan.scenarios {

@@ -3,6 +3,7 @@
 
 mod kube;
 mod plans;
+mod quick;
 mod results;
 mod seed;
 mod target;
@@ -10,6 +11,7 @@ mod webhook;
 
 use kube::*;
 use plans::*;
+use quick::*;
 use results::*;
 use seed::*;
 use target::*;
@@ -27,6 +29,7 @@ use std::time::{Duration, SystemTime};
 use volley_config::plan;
 use volley_model::segment::Segment;
 use volley_model::summary::Summary;
+use volley_model::trend_stats::TrendStat;
 use volley_protocols::duration::DurRange;
 use volley_results::text as summary;
 use volley_results::{compare, junit, merge, report};
@@ -57,7 +60,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run a plan. Exit 0: thresholds passed; 99: a threshold failed; 2: bad plan; 1: runtime failure.
+    /// Run a plan, or one URL without a plan (volley run URL -c 50 -z 30s).
+    /// Exit 0: thresholds passed; 99: a threshold failed; 2: bad plan or flags; 1: runtime failure.
     Run(RunArgs),
     /// Check a plan and print its shape without sending anything.
     Validate(ValidateArgs),
@@ -196,15 +200,53 @@ fn parse_workers(s: &str) -> Result<usize, String> {
 }
 
 fn load_plan(a: &PlanArgs, extra_env: &[(String, String)]) -> Result<plan::Plan, Failure> {
-    let mut env = env_map(&a.env)?;
-    for (k, v) in extra_env {
-        env.insert(k.clone(), v.clone());
-    }
-    let segment = match &a.segment {
-        Some(s) => Segment::parse(s).map_err(|e| usage(anyhow!(e)))?,
-        None => Segment::default(),
+    let opts = LoadOpts {
+        env: &a.env,
+        segment: a.segment.as_deref(),
+        extra_env,
+        shape: None,
+        thresholds: &[],
     };
-    plan::load(&a.plan, &plan::LoadOptions { env, segment }).map_err(usage)
+    load_plan_with(&a.plan, &opts)
+}
+
+/// What a plan is loaded with, from the command line.
+struct LoadOpts<'a> {
+    env: &'a [String],
+    segment: Option<&'a str>,
+    extra_env: &'a [(String, String)],
+    shape: Option<volley_model::schedule::Executor>,
+    thresholds: &'a [String],
+}
+
+impl LoadOpts<'_> {
+    fn options(&self) -> Result<plan::LoadOptions, Failure> {
+        let mut env = env_map(self.env)?;
+        for (k, v) in self.extra_env {
+            env.insert(k.clone(), v.clone());
+        }
+        let segment = match self.segment {
+            Some(s) => Segment::parse(s).map_err(|e| usage(anyhow!(e)))?,
+            None => Segment::default(),
+        };
+        Ok(plan::LoadOptions {
+            env,
+            segment,
+            shape: self.shape.clone(),
+            thresholds: self.thresholds.to_vec(),
+        })
+    }
+}
+
+fn load_plan_with(path: &Path, o: &LoadOpts<'_>) -> Result<plan::Plan, Failure> {
+    plan::load(path, &o.options()?).map_err(usage)
+}
+
+/// A plan from text built here (a quick run's), named `name` in messages.
+fn load_text(name: &str, text: &str, o: &LoadOpts<'_>) -> Result<plan::Plan, Failure> {
+    // Positions in text the user never wrote would not help: the message alone.
+    plan::from_bytes(name, text.as_bytes(), Path::new("."), &o.options()?)
+        .map_err(|e| usage(anyhow!("{name}: {}", e.message)))
 }
 
 fn main_runtime() -> Result<tokio::runtime::Runtime, Failure> {

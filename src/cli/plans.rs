@@ -22,8 +22,26 @@ pub(super) struct ArtifactArgs {
 
 #[derive(Args)]
 pub(super) struct RunArgs {
+    /// The plan file (TOML), or a URL to run without a plan.
+    #[arg(value_name = "PLAN|URL")]
+    pub(super) target: Option<String>,
+    /// Set a variable for ${NAME} in the plan (repeatable).
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub(super) env: Vec<String>,
+    /// Run the I-th of N interleaved shares of the plan (distributed runs).
+    #[arg(long, value_name = "I/N")]
+    pub(super) segment: Option<String>,
     #[command(flatten)]
-    pub(super) plan: PlanArgs,
+    pub(super) quick: QuickArgs,
+    #[command(flatten)]
+    pub(super) shape: ShapeArgs,
+    /// Add a threshold, METRIC{tags}=EXPRESSION (repeatable), e.g.
+    /// 'http_req_duration=p(95)<3000'.
+    #[arg(long = "threshold", value_name = "METRIC=EXPR")]
+    pub(super) thresholds: Vec<String>,
+    /// The trend statistics the summary and report show, e.g. avg,p(50),p(75),p(99.9).
+    #[arg(long, value_name = "LIST", value_parser = parse_trend_stats)]
+    pub(super) summary_trend_stats: Option<String>,
     #[command(flatten)]
     pub(super) artifacts: ArtifactArgs,
     /// No live progress line.
@@ -64,8 +82,38 @@ pub(super) struct ValidateArgs {
     pub(super) plan: PlanArgs,
 }
 
+/// Checked as clap reads it; kept as text (clap reads `Option<Vec<_>>` as a list of flags).
+fn parse_trend_stats(s: &str) -> Result<String, String> {
+    TrendStat::parse_list(s).map(|_| s.to_string())
+}
+
 pub(super) fn cmd_run(a: RunArgs) -> Result<u8, Failure> {
-    let plan = load_plan(&a.plan, &[])?;
+    let url = quick_url(a.target.as_deref(), &a.quick)?;
+    let shape = a.shape.executor(url.is_some())?;
+    let opts = LoadOpts {
+        env: &a.env,
+        segment: a.segment.as_deref(),
+        extra_env: &[],
+        shape,
+        thresholds: &a.thresholds,
+    };
+    let mut plan = match (&url, &a.target) {
+        (Some(url), _) => {
+            let text = quick_plan(url, &a.quick)?;
+            load_text(url, &text, &opts)?
+        }
+        (None, Some(path)) => load_plan_with(Path::new(path), &opts)?,
+        (None, None) => {
+            return Err(usage(anyhow!(
+                "give a plan file (volley run plan.toml) or a URL (volley run http://127.0.0.1:8080/ -c 10 -z 30s)"
+            )));
+        }
+    };
+    if let Some(stats) = &a.summary_trend_stats {
+        let list = TrendStat::parse_list(stats)
+            .map_err(|e| usage(anyhow!("--summary-trend-stats: {e}")))?;
+        plan.summary_trend_stats = Some(list);
+    }
     let start_at = a.start_at.as_deref().map(parse_start_at).transpose()?;
     let settings = run::Settings {
         workers: a.workers.unwrap_or_else(default_workers),

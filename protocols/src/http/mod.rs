@@ -1036,6 +1036,20 @@ impl Driver for HttpDriver {
         Self::build(options, ctx)
     }
 
+    fn tag_values(&self, key: &str) -> Option<Vec<String>> {
+        let mut out = Vec::new();
+        for r in &self.requests {
+            // Unnamed requests name their redirect hops by the URL they reach.
+            let unknown =
+                (key == "name" && !r.named) || r.dynamic_tags.iter().any(|(k, _)| k == key);
+            if unknown {
+                return None;
+            }
+            out.extend(r.tags.get(key).map(str::to_string));
+        }
+        Some(out)
+    }
+
     fn vu(self: &Arc<Self>, env: VuEnv) -> HttpVu {
         HttpVu::new(self.clone(), env)
     }

@@ -670,6 +670,13 @@ impl Driver for PgDriver {
         Self::build(options, ctx)
     }
 
+    fn tag_values(&self, key: &str) -> Option<Vec<String>> {
+        Some(match key {
+            "name" => self.queries.iter().map(|q| q.name.clone()).collect(),
+            _ => self.tags.get(key).map(str::to_string).into_iter().collect(),
+        })
+    }
+
     fn vu(self: &Arc<Self>, env: VuEnv) -> PgVu {
         PgVu::new(self.clone(), env)
     }

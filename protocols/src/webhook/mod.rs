@@ -598,6 +598,13 @@ impl Driver for WebhookDriver {
         Self::build(options, ctx).map_err(|e| e.or_at(at))
     }
 
+    fn tag_values(&self, key: &str) -> Option<Vec<String>> {
+        Some(match key {
+            "event" => self.events.iter().map(|e| e.name.clone()).collect(),
+            _ => self.tags.get(key).map(str::to_string).into_iter().collect(),
+        })
+    }
+
     fn vu(self: &Arc<Self>, env: VuEnv) -> WebhookVu {
         WebhookVu::new(self.clone(), env)
     }

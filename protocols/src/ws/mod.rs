@@ -864,6 +864,10 @@ impl Driver for WsDriver {
         Self::build(options, ctx)
     }
 
+    fn tag_values(&self, key: &str) -> Option<Vec<String>> {
+        Some(self.tags.get(key).map(str::to_string).into_iter().collect())
+    }
+
     fn vu(self: &Arc<Self>, env: VuEnv) -> WsVu {
         WsVu::new(self.clone(), env)
     }

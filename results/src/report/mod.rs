@@ -137,7 +137,10 @@ pub fn render(s: &Summary) -> Result<String, String> {
             }
             sections.push_str("</div>");
         }
-        sections.push_str(&breakdown_tables(&series, &sc.name, elapsed, &drivers));
+        let columns = volley_model::trend_stats::breakdown_columns(&s.volley.summary_trend_stats);
+        sections.push_str(&breakdown_tables(
+            &series, &sc.name, elapsed, &drivers, &columns,
+        ));
         sections.push_str("</section>");
     }
     let (monitors, n) = capacity::monitors_section(s, &tl)?;
@@ -378,7 +381,7 @@ fn thresholds_table(s: &Summary) -> String {
                 .get(&t.key)
                 .and_then(|m| m.thresholds.get(expr).map(|r| (m, r)));
             let (mark, class, seen) = match r {
-                Some((m, r)) if r.no_data => {
+                Some((m, r)) if r.no_data && r.ok => {
                     ("–", "nodata", crate::text::threshold_observed(m, expr, r))
                 }
                 Some((m, r)) if r.ok => ("✓", "ok", crate::text::threshold_observed(m, expr, r)),
@@ -401,6 +404,7 @@ fn thresholds_table(s: &Summary) -> String {
 /// Every metric of the run with its totals, as the terminal summary lists
 /// them: the plan's own (`[metrics.NAME]`) appear here like volley's.
 fn metrics_table(s: &Summary) -> String {
+    let stats = volley_model::trend_stats::of_names(&s.volley.summary_trend_stats);
     let mut html = String::from(
         "<section id=\"metrics\"><h2>Metrics</h2><table><thead><tr><th>metric</th><th>type</th><th>values</th></tr></thead><tbody>",
     );
@@ -417,7 +421,9 @@ fn metrics_table(s: &Summary) -> String {
             html,
             "<tr><td><code>{}</code></td><td>{kind}</td><td>{}</td></tr>",
             esc(name),
-            esc(&crate::text::stat_line(m.kind, m.contains, &m.values))
+            esc(&crate::text::stat_line(
+                m.kind, m.contains, &m.values, &stats
+            ))
         );
     }
     if !any {
@@ -806,7 +812,12 @@ fn breakdown_tables(
     sc: &str,
     elapsed: Duration,
     drivers: &[Descriptor],
+    columns: &[volley_model::trend_stats::TrendStat],
 ) -> String {
+    let headings: String = columns
+        .iter()
+        .map(|c| format!("<th>{}</th>", esc(&c.heading())))
+        .collect();
     let mut html = String::new();
     for b in drivers.iter().flat_map(|d| &d.breakdowns) {
         let (metric, failed, tag) = (&b.metric, &b.failed, &b.tag);
@@ -823,7 +834,7 @@ fn breakdown_tables(
         names.dedup();
         let _ = write!(
             html,
-            "<h3>{} by {} <span class=\"dim\">({metric})</span></h3><table class=\"num\"><thead><tr><th>{}</th><th>count</th><th>rate/s</th><th>p50</th><th>p95</th><th>p99</th><th>max</th><th>errors</th></tr></thead><tbody>",
+            "<h3>{} by {} <span class=\"dim\">({metric})</span></h3><table class=\"num\"><thead><tr><th>{}</th><th>count</th><th>rate/s</th>{headings}<th>errors</th></tr></thead><tbody>",
             esc(&b.label),
             esc(tag),
             esc(tag)
@@ -862,14 +873,14 @@ fn breakdown_tables(
             };
             let _ = write!(
                 html,
-                "<tr{class}><td>{}</td><td>{}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr{class}><td>{}</td><td>{}</td><td>{:.2}</td>{}<td>{}</td></tr>",
                 esc(&name),
                 st.count,
                 st.rate,
-                v(st.quantile(50.0)),
-                v(st.quantile(95.0)),
-                v(st.quantile(99.0)),
-                v(st.max),
+                columns
+                    .iter()
+                    .map(|c| format!("<td>{}</td>", v(c.of(&st))))
+                    .collect::<String>(),
                 esc(&errors)
             );
         }
@@ -1070,7 +1081,7 @@ mod tests {
         }
         let series = volley_runtime::records::collect_series(&agg);
         let elapsed = Duration::from_secs(3);
-        let (metrics, _) = volley_model::derive::derive(&series, &[], elapsed);
+        let (metrics, _) = volley_model::derive::derive(&series, &[], elapsed, &[]);
         let records = volley_runtime::records::interval_records(&agg);
         let scenarios = [
             ("chat", "websocket"),
@@ -1101,6 +1112,7 @@ mod tests {
                 thresholds: Vec::<ThresholdSource>::new(),
                 merge: None,
                 folded: Vec::new(),
+                summary_trend_stats: Vec::new(),
                 drivers: Vec::new(),
             },
             metrics,
