@@ -583,6 +583,13 @@ fn parse(
         None => Arc::from([]),
     };
 
+    let phases: Vec<&str> = [
+        (setup.is_some(), PHASE_SETUP),
+        (teardown.is_some(), PHASE_TEARDOWN),
+    ]
+    .into_iter()
+    .filter_map(|(on, group)| on.then_some(group))
+    .collect();
     let mut thresholds = Vec::new();
     let threshold_table = match thresholds_entry.map(|t| (t.span(), t.into_inner())) {
         None => DeTable::new(),
@@ -615,13 +622,13 @@ fn parse(
         }
         let key = Spanned::new(key.span(), key.get_ref().to_string());
         let set = threshold::parse_set(key.get_ref(), key.span(), &list)?;
-        check_threshold(&set, &registry, &scenarios, &scenario_tags)?;
+        check_threshold(&set, &registry, &scenarios, &scenario_tags, &phases)?;
         thresholds.push(set);
     }
     for raw in &opts.thresholds {
         let set = command_line_threshold(raw)
             .and_then(|set| {
-                check_threshold(&set, &registry, &scenarios, &scenario_tags)?;
+                check_threshold(&set, &registry, &scenarios, &scenario_tags, &phases)?;
                 Ok(set)
             })
             .map_err(|e| {
@@ -726,6 +733,7 @@ fn check_threshold(
     registry: &Registry,
     scenarios: &[Scenario],
     scenario_tags: &[BTreeMap<String, String>],
+    phases: &[&str],
 ) -> Result<(), ConfigError> {
     let Some(id) = registry.metric_id(&set.metric) else {
         let mut names: Vec<String> = registry
@@ -759,6 +767,10 @@ fn check_threshold(
         }
     }
     for (key, value) in set.filter.iter() {
+        // [setup]'s and [teardown]'s samples carry group ::setup / ::teardown.
+        if key == "group" && phases.contains(&value) {
+            continue;
+        }
         let Some(known) = tag_values(key, scenarios, scenario_tags) else {
             continue;
         };
