@@ -92,6 +92,34 @@ fn smoke_passes_against_the_demo_target() {
 }
 
 #[test]
+fn session_login_sets_up_once_and_tears_down_once() {
+    let t = Target::start(ServeOptions::default());
+    let s = run_fixture("session-login.toml", &t, &["DURATION=2s"]);
+    let f = &t.server.state.flows;
+    let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    // Setup's login, then one per VU; the setup session logged out once,
+    // after every VU request (none was refused).
+    assert_eq!(n(&f.logins), 1 + 10);
+    assert_eq!(n(&f.logouts), 1);
+    assert_eq!(n(&f.unauthorised), 0);
+    assert_eq!(
+        counter(&s, "http_reqs", &[("scenario", "users")]),
+        value(&s, "http_reqs", "count") as u64
+    );
+    assert_eq!(
+        counter(&s, "http_reqs", &[("scenario", "users"), ("name", "login")])
+            + counter(&s, "http_reqs", &[("scenario", "users"), ("name", "me")])
+            + counter(
+                &s,
+                "http_reqs",
+                &[("scenario", "users"), ("name", "admin view")]
+            )
+            + 2,
+        t.total()
+    );
+}
+
+#[test]
 fn api_mix_keeps_its_rate_and_weights() {
     let t = Target::start(ServeOptions::default());
     let s = run_fixture("api-mix.toml", &t, &["DURATION=4s"]);

@@ -774,6 +774,51 @@ url = "/api/v1/health"
     assert_eq!(t.route("GET /api/v1/health"), 10);
 }
 
+/// The webhook driver takes its TLS files from [defaults] as the HTTP
+/// driver does (it ignored them: every delivery failed the handshake).
+#[test]
+fn webhooks_reach_an_mtls_endpoint_with_the_defaults_certificates() {
+    let secret = "whsec_volley_mtls_0123456789";
+    let t = Target::start(ServeOptions {
+        webhook_secret: Some(secret.into()),
+        ..Default::default()
+    });
+    let d = Dir::new();
+    certificates(&d);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let port = mtls_front(&d, t.server.addr, &rt);
+    let p = d.write(
+        "plan.toml",
+        &format!(
+            r#"[defaults]
+base_url = "https://localhost:{port}"
+ca_file = "ca.pem"
+client_cert = "client.pem"
+client_key = "client.key"
+
+[scenarios.hooks]
+driver = "webhook"
+executor = "shared-iterations"
+vus = 1
+iterations = 5
+endpoint = "/webhooks/stripe"
+secret = "{secret}"
+"#
+        ),
+    );
+    let s = run_ok(&d, &p);
+    assert_eq!(
+        counter(&s, "webhook_deliveries", &[("kind", "valid")]),
+        5,
+        "{s}"
+    );
+    assert_eq!(t.server.state.webhooks.processed(), 5);
+}
+
 #[test]
 fn bad_flow_input_exits_2_with_its_place_and_sends_nothing() {
     let t = Target::start(ServeOptions::default());

@@ -120,7 +120,6 @@ fn number(text: &str) -> Option<DeValue<'static>> {
     matches!(v, DeValue::Integer(_) | DeValue::Float(_)).then_some(v)
 }
 
-
 /// A `${...}` that cannot be expanded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvError {

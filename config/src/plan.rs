@@ -22,8 +22,10 @@ use volley_model::trend_stats::TrendStat;
 use volley_protocols::data::{Feeder, Pick};
 use volley_protocols::driver::DeclaredMetric;
 use volley_protocols::duration::{Dur, DurRange};
-use volley_protocols::metrics::{MetricKind, Registry, Tags, Unit};
+use volley_protocols::http::{HttpDriver, HttpOptions};
+use volley_protocols::metrics::{MetricKind, PHASE_SETUP, PHASE_TEARDOWN, Registry, Tags, Unit};
 use volley_protocols::span::{self, Spot};
+use volley_protocols::template::SetupVars;
 use volley_protocols::{BuildCtx, ConfigError, ConfigErrorKind, Defaults};
 
 /// A plan error, located in its file.
@@ -96,6 +98,18 @@ impl Scenario {
     }
 }
 
+/// `[setup]` or `[teardown]`: HTTP requests run once, in order, before
+/// the first VU starts or after the last one stops (k6's setup() and
+/// teardown()).
+pub struct Phase {
+    pub driver: Arc<HttpDriver>,
+    /// The longest it may take (k6's setupTimeout, teardownTimeout).
+    pub max_duration: Duration,
+}
+
+/// How long `[setup]` and `[teardown]` may take unless `max_duration` says.
+pub const PHASE_MAX_DURATION: Duration = Duration::from_secs(60);
+
 pub struct Plan {
     pub file: PathBuf,
     pub source: String,
@@ -113,6 +127,11 @@ pub struct Plan {
     pub segment: Segment,
     /// `[monitors.NAME]`: polled once per second beside the run.
     pub monitors: Arc<[crate::monitor::MonitorSpec]>,
+    pub setup: Option<Phase>,
+    pub teardown: Option<Phase>,
+    /// What `[setup]` captures, read by every template as `setup.NAME`;
+    /// the run sets the values once setup has run.
+    pub setup_vars: SetupVars,
     /// `[options] summary_trend_stats`: the trend statistics the summary
     /// shows; None: the default.
     pub summary_trend_stats: Option<Vec<TrendStat>>,
@@ -171,6 +190,8 @@ pub const TOP_KEYS: &[&str] = &[
     "thresholds",
     "monitors",
     "metrics",
+    "setup",
+    "teardown",
 ];
 
 #[derive(Default)]
@@ -246,7 +267,7 @@ fn parse(
             return Err(ConfigError::at(
                 k.span(),
                 format!(
-                    "unknown section `{}`; a plan has [defaults], [options], [data.NAME], [scenarios.NAME], [metrics.NAME], [monitors.NAME] and [thresholds]",
+                    "unknown section `{}`; a plan has [defaults], [options], [data.NAME], [setup], [scenarios.NAME], [teardown], [metrics.NAME], [monitors.NAME] and [thresholds]",
                     k.get_ref()
                 ),
             ));
@@ -256,6 +277,8 @@ fn parse(
     let thresholds_entry = table.remove("thresholds");
     let monitors_entry = table.remove("monitors");
     let metrics_entry = table.remove("metrics");
+    let setup_entry = table.remove("setup");
+    let teardown_entry = table.remove("teardown");
     let top: Top = de(root_span.clone(), table)?;
 
     let mut feeders = Vec::new();
@@ -291,6 +314,44 @@ fn parse(
     let declared = match metrics_entry {
         Some(entry) => declare_metrics(entry, &registry)?,
         None => Vec::new(),
+    };
+
+    let phase_ctx = |name: &'static str| BuildCtx {
+        scenario: name,
+        tags: Tags::new([(
+            "group",
+            if name == "setup" {
+                PHASE_SETUP
+            } else {
+                PHASE_TEARDOWN
+            },
+        )]),
+        env: &opts.env,
+        feeders: &feeder_arcs,
+        registry: &registry,
+        defaults: &top.defaults,
+        base_dir: base_dir.to_path_buf(),
+        max_vus: 1,
+        metrics: &declared,
+        setup: None,
+    };
+    let setup = match setup_entry {
+        Some(entry) => Some(phase("setup", entry, &phase_ctx("setup"))?),
+        None => None,
+    };
+    let setup_vars = SetupVars::new(
+        setup
+            .as_ref()
+            .map(|p| p.driver.captures().to_vec())
+            .unwrap_or_default(),
+    );
+    let teardown = match teardown_entry {
+        Some(entry) => {
+            let mut ctx = phase_ctx("teardown");
+            ctx.setup = Some(&setup_vars);
+            Some(phase("teardown", entry, &ctx)?)
+        }
+        None => None,
     };
 
     let Some(scenarios_entry) = scenarios_entry else {
@@ -414,6 +475,7 @@ fn parse(
             base_dir: base_dir.to_path_buf(),
             max_vus: exec.max_vus(),
             metrics: &declared,
+            setup: Some(&setup_vars),
         };
         // Where the scenario's own keys start: an unknown one of these may
         // be an engine key misplaced, one inside a request may not.
@@ -490,6 +552,13 @@ fn parse(
         None => Arc::from([]),
     };
 
+    let phases: Vec<&str> = [
+        (setup.is_some(), PHASE_SETUP),
+        (teardown.is_some(), PHASE_TEARDOWN),
+    ]
+    .into_iter()
+    .filter_map(|(on, group)| on.then_some(group))
+    .collect();
     let mut thresholds = Vec::new();
     let threshold_table = match thresholds_entry.map(|t| (t.span(), t.into_inner())) {
         None => DeTable::new(),
@@ -522,13 +591,13 @@ fn parse(
         }
         let key = Spanned::new(key.span(), key.get_ref().to_string());
         let set = threshold::parse_set(key.get_ref(), key.span(), &list)?;
-        check_threshold(&set, &registry, &scenarios, &scenario_tags)?;
+        check_threshold(&set, &registry, &scenarios, &scenario_tags, &phases)?;
         thresholds.push(set);
     }
     for raw in &opts.thresholds {
         let set = command_line_threshold(raw)
             .and_then(|set| {
-                check_threshold(&set, &registry, &scenarios, &scenario_tags)?;
+                check_threshold(&set, &registry, &scenarios, &scenario_tags, &phases)?;
                 Ok(set)
             })
             .map_err(|e| {
@@ -568,7 +637,60 @@ fn parse(
         env: opts.env.clone(),
         segment: opts.segment,
         monitors,
+        setup,
+        teardown,
+        setup_vars,
         summary_trend_stats: trend_stats,
+    })
+}
+
+/// `[setup]` or `[teardown]`: the HTTP driver's keys (base_url, headers,
+/// TLS, `requests` with their captures and checks) and `max_duration`.
+fn phase(
+    name: &str,
+    entry: Spanned<DeValue<'_>>,
+    ctx: &BuildCtx<'_>,
+) -> Result<Phase, ConfigError> {
+    let span = entry.span();
+    let DeValue::Table(mut t) = entry.into_inner() else {
+        return Err(ConfigError::at(
+            span,
+            format!("[{name}] is a table: [[{name}.requests]] with url, method, captures, checks"),
+        ));
+    };
+    let max_duration = match t.remove("max_duration") {
+        Some(v) => {
+            let vspan = v.span();
+            let d = Dur::deserialize(ValueDeserializer::from(v))
+                .map_err(|e| ConfigError::from(e).or_at(vspan.clone()))?;
+            if d.0.is_zero() {
+                return Err(ConfigError::at(
+                    vspan,
+                    format!("[{name}] max_duration must be above 0, e.g. \"30s\""),
+                ));
+            }
+            d.0
+        }
+        None => PHASE_MAX_DURATION,
+    };
+    let options: HttpOptions = de(span.clone(), t).map_err(|e| {
+        let e = e.or_at(span.clone());
+        if e.message.starts_with("unknown field") {
+            ConfigError {
+                message: format!(
+                    "[{name}]: {}; [{name}] takes the HTTP driver's keys and max_duration",
+                    e.message
+                ),
+                ..e
+            }
+        } else {
+            e
+        }
+    })?;
+    let driver = HttpDriver::build_phase(name, options, ctx).map_err(|e| e.or_at(span))?;
+    Ok(Phase {
+        driver: Arc::new(driver),
+        max_duration,
     })
 }
 
@@ -580,6 +702,7 @@ fn check_threshold(
     registry: &Registry,
     scenarios: &[Scenario],
     scenario_tags: &[BTreeMap<String, String>],
+    phases: &[&str],
 ) -> Result<(), ConfigError> {
     let Some(id) = registry.metric_id(&set.metric) else {
         let mut names: Vec<String> = registry
@@ -613,6 +736,10 @@ fn check_threshold(
         }
     }
     for (key, value) in set.filter.iter() {
+        // [setup]'s and [teardown]'s samples carry group ::setup / ::teardown.
+        if key == "group" && phases.contains(&value) {
+            continue;
+        }
         let Some(known) = tag_values(key, scenarios, scenario_tags) else {
             continue;
         };

@@ -524,7 +524,27 @@ fn webhook_keys() -> Vec<(&'static str, Value)> {
         ("tolerance", dur("The endpoint's timestamp tolerance.")),
     ];
     keys.extend(connection_keys());
+    // The TLS files, not max_redirects: a delivery is one POST.
+    keys.extend(
+        tls_client_keys()
+            .into_iter()
+            .filter(|(k, _)| *k != "max_redirects"),
+    );
     keys
+}
+
+/// `[setup]` and `[teardown]`: the HTTP driver's keys and max_duration.
+fn phase(name: &str, when: &str) -> Value {
+    let mut keys = http_keys();
+    keys.push((
+        "max_duration",
+        dur(&format!("The longest [{name}] may take (60s unless set).")),
+    ));
+    table(
+        &format!("HTTP requests run once, in order, {when}; each must succeed."),
+        &keys,
+        &[],
+    )
 }
 
 fn websocket_keys() -> Vec<(&'static str, Value)> {
@@ -861,6 +881,8 @@ pub fn plan_schema() -> Value {
                 "description": "[scenarios.NAME]: what runs, and how.",
                 "additionalProperties": scenario(),
             },
+            "setup": phase("setup", "before any VU starts (their captures are {{ setup.NAME }})"),
+            "teardown": phase("teardown", "after the last VU stopped, also after Ctrl-C"),
             "thresholds": thresholds(),
             "metrics": metrics(),
             "monitors": monitors(),

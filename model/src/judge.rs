@@ -84,9 +84,13 @@ fn total<T: SeriesTable + ?Sized>(
     split: bool,
 ) -> Option<Total> {
     let (kind, unit) = table.def(metric)?;
+    // [setup] and [teardown] samples count only where the filter names a
+    // group (`http_reqs{group:::setup}`): scenario numbers never hold them.
+    let phases = filter.get("group").is_some();
+    let counts = |tags: &Tags| tags.matches(filter) && (phases || !tags.is_phase());
     let (mut matched, mut exact, mut unfinished) = (false, false, false);
     table.each(metric, &mut |tags, _| {
-        if tags.matches(filter) {
+        if counts(tags) {
             matched = true;
             exact |= tags == filter;
         }
@@ -100,7 +104,7 @@ fn total<T: SeriesTable + ?Sized>(
     let mut slot = Slot::Empty;
     let mut never_recovered = 0;
     table.each(metric, &mut |tags, s| {
-        if !tags.matches(filter) || (exact && tags != filter) {
+        if !counts(tags) || (exact && tags != filter) {
             return;
         }
         match (split && tags.get("recovered") == Some("false"), s) {
@@ -148,6 +152,29 @@ mod tests {
         };
         let r = SeriesRecord::from_slot(metric, unit, tags, &slot).expect("a value");
         (r, slot)
+    }
+
+    #[test]
+    fn setup_and_teardown_count_only_where_a_group_is_named() {
+        let sc = Tags::new([("scenario", "api")]);
+        let setup = Tags::new([("group", "::setup")]);
+        let teardown = Tags::new([("group", "::teardown")]);
+        let table = [
+            record("http_reqs", &sc, Slot::Counter(30)),
+            record("http_reqs", &setup, Slot::Counter(1)),
+            record("http_reqs", &teardown, Slot::Counter(2)),
+        ];
+        let count = |filter: &Tags| match merged(&table[..], "http_reqs", filter).map(|t| t.slot) {
+            Some(Slot::Counter(n)) => n,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(count(&Tags::default()), 30);
+        assert_eq!(count(&sc), 30);
+        assert_eq!(count(&setup), 1);
+        assert_eq!(count(&teardown), 2);
+        // Only phase samples: the scenarios' total has none.
+        let only = [record("http_reqs", &setup, Slot::Counter(1))];
+        assert!(merged(&only[..], "http_reqs", &Tags::default()).is_none());
     }
 
     fn gauge(v: f64) -> Slot {

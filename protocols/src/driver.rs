@@ -8,7 +8,7 @@
 use crate::data::Feeder;
 use crate::error::PrepareError;
 use crate::metrics::{Recorder, Registry, Tags};
-use crate::template::{Scope, TemplateEnv};
+use crate::template::{Scope, SetupVars, TemplateEnv};
 use serde::Deserialize;
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
@@ -75,6 +75,18 @@ pub struct BuildCtx<'a> {
     pub max_vus: u64,
     /// `[metrics.NAME]` the plan declares.
     pub metrics: &'a [DeclaredMetric],
+    /// What `[setup]` captures (`{{ setup.NAME }}`); None while building
+    /// `[setup]` itself.
+    pub setup: Option<&'a SetupVars>,
+}
+
+impl BuildCtx<'_> {
+    /// Templates of this scenario: its env, feeders and setup values.
+    pub fn templates(&self) -> TemplateEnv<'_> {
+        let mut env = TemplateEnv::new(self.env, self.feeders, self.scenario);
+        env.setup = self.setup.cloned();
+        env
+    }
 }
 
 /// Given to each VU when it is created, on the worker thread that runs it.

@@ -55,6 +55,11 @@ pub struct MetricDef {
     pub unit: Unit,
 }
 
+/// The `group` tag of `[setup]`'s samples, as k6 tags its setup().
+pub const PHASE_SETUP: &str = "::setup";
+/// The `group` tag of `[teardown]`'s samples.
+pub const PHASE_TEARDOWN: &str = "::teardown";
+
 /// A sorted set of tags. Cheap to clone; built only when a series is first seen.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -87,6 +92,12 @@ impl Tags {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Tags of a `[setup]` or `[teardown]` sample (group `::setup` or
+    /// `::teardown`): counted apart from the scenarios'.
+    pub fn is_phase(&self) -> bool {
+        matches!(self.get("group"), Some(PHASE_SETUP | PHASE_TEARDOWN))
     }
 
     /// True when every tag of `filter` is present here with the same value.

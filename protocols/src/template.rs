@@ -6,7 +6,7 @@
 use crate::data::Feeder;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// How an expression's text is escaped where it lands.
@@ -40,6 +40,8 @@ enum Expr {
     /// A local that holds a number: bare (unquoted) in JSON bodies.
     LocalNum(usize),
     Const(String),
+    /// A value `[setup]` captured: set once before any VU starts.
+    Setup(Arc<OnceLock<Vec<String>>>, usize),
 }
 
 impl Expr {
@@ -68,6 +70,40 @@ pub struct Template {
     pieces: Vec<Piece>,
 }
 
+/// What `[setup]` captured, read by every VU as `{{ setup.NAME }}`: the
+/// names are known when the plan loads, the values once setup has run,
+/// before any VU starts. Shared read-only by every worker: reading is an
+/// atomic load, no lock.
+#[derive(Clone, Debug, Default)]
+pub struct SetupVars {
+    names: Arc<[String]>,
+    values: Arc<OnceLock<Vec<String>>>,
+}
+
+impl SetupVars {
+    pub fn new(names: Vec<String>) -> Self {
+        Self {
+            names: names.into(),
+            values: Arc::default(),
+        }
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Set the values, in the order of [`SetupVars::names`]; false when
+    /// they were already set (a plan's setup runs once).
+    pub fn set(&self, values: Vec<String>) -> bool {
+        self.values.set(values).is_ok()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        let i = self.names.iter().position(|n| n == name)?;
+        Some(self.values.get()?.get(i)?.as_str())
+    }
+}
+
 /// Names a template may use, known at compile time.
 pub struct TemplateEnv<'a> {
     pub env: &'a HashMap<String, String>,
@@ -82,6 +118,8 @@ pub struct TemplateEnv<'a> {
     pub scenario: &'a str,
     /// Feeders referenced so far: VUs pick rows only for these.
     pub used_feeders: BTreeSet<usize>,
+    /// `setup.NAME`: what `[setup]` captures; None inside `[setup]` itself.
+    pub setup: Option<SetupVars>,
 }
 
 impl<'a> TemplateEnv<'a> {
@@ -98,6 +136,7 @@ impl<'a> TemplateEnv<'a> {
             numeric_locals: &[],
             scenario,
             used_feeders: BTreeSet::new(),
+            setup: None,
         }
     }
 
@@ -176,6 +215,16 @@ impl<'a> TemplateEnv<'a> {
                     captured: list_or_none(&self.vars),
                 }),
             },
+            ["setup", name] => match &self.setup {
+                Some(s) => match s.names.iter().position(|n| n == name) {
+                    Some(i) => Ok(Expr::Setup(s.values.clone(), i)),
+                    None => Err(TemplateError::NotSetUp {
+                        name: name.to_string(),
+                        captured: list_or_none(&s.names),
+                    }),
+                },
+                None => Err(TemplateError::SetupHere(name.to_string())),
+            },
             ["env", name] => self
                 .env
                 .get(*name)
@@ -217,6 +266,7 @@ impl<'a> TemplateEnv<'a> {
                     "now_unix()",
                     "now_ms()",
                     "vars.NAME",
+                    "setup.NAME",
                     "data.FEEDER.COLUMN",
                     "env.NAME",
                 ];
@@ -302,6 +352,14 @@ pub enum TemplateError {
     Arguments { src: String, problem: String },
     #[error("vars.{name} is never captured in this scenario; captured: {captured}")]
     NotCaptured { name: String, captured: String },
+    #[error(
+        "setup.{name} is never captured by [setup]; it captures: {captured} (add captures = {{ {name} = {{ json = \"$.{name}\" }} }} to a [[setup.requests]])"
+    )]
+    NotSetUp { name: String, captured: String },
+    #[error(
+        "setup.{0} is not known here: [setup] values reach scenarios and [teardown] once setup ran; within [setup] read its own captures as vars.{0}"
+    )]
+    SetupHere(String),
     #[error("env.{0} is not set: export {0}=... or pass -e {0}=...")]
     EnvUnset(String),
     #[error("data.{feeder} is not a feeder; add [data.{feeder}] with a CSV file (known: {known})")]
@@ -622,6 +680,11 @@ fn eval(e: &Expr, s: &mut Scope<'_>, out: &mut String) {
         }
         Expr::Local(i) | Expr::LocalNum(i) => out.push_str(s.locals.get(*i).copied().unwrap_or("")),
         Expr::Const(v) => out.push_str(v),
+        Expr::Setup(values, i) => {
+            if let Some(v) = values.get().and_then(|v| v.get(*i)) {
+                out.push_str(v);
+            }
+        }
     }
 }
 
@@ -759,6 +822,35 @@ mod tests {
             err(&mut env, "{{ nope() }}"),
             TemplateError::UnknownFunction("nope".into())
         );
+    }
+
+    #[test]
+    fn setup_values_render_once_set() {
+        let envs = HashMap::new();
+        let mut env = TemplateEnv::new(&envs, &[], "api");
+        assert!(
+            env.compile("{{ setup.token }}")
+                .unwrap_err()
+                .to_string()
+                .contains("within [setup] read its own captures as vars.token")
+        );
+        let setup = SetupVars::new(vec!["tenant".into(), "token".into()]);
+        env.setup = Some(setup.clone());
+        let t = env
+            .compile("Bearer {{ setup.token }} of {{ setup.tenant }}")
+            .unwrap();
+        assert!(
+            env.compile("{{ setup.nope }}")
+                .unwrap_err()
+                .to_string()
+                .contains("it captures: tenant, token")
+        );
+        // Before setup ran the values are empty; then every template sees them.
+        assert_eq!(render_template(&t), "Bearer  of ");
+        assert!(setup.set(vec!["t1".into(), "abc".into()]));
+        assert_eq!(render_template(&t), "Bearer abc of t1");
+        assert!(!setup.set(vec![]), "set once");
+        assert_eq!(setup.get("token"), Some("abc"));
     }
 
     #[test]

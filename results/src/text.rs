@@ -10,7 +10,7 @@ use volley_model::trend_stats::{self, TrendStat};
 use volley_model::units::{bytes, value};
 use volley_protocols::descriptor::{Descriptor, fill};
 use volley_protocols::duration::format_duration;
-use volley_protocols::metrics::{MetricKind, Slot, Tags, Unit};
+use volley_protocols::metrics::{MetricKind, PHASE_SETUP, PHASE_TEARDOWN, Slot, Tags, Unit};
 
 fn dots(name: &str, width: usize) -> String {
     let mut s = name.to_string();
@@ -236,6 +236,29 @@ pub fn render_text(s: &Summary, series: &[(SeriesRecord, Slot)]) -> String {
         for (label, row) in table {
             let label: String = label.chars().take(width).collect();
             let _ = writeln!(out, "    {label:<width$} {row}");
+        }
+    }
+    let phases: Vec<String> = [("setup", PHASE_SETUP), ("teardown", PHASE_TEARDOWN)]
+        .into_iter()
+        .filter_map(|(label, group)| {
+            let filter = Tags::new([("group", group)]);
+            let reqs = merged(series, "http_reqs", &filter)?.stats(elapsed).count;
+            let failed =
+                merged(series, "http_req_failed", &filter).map_or(0, |f| f.stats(elapsed).count);
+            Some(format!(
+                "    {} {reqs} request{}, {failed} failed (group {group})",
+                dots(label, 12),
+                if reqs == 1 { "" } else { "s" }
+            ))
+        })
+        .collect();
+    if !phases.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n  █ SETUP AND TEARDOWN (counted apart from the scenarios)\n"
+        );
+        for line in phases {
+            let _ = writeln!(out, "{line}");
         }
     }
     let errors = error_breakdown(series, &drivers);

@@ -13,6 +13,7 @@ pub mod capacity;
 pub mod engine;
 pub mod monitor;
 pub mod output;
+pub mod phase;
 pub mod progress;
 pub mod records;
 pub mod run;

@@ -64,6 +64,9 @@ pub struct Report {
     pub series: Vec<(SeriesRecord, Slot)>,
     pub thresholds_ok: bool,
     pub interrupted: bool,
+    /// Why `[teardown]` failed, if it did: the run is a failure (exit 1)
+    /// though its summary stands.
+    pub teardown_failed: Option<String>,
 }
 
 /// Stops the run when a threshold marked abort_on_fail fails.
@@ -123,6 +126,21 @@ pub async fn execute(
     // The run's series table: the plan's metrics, no series yet.
     let registry = plan.metrics.registry();
     registry.set_max_series(s.max_series);
+    // [setup] before any VU (and before a distributed start's countdown);
+    // its samples join the totals at the end, apart from the scenarios'.
+    let mut phase_shards = Vec::new();
+    if let Some(setup) = &plan.setup {
+        let out = crate::phase::run(setup, registry.clone(), s.seed, control.stop.clone()).await;
+        let values = out
+            .result
+            .map_err(|e| RunError::Runtime(format!("[setup] failed, so no VU started: {e}")))?;
+        phase_shards.push(out.shard);
+        if !plan.setup_vars.set(values) {
+            return Err(RunError::Runtime(
+                "[setup] values were already set: a plan runs once".into(),
+            ));
+        }
+    }
     if let Some(at) = s.start_at {
         crate::progress::countdown(at, s.quiet, &control.stop).await;
     }
@@ -136,7 +154,7 @@ pub async fn execute(
     for o in extra.iter_mut() {
         observers.push(&mut **o);
     }
-    let result = engine::run(
+    let mut result = engine::run(
         plan.clone(),
         registry.clone(),
         RunOptions {
@@ -149,6 +167,22 @@ pub async fn execute(
     )
     .await
     .map_err(RunError::Runtime)?;
+    // [teardown] after the last VU, also after a stop; a second Ctrl-C cuts it.
+    let mut teardown_failed = None;
+    if let Some(teardown) = &plan.teardown {
+        let out = crate::phase::run(teardown, registry.clone(), s.seed, control.kill.clone()).await;
+        teardown_failed = out.result.err();
+        phase_shards.push(out.shard);
+    }
+    for shard in phase_shards {
+        let totals = &mut result.agg.totals;
+        for (id, slot) in shard.slots.iter().enumerate() {
+            if id >= totals.len() {
+                totals.resize_with(id + 1, Slot::default);
+            }
+            totals[id].merge(slot);
+        }
+    }
     let mut series = records::collect_series(&result.agg);
     // Parts of a distributed run carry their thresholds but leave judging to the merge.
     let judged = if s.no_thresholds {
@@ -254,6 +288,7 @@ pub async fn execute(
         series,
         thresholds_ok,
         interrupted,
+        teardown_failed,
     })
 }
 

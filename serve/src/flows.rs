@@ -21,6 +21,10 @@ pub const SESSION_COOKIE: &str = "vsession";
 /// What these routes saw.
 pub struct Flows {
     pub logins: AtomicU64,
+    /// `POST /api/v1/session/logout` with a valid session cookie: that
+    /// session is then refused until its user logs in again.
+    pub logouts: AtomicU64,
+    revoked: Mutex<std::collections::HashSet<u64>>,
     /// `GET /api/v1/session/me` with a valid session cookie, and without.
     pub authorised: AtomicU64,
     pub unauthorised: AtomicU64,
@@ -55,6 +59,8 @@ impl Default for Flows {
     fn default() -> Self {
         Self {
             logins: AtomicU64::new(0),
+            logouts: AtomicU64::new(0),
+            revoked: Mutex::default(),
             authorised: AtomicU64::new(0),
             unauthorised: AtomicU64::new(0),
             redirect_hops: AtomicU64::new(0),
@@ -90,6 +96,7 @@ impl Flows {
         let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
         json!({
             "logins": n(&self.logins),
+            "logouts": n(&self.logouts),
             "authorised": n(&self.authorised),
             "unauthorised": n(&self.unauthorised),
             "redirect_hops": n(&self.redirect_hops),
@@ -107,6 +114,7 @@ impl Flows {
     pub fn reset(&self) {
         for c in [
             &self.logins,
+            &self.logouts,
             &self.authorised,
             &self.unauthorised,
             &self.redirect_hops,
@@ -119,6 +127,7 @@ impl Flows {
             c.store(0, Ordering::Relaxed);
         }
         self.limited.lock().expect("limited").clear();
+        self.revoked.lock().expect("revoked").clear();
         self.uploads.lock().expect("uploads").clear();
     }
 }
@@ -144,6 +153,10 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
         (&Method::POST, ["session", "login"]) => login(f, req).await,
         (&Method::GET, ["session", "me"]) => me(f, &req),
         (&Method::POST, ["session", "logout"]) => {
+            if let Some(id) = session_of(&req) {
+                f.logouts.fetch_add(1, Ordering::Relaxed);
+                f.revoked.lock().expect("revoked").insert(id);
+            }
             let mut r = json_response(200, &json!({"logged_out": true}));
             set_cookie(&mut r, &format!("{SESSION_COOKIE}=; Path=/; Max-Age=0"));
             r
@@ -185,7 +198,8 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Option<Bytes> {
 }
 
 /// `POST /api/v1/session/login` with a JSON or form body `email`, `password`:
-/// sets the session cookie; `?next=/path` answers 303 to it, as login forms do.
+/// sets the session cookie and answers its token (also good as a Bearer
+/// token); `?next=/path` answers 303 to it, as login forms do.
 async fn login(f: &Flows, req: Request<Incoming>) -> Response<Body> {
     let next = req.uri().query().and_then(|q| {
         q.split('&')
@@ -220,6 +234,7 @@ async fn login(f: &Flows, req: Request<Incoming>) -> Response<Body> {
     }
     f.logins.fetch_add(1, Ordering::Relaxed);
     let id = crate::api::user_id(&email);
+    f.revoked.lock().expect("revoked").remove(&id);
     let cookie = format!(
         "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax",
         session_for(id)
@@ -230,23 +245,37 @@ async fn login(f: &Flows, req: Request<Incoming>) -> Response<Body> {
             .header("location", next)
             .body(Body::new(Bytes::new()))
             .expect("static parts"),
-        None => json_response(200, &json!({"user_id": id})),
+        // The token too, for APIs that send it as Authorization: Bearer.
+        None => json_response(200, &json!({"user_id": id, "token": session_for(id)})),
     };
     set_cookie(&mut r, &cookie);
     r
 }
 
-/// `GET /api/v1/session/me`: 200 with the session cookie, else 401.
-fn me(f: &Flows, req: &Request<Incoming>) -> Response<Body> {
-    let user = req
+/// The user of the request's session (its cookie, or the same token as
+/// `Authorization: Bearer`), if it holds a valid one.
+fn session_of(req: &Request<Incoming>) -> Option<u64> {
+    let bearer = req
         .headers()
-        .get_all(hyper::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == SESSION_COOKIE)
-        .and_then(|(_, v)| session_user(v));
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok()?.strip_prefix("Bearer "))
+        .and_then(|t| session_user(t.trim()));
+    bearer.or_else(|| {
+        req.headers()
+            .get_all(hyper::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|c| c.trim().split_once('='))
+            .find(|(k, _)| *k == SESSION_COOKIE)
+            .and_then(|(_, v)| session_user(v))
+    })
+}
+
+/// `GET /api/v1/session/me`: 200 with a session cookie not logged out,
+/// else 401.
+fn me(f: &Flows, req: &Request<Incoming>) -> Response<Body> {
+    let user = session_of(req).filter(|id| !f.revoked.lock().expect("revoked").contains(id));
     match user {
         Some(id) => {
             f.authorised.fetch_add(1, Ordering::Relaxed);

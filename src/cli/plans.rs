@@ -269,8 +269,13 @@ pub(super) fn run_and_report(
     drop(dashboard);
     errors.extend(outputs.finish().into_iter().map(|e| anyhow!(e)));
     fail_all(errors)?;
+    if let Some(why) = &report.teardown_failed {
+        eprintln!("\n[teardown] failed: {why}");
+    }
     Ok(if report.interrupted {
         EXIT_INTERRUPTED
+    } else if report.teardown_failed.is_some() {
+        EXIT_RUNTIME
     } else if !report.thresholds_ok {
         eprintln!("\nthresholds failed: exit {EXIT_THRESHOLDS}");
         EXIT_THRESHOLDS
@@ -297,6 +302,23 @@ pub(super) fn describe(plan: &plan::Plan) -> String {
             out,
             "segment {seg}: this instance runs its interleaved share of every scenario"
         );
+    }
+    for (name, phase) in [("setup", &plan.setup), ("teardown", &plan.teardown)] {
+        if let Some(p) = phase {
+            let n = p.driver.request_count();
+            let caps = p.driver.captures();
+            let _ = writeln!(
+                out,
+                "{name}: {n} request{} once, at most {}{}",
+                if n == 1 { "" } else { "s" },
+                f(p.max_duration),
+                if caps.is_empty() || name != "setup" {
+                    String::new()
+                } else {
+                    format!("; captures {}", caps.join(", "))
+                }
+            );
+        }
     }
     let _ = writeln!(out, "scenarios:");
     for s in &plan.scenarios {

@@ -257,6 +257,31 @@ fn tls_files(
 }
 
 impl<'a> Client<'a> {
+    /// `client_cert`, `client_key` and `ca_file`, the scenario's else
+    /// `[defaults]`', read and checked at load into the connector.
+    pub fn with_tls_files(
+        &mut self,
+        base_dir: &std::path::Path,
+        defaults: &crate::driver::Defaults,
+        cert: Option<&Spanned<String>>,
+        key: Option<&Spanned<String>>,
+        ca: Option<&Spanned<String>>,
+    ) -> Result<(), ConfigError> {
+        let cert = cert.or(defaults.client_cert.as_ref());
+        let key = key.or(defaults.client_key.as_ref());
+        let ca = ca.or(defaults.ca_file.as_ref());
+        let files = tls_files(base_dir, cert, key, ca)?;
+        if files.is_empty() {
+            return Ok(());
+        }
+        self.connector =
+            conn::Connector::with_tls(self.insecure, self.version, &files).map_err(|e| {
+                let span = cert.or(ca).map(Spanned::span).unwrap_or_default();
+                ConfigError::at(span, e)
+            })?;
+        Ok(())
+    }
+
     pub fn resolve(
         defaults: &'a crate::driver::Defaults,
         keys: ConnKeys<'a>,
@@ -410,6 +435,11 @@ pub struct HttpDriver {
     honor_429: Option<Duration>,
     /// Group tag values (`::checkout`), indexed by `Request::group`.
     groups: Vec<String>,
+    /// `[setup]` and `[teardown]`: the first request that fails (an error,
+    /// a status not accepted, a capture missing) ends the phase.
+    strict: bool,
+    /// Names of the captured vars, in slot order.
+    var_names: Vec<String>,
 }
 
 impl HttpDriver {
@@ -421,7 +451,7 @@ impl HttpDriver {
             )));
         }
         let defaults = ctx.defaults;
-        let mut env = TemplateEnv::new(ctx.env, ctx.feeders, ctx.scenario);
+        let mut env = ctx.templates();
         for r in &options.requests {
             for name in r.captures.keys() {
                 env.declare_var(name);
@@ -435,20 +465,13 @@ impl HttpDriver {
             insecure_skip_tls_verify: options.insecure_skip_tls_verify,
         };
         let mut client = Client::resolve(defaults, keys, Duration::from_secs(60));
-        let cert = options
-            .client_cert
-            .as_ref()
-            .or(defaults.client_cert.as_ref());
-        let key = options.client_key.as_ref().or(defaults.client_key.as_ref());
-        let ca = options.ca_file.as_ref().or(defaults.ca_file.as_ref());
-        let files = tls_files(&ctx.base_dir, cert, key, ca)?;
-        if !files.is_empty() {
-            client.connector = conn::Connector::with_tls(client.insecure, client.version, &files)
-                .map_err(|e| {
-                let span = cert.or(ca).map(Spanned::span).unwrap_or_default();
-                ConfigError::at(span, e)
-            })?;
-        }
+        client.with_tls_files(
+            &ctx.base_dir,
+            defaults,
+            options.client_cert.as_ref(),
+            options.client_key.as_ref(),
+            options.ca_file.as_ref(),
+        )?;
         let redirects = options
             .max_redirects
             .or(defaults.max_redirects)
@@ -504,7 +527,82 @@ impl HttpDriver {
                     .map_or(Duration::from_secs(60), |d| d.0)
             }),
             groups,
+            strict: false,
+            var_names: env.vars.clone(),
         })
+    }
+
+    /// `[setup]` or `[teardown]` (`phase`): requests run once, in order,
+    /// by one VU, each of which must succeed. Its samples carry the
+    /// `group` tag `::setup` or `::teardown` (as k6 tags its setup), so
+    /// scenario thresholds never see them.
+    pub fn build_phase(
+        phase: &str,
+        options: HttpOptions,
+        ctx: &BuildCtx<'_>,
+    ) -> Result<Self, ConfigError> {
+        if options.requests.is_empty() {
+            return Err(ConfigError::new(format!(
+                "[{phase}] has no requests: add at least one [[{phase}.requests]] with a url"
+            )));
+        }
+        if options.flow != Flow::Sequence {
+            return Err(ConfigError::new(format!(
+                "[{phase}] runs its requests once, in order: remove flow = \"weighted\""
+            )));
+        }
+        for r in &options.requests {
+            let refuse = |key: &str, span: std::ops::Range<usize>| {
+                Err(ConfigError::at(
+                    span,
+                    format!("[{phase}] runs each request once, in order: remove {key}"),
+                ))
+            };
+            if let Some(w) = &r.weight {
+                return refuse("weight", w.span());
+            }
+            if r.once {
+                return refuse("once", r.url.span());
+            }
+            if let Some(g) = &r.group {
+                return refuse(
+                    &format!("group (its requests are in the group ::{phase})"),
+                    g.span(),
+                );
+            }
+        }
+        let mut d = Self::build(options, ctx)?;
+        d.strict = true;
+        Ok(d)
+    }
+
+    /// Run the requests of a `[setup]` or `[teardown]` once, recording
+    /// into `rec`: the captured values (named by [`HttpDriver::captures`]),
+    /// or why a request failed.
+    pub async fn run_phase(
+        self: &Arc<Self>,
+        rec: crate::metrics::Recorder,
+        seed: u64,
+    ) -> Result<Vec<String>, String> {
+        let mut vu = HttpVu::new(
+            self.clone(),
+            VuEnv {
+                index: 0,
+                recorder: rec,
+                seed,
+            },
+        );
+        vu.run_phase().await
+    }
+
+    /// Names of the values the requests capture, in the order
+    /// [`HttpDriver::run_phase`] returns them.
+    pub fn captures(&self) -> &[String] {
+        &self.var_names
+    }
+
+    pub fn request_count(&self) -> usize {
+        self.requests.len()
     }
 }
 
@@ -816,6 +914,14 @@ fn compile_request(
                     g.span(),
                     format!(
                         "group {text:?}: a group is one fixed, non-empty label without templates or \"::\""
+                    ),
+                ));
+            }
+            if text == "setup" || text == "teardown" {
+                return Err(ConfigError::at(
+                    g.span(),
+                    format!(
+                        "group {text:?} is the group of [{text}]'s requests (::{text}), counted apart from the scenarios: pick another name"
                     ),
                 ));
             }

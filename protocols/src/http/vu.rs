@@ -98,6 +98,8 @@ pub struct HttpVu {
     once_done: bool,
     /// The group being timed: its index, start, and the end of its last request.
     open_group: Option<(usize, Instant, Instant)>,
+    /// A strict driver's (`[setup]`, `[teardown]`) first failed request.
+    failure: Option<String>,
 }
 
 impl HttpVu {
@@ -146,6 +148,7 @@ impl HttpVu {
             sse_data: Vec::new(),
             once_done: false,
             open_group: None,
+            failure: None,
             d,
         }
     }
@@ -459,6 +462,9 @@ impl HttpVu {
                 }
             }
             let honor = d.honor_429;
+            if d.strict {
+                self.fail_unless_accepted(i, status, error);
+            }
             self.finish(i, status, &headers, duration, &streamed);
             if status == 429
                 && let Some(max) = honor
@@ -504,6 +510,12 @@ impl HttpVu {
         for (c, id) in r.captures.iter().zip(&ids[r.checks.len()..]) {
             let value = c.extract(&resp);
             rec.rate(*id, value.is_some());
+            if d.strict && value.is_none() && self.failure.is_none() {
+                self.failure = Some(format!(
+                    "request {:?} ({}) was answered {status} without the value it captures as {:?}",
+                    r.name, r.method, c.name
+                ));
+            }
             self.state.vars[c.var] = value.unwrap_or_default();
         }
         if !r.records.is_empty() {
@@ -514,6 +526,45 @@ impl HttpVu {
                 }
             }
         }
+    }
+
+    /// A strict driver's request failed unless it was answered with a 2xx
+    /// (or a status its `checks.status` accepts).
+    fn fail_unless_accepted(&mut self, i: usize, status: u16, error: Option<ErrorKind>) {
+        let r = &self.d.requests[i];
+        let why = match error {
+            Some(e) => format!("failed: {}", e.tag()),
+            None if r.expected.is_empty() && !(200..300).contains(&status) => format!(
+                "was answered {status}, not 2xx (to accept it, add checks = {{ status = [200, {status}] }})"
+            ),
+            None if !r.expected.is_empty() && !r.expected.contains(&status) => format!(
+                "was answered {status}, which its checks.status does not accept ({:?})",
+                r.expected
+            ),
+            None => return,
+        };
+        if self.failure.is_none() {
+            self.failure = Some(format!("request {:?} ({}) {why}", r.name, r.method));
+        }
+    }
+
+    /// Every request once, in order, stopping at the first that fails (a
+    /// strict driver's: `[setup]`, `[teardown]`); the captured values.
+    pub(super) async fn run_phase(&mut self) -> Result<Vec<String>, String> {
+        let it = Iteration {
+            number: 0,
+            scheduled: None,
+            deadline: None,
+            stop: crate::driver::Stop::default(),
+        };
+        self.state.begin(0);
+        for i in 0..self.d.requests.len() {
+            self.step(i, &it, i == 0).await;
+            if let Some(why) = self.failure.take() {
+                return Err(why);
+            }
+        }
+        Ok(self.state.vars.clone())
     }
 
     /// `on_429 = "honor"`: wait what the server asked (capped, and never
@@ -784,6 +835,7 @@ mod size {
             base_dir: ".".into(),
             max_vus: 1,
             metrics: &[],
+            setup: None,
         };
         let o: super::super::HttpOptions =
             toml::from_str("[[requests]]\nurl = \"http://127.0.0.1:1/\"\n").unwrap();

@@ -315,7 +315,7 @@ impl PgDriver {
         };
 
         // Vars: captured values and per-query `vars`, declared before any template reads them.
-        let mut env = TemplateEnv::new(ctx.env, ctx.feeders, sc);
+        let mut env = ctx.templates();
         let mut captured = Vec::new();
         for q in &o.queries {
             let stmt_caps = q

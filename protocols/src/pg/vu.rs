@@ -467,6 +467,7 @@ mod tests {
             base_dir: ".".into(),
             max_vus: 1,
             metrics: &[],
+            setup: None,
         };
         for connections in ["pool", "per-vu", "per-iteration"] {
             let o: super::super::PgOptions = toml::from_str(&format!(

@@ -63,6 +63,11 @@ pub struct WebhookOptions {
     pub timeout: Option<Dur>,
     pub insecure_skip_tls_verify: Option<bool>,
     pub http_version: Option<HttpVersion>,
+    /// PEM client certificate and key (mTLS), and private CAs to trust;
+    /// else `[defaults]`'.
+    pub client_cert: Option<Spanned<String>>,
+    pub client_key: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -221,7 +226,14 @@ impl WebhookDriver {
             http_version: o.http_version,
             insecure_skip_tls_verify: o.insecure_skip_tls_verify,
         };
-        let client = Client::resolve(defaults, conn, Duration::from_secs(30));
+        let mut client = Client::resolve(defaults, conn, Duration::from_secs(30));
+        client.with_tls_files(
+            &ctx.base_dir,
+            defaults,
+            o.client_cert.as_ref(),
+            o.client_key.as_ref(),
+            o.ca_file.as_ref(),
+        )?;
         let url = join_url(endpoint, client.base)?;
         let target = Target::from_url(&url).map_err(|e| ConfigError::at(endpoint.span(), e))?;
 
@@ -238,7 +250,7 @@ impl WebhookDriver {
                 .map_err(|e| ConfigError::at(dir.span(), e))?;
         }
 
-        let mut env = TemplateEnv::new(ctx.env, ctx.feeders, ctx.scenario);
+        let mut env = ctx.templates();
         env.locals = LOCALS;
         env.numeric_locals = NUMERIC_LOCALS;
         let wanted: Vec<(String, f64, Option<std::ops::Range<usize>>)> = match &o.events {

@@ -363,7 +363,7 @@ fn pointer(
 impl WsDriver {
     pub fn build(o: WsOptions, ctx: &BuildCtx<'_>) -> Result<Self, ConfigError> {
         let defaults = ctx.defaults;
-        let mut env = TemplateEnv::new(ctx.env, ctx.feeders, ctx.scenario);
+        let mut env = ctx.templates();
         let socketio = o.protocol.unwrap_or_default() == Protocol::SocketIo;
         if socketio {
             let r = &o.receive;

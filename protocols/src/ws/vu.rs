@@ -995,6 +995,7 @@ mod tests {
             base_dir: ".".into(),
             max_vus: 1,
             metrics: &[],
+            setup: None,
         };
         let o: super::super::WsOptions =
             toml::from_str("url = \"ws://127.0.0.1:1/ws/chat\"\n").unwrap();
