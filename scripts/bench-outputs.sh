@@ -9,7 +9,7 @@
 #
 # Needs influxd and prometheus (Debian packages influxdb, prometheus:
 # installed when missing). Server on core 1, volley on core 0, the databases
-# on whatever is left (see ../shared/BENCHMARKING.md).
+# on whatever is left (see docs/benchmarking.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -81,13 +81,14 @@ PLAN
 run() { # NAME ARGS...
   local name=$1; shift
   local reader=""
-  if [[ " $* " == *" --dashboard "* ]]; then
+  if [[ " $* " == *" --dashboard="* ]]; then
     # A page reading the stream while the run goes.
     ( for _ in $(seq 100); do curl -sfN "http://127.0.0.1:$DASH/events" >/dev/null 2>&1 && break; sleep 0.1; done ) &
     reader=$!
   fi
   taskset -c 0 "$BIN" run "$WORK/plan.toml" --quiet --workers 1 --summary-export "$WORK/$name.json" "$@" >/dev/null 2>"$WORK/$name.err"
   [ -n "$reader" ] && { kill "$reader" 2>/dev/null || true; wait "$reader" 2>/dev/null || true; }
+  [ -s "$WORK/$name.json" ] || { echo "bench-outputs: the $name run wrote no summary:" >&2; cat "$WORK/$name.err" >&2; exit 1; }
   python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["metrics"]["http_reqs"]["values"]["rate"]))' "$WORK/$name.json"
 }
 
@@ -96,8 +97,8 @@ for i in $(seq "$RUNS"); do
   RESULTS[plain]+="$(run plain) "
   RESULTS[influxdb]+="$(run influxdb --out "influxdb=http://127.0.0.1:$INFLUX/bench") "
   RESULTS[prometheus_rw]+="$(run prometheus_rw --out "prometheus-rw=http://127.0.0.1:$PROM/api/v1/write,push=1s") "
-  RESULTS[dashboard]+="$(run dashboard --dashboard "127.0.0.1:$DASH") "
-  RESULTS[all]+="$(run all --out "influxdb=http://127.0.0.1:$INFLUX/bench" --dashboard "127.0.0.1:$DASH") "
+  RESULTS[dashboard]+="$(run dashboard "--dashboard=127.0.0.1:$DASH") "
+  RESULTS[all]+="$(run all --out "influxdb=http://127.0.0.1:$INFLUX/bench" "--dashboard=127.0.0.1:$DASH") "
   echo "run $i/$RUNS done" >&2
 done
 

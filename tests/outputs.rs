@@ -414,7 +414,7 @@ fn live_run(d: &Dir, p: &std::path::Path) -> LiveRun {
         .arg(p)
         .args(["--quiet", "--summary-export"])
         .arg(&export)
-        .args(["--dashboard", "127.0.0.1:0", "--dashboard-linger", "60s"])
+        .args(["--dashboard=127.0.0.1:0", "--dashboard-linger", "60s"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -22,7 +22,8 @@ pub(super) struct ArtifactArgs {
     pub(super) out: Vec<String>,
     /// Serve a live web page while the run goes (charts per scenario,
     /// thresholds, errors); ADDR defaults to 127.0.0.1:5665 (loopback).
-    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:5665")]
+    /// Written `--dashboard=ADDR`, so `--dashboard plan.toml` is the plan.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, require_equals = true, default_missing_value = "127.0.0.1:5665")]
     pub(super) dashboard: Option<String>,
     /// Keep the dashboard up this long after the run (e.g. 30s; Ctrl-C ends it).
     #[arg(long, value_name = "DURATION", requires = "dashboard")]

@@ -226,6 +226,7 @@ impl Dashboard {
         let series = agg.registry.all_series();
         let mut totals: BTreeMap<String, Total> = BTreeMap::new();
         let mut errors = BTreeMap::new();
+        let mut untagged: BTreeMap<String, f64> = BTreeMap::new();
         for (info, slot) in series.iter().zip(&agg.totals) {
             let def = &defs[info.metric as usize];
             let name: &str = &def.name;
@@ -236,6 +237,11 @@ impl Dashboard {
                 Slot::Rate { hits, total } => {
                     *t.count.get_or_insert(0) += hits;
                     *t.total.get_or_insert(0) += total;
+                }
+                // The aggregator writes a gauge both untagged and per
+                // scenario (vus, vus_max): the untagged series is the total.
+                Slot::Gauge { last, .. } if info.tags.is_empty() => {
+                    untagged.insert(name.to_string(), *last);
                 }
                 Slot::Gauge { last, .. } => *t.value.get_or_insert(0.0) += last,
                 Slot::Trend(h) => *t.count.get_or_insert(0) += h.len(),
@@ -261,6 +267,9 @@ impl Dashboard {
                     *errors.entry(key).or_default() += n;
                 }
             }
+        }
+        for (name, v) in untagged {
+            totals.entry(name).or_default().value = Some(v);
         }
         let table = agg.totals();
         let mut verdicts = Vec::new();

@@ -47,7 +47,7 @@ pub fn parse(spec: &str, arg: &str) -> Result<InfluxOptions, String> {
     let host = url
         .host_str()
         .ok_or_else(|| format!("--out {spec:?}: the URL has no host"))?;
-    let authority = format!("{host}:{}", url.port().unwrap_or(8086));
+    let authority = format!("{host}:{}", explicit_port(&url, url_text).unwrap_or(8086));
     // k6: the last path segment is the database, what is before it a prefix.
     let path = url.path().trim_end_matches('/');
     let (prefix, db) = path.rsplit_once('/').unwrap_or(("", path));
@@ -63,7 +63,7 @@ pub fn parse(spec: &str, arg: &str) -> Result<InfluxOptions, String> {
         auth = format!("&u={user}&p={pass}");
     }
     let mut opts = InfluxOptions {
-        url: url_text.to_string(),
+        url: shown(&url),
         target: Target {
             authority,
             path: format!(
@@ -120,7 +120,7 @@ pub fn parse(spec: &str, arg: &str) -> Result<InfluxOptions, String> {
 fn escape(out: &mut String, s: &str, equals: bool) {
     for c in s.chars() {
         match c {
-            ',' | ' ' => out.push('\\'),
+            ',' | ' ' | '\\' => out.push('\\'),
             '=' if equals => out.push('\\'),
             '\n' | '\r' => {
                 out.push(' ');
@@ -314,6 +314,30 @@ impl Observer for InfluxOutput {
     }
 }
 
+/// The URL as messages show it: a password in it is not printed.
+pub(crate) fn shown(url: &url::Url) -> String {
+    let mut u = url.clone();
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    u.to_string()
+}
+
+/// The port as written in `text`: `Url::port` is None for one equal to the
+/// scheme's default (`http://db:80/x`), which is still what the user asked.
+pub(crate) fn explicit_port(url: &url::Url, text: &str) -> Option<u16> {
+    url.port().or_else(|| {
+        let after = text.split_once("://").map_or(text, |(_, r)| r);
+        let authority = after.split(['/', '?', '#']).next().unwrap_or("");
+        let hostport = authority.rsplit('@').next().unwrap_or("");
+        let port = match hostport.rsplit_once(']') {
+            Some((_, rest)) => rest.strip_prefix(':')?,
+            None => hostport.rsplit_once(':')?.1,
+        };
+        port.parse().ok()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,6 +366,14 @@ mod tests {
     }
 
     #[test]
+    fn a_default_port_written_out_is_kept() {
+        let o = parse("influxdb=x", "http://db:80/k6").unwrap();
+        assert_eq!(o.target.authority, "db:80");
+        let o = parse("influxdb=x", "http://db/k6").unwrap();
+        assert_eq!(o.target.authority, "db:8086");
+    }
+
+    #[test]
     fn escapes_line_protocol() {
         let mut s = String::new();
         escape(&mut s, "a b,c=d", true);
@@ -349,5 +381,9 @@ mod tests {
         s.clear();
         escape(&mut s, "m=1", false);
         assert_eq!(s, "m=1");
+        s.clear();
+        // A trailing backslash would escape the separator after it.
+        escape(&mut s, "C:\\", true);
+        assert_eq!(s, "C:\\\\");
     }
 }

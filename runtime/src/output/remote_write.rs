@@ -73,9 +73,12 @@ pub fn parse(spec: &str, arg: &str) -> Result<RemoteWriteOptions, String> {
         path = format!("{path}?{q}");
     }
     let mut opts = RemoteWriteOptions {
-        url: url_text.to_string(),
+        url: super::influx::shown(&url),
         target: Target {
-            authority: format!("{host}:{}", url.port().unwrap_or(9090)),
+            authority: format!(
+                "{host}:{}",
+                super::influx::explicit_port(&url, url_text).unwrap_or(9090)
+            ),
             path,
             headers: vec![
                 ("content-type", "application/x-protobuf".into()),
