@@ -9,7 +9,7 @@
 //! the share for rates; the last value for gauges), and further fields carry
 //! the rest (`count`, `min`, `max`, `p50` .. `p99`, `hits`, `total`).
 
-use super::push::{Pusher, Setup, Target};
+use super::push::{self, Pusher, Setup, Target};
 use super::rows::Values;
 use crate::aggregate::Aggregator;
 use crate::engine::Observer;
@@ -35,19 +35,12 @@ pub struct InfluxOptions {
 pub fn parse(spec: &str, arg: &str) -> Result<InfluxOptions, String> {
     let mut parts = arg.split(',');
     let url_text = parts.next().unwrap_or_default();
-    let url = url::Url::parse(url_text).map_err(|e| {
-        format!("--out {spec:?}: {url_text:?} is not a URL ({e}); write e.g. influxdb=http://127.0.0.1:8086/volley")
-    })?;
-    if url.scheme() != "http" {
-        return Err(format!(
-            "--out {spec:?}: only http:// is supported (got {}://); put a TLS proxy in front or use a local InfluxDB",
-            url.scheme()
-        ));
-    }
-    let host = url
-        .host_str()
-        .ok_or_else(|| format!("--out {spec:?}: the URL has no host"))?;
-    let authority = format!("{host}:{}", explicit_port(&url, url_text).unwrap_or(8086));
+    let (url, authority) = push::parse_url(
+        spec,
+        url_text,
+        "influxdb=http://127.0.0.1:8086/volley",
+        8086,
+    )?;
     // k6: the last path segment is the database, what is before it a prefix.
     let path = url.path().trim_end_matches('/');
     let (prefix, db) = path.rsplit_once('/').unwrap_or(("", path));
@@ -63,7 +56,7 @@ pub fn parse(spec: &str, arg: &str) -> Result<InfluxOptions, String> {
         auth = format!("&u={user}&p={pass}");
     }
     let mut opts = InfluxOptions {
-        url: shown(&url),
+        url: push::shown(&url),
         target: Target {
             authority,
             path: format!(
@@ -78,40 +71,8 @@ pub fn parse(spec: &str, arg: &str) -> Result<InfluxOptions, String> {
         push: Duration::from_secs(1),
         timeout: Duration::from_secs(5),
     };
-    for opt in parts {
-        let dur = |v: &str, what: &str| {
-            volley_protocols::duration::parse_duration(v)
-                .map_err(|e| format!("--out {spec:?}: {what}: {e}"))
-                .and_then(|d| {
-                    if d.is_zero() || d > Duration::from_secs(3600) {
-                        Err(format!(
-                            "--out {spec:?}: {what}={v} must be more than 0 and at most 1h"
-                        ))
-                    } else {
-                        Ok(d)
-                    }
-                })
-        };
-        match opt.split_once('=') {
-            Some(("push", v)) => opts.push = dur(v, "push")?,
-            Some(("timeout", v)) => opts.timeout = dur(v, "timeout")?,
-            Some(("tag", v)) => match v.split_once(':') {
-                Some((k, val)) if !k.is_empty() && !val.is_empty() => {
-                    opts.tags.push((k.to_string(), val.to_string()))
-                }
-                _ => {
-                    return Err(format!(
-                        "--out {spec:?}: tag={v}: write tag=KEY:VALUE (e.g. tag=testid:nightly)"
-                    ));
-                }
-            },
-            _ => {
-                return Err(format!(
-                    "--out {spec:?}: unknown option {opt:?}; the options are push=DURATION, timeout=DURATION and tag=KEY:VALUE"
-                ));
-            }
-        }
-    }
+    let o = push::parse_options(spec, parts, &mut opts.push, |k| k.to_string())?;
+    (opts.tags, opts.timeout) = (o.tags, o.timeout);
     Ok(opts)
 }
 
@@ -312,30 +273,6 @@ impl Observer for InfluxOutput {
     fn on_end(&mut self, agg: &Aggregator, elapsed: Duration) {
         self.collect(agg, elapsed, true);
     }
-}
-
-/// The URL as messages show it: a password in it is not printed.
-pub(crate) fn shown(url: &url::Url) -> String {
-    let mut u = url.clone();
-    if u.password().is_some() {
-        let _ = u.set_password(Some("***"));
-    }
-    u.to_string()
-}
-
-/// The port as written in `text`: `Url::port` is None for one equal to the
-/// scheme's default (`http://db:80/x`), which is still what the user asked.
-pub(crate) fn explicit_port(url: &url::Url, text: &str) -> Option<u16> {
-    url.port().or_else(|| {
-        let after = text.split_once("://").map_or(text, |(_, r)| r);
-        let authority = after.split(['/', '?', '#']).next().unwrap_or("");
-        let hostport = authority.rsplit('@').next().unwrap_or("");
-        let port = match hostport.rsplit_once(']') {
-            Some((_, rest)) => rest.strip_prefix(':')?,
-            None => hostport.rsplit_once(':')?.1,
-        };
-        port.parse().ok()
-    })
 }
 
 #[cfg(test)]

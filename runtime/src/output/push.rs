@@ -273,3 +273,109 @@ async fn post(
         target.authority
     ))
 }
+
+/// The URL of a push output: `http://` with a host; the URL and the
+/// `host:port` to connect to (`default_port` when none is written).
+pub fn parse_url(
+    spec: &str,
+    url_text: &str,
+    example: &str,
+    default_port: u16,
+) -> Result<(url::Url, String), String> {
+    let url = url::Url::parse(url_text).map_err(|e| {
+        format!("--out {spec:?}: {url_text:?} is not a URL ({e}); write e.g. {example}")
+    })?;
+    if url.scheme() != "http" {
+        return Err(format!(
+            "--out {spec:?}: only http:// is supported (got {}://); put a TLS proxy in front, e.g. {example}",
+            url.scheme()
+        ));
+    }
+    let host = url
+        .host_str()
+        .ok_or_else(|| format!("--out {spec:?}: the URL has no host; write e.g. {example}"))?;
+    let authority = format!(
+        "{host}:{}",
+        explicit_port(&url, url_text).unwrap_or(default_port)
+    );
+    Ok((url, authority))
+}
+
+/// The options after a push output's URL, as parsed.
+pub struct PushOptions {
+    pub tags: Vec<(String, String)>,
+    pub timeout: Duration,
+}
+
+/// `push=DURATION`, `timeout=DURATION` (5 s unless set) and `tag=KEY:VALUE`
+/// (its key through `tag_key`); `push` keeps its default unless set.
+pub fn parse_options<'a>(
+    spec: &str,
+    parts: impl Iterator<Item = &'a str>,
+    push: &mut Duration,
+    tag_key: impl Fn(&str) -> String,
+) -> Result<PushOptions, String> {
+    let mut o = PushOptions {
+        tags: vec![],
+        timeout: Duration::from_secs(5),
+    };
+    let dur = |v: &str, what: &str| {
+        volley_protocols::duration::parse_duration(v)
+            .map_err(|e| format!("--out {spec:?}: {what}: {e}"))
+            .and_then(|d| {
+                if d.is_zero() || d > Duration::from_secs(3600) {
+                    Err(format!(
+                        "--out {spec:?}: {what}={v} must be more than 0 and at most 1h"
+                    ))
+                } else {
+                    Ok(d)
+                }
+            })
+    };
+    for opt in parts {
+        match opt.split_once('=') {
+            Some(("push", v)) => *push = dur(v, "push")?,
+            Some(("timeout", v)) => o.timeout = dur(v, "timeout")?,
+            Some(("tag", v)) => match v.split_once(':') {
+                Some((k, val)) if !k.is_empty() && !val.is_empty() => {
+                    o.tags.push((tag_key(k), val.to_string()))
+                }
+                _ => {
+                    return Err(format!(
+                        "--out {spec:?}: tag={v}: write tag=KEY:VALUE (e.g. tag=testid:nightly)"
+                    ));
+                }
+            },
+            _ => {
+                return Err(format!(
+                    "--out {spec:?}: unknown option {opt:?}; the options are push=DURATION, timeout=DURATION and tag=KEY:VALUE"
+                ));
+            }
+        }
+    }
+    Ok(o)
+}
+
+/// The URL as messages show it: a password in it is not printed.
+pub(crate) fn shown(url: &url::Url) -> String {
+    let mut u = url.clone();
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    u.to_string()
+}
+
+/// The port as written in `text`: `Url::port` is None for one equal to the
+/// scheme's default (`http://db:80/x`), which is still what the user asked.
+pub(crate) fn explicit_port(url: &url::Url, text: &str) -> Option<u16> {
+    url.port().or_else(|| {
+        let after = text.split_once("://").map_or(text, |(_, r)| r);
+        let authority = after.split(['/', '?', '#']).next().unwrap_or("");
+        let hostport = authority.rsplit('@').next().unwrap_or("");
+        let port = match hostport.rsplit_once(']') {
+            Some((_, rest)) => rest.strip_prefix(':')?,
+            None => hostport.rsplit_once(':')?.1,
+        };
+        port.parse().ok()
+    })
+}

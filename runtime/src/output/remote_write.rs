@@ -6,7 +6,7 @@
 //! `_p90`, `_p99`, `_count`, `_sum`), times in seconds. Every value is the
 //! run's total so far, as k6 sends them.
 
-use super::push::{Pusher, Target};
+use super::push::{self, Pusher, Target};
 use crate::aggregate::Aggregator;
 use crate::engine::Observer;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -56,29 +56,20 @@ pub struct RemoteWriteOptions {
 pub fn parse(spec: &str, arg: &str) -> Result<RemoteWriteOptions, String> {
     let mut parts = arg.split(',');
     let url_text = parts.next().unwrap_or_default();
-    let url = url::Url::parse(url_text).map_err(|e| {
-        format!("--out {spec:?}: {url_text:?} is not a URL ({e}); write e.g. prometheus-rw=http://127.0.0.1:9090/api/v1/write")
-    })?;
-    if url.scheme() != "http" {
-        return Err(format!(
-            "--out {spec:?}: only http:// is supported (got {}://)",
-            url.scheme()
-        ));
-    }
-    let host = url
-        .host_str()
-        .ok_or_else(|| format!("--out {spec:?}: the URL has no host"))?;
+    let (url, authority) = push::parse_url(
+        spec,
+        url_text,
+        "prometheus-rw=http://127.0.0.1:9090/api/v1/write",
+        9090,
+    )?;
     let mut path = url.path().to_string();
     if let Some(q) = url.query() {
         path = format!("{path}?{q}");
     }
     let mut opts = RemoteWriteOptions {
-        url: super::influx::shown(&url),
+        url: push::shown(&url),
         target: Target {
-            authority: format!(
-                "{host}:{}",
-                super::influx::explicit_port(&url, url_text).unwrap_or(9090)
-            ),
+            authority,
             path,
             headers: vec![
                 ("content-type", "application/x-protobuf".into()),
@@ -90,40 +81,8 @@ pub fn parse(spec: &str, arg: &str) -> Result<RemoteWriteOptions, String> {
         push: Duration::from_secs(5),
         timeout: Duration::from_secs(5),
     };
-    for opt in parts {
-        let dur = |v: &str, what: &str| {
-            volley_protocols::duration::parse_duration(v)
-                .map_err(|e| format!("--out {spec:?}: {what}: {e}"))
-                .and_then(|d| {
-                    if d.is_zero() || d > Duration::from_secs(3600) {
-                        Err(format!(
-                            "--out {spec:?}: {what}={v} must be more than 0 and at most 1h"
-                        ))
-                    } else {
-                        Ok(d)
-                    }
-                })
-        };
-        match opt.split_once('=') {
-            Some(("push", v)) => opts.push = dur(v, "push")?,
-            Some(("timeout", v)) => opts.timeout = dur(v, "timeout")?,
-            Some(("tag", v)) => match v.split_once(':') {
-                Some((k, val)) if !k.is_empty() && !val.is_empty() => opts
-                    .tags
-                    .push((super::prometheus::name(k), val.to_string())),
-                _ => {
-                    return Err(format!(
-                        "--out {spec:?}: tag={v}: write tag=KEY:VALUE (e.g. tag=testid:nightly)"
-                    ));
-                }
-            },
-            _ => {
-                return Err(format!(
-                    "--out {spec:?}: unknown option {opt:?}; the options are push=DURATION, timeout=DURATION and tag=KEY:VALUE"
-                ));
-            }
-        }
-    }
+    let o = push::parse_options(spec, parts, &mut opts.push, super::prometheus::name)?;
+    (opts.tags, opts.timeout) = (o.tags, o.timeout);
     Ok(opts)
 }
 
