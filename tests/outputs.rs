@@ -545,6 +545,16 @@ fn the_dashboard_streams_every_second_and_ends_at_the_summary_totals() {
     assert_eq!(end["running"], false);
     assert_eq!(end["totals"]["http_reqs"]["count"].as_u64(), Some(reqs));
     assert_eq!(reqs, t.total());
+    // A gauge's total is its untagged series, not that plus each
+    // scenario's: the dashboard showed twice the busy VUs before.
+    for g in ["vus", "vus_max"] {
+        assert_eq!(
+            end["totals"][g]["value"].as_f64(),
+            Some(value(&s, g, "value")),
+            "{g}: {}",
+            end["totals"]
+        );
+    }
 }
 
 /// `chromium --headless --dump-dom` of the dashboard page (None without chromium).
