@@ -7,6 +7,7 @@
 //! page stays up `--dashboard-linger`.
 
 use super::rows::Values;
+use super::server::{self, Server};
 use crate::aggregate::Aggregator;
 use crate::engine::Observer;
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
@@ -87,8 +88,8 @@ pub struct Dashboard {
     thresholds: Vec<ThresholdSet>,
     shared: Arc<Shared>,
     seen: u64,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    /// Stops serving when the dashboard is dropped.
+    _server: Server,
 }
 
 /// `ADDR` of `--dashboard` (loopback unless told otherwise).
@@ -107,8 +108,7 @@ impl Dashboard {
         linger: Duration,
         thresholds: Vec<ThresholdSet>,
     ) -> Result<Self, String> {
-        let listener = std::net::TcpListener::bind(addr)
-            .and_then(|l| l.set_nonblocking(true).map(|_| l))
+        let listener = server::bind(addr)
             .map_err(|e| format!("--dashboard {addr}: cannot listen: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let (tx, _) = broadcast::channel(64);
@@ -116,12 +116,11 @@ impl Dashboard {
             history: Mutex::new(Default::default()),
             tx,
         });
-        let (stop, stopped) = tokio::sync::oneshot::channel();
         let serving = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("volley-dashboard".into())
-            .spawn(move || serve(listener, serving, stopped))
-            .map_err(|e| format!("cannot start the dashboard: {e}"))?;
+        let server = Server::start(listener, "volley-dashboard", "dashboard", move |req| {
+            respond(req, &serving)
+        })
+        .map_err(|e| format!("cannot start the dashboard: {e}"))?;
         eprintln!("dashboard: http://{addr}/");
         Ok(Self {
             addr,
@@ -129,8 +128,7 @@ impl Dashboard {
             thresholds,
             shared,
             seen: 0,
-            stop: Some(stop),
-            thread: Some(thread),
+            _server: server,
         })
     }
 
@@ -287,21 +285,6 @@ impl Dashboard {
         }
         (totals, verdicts, errors)
     }
-
-    fn shutdown(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Dashboard {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
 }
 
 impl Observer for Dashboard {
@@ -336,55 +319,6 @@ fn page(shared: &Shared) -> String {
     let initial = initial.replace('<', "\\u003c");
     PAGE.replace("/*INITIAL*/[]", &initial)
         .replace("/*NEXT*/0", &next.to_string())
-}
-
-fn serve(
-    listener: std::net::TcpListener,
-    shared: Arc<Shared>,
-    mut stopped: tokio::sync::oneshot::Receiver<()>,
-) {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!("dashboard: cannot start a runtime: {e}");
-            return;
-        }
-    };
-    rt.block_on(async move {
-        let listener = match tokio::net::TcpListener::from_std(listener) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!("dashboard: {e}");
-                return;
-            }
-        };
-        loop {
-            let stream = tokio::select! {
-                _ = &mut stopped => break,
-                r = listener.accept() => match r {
-                    Ok((s, _)) => s,
-                    Err(e) => {
-                        tracing::warn!("dashboard: accept: {e}");
-                        continue;
-                    }
-                },
-            };
-            let shared = shared.clone();
-            let service = hyper::service::service_fn(move |req| {
-                let r = respond(&req, &shared);
-                async move { Ok::<_, Infallible>(r) }
-            });
-            tokio::spawn(async move {
-                let io = hyper_util::rt::TokioIo::new(stream);
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, service)
-                    .await;
-            });
-        }
-    });
 }
 
 fn respond(req: &hyper::Request<hyper::body::Incoming>, shared: &Shared) -> hyper::Response<Body> {

@@ -11,6 +11,7 @@ mod prometheus;
 mod push;
 mod remote_write;
 mod rows;
+mod server;
 
 pub use dashboard::{Dashboard, parse_addr as parse_dashboard_addr};
 pub use influx::{InfluxOptions, InfluxOutput};
