@@ -675,7 +675,7 @@ fn phase(
     };
     let options: HttpOptions = de(span.clone(), t).map_err(|e| {
         let e = e.or_at(span.clone());
-        if e.message.starts_with("unknown field") {
+        if e.kind == ConfigErrorKind::UnknownKey {
             ConfigError {
                 message: format!(
                     "[{name}]: {}; [{name}] takes the HTTP driver's keys and max_duration",

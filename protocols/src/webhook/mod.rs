@@ -16,10 +16,10 @@ use crate::driver::Inputs;
 use crate::driver::{BuildCtx, Driver, VuEnv, VuState};
 use crate::duration::Dur;
 use crate::error::ConfigError;
+use crate::http::Client;
 use crate::http::HttpVersion;
 use crate::http::conn::{ConnectTimes, Connector, Target};
 use crate::http::link::Link;
-use crate::http::{Client, ConnKeys};
 use crate::metrics::{MetricId, MetricKind, Registry, Tags, Unit};
 use crate::template::{Template, TemplateEnv};
 use crate::weights::{Weighted, check_mix, weight};
@@ -29,45 +29,36 @@ use scheme::Scheme;
 use serde::Deserialize;
 use serde_json::Value;
 use signature::Key;
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use templates::{LOCALS, NUMERIC_LOCALS, TemplateSet};
 use toml::Spanned;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookOptions {
-    /// How deliveries are signed: stripe (default), github, standard, shopify, slack.
-    pub scheme: Option<Spanned<String>>,
-    /// The URL the provider would POST to; relative paths join `base_url`.
-    pub endpoint: Option<Spanned<String>>,
-    /// The endpoint's signing secret, or a list while rotating (Stripe and
-    /// Standard Webhooks carry one signature per secret).
-    pub secret: Option<Spanned<Value>>,
-    /// Weighted event types; default: every template, equally.
-    pub events: Option<Spanned<Vec<EventSpec>>>,
-    /// A folder of event templates (`*.json`) added to the built-in ones.
-    pub templates: Option<Spanned<String>>,
-    pub forged_ratio: Option<Spanned<f64>>,
-    pub stale_ratio: Option<Spanned<f64>>,
-    pub unsigned_ratio: Option<Spanned<f64>>,
-    pub duplicate_ratio: Option<Spanned<f64>>,
-    pub out_of_order_ratio: Option<Spanned<f64>>,
-    /// The endpoint's timestamp tolerance; stale deliveries are older than this.
-    pub tolerance: Option<Spanned<Dur>>,
-    pub base_url: Option<Spanned<String>>,
-    #[serde(default)]
-    pub headers: BTreeMap<Spanned<String>, Spanned<String>>,
-    pub timeout: Option<Dur>,
-    pub insecure_skip_tls_verify: Option<bool>,
-    pub http_version: Option<HttpVersion>,
-    /// PEM client certificate and key (mTLS), and private CAs to trust;
-    /// else `[defaults]`'.
-    pub client_cert: Option<Spanned<String>>,
-    pub client_key: Option<Spanned<String>>,
-    pub ca_file: Option<Spanned<String>>,
+crate::connection::with_connection_keys! {
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct WebhookOptions {
+        /// How deliveries are signed: stripe (default), github, standard, shopify, slack.
+        pub scheme: Option<Spanned<String>>,
+        /// The URL the provider would POST to; relative paths join `base_url`.
+        pub endpoint: Option<Spanned<String>>,
+        /// The endpoint's signing secret, or a list while rotating (Stripe and
+        /// Standard Webhooks carry one signature per secret).
+        pub secret: Option<Spanned<Value>>,
+        /// Weighted event types; default: every template, equally.
+        pub events: Option<Spanned<Vec<EventSpec>>>,
+        /// A folder of event templates (`*.json`) added to the built-in ones.
+        pub templates: Option<Spanned<String>>,
+        pub forged_ratio: Option<Spanned<f64>>,
+        pub stale_ratio: Option<Spanned<f64>>,
+        pub unsigned_ratio: Option<Spanned<f64>>,
+        pub duplicate_ratio: Option<Spanned<f64>>,
+        pub out_of_order_ratio: Option<Spanned<f64>>,
+        /// The endpoint's timestamp tolerance; stale deliveries are older than this.
+        pub tolerance: Option<Spanned<Dur>>,
+        ..connection,
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -219,21 +210,9 @@ impl WebhookDriver {
                 scheme.name()
             ))
         })?;
-        let conn = ConnKeys {
-            base_url: o.base_url.as_ref(),
-            headers: &o.headers,
-            timeout: o.timeout,
-            http_version: o.http_version,
-            insecure_skip_tls_verify: o.insecure_skip_tls_verify,
-        };
+        let conn = o.connection();
         let mut client = Client::resolve(defaults, conn, Duration::from_secs(30));
-        client.with_tls_files(
-            &ctx.base_dir,
-            defaults,
-            o.client_cert.as_ref(),
-            o.client_key.as_ref(),
-            o.ca_file.as_ref(),
-        )?;
+        client.with_tls_files(&ctx.base_dir, defaults, conn)?;
         let url = join_url(endpoint, client.base)?;
         let target = Target::from_url(&url).map_err(|e| ConfigError::at(endpoint.span(), e))?;
 
