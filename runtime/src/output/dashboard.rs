@@ -108,8 +108,8 @@ impl Dashboard {
         linger: Duration,
         thresholds: Vec<ThresholdSet>,
     ) -> Result<Self, String> {
-        let listener = server::bind(addr)
-            .map_err(|e| format!("--dashboard {addr}: cannot listen: {e}"))?;
+        let listener =
+            server::bind(addr).map_err(|e| format!("--dashboard {addr}: cannot listen: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let (tx, _) = broadcast::channel(64);
         let shared = Arc::new(Shared {
