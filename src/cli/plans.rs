@@ -93,7 +93,7 @@ pub(super) struct ValidateArgs {
 }
 
 /// Checked as clap reads it; kept as text (clap reads `Option<Vec<_>>` as a list of flags).
-fn parse_trend_stats(s: &str) -> Result<String, String> {
+fn parse_trend_stats(s: &str) -> Result<String, volley_model::trend_stats::TrendStatError> {
     TrendStat::parse_list(s).map(|_| s.to_string())
 }
 
