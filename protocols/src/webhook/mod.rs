@@ -681,6 +681,47 @@ pub struct SendOutcome {
     pub payload: Bytes,
 }
 
+/// Why `volley webhook send` delivered nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error(transparent)]
+    Url(#[from] crate::http::BadUrl),
+    #[error("give the endpoint's signing secret with --secret ({})", .0.secret_example())]
+    NoSecret(Scheme),
+    #[error(
+        "{} deliveries carry no timestamp, so none can be stale: send --kind valid, forged or unsigned",
+        .0.title()
+    )]
+    NoTimestamp(Scheme),
+    #[error("{} sends one signature ({}): give one --secret", .0.title(), .0.signature_header())]
+    OneSecret(Scheme),
+    #[error("--secret: {0}")]
+    Secret(#[from] scheme::SecretError),
+    #[error(transparent)]
+    Templates(#[from] templates::TemplatesError),
+    #[error(
+        "no {} template for event type {event:?}; known: {known} (add {add} to a folder named by --templates)",
+        scheme.title()
+    )]
+    NoTemplate {
+        scheme: Scheme,
+        event: String,
+        known: String,
+        add: String,
+    },
+    #[error("{origin}: {e}")]
+    Template {
+        origin: String,
+        e: crate::template::TemplateError,
+    },
+    #[error("event type {0:?} cannot be a header value")]
+    TypeHeader(String),
+    #[error("no answer from {url} within {timeout:?}")]
+    Timeout { url: String, timeout: Duration },
+    #[error("cannot deliver to {url}: {error}")]
+    Deliver { url: String, error: &'static str },
+}
+
 /// Render one event of type `event` (default: the scheme's first built-in),
 /// sign it as `scheme` and `kind` say, POST it to `url` and return the
 /// answer (`volley webhook send`). Runs on a `LocalSet` (the connection task
@@ -693,57 +734,49 @@ pub async fn send_one(
     templates_dir: Option<&Path>,
     kind: Kind,
     timeout: Duration,
-) -> Result<SendOutcome, String> {
-    let target = Target::from_url(url).map_err(|e| e.to_string())?;
+) -> Result<SendOutcome, SendError> {
+    let target = Target::from_url(url)?;
     if secrets.is_empty() && kind != Kind::Unsigned {
-        return Err(format!(
-            "give the endpoint's signing secret with --secret ({})",
-            scheme.secret_example()
-        ));
+        return Err(SendError::NoSecret(scheme));
     }
     if kind == Kind::Stale && !scheme.has_timestamp() {
-        return Err(format!(
-            "{} deliveries carry no timestamp, so none can be stale: send --kind valid, forged or unsigned",
-            scheme.title()
-        ));
+        return Err(SendError::NoTimestamp(scheme));
     }
     if secrets.len() > 1 && !scheme.signs_with_many() {
-        return Err(format!(
-            "{} sends one signature ({}): give one --secret",
-            scheme.title(),
-            scheme.signature_header()
-        ));
+        return Err(SendError::OneSecret(scheme));
     }
     let keys = secrets
         .iter()
         .map(|s| scheme.key(s))
-        .collect::<Result<Vec<Key>, String>>()
-        .map_err(|e| format!("--secret: {e}"))?;
+        .collect::<Result<Vec<Key>, _>>()?;
     let mut set = TemplateSet::builtin_for(scheme);
     if let Some(dir) = templates_dir {
         set.add_folder(dir)?;
     }
     let event = event.unwrap_or(templates::builtin_of(scheme)[0].0);
-    let src = set.by_type.get(event).ok_or_else(|| {
-        format!(
-            "no {} template for event type {event:?}; known: {} (add {} to a folder named by --templates)",
-            scheme.title(),
-            set.known(),
-            templates::how_typed(scheme, event)
-        )
-    })?;
+    let src = set
+        .by_type
+        .get(event)
+        .ok_or_else(|| SendError::NoTemplate {
+            scheme,
+            event: event.into(),
+            known: set.known(),
+            add: templates::how_typed(scheme, event),
+        })?;
     let env_vars = std::collections::HashMap::new();
     let mut env = TemplateEnv::new(&env_vars, &[], "webhook");
     env.locals = LOCALS;
     env.numeric_locals = NUMERIC_LOCALS;
     let template = env
         .compile_json(&src.value)
-        .map_err(|e| format!("{}: {e}", src.origin))?;
+        .map_err(|e| SendError::Template {
+            origin: src.origin.clone(),
+            e,
+        })?;
     let type_value = match scheme.type_header() {
-        Some(_) => Some(
-            HeaderValue::from_str(event)
-                .map_err(|_| format!("event type {event:?} cannot be a header value"))?,
-        ),
+        Some(_) => {
+            Some(HeaderValue::from_str(event).map_err(|_| SendError::TypeHeader(event.into()))?)
+        }
         None => None,
     };
     let mut state = Inputs::default().state(0, fastrand::u64(..));
@@ -788,8 +821,14 @@ pub async fn send_one(
     );
     let status = tokio::time::timeout(timeout, exchanged)
         .await
-        .map_err(|_| format!("no answer from {url} within {timeout:?}"))?
-        .map_err(|e| format!("cannot deliver to {url}: {}", e.tag()))?
+        .map_err(|_| SendError::Timeout {
+            url: url.into(),
+            timeout,
+        })?
+        .map_err(|e| SendError::Deliver {
+            url: url.into(),
+            error: e.tag(),
+        })?
         .status;
     Ok(SendOutcome {
         status,

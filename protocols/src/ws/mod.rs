@@ -352,7 +352,7 @@ fn pointer(
         Some(p) => (p.get_ref().as_str(), Some(p.span())),
         None => (default, None),
     };
-    let located = |m: String| match &span {
+    let located = |m: extract::PointerError| match &span {
         Some(s) => ConfigError::at(s.clone(), m),
         None => ConfigError::new(m),
     };
