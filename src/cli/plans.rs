@@ -227,8 +227,8 @@ pub(super) fn run_and_report(
         report
     });
     let report = report.map_err(|e| match e {
-        run::RunError::Plan(m) => usage(anyhow!(m)),
-        e @ run::RunError::Prepare { .. } => usage(anyhow!(e)),
+        e @ (run::RunError::Monitor(_) | run::RunError::Prepare { .. }) => usage(anyhow!(e)),
+        e @ run::RunError::Workers(_) => runtime(anyhow!(e)),
         run::RunError::Runtime(m) => runtime(anyhow!(m)),
     })?;
     print_summary(

@@ -7,7 +7,7 @@
 //! page stays up `--dashboard-linger`.
 
 use super::rows::Values;
-use super::server::{self, Server};
+use super::server::{Names, ServeError, Server};
 use crate::aggregate::Aggregator;
 use crate::engine::Observer;
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
@@ -93,13 +93,14 @@ pub struct Dashboard {
 }
 
 /// `ADDR` of `--dashboard` (loopback unless told otherwise).
-pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
-    s.parse().map_err(|_| {
-        format!(
-            "--dashboard {s:?}: not an address to listen on; write e.g. --dashboard 127.0.0.1:5665"
-        )
-    })
+pub fn parse_addr(s: &str) -> Result<SocketAddr, AddrError> {
+    s.parse().map_err(|_| AddrError(s.into()))
 }
+
+/// `--dashboard ADDR` that is not an address.
+#[derive(Debug, thiserror::Error)]
+#[error("--dashboard {0:?}: not an address to listen on; write e.g. --dashboard 127.0.0.1:5665")]
+pub struct AddrError(String);
 
 impl Dashboard {
     /// Bind now (a busy port fails before the run) and serve on a thread.
@@ -107,20 +108,20 @@ impl Dashboard {
         addr: SocketAddr,
         linger: Duration,
         thresholds: Vec<ThresholdSet>,
-    ) -> Result<Self, String> {
-        let listener =
-            server::bind(addr).map_err(|e| format!("--dashboard {addr}: cannot listen: {e}"))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    ) -> Result<Self, ServeError> {
         let (tx, _) = broadcast::channel(64);
         let shared = Arc::new(Shared {
             history: Mutex::new(Default::default()),
             tx,
         });
         let serving = shared.clone();
-        let server = Server::start(listener, "volley-dashboard", "dashboard", move |req| {
-            respond(req, &serving)
-        })
-        .map_err(|e| format!("cannot start the dashboard: {e}"))?;
+        let names = Names {
+            flag: "--dashboard ",
+            title: "the dashboard",
+            thread: "volley-dashboard",
+            log: "dashboard",
+        };
+        let (server, addr) = Server::start(addr, names, move |req| respond(req, &serving))?;
         eprintln!("dashboard: http://{addr}/");
         Ok(Self {
             addr,

@@ -9,7 +9,7 @@
 //! The snapshot is refreshed once per flush interval, only for the series
 //! that changed; encoding happens on the serving thread, at scrape time.
 
-use super::server::{self, Server};
+use super::server::{Names, ServeError, Server};
 use crate::aggregate::Aggregator;
 use crate::engine::Observer;
 use http_body_util::Full;
@@ -255,23 +255,22 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// Bind now (so a busy port fails before the run) and serve on a thread.
-    pub fn start(opts: &PrometheusOptions) -> Result<Self, String> {
-        let listener = server::bind(opts.addr)
-            .map_err(|e| format!("--out prometheus={}: cannot listen: {e}", opts.addr))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    pub fn start(opts: &PrometheusOptions) -> Result<Self, ServeError> {
         let shared = Arc::new(Shared::default());
         shared.snapshot.lock().expect("snapshot lock").running = true;
         let mut registry = Registry::with_prefix("volley");
         registry.register_collector(Box::new(SnapshotCollector(shared.clone())));
         let registry = Arc::new(registry);
         let serving = shared.clone();
-        let server = Server::start(
-            listener,
-            "volley-prometheus",
-            "prometheus endpoint",
-            move |req| respond(req, &registry, &serving),
-        )
-        .map_err(|e| format!("cannot start the Prometheus endpoint: {e}"))?;
+        let names = Names {
+            flag: "--out prometheus=",
+            title: "the Prometheus endpoint",
+            thread: "volley-prometheus",
+            log: "prometheus endpoint",
+        };
+        let (server, addr) = Server::start(opts.addr, names, move |req| {
+            respond(req, &registry, &serving)
+        })?;
         eprintln!("prometheus: serving http://{addr}/metrics");
         Ok(Self {
             addr,

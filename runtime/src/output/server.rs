@@ -10,8 +10,39 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
+/// Why a live endpoint does not serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// `flag` is how the user asked for it (`--dashboard `).
+    #[error("{flag}{addr}: cannot listen: {e}")]
+    Listen {
+        flag: &'static str,
+        addr: SocketAddr,
+        e: std::io::Error,
+    },
+    #[error("{0}")]
+    Address(std::io::Error),
+    /// `title` names it (`the dashboard`).
+    #[error("cannot start {title}: {e}")]
+    Thread {
+        title: &'static str,
+        e: std::io::Error,
+    },
+}
+
+/// How an endpoint is named: in its errors, its thread and its logs.
+pub(super) struct Names {
+    /// The flag and the text before the address (`--out prometheus=`).
+    pub flag: &'static str,
+    /// In "cannot start ...": `the Prometheus endpoint`.
+    pub title: &'static str,
+    pub thread: &'static str,
+    /// In the logs: `prometheus endpoint`.
+    pub log: &'static str,
+}
+
 /// A listening socket, non-blocking as tokio wants it.
-pub(super) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let listener = TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     Ok(listener)
@@ -24,28 +55,39 @@ pub(super) struct Server {
 }
 
 impl Server {
-    /// Serve every request on `listener` with `respond`, on a thread named
-    /// `thread`; `what` names the endpoint in the logs.
+    /// Bind `addr` now (a busy port fails before the run) and serve every
+    /// request with `respond` on a thread; the address it listens on.
     pub(super) fn start<F, B>(
-        listener: TcpListener,
-        thread: &str,
-        what: &'static str,
+        addr: SocketAddr,
+        names: Names,
         respond: F,
-    ) -> std::io::Result<Self>
+    ) -> Result<(Self, SocketAddr), ServeError>
     where
         F: Fn(&Request<Incoming>) -> Response<B> + Send + Sync + 'static,
         B: Body + Send + 'static,
         B::Data: Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        let listener = bind(addr).map_err(|e| ServeError::Listen {
+            flag: names.flag,
+            addr,
+            e,
+        })?;
+        let addr = listener.local_addr().map_err(ServeError::Address)?;
         let (stop, stopped) = oneshot::channel();
+        let log = names.log;
         let thread = std::thread::Builder::new()
-            .name(thread.into())
-            .spawn(move || serve(listener, what, Arc::new(respond), stopped))?;
-        Ok(Self {
+            .name(names.thread.into())
+            .spawn(move || serve(listener, log, Arc::new(respond), stopped))
+            .map_err(|e| ServeError::Thread {
+                title: names.title,
+                e,
+            })?;
+        let server = Self {
             stop: Some(stop),
             thread: Some(thread),
-        })
+        };
+        Ok((server, addr))
     }
 }
 
