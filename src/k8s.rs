@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use volley_config::plan::Plan;
+use volley_protocols::template::{Scope, TemplateEnv};
 
 /// The templates, in the order the objects are applied.
 pub const TEMPLATES: &[(&str, &str)] = &[
@@ -321,13 +322,31 @@ pub fn render(plan: &Plan, o: &RenderOptions, now: SystemTime) -> Result<Vec<Obj
     Ok(out)
 }
 
+/// Fill `template`: a placeholder alone on its line takes a block (see the
+/// module's comment); the others are locals of volley's template engine
+/// (`volley_protocols::template`), and a line whose placeholder has no
+/// value (an option not given) is left out.
 fn fill(
     template: &str,
     scalars: &HashMap<&str, Option<String>>,
     blocks: &HashMap<&str, Vec<String>>,
 ) -> Result<String, String> {
+    let given: Vec<(&str, &str)> = scalars
+        .iter()
+        .filter_map(|(k, v)| Some((*k, v.as_deref()?)))
+        .collect();
+    let names: Vec<&str> = given.iter().map(|(k, _)| *k).collect();
+    let values: Vec<&str> = given.iter().map(|(_, v)| *v).collect();
+    let every: Vec<&str> = scalars.keys().copied().collect();
+    let no_env = HashMap::new();
+    let mut filled = TemplateEnv::new(&no_env, &[], "k8s");
+    filled.locals = &names;
+    let mut known = TemplateEnv::new(&no_env, &[], "k8s");
+    known.locals = &every;
+    // Nothing random is rendered: the engine's scope wants a generator.
+    let mut rng = fastrand::Rng::with_seed(0);
     let mut lines: Vec<String> = Vec::new();
-    'line: for line in template.lines() {
+    for line in template.lines() {
         let trimmed = line.trim();
         if let Some(key) = trimmed
             .strip_prefix("{{")
@@ -353,25 +372,22 @@ fn fill(
             }
             continue;
         }
-        let mut rest = line;
-        let mut done = String::new();
-        while let Some(i) = rest.find("{{") {
-            let end = rest[i..]
-                .find("}}")
-                .ok_or_else(|| format!("unclosed {{{{ in {line:?}"))?;
-            let key = rest[i + 2..i + end].trim();
-            match scalars.get(key) {
-                Some(Some(v)) => {
-                    done.push_str(&rest[..i]);
-                    done.push_str(v);
-                }
-                Some(None) => continue 'line,
-                None => return Err(format!("unknown placeholder {key:?}")),
-            }
-            rest = &rest[i + end + 2..];
-        }
-        done.push_str(rest);
-        lines.push(done);
+        let t = match filled.compile(line) {
+            Ok(t) => t,
+            // Its placeholder is known but has no value: no line.
+            Err(_) if known.compile(line).is_ok() => continue,
+            Err(e) => return Err(format!("{line:?}: {e}")),
+        };
+        let mut scope = Scope {
+            vu: 0,
+            iter: 0,
+            vars: &[],
+            feeders: &[],
+            rows: &[],
+            locals: &values,
+            rng: &mut rng,
+        };
+        lines.push(t.render_string(&mut scope));
     }
     let mut text = lines.join("\n");
     text.push('\n');
