@@ -271,3 +271,39 @@ impl VuState {
         }
     }
 }
+
+/// The size of a VU's iteration future, for a scenario with `options` (its
+/// keys in TOML): the engine creates and moves one per iteration, so each
+/// driver's tests keep it small.
+#[cfg(test)]
+pub(crate) fn iteration_future_size<D: Driver>(options: &str) -> usize {
+    let env = HashMap::new();
+    let reg = Registry::new();
+    let defaults = Defaults::default();
+    let ctx = BuildCtx {
+        scenario: "s",
+        tags: Tags::default(),
+        env: &env,
+        feeders: &[],
+        registry: &reg,
+        defaults: &defaults,
+        base_dir: ".".into(),
+        max_vus: 1,
+        metrics: &[],
+        setup: None,
+    };
+    let o: D::Options = toml::from_str(options).expect("the test's options");
+    let d = Arc::new(D::from_plan(o, &ctx, 0..0).expect("the test's driver"));
+    let mut vu = d.vu(VuEnv {
+        index: 0,
+        recorder: Recorder::new(reg.clone()),
+        seed: 1,
+    });
+    let f = vu.iteration(Iteration {
+        number: 0,
+        scheduled: None,
+        deadline: None,
+        stop: Stop::default(),
+    });
+    std::mem::size_of_val(&f)
+}
