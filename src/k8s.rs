@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use volley_config::plan::Plan;
-use volley_protocols::template::{Scope, TemplateEnv};
+use volley_protocols::template::{Scope, TemplateEnv, TemplateError};
 
 /// The templates, in the order the objects are applied.
 pub const TEMPLATES: &[(&str, &str)] = &[
@@ -58,6 +58,48 @@ pub struct RenderOptions {
     pub memory: String,
 }
 
+/// Why the objects of a run cannot be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum K8sError {
+    #[error(
+        "{what} {name:?} is not a Kubernetes name: lowercase letters, digits and '-', at most {max} characters, starting and ending with a letter or digit"
+    )]
+    Name {
+        what: &'static str,
+        name: String,
+        max: usize,
+    },
+    #[error("{}: {e}", file.display())]
+    Plan { file: PathBuf, e: toml::de::Error },
+    #[error(
+        "data.{name}: file {rel:?} is set from a variable; in the cluster the plan's files sit beside it under /plan, so give a path relative to the plan"
+    )]
+    DataVariable { name: String, rel: String },
+    #[error(
+        "data.{name}: file {rel:?} is outside the plan's folder; in the cluster the plan's files sit beside it under /plan: move the file next to the plan (or below it) and give a relative path"
+    )]
+    DataOutside { name: String, rel: String },
+    #[error("data.{name}: cannot find {rel}")]
+    DataMissing { name: String, rel: String },
+    #[error("--parts must be at least 1")]
+    NoParts,
+    #[error("-e {0}=...: not an environment variable name")]
+    EnvName(String),
+    #[error("cannot read {} for the ConfigMap (text files only): {e}", path.display())]
+    Read { path: PathBuf, e: std::io::Error },
+    #[error(
+        "the plan and its data files hold {0} bytes, more than a ConfigMap takes (1 MiB): put large CSV files in the image or on a volume"
+    )]
+    TooLarge(usize),
+    /// A compiled-in template is broken.
+    #[error("{file}: {line:?}: {e}")]
+    Template {
+        file: &'static str,
+        line: String,
+        e: TemplateError,
+    },
+}
+
 /// One rendered object: its file name and YAML text.
 pub struct Object {
     pub file: String,
@@ -65,7 +107,7 @@ pub struct Object {
 }
 
 /// A DNS-1123 label: what Kubernetes accepts as a name.
-pub fn check_name(what: &str, s: &str, max: usize) -> Result<(), String> {
+pub fn check_name(what: &'static str, s: &str, max: usize) -> Result<(), K8sError> {
     let ok = !s.is_empty()
         && s.len() <= max
         && s.chars()
@@ -75,9 +117,11 @@ pub fn check_name(what: &str, s: &str, max: usize) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{what} {s:?} is not a Kubernetes name: lowercase letters, digits and '-', at most {max} characters, starting and ending with a letter or digit"
-        ))
+        Err(K8sError::Name {
+            what,
+            name: s.into(),
+            max,
+        })
     }
 }
 
@@ -163,11 +207,11 @@ fn key_for(rel: &str, taken: &[String]) -> String {
 }
 
 /// The plan's `[data.*] file` paths as written, with the local file each reads.
-fn data_files(plan: &Plan) -> Result<Vec<(String, PathBuf)>, String> {
-    let doc: toml::Table = plan
-        .source
-        .parse()
-        .map_err(|e| format!("{}: {e}", plan.file.display()))?;
+fn data_files(plan: &Plan) -> Result<Vec<(String, PathBuf)>, K8sError> {
+    let doc: toml::Table = plan.source.parse().map_err(|e| K8sError::Plan {
+        file: plan.file.clone(),
+        e,
+    })?;
     let base = plan.file.parent().unwrap_or(Path::new(""));
     let mut out = Vec::new();
     let Some(data) = doc.get("data").and_then(|d| d.as_table()) else {
@@ -178,23 +222,28 @@ fn data_files(plan: &Plan) -> Result<Vec<(String, PathBuf)>, String> {
             continue;
         };
         if rel.contains("${") {
-            return Err(format!(
-                "data.{name}: file {rel:?} is set from a variable; in the cluster the plan's files sit beside it under /plan, so give a path relative to the plan"
-            ));
+            return Err(K8sError::DataVariable {
+                name: name.clone(),
+                rel: rel.into(),
+            });
         }
         let p = Path::new(rel);
         if p.is_absolute()
             || p.components()
                 .any(|c| matches!(c, std::path::Component::ParentDir))
         {
-            return Err(format!(
-                "data.{name}: file {rel:?} is outside the plan's folder; in the cluster the plan's files sit beside it under /plan: move the file next to the plan (or below it) and give a relative path"
-            ));
+            return Err(K8sError::DataOutside {
+                name: name.clone(),
+                rel: rel.into(),
+            });
         }
         let local = [base.join(p), p.to_path_buf()]
             .into_iter()
             .find(|p| p.exists())
-            .ok_or_else(|| format!("data.{name}: cannot find {rel}"))?;
+            .ok_or_else(|| K8sError::DataMissing {
+                name: name.clone(),
+                rel: rel.into(),
+            })?;
         out.push((rel.trim_start_matches("./").to_string(), local));
     }
     Ok(out)
@@ -205,7 +254,7 @@ fn unix(t: SystemTime) -> u64 {
 }
 
 /// Render every object for `plan` (loaded and checked by the caller).
-pub fn render(plan: &Plan, o: &RenderOptions, now: SystemTime) -> Result<Vec<Object>, String> {
+pub fn render(plan: &Plan, o: &RenderOptions, now: SystemTime) -> Result<Vec<Object>, K8sError> {
     check_name("--name", &o.name, 40)?;
     if let Some(ns) = &o.namespace {
         check_name("--namespace", ns, 63)?;
@@ -217,7 +266,7 @@ pub fn render(plan: &Plan, o: &RenderOptions, now: SystemTime) -> Result<Vec<Obj
         check_name("--secret", secret, 253)?;
     }
     if o.parts == 0 {
-        return Err("--parts must be at least 1".into());
+        return Err(K8sError::NoParts);
     }
     for (k, _) in &o.env {
         let ok = !k.is_empty()
@@ -225,7 +274,7 @@ pub fn render(plan: &Plan, o: &RenderOptions, now: SystemTime) -> Result<Vec<Obj
             && k.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
         if !ok {
-            return Err(format!("-e {k}=...: not an environment variable name"));
+            return Err(K8sError::EnvName(k.clone()));
         }
     }
     let start = unix(o.start_at);
@@ -251,11 +300,9 @@ pub fn render(plan: &Plan, o: &RenderOptions, now: SystemTime) -> Result<Vec<Obj
     let mut files: Vec<(String, String, String)> =
         vec![("plan.toml".into(), "plan.toml".into(), plan.source.clone())];
     for (rel, local) in data_files(plan)? {
-        let text = std::fs::read_to_string(&local).map_err(|e| {
-            format!(
-                "cannot read {} for the ConfigMap (text files only): {e}",
-                local.display()
-            )
+        let text = std::fs::read_to_string(&local).map_err(|e| K8sError::Read {
+            path: local.clone(),
+            e,
         })?;
         let taken: Vec<String> = files.iter().map(|f| f.0.clone()).collect();
         if files.iter().any(|f| f.1 == rel) {
@@ -265,9 +312,7 @@ pub fn render(plan: &Plan, o: &RenderOptions, now: SystemTime) -> Result<Vec<Obj
     }
     let size: usize = files.iter().map(|f| f.2.len()).sum();
     if size > CONFIGMAP_LIMIT {
-        return Err(format!(
-            "the plan and its data files hold {size} bytes, more than a ConfigMap takes (1 MiB): put large CSV files in the image or on a volume"
-        ));
+        return Err(K8sError::TooLarge(size));
     }
     let files_block: Vec<String> = files
         .iter()
@@ -316,7 +361,11 @@ pub fn render(plan: &Plan, o: &RenderOptions, now: SystemTime) -> Result<Vec<Obj
         }
         out.push(Object {
             file: file.to_string(),
-            yaml: fill(template, &scalars, &blocks).map_err(|e| format!("{file}: {e}"))?,
+            yaml: fill(template, &scalars, &blocks).map_err(|e| K8sError::Template {
+                file,
+                line: e.0,
+                e: e.1,
+            })?,
         });
     }
     Ok(out)
@@ -330,7 +379,7 @@ fn fill(
     template: &str,
     scalars: &HashMap<&str, Option<String>>,
     blocks: &HashMap<&str, Vec<String>>,
-) -> Result<String, String> {
+) -> Result<String, (String, TemplateError)> {
     let given: Vec<(&str, &str)> = scalars
         .iter()
         .filter_map(|(k, v)| Some((*k, v.as_deref()?)))
@@ -376,7 +425,7 @@ fn fill(
             Ok(t) => t,
             // Its placeholder is known but has no value: no line.
             Err(_) if known.compile(line).is_ok() => continue,
-            Err(e) => return Err(format!("{line:?}: {e}")),
+            Err(e) => return Err((line.to_string(), e)),
         };
         let mut scope = Scope {
             vu: 0,

@@ -103,7 +103,10 @@ fn numbered(n: usize) -> String {
     if n == 0 {
         return "none".into();
     }
-    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 async fn check_statement(
