@@ -193,10 +193,10 @@ mod tests {
         );
     }
 
-    fn substituted(text: &str, env: &HashMap<String, String>) -> Result<String, String> {
+    fn substituted(text: &str, env: &HashMap<String, String>) -> Result<String, ConfigError> {
         let root = toml::de::DeTable::parse(text).unwrap();
         let mut v = Spanned::new(root.span(), DeValue::Table(root.into_inner()));
-        substitute(&mut v, env).map_err(|e| e.message)?;
+        substitute(&mut v, env)?;
         let DeValue::Table(t) = v.into_inner() else {
             unreachable!()
         };
@@ -229,7 +229,7 @@ mod tests {
             "vus=\"integer\",rate=\"float\",name=\"string\""
         );
         let bad = HashMap::from([("N".to_string(), "many".to_string())]);
-        let e = substituted("vus = \"${N}\"", &bad).unwrap_err();
+        let e = substituted("vus = \"${N}\"", &bad).unwrap_err().message;
         assert!(
             e.contains("`vus` is a number") && e.contains("\"many\""),
             "{e}"
