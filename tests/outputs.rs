@@ -2,7 +2,8 @@
 //! throwaway `influxd` and `prometheus`, see tests/common/tsdb.rs): what they
 //! hold after a run equals the summary; a dead InfluxDB costs points, never
 //! the run; every query of the Grafana dashboards in deploy/grafana returns
-//! data.
+//! data after a demo run and a PostgreSQL run with monitors (the latter need
+//! the throwaway cluster of scripts/with-postgres.sh: DATABASE_URL).
 
 mod common;
 #[path = "common/tsdb.rs"]
@@ -244,6 +245,230 @@ fn bad_push_outputs_are_refused_before_any_load() {
     assert_eq!(t.total(), 0, "no load was sent");
 }
 
+// ---- PostgreSQL and monitors ----
+
+fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| {
+        panic!(
+            "DATABASE_URL is not set: the PostgreSQL output tests need the throwaway cluster; run them with scripts/test.sh \
+             (or scripts/with-postgres.sh cargo test --test outputs)"
+        )
+    })
+}
+
+/// A process for a monitor to lose mid-run: killed and reaped on demand (or drop).
+struct Sleeper(Option<std::process::Child>);
+
+impl Sleeper {
+    fn start() -> Self {
+        let child = std::process::Command::new("sleep")
+            .arg(RUN_LIMIT.to_string())
+            .spawn()
+            .unwrap();
+        Sleeper(Some(child))
+    }
+    fn pid(&self) -> u32 {
+        self.0.as_ref().map_or(0, |c| c.id())
+    }
+    /// Killed and reaped: /proc no longer has it.
+    fn stop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A PostgreSQL run pushed to both databases: a pool of 2 for 4 VUs (pool
+/// wait), a query that fails with SQLSTATE 22012, pg_stat_activity sampled;
+/// and three monitors, one of whose process dies mid-run (monitor_errors).
+/// The run's summary.
+fn pg_run(influx: &tsdb::Peer, prom: &tsdb::Peer) -> Value {
+    let t = Target::start(ServeOptions::default());
+    let d = Dir::new();
+    let mut sleeper = Sleeper::start();
+    let p = d.write(
+        "pg.toml",
+        &format!(
+            r#"[scenarios.db]
+driver = "postgres"
+database_url = "{db}"
+executor = "constant-vus"
+vus = 4
+duration = "6s"
+connections = "pool"
+pool_size = 2
+flow = "weighted"
+
+[[scenarios.db.queries]]
+name = "nap"
+sql = "SELECT pg_sleep(0.01), 1 AS one"
+weight = 3
+
+[[scenarios.db.queries]]
+name = "div0"
+sql = "SELECT 1/0"
+weight = 1
+
+[monitors.srv]
+pid = {me}
+
+[monitors.api]
+url = "{base}/api/metrics"
+json_path = "$.process.memory_usage_mb"
+
+[monitors.gone]
+pid = {gone}
+"#,
+            db = database_url(),
+            me = std::process::id(),
+            base = t.url(),
+            gone = sleeper.pid(),
+        ),
+    );
+    let export = d.join("summary.json");
+    let child = volley()
+        .arg("run")
+        .arg(&p)
+        .args(["--quiet", "--summary-export"])
+        .arg(&export)
+        .args(["--out", &format!("influxdb=http://{}/volley", influx.addr)])
+        .args([
+            "--out",
+            &format!("prometheus-rw=http://{}/api/v1/write,push=1s", prom.addr),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let watchdog = KillAfter::new(child.id(), RUN_LIMIT);
+    // Once the run's first points are in, the monitored process goes away.
+    let started = std::time::Instant::now();
+    while influx_number(&tsdb::influxql(
+        influx,
+        "volley",
+        r#"SELECT sum("value") FROM "pg_queries""#,
+    )) == 0.0
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(RUN_LIMIT),
+            "no pg points reached InfluxDB"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    sleeper.stop();
+    let out = wait_within(child, RUN_LIMIT, "volley run pg.toml --out ...");
+    drop(watchdog);
+    // 99: a failing query may fail a default threshold; the data is whole.
+    assert!([0, 99].contains(&code(&out)), "{}", text(&out));
+    assert!(!text(&out).contains("points dropped"), "{}", text(&out));
+    serde_json::from_slice(&std::fs::read(&export).unwrap())
+        .unwrap_or_else(|e| panic!("summary: {e}: {}", text(&out)))
+}
+
+/// `tag -> sum` of a rate's true observations, from the summary.
+fn summary_hits_by(s: &Value, metric: &str, tag: &str) -> Vec<(String, f64)> {
+    let mut m = std::collections::BTreeMap::<String, f64>::new();
+    for r in series(s, metric, &[]) {
+        let Some(k) = r["tags"][tag].as_str() else {
+            continue;
+        };
+        *m.entry(k.to_string()).or_default() += r["hits"].as_f64().unwrap_or(0.0);
+    }
+    m.into_iter().collect()
+}
+
+#[test]
+fn postgres_points_equal_the_summary() {
+    let influx = tsdb::influxdb();
+    let prom = tsdb::prometheus();
+    let s = pg_run(&influx, &prom);
+    let q = |q: &str| tsdb::influxql(&influx, "volley", q);
+    let queries = counter(&s, "pg_queries", &[]);
+    assert!(queries > 0, "{s}");
+    assert_eq!(
+        influx_number(&q(r#"SELECT sum("value") FROM "pg_queries""#)) as u64,
+        queries
+    );
+    assert_eq!(
+        influx_number(&q(r#"SELECT sum("count") FROM "pg_query_duration""#)),
+        value(&s, "pg_query_duration", "count"),
+        "{}",
+        s["metrics"]["pg_query_duration"]
+    );
+    assert_eq!(
+        influx_number(&q(r#"SELECT sum("count") FROM "pg_pool_wait""#)),
+        value(&s, "pg_pool_wait", "count"),
+    );
+    // Errors by SQLSTATE: every failed query of the one that divides by zero.
+    let by_state = summary_hits_by(&s, "pg_query_failed", "sqlstate");
+    assert!(
+        by_state.iter().any(|(k, n)| k == "22012" && *n > 0.0),
+        "{by_state:?}"
+    );
+    assert_eq!(
+        influx_by(
+            &q(r#"SELECT sum("hits") FROM "pg_query_failed" WHERE "sqlstate" =~ /.+/ GROUP BY "sqlstate""#),
+            "sqlstate"
+        ),
+        by_state
+    );
+    // Server connections: the same highest count the summary kept.
+    let total = series(&s, "pg_connections", &[("state", "total")]);
+    let max = total.iter().map(|r| r["max"].as_f64().unwrap()).fold(0.0, f64::max);
+    assert!(max >= 1.0, "the pool's sessions were seen: {total:?}");
+    assert_eq!(
+        influx_number(&q(
+            r#"SELECT max("max") FROM "pg_connections" WHERE "state" = 'total'"#
+        )),
+        max
+    );
+    // Prometheus remote write: the totals, and the failures by SQLSTATE
+    // (the rate's counts, beside k6's share).
+    let number = |q: &str| -> f64 {
+        let v = tsdb::promql(&prom, q);
+        v["data"]["result"][0]["value"][1]
+            .as_str()
+            .unwrap_or("0")
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(number("sum(k6_pg_queries_total)") as u64, queries);
+    for (state, n) in &by_state {
+        assert_eq!(
+            number(&format!(
+                r#"sum(k6_pg_query_failed_total{{sqlstate="{state}"}})"#
+            )),
+            *n,
+            "SQLSTATE {state}"
+        );
+    }
+    let failed = series(&s, "pg_query_failed", &[]);
+    let all: f64 = failed.iter().map(|r| r["total"].as_f64().unwrap()).sum();
+    assert_eq!(number("sum(k6_pg_query_failed_observations_total)"), all);
+    // Monitors: a gauge per second each, and the lost process's errors.
+    assert!(
+        influx_number(&q(
+            r#"SELECT count("value") FROM "target_rss" WHERE "monitor" = 'srv'"#
+        )) >= 2.0
+    );
+    let errors = counter(&s, "monitor_errors", &[("monitor", "gone")]);
+    assert!(errors > 0, "{}", s["monitors"]);
+    assert_eq!(
+        influx_number(&q(
+            r#"SELECT sum("value") FROM "monitor_errors" WHERE "monitor" = 'gone'"#
+        )) as u64,
+        errors
+    );
+}
+
 // ---- Grafana dashboards (deploy/grafana) ----
 
 /// `volley demo` (HTTP, webhooks, WebSocket chat) pushed to both databases.
@@ -275,6 +500,18 @@ fn fill(q: &str) -> String {
         .replace("$scenario", ".*")
 }
 
+/// The capacity dashboards repeat a panel per monitored gauge (`$gauge`):
+/// the query once for each gauge pg_run's monitors report.
+fn each_gauge(q: &str, prefix: &str) -> Vec<String> {
+    if !q.contains("$gauge") {
+        return vec![q.to_string()];
+    }
+    ["target_rss", "target_cpu", "memory_usage_mb"]
+        .iter()
+        .map(|g| q.replace("$gauge", &format!("{prefix}{g}")))
+        .collect()
+}
+
 fn targets(path: &std::path::Path) -> Vec<(String, String)> {
     let d: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     let mut out = Vec::new();
@@ -302,34 +539,40 @@ fn every_dashboard_query_returns_data() {
     let influx = tsdb::influxdb();
     let prom = tsdb::prometheus();
     demo_run(&influx, &prom);
+    pg_run(&influx, &prom);
     let mut checked = 0;
     for path in tsdb::dashboards("influxdb") {
         for (title, q) in targets(&path) {
             assert!(!q.is_empty(), "{}: {title}: a raw query", path.display());
-            let v = tsdb::influxql(&influx, "volley", &fill(&q));
-            let series = v["results"][0]["series"].as_array().map(|a| a.len());
-            assert!(
-                series.unwrap_or(0) > 0,
-                "{}: {title}: no data for {q}: {v}",
-                path.display()
-            );
-            checked += 1;
+            // A repeated panel: once per monitored gauge, as Grafana shows it.
+            for q in each_gauge(&q, "") {
+                let v = tsdb::influxql(&influx, "volley", &fill(&q));
+                let series = v["results"][0]["series"].as_array().map(|a| a.len());
+                assert!(
+                    series.unwrap_or(0) > 0,
+                    "{}: {title}: no data for {q}: {v}",
+                    path.display()
+                );
+                checked += 1;
+            }
         }
     }
     for path in tsdb::dashboards("prometheus") {
         for (title, q) in targets(&path) {
             assert!(!q.is_empty(), "{}: {title}: an expr", path.display());
-            let v = tsdb::promql(&prom, &fill(&q));
-            let n = v["data"]["result"].as_array().map(|a| a.len());
-            assert!(
-                n.unwrap_or(0) > 0,
-                "{}: {title}: no data for {q}: {v}",
-                path.display()
-            );
-            checked += 1;
+            for q in each_gauge(&q, "k6_") {
+                let v = tsdb::promql(&prom, &fill(&q));
+                let n = v["data"]["result"].as_array().map(|a| a.len());
+                assert!(
+                    n.unwrap_or(0) > 0,
+                    "{}: {title}: no data for {q}: {v}",
+                    path.display()
+                );
+                checked += 1;
+            }
         }
     }
-    assert!(checked >= 10, "only {checked} queries found");
+    assert!(checked >= 30, "only {checked} queries found");
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! `--out prometheus-rw=http://HOST:PORT/api/v1/write`: Prometheus remote
 //! write (a snappy-compressed protobuf `WriteRequest`), named as k6's
 //! remote-write output names its series: `k6_` and the metric, counters
-//! `_total`, rates `_rate`, gauges as they are, and trends as one gauge per
+//! `_total`, rates `_rate` (and their counts, `_total` for true and
+//! `_observations_total` for all, as the scrape endpoint names them),
+//! gauges as they are, and trends as one gauge per
 //! statistic (`k6_http_req_duration_p95`, `_avg`, `_min`, `_max`, `_med`,
 //! `_p90`, `_p99`, `_count`, `_sum`), times in seconds. Every value is the
 //! run's total so far, as k6 sends them.
@@ -91,14 +93,20 @@ fn values(slot: &Slot, unit: Unit) -> Vec<(&'static str, f64)> {
     match slot {
         Slot::Empty => vec![],
         Slot::Counter(n) => vec![("total", *n as f64)],
-        Slot::Rate { hits, total } => vec![(
-            "rate",
-            if *total > 0 {
-                *hits as f64 / *total as f64
-            } else {
-                0.0
-            },
-        )],
+        // k6 sends the share alone; the counts (named as the scrape
+        // endpoint names them) let a panel count failures by tag over time.
+        Slot::Rate { hits, total } => vec![
+            (
+                "rate",
+                if *total > 0 {
+                    *hits as f64 / *total as f64
+                } else {
+                    0.0
+                },
+            ),
+            ("total", *hits as f64),
+            ("observations_total", *total as f64),
+        ],
         Slot::Gauge { last, .. } => vec![("", *last)],
         Slot::Trend(h) => {
             // Stored in µs (time) or millionths; sent in seconds or units.
@@ -264,5 +272,13 @@ mod tests {
         assert!((get("avg") - 0.002).abs() < 1e-5);
         assert!((get("sum") - 0.006).abs() < 1e-4);
         assert_eq!(values(&Slot::Counter(7), Unit::Default), [("total", 7.0)]);
+        assert_eq!(
+            values(&Slot::Rate { hits: 1, total: 4 }, Unit::Default),
+            [
+                ("rate", 0.25),
+                ("total", 1.0),
+                ("observations_total", 4.0)
+            ]
+        );
     }
 }
