@@ -228,7 +228,11 @@ fn bad_push_outputs_are_refused_before_any_load() {
     let d = Dir::new();
     let p = plan(&d, &t.url(), "1s");
     for (arg, says) in [
-        ("influxdb=https://127.0.0.1:1/db", "only http://"),
+        (
+            "influxdb=https://127.0.0.1:1/db,ca=/nonexistent/ca.pem",
+            "ca=/nonexistent/ca.pem: cannot read the file",
+        ),
+        ("influxdb=http://127.0.0.1:1/db,insecure", "is for https://"),
         ("influxdb=127.0.0.1:8086", "is not a URL"),
         ("influxdb=http://127.0.0.1:1/db,push=1e12s", "push"),
         ("prometheus-rw=http://127.0.0.1:1/w,tag=x", "tag=KEY:VALUE"),
@@ -243,6 +247,192 @@ fn bad_push_outputs_are_refused_before_any_load() {
         assert!(s.is_none());
     }
     assert_eq!(t.total(), 0, "no load was sent");
+}
+
+// ---- https:// push URLs ----
+
+/// A CA and a certificate for localhost signed by it, made by openssl.
+fn certificates(d: &Dir) {
+    let run = |args: &[&str]| {
+        let out = output_within(
+            std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(&d.path),
+            60,
+        );
+        assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let subj = |cn: &str| format!("/CN={cn}");
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"],
+        &["-subj", &subj("volley test CA")],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &["-keyout", "server.key", "-out", "server.csr"],
+        &["-subj", &subj("localhost")],
+    ]
+    .concat());
+    d.write(
+        "server.cnf",
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    );
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.cnf",
+    ]);
+}
+
+/// TLS on a loopback port in front of `backend` (plain HTTP); its port.
+fn tls_front(d: &Dir, backend: &str, rt: &tokio::runtime::Runtime) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from_pem_file(d.join("server.pem")).unwrap()],
+            PrivateKeyDer::from_pem_file(d.join("server.key")).unwrap(),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let backend = backend.to_string();
+    rt.spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, backend) = (acceptor.clone(), backend.clone());
+            tokio::spawn(async move {
+                if let Ok(mut tls) = acceptor.accept(tcp).await
+                    && let Ok(mut up) = tokio::net::TcpStream::connect(&backend).await
+                {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn https_push_urls_reach_both_databases_and_check_the_certificate() {
+    let influx = tsdb::influxdb();
+    let prom = tsdb::prometheus();
+    let t = Target::start(ServeOptions::default());
+    let d = Dir::new();
+    certificates(&d);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let influx_tls = tls_front(&d, &influx.addr, &rt);
+    let prom_tls = tls_front(&d, &prom.addr, &rt);
+    let ca = d.join("ca.pem");
+    let p = plan(&d, &t.url(), "2s");
+    let (out, s) = run_plan(
+        &d,
+        &p,
+        &[
+            "--out",
+            &format!(
+                "influxdb=https://localhost:{influx_tls}/volley,ca={}",
+                ca.display()
+            ),
+            "--out",
+            &format!(
+                "prometheus-rw=https://localhost:{prom_tls}/api/v1/write,push=1s,ca={}",
+                ca.display()
+            ),
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(!text(&out).contains("points dropped"), "{}", text(&out));
+    let reqs = counter(&s.unwrap(), "http_reqs", &[]);
+    assert_eq!(reqs, t.total());
+    assert_eq!(
+        influx_number(&tsdb::influxql(
+            &influx,
+            "volley",
+            r#"SELECT sum("value") FROM "http_reqs""#
+        )) as u64,
+        reqs
+    );
+    let v = tsdb::promql(&prom, "sum(k6_http_reqs_total)");
+    assert_eq!(
+        v["data"]["result"][0]["value"][1].as_str(),
+        Some(reqs.to_string().as_str()),
+        "{v}"
+    );
+    // Without the CA the certificate is refused: every point is dropped,
+    // and said why; `insecure` skips the check.
+    let (out, _) = run_plan(
+        &d,
+        &p,
+        &[
+            "--out",
+            &format!("influxdb=https://localhost:{influx_tls}/untrusted"),
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(
+        text(&out).contains("points dropped") && text(&out).contains("UnknownIssuer"),
+        "{}",
+        text(&out)
+    );
+    let (out, s) = run_plan(
+        &d,
+        &p,
+        &[
+            "--out",
+            &format!("influxdb=https://localhost:{influx_tls}/insecure,insecure"),
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(
+        influx_number(&tsdb::influxql(
+            &influx,
+            "insecure",
+            r#"SELECT sum("value") FROM "http_reqs""#
+        )) as u64,
+        counter(&s.unwrap(), "http_reqs", &[])
+    );
+    assert!(
+        tsdb::influxql(
+            &influx,
+            "untrusted",
+            r#"SELECT sum("value") FROM "http_reqs""#
+        )["results"][0]["series"]
+            .is_null()
+    );
 }
 
 // ---- PostgreSQL and monitors ----
@@ -415,14 +605,19 @@ fn postgres_points_equal_the_summary() {
     );
     assert_eq!(
         influx_by(
-            &q(r#"SELECT sum("hits") FROM "pg_query_failed" WHERE "sqlstate" =~ /.+/ GROUP BY "sqlstate""#),
+            &q(
+                r#"SELECT sum("hits") FROM "pg_query_failed" WHERE "sqlstate" =~ /.+/ GROUP BY "sqlstate""#
+            ),
             "sqlstate"
         ),
         by_state
     );
     // Server connections: the same highest count the summary kept.
     let total = series(&s, "pg_connections", &[("state", "total")]);
-    let max = total.iter().map(|r| r["max"].as_f64().unwrap()).fold(0.0, f64::max);
+    let max = total
+        .iter()
+        .map(|r| r["max"].as_f64().unwrap())
+        .fold(0.0, f64::max);
     assert!(max >= 1.0, "the pool's sessions were seen: {total:?}");
     assert_eq!(
         influx_number(&q(

@@ -15,7 +15,7 @@ mod tcp;
 mod vu;
 
 pub use check::ChecksSpec;
-pub use conn::{BadUrl, ErrorKind};
+pub use conn::{BadUrl, Connector, ErrorKind, TlsFiles};
 pub use fetch::{FetchError, Fetcher};
 pub use record::RecordSpec;
 pub use vu::HttpVu;

@@ -31,7 +31,8 @@ pub struct InfluxOptions {
     pub timeout: Duration,
 }
 
-/// `http://[user:pass@]host:port/db[,push=1s][,timeout=5s][,tag=k:v]...`
+/// `http[s]://[user:pass@]host:port/db[,push=1s][,timeout=5s][,tag=k:v]...`
+/// (and for https `ca=FILE`, `insecure`)
 pub fn parse(spec: &str, arg: &str) -> Result<InfluxOptions, String> {
     let mut parts = arg.split(',');
     let url_text = parts.next().unwrap_or_default();
@@ -64,6 +65,7 @@ pub fn parse(spec: &str, arg: &str) -> Result<InfluxOptions, String> {
                 url::form_urlencoded::byte_serialize(db.as_bytes()).collect::<String>()
             ),
             headers: vec![],
+            tls: None,
         },
         db: db.to_string(),
         auth,
@@ -71,8 +73,8 @@ pub fn parse(spec: &str, arg: &str) -> Result<InfluxOptions, String> {
         push: Duration::from_secs(1),
         timeout: Duration::from_secs(5),
     };
-    let o = push::parse_options(spec, parts, &mut opts.push, |k| k.to_string())?;
-    (opts.tags, opts.timeout) = (o.tags, o.timeout);
+    let o = push::parse_options(spec, &url, parts, &mut opts.push, |k| k.to_string())?;
+    (opts.tags, opts.timeout, opts.target.tls) = (o.tags, o.timeout, o.tls);
     Ok(opts)
 }
 
@@ -292,7 +294,10 @@ mod tests {
         assert_eq!(o.tags, [("env".to_string(), "ci".to_string())]);
         for bad in [
             "127.0.0.1:8086",
-            "https://h/db",
+            "ftp://h/db",
+            "http://h/db,insecure",
+            "https://h/db,ca=/nonexistent.pem",
+            "https://h/db,insecure=maybe",
             "http://h/db,push=0s",
             "http://h/db,push=1e12s",
             "http://h/db,tag=x",

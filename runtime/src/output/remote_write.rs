@@ -54,7 +54,8 @@ pub struct RemoteWriteOptions {
     pub timeout: Duration,
 }
 
-/// `http://host:port/api/v1/write[,push=5s][,timeout=5s][,tag=k:v]...`
+/// `http[s]://host:port/api/v1/write[,push=5s][,timeout=5s][,tag=k:v]...`
+/// (and for https `ca=FILE`, `insecure`)
 pub fn parse(spec: &str, arg: &str) -> Result<RemoteWriteOptions, String> {
     let mut parts = arg.split(',');
     let url_text = parts.next().unwrap_or_default();
@@ -78,13 +79,14 @@ pub fn parse(spec: &str, arg: &str) -> Result<RemoteWriteOptions, String> {
                 ("content-encoding", "snappy".into()),
                 ("x-prometheus-remote-write-version", "0.1.0".into()),
             ],
+            tls: None,
         },
         tags: vec![],
         push: Duration::from_secs(5),
         timeout: Duration::from_secs(5),
     };
-    let o = push::parse_options(spec, parts, &mut opts.push, super::prometheus::name)?;
-    (opts.tags, opts.timeout) = (o.tags, o.timeout);
+    let o = push::parse_options(spec, &url, parts, &mut opts.push, super::prometheus::name)?;
+    (opts.tags, opts.timeout, opts.target.tls) = (o.tags, o.timeout, o.tls);
     Ok(opts)
 }
 
@@ -255,7 +257,15 @@ mod tests {
         assert_eq!(o.target.authority, "127.0.0.1:9090");
         assert_eq!(o.target.path, "/api/v1/write");
         assert_eq!(o.push, Duration::from_secs(1));
-        for bad in ["localhost:9090", "https://h/api/v1/write", "http://h/w,x=1"] {
+        let o = parse("x", "https://h/api/v1/write,insecure").unwrap();
+        assert_eq!(o.target.authority, "h:9090");
+        assert!(
+            o.target
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.insecure && t.host == "h")
+        );
+        for bad in ["localhost:9090", "ftp://h/api/v1/write", "http://h/w,x=1"] {
             assert!(parse("x", bad).is_err(), "{bad}");
         }
     }
@@ -274,11 +284,7 @@ mod tests {
         assert_eq!(values(&Slot::Counter(7), Unit::Default), [("total", 7.0)]);
         assert_eq!(
             values(&Slot::Rate { hits: 1, total: 4 }, Unit::Default),
-            [
-                ("rate", 0.25),
-                ("total", 1.0),
-                ("observations_total", 4.0)
-            ]
+            [("rate", 0.25), ("total", 1.0), ("observations_total", 4.0)]
         );
     }
 }
