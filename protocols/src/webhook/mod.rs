@@ -714,6 +714,7 @@ pub async fn send_one(
     templates_dir: Option<&Path>,
     kind: Kind,
     timeout: Duration,
+    connector: &Connector,
 ) -> Result<SendOutcome, String> {
     let target = Target::from_url(url).map_err(|e| e.to_string())?;
     if secrets.is_empty() && kind != Kind::Unsigned {
@@ -793,12 +794,11 @@ pub async fn send_one(
                 .map(|v| (h.to_string(), v.to_str().unwrap_or_default().to_string()))
         })
         .collect();
-    let connector = Connector::new(false, HttpVersion::Auto);
     let mut link = Link::default();
     let mut answer = Vec::new();
     let mut times = ConnectTimes::default();
     let exchanged = link.exchange(
-        &connector,
+        connector,
         &::http::Method::POST,
         &target,
         &headers,
