@@ -212,7 +212,7 @@ pub(super) fn cmd_webhook_sign(a: SignArgs) -> Result<u8, Failure> {
 }
 
 pub(super) fn cmd_webhook_send(a: SendArgs) -> Result<u8, Failure> {
-    use volley_protocols::webhook::{Kind, send_one};
+    use volley_protocols::webhook::{Kind, SendOne, send_one};
     let scheme = a.scheme.scheme();
     let kind = match a.kind {
         SendKind::Valid => Kind::Valid,
@@ -245,16 +245,16 @@ pub(super) fn cmd_webhook_send(a: SendArgs) -> Result<u8, Failure> {
     let local = tokio::task::LocalSet::new();
     let sent = local.block_on(
         &rt,
-        send_one(
+        send_one(SendOne {
             scheme,
-            &a.to,
-            &secrets,
-            a.event.as_deref(),
-            a.templates.as_deref(),
+            url: &a.to,
+            secrets: &secrets,
+            event: a.event.as_deref(),
+            templates_dir: a.templates.as_deref(),
             kind,
             timeout,
-            &connector,
-        ),
+            connector: &connector,
+        }),
     );
     let out = sent.map_err(|e| runtime(anyhow!(e)))?;
     let body = serde_json::from_slice::<serde_json::Value>(&out.payload).ok();
