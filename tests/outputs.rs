@@ -768,6 +768,60 @@ fn every_dashboard_query_returns_data() {
         }
     }
     assert!(checked >= 30, "only {checked} queries found");
+    // The variables' queries too: the scenarios and the monitored gauges.
+    for kind in ["influxdb", "prometheus"] {
+        for path in tsdb::dashboards(kind) {
+            let d: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            for var in d["templating"]["list"].as_array().unwrap() {
+                let q = var["query"]["query"]
+                    .as_str()
+                    .or(var["query"].as_str())
+                    .unwrap();
+                let values: Vec<String> = if kind == "influxdb" {
+                    let v = tsdb::influxql(&influx, "volley", q);
+                    v["results"][0]["series"][0]["values"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .map(|r| r[r.as_array().unwrap().len() - 1].to_string())
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                } else {
+                    // Grafana's label_values(SELECTOR, LABEL).
+                    let args = q
+                        .strip_prefix("label_values(")
+                        .and_then(|r| r.strip_suffix(')'))
+                        .unwrap_or_else(|| panic!("{}: {q}", path.display()));
+                    let (selector, label) = args.rsplit_once(',').unwrap();
+                    let url = format!(
+                        "/api/v1/label/{}/values?match[]={}",
+                        label.trim(),
+                        tsdb::encode(selector.trim())
+                    );
+                    let (_, body) = tsdb::get(&prom.addr, &url).unwrap();
+                    let v: Value = serde_json::from_str(&body).unwrap();
+                    v["data"]
+                        .as_array()
+                        .map(|a| a.iter().map(|x| x.to_string()).collect())
+                        .unwrap_or_default()
+                };
+                assert!(
+                    !values.is_empty(),
+                    "{}: variable {}: no values for {q}",
+                    path.display(),
+                    var["name"]
+                );
+                if var["name"] == "gauge" {
+                    let all = values.join(" ");
+                    assert!(
+                        all.contains("target_rss") && all.contains("memory_usage_mb"),
+                        "{all}"
+                    );
+                }
+            }
+        }
+    }
 }
 
 #[test]
