@@ -563,6 +563,80 @@ pid = {gone}
         .unwrap_or_else(|e| panic!("summary: {e}: {}", text(&out)))
 }
 
+/// A spike against a target with room for 25 requests (20 in flight, 5
+/// queued), pushed to both databases: it breaks at 40 VUs (held 5) and
+/// recovers once back at 5. Its summary.
+fn capacity_run(influx: &tsdb::Peer, prom: &tsdb::Peer) -> Value {
+    let t = Target::start(ServeOptions {
+        capacity: Some(20),
+        latency: Some(volley_protocols::duration::DurRange::parse("10ms").unwrap()),
+        ..Default::default()
+    });
+    let d = Dir::new();
+    let p = d.write(
+        "spike.toml",
+        &format!(
+            r#"[defaults]
+base_url = "{base}"
+
+[scenarios.spike]
+driver = "http"
+executor = "ramping-vus"
+start_vus = 5
+stages = [
+  {{ duration = "3s", target = 5 }},
+  {{ duration = "0s", target = 40, spike = true }},
+  {{ duration = "2s", target = 40, spike = true }},
+  {{ duration = "0s", target = 5 }},
+  {{ duration = "4s", target = 5 }},
+]
+recovery = {{ window = "2s", tolerance = "100%" }}
+breaking_point = {{ signal = "http_req_failed", expr = "rate>0.05", window = "1s" }}
+
+[[scenarios.spike.requests]]
+url = "/api/v1/health"
+"#,
+            base = t.url()
+        ),
+    );
+    let (out, s) = run_plan(
+        &d,
+        &p,
+        &[
+            "--out",
+            &format!("influxdb=http://{}/volley", influx.addr),
+            "--out",
+            &format!("prometheus-rw=http://{}/api/v1/write,push=1s", prom.addr),
+        ],
+    );
+    assert!([0, 99].contains(&code(&out)), "{}", text(&out));
+    assert!(!text(&out).contains("points dropped"), "{}", text(&out));
+    let s = s.unwrap();
+    // The answers as pushed are the summary's.
+    for g in ["capacity_held", "capacity_broke"] {
+        let want = value(&s, g, "value");
+        assert!(want > 0.0, "{g}: {}", s["capacity"]);
+        let v = tsdb::influxql(
+            influx,
+            "volley",
+            &format!(r#"SELECT last("value") FROM "{g}""#),
+        );
+        assert_eq!(influx_number(&v), want, "{g}");
+    }
+    let v = tsdb::influxql(
+        influx,
+        "volley",
+        r#"SELECT last("max") FROM "recovery_time""#,
+    );
+    assert_eq!(
+        influx_number(&v),
+        value(&s, "recovery_time", "max"),
+        "{}",
+        s["capacity"]
+    );
+    s
+}
+
 /// `tag -> sum` of a rate's true observations, from the summary.
 fn summary_hits_by(s: &Value, metric: &str, tag: &str) -> Vec<(String, f64)> {
     let mut m = std::collections::BTreeMap::<String, f64>::new();
@@ -654,6 +728,27 @@ fn postgres_points_equal_the_summary() {
             r#"SELECT count("value") FROM "target_rss" WHERE "monitor" = 'srv'"#
         )) >= 2.0
     );
+    // volley's own slope, pushed when the run ends, is the summary's.
+    let slope = s["capacity"]["monitors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "srv")
+        .and_then(|m| {
+            m["gauges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|g| g["metric"] == "target_rss")
+        })
+        .and_then(|g| g["slope_per_hour"].as_f64())
+        .unwrap_or_else(|| panic!("a slope: {}", s["capacity"]));
+    assert_eq!(
+        influx_number(&q(
+            r#"SELECT last("value") FROM "monitor_slope_per_hour" WHERE "monitor" = 'srv' AND "gauge" = 'target_rss'"#
+        )),
+        slope
+    );
     let errors = counter(&s, "monitor_errors", &[("monitor", "gone")]);
     assert!(errors > 0, "{}", s["monitors"]);
     assert_eq!(
@@ -735,6 +830,7 @@ fn every_dashboard_query_returns_data() {
     let prom = tsdb::prometheus();
     demo_run(&influx, &prom);
     pg_run(&influx, &prom);
+    capacity_run(&influx, &prom);
     let mut checked = 0;
     for path in tsdb::dashboards("influxdb") {
         for (title, q) in targets(&path) {

@@ -247,6 +247,7 @@ pub(super) fn run_and_report(
             "\nthresholds not judged (--no-thresholds): `volley merge` judges them on the merged parts"
         );
     }
+    outputs.answers(&report.series, &report.summary.capacity.monitors);
     let mut errors = files.write(&report.summary);
     if let Some(linger) = outputs.linger() {
         eprintln!(

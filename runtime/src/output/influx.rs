@@ -130,6 +130,36 @@ fn fields(point: &Point, values: &Values) -> Vec<(&'static str, f64)> {
     f
 }
 
+/// One point: `tags` holds the series' own, `extra` is added to them.
+fn line<'a>(
+    out: &mut String,
+    name: &str,
+    tags: &mut Vec<(&'a str, &'a str)>,
+    extra: &'a [(String, String)],
+    fields: &[(&str, f64)],
+    ts: u64,
+) {
+    escape(out, name, false);
+    // InfluxDB wants tags sorted by key and refuses empty values.
+    tags.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    tags.sort_by(|a, b| a.0.cmp(b.0));
+    tags.dedup_by(|a, b| a.0 == b.0);
+    for (k, v) in tags.iter() {
+        if k.is_empty() || v.is_empty() {
+            continue;
+        }
+        out.push(',');
+        escape(out, k, true);
+        out.push('=');
+        escape(out, v, true);
+    }
+    for (i, (k, x)) in fields.iter().enumerate() {
+        out.push(if i == 0 { ' ' } else { ',' });
+        let _ = write!(out, "{k}={x}");
+    }
+    let _ = writeln!(out, " {ts}");
+}
+
 /// The lines of the intervals completed after the first `from`; how many.
 pub fn lines(
     agg: &Aggregator,
@@ -159,27 +189,9 @@ pub fn lines(
             if f.is_empty() {
                 continue;
             }
-            escape(out, &def.name, false);
-            // InfluxDB wants tags sorted by key and refuses empty values.
             tags.clear();
             tags.extend(info.tags.iter());
-            tags.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            tags.sort_by(|a, b| a.0.cmp(b.0));
-            tags.dedup_by(|a, b| a.0 == b.0);
-            for (k, v) in &tags {
-                if k.is_empty() || v.is_empty() {
-                    continue;
-                }
-                out.push(',');
-                escape(out, k, true);
-                out.push('=');
-                escape(out, v, true);
-            }
-            for (i, (k, x)) in f.iter().enumerate() {
-                out.push(if i == 0 { ' ' } else { ',' });
-                let _ = write!(out, "{k}={x}");
-            }
-            let _ = writeln!(out, " {}", base + iv.index);
+            line(out, &def.name, &mut tags, extra, &f, base + iv.index);
             n += 1;
         }
     }
@@ -248,6 +260,31 @@ impl InfluxOutput {
                 let body = std::mem::take(&mut self.pending).into_bytes();
                 p.send(body, std::mem::take(&mut self.pending_points));
             }
+        }
+    }
+
+    /// The end-of-run answers, as one more batch stamped now.
+    pub(super) fn answers(&mut self, items: &[super::Answer]) {
+        let ts = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut body = String::new();
+        let mut n = 0;
+        for a in items {
+            let Some(point) = Point::of(&a.slot) else {
+                continue;
+            };
+            let f = fields(&point, &Values::of(&point, a.unit, 1.0));
+            if f.is_empty() {
+                continue;
+            }
+            let mut tags: Vec<(&str, &str)> = a.tags.iter().collect();
+            line(&mut body, &a.metric, &mut tags, &self.opts.tags, &f, ts);
+            n += 1;
+        }
+        if let Some(p) = &self.pusher {
+            p.send(body.into_bytes(), n);
         }
     }
 

@@ -140,43 +140,62 @@ fn request(agg: &Aggregator, extra: &[(String, String)], ts: i64) -> pb::WriteRe
     let mut out = Vec::new();
     for (info, slot) in agg.registry.all_series().iter().zip(&agg.totals) {
         let def = &defs[info.metric as usize];
-        let base = format!("k6_{}", super::prometheus::name(&def.name));
-        let mut labels: Vec<pb::Label> = info
-            .tags
-            .iter()
-            .map(|(k, v)| (super::prometheus::name(k), v.to_string()))
-            .chain(extra.iter().cloned())
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(name, value)| pb::Label { name, value })
-            .collect();
-        // Sorted by name and unique, as the protocol asks.
-        labels.sort_by(|a, b| a.name.cmp(&b.name));
-        labels.dedup_by(|a, b| a.name == b.name);
-        for (suffix, value) in values(slot, def.unit) {
-            if !value.is_finite() {
-                continue;
-            }
-            let name = if suffix.is_empty() {
-                base.clone()
-            } else {
-                format!("{base}_{suffix}")
-            };
-            let mut l = Vec::with_capacity(labels.len() + 1);
-            l.push(pb::Label {
-                name: "__name__".into(),
-                value: name,
-            });
-            l.extend(labels.iter().cloned());
-            out.push(pb::TimeSeries {
-                labels: l,
-                samples: vec![pb::Sample {
-                    value,
-                    timestamp: ts,
-                }],
-            });
-        }
+        series(&mut out, &def.name, def.unit, &info.tags, extra, slot, ts);
     }
     pb::WriteRequest { timeseries: out }
+}
+
+/// The time series of one slot (one per statistic for a trend).
+fn series(
+    out: &mut Vec<pb::TimeSeries>,
+    metric: &str,
+    unit: Unit,
+    tags: &volley_protocols::metrics::Tags,
+    extra: &[(String, String)],
+    slot: &Slot,
+    ts: i64,
+) {
+    let base = format!("k6_{}", super::prometheus::name(metric));
+    let mut labels: Vec<pb::Label> = tags
+        .iter()
+        .map(|(k, v)| (super::prometheus::name(k), v.to_string()))
+        .chain(extra.iter().cloned())
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(name, value)| pb::Label { name, value })
+        .collect();
+    // Sorted by name and unique, as the protocol asks.
+    labels.sort_by(|a, b| a.name.cmp(&b.name));
+    labels.dedup_by(|a, b| a.name == b.name);
+    for (suffix, value) in values(slot, unit) {
+        if !value.is_finite() {
+            continue;
+        }
+        let name = if suffix.is_empty() {
+            base.clone()
+        } else {
+            format!("{base}_{suffix}")
+        };
+        let mut l = Vec::with_capacity(labels.len() + 1);
+        l.push(pb::Label {
+            name: "__name__".into(),
+            value: name,
+        });
+        l.extend(labels.iter().cloned());
+        out.push(pb::TimeSeries {
+            labels: l,
+            samples: vec![pb::Sample {
+                value,
+                timestamp: ts,
+            }],
+        });
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 pub struct RemoteWriteOutput {
@@ -207,14 +226,32 @@ impl RemoteWriteOutput {
             return;
         }
         self.last_push = Some(elapsed);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
         // One sample per series and timestamp: never send the same one twice.
-        let ts = now.max(self.last_ts + 1);
+        let ts = now_ms().max(self.last_ts + 1);
         self.last_ts = ts;
-        let req = request(agg, &self.opts.tags, ts);
+        self.send(request(agg, &self.opts.tags, ts));
+    }
+
+    /// The end-of-run answers, as one more request after the last.
+    pub(super) fn answers(&mut self, items: &[super::Answer]) {
+        let ts = now_ms().max(self.last_ts + 1);
+        self.last_ts = ts;
+        let mut out = Vec::new();
+        for a in items {
+            series(
+                &mut out,
+                &a.metric,
+                a.unit,
+                &a.tags,
+                &self.opts.tags,
+                &a.slot,
+                ts,
+            );
+        }
+        self.send(pb::WriteRequest { timeseries: out });
+    }
+
+    fn send(&self, req: pb::WriteRequest) {
         let points = req.timeseries.len() as u64;
         let raw = prost::Message::encode_to_vec(&req);
         match snap::raw::Encoder::new().compress_vec(&raw) {
