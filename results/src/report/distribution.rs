@@ -103,7 +103,12 @@ pub fn figure(
             metric.into()
         },
     };
-    let title = format!("{label} distribution ({metric})");
+    let what = if unit == Unit::Time {
+        "Latency distribution"
+    } else {
+        "Distribution"
+    };
+    let title = format!("{what}: {label} ({metric})");
     let id = format!("chart-{}-distribution", super::slug(sc));
     let svg = chart::distribution_svg(&d, &title).map_err(|e| format!("chart {id}: {e}"))?;
     let shown = |v: f64| match y {

@@ -773,7 +773,7 @@ fn driver_figure(
                 lines,
                 YUnit::PerSecond,
                 Fold::Mean,
-                None,
+                Some("Per second; the legend gives each line's total over the run.".into()),
             );
             f.totals = Some(totals);
             Some(f)
@@ -1272,6 +1272,10 @@ mod tests {
             "chart-db-latency-pg_query_duration",
             "chart-db-latency-pg_pool_wait",
             "chart-db-pg-connections",
+            // The headline latency's distribution over the whole run.
+            "chart-chat-distribution",
+            "chart-stripe-distribution",
+            "chart-db-distribution",
         ] {
             assert!(ids.contains(&want), "{want} in {ids:?}");
         }
@@ -1289,6 +1293,8 @@ mod tests {
         }
         let conns = html.split("id=\"chart-db-pg-connections\"").nth(1).unwrap();
         assert!(conns.contains("active <b>peak 10</b>"), "{conns}");
+        let db = html.split("id=\"chart-db-distribution\"").nth(1).unwrap();
+        assert!(db.starts_with(" data-metric=\"pg_query_duration\" data-count=\"3\""));
         // Tables per query name / event type, and SQLSTATEs named.
         assert!(html.contains("Queries by name"));
         assert!(html.contains("Webhook deliveries by event"));
