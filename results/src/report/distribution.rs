@@ -14,6 +14,9 @@ use volley_protocols::metrics::{Slot, Tags, Unit, trend_scale};
 /// its percentile output.
 const TICKS_PER_HALF: u32 = 5;
 
+/// At most this many points per curve (5 per halving reach 1 - 2^-800).
+const MAX_POINTS: usize = 4096;
+
 /// The percentiles listed under the curve, as far as the samples reach.
 const QUOTED: [(f64, &str); 5] = [
     (50.0, "p50"),
@@ -79,12 +82,17 @@ pub fn figure(
     let scale = trend_scale(unit);
     let value = |v: u64| v as f64 / scale;
     let mut points: Vec<(f64, f64)> = vec![(0.0, value(h.value_at_quantile(0.0)))];
-    for it in h.iter_quantiles(TICKS_PER_HALF) {
+    // About TICKS_PER_HALF points per halving of the distance to 100%; a
+    // bound, should a damaged histogram make the iterator step forever.
+    for it in h.iter_quantiles(TICKS_PER_HALF).take(MAX_POINTS) {
         let q = it.quantile_iterated_to();
         if points.last().is_some_and(|p| p.0 >= q) {
             continue;
         }
         points.push((q, value(it.value_iterated_to())));
+    }
+    if points.last().is_some_and(|p| p.0 < 1.0) {
+        points.push((1.0, value(h.max())));
     }
     let count = h.len();
     let y = if unit == Unit::Time {
