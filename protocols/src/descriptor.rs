@@ -164,6 +164,17 @@ pub enum Figure {
         metric: String,
         tag: String,
     },
+    /// Per-second counts of `metric` (counters count, trends their
+    /// samples), one line per outcome: the first of `lines` (forms, as in
+    /// [`ErrorRow`]) that fits a series names its line, e.g. `{error}` for
+    /// a request that got no answer, then `{status}`. The legend shows each
+    /// line's total over the run.
+    CountsBy {
+        id: String,
+        title: String,
+        metric: String,
+        lines: Vec<String>,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
