@@ -778,6 +778,8 @@ fn driver_figure(
             f.totals = Some(totals);
             Some(f)
         }
+        // A figure a newer build described: nothing to draw here.
+        DriverFigure::Unknown => None,
     }
 }
 
