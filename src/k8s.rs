@@ -56,6 +56,8 @@ pub struct RenderOptions {
     pub storage: String,
     pub cpu: String,
     pub memory: String,
+    /// `influxdb=URL` / `prometheus-rw=URL` outputs of every runner pod.
+    pub push: Vec<String>,
 }
 
 /// Why the objects of a run cannot be rendered.
@@ -91,6 +93,20 @@ pub enum K8sError {
         "the plan and its data files hold {0} bytes, more than a ConfigMap takes (1 MiB): put large CSV files in the image or on a volume"
     )]
     TooLarge(usize),
+    #[error(
+        "--push {0:?}: give influxdb=URL or prometheus-rw=URL (the pods already serve --out prometheus=0.0.0.0:9464)"
+    )]
+    PushKind(String),
+    #[error(
+        "--push {spec:?}: {opt} names a file on this machine, which the pods do not have; use a CA the image trusts, or insecure"
+    )]
+    PushCa { spec: String, opt: String },
+    #[error(
+        "--push {spec:?}: the pods tag their series instance=part-K themselves; leave out {opt}"
+    )]
+    PushTag { spec: String, opt: String },
+    #[error("--push: {0}")]
+    Push(volley_runtime::output::OutputError),
     /// A compiled-in template is broken.
     #[error("{file}: {line:?}: {e}")]
     Template {
@@ -249,6 +265,42 @@ fn data_files(plan: &Plan) -> Result<Vec<(String, PathBuf)>, K8sError> {
     Ok(out)
 }
 
+/// The pods' `--out` arguments for `--push`: each output gets the tag
+/// `instance=part-K` (K the pod's completion index, as in its part file), so
+/// pods never write the same series: InfluxDB would keep one pod's point
+/// per second and Prometheus refuse the others' samples.
+fn push_args(specs: &[String]) -> Result<String, K8sError> {
+    let mut out = String::new();
+    for spec in specs {
+        let kind = spec.split_once('=').map_or("", |(k, _)| k);
+        if kind != "influxdb" && kind != "prometheus-rw" {
+            return Err(K8sError::PushKind(spec.clone()));
+        }
+        for opt in spec.split(',').skip(1) {
+            if opt.starts_with("ca=") {
+                return Err(K8sError::PushCa {
+                    spec: spec.clone(),
+                    opt: opt.into(),
+                });
+            }
+            if opt.starts_with("tag=instance:") {
+                return Err(K8sError::PushTag {
+                    spec: spec.clone(),
+                    opt: opt.into(),
+                });
+            }
+        }
+        let tagged = format!("{spec},tag=instance:part-0");
+        volley_runtime::output::OutputSpec::parse(&tagged).map_err(K8sError::Push)?;
+        // Single-quoted for the pod's shell, the index expanded by it.
+        let quoted = spec.replace('\'', "'\\''");
+        out.push_str(&format!(
+            " --out '{quoted},tag=instance:part-'\"$JOB_COMPLETION_INDEX\""
+        ));
+    }
+    Ok(out)
+}
+
 fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
 }
@@ -277,6 +329,7 @@ pub fn render(plan: &Plan, o: &RenderOptions, now: SystemTime) -> Result<Vec<Obj
             return Err(K8sError::EnvName(k.clone()));
         }
     }
+    let push = push_args(&o.push)?;
     let start = unix(o.start_at);
     let wait = o.start_at.duration_since(now).unwrap_or(Duration::ZERO);
     // Longest a part may take: its wait, the plan with graceful stops, slack.
@@ -345,6 +398,7 @@ pub fn render(plan: &Plan, o: &RenderOptions, now: SystemTime) -> Result<Vec<Obj
     scalars.insert("parts", Some(o.parts.to_string()));
     scalars.insert("start_at", Some(start_text));
     scalars.insert("run", Some(run));
+    scalars.insert("push", Some(push));
     scalars.insert("parts_deadline_s", Some(parts_deadline.to_string()));
     scalars.insert("merge_deadline_s", Some(merge_deadline.to_string()));
     scalars.insert("merge_wait_until_unix", Some(merge_wait_until.to_string()));

@@ -90,6 +90,13 @@ pub(super) struct RunArgs {
 pub(super) struct ValidateArgs {
     #[command(flatten)]
     pub(super) plan: PlanArgs,
+    /// The same overrides `volley run` takes, so the plan is checked and
+    /// described as that run would be.
+    #[command(flatten)]
+    pub(super) shape: ShapeArgs,
+    /// Add a threshold, METRIC{tags}=EXPRESSION (repeatable), as `volley run --threshold`.
+    #[arg(long = "threshold", value_name = "METRIC=EXPR")]
+    pub(super) thresholds: Vec<String>,
 }
 
 /// Checked as clap reads it; kept as text (clap reads `Option<Vec<_>>` as a list of flags).
@@ -240,6 +247,7 @@ pub(super) fn run_and_report(
             "\nthresholds not judged (--no-thresholds): `volley merge` judges them on the merged parts"
         );
     }
+    outputs.answers(&report.series, &report.summary.capacity.monitors);
     let mut errors = files.write(&report.summary);
     if let Some(linger) = outputs.linger() {
         eprintln!(
@@ -286,7 +294,14 @@ pub(super) fn run_and_report(
 }
 
 pub(super) fn cmd_validate(a: ValidateArgs) -> Result<u8, Failure> {
-    let plan = load_plan(&a.plan, &[])?;
+    let opts = LoadOpts {
+        env: &a.plan.env,
+        segment: a.plan.segment.as_deref(),
+        extra_env: &[],
+        shape: a.shape.executor(false)?,
+        thresholds: &a.thresholds,
+    };
+    let plan = load_plan_with(&a.plan.plan, &opts)?;
     warn_rates(&plan);
     print!("{}", describe(&plan));
     Ok(EXIT_OK)
