@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use volley_config::plan::Plan;
-use volley_protocols::template::{Scope, TemplateEnv, TemplateError};
+use volley_protocols::template::{TemplateEnv, TemplateError};
 
 /// The templates, in the order the objects are applied.
 pub const TEMPLATES: &[(&str, &str)] = &[
@@ -481,16 +481,7 @@ fn fill(
             Err(_) if known.compile(line).is_ok() => continue,
             Err(e) => return Err((line.to_string(), e)),
         };
-        let mut scope = Scope {
-            vu: 0,
-            iter: 0,
-            vars: &[],
-            feeders: &[],
-            rows: &[],
-            locals: &values,
-            rng: &mut rng,
-        };
-        lines.push(t.render_string(&mut scope));
+        lines.push(t.render_locals(&values, &mut rng));
     }
     let mut text = lines.join("\n");
     text.push('\n');

@@ -57,16 +57,15 @@ pub enum MergeError {
     #[error("nothing to merge: give the part summaries, e.g. volley merge part-*.json")]
     Nothing,
     #[error(
-        "{part} comes from another plan than {first}: {plan} (digest {digest}) vs {first_plan} (digest {first_digest}); merge only the parts of one distributed run"
+        "{} comes from another plan than {}: {} (digest {}) vs {} (digest {}); merge only the parts of one distributed run",
+        .0.part,
+        .0.first,
+        .0.plan,
+        .0.digest,
+        .0.first_plan,
+        .0.first_digest
     )]
-    OtherPlan {
-        part: String,
-        first: String,
-        plan: String,
-        digest: String,
-        first_plan: String,
-        first_digest: String,
-    },
+    OtherPlan(Box<OtherPlan>),
     #[error(
         "{part} and {first} carry different thresholds although their plan is the same (different ${{ENV}} values?); run every part with the same settings"
     )]
@@ -124,6 +123,17 @@ pub enum MergeError {
     },
 }
 
+/// Two parts of different plans: the files and their plans.
+#[derive(Debug)]
+pub struct OtherPlan {
+    part: String,
+    first: String,
+    plan: String,
+    digest: String,
+    first_plan: String,
+    first_digest: String,
+}
+
 /// The segments a part covers: its own, or those of an earlier merge.
 fn coverage(p: &Part) -> Result<(Vec<u64>, u64), MergeError> {
     if let Some(m) = &p.summary.volley.merge {
@@ -147,14 +157,14 @@ fn check(parts: &[Part], opts: &Options) -> Result<(Vec<u64>, Vec<u64>, u64), Me
     for p in &parts[1..] {
         let v = &p.summary.volley;
         if v.plan_digest != info.plan_digest {
-            return Err(MergeError::OtherPlan {
+            return Err(MergeError::OtherPlan(Box::new(OtherPlan {
                 part: name(p),
                 first: name(first),
                 plan: v.plan.clone(),
                 digest: v.plan_digest.clone(),
                 first_plan: info.plan.clone(),
                 first_digest: info.plan_digest.clone(),
-            });
+            })));
         }
         if !same_thresholds(v, info) {
             return Err(MergeError::Thresholds {
