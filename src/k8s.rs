@@ -107,6 +107,10 @@ pub enum K8sError {
     PushTag { spec: String, opt: String },
     #[error("--push: {0}")]
     Push(volley_runtime::output::OutputError),
+    #[error(
+        "--push: the password in {0:?} would be written into the Job in plain text; write ${{NAME}} in its place (e.g. https://volley:${{INFLUX_PASSWORD}}@influx:8086/volley) and put NAME in the Secret named by --secret: the pod's shell fills it in"
+    )]
+    PushPassword(String),
     /// A compiled-in template is broken.
     #[error("{file}: {line:?}: {e}")]
     Template {
@@ -292,13 +296,62 @@ fn push_args(specs: &[String]) -> Result<String, K8sError> {
         }
         let tagged = format!("{spec},tag=instance:part-0");
         volley_runtime::output::OutputSpec::parse(&tagged).map_err(K8sError::Push)?;
-        // Single-quoted for the pod's shell, the index expanded by it.
-        let quoted = spec.replace('\'', "'\\''");
+        if let Some(password) = url_password(spec)
+            && !is_reference(&password)
+        {
+            return Err(K8sError::PushPassword(spec.replace(&password, "***")));
+        }
+        // Double-quoted for the pod's shell: ${NAME} (from --secret) and the
+        // index are expanded by it, nothing else.
         out.push_str(&format!(
-            " --out '{quoted},tag=instance:part-'\"$JOB_COMPLETION_INDEX\""
+            " --out \"{},tag=instance:part-$JOB_COMPLETION_INDEX\"",
+            shell_quote_keeping_refs(spec)
         ));
     }
     Ok(out)
+}
+
+/// The password of the URL in a push spec (`KIND=URL,options`), as written.
+fn url_password(spec: &str) -> Option<String> {
+    let url = spec.split_once('=')?.1.split(',').next()?;
+    let authority = url.split_once("://")?.1.split('/').next()?;
+    let userinfo = authority.rsplit_once('@')?.0;
+    Some(userinfo.split_once(':')?.1.to_string()).filter(|p| !p.is_empty())
+}
+
+/// `${NAME}`, one reference and nothing else.
+fn is_reference(text: &str) -> bool {
+    text.strip_prefix("${")
+        .and_then(|r| r.strip_suffix('}'))
+        .is_some_and(is_env_name)
+}
+
+fn is_env_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `text` for a double-quoted shell word: `${NAME}` stays a reference the
+/// shell expands; every other `$`, `` ` ``, `"` and `\` is literal.
+fn shell_quote_keeping_refs(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if let Some(after) = rest.strip_prefix("${")
+            && let Some(end) = after.find('}')
+            && is_env_name(&after[..end])
+        {
+            out.push_str(&rest[..end + 3]);
+            rest = &after[end + 1..];
+            continue;
+        }
+        if matches!(c, '$' | '`' | '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
 }
 
 fn unix(t: SystemTime) -> u64 {

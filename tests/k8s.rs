@@ -315,7 +315,11 @@ url = "/api/v1/health"
         "-e",
         &format!("BASE_URL={}", t.url()),
         "--push",
-        &format!("influxdb=http://{}/volley", influx.addr),
+        // The pod's shell fills ${NAME} in from its environment (--secret).
+        &format!(
+            "influxdb=http://volley:${{INFLUX_PASSWORD}}@{}/${{VOLLEY_DB}}",
+            influx.addr
+        ),
         "--push",
         &format!("prometheus-rw=http://{}/api/v1/write,push=1s", prom.addr),
     ]);
@@ -325,9 +329,22 @@ url = "/api/v1/health"
     let c = &job["spec"]["template"]["spec"]["containers"][0];
     let script = s(&c["args"][0]).to_string();
     assert!(
-        script.contains(",tag=instance:part-'\"$JOB_COMPLETION_INDEX\""),
+        script.contains(",tag=instance:part-$JOB_COMPLETION_INDEX\""),
         "{script}"
     );
+    assert!(script.contains("volley:${INFLUX_PASSWORD}@"), "{script}");
+    // A password written out would land in the Job in plain text: refused.
+    let refused = render(&[
+        plan.to_str().unwrap(),
+        "2",
+        "-e",
+        "BASE_URL=http://127.0.0.1:1",
+        "--push",
+        "influxdb=https://volley:s3cret@influx:8086/volley",
+    ]);
+    assert_eq!(code(&refused), 2, "{}", text(&refused));
+    assert!(text(&refused).contains("${NAME}"), "{}", text(&refused));
+    assert!(!text(&refused).contains("s3cret"), "{}", text(&refused));
     let root = d.join("pod");
     std::fs::create_dir_all(root.join("plan")).unwrap();
     std::fs::copy(&plan, root.join("plan/plan.toml")).unwrap();
@@ -348,6 +365,8 @@ url = "/api/v1/health"
                 .env("PATH", &path)
                 .env("JOB_COMPLETION_INDEX", i.to_string())
                 .env("BASE_URL", t.url())
+                .env("VOLLEY_DB", "volley")
+                .env("INFLUX_PASSWORD", "ignored-auth-is-off")
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()

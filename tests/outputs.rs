@@ -902,6 +902,17 @@ fn every_dashboard_query_returns_data() {
                         .map(|a| a.iter().map(|x| x.to_string()).collect())
                         .unwrap_or_default()
                 };
+                // Grafana keeps the values its `regex` (JavaScript) matches.
+                let values: Vec<String> = match var["regex"].as_str().unwrap_or("") {
+                    "" => values,
+                    re => {
+                        let re = fancy_regex::Regex::new(re.trim_matches('/')).unwrap();
+                        values
+                            .into_iter()
+                            .filter(|v| re.is_match(v.trim_matches('"')).unwrap())
+                            .collect()
+                    }
+                };
                 assert!(
                     !values.is_empty(),
                     "{}: variable {}: no values for {q}",
@@ -914,6 +925,14 @@ fn every_dashboard_query_returns_data() {
                         all.contains("target_rss") && all.contains("memory_usage_mb"),
                         "{all}"
                     );
+                    // Only monitored gauges: a panel is repeated per value.
+                    for not_a_gauge in ["monitor_errors", "monitor_slope_per_hour", "volley_"] {
+                        assert!(
+                            !all.contains(not_a_gauge),
+                            "{}: variable gauge lists {not_a_gauge}: {all}",
+                            path.display()
+                        );
+                    }
                 }
             }
         }

@@ -16,7 +16,8 @@ pub(super) struct ArtifactArgs {
     pub(super) junit: Option<PathBuf>,
     /// Stream time series while the run goes (repeatable): json=FILE, csv=FILE,
     /// prometheus=127.0.0.1:9464[,linger=30s], influxdb=http://127.0.0.1:8086/DB,
-    /// prometheus-rw=http://127.0.0.1:9090/api/v1/write (both: [,push=1s][,tag=KEY:VALUE]).
+    /// prometheus-rw=http://127.0.0.1:9090/api/v1/write (both: http or https,
+    /// [,push=1s][,timeout=5s][,tag=KEY:VALUE][,ca=FILE][,insecure]).
     /// FILE `-`: stdout.
     #[arg(long = "out", value_name = "KIND=TARGET")]
     pub(super) out: Vec<String>,

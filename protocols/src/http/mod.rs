@@ -163,6 +163,27 @@ pub(crate) struct Client<'a> {
     pub connector: conn::Connector,
 }
 
+/// The certificates of a PEM file, parsed as X.509 now rather than at the
+/// first handshake; the error says what is wrong and what to give.
+pub fn pem_certificates(
+    bytes: &[u8],
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let hint = "give a PEM file with -----BEGIN CERTIFICATE----- blocks";
+    let list = rustls::pki_types::CertificateDer::pem_slice_iter(bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("not PEM ({e}); {hint}"))?;
+    if list.is_empty() {
+        return Err(format!("holds no certificate; {hint}"));
+    }
+    for c in &list {
+        rustls::RootCertStore::empty()
+            .add(c.clone())
+            .map_err(|e| format!("a certificate does not parse ({e}); {hint}"))?;
+    }
+    Ok(list)
+}
+
 /// What the TLS files are called where they are given: a plan's keys, or
 /// the command line's flags.
 pub struct TlsNames {
@@ -188,34 +209,16 @@ fn tls_files(
 ) -> Result<conn::TlsFiles, ConfigError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = |key: &str,
-                 path: &Spanned<String>|
-     -> Result<Vec<CertificateDer<'static>>, ConfigError> {
-        let (p, bytes) = body::read_file(base_dir, key, path)?;
-        let bad = |why: String| {
-            ConfigError::at(
-                path.span(),
-                format!(
-                    "{key} {:?} ({}): {why}; give a PEM file with -----BEGIN CERTIFICATE----- blocks",
-                    path.get_ref(),
-                    p.display()
-                ),
-            )
+    let certs =
+        |key: &str, path: &Spanned<String>| -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+            let (p, bytes) = body::read_file(base_dir, key, path)?;
+            pem_certificates(&bytes).map_err(|why| {
+                ConfigError::at(
+                    path.span(),
+                    format!("{key} {:?} ({}): {why}", path.get_ref(), p.display()),
+                )
+            })
         };
-        let list = CertificateDer::pem_slice_iter(&bytes)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad(format!("not PEM ({e})")))?;
-        if list.is_empty() {
-            return Err(bad("holds no certificate".into()));
-        }
-        // Parsed as X.509 now, not at the first handshake.
-        for c in &list {
-            rustls::RootCertStore::empty()
-                .add(c.clone())
-                .map_err(|e| bad(format!("a certificate does not parse ({e})")))?;
-        }
-        Ok(list)
-    };
     let mut files = conn::TlsFiles::default();
     if let Some(ca) = ca {
         files.roots = certs(names.ca, ca)?;
@@ -269,6 +272,15 @@ pub fn cli_connector(
     ca: Option<&str>,
     names: &TlsNames,
 ) -> Result<conn::Connector, ConfigError> {
+    for (flag, path) in [(names.cert, cert), (names.key, key), (names.ca, ca)] {
+        if let Some(path) = path
+            && let Err(e) = std::fs::metadata(path)
+        {
+            return Err(ConfigError::new(format!(
+                "{flag} {path:?}: cannot read it: {e}"
+            )));
+        }
+    }
     let at = |p: Option<&str>| p.map(|p| Spanned::new(0..0, p.to_string()));
     let files = tls_files(
         std::path::Path::new("."),

@@ -485,27 +485,10 @@ fn read_ca(
     spec: &str,
     path: &str,
 ) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
-    use rustls::pki_types::pem::PemObject;
     let bytes = std::fs::read(path)
         .map_err(|e| format!("--out {spec:?}: ca={path}: cannot read the file: {e}"))?;
-    let bad = |why: String| {
-        format!(
-            "--out {spec:?}: ca={path}: {why}; give a PEM file with -----BEGIN CERTIFICATE----- blocks"
-        )
-    };
-    let list = rustls::pki_types::CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(format!("not PEM ({e})")))?;
-    if list.is_empty() {
-        return Err(bad("holds no certificate".into()));
-    }
-    // Parsed as X.509 now, not at the first push.
-    for c in &list {
-        rustls::RootCertStore::empty()
-            .add(c.clone())
-            .map_err(|e| bad(format!("a certificate does not parse ({e})")))?;
-    }
-    Ok(list)
+    volley_protocols::http::pem_certificates(&bytes)
+        .map_err(|why| format!("--out {spec:?}: ca={path}: {why}"))
 }
 
 /// The URL as messages show it: a password in it is not printed.
