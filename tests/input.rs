@@ -89,7 +89,7 @@ fn k8s_render_says_how_to_give_a_plan_its_variables() {
     let d = Dir::new();
     let plan = d.write(
         "vars.toml",
-        "[scenarios.a]\ndriver = \"http\"\nvus = 1\nduration = \"1s\"\n[[scenarios.a.requests]]\nurl = \"${VOLLEY_TEST_UNSET_BASE}/x\"\n",
+        "[scenarios.a]\ndriver = \"http\"\nexecutor = \"constant-vus\"\nvus = 1\nduration = \"1s\"\n[[scenarios.a.requests]]\nurl = \"${VOLLEY_TEST_UNSET_BASE}/x\"\n",
     );
     let render = |extra: &[&str]| {
         within(
