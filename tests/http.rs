@@ -768,6 +768,42 @@ think_time = "100ms"
     assert!((6..=8).contains(&connections), "{connections} connections");
 }
 
+/// A server that PINGs its HTTP/2 connections and closes those that do not
+/// answer (hyper's keep-alive) keeps a VU's connection through the VU's
+/// think time: the connection is read while no request waits on it, so
+/// every request goes on the one connection. (When only a waiting request
+/// read the connection, each think time cost the connection and the next
+/// request found it closed: one connection per request.)
+#[test]
+fn http2_pings_are_answered_while_the_vu_thinks() {
+    let peer = h2peer::Peer::pinging(Duration::from_millis(100));
+    let d = Dir::new();
+    let p = plan(
+        &d,
+        r#"
+[scenarios.h2]
+driver = "http"
+executor = "per-vu-iterations"
+vus = 1
+iterations = 4
+http_version = "2"
+
+[[scenarios.h2.requests]]
+url = "/pinged"
+checks = { status = 200 }
+think_time = "700ms"
+"#,
+        &format!("http://{}", peer.addr),
+    );
+    let (out, s) = run_plan(&d, &p, &[]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let s = s.unwrap();
+    assert_eq!(value(&s, "http_reqs", "count"), 4.0);
+    assert_eq!(peer.answered(), 4, "the server answered each request once");
+    assert_eq!(value(&s, "http_req_failed", "passes"), 0.0);
+    assert_eq!(peer.connections(), 1, "one connection for the whole run");
+}
+
 /// An HTTP/2 request the server read and then closed the connection on
 /// (FIN, no GOAWAY) is one failed sample, tagged as HTTP/1.1 tags it, and is
 /// never sent again: the server's count of requests is volley's.
@@ -1199,16 +1235,23 @@ mod h2peer {
 
     impl Peer {
         pub fn start(per_connection: u64) -> Self {
-            Self::with(per_connection, false)
+            Self::with(per_connection, false, None)
+        }
+
+        /// Answers every request, and PINGs each connection every `every`,
+        /// closing it when a PING goes unanswered for as long (hyper's
+        /// keep-alive, as servers and load balancers use to find dead peers).
+        pub fn pinging(every: std::time::Duration) -> Self {
+            Self::with(u64::MAX, false, Some(every))
         }
 
         /// Answers `per_connection` requests, reads the next one and closes
         /// the connection (FIN) without answering it.
         pub fn dropping(per_connection: u64) -> Self {
-            Self::with(per_connection, true)
+            Self::with(per_connection, true, None)
         }
 
-        fn with(per_connection: u64, drop_next: bool) -> Self {
+        fn with(per_connection: u64, drop_next: bool, ping: Option<std::time::Duration>) -> Self {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .enable_all()
@@ -1226,7 +1269,7 @@ mod h2peer {
                 while let Ok((tcp, _)) = l.accept().await {
                     c.fetch_add(1, Ordering::Relaxed);
                     let counts = (a.clone(), dr.clone());
-                    tokio::spawn(serve(tcp, per_connection, drop_next, counts));
+                    tokio::spawn(serve(tcp, per_connection, drop_next, ping, counts));
                 }
             });
             Peer {
@@ -1256,6 +1299,7 @@ mod h2peer {
         tcp: tokio::net::TcpStream,
         per_connection: u64,
         drop_next: bool,
+        ping: Option<std::time::Duration>,
         (answered, dropped): (Arc<AtomicU64>, Arc<AtomicU64>),
     ) {
         let count = Arc::new(AtomicU64::new(0));
@@ -1283,8 +1327,15 @@ mod h2peer {
                 )))
             }
         });
-        let conn = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-            .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc);
+        let mut builder =
+            hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+        if let Some(every) = ping {
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .keep_alive_interval(every)
+                .keep_alive_timeout(every);
+        }
+        let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(tcp), svc);
         tokio::pin!(conn);
         if drop_next {
             // Dropping the connection closes the socket: no GOAWAY, no answer.

@@ -1,7 +1,7 @@
 //! One VU's HTTP connection, shared by everything that speaks HTTP (the HTTP
 //! and webhook drivers, monitors): our lean HTTP/1.1 (`h1.rs`) or the h2
-//! crate for HTTP/2 (driven in the VU's task: `H2Conn::drive`), opened on
-//! first use, reopened when the server closes it.
+//! crate for HTTP/2 (its I/O a task of its own: `H2Conn`), opened on first
+//! use, reopened when the server closes it.
 //!
 //! A request is never sent twice: once written, whatever happens to it is
 //! its outcome (the server may have read it before closing, so sending it
@@ -14,7 +14,7 @@ use super::conn::{ConnectTimes, Connector, ErrorKind, H2Conn, IoCounters, Origin
 use super::h1::{self, H1};
 use bytes::Bytes;
 use http::{HeaderMap, Method};
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Where a response body goes as it arrives.
@@ -86,7 +86,7 @@ pub struct Exchange {
 #[derive(Default)]
 pub struct Link {
     open: Option<Open>,
-    io: Rc<IoCounters>,
+    io: Arc<IoCounters>,
     /// The HTTP/1.1 request being written, reused.
     out: Vec<u8>,
 }
@@ -143,9 +143,9 @@ impl Link {
         loop {
             let usable = match &mut self.open {
                 Some(Open::H1 { origin, conn }) => *origin == target.origin && conn.is_reusable(),
-                // A close or GOAWAY that came while it sat idle is read when
-                // the next request polls it: that request is then unsent.
-                Some(Open::H2(c)) => c.origin == target.origin && !c.ended,
+                // A close or GOAWAY that came while it sat idle has been
+                // read by the connection's task.
+                Some(Open::H2(c)) => c.origin == target.origin && !c.ended(),
                 None => false,
             };
             if !usable {
@@ -279,7 +279,9 @@ async fn h2_exchange(
     let unsent = |e: h2::Error| H2Error::Unsent(ErrorKind::from_h2(&e));
     // Room for one more stream (the server's limit on concurrent streams),
     // or the connection is gone and the request never leaves.
-    c.drive(|s, cx| s.poll_ready(cx)).await.map_err(unsent)?;
+    std::future::poll_fn(|cx| c.sender.poll_ready(cx))
+        .await
+        .map_err(unsent)?;
     let (mut response, mut send) = c
         .sender
         .send_request(req, body.is_empty())
@@ -294,8 +296,7 @@ async fn h2_exchange(
         // Queued whole; it leaves as the peer's flow-control window allows.
         send.send_data(body.clone(), true).map_err(failed)?;
     }
-    let resp = c
-        .drive(|_, cx| std::pin::Pin::new(&mut response).poll(cx))
+    let resp = (&mut response)
         .await
         .map_err(|e| H2Error::Failed(ErrorKind::from_h2(&e)))?;
     let headers_at = Instant::now();
@@ -310,7 +311,7 @@ async fn h2_exchange(
         }
         parts.headers = kept;
     }
-    while let Some(data) = c.drive(|_, cx| recv.poll_data(cx)).await {
+    while let Some(data) = std::future::poll_fn(|cx| recv.poll_data(cx)).await {
         let data = data.map_err(failed)?;
         let _ = recv.flow_control().release_capacity(data.len());
         if let Some(out) = sink.as_deref_mut() {
