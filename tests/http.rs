@@ -804,6 +804,96 @@ think_time = "700ms"
     assert_eq!(peer.connections(), 1, "one connection for the whole run");
 }
 
+/// `vus_per_connection` shares each HTTP/2 connection among that many VUs, a
+/// stream each (as h2load's -m): 6 VUs, 3 a connection, open 2 connections,
+/// and every request is answered once.
+#[test]
+fn http2_vus_share_connections_when_asked() {
+    let peer = h2peer::Peer::start(u64::MAX);
+    let d = Dir::new();
+    let p = plan(
+        &d,
+        r#"
+[scenarios.h2]
+driver = "http"
+executor = "per-vu-iterations"
+vus = 6
+iterations = 5
+http_version = "2"
+vus_per_connection = 3
+
+[[scenarios.h2.requests]]
+url = "/shared"
+checks = { status = 200, body_contains = "ok" }
+"#,
+        &format!("http://{}", peer.addr),
+    );
+    let (out, s) = run_plan(&d, &p, &["--workers", "1"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let s = s.unwrap();
+    assert_eq!(value(&s, "http_reqs", "count"), 30.0);
+    assert_eq!(peer.answered(), 30, "the server answered each request once");
+    assert_eq!(value(&s, "http_req_failed", "passes"), 0.0);
+    assert_eq!(value(&s, "checks", "fails"), 0.0);
+    assert_eq!(peer.connections(), 2, "3 VUs on each connection");
+}
+
+/// A vus_per_connection volley cannot use is refused before anything is
+/// sent, at its place in the plan, with what to write instead.
+#[test]
+fn vus_per_connection_out_of_range_or_on_http1_is_refused() {
+    let d = Dir::new();
+    for (value, version, want) in [
+        (
+            "0",
+            "2",
+            "vus_per_connection = 0 is out of range: give 1 to 1000",
+        ),
+        (
+            "100000",
+            "2",
+            "vus_per_connection = 100000 is out of range: give 1 to 1000",
+        ),
+        (
+            "-3",
+            "2",
+            "vus_per_connection = -3 is out of range: give 1 to 1000",
+        ),
+        (
+            "4",
+            "1.1",
+            "vus_per_connection shares HTTP/2 connections, and this scenario speaks HTTP/1.1",
+        ),
+    ] {
+        let p = plan(
+            &d,
+            &format!(
+                r#"
+[scenarios.h2]
+driver = "http"
+executor = "per-vu-iterations"
+vus = 1
+iterations = 1
+http_version = "{version}"
+vus_per_connection = {value}
+
+[[scenarios.h2.requests]]
+url = "/never"
+"#
+            ),
+            "http://127.0.0.1:9",
+        );
+        let (out, _) = run_plan(&d, &p, &[]);
+        assert_eq!(code(&out), 2, "{}", text(&out));
+        let t = text(&out);
+        assert!(t.contains(want), "{value}: {t}");
+        assert!(
+            t.contains("plan.toml:11:22"),
+            "{value}: the place in the plan: {t}"
+        );
+    }
+}
+
 /// An HTTP/2 request the server read and then closed the connection on
 /// (FIN, no GOAWAY) is one failed sample, tagged as HTTP/1.1 tags it, and is
 /// never sent again: the server's count of requests is volley's.

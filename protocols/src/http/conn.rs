@@ -328,6 +328,11 @@ impl H2Conn {
     pub fn ended(&self) -> bool {
         self.ended.load(Ordering::Relaxed)
     }
+
+    /// It refused a new stream (GOAWAY read, closing): no VU joins it.
+    pub fn mark_ended(&self) {
+        self.ended.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Drop for H2Conn {

@@ -14,6 +14,8 @@ use super::conn::{ConnectTimes, Connector, ErrorKind, H2Conn, IoCounters, Origin
 use super::h1::{self, H1};
 use bytes::Bytes;
 use http::{HeaderMap, Method};
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -70,7 +72,113 @@ impl Keep {
 
 enum Open {
     H1 { origin: Origin, conn: H1 },
-    H2(H2Conn),
+    H2(H2Use),
+}
+
+/// A VU's use of an HTTP/2 connection, its own or shared with other VUs on
+/// its thread (`vus_per_connection`): its own handle for opening streams.
+struct H2Use {
+    slot: Rc<Slot>,
+    sender: h2::client::SendRequest<Bytes>,
+}
+
+/// One HTTP/2 connection, once up. VUs that share it wait for the first one
+/// to open it; when that fails, the next waiting VU tries.
+#[derive(Default)]
+struct Slot {
+    conn: tokio::sync::OnceCell<H2Conn>,
+    /// Set when it is in the thread's shared list.
+    group: Option<u64>,
+}
+
+impl H2Use {
+    fn of(slot: Rc<Slot>) -> Self {
+        let sender = slot.conn().sender.clone();
+        H2Use { slot, sender }
+    }
+
+    fn conn(&self) -> &H2Conn {
+        self.slot.conn()
+    }
+}
+
+impl Slot {
+    fn conn(&self) -> &H2Conn {
+        self.conn
+            .get()
+            .expect("an H2Use's slot holds its connection")
+    }
+}
+
+/// The shared HTTP/2 connections of this thread, as (origin, slot). The list
+/// holds one reference to a slot; each VU using it (or waiting for it to
+/// open) holds another. Looked at only when a VU opens a connection, never
+/// per request.
+type SharedList = RefCell<Vec<(Origin, Rc<Slot>)>>;
+
+thread_local! {
+    static SHARED: SharedList = const { RefCell::new(Vec::new()) };
+}
+
+impl Drop for H2Use {
+    /// The last VU to leave a shared connection takes it off the list, which
+    /// closes it.
+    fn drop(&mut self) {
+        leave(&self.slot);
+    }
+}
+
+fn leave(slot: &Rc<Slot>) {
+    if slot.group.is_some() && Rc::strong_count(slot) == 2 {
+        let _ = SHARED.try_with(|l| l.borrow_mut().retain(|(_, s)| !Rc::ptr_eq(s, slot)));
+    }
+}
+
+/// A shared slot of `sh.group` to `origin` with room for one more VU, or a
+/// new one, listed for the next VUs.
+fn take_slot(sh: Sharing, origin: &Origin) -> Rc<Slot> {
+    SHARED.with(|l| {
+        let mut l = l.borrow_mut();
+        l.retain(|(_, s)| !s.conn.get().is_some_and(H2Conn::ended));
+        let found = l.iter().find(|(o, s)| {
+            s.group == Some(sh.group) && o == origin && Rc::strong_count(s) - 1 < sh.per
+        });
+        if let Some((_, s)) = found {
+            return s.clone();
+        }
+        let s = Rc::new(Slot {
+            conn: tokio::sync::OnceCell::new(),
+            group: Some(sh.group),
+        });
+        l.push((origin.clone(), s.clone()));
+        s
+    })
+}
+
+/// What opening a connection gave when it is not an HTTP/2 one to share.
+enum NotShared {
+    Failed(ErrorKind),
+    /// The server chose HTTP/1.1 (ALPN): the VU keeps it for itself.
+    H1(super::conn::Stream),
+}
+
+/// `vus_per_connection`: VUs of one scenario on one thread share HTTP/2
+/// connections, up to `per` on each, as h2load's `-m` streams do.
+#[derive(Clone, Copy, Debug)]
+pub struct Sharing {
+    /// Told apart per scenario (`Sharing::new`).
+    pub group: u64,
+    pub per: usize,
+}
+
+impl Sharing {
+    pub fn new(per: usize) -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        Sharing {
+            group: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            per,
+        }
+    }
 }
 
 /// What came back, and when: `sent_at` is after any connecting, `headers_at`
@@ -89,9 +197,18 @@ pub struct Link {
     io: Arc<IoCounters>,
     /// The HTTP/1.1 request being written, reused.
     out: Vec<u8>,
+    share: Option<Sharing>,
 }
 
 impl Link {
+    /// A link whose HTTP/2 connections are shared with other VUs.
+    pub fn shared(share: Sharing) -> Self {
+        Link {
+            share: Some(share),
+            ..Link::default()
+        }
+    }
+
     /// Bytes sent and received on the wire so far (TLS records included).
     pub fn bytes(&self) -> (u64, u64) {
         (self.io.sent.get(), self.io.received.get())
@@ -140,23 +257,70 @@ impl Link {
         times: &mut ConnectTimes,
     ) -> Result<Exchange, ErrorKind> {
         let mut reused = true;
+        // After a request a connection refused: a new connection, not a shared one.
+        let mut join = true;
         loop {
             let usable = match &mut self.open {
                 Some(Open::H1 { origin, conn }) => *origin == target.origin && conn.is_reusable(),
                 // A close or GOAWAY that came while it sat idle has been
                 // read by the connection's task.
-                Some(Open::H2(c)) => c.origin == target.origin && !c.ended(),
+                Some(Open::H2(c)) => c.conn().origin == target.origin && !c.conn().ended(),
                 None => false,
             };
             if !usable {
                 self.open = None;
                 reused = false;
+                if let Some(sh) = self.share
+                    && join
+                {
+                    let slot = take_slot(sh, &target.origin);
+                    reused = slot.conn.initialized();
+                    let opened = slot
+                        .conn
+                        .get_or_try_init(|| {
+                            Box::pin(async {
+                                let (stream, h2) = connector
+                                    .connect_stream(&target.origin, &self.io, times)
+                                    .await
+                                    .map_err(NotShared::Failed)?;
+                                if !h2 {
+                                    return Err(NotShared::H1(stream));
+                                }
+                                connector
+                                    .h2_handshake(&target.origin, stream)
+                                    .await
+                                    .map_err(NotShared::Failed)
+                            })
+                        })
+                        .await
+                        .map(|_| ());
+                    match opened {
+                        Ok(()) => self.open = Some(Open::H2(H2Use::of(slot))),
+                        Err(not) => {
+                            leave(&slot);
+                            match not {
+                                NotShared::Failed(e) => return Err(e),
+                                NotShared::H1(stream) => {
+                                    self.open = Some(Open::H1 {
+                                        origin: target.origin.clone(),
+                                        conn: H1::new(stream),
+                                    })
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            if self.open.is_none() {
                 // Boxed: the TLS handshake's state machine would otherwise make
                 // every request's future (moved on each call) several KB.
                 let (stream, h2) =
                     Box::pin(connector.connect_stream(&target.origin, &self.io, times)).await?;
                 self.open = Some(if h2 {
-                    Open::H2(Box::pin(connector.h2_handshake(&target.origin, stream)).await?)
+                    let c = Box::pin(connector.h2_handshake(&target.origin, stream)).await?;
+                    let slot = Slot::default();
+                    let _ = slot.conn.set(c);
+                    Open::H2(H2Use::of(Rc::new(slot)))
                 } else {
                     Open::H1 {
                         origin: target.origin.clone(),
@@ -204,6 +368,8 @@ impl Link {
                         // request was never sent: nothing reached the
                         // server, so it goes once, on a fresh connection.
                         Err(H2Error::Unsent(_)) if reused => {
+                            c.conn().mark_ended();
+                            join = false;
                             self.open = None;
                             continue;
                         }
@@ -270,7 +436,7 @@ fn h2_headers(req: &mut http::Request<()>, body: &Bytes) {
 }
 
 async fn h2_exchange(
-    c: &mut H2Conn,
+    c: &mut H2Use,
     req: http::Request<()>,
     body: &Bytes,
     keep: Keep,

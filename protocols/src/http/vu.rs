@@ -135,7 +135,7 @@ impl HttpVu {
             data_sent: rec.series(m.sent, &d.tags),
             data_received: rec.series(m.received, &d.tags),
             rec,
-            link: Link::default(),
+            link: d.sharing.map_or_else(Link::default, Link::shared),
             headers: HeaderMap::new(),
             body: Vec::new(),
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
