@@ -836,6 +836,10 @@ checks = { status = 200, body_contains = "ok" }
     assert_eq!(value(&s, "http_req_failed", "passes"), 0.0);
     assert_eq!(value(&s, "checks", "fails"), 0.0);
     assert_eq!(peer.connections(), 2, "3 VUs on each connection");
+    // Every VU's share of the shared connections' bytes: at least the 30
+    // bodies' 60 bytes in, 30 requests out.
+    assert!(value(&s, "data_received", "count") >= 60.0);
+    assert!(value(&s, "data_sent", "count") >= 30.0);
 }
 
 /// A vus_per_connection volley cannot use is refused before anything is

@@ -34,6 +34,11 @@ impl Counter {
     fn add(&self, n: u64) {
         self.0.fetch_add(n, Ordering::Relaxed);
     }
+
+    /// The count so far, leaving zero.
+    pub fn take(&self) -> u64 {
+        self.0.swap(0, Ordering::Relaxed)
+    }
 }
 
 pub struct Counting<S> {

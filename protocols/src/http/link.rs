@@ -84,11 +84,13 @@ struct H2Use {
 
 /// One HTTP/2 connection, once up. VUs that share it wait for the first one
 /// to open it; when that fails, the next waiting VU tries.
-#[derive(Default)]
 struct Slot {
     conn: tokio::sync::OnceCell<H2Conn>,
     /// Set when it is in the thread's shared list.
     group: Option<u64>,
+    /// What the connection moved, taken by whichever VU ends a request next
+    /// (`Link::take_bytes`), so each byte is counted once.
+    io: Arc<IoCounters>,
 }
 
 impl H2Use {
@@ -149,6 +151,7 @@ fn take_slot(sh: Sharing, origin: &Origin) -> Rc<Slot> {
         let s = Rc::new(Slot {
             conn: tokio::sync::OnceCell::new(),
             group: Some(sh.group),
+            io: Arc::default(),
         });
         l.push((origin.clone(), s.clone()));
         s
@@ -212,6 +215,23 @@ impl Link {
     /// Bytes sent and received on the wire so far (TLS records included).
     pub fn bytes(&self) -> (u64, u64) {
         (self.io.sent.get(), self.io.received.get())
+    }
+
+    /// Bytes sent and received since the last call: the VU's own
+    /// connections', or all of a shared HTTP/2 connection's since any of its
+    /// VUs last took them (each byte is counted once, by one VU).
+    pub fn take_bytes(&self) -> (u64, u64) {
+        let io = match &self.open {
+            Some(Open::H2(c)) => &c.slot.io,
+            _ => &self.io,
+        };
+        let own = (io.sent.take(), io.received.take());
+        if Arc::ptr_eq(io, &self.io) {
+            own
+        } else {
+            // What the VU's own connections moved before it joined.
+            (own.0 + self.io.sent.take(), own.1 + self.io.received.take())
+        }
     }
 
     /// Forget the connection (e.g. after a timeout cut an exchange short).
@@ -318,8 +338,11 @@ impl Link {
                     Box::pin(connector.connect_stream(&target.origin, &self.io, times)).await?;
                 self.open = Some(if h2 {
                     let c = Box::pin(connector.h2_handshake(&target.origin, stream)).await?;
-                    let slot = Slot::default();
-                    let _ = slot.conn.set(c);
+                    let slot = Slot {
+                        conn: tokio::sync::OnceCell::new_with(Some(c)),
+                        group: None,
+                        io: self.io.clone(),
+                    };
                     Open::H2(H2Use::of(Rc::new(slot)))
                 } else {
                     Open::H1 {
