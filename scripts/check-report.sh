@@ -7,8 +7,11 @@
 #   KEEP=1 scripts/check-report.sh     # keep the report, DOM and screenshot
 #
 # Checks: the DOM Chromium built (--dump-dom) has the verdict and, for every
-# scenario of the run, its latency, throughput, errors and VUs charts, each an
-# <svg> with a drawn line, as many charts as the page announces; the
+# scenario of the run, its latency, throughput, errors, VUs and latency
+# distribution charts (the distribution on a percentile axis), and each
+# count split by outcome a driver describes (requests by status) with
+# totals equal to the summary's, each an <svg> with a drawn line, as many
+# charts as the page announces; the
 # screenshot is not one uniform colour and has ink on it.
 set -euo pipefail
 
@@ -85,13 +88,46 @@ if not announced or int(announced.group(1)) != len(figures):
 def slug(s):
     return re.sub(r"[^A-Za-z0-9_-]", "-", s)
 
+def attrs(text, name):
+    return re.findall(r'\s' + name + r'="([^"]*)"', text)
+
+# The drivers' counts split by outcome (requests by status, ...): figure id
+# suffix and metric, from the descriptors the summary carries.
+counts_by = [(f["id"], f["metric"]) for d in summary["volley"].get("drivers", [])
+             for f in d.get("figures", []) if f.get("kind") == "counts_by"]
+
+def total(metric, scenario):
+    n = 0
+    for r in summary["series"]:
+        if r["metric"] == metric and r["tags"].get("scenario") == scenario:
+            n += r.get("count", 0)
+    return n
+
 for sc in summary["volley"]["scenarios"]:
     base = f"chart-{slug(sc['name'])}-"
-    for kind in ["throughput", "errors", "vus"]:
+    for kind in ["throughput", "errors", "vus", "distribution"]:
         if base + kind not in figures:
             problems.append(f"scenario {sc['name']}: no {kind} chart")
     if not any(f.startswith(base + "latency-") for f in figures):
         problems.append(f"scenario {sc['name']}: no latency chart")
+    # The distribution: a curve over the nines axis, as many samples as the
+    # scenario's histogram.
+    dist = figures.get(base + "distribution", "")
+    # The axis reaches 90% from 10 samples, 99% from 100: below that it stops.
+    if dist and not ("90%" in dist and "percentile" in dist):
+        problems.append(f"scenario {sc['name']}: the distribution has no nines axis")
+    # Counts by outcome: the legend's totals add up to the summary's count.
+    for fid, metric in counts_by:
+        want = total(metric, sc["name"])
+        if want == 0:
+            continue
+        body = figures.get(base + slug(fid))
+        if body is None:
+            problems.append(f"scenario {sc['name']}: no {fid} chart")
+            continue
+        shown = sum(int(n) for n in attrs(body, "data-total"))
+        if shown != want:
+            problems.append(f"{base}{fid}: totals {shown}, summary {metric} {want}")
 
 # The screenshot: a PNG decoded by hand (no imaging library needed).
 data = open(png_path, "rb").read()

@@ -55,6 +55,8 @@ pub struct RenderOptions {
     pub storage: String,
     pub cpu: String,
     pub memory: String,
+    /// `influxdb=URL` / `prometheus-rw=URL` outputs of every runner pod.
+    pub push: Vec<String>,
 }
 
 /// One rendered object: its file name and YAML text.
@@ -199,6 +201,94 @@ fn data_files(plan: &Plan) -> Result<Vec<(String, PathBuf)>, String> {
     Ok(out)
 }
 
+/// The pods' `--out` arguments for `--push`: each output gets the tag
+/// `instance=part-K` (K the pod's completion index, as in its part file), so
+/// pods never write the same series: InfluxDB would keep one pod's point
+/// per second and Prometheus refuse the others' samples.
+fn push_args(specs: &[String]) -> Result<String, String> {
+    let mut out = String::new();
+    for spec in specs {
+        let kind = spec.split_once('=').map_or("", |(k, _)| k);
+        if kind != "influxdb" && kind != "prometheus-rw" {
+            return Err(format!(
+                "--push {spec:?}: give influxdb=URL or prometheus-rw=URL (the pods already serve --out prometheus=0.0.0.0:9464)"
+            ));
+        }
+        for opt in spec.split(',').skip(1) {
+            if opt.starts_with("ca=") {
+                return Err(format!(
+                    "--push {spec:?}: {opt} names a file on this machine, which the pods do not have; use a CA the image trusts, or insecure"
+                ));
+            }
+            if opt.starts_with("tag=instance:") {
+                return Err(format!(
+                    "--push {spec:?}: the pods tag their series instance=part-K themselves; leave out {opt}"
+                ));
+            }
+        }
+        let tagged = format!("{spec},tag=instance:part-0");
+        volley_runtime::output::OutputSpec::parse(&tagged).map_err(|e| format!("--push: {e}"))?;
+        if let Some(password) = url_password(spec)
+            && !is_reference(&password)
+        {
+            return Err(format!(
+                "--push: the password in {:?} would be written into the Job in plain text; write ${{NAME}} in its place (e.g. https://volley:${{INFLUX_PASSWORD}}@influx:8086/volley) and put NAME in the Secret named by --secret: the pod's shell fills it in",
+                spec.replace(&password, "***")
+            ));
+        }
+        // Double-quoted for the pod's shell: ${NAME} (from --secret) and the
+        // index are expanded by it, nothing else.
+        out.push_str(&format!(
+            " --out \"{},tag=instance:part-$JOB_COMPLETION_INDEX\"",
+            shell_quote_keeping_refs(spec)
+        ));
+    }
+    Ok(out)
+}
+
+/// The password of the URL in a push spec (`KIND=URL,options`), as written.
+fn url_password(spec: &str) -> Option<String> {
+    let url = spec.split_once('=')?.1.split(',').next()?;
+    let authority = url.split_once("://")?.1.split('/').next()?;
+    let userinfo = authority.rsplit_once('@')?.0;
+    Some(userinfo.split_once(':')?.1.to_string()).filter(|p| !p.is_empty())
+}
+
+/// `${NAME}`, one reference and nothing else.
+fn is_reference(text: &str) -> bool {
+    text.strip_prefix("${")
+        .and_then(|r| r.strip_suffix('}'))
+        .is_some_and(is_env_name)
+}
+
+fn is_env_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `text` for a double-quoted shell word: `${NAME}` stays a reference the
+/// shell expands; every other `$`, `` ` ``, `"` and `\` is literal.
+fn shell_quote_keeping_refs(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if let Some(after) = rest.strip_prefix("${")
+            && let Some(end) = after.find('}')
+            && is_env_name(&after[..end])
+        {
+            out.push_str(&rest[..end + 3]);
+            rest = &after[end + 1..];
+            continue;
+        }
+        if matches!(c, '$' | '`' | '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
 fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
 }
@@ -227,6 +317,7 @@ pub fn render(plan: &Plan, o: &RenderOptions, now: SystemTime) -> Result<Vec<Obj
             return Err(format!("-e {k}=...: not an environment variable name"));
         }
     }
+    let push = push_args(&o.push)?;
     let start = unix(o.start_at);
     let wait = o.start_at.duration_since(now).unwrap_or(Duration::ZERO);
     // Longest a part may take: its wait, the plan with graceful stops, slack.
@@ -299,6 +390,7 @@ pub fn render(plan: &Plan, o: &RenderOptions, now: SystemTime) -> Result<Vec<Obj
     scalars.insert("parts", Some(o.parts.to_string()));
     scalars.insert("start_at", Some(start_text));
     scalars.insert("run", Some(run));
+    scalars.insert("push", Some(push));
     scalars.insert("parts_deadline_s", Some(parts_deadline.to_string()));
     scalars.insert("merge_deadline_s", Some(merge_deadline.to_string()));
     scalars.insert("merge_wait_until_unix", Some(merge_wait_until.to_string()));

@@ -817,6 +817,40 @@ secret = "{secret}"
         "{s}"
     );
     assert_eq!(t.server.state.webhooks.processed(), 5);
+    // `volley webhook send` takes the same files as flags.
+    let send = |tls: &[&str]| {
+        volley()
+            .current_dir(&d.path)
+            .args(["webhook", "send", "--secret", secret, "--timeout", "10s"])
+            .args(["--to", &format!("https://localhost:{port}/webhooks/stripe")])
+            .args(tls)
+            .output_within(RUN_LIMIT)
+    };
+    let out = send(&[
+        "--ca-file",
+        "ca.pem",
+        "--client-cert",
+        "client.pem",
+        "--client-key",
+        "client.key",
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(t.server.state.webhooks.processed(), 6);
+    // Without the client certificate the endpoint refuses the session.
+    let out = send(&["--ca-file", "ca.pem"]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    // A missing file names its flag; nothing is sent.
+    let out = send(&["--ca-file", "nope.pem"]);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert!(
+        text(&out).contains("--ca-file \"nope.pem\""),
+        "{}",
+        text(&out)
+    );
+    let out = send(&["--client-cert", "client.pem"]);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert!(text(&out).contains("--client-key"), "{}", text(&out));
+    assert_eq!(t.server.state.webhooks.processed(), 6);
 }
 
 #[test]

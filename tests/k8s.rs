@@ -4,6 +4,8 @@
 //! with the ConfigMap laid out as the kubelet mounts it.
 
 mod common;
+#[path = "common/tsdb.rs"]
+mod tsdb;
 
 use common::*;
 use serde_yaml_ng::Value;
@@ -277,4 +279,163 @@ http_reqs = ["count>=100"]
     assert_eq!(code(&out), 2, "{}", text(&out));
     assert!(text(&out).contains("BASE_URL"), "{}", text(&out));
     assert!(out.stdout.is_empty());
+}
+
+/// The pods' push outputs (`--push`): each pod tags its series with its part,
+/// so two pods writing the same second keep both their points; the sum per
+/// part in InfluxDB and Prometheus is that part's summary count.
+#[test]
+fn pushing_pods_tag_their_series_with_their_part() {
+    let influx = tsdb::influxdb();
+    let prom = tsdb::prometheus();
+    let t = Target::start(ServeOptions::default());
+    let d = Dir::new();
+    let plan = d.write(
+        "plan.toml",
+        r#"[defaults]
+base_url = "${BASE_URL}"
+
+[scenarios.api]
+driver = "http"
+executor = "constant-arrival-rate"
+rate = 40
+time_unit = "1s"
+duration = "3s"
+pre_allocated_vus = 6
+
+[[scenarios.api.requests]]
+url = "/api/v1/health"
+"#,
+    );
+    let out = render(&[
+        plan.to_str().unwrap(),
+        "2",
+        "--start-in",
+        "4s",
+        "-e",
+        &format!("BASE_URL={}", t.url()),
+        "--push",
+        // The pod's shell fills ${NAME} in from its environment (--secret).
+        &format!(
+            "influxdb=http://volley:${{INFLUX_PASSWORD}}@{}/${{VOLLEY_DB}}",
+            influx.addr
+        ),
+        "--push",
+        &format!("prometheus-rw=http://{}/api/v1/write,push=1s", prom.addr),
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let docs = yaml_docs(&String::from_utf8(out.stdout.clone()).unwrap());
+    let job = kind(&docs, "Job")[0];
+    let c = &job["spec"]["template"]["spec"]["containers"][0];
+    let script = s(&c["args"][0]).to_string();
+    assert!(
+        script.contains(",tag=instance:part-$JOB_COMPLETION_INDEX\""),
+        "{script}"
+    );
+    assert!(script.contains("volley:${INFLUX_PASSWORD}@"), "{script}");
+    // A password written out would land in the Job in plain text: refused.
+    let refused = render(&[
+        plan.to_str().unwrap(),
+        "2",
+        "-e",
+        "BASE_URL=http://127.0.0.1:1",
+        "--push",
+        "influxdb=https://volley:s3cret@influx:8086/volley",
+    ]);
+    assert_eq!(code(&refused), 2, "{}", text(&refused));
+    assert!(text(&refused).contains("${NAME}"), "{}", text(&refused));
+    assert!(!text(&refused).contains("s3cret"), "{}", text(&refused));
+    let root = d.join("pod");
+    std::fs::create_dir_all(root.join("plan")).unwrap();
+    std::fs::copy(&plan, root.join("plan/plan.toml")).unwrap();
+    std::fs::create_dir_all(root.join("results")).unwrap();
+    let bin = d.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_volley"), bin.join("volley")).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let script = script
+        .replace("/plan/", &format!("{}/plan/", root.display()))
+        .replace("/results/", &format!("{}/results/", root.display()))
+        .replace("0.0.0.0:9464", "127.0.0.1:0");
+    let pods: Vec<_> = (0..2)
+        .map(|i| {
+            Command::new("sh")
+                .arg("-c")
+                .arg(&script)
+                .env("PATH", &path)
+                .env("JOB_COMPLETION_INDEX", i.to_string())
+                .env("BASE_URL", t.url())
+                .env("VOLLEY_DB", "volley")
+                .env("INFLUX_PASSWORD", "ignored-auth-is-off")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for p in pods {
+        let out = wait_within(p, RUN_LIMIT, "a part's script");
+        assert_eq!(code(&out), 0, "{}", text(&out));
+        assert!(!text(&out).contains("points dropped"), "{}", text(&out));
+    }
+    // results/NAME/RUN/part-K.json
+    let name_dir = std::fs::read_dir(root.join("results"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let run_dir = std::fs::read_dir(name_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut total = 0;
+    for k in 0..2 {
+        let part: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(run_dir.join(format!("part-{k}.json"))).unwrap())
+                .unwrap();
+        let n = counter(&part, "http_reqs", &[]);
+        assert!(n > 0);
+        total += n;
+        let v = tsdb::influxql(
+            &influx,
+            "volley",
+            &format!(r#"SELECT sum("value") FROM "http_reqs" WHERE "instance" = 'part-{k}'"#),
+        );
+        assert_eq!(
+            v["results"][0]["series"][0]["values"][0][1].as_f64(),
+            Some(n as f64),
+            "part-{k}: {v}"
+        );
+        let v = tsdb::promql(
+            &prom,
+            &format!(r#"sum(k6_http_reqs_total{{instance="part-{k}"}})"#),
+        );
+        assert_eq!(
+            v["data"]["result"][0]["value"][1].as_str(),
+            Some(n.to_string().as_str()),
+            "part-{k}: {v}"
+        );
+    }
+    assert_eq!(total, t.total());
+    // A push the pods cannot make is refused when rendering.
+    for (arg, says) in [
+        ("json=out.jsonl", "influxdb=URL or prometheus-rw=URL"),
+        ("influxdb=https://db/x,ca=ca.pem", "the pods do not have"),
+        ("influxdb=http://db/x,tag=instance:a", "leave out"),
+        ("influxdb=http://db/x,nope=1", "unknown option"),
+    ] {
+        let out = render(&[
+            plan.to_str().unwrap(),
+            "2",
+            "-e",
+            "BASE_URL=http://x",
+            "--push",
+            arg,
+        ]);
+        assert_eq!(code(&out), 2, "{arg}: {}", text(&out));
+        assert!(text(&out).contains(says), "{arg}: {}", text(&out));
+    }
 }

@@ -2,7 +2,8 @@
 //! throwaway `influxd` and `prometheus`, see tests/common/tsdb.rs): what they
 //! hold after a run equals the summary; a dead InfluxDB costs points, never
 //! the run; every query of the Grafana dashboards in deploy/grafana returns
-//! data.
+//! data after a demo run and a PostgreSQL run with monitors (the latter need
+//! the throwaway cluster of scripts/with-postgres.sh: DATABASE_URL).
 
 mod common;
 #[path = "common/tsdb.rs"]
@@ -227,7 +228,11 @@ fn bad_push_outputs_are_refused_before_any_load() {
     let d = Dir::new();
     let p = plan(&d, &t.url(), "1s");
     for (arg, says) in [
-        ("influxdb=https://127.0.0.1:1/db", "only http://"),
+        (
+            "influxdb=https://127.0.0.1:1/db,ca=/nonexistent/ca.pem",
+            "ca=/nonexistent/ca.pem: cannot read the file",
+        ),
+        ("influxdb=http://127.0.0.1:1/db,insecure", "is for https://"),
         ("influxdb=127.0.0.1:8086", "is not a URL"),
         ("influxdb=http://127.0.0.1:1/db,push=1e12s", "push"),
         ("prometheus-rw=http://127.0.0.1:1/w,tag=x", "tag=KEY:VALUE"),
@@ -242,6 +247,516 @@ fn bad_push_outputs_are_refused_before_any_load() {
         assert!(s.is_none());
     }
     assert_eq!(t.total(), 0, "no load was sent");
+}
+
+// ---- https:// push URLs ----
+
+/// A CA and a certificate for localhost signed by it, made by openssl.
+fn certificates(d: &Dir) {
+    let run = |args: &[&str]| {
+        let out = output_within(
+            std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(&d.path),
+            60,
+        );
+        assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let subj = |cn: &str| format!("/CN={cn}");
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"],
+        &["-subj", &subj("volley test CA")],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &["-keyout", "server.key", "-out", "server.csr"],
+        &["-subj", &subj("localhost")],
+    ]
+    .concat());
+    d.write(
+        "server.cnf",
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    );
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.cnf",
+    ]);
+}
+
+/// TLS on a loopback port in front of `backend` (plain HTTP); its port.
+fn tls_front(d: &Dir, backend: &str, rt: &tokio::runtime::Runtime) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from_pem_file(d.join("server.pem")).unwrap()],
+            PrivateKeyDer::from_pem_file(d.join("server.key")).unwrap(),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let backend = backend.to_string();
+    rt.spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, backend) = (acceptor.clone(), backend.clone());
+            tokio::spawn(async move {
+                if let Ok(mut tls) = acceptor.accept(tcp).await
+                    && let Ok(mut up) = tokio::net::TcpStream::connect(&backend).await
+                {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn https_push_urls_reach_both_databases_and_check_the_certificate() {
+    let influx = tsdb::influxdb();
+    let prom = tsdb::prometheus();
+    let t = Target::start(ServeOptions::default());
+    let d = Dir::new();
+    certificates(&d);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let influx_tls = tls_front(&d, &influx.addr, &rt);
+    let prom_tls = tls_front(&d, &prom.addr, &rt);
+    let ca = d.join("ca.pem");
+    let p = plan(&d, &t.url(), "2s");
+    let (out, s) = run_plan(
+        &d,
+        &p,
+        &[
+            "--out",
+            &format!(
+                "influxdb=https://localhost:{influx_tls}/volley,ca={}",
+                ca.display()
+            ),
+            "--out",
+            &format!(
+                "prometheus-rw=https://localhost:{prom_tls}/api/v1/write,push=1s,ca={}",
+                ca.display()
+            ),
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(!text(&out).contains("points dropped"), "{}", text(&out));
+    let reqs = counter(&s.unwrap(), "http_reqs", &[]);
+    assert_eq!(reqs, t.total());
+    assert_eq!(
+        influx_number(&tsdb::influxql(
+            &influx,
+            "volley",
+            r#"SELECT sum("value") FROM "http_reqs""#
+        )) as u64,
+        reqs
+    );
+    let v = tsdb::promql(&prom, "sum(k6_http_reqs_total)");
+    assert_eq!(
+        v["data"]["result"][0]["value"][1].as_str(),
+        Some(reqs.to_string().as_str()),
+        "{v}"
+    );
+    // Without the CA the certificate is refused: every point is dropped,
+    // and said why; `insecure` skips the check.
+    let (out, _) = run_plan(
+        &d,
+        &p,
+        &[
+            "--out",
+            &format!("influxdb=https://localhost:{influx_tls}/untrusted"),
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(
+        text(&out).contains("points dropped") && text(&out).contains("UnknownIssuer"),
+        "{}",
+        text(&out)
+    );
+    let (out, s) = run_plan(
+        &d,
+        &p,
+        &[
+            "--out",
+            &format!("influxdb=https://localhost:{influx_tls}/insecure,insecure"),
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(
+        influx_number(&tsdb::influxql(
+            &influx,
+            "insecure",
+            r#"SELECT sum("value") FROM "http_reqs""#
+        )) as u64,
+        counter(&s.unwrap(), "http_reqs", &[])
+    );
+    assert!(
+        tsdb::influxql(
+            &influx,
+            "untrusted",
+            r#"SELECT sum("value") FROM "http_reqs""#
+        )["results"][0]["series"]
+            .is_null()
+    );
+}
+
+// ---- PostgreSQL and monitors ----
+
+fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| {
+        panic!(
+            "DATABASE_URL is not set: the PostgreSQL output tests need the throwaway cluster; run them with scripts/test.sh \
+             (or scripts/with-postgres.sh cargo test --test outputs)"
+        )
+    })
+}
+
+/// A process for a monitor to lose mid-run: killed and reaped on demand (or drop).
+struct Sleeper(Option<std::process::Child>);
+
+impl Sleeper {
+    fn start() -> Self {
+        let child = std::process::Command::new("sleep")
+            .arg(RUN_LIMIT.to_string())
+            .spawn()
+            .unwrap();
+        Sleeper(Some(child))
+    }
+    fn pid(&self) -> u32 {
+        self.0.as_ref().map_or(0, |c| c.id())
+    }
+    /// Killed and reaped: /proc no longer has it.
+    fn stop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A PostgreSQL run pushed to both databases: a pool of 2 for 4 VUs (pool
+/// wait), a query that fails with SQLSTATE 22012, pg_stat_activity sampled;
+/// and three monitors, one of whose process dies mid-run (monitor_errors).
+/// The run's summary.
+fn pg_run(influx: &tsdb::Peer, prom: &tsdb::Peer) -> Value {
+    let t = Target::start(ServeOptions::default());
+    let d = Dir::new();
+    let mut sleeper = Sleeper::start();
+    let p = d.write(
+        "pg.toml",
+        &format!(
+            r#"[scenarios.db]
+driver = "postgres"
+database_url = "{db}"
+executor = "constant-vus"
+vus = 4
+duration = "6s"
+connections = "pool"
+pool_size = 2
+flow = "weighted"
+
+[[scenarios.db.queries]]
+name = "nap"
+sql = "SELECT pg_sleep(0.01), 1 AS one"
+weight = 3
+
+[[scenarios.db.queries]]
+name = "div0"
+sql = "SELECT 1/0"
+weight = 1
+
+[monitors.srv]
+pid = {me}
+
+[monitors.api]
+url = "{base}/api/metrics"
+json_path = "$.process.memory_usage_mb"
+
+[monitors.gone]
+pid = {gone}
+"#,
+            db = database_url(),
+            me = std::process::id(),
+            base = t.url(),
+            gone = sleeper.pid(),
+        ),
+    );
+    let export = d.join("summary.json");
+    let child = volley()
+        .arg("run")
+        .arg(&p)
+        .args(["--quiet", "--summary-export"])
+        .arg(&export)
+        .args(["--out", &format!("influxdb=http://{}/volley", influx.addr)])
+        .args([
+            "--out",
+            &format!("prometheus-rw=http://{}/api/v1/write,push=1s", prom.addr),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let watchdog = KillAfter::new(child.id(), RUN_LIMIT);
+    // Once the run's first points are in, the monitored process goes away.
+    let started = std::time::Instant::now();
+    while influx_number(&tsdb::influxql(
+        influx,
+        "volley",
+        r#"SELECT sum("value") FROM "pg_queries""#,
+    )) == 0.0
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(RUN_LIMIT),
+            "no pg points reached InfluxDB"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    sleeper.stop();
+    let out = wait_within(child, RUN_LIMIT, "volley run pg.toml --out ...");
+    drop(watchdog);
+    // 99: a failing query may fail a default threshold; the data is whole.
+    assert!([0, 99].contains(&code(&out)), "{}", text(&out));
+    assert!(!text(&out).contains("points dropped"), "{}", text(&out));
+    serde_json::from_slice(&std::fs::read(&export).unwrap())
+        .unwrap_or_else(|e| panic!("summary: {e}: {}", text(&out)))
+}
+
+/// A spike against a target with room for 25 requests (20 in flight, 5
+/// queued), pushed to both databases: it breaks at 40 VUs (held 5) and
+/// recovers once back at 5. Its summary.
+fn capacity_run(influx: &tsdb::Peer, prom: &tsdb::Peer) -> Value {
+    let t = Target::start(ServeOptions {
+        capacity: Some(20),
+        latency: Some(volley_protocols::duration::DurRange::parse("10ms").unwrap()),
+        ..Default::default()
+    });
+    let d = Dir::new();
+    let p = d.write(
+        "spike.toml",
+        &format!(
+            r#"[defaults]
+base_url = "{base}"
+
+[scenarios.spike]
+driver = "http"
+executor = "ramping-vus"
+start_vus = 5
+stages = [
+  {{ duration = "3s", target = 5 }},
+  {{ duration = "0s", target = 40, spike = true }},
+  {{ duration = "2s", target = 40, spike = true }},
+  {{ duration = "0s", target = 5 }},
+  {{ duration = "4s", target = 5 }},
+]
+recovery = {{ window = "2s", tolerance = "100%" }}
+breaking_point = {{ signal = "http_req_failed", expr = "rate>0.05", window = "1s" }}
+
+[[scenarios.spike.requests]]
+url = "/api/v1/health"
+"#,
+            base = t.url()
+        ),
+    );
+    let (out, s) = run_plan(
+        &d,
+        &p,
+        &[
+            "--out",
+            &format!("influxdb=http://{}/volley", influx.addr),
+            "--out",
+            &format!("prometheus-rw=http://{}/api/v1/write,push=1s", prom.addr),
+        ],
+    );
+    assert!([0, 99].contains(&code(&out)), "{}", text(&out));
+    assert!(!text(&out).contains("points dropped"), "{}", text(&out));
+    let s = s.unwrap();
+    // The answers as pushed are the summary's.
+    for g in ["capacity_held", "capacity_broke"] {
+        let want = value(&s, g, "value");
+        assert!(want > 0.0, "{g}: {}", s["capacity"]);
+        let v = tsdb::influxql(
+            influx,
+            "volley",
+            &format!(r#"SELECT last("value") FROM "{g}""#),
+        );
+        assert_eq!(influx_number(&v), want, "{g}");
+    }
+    let v = tsdb::influxql(
+        influx,
+        "volley",
+        r#"SELECT last("max") FROM "recovery_time""#,
+    );
+    assert_eq!(
+        influx_number(&v),
+        value(&s, "recovery_time", "max"),
+        "{}",
+        s["capacity"]
+    );
+    s
+}
+
+/// `tag -> sum` of a rate's true observations, from the summary.
+fn summary_hits_by(s: &Value, metric: &str, tag: &str) -> Vec<(String, f64)> {
+    let mut m = std::collections::BTreeMap::<String, f64>::new();
+    for r in series(s, metric, &[]) {
+        let Some(k) = r["tags"][tag].as_str() else {
+            continue;
+        };
+        *m.entry(k.to_string()).or_default() += r["hits"].as_f64().unwrap_or(0.0);
+    }
+    m.into_iter().collect()
+}
+
+#[test]
+fn postgres_points_equal_the_summary() {
+    let influx = tsdb::influxdb();
+    let prom = tsdb::prometheus();
+    let s = pg_run(&influx, &prom);
+    let q = |q: &str| tsdb::influxql(&influx, "volley", q);
+    let queries = counter(&s, "pg_queries", &[]);
+    assert!(queries > 0, "{s}");
+    assert_eq!(
+        influx_number(&q(r#"SELECT sum("value") FROM "pg_queries""#)) as u64,
+        queries
+    );
+    assert_eq!(
+        influx_number(&q(r#"SELECT sum("count") FROM "pg_query_duration""#)),
+        value(&s, "pg_query_duration", "count"),
+        "{}",
+        s["metrics"]["pg_query_duration"]
+    );
+    assert_eq!(
+        influx_number(&q(r#"SELECT sum("count") FROM "pg_pool_wait""#)),
+        value(&s, "pg_pool_wait", "count"),
+    );
+    // Errors by SQLSTATE: every failed query of the one that divides by zero.
+    let by_state = summary_hits_by(&s, "pg_query_failed", "sqlstate");
+    assert!(
+        by_state.iter().any(|(k, n)| k == "22012" && *n > 0.0),
+        "{by_state:?}"
+    );
+    assert_eq!(
+        influx_by(
+            &q(
+                r#"SELECT sum("hits") FROM "pg_query_failed" WHERE "sqlstate" =~ /.+/ GROUP BY "sqlstate""#
+            ),
+            "sqlstate"
+        ),
+        by_state
+    );
+    // Server connections: the same highest count the summary kept.
+    let total = series(&s, "pg_connections", &[("state", "total")]);
+    let max = total
+        .iter()
+        .map(|r| r["max"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert!(max >= 1.0, "the pool's sessions were seen: {total:?}");
+    assert_eq!(
+        influx_number(&q(
+            r#"SELECT max("max") FROM "pg_connections" WHERE "state" = 'total'"#
+        )),
+        max
+    );
+    // Prometheus remote write: the totals, and the failures by SQLSTATE
+    // (the rate's counts, beside k6's share).
+    let number = |q: &str| -> f64 {
+        let v = tsdb::promql(&prom, q);
+        v["data"]["result"][0]["value"][1]
+            .as_str()
+            .unwrap_or("0")
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(number("sum(k6_pg_queries_total)") as u64, queries);
+    for (state, n) in &by_state {
+        assert_eq!(
+            number(&format!(
+                r#"sum(k6_pg_query_failed_total{{sqlstate="{state}"}})"#
+            )),
+            *n,
+            "SQLSTATE {state}"
+        );
+    }
+    let failed = series(&s, "pg_query_failed", &[]);
+    let all: f64 = failed.iter().map(|r| r["total"].as_f64().unwrap()).sum();
+    assert_eq!(number("sum(k6_pg_query_failed_observations_total)"), all);
+    // Monitors: a gauge per second each, and the lost process's errors.
+    assert!(
+        influx_number(&q(
+            r#"SELECT count("value") FROM "target_rss" WHERE "monitor" = 'srv'"#
+        )) >= 2.0
+    );
+    // volley's own slope, pushed when the run ends, is the summary's.
+    let slope = s["capacity"]["monitors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "srv")
+        .and_then(|m| {
+            m["gauges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|g| g["metric"] == "target_rss")
+        })
+        .and_then(|g| g["slope_per_hour"].as_f64())
+        .unwrap_or_else(|| panic!("a slope: {}", s["capacity"]));
+    assert_eq!(
+        influx_number(&q(
+            r#"SELECT last("value") FROM "monitor_slope_per_hour" WHERE "monitor" = 'srv' AND "gauge" = 'target_rss'"#
+        )),
+        slope
+    );
+    let errors = counter(&s, "monitor_errors", &[("monitor", "gone")]);
+    assert!(errors > 0, "{}", s["monitors"]);
+    assert_eq!(
+        influx_number(&q(
+            r#"SELECT sum("value") FROM "monitor_errors" WHERE "monitor" = 'gone'"#
+        )) as u64,
+        errors
+    );
 }
 
 // ---- Grafana dashboards (deploy/grafana) ----
@@ -275,6 +790,18 @@ fn fill(q: &str) -> String {
         .replace("$scenario", ".*")
 }
 
+/// The capacity dashboards repeat a panel per monitored gauge (`$gauge`):
+/// the query once for each gauge pg_run's monitors report.
+fn each_gauge(q: &str, prefix: &str) -> Vec<String> {
+    if !q.contains("$gauge") {
+        return vec![q.to_string()];
+    }
+    ["target_rss", "target_cpu", "memory_usage_mb"]
+        .iter()
+        .map(|g| q.replace("$gauge", &format!("{prefix}{g}")))
+        .collect()
+}
+
 fn targets(path: &std::path::Path) -> Vec<(String, String)> {
     let d: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     let mut out = Vec::new();
@@ -302,34 +829,114 @@ fn every_dashboard_query_returns_data() {
     let influx = tsdb::influxdb();
     let prom = tsdb::prometheus();
     demo_run(&influx, &prom);
+    pg_run(&influx, &prom);
+    capacity_run(&influx, &prom);
     let mut checked = 0;
     for path in tsdb::dashboards("influxdb") {
         for (title, q) in targets(&path) {
             assert!(!q.is_empty(), "{}: {title}: a raw query", path.display());
-            let v = tsdb::influxql(&influx, "volley", &fill(&q));
-            let series = v["results"][0]["series"].as_array().map(|a| a.len());
-            assert!(
-                series.unwrap_or(0) > 0,
-                "{}: {title}: no data for {q}: {v}",
-                path.display()
-            );
-            checked += 1;
+            // A repeated panel: once per monitored gauge, as Grafana shows it.
+            for q in each_gauge(&q, "") {
+                let v = tsdb::influxql(&influx, "volley", &fill(&q));
+                let series = v["results"][0]["series"].as_array().map(|a| a.len());
+                assert!(
+                    series.unwrap_or(0) > 0,
+                    "{}: {title}: no data for {q}: {v}",
+                    path.display()
+                );
+                checked += 1;
+            }
         }
     }
     for path in tsdb::dashboards("prometheus") {
         for (title, q) in targets(&path) {
             assert!(!q.is_empty(), "{}: {title}: an expr", path.display());
-            let v = tsdb::promql(&prom, &fill(&q));
-            let n = v["data"]["result"].as_array().map(|a| a.len());
-            assert!(
-                n.unwrap_or(0) > 0,
-                "{}: {title}: no data for {q}: {v}",
-                path.display()
-            );
-            checked += 1;
+            for q in each_gauge(&q, "k6_") {
+                let v = tsdb::promql(&prom, &fill(&q));
+                let n = v["data"]["result"].as_array().map(|a| a.len());
+                assert!(
+                    n.unwrap_or(0) > 0,
+                    "{}: {title}: no data for {q}: {v}",
+                    path.display()
+                );
+                checked += 1;
+            }
         }
     }
-    assert!(checked >= 10, "only {checked} queries found");
+    assert!(checked >= 30, "only {checked} queries found");
+    // The variables' queries too: the scenarios and the monitored gauges.
+    for kind in ["influxdb", "prometheus"] {
+        for path in tsdb::dashboards(kind) {
+            let d: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            for var in d["templating"]["list"].as_array().unwrap() {
+                let q = var["query"]["query"]
+                    .as_str()
+                    .or(var["query"].as_str())
+                    .unwrap();
+                let values: Vec<String> = if kind == "influxdb" {
+                    let v = tsdb::influxql(&influx, "volley", q);
+                    v["results"][0]["series"][0]["values"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .map(|r| r[r.as_array().unwrap().len() - 1].to_string())
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                } else {
+                    // Grafana's label_values(SELECTOR, LABEL).
+                    let args = q
+                        .strip_prefix("label_values(")
+                        .and_then(|r| r.strip_suffix(')'))
+                        .unwrap_or_else(|| panic!("{}: {q}", path.display()));
+                    let (selector, label) = args.rsplit_once(',').unwrap();
+                    let url = format!(
+                        "/api/v1/label/{}/values?match[]={}",
+                        label.trim(),
+                        tsdb::encode(selector.trim())
+                    );
+                    let (_, body) = tsdb::get(&prom.addr, &url).unwrap();
+                    let v: Value = serde_json::from_str(&body).unwrap();
+                    v["data"]
+                        .as_array()
+                        .map(|a| a.iter().map(|x| x.to_string()).collect())
+                        .unwrap_or_default()
+                };
+                // Grafana keeps the values its `regex` (JavaScript) matches.
+                let values: Vec<String> = match var["regex"].as_str().unwrap_or("") {
+                    "" => values,
+                    re => {
+                        let re = fancy_regex::Regex::new(re.trim_matches('/')).unwrap();
+                        values
+                            .into_iter()
+                            .filter(|v| re.is_match(v.trim_matches('"')).unwrap())
+                            .collect()
+                    }
+                };
+                assert!(
+                    !values.is_empty(),
+                    "{}: variable {}: no values for {q}",
+                    path.display(),
+                    var["name"]
+                );
+                if var["name"] == "gauge" {
+                    let all = values.join(" ");
+                    assert!(
+                        all.contains("target_rss") && all.contains("memory_usage_mb"),
+                        "{all}"
+                    );
+                    // Only monitored gauges: a panel is repeated per value.
+                    for not_a_gauge in ["monitor_errors", "monitor_slope_per_hour", "volley_"] {
+                        assert!(
+                            !all.contains(not_a_gauge),
+                            "{}: variable gauge lists {not_a_gauge}: {all}",
+                            path.display()
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[test]

@@ -184,6 +184,73 @@ fn vus_and_duration_replace_a_plans_schedule() {
     assert!(text(&out).contains("--duration"), "{}", text(&out));
 }
 
+#[test]
+fn validate_takes_the_run_overrides_and_blames_the_flag() {
+    let d = Dir::new();
+    let validate = |extra: &[&str]| {
+        volley()
+            .args([
+                "validate",
+                &load_toml(),
+                "-e",
+                "BASE_URL=http://127.0.0.1:1",
+            ])
+            .args(extra)
+            .output_within(RUN_LIMIT)
+    };
+    let out = validate(&[
+        "--vus",
+        "7",
+        "--duration",
+        "45s",
+        "--threshold",
+        "http_req_duration=p(99)<900",
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains("constant-vus]: 7 VUs for 45s"), "{said}");
+    assert!(said.contains("p(99)<900"), "{said}");
+    assert!(
+        !said.contains("ramping-vus"),
+        "the plan's stages are replaced: {said}"
+    );
+    // More VUs than memory holds: the flag is to blame, not a line of the file.
+    for (args, blamed) in [
+        (
+            vec!["--vus", "100000000000", "--duration", "5s"],
+            "lower --vus",
+        ),
+        (
+            vec!["--stage", "5s:100000000000"],
+            "lower the --stage targets",
+        ),
+    ] {
+        let out = validate(&args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", text(&out));
+        assert!(text(&out).contains(blamed), "{args:?}: {}", text(&out));
+        let at_line = text(&out)
+            .split("load.toml:")
+            .skip(1)
+            .any(|rest| rest.starts_with(|c: char| c.is_ascii_digit()));
+        assert!(!at_line, "no line of the file: {}", text(&out));
+    }
+    // The same plan run with the same flags sends nothing either.
+    let (out, _) = run(
+        &d,
+        &[
+            &load_toml(),
+            "-e",
+            "BASE_URL=http://127.0.0.1:1",
+            "--vus",
+            "100000000000",
+            "--duration",
+            "5s",
+        ],
+    );
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert!(text(&out).contains("lower --vus"), "{}", text(&out));
+}
+
 const ENV_PLAN: &str = r#"
 [scenarios.api]
 driver = "http"

@@ -621,13 +621,15 @@ fn junit_has_one_failure_per_failed_threshold_and_the_report_shows_the_run() {
     assert_eq!(
         ids,
         [
+            "chart-api-distribution",
             "chart-api-errors",
+            "chart-api-http-status",
             "chart-api-latency-http_req_duration",
             "chart-api-throughput",
             "chart-api-vus",
         ]
     );
-    assert!(html.contains("data-charts=\"4\""));
+    assert!(html.contains("data-charts=\"6\""));
     // The tables: per request name, and the errors the target injected.
     assert!(html.contains("<td>products</td>") && html.contains("<td>missing</td>"));
     assert!(html.contains("status 500"), "error breakdown");
@@ -1165,4 +1167,168 @@ fn a_summary_from_before_descriptors_still_reports_and_compares() {
     ] {
         assert!(table.contains(row), "{row:?} not in {table}");
     }
+}
+
+// ---- Latency distribution and requests by status ----
+
+/// MIX, plus a request to a port nothing listens on: answers 200 and 404,
+/// 500s the target injects, and transport errors without a status.
+fn outcomes_run(d: &Dir) -> (Target, String, Value) {
+    let t = Target::start(ServeOptions {
+        error_rate: 0.3,
+        latency: Some(DurRange::parse("1ms..20ms").unwrap()),
+        ..Default::default()
+    });
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let body = format!(
+        "{MIX}\n[[scenarios.api.requests]]\nname = \"down\"\nurl = \"http://127.0.0.1:{closed}/api/products\"\n"
+    );
+    let p = plan(d, &body, &t.url());
+    let html = d.join("report.html");
+    let (out, s) = run_plan(d, &p, &["--report", html.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let html = std::fs::read_to_string(html).unwrap();
+    (t, html, s.unwrap())
+}
+
+/// The `<figure>` with this id, up to its end.
+fn figure<'a>(html: &'a str, id: &str) -> &'a str {
+    let start = html
+        .find(&format!("<figure class=\"chart\" id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no {id} in the report: {:?}", charts(html)));
+    let fig = &html[start..];
+    &fig[..fig.find("</figure>").unwrap()]
+}
+
+/// Every `name="..."` attribute value in `text`, in order.
+fn attrs<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+    let pat = format!(" {name}=\"");
+    text.split(pat.as_str())
+        .skip(1)
+        .map(|p| p.split('"').next().unwrap())
+        .collect()
+}
+
+#[test]
+fn requests_by_status_add_up_to_the_summary_and_the_server() {
+    let d = Dir::new();
+    let (t, html, s) = outcomes_run(&d);
+    let fig = figure(&html, "chart-api-http-status");
+    assert!(fig.contains("Requests by status"), "{fig}");
+    assert_eq!(fig.matches("<svg").count(), 1);
+    // The chart's lines and their totals over the run.
+    let lines = attrs(fig, "data-line");
+    let totals: Vec<u64> = attrs(fig, "data-total")
+        .iter()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert_eq!(lines.len(), totals.len());
+    let shown: BTreeMap<String, u64> = lines.iter().map(|l| l.to_string()).zip(totals).collect();
+    // The summary's http_reqs by status, a transport error by its error.
+    let mut want: BTreeMap<String, u64> = BTreeMap::new();
+    for r in series(&s, "http_reqs", &[("scenario", "api")]) {
+        let line = match r["tags"]["error"].as_str() {
+            Some(e) => e.to_string(),
+            None => r["tags"]["status"].as_str().unwrap().to_string(),
+        };
+        *want.entry(line).or_default() += r["count"].as_u64().unwrap();
+    }
+    assert_eq!(shown, want, "chart totals against the summary");
+    for status in ["200", "404", "500"] {
+        assert!(
+            shown.get(status).is_some_and(|n| *n > 0),
+            "{status}: {shown:?}"
+        );
+    }
+    assert!(
+        shown.get("connection refused").is_some_and(|n| *n > 0),
+        "a transport error has its own line: {shown:?}"
+    );
+    // What the server answered, status by status.
+    let served = t.server.state.stats.to_json()["statuses"].clone();
+    let served: BTreeMap<String, u64> = served
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+        .collect();
+    let answered: BTreeMap<String, u64> = shown
+        .iter()
+        .filter(|(k, _)| k.parse::<u16>().is_ok())
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    assert_eq!(answered, served, "chart totals against the server");
+    assert_eq!(
+        shown.values().sum::<u64>(),
+        value(&s, "http_reqs", "count") as u64
+    );
+}
+
+#[test]
+fn the_latency_distribution_agrees_with_the_summary() {
+    let d = Dir::new();
+    let (_t, html, s) = outcomes_run(&d);
+    let fig = figure(&html, "chart-api-distribution");
+    assert_eq!(attrs(fig, "data-metric"), ["http_req_duration"]);
+    assert!(fig.contains("percentile"), "the x axis is named");
+    // Every request counted: the histogram holds one sample per request.
+    let count: u64 = attrs(fig, "data-count")[0].parse().unwrap();
+    assert_eq!(count, value(&s, "http_req_duration", "count") as u64);
+    assert_eq!(count, value(&s, "http_reqs", "count") as u64);
+    // The curve: quantiles rising, values never falling, ending at the max.
+    let points: Vec<(f64, f64)> = attrs(fig, "data-points")[0]
+        .split(' ')
+        .map(|p| {
+            let (q, v) = p.split_once(':').unwrap();
+            (q.parse().unwrap(), v.parse().unwrap())
+        })
+        .collect();
+    assert!(points.len() > 10, "{points:?}");
+    assert!(
+        points
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1)
+    );
+    // The 3 significant digits the histogram keeps.
+    let close = |a: f64, b: f64| (a - b).abs() <= b.abs() * 1e-3 + 1e-6;
+    let last = points.last().unwrap();
+    assert_eq!(last.0, 1.0);
+    assert!(
+        close(last.1, value(&s, "http_req_duration", "max")),
+        "{last:?}"
+    );
+    // p50 is a point of the curve; p99 lies between the points around it.
+    let med = value(&s, "http_req_duration", "med");
+    let p99 = value(&s, "http_req_duration", "p(99)");
+    assert!(med > 0.0 && p99 >= med);
+    let at_half = points.iter().find(|p| (p.0 - 0.5).abs() < 1e-9).unwrap();
+    assert!(close(at_half.1, med), "{at_half:?} against med {med}");
+    let below = points.iter().rev().find(|p| p.0 <= 0.99).unwrap();
+    let above = points.iter().find(|p| p.0 >= 0.99).unwrap();
+    assert!(
+        below.1 <= p99 * (1.0 + 1e-3) && p99 <= above.1 * (1.0 + 1e-3),
+        "p99 {p99} between {below:?} and {above:?}"
+    );
+    // The quoted percentiles are the summary's.
+    let quoted: Vec<(f64, f64)> = attrs(fig, "data-p")
+        .iter()
+        .zip(attrs(fig, "data-value"))
+        .map(|(p, v)| (p.parse().unwrap(), v.parse().unwrap()))
+        .collect();
+    let q = |p: f64| quoted.iter().find(|x| x.0 == p).unwrap().1;
+    assert!(close(q(50.0), med) && close(q(99.0), p99), "{quoted:?}");
+    assert!(close(q(90.0), value(&s, "http_req_duration", "p(90)")));
+    // The SVG draws every point of the curve.
+    let curves: Vec<&str> = fig
+        .split("<polyline")
+        .skip(1)
+        .filter(|l| l.contains("stroke-width=\"2\""))
+        .collect();
+    assert_eq!(curves.len(), 1, "one curve (the grid is drawn thinner)");
+    let drawn = attrs(curves[0], "points");
+    assert_eq!(drawn[0].split_whitespace().count(), points.len());
 }

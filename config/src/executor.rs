@@ -323,6 +323,9 @@ pub fn executor(c: &Common, scenario_span: Range<usize>) -> Result<Executor, Con
 /// Refuse what this machine cannot run: more VUs than its memory holds
 /// (at `vu_bytes` each, the driver's measured floor), or arrivals faster
 /// than its cores can start. `segments` instances share the plan.
+/// `from_flags`: the schedule came from --vus/--stage/--rate, so the error
+/// names those flags and points at no line of the file.
+#[allow(clippy::too_many_arguments)]
 pub fn check_fits(
     exec: &Executor,
     c: &Common,
@@ -331,11 +334,19 @@ pub fn check_fits(
     vu_bytes: u64,
     segments: u64,
     machine: &crate::machine::Machine,
+    from_flags: bool,
 ) -> Result<(), ConfigError> {
     let span_of = |keys: &[(&str, Option<Range<usize>>)]| -> (String, Range<usize>) {
         keys.iter()
             .find_map(|(k, s)| s.clone().map(|s| (k.to_string(), s)))
             .unwrap_or_else(|| (keys[0].0.to_string(), scenario_span.clone()))
+    };
+    let error = |span: Range<usize>, message: String| {
+        if from_flags {
+            ConfigError::new(message)
+        } else {
+            ConfigError::at(span, message)
+        }
     };
     let spans = |v: &Option<Spanned<u64>>| v.as_ref().map(Spanned::span);
     let rates = |v: &Option<Spanned<f64>>| v.as_ref().map(Spanned::span);
@@ -345,6 +356,12 @@ pub fn check_fits(
         let need = here as f64 * vu_bytes as f64;
         if need > memory as f64 {
             let (key, span) = match exec {
+                _ if from_flags => match exec {
+                    Executor::RampingVus { start_vus, .. } if *start_vus != max => {
+                        ("the --stage targets".to_string(), scenario_span.clone())
+                    }
+                    _ => ("--vus".to_string(), scenario_span.clone()),
+                },
                 Executor::RampingVus { start_vus, .. } if *start_vus == max => {
                     span_of(&[("`start_vus`", spans(&c.start_vus))])
                 }
@@ -360,7 +377,7 @@ pub fn check_fits(
                 _ => span_of(&[("`vus`", spans(&c.vus))]),
             };
             let fit = (memory / vu_bytes.max(1)).saturating_mul(segments);
-            return Err(ConfigError::at(
+            return Err(error(
                 span,
                 format!(
                     "{max} VUs cannot fit: at ~{} per {driver} VU they need {} on this instance, and this machine has {} of memory available; at most {fit} VUs fit: lower {key}, or split the run across machines (--segment, docs/distributed.md)",
@@ -375,6 +392,11 @@ pub fn check_fits(
         let limit = MAX_RATE_PER_CORE * machine.cores as f64 * segments as f64;
         if per_s > limit {
             let (unit, key, span) = match exec {
+                _ if from_flags => (
+                    Duration::from_secs(1),
+                    "--rate".to_string(),
+                    scenario_span.clone(),
+                ),
                 Executor::ConstantArrivalRate { time_unit, .. } => {
                     let (k, s) = span_of(&[("`rate`", rates(&c.rate))]);
                     (*time_unit, k, s)
@@ -396,7 +418,7 @@ pub fn check_fits(
                 _ => unreachable!("only open executors have a rate"),
             };
             let per_unit = (limit * unit.as_secs_f64()).floor();
-            return Err(ConfigError::at(
+            return Err(error(
                 span,
                 format!(
                     "{per_s:e} arrivals/s cannot be scheduled: volley starts at most {MAX_RATE_PER_CORE:e} arrivals/s per core (one a microsecond), {limit:e}/s on this machine's {} cores{}; lower {key} to at most {per_unit} per {}, or split the run across machines (--segment, docs/distributed.md)",

@@ -460,6 +460,7 @@ fn parse(
             crate::drivers::vu_bytes(driver_name.get_ref()),
             opts.segment.count,
             &machine,
+            opts.shape.is_some(),
         )?;
         let mut tags = Tags::new([("scenario", name_text.as_str())]);
         for (k, v) in &common.tags {

@@ -134,6 +134,9 @@ pub enum Fact {
     Count { metric: String, label: String },
     /// A rate metric's share of hits.
     Percent { metric: String, label: String },
+    /// A kind a newer build wrote: skipped, so its summary still renders.
+    #[serde(other)]
+    Unknown,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -164,6 +167,20 @@ pub enum Figure {
         metric: String,
         tag: String,
     },
+    /// Per-second counts of `metric` (counters count, trends their
+    /// samples), one line per outcome: the first of `lines` (forms, as in
+    /// [`ErrorRow`]) that fits a series names its line, e.g. `{error}` for
+    /// a request that got no answer, then `{status}`. The legend shows each
+    /// line's total over the run.
+    CountsBy {
+        id: String,
+        title: String,
+        metric: String,
+        lines: Vec<String>,
+    },
+    /// A kind a newer build wrote: skipped, so its summary still renders.
+    #[serde(other)]
+    Unknown,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -330,5 +347,31 @@ mod tests {
         };
         let text = serde_json::to_string(&d).unwrap();
         assert_eq!(serde_json::from_str::<Descriptor>(&text).unwrap(), d);
+    }
+
+    /// A summary written by a newer build (a figure or fact kind this build
+    /// does not know) still reads: the unknown ones are skipped.
+    #[test]
+    fn kinds_from_a_newer_build_read_as_unknown() {
+        let mut v = serde_json::to_value(Descriptor {
+            name: "x".into(),
+            figures: vec![Figure::RatesBy {
+                id: "x-kinds".into(),
+                title: "X by kind".into(),
+                metric: "x_duration".into(),
+                tags: vec!["kind".into()],
+            }],
+            ..Default::default()
+        })
+        .unwrap();
+        v["figures"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"kind": "heatmap", "id": "x-heat", "bins": 40}));
+        v["facts"] = serde_json::json!([{"kind": "sparkline", "metric": "x_reqs"}]);
+        let d: Descriptor = serde_json::from_value(v).unwrap();
+        assert_eq!(d.figures.len(), 2);
+        assert_eq!(d.figures[1], Figure::Unknown);
+        assert_eq!(d.facts, vec![Fact::Unknown]);
     }
 }

@@ -52,6 +52,11 @@ pub(super) struct K8sRenderArgs {
     /// Memory requested (and limit) of each runner pod.
     #[arg(long, default_value = "1Gi")]
     pub(super) memory: String,
+    /// Also push each pod's series to InfluxDB or Prometheus remote write
+    /// (influxdb=URL or prometheus-rw=URL, options as for --out); every pod
+    /// tags its own with instance=part-K (repeatable).
+    #[arg(long, value_name = "OUTPUT")]
+    pub(super) push: Vec<String>,
     /// Write one file per object into this folder instead of one stream to stdout.
     #[arg(long, value_name = "DIR")]
     pub(super) out_dir: Option<PathBuf>,
@@ -108,6 +113,7 @@ pub(super) fn cmd_k8s_render(a: K8sRenderArgs) -> Result<u8, Failure> {
         storage: a.storage,
         cpu: a.cpu,
         memory: a.memory,
+        push: a.push,
     };
     let objects = k8s::render(&plan, &opts, now).map_err(|e| usage(anyhow!(e)))?;
     let when = humantime::format_rfc3339_seconds(start_at);

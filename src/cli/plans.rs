@@ -16,7 +16,8 @@ pub(super) struct ArtifactArgs {
     pub(super) junit: Option<PathBuf>,
     /// Stream time series while the run goes (repeatable): json=FILE, csv=FILE,
     /// prometheus=127.0.0.1:9464[,linger=30s], influxdb=http://127.0.0.1:8086/DB,
-    /// prometheus-rw=http://127.0.0.1:9090/api/v1/write (both: [,push=1s][,tag=KEY:VALUE]).
+    /// prometheus-rw=http://127.0.0.1:9090/api/v1/write (both: http or https,
+    /// [,push=1s][,timeout=5s][,tag=KEY:VALUE][,ca=FILE][,insecure]).
     /// FILE `-`: stdout.
     #[arg(long = "out", value_name = "KIND=TARGET")]
     pub(super) out: Vec<String>,
@@ -90,6 +91,13 @@ pub(super) struct RunArgs {
 pub(super) struct ValidateArgs {
     #[command(flatten)]
     pub(super) plan: PlanArgs,
+    /// The same overrides `volley run` takes, so the plan is checked and
+    /// described as that run would be.
+    #[command(flatten)]
+    pub(super) shape: ShapeArgs,
+    /// Add a threshold, METRIC{tags}=EXPRESSION (repeatable), as `volley run --threshold`.
+    #[arg(long = "threshold", value_name = "METRIC=EXPR")]
+    pub(super) thresholds: Vec<String>,
 }
 
 /// Checked as clap reads it; kept as text (clap reads `Option<Vec<_>>` as a list of flags).
@@ -240,6 +248,7 @@ pub(super) fn run_and_report(
             "\nthresholds not judged (--no-thresholds): `volley merge` judges them on the merged parts"
         );
     }
+    outputs.answers(&report.series, &report.summary.capacity.monitors);
     let mut errors = files.write(&report.summary);
     if let Some(linger) = outputs.linger() {
         eprintln!(
@@ -286,7 +295,14 @@ pub(super) fn run_and_report(
 }
 
 pub(super) fn cmd_validate(a: ValidateArgs) -> Result<u8, Failure> {
-    let plan = load_plan(&a.plan, &[])?;
+    let opts = LoadOpts {
+        env: &a.plan.env,
+        segment: a.plan.segment.as_deref(),
+        extra_env: &[],
+        shape: a.shape.executor(false)?,
+        thresholds: &a.thresholds,
+    };
+    let plan = load_plan_with(&a.plan.plan, &opts)?;
     warn_rates(&plan);
     print!("{}", describe(&plan));
     Ok(EXIT_OK)

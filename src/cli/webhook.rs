@@ -89,6 +89,18 @@ pub(super) struct SendArgs {
     /// Give up after this long.
     #[arg(long, default_value = "30s")]
     pub(super) timeout: String,
+    /// Trust this PEM CA beside the public roots (a staging or private CA).
+    #[arg(long, value_name = "FILE")]
+    pub(super) ca_file: Option<String>,
+    /// Present this PEM certificate (mTLS); needs --client-key.
+    #[arg(long, value_name = "FILE", requires = "client_key")]
+    pub(super) client_cert: Option<String>,
+    /// The PEM private key of --client-cert.
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    pub(super) client_key: Option<String>,
+    /// Accept any server certificate (k6's --insecure-skip-tls-verify).
+    #[arg(long)]
+    pub(super) insecure_skip_tls_verify: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -200,7 +212,7 @@ pub(super) fn cmd_webhook_sign(a: SignArgs) -> Result<u8, Failure> {
 }
 
 pub(super) fn cmd_webhook_send(a: SendArgs) -> Result<u8, Failure> {
-    use volley_protocols::webhook::{Kind, send_one};
+    use volley_protocols::webhook::{Kind, SendOne, send_one};
     let scheme = a.scheme.scheme();
     let kind = match a.kind {
         SendKind::Valid => Kind::Valid,
@@ -217,19 +229,32 @@ pub(super) fn cmd_webhook_send(a: SendArgs) -> Result<u8, Failure> {
     }
     let timeout = volley_protocols::duration::parse_duration(&a.timeout)
         .map_err(|e| usage(anyhow!("--timeout: {e}")))?;
+    let connector = volley_protocols::http::cli_connector(
+        a.insecure_skip_tls_verify,
+        a.client_cert.as_deref(),
+        a.client_key.as_deref(),
+        a.ca_file.as_deref(),
+        &volley_protocols::http::TlsNames {
+            cert: "--client-cert",
+            key: "--client-key",
+            ca: "--ca-file",
+        },
+    )
+    .map_err(|e| usage(anyhow!(e.message)))?;
     let rt = main_runtime()?;
     let local = tokio::task::LocalSet::new();
     let sent = local.block_on(
         &rt,
-        send_one(
+        send_one(SendOne {
             scheme,
-            &a.to,
-            &secrets,
-            a.event.as_deref(),
-            a.templates.as_deref(),
+            url: &a.to,
+            secrets: &secrets,
+            event: a.event.as_deref(),
+            templates_dir: a.templates.as_deref(),
             kind,
             timeout,
-        ),
+            connector: &connector,
+        }),
     );
     let out = sent.map_err(|e| runtime(anyhow!(e)))?;
     let body = serde_json::from_slice::<serde_json::Value>(&out.payload).ok();

@@ -42,6 +42,13 @@ pub fn descriptor() -> Descriptor {
                 label: "HTTP failures".into(),
             },
         ],
+        // Requests by status over time; a transport error has no status.
+        figures: vec![Figure::CountsBy {
+            id: "http-status".into(),
+            title: "Requests by status".into(),
+            metric: "http_reqs".into(),
+            lines: forms(&["{error}", "{status}"]),
+        }],
         error_rows: vec![ErrorRow {
             metric: "http_reqs".into(),
             only: [("expected_response".to_string(), "false".to_string())].into(),

@@ -15,7 +15,7 @@ mod tcp;
 mod vu;
 
 pub use check::ChecksSpec;
-pub use conn::{BadUrl, ErrorKind};
+pub use conn::{BadUrl, Connector, ErrorKind, TlsFiles};
 pub use fetch::{FetchError, Fetcher};
 pub use record::RecordSpec;
 pub use vu::HttpVu;
@@ -185,6 +185,41 @@ pub(crate) struct Client<'a> {
     pub connector: conn::Connector,
 }
 
+/// The certificates of a PEM file, parsed as X.509 now rather than at the
+/// first handshake; the error says what is wrong and what to give.
+pub fn pem_certificates(
+    bytes: &[u8],
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let hint = "give a PEM file with -----BEGIN CERTIFICATE----- blocks";
+    let list = rustls::pki_types::CertificateDer::pem_slice_iter(bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("not PEM ({e}); {hint}"))?;
+    if list.is_empty() {
+        return Err(format!("holds no certificate; {hint}"));
+    }
+    for c in &list {
+        rustls::RootCertStore::empty()
+            .add(c.clone())
+            .map_err(|e| format!("a certificate does not parse ({e}); {hint}"))?;
+    }
+    Ok(list)
+}
+
+/// What the TLS files are called where they are given: a plan's keys, or
+/// the command line's flags.
+pub struct TlsNames {
+    pub cert: &'static str,
+    pub key: &'static str,
+    pub ca: &'static str,
+}
+
+const PLAN_TLS_NAMES: TlsNames = TlsNames {
+    cert: "client_cert",
+    key: "client_key",
+    ca: "ca_file",
+};
+
 /// `client_cert`, `client_key` and `ca_file` (the scenario's, else
 /// `[defaults]`), read and checked at load.
 fn tls_files(
@@ -192,63 +227,53 @@ fn tls_files(
     cert: Option<&Spanned<String>>,
     key: Option<&Spanned<String>>,
     ca: Option<&Spanned<String>>,
+    names: &TlsNames,
 ) -> Result<conn::TlsFiles, ConfigError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = |key: &str,
-                 path: &Spanned<String>|
-     -> Result<Vec<CertificateDer<'static>>, ConfigError> {
-        let (p, bytes) = body::read_file(base_dir, key, path)?;
-        let bad = |why: String| {
-            ConfigError::at(
-                path.span(),
-                format!(
-                    "{key} {:?} ({}): {why}; give a PEM file with -----BEGIN CERTIFICATE----- blocks",
-                    path.get_ref(),
-                    p.display()
-                ),
-            )
+    let certs =
+        |key: &str, path: &Spanned<String>| -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+            let (p, bytes) = body::read_file(base_dir, key, path)?;
+            pem_certificates(&bytes).map_err(|why| {
+                ConfigError::at(
+                    path.span(),
+                    format!("{key} {:?} ({}): {why}", path.get_ref(), p.display()),
+                )
+            })
         };
-        let list = CertificateDer::pem_slice_iter(&bytes)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad(format!("not PEM ({e})")))?;
-        if list.is_empty() {
-            return Err(bad("holds no certificate".into()));
-        }
-        // Parsed as X.509 now, not at the first handshake.
-        for c in &list {
-            rustls::RootCertStore::empty()
-                .add(c.clone())
-                .map_err(|e| bad(format!("a certificate does not parse ({e})")))?;
-        }
-        Ok(list)
-    };
     let mut files = conn::TlsFiles::default();
     if let Some(ca) = ca {
-        files.roots = certs("ca_file", ca)?;
+        files.roots = certs(names.ca, ca)?;
     }
     match (cert, key) {
         (None, None) => {}
         (Some(c), None) => {
             return Err(ConfigError::at(
                 c.span(),
-                "client_cert needs client_key (the PEM private key of that certificate)",
+                format!(
+                    "{} needs {} (the PEM private key of that certificate)",
+                    names.cert, names.key
+                ),
             ));
         }
         (None, Some(k)) => {
             return Err(ConfigError::at(
                 k.span(),
-                "client_key needs client_cert (the PEM certificate of that key)",
+                format!(
+                    "{} needs {} (the PEM certificate of that key)",
+                    names.key, names.cert
+                ),
             ));
         }
         (Some(c), Some(k)) => {
-            let chain = certs("client_cert", c)?;
-            let (p, bytes) = body::read_file(base_dir, "client_key", k)?;
+            let chain = certs(names.cert, c)?;
+            let (p, bytes) = body::read_file(base_dir, names.key, k)?;
             let key = PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| {
                 ConfigError::at(
                     k.span(),
                     format!(
-                        "client_key {:?} ({}): no PEM private key ({e}); give a file with a -----BEGIN PRIVATE KEY----- (or RSA/EC PRIVATE KEY) block",
+                        "{} {:?} ({}): no PEM private key ({e}); give a file with a -----BEGIN PRIVATE KEY----- (or RSA/EC PRIVATE KEY) block",
+                        names.key,
                         k.get_ref(),
                         p.display()
                     ),
@@ -258,6 +283,36 @@ fn tls_files(
         }
     }
     Ok(files)
+}
+
+/// A connector with TLS files named on the command line (`volley webhook
+/// send --ca-file ...`); errors name the flags.
+pub fn cli_connector(
+    insecure: bool,
+    cert: Option<&str>,
+    key: Option<&str>,
+    ca: Option<&str>,
+    names: &TlsNames,
+) -> Result<conn::Connector, ConfigError> {
+    for (flag, path) in [(names.cert, cert), (names.key, key), (names.ca, ca)] {
+        if let Some(path) = path
+            && let Err(e) = std::fs::metadata(path)
+        {
+            return Err(ConfigError::new(format!(
+                "{flag} {path:?}: cannot read it: {e}"
+            )));
+        }
+    }
+    let at = |p: Option<&str>| p.map(|p| Spanned::new(0..0, p.to_string()));
+    let files = tls_files(
+        std::path::Path::new("."),
+        at(cert).as_ref(),
+        at(key).as_ref(),
+        at(ca).as_ref(),
+        names,
+    )
+    .map_err(|e| ConfigError::new(e.message))?;
+    conn::Connector::with_tls(insecure, HttpVersion::Auto, &files).map_err(ConfigError::new)
 }
 
 impl<'a> Client<'a> {
@@ -274,7 +329,7 @@ impl<'a> Client<'a> {
         let cert = cert.or(defaults.client_cert.as_ref());
         let key = key.or(defaults.client_key.as_ref());
         let ca = ca.or(defaults.ca_file.as_ref());
-        let files = tls_files(base_dir, cert, key, ca)?;
+        let files = tls_files(base_dir, cert, key, ca, &PLAN_TLS_NAMES)?;
         if files.is_empty() {
             return Ok(());
         }

@@ -49,12 +49,20 @@ pub fn descriptor() -> Descriptor {
             metric: "webhook_duration".into(),
             label: "Webhook deliveries".into(),
         }],
-        figures: vec![Figure::RatesBy {
-            id: "webhook-kinds".into(),
-            title: "Webhook deliveries by kind".into(),
-            metric: "webhook_duration".into(),
-            tags: forms(&["kind", "delivery", "delivery_kind"]),
-        }],
+        figures: vec![
+            Figure::RatesBy {
+                id: "webhook-kinds".into(),
+                title: "Webhook deliveries by kind".into(),
+                metric: "webhook_duration".into(),
+                tags: forms(&["kind", "delivery", "delivery_kind"]),
+            },
+            Figure::CountsBy {
+                id: "webhook-status".into(),
+                title: "Webhook deliveries by status".into(),
+                metric: "webhook_deliveries".into(),
+                lines: forms(&["{error}", "{status}"]),
+            },
+        ],
         compare: CompareDefaults {
             trends: forms(&["webhook_duration"]),
             throughput: forms(&["webhook_deliveries"]),

@@ -702,19 +702,34 @@ pub struct SendOutcome {
     pub payload: Bytes,
 }
 
-/// Render one event of type `event` (default: the scheme's first built-in),
-/// sign it as `scheme` and `kind` say, POST it to `url` and return the
-/// answer (`volley webhook send`). Runs on a `LocalSet` (the connection task
-/// is spawned locally).
-pub async fn send_one(
-    scheme: Scheme,
-    url: &str,
-    secrets: &[String],
-    event: Option<&str>,
-    templates_dir: Option<&Path>,
-    kind: Kind,
-    timeout: Duration,
-) -> Result<SendOutcome, String> {
+/// One delivery sent by hand (`volley webhook send`).
+pub struct SendOne<'a> {
+    pub scheme: Scheme,
+    pub url: &'a str,
+    pub secrets: &'a [String],
+    /// Default: the scheme's first built-in event type.
+    pub event: Option<&'a str>,
+    pub templates_dir: Option<&'a Path>,
+    pub kind: Kind,
+    pub timeout: Duration,
+    /// TLS as the command line set it.
+    pub connector: &'a Connector,
+}
+
+/// Render one event of type `event`, sign it as `scheme` and `kind` say,
+/// POST it to `url` and return the answer. Runs on a `LocalSet` (the
+/// connection task is spawned locally).
+pub async fn send_one(one: SendOne<'_>) -> Result<SendOutcome, String> {
+    let SendOne {
+        scheme,
+        url,
+        secrets,
+        event,
+        templates_dir,
+        kind,
+        timeout,
+        connector,
+    } = one;
     let target = Target::from_url(url).map_err(|e| e.to_string())?;
     if secrets.is_empty() && kind != Kind::Unsigned {
         return Err(format!(
@@ -793,12 +808,11 @@ pub async fn send_one(
                 .map(|v| (h.to_string(), v.to_str().unwrap_or_default().to_string()))
         })
         .collect();
-    let connector = Connector::new(false, HttpVersion::Auto);
     let mut link = Link::default();
     let mut answer = Vec::new();
     let mut times = ConnectTimes::default();
     let exchanged = link.exchange(
-        &connector,
+        connector,
         &::http::Method::POST,
         &target,
         &headers,

@@ -213,6 +213,7 @@ pub fn monitors_section(s: &Summary, tl: &Timeline) -> Result<(String, usize), S
                     fold: Fold::Max,
                 },
                 note: Some(m.source.clone()),
+                totals: None,
             };
             html.push_str(&figure_html(&fig, &all)?);
             n += 1;

@@ -301,13 +301,143 @@ pub fn svg_marked(data: &ChartData, title: &str, marks: &[Mark]) -> Result<Strin
         }
         root.present().map_err(|e| e.to_string())?;
     }
-    let out = dash_lines(out);
-    // Accessible name, and no fixed size so CSS can scale the chart.
+    Ok(named(dash_lines(out), title))
+}
+
+/// The SVG with an accessible name, and no fixed size so CSS can scale it.
+fn named(svg: String, title: &str) -> String {
     let open = format!(
         "<svg role=\"img\" aria-label=\"{}\" class=\"plot\" ",
         super::esc(title)
     );
-    Ok(out.replacen("<svg ", &open, 1))
+    svg.replacen("<svg ", &open, 1)
+}
+
+/// Where quantile `q` (0..=1) sits on HdrHistogram's "nines" axis:
+/// -log10(1 - q), so 90% is at 1, 99% at 2, 99.9% at 3; the top (q = 1) and
+/// anything past it at `top`.
+pub fn nines(q: f64, top: f64) -> f64 {
+    if q >= 1.0 {
+        return top;
+    }
+    (-(1.0 - q.max(0.0)).log10()).min(top)
+}
+
+/// The label of a point of the nines axis: 0%, 50%, 90%, 99%, 99.9%, ...
+pub fn nines_label(x: f64) -> String {
+    if (x - 2f64.log10()).abs() < 1e-9 {
+        return "50%".into();
+    }
+    if (x - x.round()).abs() > 1e-9 || x < 0.0 {
+        return String::new();
+    }
+    let k = x.round() as usize;
+    let pct = 100.0 * (1.0 - 10f64.powi(-(k as i32)));
+    format!("{pct:.*}%", k.saturating_sub(2))
+}
+
+/// A whole run's distribution of one metric: its value at each quantile.
+pub struct Distribution {
+    /// (quantile 0..=1, value) with quantiles rising.
+    pub points: Vec<(f64, f64)>,
+    /// Samples in the histogram: the axis runs to the quantile of its last.
+    pub count: u64,
+    pub unit: YUnit,
+    pub color: RGBColor,
+    /// What the y axis counts ("latency").
+    pub y_desc: String,
+}
+
+impl Distribution {
+    /// The right end of the nines axis: one sample in `count` is past
+    /// 1 - 1/count, so the axis goes as far as the samples say (at least 90%).
+    pub fn top(&self) -> f64 {
+        (self.count.max(1) as f64).log10().max(1.0)
+    }
+}
+
+/// The nines axis: linear in -log10(1 - q), ticks at the given points only.
+struct NinesAxis {
+    top: f64,
+    keys: Vec<f64>,
+}
+
+impl Ranged for NinesAxis {
+    type FormatOption = plotters::coord::ranged1d::DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, v: &f64, limit: (i32, i32)) -> i32 {
+        let share = (v / self.top).clamp(0.0, 1.0);
+        limit.0 + (f64::from(limit.1 - limit.0) * share).round() as i32
+    }
+
+    fn key_points<H: plotters::coord::ranged1d::KeyPointHint>(&self, hint: H) -> Vec<f64> {
+        if hint.weight().allow_light_points() {
+            Vec::new()
+        } else {
+            self.keys.clone()
+        }
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        0.0..self.top
+    }
+}
+
+/// The percentile curve as an `<svg>` element: HdrHistogram's classic plot,
+/// value against percentile on the nines axis.
+pub fn distribution_svg(d: &Distribution, title: &str) -> Result<String, String> {
+    let top = d.top();
+    let y_top = d.points.iter().map(|p| p.1).fold(0.0f64, f64::max);
+    let y_max = if y_top > 0.0 { y_top * 1.12 } else { 1.0 };
+    let mut keys = vec![0.0, 2f64.log10()];
+    keys.extend((1..=top.floor() as u32).map(f64::from));
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin_top(12)
+            .margin_right(18)
+            .margin_left(6)
+            .margin_bottom(6)
+            .x_label_area_size(40)
+            .y_label_area_size(76)
+            .build_cartesian_2d(NinesAxis { top, keys }, 0f64..y_max)
+            .map_err(|e| e.to_string())?;
+        let grey = RGBColor(100, 100, 100);
+        chart
+            .configure_mesh()
+            .light_line_style(TRANSPARENT)
+            .bold_line_style(RGBColor(225, 225, 225))
+            .axis_style(RGBColor(170, 170, 170))
+            .label_style(("sans-serif", 13).into_font().color(&grey))
+            .axis_desc_style(("sans-serif", 13).into_font().color(&grey))
+            .x_desc("percentile")
+            .y_desc(d.y_desc.as_str())
+            .y_labels(5)
+            .x_label_formatter(&|x| nines_label(*x))
+            .y_label_formatter(&|y| axis_value(*y, d.unit))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        let pts: Vec<(f64, f64)> = d.points.iter().map(|(q, v)| (nines(*q, top), *v)).collect();
+        let style = ShapeStyle {
+            color: d.color.to_rgba(),
+            filled: false,
+            stroke_width: 2,
+        };
+        if pts.len() == 1 {
+            chart
+                .draw_series(std::iter::once(Circle::new(pts[0], 3, style.filled())))
+                .map_err(|e| e.to_string())?;
+        } else {
+            chart
+                .draw_series(LineSeries::new(pts, style))
+                .map_err(|e| e.to_string())?;
+        }
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(named(out, title))
 }
 
 /// Dash patterns of the second, third, ... line, each behind the opacity
@@ -422,6 +552,38 @@ mod tests {
         assert!(marked.contains("broke at 30 VUs") && marked.contains("spike 1"));
         assert!(marked.contains("<rect"));
         assert_eq!(axis_value(45.0 * 1024.0 * 1024.0, YUnit::Bytes), "45MiB");
+    }
+
+    #[test]
+    fn the_nines_axis_reads_as_percentiles() {
+        assert_eq!(nines(0.0, 4.0), 0.0);
+        assert!((nines(0.9, 4.0) - 1.0).abs() < 1e-9);
+        assert!((nines(0.999, 4.0) - 3.0).abs() < 1e-9);
+        assert_eq!(nines(1.0, 4.0), 4.0);
+        assert_eq!(nines(0.999_999, 4.0), 4.0);
+        let labels: Vec<String> = [0.0, 2f64.log10(), 1.0, 2.0, 3.0, 4.0, 6.0, 1.5]
+            .into_iter()
+            .map(nines_label)
+            .collect();
+        assert_eq!(
+            labels,
+            ["0%", "50%", "90%", "99%", "99.9%", "99.99%", "99.9999%", ""]
+        );
+        let d = Distribution {
+            points: vec![(0.0, 1.0), (0.5, 2.0), (0.99, 5.0), (1.0, 9.0)],
+            count: 1000,
+            unit: YUnit::Millis,
+            color: P95,
+            y_desc: "latency".into(),
+        };
+        assert!((d.top() - 3.0).abs() < 1e-9);
+        let s = distribution_svg(&d, "distribution").unwrap();
+        assert!(s.starts_with("<svg role=\"img\" aria-label=\"distribution\""));
+        assert!(s.contains("<polyline"), "{s}");
+        assert!(
+            s.contains("\n99.9%\n") && s.contains("\npercentile\n"),
+            "{s}"
+        );
     }
 
     #[test]

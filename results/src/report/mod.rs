@@ -16,6 +16,7 @@
 
 mod capacity;
 mod chart;
+mod distribution;
 mod timeline;
 
 use chart::{ChartData, Fold, Line, YUnit};
@@ -79,6 +80,9 @@ struct Figure {
     title: String,
     data: ChartData,
     note: Option<String>,
+    /// Each line's total over the run, shown in the legend instead of its
+    /// peak (counts split by outcome).
+    totals: Option<Vec<u64>>,
 }
 
 /// Render the report page.
@@ -127,12 +131,31 @@ pub fn render(s: &Summary) -> Result<String, String> {
             esc(&sc.description),
             sc.max_vus
         );
-        if figures.is_empty() {
+        let distribution = distribution::figure(&series, &sc.name, &sc.driver, &drivers)?;
+        if figures.is_empty() && distribution.is_none() {
             sections.push_str("<p class=\"dim\">No data was recorded for this scenario.</p>");
         } else {
             sections.push_str("<div class=\"charts\">");
-            for f in &figures {
+            // The distribution follows the latency charts over time.
+            let latency = format!("chart-{}-latency-", slug(&sc.name));
+            let at = figures
+                .iter()
+                .rposition(|f| f.id.starts_with(&latency))
+                .map_or(0, |i| i + 1);
+            for (i, f) in figures.iter().enumerate() {
+                if i == at
+                    && let Some(d) = &distribution
+                {
+                    sections.push_str(d);
+                    charts += 1;
+                }
                 sections.push_str(&figure_html(f, &marks)?);
+                charts += 1;
+            }
+            if at >= figures.len()
+                && let Some(d) = &distribution
+            {
+                sections.push_str(d);
                 charts += 1;
             }
             sections.push_str("</div>");
@@ -453,6 +476,7 @@ fn scenario_figures(tl: &Timeline, sc: &str, driver: &str, drivers: &[Descriptor
             fold,
         },
         note: join_notes(note, axis.note.clone()),
+        totals: None,
     };
     // Counts per second of a scenario: from its rollups when every metric
     // has one, else summed over its series.
@@ -628,6 +652,7 @@ fn driver_figure(
             fold,
         },
         note: join_notes(note, axis.note.clone()),
+        totals: None,
     };
     match f {
         DriverFigure::Rates {
@@ -723,6 +748,38 @@ fn driver_figure(
                 None,
             ))
         }
+        DriverFigure::CountsBy {
+            id,
+            title,
+            metric,
+            lines,
+        } => {
+            let series = tl.series_in(metric, sc);
+            if series.is_empty() {
+                return None;
+            }
+            let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+            for i in series {
+                let label = fill(lines, tl.tags(i), d).unwrap_or_else(|| "-".into());
+                groups.entry(label).or_default().push(i);
+            }
+            let counted = tl.grouped_counts(groups);
+            let totals = counted.iter().map(|(_, (_, n))| *n).collect();
+            let lines = palette_lines(counted.into_iter().map(|(k, (v, _))| (k, v)));
+            let mut f = figure(
+                per_series,
+                id,
+                title,
+                lines,
+                YUnit::PerSecond,
+                Fold::Mean,
+                Some("Per second; the legend gives each line's total over the run.".into()),
+            );
+            f.totals = Some(totals);
+            Some(f)
+        }
+        // A figure a newer build described: nothing to draw here.
+        DriverFigure::Unknown => None,
     }
 }
 
@@ -769,6 +826,17 @@ fn join_notes(a: Option<String>, b: Option<String>) -> Option<String> {
     }
 }
 
+/// The key of the `i`th line: its colour, and its dash as the chart draws it.
+fn swatch(i: usize, color: RGBColor) -> String {
+    match i {
+        0 => hex(color),
+        _ => format!(
+            "repeating-linear-gradient(90deg,{0} 0 4px,transparent 4px 7px)",
+            hex(color)
+        ),
+    }
+}
+
 fn figure_html(f: &Figure, marks: &[chart::Mark]) -> Result<String, String> {
     let svg =
         chart::svg_marked(&f.data, &f.title, marks).map_err(|e| format!("chart {}: {e}", f.id))?;
@@ -778,14 +846,16 @@ fn figure_html(f: &Figure, marks: &[chart::Mark]) -> Result<String, String> {
         esc(&f.title)
     );
     for (i, l) in f.data.lines.iter().enumerate() {
-        // The key shows the line's dash, as the chart draws it.
-        let swatch = match i {
-            0 => hex(l.color),
-            _ => format!(
-                "repeating-linear-gradient(90deg,{0} 0 4px,transparent 4px 7px)",
-                hex(l.color)
-            ),
-        };
+        if let Some(total) = f.totals.as_ref().and_then(|t| t.get(i)) {
+            let _ = write!(
+                html,
+                "<span class=\"key\" data-line=\"{0}\" data-total=\"{total}\"><i style=\"background:{1}\"></i>{0} <b>{total}</b></span>",
+                esc(&l.label),
+                swatch(i, l.color),
+            );
+            continue;
+        }
+        let swatch = swatch(i, l.color);
         let peak = l
             .values
             .iter()
@@ -1204,6 +1274,10 @@ mod tests {
             "chart-db-latency-pg_query_duration",
             "chart-db-latency-pg_pool_wait",
             "chart-db-pg-connections",
+            // The headline latency's distribution over the whole run.
+            "chart-chat-distribution",
+            "chart-stripe-distribution",
+            "chart-db-distribution",
         ] {
             assert!(ids.contains(&want), "{want} in {ids:?}");
         }
@@ -1221,6 +1295,8 @@ mod tests {
         }
         let conns = html.split("id=\"chart-db-pg-connections\"").nth(1).unwrap();
         assert!(conns.contains("active <b>peak 10</b>"), "{conns}");
+        let db = html.split("id=\"chart-db-distribution\"").nth(1).unwrap();
+        assert!(db.starts_with(" data-metric=\"pg_query_duration\" data-count=\"3\""));
         // Tables per query name / event type, and SQLSTATEs named.
         assert!(html.contains("Queries by name"));
         assert!(html.contains("Webhook deliveries by event"));

@@ -105,6 +105,22 @@ impl<'a> Timeline<'a> {
             .collect()
     }
 
+    /// Per-second counts of each group of series (see [`count_of`]), with
+    /// the group's total over the run.
+    pub fn grouped_counts(
+        &self,
+        groups: BTreeMap<String, Vec<usize>>,
+    ) -> BTreeMap<String, (Vec<Option<f64>>, u64)> {
+        groups
+            .into_iter()
+            .map(|(k, ids)| {
+                let counts = self.values(&ids, Combine::Sum, |p| count_of(p, false));
+                let total = counts.iter().flatten().sum::<f64>() as u64;
+                (k, (self.per_second(&self.t, self.width(), counts), total))
+            })
+            .collect()
+    }
+
     /// Whether `metric` has per-scenario rollups for `scenario`.
     pub fn has_rollup(&self, metric: &str, scenario: &str) -> bool {
         self.rollups.contains_key(&(metric, scenario))

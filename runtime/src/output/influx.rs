@@ -31,7 +31,8 @@ pub struct InfluxOptions {
     pub timeout: Duration,
 }
 
-/// `http://[user:pass@]host:port/db[,push=1s][,timeout=5s][,tag=k:v]...`
+/// `http[s]://[user:pass@]host:port/db[,push=1s][,timeout=5s][,tag=k:v]...`
+/// (and for https `ca=FILE`, `insecure`)
 pub fn parse(spec: &str, arg: &str) -> Result<InfluxOptions, String> {
     let mut parts = arg.split(',');
     let url_text = parts.next().unwrap_or_default();
@@ -64,6 +65,7 @@ pub fn parse(spec: &str, arg: &str) -> Result<InfluxOptions, String> {
                 url::form_urlencoded::byte_serialize(db.as_bytes()).collect::<String>()
             ),
             headers: vec![],
+            tls: None,
         },
         db: db.to_string(),
         auth,
@@ -71,8 +73,8 @@ pub fn parse(spec: &str, arg: &str) -> Result<InfluxOptions, String> {
         push: Duration::from_secs(1),
         timeout: Duration::from_secs(5),
     };
-    let o = push::parse_options(spec, parts, &mut opts.push, |k| k.to_string())?;
-    (opts.tags, opts.timeout) = (o.tags, o.timeout);
+    let o = push::parse_options(spec, &url, parts, &mut opts.push, |k| k.to_string())?;
+    (opts.tags, opts.timeout, opts.target.tls) = (o.tags, o.timeout, o.tls);
     Ok(opts)
 }
 
@@ -128,6 +130,36 @@ fn fields(point: &Point, values: &Values) -> Vec<(&'static str, f64)> {
     f
 }
 
+/// One point: `tags` holds the series' own, `extra` is added to them.
+fn line<'a>(
+    out: &mut String,
+    name: &str,
+    tags: &mut Vec<(&'a str, &'a str)>,
+    extra: &'a [(String, String)],
+    fields: &[(&str, f64)],
+    ts: u64,
+) {
+    escape(out, name, false);
+    // InfluxDB wants tags sorted by key and refuses empty values.
+    tags.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    tags.sort_by(|a, b| a.0.cmp(b.0));
+    tags.dedup_by(|a, b| a.0 == b.0);
+    for (k, v) in tags.iter() {
+        if k.is_empty() || v.is_empty() {
+            continue;
+        }
+        out.push(',');
+        escape(out, k, true);
+        out.push('=');
+        escape(out, v, true);
+    }
+    for (i, (k, x)) in fields.iter().enumerate() {
+        out.push(if i == 0 { ' ' } else { ',' });
+        let _ = write!(out, "{k}={x}");
+    }
+    let _ = writeln!(out, " {ts}");
+}
+
 /// The lines of the intervals completed after the first `from`; how many.
 pub fn lines(
     agg: &Aggregator,
@@ -157,27 +189,9 @@ pub fn lines(
             if f.is_empty() {
                 continue;
             }
-            escape(out, &def.name, false);
-            // InfluxDB wants tags sorted by key and refuses empty values.
             tags.clear();
             tags.extend(info.tags.iter());
-            tags.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            tags.sort_by(|a, b| a.0.cmp(b.0));
-            tags.dedup_by(|a, b| a.0 == b.0);
-            for (k, v) in &tags {
-                if k.is_empty() || v.is_empty() {
-                    continue;
-                }
-                out.push(',');
-                escape(out, k, true);
-                out.push('=');
-                escape(out, v, true);
-            }
-            for (i, (k, x)) in f.iter().enumerate() {
-                out.push(if i == 0 { ' ' } else { ',' });
-                let _ = write!(out, "{k}={x}");
-            }
-            let _ = writeln!(out, " {}", base + iv.index);
+            line(out, &def.name, &mut tags, extra, &f, base + iv.index);
             n += 1;
         }
     }
@@ -249,6 +263,31 @@ impl InfluxOutput {
         }
     }
 
+    /// The end-of-run answers, as one more batch stamped now.
+    pub(super) fn answers(&mut self, items: &[super::Answer]) {
+        let ts = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut body = String::new();
+        let mut n = 0;
+        for a in items {
+            let Some(point) = Point::of(&a.slot) else {
+                continue;
+            };
+            let f = fields(&point, &Values::of(&point, a.unit, 1.0));
+            if f.is_empty() {
+                continue;
+            }
+            let mut tags: Vec<(&str, &str)> = a.tags.iter().collect();
+            line(&mut body, &a.metric, &mut tags, &self.opts.tags, &f, ts);
+            n += 1;
+        }
+        if let Some(p) = &self.pusher {
+            p.send(body.into_bytes(), n);
+        }
+    }
+
     /// Points dropped so far (a slow or dead InfluxDB).
     pub fn dropped(&self) -> u64 {
         self.pusher.as_ref().map_or(0, |p| p.dropped())
@@ -292,7 +331,10 @@ mod tests {
         assert_eq!(o.tags, [("env".to_string(), "ci".to_string())]);
         for bad in [
             "127.0.0.1:8086",
-            "https://h/db",
+            "ftp://h/db",
+            "http://h/db,insecure",
+            "https://h/db,ca=/nonexistent.pem",
+            "https://h/db,insecure=maybe",
             "http://h/db,push=0s",
             "http://h/db,push=1e12s",
             "http://h/db,tag=x",

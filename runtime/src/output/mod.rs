@@ -22,6 +22,20 @@ use crate::engine::Observer;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+use volley_model::monitor::MonitorReport;
+use volley_model::summary::SeriesRecord;
+use volley_protocols::metrics::{Slot, Tags, Unit};
+
+/// The capacity answers' series, found when the run ends.
+const ANSWERS: [&str; 3] = ["capacity_held", "capacity_broke", "recovery_time"];
+
+/// One end-of-run answer, as a series.
+pub(crate) struct Answer {
+    pub metric: String,
+    pub unit: Unit,
+    pub tags: Tags,
+    pub slot: Slot,
+}
 
 /// One `--out` argument.
 #[derive(Clone, Debug, PartialEq)]
@@ -155,6 +169,49 @@ impl Outputs {
         }
         // Let the response that carried them leave the socket.
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    /// Push the run's end-of-run answers once more after its last second:
+    /// `capacity_held`, `capacity_broke`, `recovery_time` and each monitored
+    /// gauge's least-squares slope (`monitor_slope_per_hour{monitor,gauge}`),
+    /// so dashboards show volley's verdicts beside the series.
+    pub fn answers(&mut self, series: &[(SeriesRecord, Slot)], monitors: &[MonitorReport]) {
+        let mut items: Vec<Answer> = series
+            .iter()
+            .filter(|(r, _)| ANSWERS.contains(&r.metric.as_str()))
+            .map(|(r, slot)| Answer {
+                metric: r.metric.clone(),
+                unit: r.unit,
+                tags: r.tags.clone(),
+                slot: slot.clone(),
+            })
+            .collect();
+        for m in monitors {
+            for g in &m.gauges {
+                let Some(v) = g.slope_per_hour.filter(|v| v.is_finite()) else {
+                    continue;
+                };
+                items.push(Answer {
+                    metric: "monitor_slope_per_hour".into(),
+                    unit: Unit::Default,
+                    tags: Tags::new([("monitor", m.name.as_str()), ("gauge", g.metric.as_str())]),
+                    slot: Slot::Gauge {
+                        last: v,
+                        min: v,
+                        max: v,
+                    },
+                });
+            }
+        }
+        if items.is_empty() {
+            return;
+        }
+        for o in &mut self.influx {
+            o.answers(&items);
+        }
+        for o in &mut self.remote_write {
+            o.answers(&items);
+        }
     }
 
     /// Points the pushing outputs dropped so far (a slow or dead database).

@@ -3,6 +3,8 @@
 //! waits: when the queue is full (the database is slow or gone) the batch is
 //! dropped and its points counted. One thread posts the batches in order,
 //! each with a timeout; after the run it gets a bounded time to drain.
+//! `https://` URLs go through rustls (the drivers' TLS stack, public roots
+//! plus `ca=FILE`, or `insecure` for none).
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -22,6 +24,44 @@ pub struct Target {
     pub authority: String,
     pub path: String,
     pub headers: Vec<(&'static str, String)>,
+    /// Set for `https://` URLs.
+    pub tls: Option<Tls>,
+}
+
+/// TLS to the database: the name to verify, trusted CAs beside the public
+/// roots (`ca=FILE`), or no verification at all (`insecure`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tls {
+    pub host: String,
+    pub ca: Vec<rustls::pki_types::CertificateDer<'static>>,
+    pub insecure: bool,
+}
+
+/// What a connection needs for TLS, made once before any load.
+type Client = (
+    std::sync::Arc<rustls::ClientConfig>,
+    rustls::pki_types::ServerName<'static>,
+);
+
+fn client(spec: &str, tls: &Tls) -> Result<Client, String> {
+    let files = volley_protocols::http::TlsFiles {
+        client: None,
+        roots: tls.ca.clone(),
+    };
+    let config = volley_protocols::http::Connector::with_tls(
+        tls.insecure,
+        volley_protocols::http::HttpVersion::Http1,
+        &files,
+    )
+    .map_err(|e| format!("--out {spec}: {e}"))?
+    .tls;
+    let name = rustls::pki_types::ServerName::try_from(tls.host.clone()).map_err(|e| {
+        format!(
+            "--out {spec}: {:?} is not a TLS server name ({e})",
+            tls.host
+        )
+    })?;
+    Ok((config, name))
 }
 
 /// A request to make once before the first batch (e.g. `CREATE DATABASE`);
@@ -63,11 +103,13 @@ impl Pusher {
         setup: Option<Setup>,
         timeout: Duration,
     ) -> Result<Self, String> {
+        let tls = target.tls.as_ref().map(|t| client(&spec, t)).transpose()?;
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
         let stats = Arc::new(Stats::default());
         let origin = Instant::now();
         let worker = Worker {
             target,
+            tls,
             setup,
             timeout,
             stats: stats.clone(),
@@ -139,6 +181,7 @@ impl Pusher {
 
 struct Worker {
     target: Target,
+    tls: Option<Client>,
     setup: Option<Setup>,
     timeout: Duration,
     stats: Arc<Stats>,
@@ -208,12 +251,21 @@ impl Worker {
         // Tried once: a user who may not create databases (403) writes into
         // one that exists, as k6 does; the error is said, the batch still goes.
         if let Some(s) = self.setup.take()
-            && let Err(e) = post(&self.target, &s.path, s.content_type, &[], s.body).await
+            && let Err(e) = post(
+                &self.target,
+                self.tls.as_ref(),
+                &s.path,
+                s.content_type,
+                &[],
+                s.body,
+            )
+            .await
         {
             self.fail(format!("creating the database: {e}"));
         }
         post(
             &self.target,
+            self.tls.as_ref(),
             &self.target.path,
             "",
             &self.target.headers,
@@ -226,6 +278,7 @@ impl Worker {
 /// One POST on a fresh connection (one a second at most: no pool needed).
 async fn post(
     target: &Target,
+    tls: Option<&Client>,
     path: &str,
     content_type: &str,
     headers: &[(&'static str, String)],
@@ -234,6 +287,29 @@ async fn post(
     let stream = tokio::net::TcpStream::connect(&target.authority)
         .await
         .map_err(|e| format!("cannot connect to {}: {e}", target.authority))?;
+    match tls {
+        None => exchange(stream, target, path, content_type, headers, body).await,
+        Some((config, name)) => {
+            let stream = tokio_rustls::TlsConnector::from(config.clone())
+                .connect(name.clone(), stream)
+                .await
+                .map_err(|e| format!("TLS with {}: {e}", target.authority))?;
+            exchange(stream, target, path, content_type, headers, body).await
+        }
+    }
+}
+
+async fn exchange<S>(
+    stream: S,
+    target: &Target,
+    path: &str,
+    content_type: &str,
+    headers: &[(&'static str, String)],
+    body: Vec<u8>,
+) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let io = hyper_util::rt::TokioIo::new(stream);
     let (mut send, conn) = hyper::client::conn::http1::handshake(io)
         .await
@@ -268,14 +344,19 @@ async fn post(
     }
     let text = String::from_utf8_lossy(&text);
     let text: String = text.trim().chars().take(300).collect();
+    let scheme = if target.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     Err(format!(
-        "http://{}{path} answered {status}: {text}",
+        "{scheme}://{}{path} answered {status}: {text}",
         target.authority
     ))
 }
 
-/// The URL of a push output: `http://` with a host; the URL and the
-/// `host:port` to connect to (`default_port` when none is written).
+/// The URL of a push output: `http://` or `https://` with a host; the URL
+/// and the `host:port` to connect to (`default_port` when none is written).
 pub fn parse_url(
     spec: &str,
     url_text: &str,
@@ -285,9 +366,9 @@ pub fn parse_url(
     let url = url::Url::parse(url_text).map_err(|e| {
         format!("--out {spec:?}: {url_text:?} is not a URL ({e}); write e.g. {example}")
     })?;
-    if url.scheme() != "http" {
+    if url.scheme() != "http" && url.scheme() != "https" {
         return Err(format!(
-            "--out {spec:?}: only http:// is supported (got {}://); put a TLS proxy in front, e.g. {example}",
+            "--out {spec:?}: the URL must be http:// or https:// (got {}://), e.g. {example}",
             url.scheme()
         ));
     }
@@ -305,12 +386,16 @@ pub fn parse_url(
 pub struct PushOptions {
     pub tags: Vec<(String, String)>,
     pub timeout: Duration,
+    /// For an `https://` URL (refused with `http://`).
+    pub tls: Option<Tls>,
 }
 
-/// `push=DURATION`, `timeout=DURATION` (5 s unless set) and `tag=KEY:VALUE`
-/// (its key through `tag_key`); `push` keeps its default unless set.
+/// `push=DURATION`, `timeout=DURATION` (5 s unless set), `tag=KEY:VALUE`
+/// (its key through `tag_key`), and for `https://` `ca=FILE` and
+/// `insecure`; `push` keeps its default unless set.
 pub fn parse_options<'a>(
     spec: &str,
+    url: &url::Url,
     parts: impl Iterator<Item = &'a str>,
     push: &mut Duration,
     tag_key: impl Fn(&str) -> String,
@@ -318,7 +403,19 @@ pub fn parse_options<'a>(
     let mut o = PushOptions {
         tags: vec![],
         timeout: Duration::from_secs(5),
+        tls: None,
     };
+    let mut tls = Tls {
+        host: url
+            .host_str()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        ca: vec![],
+        insecure: false,
+    };
+    let mut tls_option = None;
     let dur = |v: &str, what: &str| {
         volley_protocols::duration::parse_duration(v)
             .map_err(|e| format!("--out {spec:?}: {what}: {e}"))
@@ -336,6 +433,26 @@ pub fn parse_options<'a>(
         match opt.split_once('=') {
             Some(("push", v)) => *push = dur(v, "push")?,
             Some(("timeout", v)) => o.timeout = dur(v, "timeout")?,
+            Some(("ca", v)) => {
+                tls.ca.extend(read_ca(spec, v)?);
+                tls_option = Some("ca=");
+            }
+            None if opt == "insecure" => {
+                tls.insecure = true;
+                tls_option = Some("insecure");
+            }
+            Some(("insecure", v)) => {
+                tls.insecure = match v {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(format!(
+                            "--out {spec:?}: insecure={v}: write insecure (or insecure=true / insecure=false)"
+                        ));
+                    }
+                };
+                tls_option = Some("insecure");
+            }
             Some(("tag", v)) => match v.split_once(':') {
                 Some((k, val)) if !k.is_empty() && !val.is_empty() => {
                     o.tags.push((tag_key(k), val.to_string()))
@@ -348,12 +465,30 @@ pub fn parse_options<'a>(
             },
             _ => {
                 return Err(format!(
-                    "--out {spec:?}: unknown option {opt:?}; the options are push=DURATION, timeout=DURATION and tag=KEY:VALUE"
+                    "--out {spec:?}: unknown option {opt:?}; the options are push=DURATION, timeout=DURATION, tag=KEY:VALUE, and for https:// ca=FILE and insecure"
                 ));
             }
         }
     }
+    if url.scheme() == "https" {
+        o.tls = Some(tls);
+    } else if let Some(what) = tls_option {
+        return Err(format!(
+            "--out {spec:?}: {what} is for https:// URLs; write the URL with https://"
+        ));
+    }
     Ok(o)
+}
+
+/// `ca=FILE`: PEM certificates to trust beside the public roots.
+fn read_ca(
+    spec: &str,
+    path: &str,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| format!("--out {spec:?}: ca={path}: cannot read the file: {e}"))?;
+    volley_protocols::http::pem_certificates(&bytes)
+        .map_err(|why| format!("--out {spec:?}: ca={path}: {why}"))
 }
 
 /// The URL as messages show it: a password in it is not printed.

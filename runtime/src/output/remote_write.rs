@@ -1,7 +1,9 @@
 //! `--out prometheus-rw=http://HOST:PORT/api/v1/write`: Prometheus remote
 //! write (a snappy-compressed protobuf `WriteRequest`), named as k6's
 //! remote-write output names its series: `k6_` and the metric, counters
-//! `_total`, rates `_rate`, gauges as they are, and trends as one gauge per
+//! `_total`, rates `_rate` (and their counts, `_total` for true and
+//! `_observations_total` for all, as the scrape endpoint names them),
+//! gauges as they are, and trends as one gauge per
 //! statistic (`k6_http_req_duration_p95`, `_avg`, `_min`, `_max`, `_med`,
 //! `_p90`, `_p99`, `_count`, `_sum`), times in seconds. Every value is the
 //! run's total so far, as k6 sends them.
@@ -52,7 +54,8 @@ pub struct RemoteWriteOptions {
     pub timeout: Duration,
 }
 
-/// `http://host:port/api/v1/write[,push=5s][,timeout=5s][,tag=k:v]...`
+/// `http[s]://host:port/api/v1/write[,push=5s][,timeout=5s][,tag=k:v]...`
+/// (and for https `ca=FILE`, `insecure`)
 pub fn parse(spec: &str, arg: &str) -> Result<RemoteWriteOptions, String> {
     let mut parts = arg.split(',');
     let url_text = parts.next().unwrap_or_default();
@@ -76,13 +79,14 @@ pub fn parse(spec: &str, arg: &str) -> Result<RemoteWriteOptions, String> {
                 ("content-encoding", "snappy".into()),
                 ("x-prometheus-remote-write-version", "0.1.0".into()),
             ],
+            tls: None,
         },
         tags: vec![],
         push: Duration::from_secs(5),
         timeout: Duration::from_secs(5),
     };
-    let o = push::parse_options(spec, parts, &mut opts.push, super::prometheus::name)?;
-    (opts.tags, opts.timeout) = (o.tags, o.timeout);
+    let o = push::parse_options(spec, &url, parts, &mut opts.push, super::prometheus::name)?;
+    (opts.tags, opts.timeout, opts.target.tls) = (o.tags, o.timeout, o.tls);
     Ok(opts)
 }
 
@@ -91,14 +95,20 @@ fn values(slot: &Slot, unit: Unit) -> Vec<(&'static str, f64)> {
     match slot {
         Slot::Empty => vec![],
         Slot::Counter(n) => vec![("total", *n as f64)],
-        Slot::Rate { hits, total } => vec![(
-            "rate",
-            if *total > 0 {
-                *hits as f64 / *total as f64
-            } else {
-                0.0
-            },
-        )],
+        // k6 sends the share alone; the counts (named as the scrape
+        // endpoint names them) let a panel count failures by tag over time.
+        Slot::Rate { hits, total } => vec![
+            (
+                "rate",
+                if *total > 0 {
+                    *hits as f64 / *total as f64
+                } else {
+                    0.0
+                },
+            ),
+            ("total", *hits as f64),
+            ("observations_total", *total as f64),
+        ],
         Slot::Gauge { last, .. } => vec![("", *last)],
         Slot::Trend(h) => {
             // Stored in µs (time) or millionths; sent in seconds or units.
@@ -130,43 +140,62 @@ fn request(agg: &Aggregator, extra: &[(String, String)], ts: i64) -> pb::WriteRe
     let mut out = Vec::new();
     for (info, slot) in agg.registry.all_series().iter().zip(&agg.totals) {
         let def = &defs[info.metric as usize];
-        let base = format!("k6_{}", super::prometheus::name(&def.name));
-        let mut labels: Vec<pb::Label> = info
-            .tags
-            .iter()
-            .map(|(k, v)| (super::prometheus::name(k), v.to_string()))
-            .chain(extra.iter().cloned())
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(name, value)| pb::Label { name, value })
-            .collect();
-        // Sorted by name and unique, as the protocol asks.
-        labels.sort_by(|a, b| a.name.cmp(&b.name));
-        labels.dedup_by(|a, b| a.name == b.name);
-        for (suffix, value) in values(slot, def.unit) {
-            if !value.is_finite() {
-                continue;
-            }
-            let name = if suffix.is_empty() {
-                base.clone()
-            } else {
-                format!("{base}_{suffix}")
-            };
-            let mut l = Vec::with_capacity(labels.len() + 1);
-            l.push(pb::Label {
-                name: "__name__".into(),
-                value: name,
-            });
-            l.extend(labels.iter().cloned());
-            out.push(pb::TimeSeries {
-                labels: l,
-                samples: vec![pb::Sample {
-                    value,
-                    timestamp: ts,
-                }],
-            });
-        }
+        series(&mut out, &def.name, def.unit, &info.tags, extra, slot, ts);
     }
     pb::WriteRequest { timeseries: out }
+}
+
+/// The time series of one slot (one per statistic for a trend).
+fn series(
+    out: &mut Vec<pb::TimeSeries>,
+    metric: &str,
+    unit: Unit,
+    tags: &volley_protocols::metrics::Tags,
+    extra: &[(String, String)],
+    slot: &Slot,
+    ts: i64,
+) {
+    let base = format!("k6_{}", super::prometheus::name(metric));
+    let mut labels: Vec<pb::Label> = tags
+        .iter()
+        .map(|(k, v)| (super::prometheus::name(k), v.to_string()))
+        .chain(extra.iter().cloned())
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(name, value)| pb::Label { name, value })
+        .collect();
+    // Sorted by name and unique, as the protocol asks.
+    labels.sort_by(|a, b| a.name.cmp(&b.name));
+    labels.dedup_by(|a, b| a.name == b.name);
+    for (suffix, value) in values(slot, unit) {
+        if !value.is_finite() {
+            continue;
+        }
+        let name = if suffix.is_empty() {
+            base.clone()
+        } else {
+            format!("{base}_{suffix}")
+        };
+        let mut l = Vec::with_capacity(labels.len() + 1);
+        l.push(pb::Label {
+            name: "__name__".into(),
+            value: name,
+        });
+        l.extend(labels.iter().cloned());
+        out.push(pb::TimeSeries {
+            labels: l,
+            samples: vec![pb::Sample {
+                value,
+                timestamp: ts,
+            }],
+        });
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 pub struct RemoteWriteOutput {
@@ -197,14 +226,32 @@ impl RemoteWriteOutput {
             return;
         }
         self.last_push = Some(elapsed);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
         // One sample per series and timestamp: never send the same one twice.
-        let ts = now.max(self.last_ts + 1);
+        let ts = now_ms().max(self.last_ts + 1);
         self.last_ts = ts;
-        let req = request(agg, &self.opts.tags, ts);
+        self.send(request(agg, &self.opts.tags, ts));
+    }
+
+    /// The end-of-run answers, as one more request after the last.
+    pub(super) fn answers(&mut self, items: &[super::Answer]) {
+        let ts = now_ms().max(self.last_ts + 1);
+        self.last_ts = ts;
+        let mut out = Vec::new();
+        for a in items {
+            series(
+                &mut out,
+                &a.metric,
+                a.unit,
+                &a.tags,
+                &self.opts.tags,
+                &a.slot,
+                ts,
+            );
+        }
+        self.send(pb::WriteRequest { timeseries: out });
+    }
+
+    fn send(&self, req: pb::WriteRequest) {
         let points = req.timeseries.len() as u64;
         let raw = prost::Message::encode_to_vec(&req);
         match snap::raw::Encoder::new().compress_vec(&raw) {
@@ -247,7 +294,15 @@ mod tests {
         assert_eq!(o.target.authority, "127.0.0.1:9090");
         assert_eq!(o.target.path, "/api/v1/write");
         assert_eq!(o.push, Duration::from_secs(1));
-        for bad in ["localhost:9090", "https://h/api/v1/write", "http://h/w,x=1"] {
+        let o = parse("x", "https://h/api/v1/write,insecure").unwrap();
+        assert_eq!(o.target.authority, "h:9090");
+        assert!(
+            o.target
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.insecure && t.host == "h")
+        );
+        for bad in ["localhost:9090", "ftp://h/api/v1/write", "http://h/w,x=1"] {
             assert!(parse("x", bad).is_err(), "{bad}");
         }
     }
@@ -264,5 +319,9 @@ mod tests {
         assert!((get("avg") - 0.002).abs() < 1e-5);
         assert!((get("sum") - 0.006).abs() < 1e-4);
         assert_eq!(values(&Slot::Counter(7), Unit::Default), [("total", 7.0)]);
+        assert_eq!(
+            values(&Slot::Rate { hits: 1, total: 4 }, Unit::Default),
+            [("rate", 0.25), ("total", 1.0), ("observations_total", 4.0)]
+        );
     }
 }
