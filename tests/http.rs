@@ -725,6 +725,42 @@ checks = { status = 200 }
     );
 }
 
+/// Over TLS with `http_version = "auto"`, VUs share the connections ALPN
+/// made HTTP/2: 6 VUs, 3 a connection, are 2 TLS sessions, and the
+/// server's count of requests is volley's.
+#[test]
+fn http2_vus_share_tls_connections_negotiated_by_alpn() {
+    let t = Target::start(ServeOptions::default());
+    let front = tls_front::Front::start(t.server.addr);
+    let d = Dir::new();
+    let p = plan(
+        &d,
+        r#"
+insecure_skip_tls_verify = true
+
+[scenarios.h2]
+driver = "http"
+executor = "per-vu-iterations"
+vus = 6
+iterations = 10
+vus_per_connection = 3
+
+[[scenarios.h2.requests]]
+url = "/api/v1/health"
+checks = { status = 200 }
+"#,
+        &format!("https://localhost:{}", front.addr.port()),
+    );
+    let (out, s) = run_plan(&d, &p, &["--workers", "1"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let s = s.unwrap();
+    assert_eq!(value(&s, "http_reqs", "count"), 60.0);
+    assert_eq!(value(&s, "http_reqs", "count") as u64, t.total());
+    assert_eq!(value(&s, "http_req_failed", "passes"), 0.0);
+    assert_eq!(front.h2_sessions(), 2, "3 VUs on each h2 connection");
+    assert_eq!(front.other_sessions(), 0);
+}
+
 /// A server that caps the requests per connection (nginx's
 /// keepalive_requests) ends each HTTP/2 connection with a GOAWAY, here while
 /// the VU thinks: the VU's next request meets the closed connection before
