@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use volley_config::plan::Plan;
+use volley_protocols::template::{TemplateEnv, TemplateError};
 
 /// The templates, in the order the objects are applied.
 pub const TEMPLATES: &[(&str, &str)] = &[
@@ -59,6 +60,66 @@ pub struct RenderOptions {
     pub push: Vec<String>,
 }
 
+/// Why the objects of a run cannot be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum K8sError {
+    #[error(
+        "{what} {name:?} is not a Kubernetes name: lowercase letters, digits and '-', at most {max} characters, starting and ending with a letter or digit"
+    )]
+    Name {
+        what: &'static str,
+        name: String,
+        max: usize,
+    },
+    #[error("{}: {e}", file.display())]
+    Plan { file: PathBuf, e: toml::de::Error },
+    #[error(
+        "data.{name}: file {rel:?} is set from a variable; in the cluster the plan's files sit beside it under /plan, so give a path relative to the plan"
+    )]
+    DataVariable { name: String, rel: String },
+    #[error(
+        "data.{name}: file {rel:?} is outside the plan's folder; in the cluster the plan's files sit beside it under /plan: move the file next to the plan (or below it) and give a relative path"
+    )]
+    DataOutside { name: String, rel: String },
+    #[error("data.{name}: cannot find {rel}")]
+    DataMissing { name: String, rel: String },
+    #[error("--parts must be at least 1")]
+    NoParts,
+    #[error("-e {0}=...: not an environment variable name")]
+    EnvName(String),
+    #[error("cannot read {} for the ConfigMap (text files only): {e}", path.display())]
+    Read { path: PathBuf, e: std::io::Error },
+    #[error(
+        "the plan and its data files hold {0} bytes, more than a ConfigMap takes (1 MiB): put large CSV files in the image or on a volume"
+    )]
+    TooLarge(usize),
+    #[error(
+        "--push {0:?}: give influxdb=URL or prometheus-rw=URL (the pods already serve --out prometheus=0.0.0.0:9464)"
+    )]
+    PushKind(String),
+    #[error(
+        "--push {spec:?}: {opt} names a file on this machine, which the pods do not have; use a CA the image trusts, or insecure"
+    )]
+    PushCa { spec: String, opt: String },
+    #[error(
+        "--push {spec:?}: the pods tag their series instance=part-K themselves; leave out {opt}"
+    )]
+    PushTag { spec: String, opt: String },
+    #[error("--push: {0}")]
+    Push(volley_runtime::output::OutputError),
+    #[error(
+        "--push: the password in {0:?} would be written into the Job in plain text; write ${{NAME}} in its place (e.g. https://volley:${{INFLUX_PASSWORD}}@influx:8086/volley) and put NAME in the Secret named by --secret: the pod's shell fills it in"
+    )]
+    PushPassword(String),
+    /// A compiled-in template is broken.
+    #[error("{file}: {line:?}: {e}")]
+    Template {
+        file: &'static str,
+        line: String,
+        e: TemplateError,
+    },
+}
+
 /// One rendered object: its file name and YAML text.
 pub struct Object {
     pub file: String,
@@ -66,7 +127,7 @@ pub struct Object {
 }
 
 /// A DNS-1123 label: what Kubernetes accepts as a name.
-pub fn check_name(what: &str, s: &str, max: usize) -> Result<(), String> {
+pub fn check_name(what: &'static str, s: &str, max: usize) -> Result<(), K8sError> {
     let ok = !s.is_empty()
         && s.len() <= max
         && s.chars()
@@ -76,9 +137,11 @@ pub fn check_name(what: &str, s: &str, max: usize) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{what} {s:?} is not a Kubernetes name: lowercase letters, digits and '-', at most {max} characters, starting and ending with a letter or digit"
-        ))
+        Err(K8sError::Name {
+            what,
+            name: s.into(),
+            max,
+        })
     }
 }
 
@@ -164,11 +227,11 @@ fn key_for(rel: &str, taken: &[String]) -> String {
 }
 
 /// The plan's `[data.*] file` paths as written, with the local file each reads.
-fn data_files(plan: &Plan) -> Result<Vec<(String, PathBuf)>, String> {
-    let doc: toml::Table = plan
-        .source
-        .parse()
-        .map_err(|e| format!("{}: {e}", plan.file.display()))?;
+fn data_files(plan: &Plan) -> Result<Vec<(String, PathBuf)>, K8sError> {
+    let doc: toml::Table = plan.source.parse().map_err(|e| K8sError::Plan {
+        file: plan.file.clone(),
+        e,
+    })?;
     let base = plan.file.parent().unwrap_or(Path::new(""));
     let mut out = Vec::new();
     let Some(data) = doc.get("data").and_then(|d| d.as_table()) else {
@@ -179,23 +242,28 @@ fn data_files(plan: &Plan) -> Result<Vec<(String, PathBuf)>, String> {
             continue;
         };
         if rel.contains("${") {
-            return Err(format!(
-                "data.{name}: file {rel:?} is set from a variable; in the cluster the plan's files sit beside it under /plan, so give a path relative to the plan"
-            ));
+            return Err(K8sError::DataVariable {
+                name: name.clone(),
+                rel: rel.into(),
+            });
         }
         let p = Path::new(rel);
         if p.is_absolute()
             || p.components()
                 .any(|c| matches!(c, std::path::Component::ParentDir))
         {
-            return Err(format!(
-                "data.{name}: file {rel:?} is outside the plan's folder; in the cluster the plan's files sit beside it under /plan: move the file next to the plan (or below it) and give a relative path"
-            ));
+            return Err(K8sError::DataOutside {
+                name: name.clone(),
+                rel: rel.into(),
+            });
         }
         let local = [base.join(p), p.to_path_buf()]
             .into_iter()
             .find(|p| p.exists())
-            .ok_or_else(|| format!("data.{name}: cannot find {rel}"))?;
+            .ok_or_else(|| K8sError::DataMissing {
+                name: name.clone(),
+                rel: rel.into(),
+            })?;
         out.push((rel.trim_start_matches("./").to_string(), local));
     }
     Ok(out)
@@ -205,36 +273,33 @@ fn data_files(plan: &Plan) -> Result<Vec<(String, PathBuf)>, String> {
 /// `instance=part-K` (K the pod's completion index, as in its part file), so
 /// pods never write the same series: InfluxDB would keep one pod's point
 /// per second and Prometheus refuse the others' samples.
-fn push_args(specs: &[String]) -> Result<String, String> {
+fn push_args(specs: &[String]) -> Result<String, K8sError> {
     let mut out = String::new();
     for spec in specs {
         let kind = spec.split_once('=').map_or("", |(k, _)| k);
         if kind != "influxdb" && kind != "prometheus-rw" {
-            return Err(format!(
-                "--push {spec:?}: give influxdb=URL or prometheus-rw=URL (the pods already serve --out prometheus=0.0.0.0:9464)"
-            ));
+            return Err(K8sError::PushKind(spec.clone()));
         }
         for opt in spec.split(',').skip(1) {
             if opt.starts_with("ca=") {
-                return Err(format!(
-                    "--push {spec:?}: {opt} names a file on this machine, which the pods do not have; use a CA the image trusts, or insecure"
-                ));
+                return Err(K8sError::PushCa {
+                    spec: spec.clone(),
+                    opt: opt.into(),
+                });
             }
             if opt.starts_with("tag=instance:") {
-                return Err(format!(
-                    "--push {spec:?}: the pods tag their series instance=part-K themselves; leave out {opt}"
-                ));
+                return Err(K8sError::PushTag {
+                    spec: spec.clone(),
+                    opt: opt.into(),
+                });
             }
         }
         let tagged = format!("{spec},tag=instance:part-0");
-        volley_runtime::output::OutputSpec::parse(&tagged).map_err(|e| format!("--push: {e}"))?;
+        volley_runtime::output::OutputSpec::parse(&tagged).map_err(K8sError::Push)?;
         if let Some(password) = url_password(spec)
             && !is_reference(&password)
         {
-            return Err(format!(
-                "--push: the password in {:?} would be written into the Job in plain text; write ${{NAME}} in its place (e.g. https://volley:${{INFLUX_PASSWORD}}@influx:8086/volley) and put NAME in the Secret named by --secret: the pod's shell fills it in",
-                spec.replace(&password, "***")
-            ));
+            return Err(K8sError::PushPassword(spec.replace(&password, "***")));
         }
         // Double-quoted for the pod's shell: ${NAME} (from --secret) and the
         // index are expanded by it, nothing else.
@@ -294,7 +359,7 @@ fn unix(t: SystemTime) -> u64 {
 }
 
 /// Render every object for `plan` (loaded and checked by the caller).
-pub fn render(plan: &Plan, o: &RenderOptions, now: SystemTime) -> Result<Vec<Object>, String> {
+pub fn render(plan: &Plan, o: &RenderOptions, now: SystemTime) -> Result<Vec<Object>, K8sError> {
     check_name("--name", &o.name, 40)?;
     if let Some(ns) = &o.namespace {
         check_name("--namespace", ns, 63)?;
@@ -306,7 +371,7 @@ pub fn render(plan: &Plan, o: &RenderOptions, now: SystemTime) -> Result<Vec<Obj
         check_name("--secret", secret, 253)?;
     }
     if o.parts == 0 {
-        return Err("--parts must be at least 1".into());
+        return Err(K8sError::NoParts);
     }
     for (k, _) in &o.env {
         let ok = !k.is_empty()
@@ -314,7 +379,7 @@ pub fn render(plan: &Plan, o: &RenderOptions, now: SystemTime) -> Result<Vec<Obj
             && k.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
         if !ok {
-            return Err(format!("-e {k}=...: not an environment variable name"));
+            return Err(K8sError::EnvName(k.clone()));
         }
     }
     let push = push_args(&o.push)?;
@@ -341,11 +406,9 @@ pub fn render(plan: &Plan, o: &RenderOptions, now: SystemTime) -> Result<Vec<Obj
     let mut files: Vec<(String, String, String)> =
         vec![("plan.toml".into(), "plan.toml".into(), plan.source.clone())];
     for (rel, local) in data_files(plan)? {
-        let text = std::fs::read_to_string(&local).map_err(|e| {
-            format!(
-                "cannot read {} for the ConfigMap (text files only): {e}",
-                local.display()
-            )
+        let text = std::fs::read_to_string(&local).map_err(|e| K8sError::Read {
+            path: local.clone(),
+            e,
         })?;
         let taken: Vec<String> = files.iter().map(|f| f.0.clone()).collect();
         if files.iter().any(|f| f.1 == rel) {
@@ -355,9 +418,7 @@ pub fn render(plan: &Plan, o: &RenderOptions, now: SystemTime) -> Result<Vec<Obj
     }
     let size: usize = files.iter().map(|f| f.2.len()).sum();
     if size > CONFIGMAP_LIMIT {
-        return Err(format!(
-            "the plan and its data files hold {size} bytes, more than a ConfigMap takes (1 MiB): put large CSV files in the image or on a volume"
-        ));
+        return Err(K8sError::TooLarge(size));
     }
     let files_block: Vec<String> = files
         .iter()
@@ -407,19 +468,41 @@ pub fn render(plan: &Plan, o: &RenderOptions, now: SystemTime) -> Result<Vec<Obj
         }
         out.push(Object {
             file: file.to_string(),
-            yaml: fill(template, &scalars, &blocks).map_err(|e| format!("{file}: {e}"))?,
+            yaml: fill(template, &scalars, &blocks).map_err(|e| K8sError::Template {
+                file,
+                line: e.0,
+                e: e.1,
+            })?,
         });
     }
     Ok(out)
 }
 
+/// Fill `template`: a placeholder alone on its line takes a block (see the
+/// module's comment); the others are locals of volley's template engine
+/// (`volley_protocols::template`), and a line whose placeholder has no
+/// value (an option not given) is left out.
 fn fill(
     template: &str,
     scalars: &HashMap<&str, Option<String>>,
     blocks: &HashMap<&str, Vec<String>>,
-) -> Result<String, String> {
+) -> Result<String, (String, TemplateError)> {
+    let given: Vec<(&str, &str)> = scalars
+        .iter()
+        .filter_map(|(k, v)| Some((*k, v.as_deref()?)))
+        .collect();
+    let names: Vec<&str> = given.iter().map(|(k, _)| *k).collect();
+    let values: Vec<&str> = given.iter().map(|(_, v)| *v).collect();
+    let every: Vec<&str> = scalars.keys().copied().collect();
+    let no_env = HashMap::new();
+    let mut filled = TemplateEnv::new(&no_env, &[], "k8s");
+    filled.locals = &names;
+    let mut known = TemplateEnv::new(&no_env, &[], "k8s");
+    known.locals = &every;
+    // Nothing random is rendered: the engine's scope wants a generator.
+    let mut rng = fastrand::Rng::with_seed(0);
     let mut lines: Vec<String> = Vec::new();
-    'line: for line in template.lines() {
+    for line in template.lines() {
         let trimmed = line.trim();
         if let Some(key) = trimmed
             .strip_prefix("{{")
@@ -445,25 +528,13 @@ fn fill(
             }
             continue;
         }
-        let mut rest = line;
-        let mut done = String::new();
-        while let Some(i) = rest.find("{{") {
-            let end = rest[i..]
-                .find("}}")
-                .ok_or_else(|| format!("unclosed {{{{ in {line:?}"))?;
-            let key = rest[i + 2..i + end].trim();
-            match scalars.get(key) {
-                Some(Some(v)) => {
-                    done.push_str(&rest[..i]);
-                    done.push_str(v);
-                }
-                Some(None) => continue 'line,
-                None => return Err(format!("unknown placeholder {key:?}")),
-            }
-            rest = &rest[i + end + 2..];
-        }
-        done.push_str(rest);
-        lines.push(done);
+        let t = match filled.compile(line) {
+            Ok(t) => t,
+            // Its placeholder is known but has no value: no line.
+            Err(_) if known.compile(line).is_ok() => continue,
+            Err(e) => return Err((line.to_string(), e)),
+        };
+        lines.push(t.render_locals(&values, &mut rng));
     }
     let mut text = lines.join("\n");
     text.push('\n');

@@ -85,6 +85,42 @@ fn an_env_pair_needs_a_name() {
 }
 
 #[test]
+fn k8s_render_says_how_to_give_a_plan_its_variables() {
+    let d = Dir::new();
+    let plan = d.write(
+        "vars.toml",
+        "[scenarios.a]\ndriver = \"http\"\nvus = 1\nduration = \"1s\"\n[[scenarios.a.requests]]\nurl = \"${VOLLEY_TEST_UNSET_BASE}/x\"\n",
+    );
+    let render = |extra: &[&str]| {
+        within(
+            volley()
+                .args(["k8s", "render", "--parts", "2"])
+                .arg(&plan)
+                .args(extra)
+                .env_remove("VOLLEY_TEST_UNSET_BASE"),
+        )
+    };
+    refused(
+        &render(&[]),
+        &[
+            "${VOLLEY_TEST_UNSET_BASE} is not set",
+            "checked before it is rendered",
+            "-e KEY=VALUE",
+        ],
+    );
+    // Another plan error gets no advice about variables.
+    let out = render(&["-e", "VOLLEY_TEST_UNSET_BASE=not a url"]);
+    assert_ne!(code(&out), 0, "{}", text(&out));
+    assert!(
+        !text(&out).contains("checked before it is rendered"),
+        "{}",
+        text(&out)
+    );
+    let out = render(&["-e", "VOLLEY_TEST_UNSET_BASE=http://127.0.0.1:9"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+}
+
+#[test]
 fn an_empty_webhook_secret_is_refused() {
     let d = Dir::new();
     let payload = d.write("event.json", "{\"id\":\"evt_1\"}");

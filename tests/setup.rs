@@ -238,6 +238,14 @@ fn bad_setup_input_exits_2_with_its_place() {
             ),
             "plan.toml:8:9: group \"setup\" is the group of [setup]'s requests",
         ),
+        // The advice reads the error's kind: it was missing while it
+        // matched serde's "unknown field", which the message no longer says.
+        (
+            format!(
+                "[setup]\nurl = \"http://127.0.0.1:9/\"\n[[setup.requests]]\nurl = \"http://127.0.0.1:9/\"\n{base}[[scenarios.api.requests]]\nurl = \"http://127.0.0.1:9/\"\n"
+            ),
+            "plan.toml:2:1: [setup]: unknown key `url`, expected one of `flow`, `requests`, `base_url`, `headers`, `timeout`, `insecure_skip_tls_verify`, `http_version`, `client_cert`, `client_key`, `ca_file`, `cookies`, `reset_cookies`, `max_redirects`, `on_429`, `max_retry_after`; [setup] takes the HTTP driver's keys and max_duration",
+        ),
     ] {
         let p = d.write("plan.toml", &text_);
         let out = volley().arg("validate").arg(&p).output_within(RUN_LIMIT);

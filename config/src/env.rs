@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use toml::Spanned;
 use toml::de::DeValue;
-use volley_protocols::ConfigError;
+use volley_protocols::{ConfigError, ConfigErrorKind};
 
 /// Keys whose value is a number wherever they appear in a plan. A string
 /// written there with `${NAME}` (`vus = "${VUS:-5}"`) becomes the number it
@@ -72,7 +72,13 @@ fn substitute_at(
     let span = v.span();
     match v.get_mut() {
         DeValue::String(s) if s.contains("${") => {
-            let out = expand(s, env).map_err(|e| ConfigError::at(span.clone(), e))?;
+            let out = expand(s, env).map_err(|e| {
+                let kind = match e {
+                    EnvError::Unset(_) => ConfigErrorKind::UnsetVariable,
+                    _ => ConfigErrorKind::Other,
+                };
+                ConfigError::at(span.clone(), e).with_kind(kind)
+            })?;
             match key.filter(|k| NUMBER_KEYS.contains(k)) {
                 Some(k) => {
                     let number = number(&out).ok_or_else(|| {
@@ -193,10 +199,10 @@ mod tests {
         );
     }
 
-    fn substituted(text: &str, env: &HashMap<String, String>) -> Result<String, String> {
+    fn substituted(text: &str, env: &HashMap<String, String>) -> Result<String, ConfigError> {
         let root = toml::de::DeTable::parse(text).unwrap();
         let mut v = Spanned::new(root.span(), DeValue::Table(root.into_inner()));
-        substitute(&mut v, env).map_err(|e| e.message)?;
+        substitute(&mut v, env)?;
         let DeValue::Table(t) = v.into_inner() else {
             unreachable!()
         };
@@ -229,7 +235,7 @@ mod tests {
             "vus=\"integer\",rate=\"float\",name=\"string\""
         );
         let bad = HashMap::from([("N".to_string(), "many".to_string())]);
-        let e = substituted("vus = \"${N}\"", &bad).unwrap_err();
+        let e = substituted("vus = \"${N}\"", &bad).unwrap_err().message;
         assert!(
             e.contains("`vus` is a number") && e.contains("\"many\""),
             "{e}"

@@ -37,6 +37,8 @@ pub struct PlanError {
     pub message: String,
     /// The offending line, for display.
     pub snippet: Option<String>,
+    /// For callers that add advice to some kinds.
+    pub kind: ConfigErrorKind,
 }
 
 impl PlanError {
@@ -46,12 +48,16 @@ impl PlanError {
             position: None,
             message: message.into(),
             snippet: None,
+            kind: ConfigErrorKind::Other,
         }
     }
 
     fn locate(file: &str, source: &str, e: ConfigError) -> Self {
         let Some(span) = e.span else {
-            return Self::new(file, e.message);
+            return Self {
+                kind: e.kind,
+                ..Self::new(file, e.message)
+            };
         };
         let spot = Spot::of(source, span);
         Self {
@@ -59,6 +65,7 @@ impl PlanError {
             position: Some((spot.line, spot.col)),
             message: e.message,
             snippet: Some(spot.excerpt),
+            kind: e.kind,
         }
     }
 }
@@ -238,6 +245,7 @@ fn not_utf8(file: &str, bytes: &[u8], e: &std::str::Utf8Error) -> PlanError {
             bytes[at]
         ),
         snippet: Some(spot.excerpt),
+        kind: ConfigErrorKind::Other,
     }
 }
 
@@ -676,7 +684,7 @@ fn phase(
     };
     let options: HttpOptions = de(span.clone(), t).map_err(|e| {
         let e = e.or_at(span.clone());
-        if e.message.starts_with("unknown field") {
+        if e.kind == ConfigErrorKind::UnknownKey {
             ConfigError {
                 message: format!(
                     "[{name}]: {}; [{name}] takes the HTTP driver's keys and max_duration",

@@ -10,6 +10,26 @@ pub struct Segment {
     pub count: u64,
 }
 
+/// A `--segment` that is not `I/N` with 1 <= I <= N.
+#[derive(Debug, thiserror::Error)]
+#[error("--segment {text:?}: {why}")]
+pub struct SegmentError {
+    text: String,
+    why: Why,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Why {
+    #[error("write I/N, e.g. 2/3")]
+    Shape,
+    #[error("I is not a number")]
+    Index,
+    #[error("N is not a number")]
+    Count,
+    #[error("I must be between 1 and N")]
+    Range,
+}
+
 impl Default for Segment {
     fn default() -> Self {
         Self { index: 0, count: 1 }
@@ -17,20 +37,18 @@ impl Default for Segment {
 }
 
 impl Segment {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let (i, n) = s
-            .split_once('/')
-            .ok_or_else(|| format!("--segment {s:?}: write I/N, e.g. 2/3"))?;
+    pub fn parse(s: &str) -> Result<Self, SegmentError> {
+        let bad = |why| SegmentError {
+            text: s.to_string(),
+            why,
+        };
+        let (i, n) = s.split_once('/').ok_or_else(|| bad(Why::Shape))?;
         let (i, n): (u64, u64) = (
-            i.trim()
-                .parse()
-                .map_err(|_| format!("--segment {s:?}: I is not a number"))?,
-            n.trim()
-                .parse()
-                .map_err(|_| format!("--segment {s:?}: N is not a number"))?,
+            i.trim().parse().map_err(|_| bad(Why::Index))?,
+            n.trim().parse().map_err(|_| bad(Why::Count))?,
         );
         if n == 0 || i == 0 || i > n {
-            return Err(format!("--segment {s:?}: I must be between 1 and N"));
+            return Err(bad(Why::Range));
         }
         Ok(Self {
             index: i - 1,

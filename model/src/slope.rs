@@ -73,10 +73,23 @@ const BYTE_UNITS: &[(&str, f64)] = &[
     ("tib", 1024.0 * 1024.0 * 1024.0 * 1024.0),
 ];
 
+/// A slope limit that does not read as an amount per time.
+#[derive(Debug, thiserror::Error)]
+pub enum RateError {
+    #[error("{text:?}: unknown time unit {unit:?}; write a slope as e.g. 100MB/h, 512KB/s or 2/m")]
+    TimeUnit { text: String, unit: String },
+    #[error("{0:?} is not a slope; write e.g. 100MB/h, 512KB/s or 2/m")]
+    NotSlope(String),
+    #[error("{0:?}: the amount must be a finite number; write e.g. 100MB/h, 512KB/s or 2/m")]
+    NotFinite(String),
+    #[error("{text:?}: unknown unit {unit:?}; use B, KB, MB or GB (1024-based)")]
+    ByteUnit { text: String, unit: String },
+}
+
 /// Parse a rate such as `100MB/h`, `512KB/s`, `2.5/m` or `0` into base
 /// units (bytes, or the gauge's own unit) per hour; no time unit means per
 /// hour. The bool says whether a byte unit was written.
-pub fn parse_rate(text: &str) -> Result<(f64, bool), String> {
+pub fn parse_rate(text: &str) -> Result<(f64, bool), RateError> {
     let t = text.trim();
     let (amount, per) = match t.split_once('/') {
         Some((a, p)) => (a.trim(), p.trim()),
@@ -88,9 +101,10 @@ pub fn parse_rate(text: &str) -> Result<(f64, bool), String> {
         "h" | "hr" | "hour" => 3600.0,
         "d" | "day" => 86_400.0,
         other => {
-            return Err(format!(
-                "{text:?}: unknown time unit {other:?}; write a slope as e.g. 100MB/h, 512KB/s or 2/m"
-            ));
+            return Err(RateError::TimeUnit {
+                text: text.into(),
+                unit: other.into(),
+            });
         }
     };
     let split = amount
@@ -100,11 +114,9 @@ pub fn parse_rate(text: &str) -> Result<(f64, bool), String> {
     let n: f64 = num
         .trim()
         .parse()
-        .map_err(|_| format!("{text:?} is not a slope; write e.g. 100MB/h, 512KB/s or 2/m"))?;
+        .map_err(|_| RateError::NotSlope(text.into()))?;
     if !n.is_finite() {
-        return Err(format!(
-            "{text:?}: the amount must be a finite number; write e.g. 100MB/h, 512KB/s or 2/m"
-        ));
+        return Err(RateError::NotFinite(text.into()));
     }
     let (factor, bytes) = if unit.is_empty() {
         (1.0, false)
@@ -114,8 +126,9 @@ pub fn parse_rate(text: &str) -> Result<(f64, bool), String> {
             .iter()
             .find(|(name, _)| *name == u)
             .map(|(_, f)| *f)
-            .ok_or_else(|| {
-                format!("{text:?}: unknown unit {unit:?}; use B, KB, MB or GB (1024-based)")
+            .ok_or_else(|| RateError::ByteUnit {
+                text: text.into(),
+                unit: unit.into(),
             })?;
         (f, true)
     };

@@ -8,7 +8,9 @@ use crate::point::Point;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use volley_protocols::descriptor::Descriptor;
-use volley_protocols::metrics::{MetricKind, Slot, Tags, Unit, decode_histogram, encode_histogram};
+use volley_protocols::metrics::{
+    HistogramError, MetricKind, Slot, Tags, Unit, decode_histogram, encode_histogram,
+};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ScenarioInfo {
@@ -140,7 +142,7 @@ impl SeriesRecord {
         }
     }
 
-    pub fn to_slot(&self) -> Result<Slot, String> {
+    pub fn to_slot(&self) -> Result<Slot, HistogramError> {
         Ok(match &self.data {
             SeriesData::Counter { count } => Slot::Counter(*count),
             SeriesData::Rate { hits, total } => Slot::Rate {
@@ -269,15 +271,17 @@ impl Summary {
     /// The times a summary read from a file carries must be times: a damaged
     /// or hand-edited file (`duration_s: 1e300`, an interval at second
     /// 2^64-1) is refused before report, compare or merge compute with it.
-    pub fn check_times(&self) -> Result<(), String> {
+    pub fn check_times(&self) -> Result<(), TimesError> {
         let max_s = volley_protocols::duration::MAX.as_secs_f64();
         let secs = |what: String, v: f64| {
             if (0.0..=max_s).contains(&v) {
                 Ok(())
             } else {
-                Err(format!(
-                    "{what} is {v}, not a run's length in seconds (0 to {max_s})"
-                ))
+                Err(TimesError::Length {
+                    what,
+                    v,
+                    max: max_s,
+                })
             }
         };
         let info = &self.volley;
@@ -292,10 +296,7 @@ impl Summary {
         // 9999-12-31T23:59:59.999Z, the last instant RFC 3339 can write.
         const LAST_MS: u64 = 253_402_300_799_999;
         if info.started_unix_ms > LAST_MS {
-            return Err(format!(
-                "volley.started_unix_ms is {}, past the year 9999",
-                info.started_unix_ms
-            ));
+            return Err(TimesError::Start(info.started_unix_ms));
         }
         for (field, width) in [("interval_s", self.interval_s), ("rollup_s", self.rollup_s)] {
             secs(field.into(), width as f64)?;
@@ -309,15 +310,38 @@ impl Summary {
                 .enumerate()
                 .find(|(_, iv)| iv.t as f64 > max_s)
             {
-                return Err(format!(
-                    "{field}[{i}].t is {}, not a second of a run (0 to {max_s})",
-                    iv.t
-                ));
+                return Err(TimesError::Second {
+                    field,
+                    i,
+                    t: iv.t,
+                    max: max_s,
+                });
             }
         }
         Ok(())
     }
 }
+
+/// A time in a summary file that no run has.
+#[derive(Debug, thiserror::Error)]
+pub enum TimesError {
+    #[error("{what} is {v}, not a run's length in seconds (0 to {max})")]
+    Length { what: String, v: f64, max: f64 },
+    #[error("volley.started_unix_ms is {0}, past the year 9999")]
+    Start(u64),
+    #[error("{field}[{i}].t is {t}, not a second of a run (0 to {max})")]
+    Second {
+        field: &'static str,
+        i: usize,
+        t: u64,
+        max: f64,
+    },
+}
+
+/// A bucket width of 0 in a summary file.
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is 0: it counts the seconds in each bucket, at least 1")]
+pub struct ZeroWidth(&'static str);
 
 /// A summary as files hold it, older ones included: no bucket widths (one
 /// second), rollups inside `intervals`.
@@ -341,14 +365,12 @@ struct SummaryFile {
 }
 
 impl TryFrom<SummaryFile> for Summary {
-    type Error = String;
+    type Error = ZeroWidth;
 
-    fn try_from(mut f: SummaryFile) -> Result<Self, String> {
+    fn try_from(mut f: SummaryFile) -> Result<Self, ZeroWidth> {
         for (field, v) in [("interval_s", f.interval_s), ("rollup_s", f.rollup_s)] {
             if v == 0 {
-                return Err(format!(
-                    "`{field}` is 0: it counts the seconds in each bucket, at least 1"
-                ));
+                return Err(ZeroWidth(field));
             }
         }
         if f.rollup_intervals.is_empty() && f.intervals.iter().any(|iv| !iv.rollups.is_empty()) {

@@ -74,51 +74,100 @@ pub struct ThresholdSet {
     pub span: Range<usize>,
 }
 
+/// A threshold key that is not `metric` or `metric{tag:value,...}`.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{0:?} is not a metric name")]
+    Name(String),
+    #[error("{0:?}: a tag filter ends with '}}', e.g. http_req_duration{{scenario:api}}")]
+    Unclosed(String),
+    #[error(
+        "{0:?}: write one tag filter after the metric name, e.g. http_req_duration{{scenario:api,name:login}}, with no braces inside it or text after it"
+    )]
+    Braces(String),
+    #[error("{key:?}: tag filter {part:?} must be name:value")]
+    Pair { key: String, part: String },
+    #[error("{0:?}: empty tag filter; remove the braces or add name:value")]
+    Empty(String),
+}
+
+/// A threshold expression that is not `AGGREGATION OP LIMIT`.
+#[derive(Debug, thiserror::Error)]
+pub enum ExprError {
+    #[error("{0:?} has no comparison; write e.g. \"p(95)<200\" or \"rate<0.01\"")]
+    NoComparison(String),
+    #[error("{0:?}: the comparison must be one of < <= > >= == !=")]
+    Operator(String),
+    #[error("{src:?}: {p} needs a number, e.g. p(95) or p(99.9)")]
+    Percentile { src: String, p: String },
+    #[error("{0:?}: a percentile is between 0 and 100")]
+    PercentileRange(String),
+    #[error(
+        "{src:?}: unknown aggregation {agg:?}; use avg, min, max, med, p(N), rate, count, value or slope"
+    )]
+    Aggregation { src: String, agg: String },
+    #[error("{src:?}: {e}")]
+    Slope {
+        src: String,
+        e: crate::slope::RateError,
+    },
+    #[error("{src:?}: {e}")]
+    Value { src: String, e: ValueError },
+}
+
+/// A limit that is neither a finite number nor a time.
+#[derive(Debug, thiserror::Error)]
+pub enum ValueError {
+    #[error(
+        "{0:?} is not a limit a value can be compared with; write a finite number, e.g. 200 or 0.01"
+    )]
+    NotFinite(String),
+    #[error("{0:?} is not a number (time values may use ms, s, m)")]
+    NotNumber(String),
+}
+
 /// Split `metric{tag:value,...}`.
-pub fn parse_key(key: &str) -> Result<(String, Tags), String> {
+pub fn parse_key(key: &str) -> Result<(String, Tags), KeyError> {
     let key = key.trim();
     let Some(open) = key.find('{') else {
         return valid_name(key).map(|n| (n, Tags::default()));
     };
     let name = valid_name(&key[..open])?;
-    let inner = key[open + 1..].strip_suffix('}').ok_or_else(|| {
-        format!("{key:?}: a tag filter ends with '}}', e.g. http_req_duration{{scenario:api}}")
-    })?;
+    let inner = key[open + 1..]
+        .strip_suffix('}')
+        .ok_or_else(|| KeyError::Unclosed(key.into()))?;
     // One filter, nothing after it: `m{a:b}{c}` or `m{a:b}x}` is a typo, not a tag value.
     if inner.contains(['{', '}']) {
-        return Err(format!(
-            "{key:?}: write one tag filter after the metric name, e.g. http_req_duration{{scenario:api,name:login}}, with no braces inside it or text after it"
-        ));
+        return Err(KeyError::Braces(key.into()));
     }
     let mut pairs = Vec::new();
     for part in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (k, v) = part
-            .split_once(':')
-            .ok_or_else(|| format!("{key:?}: tag filter {part:?} must be name:value"))?;
+        let (k, v) = part.split_once(':').ok_or_else(|| KeyError::Pair {
+            key: key.into(),
+            part: part.into(),
+        })?;
         pairs.push((k.trim().to_string(), v.trim().to_string()));
     }
     if pairs.is_empty() {
-        return Err(format!(
-            "{key:?}: empty tag filter; remove the braces or add name:value"
-        ));
+        return Err(KeyError::Empty(key.into()));
     }
     Ok((name, Tags::new(pairs)))
 }
 
-fn valid_name(n: &str) -> Result<String, String> {
+fn valid_name(n: &str) -> Result<String, KeyError> {
     let n = n.trim();
     if n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(format!("{n:?} is not a metric name"));
+        return Err(KeyError::Name(n.into()));
     }
     Ok(n.to_string())
 }
 
 /// Parse `p(95)<200`, `rate<0.01`, `count==0`, `avg<=1.5s`.
-pub fn parse_expr(src: &str) -> Result<(Agg, Op, f64), String> {
+pub fn parse_expr(src: &str) -> Result<(Agg, Op, f64), ExprError> {
     let s: String = src.chars().filter(|c| !c.is_whitespace()).collect();
-    let pos = s.find(['<', '>', '=', '!']).ok_or_else(|| {
-        format!("{src:?} has no comparison; write e.g. \"p(95)<200\" or \"rate<0.01\"")
-    })?;
+    let pos = s
+        .find(['<', '>', '=', '!'])
+        .ok_or_else(|| ExprError::NoComparison(src.into()))?;
     let (agg_text, rest) = s.split_at(pos);
     let (op, value_text) = if let Some(v) = rest.strip_prefix("<=") {
         (Op::Le, v)
@@ -133,9 +182,7 @@ pub fn parse_expr(src: &str) -> Result<(Agg, Op, f64), String> {
     } else if let Some(v) = rest.strip_prefix('>') {
         (Op::Gt, v)
     } else {
-        return Err(format!(
-            "{src:?}: the comparison must be one of < <= > >= == !="
-        ));
+        return Err(ExprError::Operator(src.into()));
     };
     let agg = match agg_text {
         "avg" => Agg::Avg,
@@ -152,42 +199,44 @@ pub fn parse_expr(src: &str) -> Result<(Agg, Op, f64), String> {
         p if p.starts_with("p(") && p.ends_with(')') => {
             let n: f64 = p[2..p.len() - 1]
                 .parse()
-                .map_err(|_| format!("{src:?}: {p} needs a number, e.g. p(95) or p(99.9)"))?;
+                .map_err(|_| ExprError::Percentile {
+                    src: src.into(),
+                    p: p.into(),
+                })?;
             if !(0.0..=100.0).contains(&n) {
-                return Err(format!("{src:?}: a percentile is between 0 and 100"));
+                return Err(ExprError::PercentileRange(src.into()));
             }
             Agg::P(n)
         }
         other => {
-            return Err(format!(
-                "{src:?}: unknown aggregation {other:?}; use avg, min, max, med, p(N), rate, count, value or slope"
-            ));
+            return Err(ExprError::Aggregation {
+                src: src.into(),
+                agg: other.into(),
+            });
         }
     };
     if let Agg::Slope { after, .. } = agg {
-        let (value, bytes) =
-            crate::slope::parse_rate(value_text).map_err(|e| format!("{src:?}: {e}"))?;
+        let (value, bytes) = crate::slope::parse_rate(value_text)
+            .map_err(|e| ExprError::Slope { src: src.into(), e })?;
         return Ok((Agg::Slope { after, bytes }, op, value));
     }
-    let value = parse_value(value_text).map_err(|e| format!("{src:?}: {e}"))?;
+    let value = parse_value(value_text).map_err(|e| ExprError::Value { src: src.into(), e })?;
     Ok((agg, op, value))
 }
 
 /// A number; time units (ms, s, m) convert to milliseconds as k6 compares trends in ms.
-fn parse_value(v: &str) -> Result<f64, String> {
+fn parse_value(v: &str) -> Result<f64, ValueError> {
     if let Ok(x) = v.parse::<f64>() {
         // NaN compares false with everything, inf true or false with
         // everything: the threshold would judge nothing.
         if !x.is_finite() {
-            return Err(format!(
-                "{v:?} is not a limit a value can be compared with; write a finite number, e.g. 200 or 0.01"
-            ));
+            return Err(ValueError::NotFinite(v.into()));
         }
         return Ok(x);
     }
     parse_duration(v)
         .map(|d| d.as_secs_f64() * 1000.0)
-        .map_err(|_| format!("{v:?} is not a number (time values may use ms, s, m)"))
+        .map_err(|_| ValueError::NotNumber(v.into()))
 }
 
 /// Parse `[thresholds]`: each value is a list of expressions or of
@@ -251,7 +300,7 @@ pub fn parse_set(
             }
             _ => return Err(err("a threshold is a string such as \"p(95)<200\"".into())),
         };
-        let (mut agg, op, value) = parse_expr(&text).map_err(err)?;
+        let (mut agg, op, value) = parse_expr(&text).map_err(|e| err(e.to_string()))?;
         if let Some(a) = after {
             match &mut agg {
                 Agg::Slope { after, .. } => *after = a,
@@ -423,7 +472,7 @@ mod tests {
             "rate<infinity",
             "count>=nan",
         ] {
-            let e = parse_expr(expr).unwrap_err();
+            let e = parse_expr(expr).unwrap_err().to_string();
             assert!(e.contains("finite number"), "{expr}: {e}");
         }
         let huge = format!("max<{}", "9".repeat(400));
@@ -547,7 +596,7 @@ mod tests {
             "http_req_duration{name:{x}}",
             "http_req_duration{name:x}y}",
         ] {
-            let e = parse_key(junk).unwrap_err();
+            let e = parse_key(junk).unwrap_err().to_string();
             assert!(e.contains("one tag filter"), "{junk}: {e}");
         }
     }

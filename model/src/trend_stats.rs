@@ -26,8 +26,19 @@ pub const DEFAULT: &[TrendStat] = &[
 
 const VALID: &str = "avg, min, med, max, count and p(N) with N from 0 to 100 (e.g. p(99.9))";
 
+/// A summary statistic volley does not compute.
+#[derive(Debug, thiserror::Error)]
+pub enum TrendStatError {
+    #[error("{0:?} is not a statistic; the statistics are {VALID}")]
+    Unknown(String),
+    #[error("{0:?}: a percentile is between 0 and 100; the statistics are {VALID}")]
+    Percentile(String),
+    #[error("no statistic given; list some of {VALID}")]
+    None,
+}
+
 impl TrendStat {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, TrendStatError> {
         let t = s.trim();
         Ok(match t {
             "avg" => Self::Avg,
@@ -39,30 +50,26 @@ impl TrendStat {
                 let n: f64 = p[2..p.len() - 1]
                     .trim()
                     .parse()
-                    .map_err(|_| format!("{t:?} is not a statistic; the statistics are {VALID}"))?;
+                    .map_err(|_| TrendStatError::Unknown(t.into()))?;
                 if !(0.0..=100.0).contains(&n) {
-                    return Err(format!(
-                        "{t:?}: a percentile is between 0 and 100; the statistics are {VALID}"
-                    ));
+                    return Err(TrendStatError::Percentile(t.into()));
                 }
                 Self::P(n)
             }
             _ => {
-                return Err(format!(
-                    "{t:?} is not a statistic; the statistics are {VALID}"
-                ));
+                return Err(TrendStatError::Unknown(t.into()));
             }
         })
     }
 
     /// A comma-separated list, as `--summary-trend-stats` takes it.
-    pub fn parse_list(s: &str) -> Result<Vec<Self>, String> {
+    pub fn parse_list(s: &str) -> Result<Vec<Self>, TrendStatError> {
         let list = split_list(s)
             .into_iter()
             .map(Self::parse)
             .collect::<Result<Vec<_>, _>>()?;
         if list.is_empty() {
-            return Err(format!("no statistic given; list some of {VALID}"));
+            return Err(TrendStatError::None);
         }
         Ok(list)
     }
@@ -169,7 +176,7 @@ mod tests {
         );
         assert_eq!(TrendStat::P(99.9).key(), "p(99.9)");
         assert_eq!(TrendStat::P(95.0).key(), "p(95)");
-        let e = TrendStat::parse_list("avg,p95").unwrap_err();
+        let e = TrendStat::parse_list("avg,p95").unwrap_err().to_string();
         assert!(e.contains("\"p95\"") && e.contains("p(N)"), "{e}");
         assert!(TrendStat::parse_list("p(101)").is_err());
         assert!(TrendStat::parse_list(" , ").is_err());

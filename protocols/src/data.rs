@@ -29,31 +29,58 @@ pub struct Feeder {
     offset: usize,
 }
 
+/// A CSV file a feeder cannot be made of.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    #[error("cannot read CSV file {file}: {e}")]
+    Read { file: String, e: csv::Error },
+    #[error("{file}: bad header row: {e}")]
+    Header { file: String, e: csv::Error },
+    #[error("{0}: the first line must name the columns (e.g. email,password)")]
+    NoColumns(String),
+    #[error("{file}: row {row}: {e}")]
+    Row {
+        file: String,
+        row: usize,
+        e: csv::Error,
+    },
+    #[error("{0} has a header but no rows")]
+    NoRows(String),
+}
+
 impl Feeder {
-    pub fn load(name: &str, path: &Path, pick: Pick) -> Result<Self, String> {
+    pub fn load(name: &str, path: &Path, pick: Pick) -> Result<Self, FeedError> {
         let file = path.display().to_string();
         let mut reader = csv::ReaderBuilder::new()
             .trim(csv::Trim::All)
             .from_path(path)
-            .map_err(|e| format!("cannot read CSV file {file}: {e}"))?;
+            .map_err(|e| FeedError::Read {
+                file: file.clone(),
+                e,
+            })?;
         let columns: Vec<String> = reader
             .headers()
-            .map_err(|e| format!("{file}: bad header row: {e}"))?
+            .map_err(|e| FeedError::Header {
+                file: file.clone(),
+                e,
+            })?
             .iter()
             .map(str::to_string)
             .collect();
         if columns.is_empty() || columns.iter().all(String::is_empty) {
-            return Err(format!(
-                "{file}: the first line must name the columns (e.g. email,password)"
-            ));
+            return Err(FeedError::NoColumns(file));
         }
         let mut rows = Vec::new();
         for (i, rec) in reader.records().enumerate() {
-            let rec = rec.map_err(|e| format!("{file}: row {}: {e}", i + 2))?;
+            let rec = rec.map_err(|e| FeedError::Row {
+                file: file.clone(),
+                row: i + 2,
+                e,
+            })?;
             rows.push(rec.iter().map(str::to_string).collect());
         }
         if rows.is_empty() {
-            return Err(format!("{file} has a header but no rows"));
+            return Err(FeedError::NoRows(file));
         }
         Ok(Self::from_rows(name, &file, pick, columns, rows))
     }

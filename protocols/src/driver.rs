@@ -11,46 +11,25 @@ use crate::metrics::{Recorder, Registry, Tags};
 use crate::template::{Scope, SetupVars, TemplateEnv};
 use serde::Deserialize;
 use std::cell::Cell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Plan-wide settings drivers may fall back on (`[defaults]`).
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Defaults {
-    pub base_url: Option<toml::Spanned<String>>,
-    #[serde(default)]
-    pub headers: BTreeMap<String, toml::Spanned<String>>,
-    pub timeout: Option<crate::duration::Dur>,
-    pub insecure_skip_tls_verify: Option<bool>,
-    pub http_version: Option<HttpVersion>,
-    /// PEM client certificate and its key, for servers that ask for one (mTLS).
-    pub client_cert: Option<toml::Spanned<String>>,
-    pub client_key: Option<toml::Spanned<String>>,
-    /// PEM certificates of private CAs to trust beside the public roots.
-    pub ca_file: Option<toml::Spanned<String>>,
-    /// Redirects followed per request (10 unless set; 0 follows none).
-    pub max_redirects: Option<u32>,
+crate::connection::with_connection_keys! {
+    /// Plan-wide settings drivers may fall back on (`[defaults]`).
+    #[derive(Clone, Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Defaults<headers = String> {
+        ..connection,
+        /// Redirects followed per request (10 unless set; 0 follows none).
+        pub max_redirects: Option<u32>,
+    }
 }
 
-/// `http_version` of `[defaults]` and of HTTP and webhook scenarios: beside
-/// [`Defaults`], so the driver contract needs nothing of the `http` module.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-pub enum HttpVersion {
-    /// HTTP/2 when the server offers it over TLS (ALPN), else HTTP/1.1.
-    #[default]
-    #[serde(rename = "auto")]
-    Auto,
-    #[serde(rename = "1.1")]
-    Http1,
-    /// HTTP/2 only; on http:// URLs by prior knowledge (h2c).
-    #[serde(rename = "2")]
-    Http2,
-}
+pub use crate::connection::HttpVersion;
 
 /// A metric the plan declares (`[metrics.NAME]`) for drivers to feed.
 #[derive(Clone, Debug)]
@@ -291,4 +270,40 @@ impl VuState {
             rng: &mut self.rng,
         }
     }
+}
+
+/// The size of a VU's iteration future, for a scenario with `options` (its
+/// keys in TOML): the engine creates and moves one per iteration, so each
+/// driver's tests keep it small.
+#[cfg(test)]
+pub(crate) fn iteration_future_size<D: Driver>(options: &str) -> usize {
+    let env = HashMap::new();
+    let reg = Registry::new();
+    let defaults = Defaults::default();
+    let ctx = BuildCtx {
+        scenario: "s",
+        tags: Tags::default(),
+        env: &env,
+        feeders: &[],
+        registry: &reg,
+        defaults: &defaults,
+        base_dir: ".".into(),
+        max_vus: 1,
+        metrics: &[],
+        setup: None,
+    };
+    let o: D::Options = toml::from_str(options).expect("the test's options");
+    let d = Arc::new(D::from_plan(o, &ctx, 0..0).expect("the test's driver"));
+    let mut vu = d.vu(VuEnv {
+        index: 0,
+        recorder: Recorder::new(reg.clone()),
+        seed: 1,
+    });
+    let f = vu.iteration(Iteration {
+        number: 0,
+        scheduled: None,
+        deadline: None,
+        stop: Stop::default(),
+    });
+    std::mem::size_of_val(&f)
 }

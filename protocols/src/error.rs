@@ -31,6 +31,8 @@ pub struct ConfigError {
 pub enum ConfigErrorKind {
     /// A table has a key its section does not know (serde's unknown field).
     UnknownKey,
+    /// A `${NAME}` names a variable that is not set.
+    UnsetVariable,
     #[default]
     Other,
 }
@@ -51,6 +53,11 @@ impl ConfigError {
             message: message.to_string(),
             kind: ConfigErrorKind::Other,
         }
+    }
+
+    pub fn with_kind(mut self, kind: ConfigErrorKind) -> Self {
+        self.kind = kind;
+        self
     }
 
     /// Attach a span when the error does not carry one yet.

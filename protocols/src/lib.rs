@@ -4,6 +4,7 @@
 //! the `volley` crate schedules iterations, drivers do the protocol work and
 //! record samples into the metrics shard they are handed.
 
+mod connection;
 pub mod data;
 pub mod descriptor;
 pub mod driver;

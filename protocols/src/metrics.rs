@@ -552,13 +552,22 @@ pub fn encode_histogram(h: &Histogram<u64>) -> String {
     base64::engine::general_purpose::STANDARD.encode(buf)
 }
 
-pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, String> {
+/// A histogram in a summary that does not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum HistogramError {
+    #[error("histogram is not base64: {0}")]
+    Base64(base64::DecodeError),
+    #[error("histogram does not decode: {0:?}")]
+    Decode(hdrhistogram::serialization::DeserializeError),
+}
+
+pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, HistogramError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text)
-        .map_err(|e| format!("histogram is not base64: {e}"))?;
+        .map_err(HistogramError::Base64)?;
     let mut h: Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
         .deserialize(&mut bytes.as_slice())
-        .map_err(|e| format!("histogram does not decode: {e:?}"))?;
+        .map_err(HistogramError::Decode)?;
     h.auto(true);
     Ok(h)
 }

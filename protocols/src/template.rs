@@ -513,6 +513,21 @@ impl Template {
         s
     }
 
+    /// Render with nothing but `locals` (no VU, vars or data rows): a
+    /// room's name, a manifest's line.
+    pub fn render_locals(&self, locals: &[&str], rng: &mut fastrand::Rng) -> String {
+        let mut scope = Scope {
+            vu: 0,
+            iter: 0,
+            vars: &[],
+            feeders: &[],
+            rows: &[],
+            locals,
+            rng,
+        };
+        self.render_string(&mut scope)
+    }
+
     fn push(&mut self, piece: Piece) {
         if let (Piece::Lit(new), Some(Piece::Lit(last))) = (&piece, self.pieces.last_mut()) {
             last.push_str(new);

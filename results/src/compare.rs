@@ -60,24 +60,73 @@ pub struct MetricSpec {
     pub stat: Option<String>,
 }
 
+/// A `--metric` that is not `NAME[{tag:value}][:STAT]`.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "--metric {spec:?}: {why}; write NAME, NAME:STAT or NAME{{tag:value}}:STAT, e.g. 'http_req_duration{{scenario:api}}:p(99)'"
+)]
+pub struct MetricSpecError {
+    spec: String,
+    why: Why,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Why {
+    #[error("no closing }}")]
+    Unclosed,
+    #[error("unexpected text after }}")]
+    After,
+    #[error("tag {0:?} is not key:value")]
+    Tag(String),
+    #[error("the metric name is empty")]
+    NoName,
+    #[error("unknown statistic {0:?} (use avg, min, med, max, p(N), count or rate)")]
+    Stat(String),
+}
+
+/// A `--max-regression` that is not a percentage.
+#[derive(Debug, thiserror::Error)]
+pub enum PercentError {
+    #[error("--max-regression {0:?}: write a percentage such as 10%")]
+    NotNumber(String),
+    #[error("--max-regression {0:?}: must be a percentage of 0 or more")]
+    Negative(String),
+}
+
+/// Why two summaries cannot be compared as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    /// A series does not decode; `what` is `baseline` or `current`.
+    #[error("{what}: series {metric}{tags}: {e}")]
+    Series {
+        what: &'static str,
+        metric: String,
+        tags: Tags,
+        e: volley_protocols::metrics::HistogramError,
+    },
+    #[error("--metric {metric}: the {what} summary has no such metric")]
+    NoMetric { metric: String, what: &'static str },
+    #[error("--metric {metric}{filter}: no series match these tags in either summary")]
+    NoSeries { metric: String, filter: Tags },
+}
+
 impl MetricSpec {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let bad = |why: &str| {
-            format!(
-                "--metric {s:?}: {why}; write NAME, NAME:STAT or NAME{{tag:value}}:STAT, e.g. 'http_req_duration{{scenario:api}}:p(99)'"
-            )
+    pub fn parse(s: &str) -> Result<Self, MetricSpecError> {
+        let bad = |why: Why| MetricSpecError {
+            spec: s.to_string(),
+            why,
         };
         let (head, stat) = match s.find('{') {
             Some(open) => {
                 let close = s[open..]
                     .find('}')
                     .map(|c| open + c)
-                    .ok_or_else(|| bad("no closing }"))?;
+                    .ok_or_else(|| bad(Why::Unclosed))?;
                 let rest = &s[close + 1..];
                 let stat = match rest.strip_prefix(':') {
                     Some(st) => Some(st),
                     None if rest.is_empty() => None,
-                    None => return Err(bad("unexpected text after }")),
+                    None => return Err(bad(Why::After)),
                 };
                 (&s[..=close], stat)
             }
@@ -93,7 +142,7 @@ impl MetricSpec {
                 for p in tags.split(',').filter(|p| !p.trim().is_empty()) {
                     let (k, v) = p
                         .split_once(':')
-                        .ok_or_else(|| bad(&format!("tag {p:?} is not key:value")))?;
+                        .ok_or_else(|| bad(Why::Tag(p.to_string())))?;
                     pairs.push((k.trim().to_string(), v.trim().to_string()));
                 }
                 (m, Some(Tags::new(pairs)))
@@ -101,14 +150,12 @@ impl MetricSpec {
             None => (head, None),
         };
         if metric.is_empty() {
-            return Err(bad("the metric name is empty"));
+            return Err(bad(Why::NoName));
         }
         if let Some(st) = stat
             && !valid_stat(st)
         {
-            return Err(bad(&format!(
-                "unknown statistic {st:?} (use avg, min, med, max, p(N), count or rate)"
-            )));
+            return Err(bad(Why::Stat(st.to_string())));
         }
         Ok(Self {
             metric: metric.to_string(),
@@ -131,16 +178,14 @@ fn percentile(s: &str) -> Option<f64> {
 }
 
 /// "10%" or "10" -> 0.10.
-pub fn parse_percent(s: &str) -> Result<f64, String> {
+pub fn parse_percent(s: &str) -> Result<f64, PercentError> {
     let n: f64 = s
         .trim()
         .trim_end_matches('%')
         .parse()
-        .map_err(|_| format!("--max-regression {s:?}: write a percentage such as 10%"))?;
+        .map_err(|_| PercentError::NotNumber(s.into()))?;
     if !(n >= 0.0 && n.is_finite()) {
-        return Err(format!(
-            "--max-regression {s:?}: must be a percentage of 0 or more"
-        ));
+        return Err(PercentError::Negative(s.into()));
     }
     Ok(n / 100.0)
 }
@@ -195,14 +240,19 @@ struct Side {
 }
 
 impl Side {
-    fn new(s: &Summary, what: &str) -> Result<Self, String> {
+    fn new(s: &Summary, what: &'static str) -> Result<Self, CompareError> {
         let series = s
             .series
             .iter()
             .map(|r| {
                 r.to_slot()
                     .map(|slot| (r.clone(), slot))
-                    .map_err(|e| format!("{what}: series {}{}: {e}", r.metric, r.tags))
+                    .map_err(|e| CompareError::Series {
+                        what,
+                        metric: r.metric.clone(),
+                        tags: r.tags.clone(),
+                        e,
+                    })
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
@@ -253,7 +303,7 @@ fn default_stat(kind: MetricKind) -> &'static str {
     }
 }
 
-pub fn compare(base: &Summary, cur: &Summary, opts: &Options) -> Result<Comparison, String> {
+pub fn compare(base: &Summary, cur: &Summary, opts: &Options) -> Result<Comparison, CompareError> {
     let b = Side::new(base, "baseline")?;
     let c = Side::new(cur, "current")?;
     let mut notes = Vec::new();
@@ -289,10 +339,10 @@ pub fn compare(base: &Summary, cur: &Summary, opts: &Options) -> Result<Comparis
         for m in &opts.metrics {
             for (side, what) in [(&b, "baseline"), (&c, "current")] {
                 if !side.has(&m.metric) {
-                    return Err(format!(
-                        "--metric {}: the {what} summary has no such metric",
-                        m.metric
-                    ));
+                    return Err(CompareError::NoMetric {
+                        metric: m.metric.clone(),
+                        what,
+                    });
                 }
             }
         }
@@ -378,10 +428,10 @@ pub fn compare(base: &Summary, cur: &Summary, opts: &Options) -> Result<Comparis
             let cs = c.stats(&spec.metric, &filter);
             let Some(any) = bs.as_ref().or(cs.as_ref()) else {
                 if spec.filter.is_some() {
-                    return Err(format!(
-                        "--metric {}{}: no series match these tags in either summary",
-                        spec.metric, filter
-                    ));
+                    return Err(CompareError::NoSeries {
+                        metric: spec.metric.clone(),
+                        filter,
+                    });
                 }
                 continue;
             };

@@ -6,7 +6,12 @@ use crate::text::threshold_observed;
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 use volley_model::summary::Summary;
 
-pub fn render(s: &Summary) -> Result<String, String> {
+/// quick-junit could not write the report.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write JUnit XML: {0}")]
+pub struct JunitError(quick_junit::SerializeError);
+
+pub fn render(s: &Summary) -> Result<String, JunitError> {
     let info = &s.volley;
     let mut suite = TestSuite::new(format!("volley thresholds: {}", info.plan));
     suite.set_time(volley_protocols::duration::secs(info.duration_s));
@@ -63,7 +68,5 @@ pub fn render(s: &Summary) -> Result<String, String> {
     let mut report = Report::new("volley");
     report.set_time(volley_protocols::duration::secs(info.duration_s));
     report.add_test_suite(suite);
-    report
-        .to_string()
-        .map_err(|e| format!("cannot write JUnit XML: {e}"))
+    report.to_string().map_err(JunitError)
 }

@@ -51,17 +51,97 @@ pub struct Merged {
     pub thresholds_ok: bool,
 }
 
+/// Why the parts do not merge.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("nothing to merge: give the part summaries, e.g. volley merge part-*.json")]
+    Nothing,
+    #[error(
+        "{} comes from another plan than {}: {} (digest {}) vs {} (digest {}); merge only the parts of one distributed run",
+        .0.part,
+        .0.first,
+        .0.plan,
+        .0.digest,
+        .0.first_plan,
+        .0.first_digest
+    )]
+    OtherPlan(Box<OtherPlan>),
+    #[error(
+        "{part} and {first} carry different thresholds although their plan is the same (different ${{ENV}} values?); run every part with the same settings"
+    )]
+    Thresholds { part: String, first: String },
+    #[error(
+        "{part} splits the plan in {of} segments but {first} in {n}: run every part with the same --segment I/{n}"
+    )]
+    Split {
+        part: String,
+        of: u64,
+        first: String,
+        n: u64,
+    },
+    #[error("segment {s}/{n} appears twice: in {other} and in {part}; give each segment once")]
+    Twice {
+        s: u64,
+        n: u64,
+        other: String,
+        part: String,
+    },
+    #[error(
+        "{list} missing: the parts cover {covered} of {n}; give every part, or pass --allow-partial to merge what is there (the result then covers only part of the plan)"
+    )]
+    Missing {
+        list: String,
+        covered: usize,
+        n: u64,
+    },
+    #[error(
+        "{part}: segment {segment:?} is not I/N; was this file written by `volley run --summary-export`?"
+    )]
+    Segment { part: String, segment: String },
+    #[error("threshold {key:?}: {e}")]
+    Threshold {
+        key: String,
+        e: volley_protocols::ConfigError,
+    },
+    #[error(
+        "{part}: series {metric}{tags}: {e}; the file is damaged, write it again with volley run --summary-export"
+    )]
+    Series {
+        part: String,
+        metric: String,
+        tags: Tags,
+        e: volley_protocols::metrics::HistogramError,
+    },
+    #[error(
+        "{part}: {metric} is a {here:?} here but a {there:?} in another part; were the parts written by different volley versions?"
+    )]
+    Kind {
+        part: String,
+        metric: String,
+        here: volley_protocols::metrics::MetricKind,
+        there: volley_protocols::metrics::MetricKind,
+    },
+}
+
+/// Two parts of different plans: the files and their plans.
+#[derive(Debug)]
+pub struct OtherPlan {
+    part: String,
+    first: String,
+    plan: String,
+    digest: String,
+    first_plan: String,
+    first_digest: String,
+}
+
 /// The segments a part covers: its own, or those of an earlier merge.
-fn coverage(p: &Part) -> Result<(Vec<u64>, u64), String> {
+fn coverage(p: &Part) -> Result<(Vec<u64>, u64), MergeError> {
     if let Some(m) = &p.summary.volley.merge {
         return Ok((m.segments.clone(), m.of));
     }
-    let seg = Segment::parse(&p.summary.volley.segment).map_err(|_| {
-        format!(
-            "{}: segment {:?} is not I/N; was this file written by `volley run --summary-export`?",
-            p.file.display(),
-            p.summary.volley.segment
-        )
+    let seg = Segment::parse(&p.summary.volley.segment).map_err(|_| MergeError::Segment {
+        part: name(p),
+        segment: p.summary.volley.segment.clone(),
     })?;
     Ok((vec![seg.index + 1], seg.count))
 }
@@ -71,30 +151,26 @@ fn name(p: &Part) -> String {
 }
 
 /// Check the parts belong together; returns the covered and missing segments and N.
-fn check(parts: &[Part], opts: &Options) -> Result<(Vec<u64>, Vec<u64>, u64), String> {
-    let first = parts
-        .first()
-        .ok_or("nothing to merge: give the part summaries, e.g. volley merge part-*.json")?;
+fn check(parts: &[Part], opts: &Options) -> Result<(Vec<u64>, Vec<u64>, u64), MergeError> {
+    let first = parts.first().ok_or(MergeError::Nothing)?;
     let info = &first.summary.volley;
     for p in &parts[1..] {
         let v = &p.summary.volley;
         if v.plan_digest != info.plan_digest {
-            return Err(format!(
-                "{} comes from another plan than {}: {} (digest {}) vs {} (digest {}); merge only the parts of one distributed run",
-                name(p),
-                name(first),
-                v.plan,
-                v.plan_digest,
-                info.plan,
-                info.plan_digest
-            ));
+            return Err(MergeError::OtherPlan(Box::new(OtherPlan {
+                part: name(p),
+                first: name(first),
+                plan: v.plan.clone(),
+                digest: v.plan_digest.clone(),
+                first_plan: info.plan.clone(),
+                first_digest: info.plan_digest.clone(),
+            })));
         }
         if !same_thresholds(v, info) {
-            return Err(format!(
-                "{} and {} carry different thresholds although their plan is the same (different ${{ENV}} values?); run every part with the same settings",
-                name(p),
-                name(first)
-            ));
+            return Err(MergeError::Thresholds {
+                part: name(p),
+                first: name(first),
+            });
         }
     }
     let (_, n) = coverage(first)?;
@@ -102,29 +178,32 @@ fn check(parts: &[Part], opts: &Options) -> Result<(Vec<u64>, Vec<u64>, u64), St
     for p in parts {
         let (segs, of) = coverage(p)?;
         if of != n {
-            return Err(format!(
-                "{} splits the plan in {of} segments but {} in {n}: run every part with the same --segment I/{n}",
-                name(p),
-                name(first)
-            ));
+            return Err(MergeError::Split {
+                part: name(p),
+                of,
+                first: name(first),
+                n,
+            });
         }
         for s in segs {
             if let Some(other) = owner.insert(s, name(p)) {
-                return Err(format!(
-                    "segment {s}/{n} appears twice: in {other} and in {}; give each segment once",
-                    name(p)
-                ));
+                return Err(MergeError::Twice {
+                    s,
+                    n,
+                    other,
+                    part: name(p),
+                });
             }
         }
     }
     let covered: Vec<u64> = owner.keys().copied().collect();
     let missing: Vec<u64> = (1..=n).filter(|s| !owner.contains_key(s)).collect();
     if !missing.is_empty() && !opts.allow_partial {
-        return Err(format!(
-            "{} missing: the parts cover {} of {n}; give every part, or pass --allow-partial to merge what is there (the result then covers only part of the plan)",
-            segment_list("segment", &missing, n),
-            covered.len()
-        ));
+        return Err(MergeError::Missing {
+            list: segment_list("segment", &missing, n),
+            covered: covered.len(),
+            n,
+        });
     }
     Ok((covered, missing, n))
 }
@@ -148,7 +227,7 @@ pub fn segment_list(word: &str, segs: &[u64], n: u64) -> String {
 }
 
 /// The plan's thresholds, parsed back from the sources a summary carries.
-pub fn thresholds_of(info: &RunInfo) -> Result<Vec<ThresholdSet>, String> {
+pub fn thresholds_of(info: &RunInfo) -> Result<Vec<ThresholdSet>, MergeError> {
     info.thresholds
         .iter()
         .map(|t| {
@@ -157,8 +236,11 @@ pub fn thresholds_of(info: &RunInfo) -> Result<Vec<ThresholdSet>, String> {
                 .iter()
                 .map(|e| (serde_json::Value::from(e.as_str()), 0..0))
                 .collect();
-            let mut set = threshold::parse_set(&t.key, 0..0, &items)
-                .map_err(|e| format!("threshold {:?}: {}", t.key, e.message))?;
+            let mut set =
+                threshold::parse_set(&t.key, 0..0, &items).map_err(|e| MergeError::Threshold {
+                    key: t.key.clone(),
+                    e,
+                })?;
             for item in &mut set.items {
                 item.allow_empty = t.allow_empty.contains(&item.source);
             }
@@ -205,7 +287,7 @@ struct Acc {
     latest_end: u64,
 }
 
-pub fn merge(parts: &[Part], opts: &Options) -> Result<Merged, String> {
+pub fn merge(parts: &[Part], opts: &Options) -> Result<Merged, MergeError> {
     let (covered, missing, n) = check(parts, opts)?;
     let first = &parts[0].summary.volley;
     let thresholds = thresholds_of(first)?;
@@ -216,13 +298,11 @@ pub fn merge(parts: &[Part], opts: &Options) -> Result<Merged, String> {
     for p in parts {
         let end = end_ms(&p.summary.volley);
         for r in &p.summary.series {
-            let slot = r.to_slot().map_err(|e| {
-                format!(
-                    "{}: series {}{}: {e}; the file is damaged, write it again with volley run --summary-export",
-                    name(p),
-                    r.metric,
-                    r.tags
-                )
+            let slot = r.to_slot().map_err(|e| MergeError::Series {
+                part: name(p),
+                metric: r.metric.clone(),
+                tags: r.tags.clone(),
+                e,
             })?;
             let key = (r.metric.clone(), r.tags.clone());
             let i = match index.get(&key) {
@@ -239,13 +319,12 @@ pub fn merge(parts: &[Part], opts: &Options) -> Result<Merged, String> {
             };
             let acc = &mut accs[i];
             if acc.record.kind() != r.kind() {
-                return Err(format!(
-                    "{}: {} is a {:?} here but a {:?} in another part; were the parts written by different volley versions?",
-                    name(p),
-                    r.metric,
-                    r.kind(),
-                    acc.record.kind()
-                ));
+                return Err(MergeError::Kind {
+                    part: name(p),
+                    metric: r.metric.clone(),
+                    here: r.kind(),
+                    there: acc.record.kind(),
+                });
             }
             match (&mut acc.slot, &slot) {
                 (

@@ -46,15 +46,18 @@ impl Settings {
 pub enum RunError {
     /// The plan cannot run against its target (e.g. a statement does not
     /// prepare): a bad plan, nothing was sent.
-    #[error("{0}")]
-    Plan(String),
+    #[error(transparent)]
+    Monitor(#[from] crate::monitor::MonitorError),
     /// A scenario's driver found its target cannot run the plan.
     #[error("scenario {scenario:?}: {problem}")]
     Prepare {
         scenario: String,
         problem: PrepareError,
     },
-    /// The machine could not run it (e.g. no worker thread could start).
+    /// The machine could not run it: no worker thread could start.
+    #[error(transparent)]
+    Workers(#[from] engine::StartError),
+    /// `[setup]` failed, so no VU started.
     #[error("{0}")]
     Runtime(String),
 }
@@ -120,9 +123,7 @@ pub async fn execute(
                 problem,
             })?;
     }
-    crate::monitor::prepare(&plan.monitors)
-        .await
-        .map_err(RunError::Plan)?;
+    crate::monitor::prepare(&plan.monitors).await?;
     // The run's series table: the plan's metrics, no series yet.
     let registry = plan.metrics.registry();
     registry.set_max_series(s.max_series);
@@ -165,8 +166,7 @@ pub async fn execute(
         control.clone(),
         &mut observers,
     )
-    .await
-    .map_err(RunError::Runtime)?;
+    .await?;
     // [teardown] after the last VU, also after a stop; a second Ctrl-C cuts it.
     let mut teardown_failed = None;
     if let Some(teardown) = &plan.teardown {

@@ -217,7 +217,9 @@ impl Receiver {
         let key = secret.map(|s| scheme.key(s));
         Self {
             scheme,
-            unusable: key.as_ref().and_then(|k| k.as_ref().err().cloned()),
+            unusable: key
+                .as_ref()
+                .and_then(|k| k.as_ref().err().map(ToString::to_string)),
             key: key.and_then(Result::ok),
             insecure,
             received: AtomicU64::new(0),

@@ -91,7 +91,10 @@ pub(super) fn cmd_k8s_render(a: K8sRenderArgs) -> Result<u8, Failure> {
         segment: Some(format!("1/{}", a.parts)),
     };
     let plan = load_plan(&plan_args, &[]).map_err(|Failure(code, e)| {
-        if e.to_string().contains("is not set") {
+        let unset = e
+            .downcast_ref::<plan::PlanError>()
+            .is_some_and(|p| p.kind == volley_protocols::ConfigErrorKind::UnsetVariable);
+        if unset {
             Failure(
                 code,
                 e.context("the plan is checked before it is rendered: give its variables with -e KEY=VALUE (they go to the pods too), or export them in this shell for the check only and give the pods a --secret"),

@@ -101,7 +101,7 @@ pub(super) struct ValidateArgs {
 }
 
 /// Checked as clap reads it; kept as text (clap reads `Option<Vec<_>>` as a list of flags).
-fn parse_trend_stats(s: &str) -> Result<String, String> {
+fn parse_trend_stats(s: &str) -> Result<String, volley_model::trend_stats::TrendStatError> {
     TrendStat::parse_list(s).map(|_| s.to_string())
 }
 
@@ -235,8 +235,8 @@ pub(super) fn run_and_report(
         report
     });
     let report = report.map_err(|e| match e {
-        run::RunError::Plan(m) => usage(anyhow!(m)),
-        e @ run::RunError::Prepare { .. } => usage(anyhow!(e)),
+        e @ (run::RunError::Monitor(_) | run::RunError::Prepare { .. }) => usage(anyhow!(e)),
+        e @ run::RunError::Workers(_) => runtime(anyhow!(e)),
         run::RunError::Runtime(m) => runtime(anyhow!(m)),
     })?;
     print_summary(

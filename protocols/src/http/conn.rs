@@ -486,7 +486,7 @@ impl Connector {
         insecure: bool,
         version: HttpVersion,
         files: &TlsFiles,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, TlsError> {
         Ok(Self {
             tls: Arc::new(tls_config(insecure, version, files)?),
             version,
@@ -572,12 +572,25 @@ impl Connector {
     }
 }
 
+/// TLS files rustls refuses.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("ca_file: a certificate does not parse ({0})")]
+    Root(rustls::Error),
+    #[error(
+        "client_key is not the key of client_cert: give the key the certificate was issued for"
+    )]
+    KeyMismatch,
+    #[error("client_cert/client_key: {0}")]
+    Client(rustls::Error),
+}
+
 /// rustls with the ring provider; also used by the WebSocket driver (HTTP/1.1 only).
 fn tls_config(
     insecure: bool,
     version: HttpVersion,
     files: &TlsFiles,
-) -> Result<rustls::ClientConfig, String> {
+) -> Result<rustls::ClientConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -590,9 +603,7 @@ fn tls_config(
         let mut roots =
             rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         for cert in &files.roots {
-            roots
-                .add(cert.clone())
-                .map_err(|e| format!("ca_file: a certificate does not parse ({e})"))?;
+            roots.add(cert.clone()).map_err(TlsError::Root)?;
         }
         builder.with_root_certificates(roots)
     };
@@ -600,10 +611,8 @@ fn tls_config(
         Some((chain, key)) => builder
             .with_client_auth_cert(chain.clone(), key.clone_key())
             .map_err(|e| match e {
-                rustls::Error::InconsistentKeys(_) => {
-                    "client_key is not the key of client_cert: give the key the certificate was issued for".to_string()
-                }
-                e => format!("client_cert/client_key: {e}"),
+                rustls::Error::InconsistentKeys(_) => TlsError::KeyMismatch,
+                e => TlsError::Client(e),
             })?,
         None => builder.with_no_client_auth(),
     };
@@ -668,8 +677,8 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAny {
 mod tests {
     use super::*;
 
-    fn target(url: &str) -> Result<Target, String> {
-        Target::from_url(url).map_err(|e| e.to_string())
+    fn target(url: &str) -> Result<Target, BadUrl> {
+        Target::from_url(url)
     }
 
     #[test]
@@ -683,7 +692,7 @@ mod tests {
             let e = target(url)
                 .err()
                 .unwrap_or_else(|| panic!("{url} accepted"));
-            assert!(e.contains("1 to 65535"), "{e}");
+            assert!(e.to_string().contains("1 to 65535"), "{e}");
         }
         assert_eq!(target("http://h:65535/").unwrap().origin.port, 65535);
         assert_eq!(target("http://u:p@[::1]:8080/").unwrap().origin.port, 8080);

@@ -20,6 +20,7 @@ pub use fetch::{FetchError, Fetcher};
 pub use record::RecordSpec;
 pub use vu::HttpVu;
 
+use crate::connection::ConnKeys;
 pub use crate::driver::HttpVersion;
 use crate::driver::Inputs;
 use crate::driver::{BuildCtx, Driver, VuEnv};
@@ -48,35 +49,29 @@ pub enum Flow {
     Weighted,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpOptions {
-    #[serde(default)]
-    pub flow: Flow,
-    pub requests: Vec<RequestSpec>,
-    pub base_url: Option<Spanned<String>>,
-    #[serde(default)]
-    pub headers: BTreeMap<Spanned<String>, Spanned<String>>,
-    pub timeout: Option<Dur>,
-    pub insecure_skip_tls_verify: Option<bool>,
-    pub http_version: Option<HttpVersion>,
-    pub client_cert: Option<Spanned<String>>,
-    pub client_key: Option<Spanned<String>>,
-    pub ca_file: Option<Spanned<String>>,
-    /// A cookie jar per VU: `"on"` (the default, as in k6) or `"off"`.
-    pub cookies: Option<Switch>,
-    /// `"iteration"`: each iteration starts with an empty jar.
-    pub reset_cookies: Option<ResetCookies>,
-    /// Redirects followed per request (10 unless set; 0 follows none).
-    pub max_redirects: Option<u32>,
-    /// What a 429 does: `"count"` (the default) or `"honor"` its Retry-After.
-    pub on_429: Option<On429>,
-    /// The longest Retry-After honored (60s unless set).
-    pub max_retry_after: Option<Dur>,
-    /// HTTP/2: how many VUs (of this scenario, on one worker thread) share a
-    /// connection, each with its own stream (1 unless set: a VU owns its
-    /// connection).
-    pub vus_per_connection: Option<Spanned<i64>>,
+crate::connection::with_connection_keys! {
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct HttpOptions {
+        #[serde(default)]
+        pub flow: Flow,
+        pub requests: Vec<RequestSpec>,
+        ..connection,
+        /// A cookie jar per VU: `"on"` (the default, as in k6) or `"off"`.
+        pub cookies: Option<Switch>,
+        /// `"iteration"`: each iteration starts with an empty jar.
+        pub reset_cookies: Option<ResetCookies>,
+        /// Redirects followed per request (10 unless set; 0 follows none).
+        pub max_redirects: Option<u32>,
+        /// What a 429 does: `"count"` (the default) or `"honor"` its Retry-After.
+        pub on_429: Option<On429>,
+        /// The longest Retry-After honored (60s unless set).
+        pub max_retry_after: Option<Dur>,
+        /// HTTP/2: how many VUs (of this scenario, on one worker thread) share a
+        /// connection, each with its own stream (1 unless set: a VU owns its
+        /// connection).
+        pub vus_per_connection: Option<Spanned<i64>>,
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -159,19 +154,6 @@ pub struct RequestSpec {
 
 /// Headers as written, lower-cased name -> (span of the key, value).
 pub(crate) type HeaderSpecs = BTreeMap<String, (std::ops::Range<usize>, Spanned<String>)>;
-
-/// The connection keys an HTTP or webhook scenario shares with
-/// `[defaults]`, as the scenario wrote them. (Each options struct declares
-/// them itself: serde's `flatten` cannot go with `deny_unknown_fields`,
-/// which names a mistyped key.)
-#[derive(Clone, Copy)]
-pub(crate) struct ConnKeys<'a> {
-    pub base_url: Option<&'a Spanned<String>>,
-    pub headers: &'a BTreeMap<Spanned<String>, Spanned<String>>,
-    pub timeout: Option<Dur>,
-    pub http_version: Option<HttpVersion>,
-    pub insecure_skip_tls_verify: Option<bool>,
-}
 
 /// Connection settings a scenario that speaks HTTP takes from its own keys,
 /// else from `[defaults]`: shared by the HTTP and webhook drivers.
@@ -322,13 +304,11 @@ impl<'a> Client<'a> {
         &mut self,
         base_dir: &std::path::Path,
         defaults: &crate::driver::Defaults,
-        cert: Option<&Spanned<String>>,
-        key: Option<&Spanned<String>>,
-        ca: Option<&Spanned<String>>,
+        keys: ConnKeys<'_>,
     ) -> Result<(), ConfigError> {
-        let cert = cert.or(defaults.client_cert.as_ref());
-        let key = key.or(defaults.client_key.as_ref());
-        let ca = ca.or(defaults.ca_file.as_ref());
+        let cert = keys.client_cert.or(defaults.client_cert.as_ref());
+        let key = keys.client_key.or(defaults.client_key.as_ref());
+        let ca = keys.ca_file.or(defaults.ca_file.as_ref());
         let files = tls_files(base_dir, cert, key, ca, &PLAN_TLS_NAMES)?;
         if files.is_empty() {
             return Ok(());
@@ -522,21 +502,9 @@ impl HttpDriver {
                 env.declare_var(name);
             }
         }
-        let keys = ConnKeys {
-            base_url: options.base_url.as_ref(),
-            headers: &options.headers,
-            timeout: options.timeout,
-            http_version: options.http_version,
-            insecure_skip_tls_verify: options.insecure_skip_tls_verify,
-        };
+        let keys = options.connection();
         let mut client = Client::resolve(defaults, keys, Duration::from_secs(60));
-        client.with_tls_files(
-            &ctx.base_dir,
-            defaults,
-            options.client_cert.as_ref(),
-            options.client_key.as_ref(),
-            options.ca_file.as_ref(),
-        )?;
+        client.with_tls_files(&ctx.base_dir, defaults, keys)?;
         let sharing = match &options.vus_per_connection {
             None => None,
             Some(v) if !(1..=MAX_VUS_PER_CONNECTION).contains(v.get_ref()) => {

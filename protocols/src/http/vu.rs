@@ -812,45 +812,13 @@ mod tests {
 
 #[cfg(test)]
 mod size {
-    use super::*;
-    use crate::driver::{BuildCtx, Defaults, Driver, Stop};
-    use crate::metrics::{Registry, Tags};
-    use std::collections::HashMap;
-
     /// The iteration future is created and moved for every iteration: what
     /// redirects, streams and the jar add must not make it much larger.
     #[tokio::test]
     async fn an_iteration_future_stays_small() {
-        let env = HashMap::new();
-        let reg = Registry::new();
-        let defaults = Defaults::default();
-        let ctx = BuildCtx {
-            scenario: "s",
-            tags: Tags::default(),
-            env: &env,
-            feeders: &[],
-            registry: &reg,
-            defaults: &defaults,
-            base_dir: ".".into(),
-            max_vus: 1,
-            metrics: &[],
-            setup: None,
-        };
-        let o: super::super::HttpOptions =
-            toml::from_str("[[requests]]\nurl = \"http://127.0.0.1:1/\"\n").unwrap();
-        let d = Arc::new(HttpDriver::build(o, &ctx).unwrap());
-        let mut vu = d.vu(VuEnv {
-            index: 0,
-            recorder: Recorder::new(reg.clone()),
-            seed: 1,
-        });
-        let it = Iteration {
-            number: 0,
-            scheduled: None,
-            deadline: None,
-            stop: Stop::default(),
-        };
-        let size = std::mem::size_of_val(&vu.iteration(it));
+        let size = crate::driver::iteration_future_size::<super::HttpDriver>(
+            "[[requests]]\nurl = \"http://127.0.0.1:1/\"\n",
+        );
         eprintln!("iteration future: {size} bytes");
         // 1776 bytes before redirects, streams and the jar (2136 with them).
         assert!(size < 3072, "{size} bytes");

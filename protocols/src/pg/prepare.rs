@@ -31,7 +31,7 @@ pub(super) async fn validate(d: Arc<PgDriver>) -> Result<(), PrepareError> {
         for &si in &q.statements {
             check_statement(&d, client, &d.statements[si], &mut state)
                 .await
-                .map_err(PrepareError::Refused)?;
+                .map_err(|e| PrepareError::Refused(e.to_string()))?;
         }
     }
     for st in d.statements.iter().filter(|s| s.query.is_none()) {
@@ -43,55 +43,117 @@ pub(super) async fn validate(d: Arc<PgDriver>) -> Result<(), PrepareError> {
     Ok(())
 }
 
+/// What the server refuses of one statement; `at` names its query.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error("{at} does not prepare: {db}{pointer}")]
+    Prepare {
+        at: String,
+        db: String,
+        pointer: String,
+    },
+    #[error(
+        "{at}: the SQL has {want} parameter{} ({}) but params gives {given} value{}; give one value per $N",
+        plural(*.want),
+        numbered(*.want),
+        plural(*.given)
+    )]
+    Params {
+        at: String,
+        want: usize,
+        given: usize,
+    },
+    #[error(
+        "{at}: capture {capture:?} reads column {column:?}, which the query does not return; it returns {returns}"
+    )]
+    NoColumn {
+        at: String,
+        capture: String,
+        column: String,
+        returns: String,
+    },
+    #[error(
+        "{at}: capture {capture:?} reads column {column:?} of type {ty}, which volley does not turn into text; cast it in the SQL, e.g. {column}::text AS {column}"
+    )]
+    ColumnType {
+        at: String,
+        capture: String,
+        column: String,
+        ty: String,
+    },
+    #[error("{at}: param {n} ({src:?}, e.g. {sample:?}) does not fit ${n} of type {ty}: {db}")]
+    Param {
+        at: String,
+        n: usize,
+        src: String,
+        sample: String,
+        ty: String,
+        db: String,
+    },
+    #[error("{at}: {db}")]
+    Db { at: String, db: String },
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// `$1, $2`, or `none`.
+fn numbered(n: usize) -> String {
+    if n == 0 {
+        return "none".into();
+    }
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 async fn check_statement(
     d: &PgDriver,
     client: &Client,
     st: &Statement,
     state: &mut VuState,
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     let at = d.where_(st);
-    let stmt = client.prepare(&st.sql).await.map_err(|e| {
-        format!(
-            "{at} does not prepare: {}{}",
-            describe(&e),
-            pointer(&st.sql, &e)
-        )
-    })?;
+    let stmt = client
+        .prepare(&st.sql)
+        .await
+        .map_err(|e| Refusal::Prepare {
+            at: at.clone(),
+            db: describe(&e),
+            pointer: pointer(&st.sql, &e),
+        })?;
     let want = stmt.params().len();
     if want != st.params.len() {
-        let numbered: Vec<String> = (1..=want).map(|i| format!("${i}")).collect();
-        return Err(format!(
-            "{at}: the SQL has {want} parameter{} ({}) but params gives {} value{}; give one value per $N",
-            if want == 1 { "" } else { "s" },
-            if numbered.is_empty() {
-                "none".to_string()
-            } else {
-                numbered.join(", ")
-            },
-            st.params.len(),
-            if st.params.len() == 1 { "" } else { "s" },
-        ));
+        return Err(Refusal::Params {
+            at,
+            want,
+            given: st.params.len(),
+        });
     }
     for c in &st.captures {
         let col = c.column.get_ref();
         let Some(column) = stmt.columns().iter().find(|k| k.name() == col) else {
             let names: Vec<&str> = stmt.columns().iter().map(|k| k.name()).collect();
-            return Err(format!(
-                "{at}: capture {:?} reads column {col:?}, which the query does not return; it returns {}",
-                c.name,
-                if names.is_empty() {
+            return Err(Refusal::NoColumn {
+                at,
+                capture: c.name.clone(),
+                column: col.clone(),
+                returns: if names.is_empty() {
                     "no columns (add RETURNING ... to capture from a write)".to_string()
                 } else {
                     names.join(", ")
-                }
-            ));
+                },
+            });
         };
         if !can_capture(column.type_()) {
-            return Err(format!(
-                "{at}: capture {:?} reads column {col:?} of type {}, which volley does not turn into text; cast it in the SQL, e.g. {col}::text AS {col}",
-                c.name,
-                column.type_()
-            ));
+            return Err(Refusal::ColumnType {
+                at,
+                capture: c.name.clone(),
+                column: col.clone(),
+                ty: column.type_().to_string(),
+            });
         }
     }
     // Does a sample value parse as the parameter's type? The server says,
@@ -105,18 +167,26 @@ async fn check_statement(
         let probe = client
             .prepare_typed("SELECT $1", std::slice::from_ref(&ty))
             .await
-            .map_err(|e| format!("{at}: {}", describe(&e)))?;
+            .map_err(|e| Refusal::Db {
+                at: at.clone(),
+                db: describe(&e),
+            })?;
         if let Err(e) = client.query(&probe, &[&TextParam(&sample)]).await {
             let f = Failure::of(&e, false);
             if f.kind == ErrorKind::Db {
-                return Err(format!(
-                    "{at}: param {} ({src:?}, e.g. {sample:?}) does not fit ${} of type {ty}: {}",
-                    i + 1,
-                    i + 1,
-                    describe(&e)
-                ));
+                return Err(Refusal::Param {
+                    at,
+                    n: i + 1,
+                    src: src.clone(),
+                    sample,
+                    ty: ty.to_string(),
+                    db: describe(&e),
+                });
             }
-            return Err(format!("{at}: {}", describe(&e)));
+            return Err(Refusal::Db {
+                at,
+                db: describe(&e),
+            });
         }
     }
     Ok(())

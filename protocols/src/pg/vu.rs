@@ -446,50 +446,15 @@ impl Vu for PgVu {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::driver::{BuildCtx, Defaults};
-    use crate::metrics::{Registry, Tags};
-    use std::collections::HashMap;
 
     /// Every iteration's future is created and moved into the engine's
     /// select: the rare, large parts (connecting) are boxed so it stays small.
     #[test]
     fn an_iteration_future_stays_small() {
-        let env = HashMap::new();
-        let reg = Registry::new();
-        let defaults = Defaults::default();
-        let ctx = BuildCtx {
-            scenario: "s",
-            tags: Tags::default(),
-            env: &env,
-            feeders: &[],
-            registry: &reg,
-            defaults: &defaults,
-            base_dir: ".".into(),
-            max_vus: 1,
-            metrics: &[],
-            setup: None,
-        };
         for connections in ["pool", "per-vu", "per-iteration"] {
-            let o: super::super::PgOptions = toml::from_str(&format!(
+            let size = crate::driver::iteration_future_size::<PgDriver>(&format!(
                 "database_url = \"postgres://u@127.0.0.1/x\"\nconnections = \"{connections}\"\n[[queries]]\nsql = \"SELECT 1\"\n"
-            ))
-            .unwrap();
-            let d = Arc::new(PgDriver::build(o, &ctx).unwrap());
-            let mut vu = crate::driver::Driver::vu(
-                &d,
-                VuEnv {
-                    index: 0,
-                    recorder: Recorder::new(reg.clone()),
-                    seed: 1,
-                },
-            );
-            let f = vu.iteration(Iteration {
-                number: 0,
-                scheduled: None,
-                deadline: None,
-                stop: Default::default(),
-            });
-            let size = std::mem::size_of_val(&f);
+            ));
             assert!(size < 4096, "{connections}: {size} bytes");
         }
     }

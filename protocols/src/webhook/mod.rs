@@ -16,10 +16,9 @@ use crate::driver::Inputs;
 use crate::driver::{BuildCtx, Driver, VuEnv, VuState};
 use crate::duration::Dur;
 use crate::error::ConfigError;
-use crate::http::HttpVersion;
+use crate::http::Client;
 use crate::http::conn::{ConnectTimes, Connector, Target};
 use crate::http::link::Link;
-use crate::http::{Client, ConnKeys};
 use crate::metrics::{MetricId, MetricKind, Registry, Tags, Unit};
 use crate::template::{Template, TemplateEnv};
 use crate::weights::{Weighted, check_mix, weight};
@@ -29,45 +28,36 @@ use scheme::Scheme;
 use serde::Deserialize;
 use serde_json::Value;
 use signature::Key;
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use templates::{LOCALS, NUMERIC_LOCALS, TemplateSet};
 use toml::Spanned;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookOptions {
-    /// How deliveries are signed: stripe (default), github, standard, shopify, slack.
-    pub scheme: Option<Spanned<String>>,
-    /// The URL the provider would POST to; relative paths join `base_url`.
-    pub endpoint: Option<Spanned<String>>,
-    /// The endpoint's signing secret, or a list while rotating (Stripe and
-    /// Standard Webhooks carry one signature per secret).
-    pub secret: Option<Spanned<Value>>,
-    /// Weighted event types; default: every template, equally.
-    pub events: Option<Spanned<Vec<EventSpec>>>,
-    /// A folder of event templates (`*.json`) added to the built-in ones.
-    pub templates: Option<Spanned<String>>,
-    pub forged_ratio: Option<Spanned<f64>>,
-    pub stale_ratio: Option<Spanned<f64>>,
-    pub unsigned_ratio: Option<Spanned<f64>>,
-    pub duplicate_ratio: Option<Spanned<f64>>,
-    pub out_of_order_ratio: Option<Spanned<f64>>,
-    /// The endpoint's timestamp tolerance; stale deliveries are older than this.
-    pub tolerance: Option<Spanned<Dur>>,
-    pub base_url: Option<Spanned<String>>,
-    #[serde(default)]
-    pub headers: BTreeMap<Spanned<String>, Spanned<String>>,
-    pub timeout: Option<Dur>,
-    pub insecure_skip_tls_verify: Option<bool>,
-    pub http_version: Option<HttpVersion>,
-    /// PEM client certificate and key (mTLS), and private CAs to trust;
-    /// else `[defaults]`'.
-    pub client_cert: Option<Spanned<String>>,
-    pub client_key: Option<Spanned<String>>,
-    pub ca_file: Option<Spanned<String>>,
+crate::connection::with_connection_keys! {
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct WebhookOptions {
+        /// How deliveries are signed: stripe (default), github, standard, shopify, slack.
+        pub scheme: Option<Spanned<String>>,
+        /// The URL the provider would POST to; relative paths join `base_url`.
+        pub endpoint: Option<Spanned<String>>,
+        /// The endpoint's signing secret, or a list while rotating (Stripe and
+        /// Standard Webhooks carry one signature per secret).
+        pub secret: Option<Spanned<Value>>,
+        /// Weighted event types; default: every template, equally.
+        pub events: Option<Spanned<Vec<EventSpec>>>,
+        /// A folder of event templates (`*.json`) added to the built-in ones.
+        pub templates: Option<Spanned<String>>,
+        pub forged_ratio: Option<Spanned<f64>>,
+        pub stale_ratio: Option<Spanned<f64>>,
+        pub unsigned_ratio: Option<Spanned<f64>>,
+        pub duplicate_ratio: Option<Spanned<f64>>,
+        pub out_of_order_ratio: Option<Spanned<f64>>,
+        /// The endpoint's timestamp tolerance; stale deliveries are older than this.
+        pub tolerance: Option<Spanned<Dur>>,
+        ..connection,
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -219,21 +209,9 @@ impl WebhookDriver {
                 scheme.name()
             ))
         })?;
-        let conn = ConnKeys {
-            base_url: o.base_url.as_ref(),
-            headers: &o.headers,
-            timeout: o.timeout,
-            http_version: o.http_version,
-            insecure_skip_tls_verify: o.insecure_skip_tls_verify,
-        };
+        let conn = o.connection();
         let mut client = Client::resolve(defaults, conn, Duration::from_secs(30));
-        client.with_tls_files(
-            &ctx.base_dir,
-            defaults,
-            o.client_cert.as_ref(),
-            o.client_key.as_ref(),
-            o.ca_file.as_ref(),
-        )?;
+        client.with_tls_files(&ctx.base_dir, defaults, conn)?;
         let url = join_url(endpoint, client.base)?;
         let target = Target::from_url(&url).map_err(|e| ConfigError::at(endpoint.span(), e))?;
 
@@ -702,6 +680,47 @@ pub struct SendOutcome {
     pub payload: Bytes,
 }
 
+/// Why `volley webhook send` delivered nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error(transparent)]
+    Url(#[from] crate::http::BadUrl),
+    #[error("give the endpoint's signing secret with --secret ({})", .0.secret_example())]
+    NoSecret(Scheme),
+    #[error(
+        "{} deliveries carry no timestamp, so none can be stale: send --kind valid, forged or unsigned",
+        .0.title()
+    )]
+    NoTimestamp(Scheme),
+    #[error("{} sends one signature ({}): give one --secret", .0.title(), .0.signature_header())]
+    OneSecret(Scheme),
+    #[error("--secret: {0}")]
+    Secret(#[from] scheme::SecretError),
+    #[error(transparent)]
+    Templates(#[from] templates::TemplatesError),
+    #[error(
+        "no {} template for event type {event:?}; known: {known} (add {add} to a folder named by --templates)",
+        scheme.title()
+    )]
+    NoTemplate {
+        scheme: Scheme,
+        event: String,
+        known: String,
+        add: String,
+    },
+    #[error("{origin}: {e}")]
+    Template {
+        origin: String,
+        e: crate::template::TemplateError,
+    },
+    #[error("event type {0:?} cannot be a header value")]
+    TypeHeader(String),
+    #[error("no answer from {url} within {timeout:?}")]
+    Timeout { url: String, timeout: Duration },
+    #[error("cannot deliver to {url}: {error}")]
+    Deliver { url: String, error: &'static str },
+}
+
 /// One delivery sent by hand (`volley webhook send`).
 pub struct SendOne<'a> {
     pub scheme: Scheme,
@@ -719,7 +738,7 @@ pub struct SendOne<'a> {
 /// Render one event of type `event`, sign it as `scheme` and `kind` say,
 /// POST it to `url` and return the answer. Runs on a `LocalSet` (the
 /// connection task is spawned locally).
-pub async fn send_one(one: SendOne<'_>) -> Result<SendOutcome, String> {
+pub async fn send_one(one: SendOne<'_>) -> Result<SendOutcome, SendError> {
     let SendOne {
         scheme,
         url,
@@ -730,56 +749,48 @@ pub async fn send_one(one: SendOne<'_>) -> Result<SendOutcome, String> {
         timeout,
         connector,
     } = one;
-    let target = Target::from_url(url).map_err(|e| e.to_string())?;
+    let target = Target::from_url(url)?;
     if secrets.is_empty() && kind != Kind::Unsigned {
-        return Err(format!(
-            "give the endpoint's signing secret with --secret ({})",
-            scheme.secret_example()
-        ));
+        return Err(SendError::NoSecret(scheme));
     }
     if kind == Kind::Stale && !scheme.has_timestamp() {
-        return Err(format!(
-            "{} deliveries carry no timestamp, so none can be stale: send --kind valid, forged or unsigned",
-            scheme.title()
-        ));
+        return Err(SendError::NoTimestamp(scheme));
     }
     if secrets.len() > 1 && !scheme.signs_with_many() {
-        return Err(format!(
-            "{} sends one signature ({}): give one --secret",
-            scheme.title(),
-            scheme.signature_header()
-        ));
+        return Err(SendError::OneSecret(scheme));
     }
     let keys = secrets
         .iter()
         .map(|s| scheme.key(s))
-        .collect::<Result<Vec<Key>, String>>()
-        .map_err(|e| format!("--secret: {e}"))?;
+        .collect::<Result<Vec<Key>, _>>()?;
     let mut set = TemplateSet::builtin_for(scheme);
     if let Some(dir) = templates_dir {
         set.add_folder(dir)?;
     }
     let event = event.unwrap_or(templates::builtin_of(scheme)[0].0);
-    let src = set.by_type.get(event).ok_or_else(|| {
-        format!(
-            "no {} template for event type {event:?}; known: {} (add {} to a folder named by --templates)",
-            scheme.title(),
-            set.known(),
-            templates::how_typed(scheme, event)
-        )
-    })?;
+    let src = set
+        .by_type
+        .get(event)
+        .ok_or_else(|| SendError::NoTemplate {
+            scheme,
+            event: event.into(),
+            known: set.known(),
+            add: templates::how_typed(scheme, event),
+        })?;
     let env_vars = std::collections::HashMap::new();
     let mut env = TemplateEnv::new(&env_vars, &[], "webhook");
     env.locals = LOCALS;
     env.numeric_locals = NUMERIC_LOCALS;
     let template = env
         .compile_json(&src.value)
-        .map_err(|e| format!("{}: {e}", src.origin))?;
+        .map_err(|e| SendError::Template {
+            origin: src.origin.clone(),
+            e,
+        })?;
     let type_value = match scheme.type_header() {
-        Some(_) => Some(
-            HeaderValue::from_str(event)
-                .map_err(|_| format!("event type {event:?} cannot be a header value"))?,
-        ),
+        Some(_) => {
+            Some(HeaderValue::from_str(event).map_err(|_| SendError::TypeHeader(event.into()))?)
+        }
         None => None,
     };
     let mut state = Inputs::default().state(0, fastrand::u64(..));
@@ -823,8 +834,14 @@ pub async fn send_one(one: SendOne<'_>) -> Result<SendOutcome, String> {
     );
     let status = tokio::time::timeout(timeout, exchanged)
         .await
-        .map_err(|_| format!("no answer from {url} within {timeout:?}"))?
-        .map_err(|e| format!("cannot deliver to {url}: {}", e.tag()))?
+        .map_err(|_| SendError::Timeout {
+            url: url.into(),
+            timeout,
+        })?
+        .map_err(|e| SendError::Deliver {
+            url: url.into(),
+            error: e.tag(),
+        })?
         .status;
     Ok(SendOutcome {
         status,

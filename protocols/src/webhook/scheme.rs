@@ -62,6 +62,37 @@ pub struct Signed<'a> {
     pub shown: i64,
 }
 
+/// A Standard Webhooks secret that is not `whsec_` and base64.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error(
+        "a Standard Webhooks secret is whsec_ followed by the key in base64 (standard alphabet A-Z a-z 0-9 + /, as the sender shows it, e.g. whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw){0}; copy it again from the sender, or make one with: echo \"whsec_$(head -c 32 /dev/urandom | base64)\""
+    )]
+    Base64(Where),
+    #[error(
+        "a Standard Webhooks secret needs a key after whsec_ (24 to 64 random bytes in base64)"
+    )]
+    Empty,
+}
+
+/// Where base64 decoding failed, as `: the character at 3 after whsec_ ...`.
+#[derive(Debug)]
+pub struct Where(base64::DecodeError);
+
+impl std::fmt::Display for Where {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            base64::DecodeError::InvalidByte(i, _) => {
+                write!(f, ": the character at {} after whsec_ is not base64", i + 1)
+            }
+            base64::DecodeError::InvalidLength(_) => {
+                f.write_str(": its length is not that of base64 text")
+            }
+            _ => f.write_str(": it ends the way base64 text cannot"),
+        }
+    }
+}
+
 impl Scheme {
     /// As written in plans and on the command line.
     pub fn name(self) -> &'static str {
@@ -181,30 +212,16 @@ impl Scheme {
     }
 
     /// The HMAC key of `secret` as this scheme reads it.
-    pub fn key(self, secret: &str) -> Result<Key, String> {
+    pub fn key(self, secret: &str) -> Result<Key, SecretError> {
         if self != Scheme::Standard {
             return Ok(Key::new(secret.as_bytes()));
         }
         let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
-        let key = B64.decode(encoded).map_err(|e| {
-            let at = match e {
-                base64::DecodeError::InvalidByte(i, _) => {
-                    format!(": the character at {} after whsec_ is not base64", i + 1)
-                }
-                base64::DecodeError::InvalidLength(_) => {
-                    ": its length is not that of base64 text".to_string()
-                }
-                _ => ": it ends the way base64 text cannot".to_string(),
-            };
-            format!(
-                "a Standard Webhooks secret is whsec_ followed by the key in base64 (standard alphabet A-Z a-z 0-9 + /, as the sender shows it, e.g. whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw){at}; copy it again from the sender, or make one with: echo \"whsec_$(head -c 32 /dev/urandom | base64)\""
-            )
-        })?;
+        let key = B64
+            .decode(encoded)
+            .map_err(|e| SecretError::Base64(Where(e)))?;
         if key.is_empty() {
-            return Err(
-                "a Standard Webhooks secret needs a key after whsec_ (24 to 64 random bytes in base64)"
-                    .into(),
-            );
+            return Err(SecretError::Empty);
         }
         Ok(Key::new(&key))
     }
@@ -489,6 +506,7 @@ mod tests {
             let e = Scheme::Standard
                 .key(bad)
                 .err()
+                .map(|e| e.to_string())
                 .unwrap_or_else(|| panic!("{bad}"));
             assert!(
                 e.contains("base64") || e.contains("needs a key"),

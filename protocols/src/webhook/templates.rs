@@ -12,7 +12,7 @@
 use super::scheme::Scheme;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Values the driver sets per delivery, usable in templates.
 pub const LOCALS: &[&str] = &[
@@ -131,12 +131,10 @@ impl TemplateSet {
     }
 
     /// Add every `*.json` of `dir` (types it defines replace built-ins).
-    pub fn add_folder(&mut self, dir: &Path) -> Result<Vec<String>, String> {
-        let entries = std::fs::read_dir(dir).map_err(|e| {
-            format!(
-                "cannot read the templates folder {}: {e} (a relative path is looked up in the plan's folder, then in the current directory)",
-                dir.display()
-            )
+    pub fn add_folder(&mut self, dir: &Path) -> Result<Vec<String>, TemplatesError> {
+        let entries = std::fs::read_dir(dir).map_err(|e| TemplatesError::Folder {
+            dir: dir.to_path_buf(),
+            e,
         })?;
         let mut files: Vec<_> = entries
             .filter_map(Result::ok)
@@ -145,21 +143,20 @@ impl TemplateSet {
             .collect();
         files.sort();
         if files.is_empty() {
-            return Err(format!(
-                "the templates folder {} has no .json files; add one per event type, e.g. {}",
-                dir.display(),
-                how_typed(self.scheme, builtin_of(self.scheme)[0].0)
-            ));
+            return Err(TemplatesError::Empty {
+                dir: dir.to_path_buf(),
+                example: how_typed(self.scheme, builtin_of(self.scheme)[0].0),
+            });
         }
         let mut added = Vec::new();
         for path in files {
             let (ty, value) = read_template(&path, self.scheme)?;
             if added.contains(&ty) {
-                return Err(format!(
-                    "{}: event type {ty:?} is defined by two files in {}; keep one",
-                    path.display(),
-                    dir.display()
-                ));
+                return Err(TemplatesError::Twice {
+                    path,
+                    ty,
+                    dir: dir.to_path_buf(),
+                });
             }
             added.push(ty.clone());
             self.by_type.insert(
@@ -178,22 +175,57 @@ impl TemplateSet {
     }
 }
 
-fn read_template(path: &Path, scheme: Scheme) -> Result<(String, Value), String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let value: Value = serde_json::from_str(&text).map_err(|e| {
-        format!(
-            "{}:{}:{}: not valid JSON: {e}",
-            path.display(),
-            e.line(),
-            e.column()
-        )
+/// A templates folder, or a template in it, volley cannot use.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplatesError {
+    #[error(
+        "cannot read the templates folder {}: {e} (a relative path is looked up in the plan's folder, then in the current directory)",
+        dir.display()
+    )]
+    Folder { dir: PathBuf, e: std::io::Error },
+    #[error(
+        "the templates folder {} has no .json files; add one per event type, e.g. {example}",
+        dir.display()
+    )]
+    Empty { dir: PathBuf, example: String },
+    #[error(
+        "{}: event type {ty:?} is defined by two files in {}; keep one",
+        path.display(),
+        dir.display()
+    )]
+    Twice {
+        path: PathBuf,
+        ty: String,
+        dir: PathBuf,
+    },
+    #[error("cannot read {}: {e}", path.display())]
+    Read { path: PathBuf, e: std::io::Error },
+    #[error("{}:{line}:{column}: not valid JSON: {e}", path.display())]
+    Json {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        e: serde_json::Error,
+    },
+    #[error("{}: an event template is a JSON object", .0.display())]
+    NotObject(PathBuf),
+    #[error("{}: an event template needs {want}", path.display())]
+    Untyped { path: PathBuf, want: &'static str },
+}
+
+fn read_template(path: &Path, scheme: Scheme) -> Result<(String, Value), TemplatesError> {
+    let text = std::fs::read_to_string(path).map_err(|e| TemplatesError::Read {
+        path: path.to_path_buf(),
+        e,
+    })?;
+    let value: Value = serde_json::from_str(&text).map_err(|e| TemplatesError::Json {
+        path: path.to_path_buf(),
+        line: e.line(),
+        column: e.column(),
+        e,
     })?;
     if !value.is_object() {
-        return Err(format!(
-            "{}: an event template is a JSON object",
-            path.display()
-        ));
+        return Err(TemplatesError::NotObject(path.to_path_buf()));
     }
     let fixed = |v: Option<&Value>| match v {
         Some(Value::String(t)) if !t.is_empty() && !t.contains("{{") => Some(t.clone()),
@@ -222,10 +254,10 @@ fn read_template(path: &Path, scheme: Scheme) -> Result<(String, Value), String>
             }
             Scheme::Github | Scheme::Shopify => "a file name that is its event type",
         };
-        return Err(format!(
-            "{}: an event template needs {want}",
-            path.display()
-        ));
+        return Err(TemplatesError::Untyped {
+            path: path.to_path_buf(),
+            want,
+        });
     };
     Ok((ty, value))
 }
@@ -284,7 +316,7 @@ mod tests {
         let mut github = TemplateSet::builtin_for(Scheme::Github);
         assert_eq!(github.add_folder(&dir).unwrap(), ["orders.paid"]);
         let mut slack = TemplateSet::builtin_for(Scheme::Slack);
-        let e = slack.add_folder(&dir).unwrap_err();
+        let e = slack.add_folder(&dir).unwrap_err().to_string();
         assert!(e.contains("event.type"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -78,15 +78,22 @@ impl Node {
     }
 }
 
+/// Text that is not an RFC 6901 JSON pointer.
+#[derive(Debug, thiserror::Error)]
+pub enum PointerError {
+    #[error("{0:?} is not a JSON pointer: it must start with '/', e.g. \"/{0}\"")]
+    Slash(String),
+    #[error("{0:?}: '~' must be followed by 0 ('~') or 1 ('/') in a JSON pointer")]
+    Tilde(String),
+}
+
 /// Parse an RFC 6901 JSON pointer ("" or "/a/b~1c") into its tokens.
-pub fn parse_pointer(p: &str) -> Result<Vec<String>, String> {
+pub fn parse_pointer(p: &str) -> Result<Vec<String>, PointerError> {
     if p.is_empty() {
         return Ok(Vec::new());
     }
     let Some(rest) = p.strip_prefix('/') else {
-        return Err(format!(
-            "{p:?} is not a JSON pointer: it must start with '/', e.g. \"/{p}\""
-        ));
+        return Err(PointerError::Slash(p.into()));
     };
     let mut tokens = Vec::new();
     for raw in rest.split('/') {
@@ -98,9 +105,7 @@ pub fn parse_pointer(p: &str) -> Result<Vec<String>, String> {
                     Some('0') => t.push('~'),
                     Some('1') => t.push('/'),
                     _ => {
-                        return Err(format!(
-                            "{p:?}: '~' must be followed by 0 ('~') or 1 ('/') in a JSON pointer"
-                        ));
+                        return Err(PointerError::Tilde(p.into()));
                     }
                 }
             } else {
@@ -126,7 +131,7 @@ pub struct Extractor {
 
 impl Extractor {
     /// Add a pointer; returns its slot in the output of [`Extractor::extract`].
-    pub fn add(&mut self, pointer: &str) -> Result<usize, String> {
+    pub fn add(&mut self, pointer: &str) -> Result<usize, PointerError> {
         let tokens = parse_pointer(pointer)?;
         let mut node = &mut self.root;
         for t in tokens {
@@ -342,7 +347,12 @@ mod tests {
 
     #[test]
     fn pointers_are_checked() {
-        assert!(parse_pointer("type").unwrap_err().contains("\"/type\""));
+        assert!(
+            parse_pointer("type")
+                .unwrap_err()
+                .to_string()
+                .contains("\"/type\"")
+        );
         assert!(parse_pointer("/a~2").is_err());
         assert_eq!(parse_pointer("").unwrap(), Vec::<String>::new());
         assert_eq!(parse_pointer("/a~0~1").unwrap(), vec!["a~/".to_string()]);

@@ -20,7 +20,7 @@ use crate::driver::{BuildCtx, Driver, VuEnv};
 use crate::duration::{Dur, DurRange};
 use crate::error::ConfigError;
 use crate::metrics::{MetricId, MetricKind, Registry, Tags, Unit};
-use crate::template::{Scope, Template, TemplateEnv};
+use crate::template::{Template, TemplateEnv};
 use extract::Extractor;
 use http::{HeaderName, HeaderValue};
 use plan::{CorrSpec, append_token, correlate_spec, sio_array, sio_emit, sio_only, ws_only};
@@ -304,19 +304,10 @@ impl Rooms {
                 let locals = [idx.as_str()];
                 // Seeded by room, so a random name is the same whichever member makes it.
                 let mut rng = fastrand::Rng::with_seed(0x5eed ^ i);
-                let mut scope = Scope {
-                    vu: 0,
-                    iter: 0,
-                    vars: &[],
-                    feeders: &[],
-                    rows: &[],
-                    locals: &locals,
-                    rng: &mut rng,
-                };
                 let members = self.size.min(self.vus - i * self.size);
                 Arc::new(Room::new(
                     i,
-                    self.name.render_string(&mut scope),
+                    self.name.render_locals(&locals, &mut rng),
                     members as usize,
                 ))
             })
@@ -352,7 +343,7 @@ fn pointer(
         Some(p) => (p.get_ref().as_str(), Some(p.span())),
         None => (default, None),
     };
-    let located = |m: String| match &span {
+    let located = |m: extract::PointerError| match &span {
         Some(s) => ConfigError::at(s.clone(), m),
         None => ConfigError::new(m),
     };

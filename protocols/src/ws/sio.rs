@@ -39,17 +39,22 @@ impl Spec {
     }
 }
 
+/// A Socket.IO namespace name the protocol cannot carry.
+#[derive(Debug, thiserror::Error)]
+pub enum NamespaceError {
+    #[error("namespace {0:?} must start with '/' (\"/\" is the main namespace), e.g. \"/{0}\"")]
+    Slash(String),
+    #[error("namespace {0:?} cannot contain ',', '?', '#' or control characters")]
+    Character(String),
+}
+
 /// Why a namespace name is refused (`namespace = ...`), if it is.
-pub fn check_namespace(ns: &str) -> Result<(), String> {
+pub fn check_namespace(ns: &str) -> Result<(), NamespaceError> {
     if !ns.starts_with('/') {
-        return Err(format!(
-            "namespace {ns:?} must start with '/' (\"/\" is the main namespace), e.g. \"/{ns}\""
-        ));
+        return Err(NamespaceError::Slash(ns.into()));
     }
     if ns.contains([',', '?', '#']) || ns.chars().any(char::is_control) {
-        return Err(format!(
-            "namespace {ns:?} cannot contain ',', '?', '#' or control characters"
-        ));
+        return Err(NamespaceError::Character(ns.into()));
     }
     Ok(())
 }
@@ -257,7 +262,12 @@ mod tests {
             (s.connect.as_str(), s.disconnect.as_str(), s.emit.as_str()),
             ("40/chat,", "41/chat,", "42/chat,")
         );
-        assert!(check_namespace("chat").unwrap_err().contains("\"/chat\""));
+        assert!(
+            check_namespace("chat")
+                .unwrap_err()
+                .to_string()
+                .contains("\"/chat\"")
+        );
         assert!(check_namespace("/a,b").is_err());
         assert!(check_namespace("/").is_ok());
     }

@@ -978,39 +978,9 @@ mod tests {
     /// (connecting, TLS, the handshake, joining, closing) are boxed.
     #[test]
     fn an_iteration_future_stays_small() {
-        use crate::driver::{BuildCtx, Defaults, Driver};
-        use crate::metrics::{Registry, Tags};
-        use std::collections::HashMap;
-        let env = HashMap::new();
-        let reg = Registry::new();
-        let defaults = Defaults::default();
-        let ctx = BuildCtx {
-            scenario: "s",
-            tags: Tags::default(),
-            env: &env,
-            feeders: &[],
-            registry: &reg,
-            defaults: &defaults,
-            base_dir: ".".into(),
-            max_vus: 1,
-            metrics: &[],
-            setup: None,
-        };
-        let o: super::super::WsOptions =
-            toml::from_str("url = \"ws://127.0.0.1:1/ws/chat\"\n").unwrap();
-        let d = Arc::new(WsDriver::build(o, &ctx).unwrap());
-        let mut vu = d.vu(VuEnv {
-            index: 0,
-            recorder: Recorder::new(reg.clone()),
-            seed: 1,
-        });
-        let f = vu.iteration(Iteration {
-            number: 0,
-            scheduled: None,
-            deadline: None,
-            stop: Default::default(),
-        });
-        let size = std::mem::size_of_val(&f);
+        let size = crate::driver::iteration_future_size::<WsDriver>(
+            "url = \"ws://127.0.0.1:1/ws/chat\"\n",
+        );
         assert!(size <= 2048, "the iteration future is {size} bytes");
     }
 

@@ -51,6 +51,17 @@ pub struct RunResult {
     pub aborted: Option<String>,
 }
 
+/// A worker thread the system would not start.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot start worker thread {worker} of {workers}: {e}; lower --workers or free resources (threads, open files, memory)"
+)]
+pub struct StartError {
+    worker: usize,
+    workers: usize,
+    e: std::io::Error,
+}
+
 /// Run `plan`; its series are registered in `registry`, the run's own
 /// (made from the plan's metrics: `plan.metrics.registry()`).
 pub async fn run(
@@ -59,7 +70,7 @@ pub async fn run(
     opts: RunOptions,
     control: Control,
     observers: &mut [&mut dyn Observer],
-) -> Result<RunResult, String> {
+) -> Result<RunResult, StartError> {
     let workers = opts.workers.max(1);
     let names: Vec<String> = plan.scenarios.iter().map(|s| s.name.clone()).collect();
     let mut agg = Aggregator::new(registry.clone(), workers, &names);
@@ -117,10 +128,11 @@ pub async fn run(
                 for t in threads {
                     let _ = t.join();
                 }
-                return Err(format!(
-                    "cannot start worker thread {} of {workers}: {e}; lower --workers or free resources (threads, open files, memory)",
-                    w + 1
-                ));
+                return Err(StartError {
+                    worker: w + 1,
+                    workers,
+                    e,
+                });
             }
         }
     }

@@ -5,7 +5,7 @@
 mod preflight;
 mod sample;
 
-pub use preflight::prepare;
+pub use preflight::{MonitorError, prepare};
 
 use crate::aggregate::Aggregator;
 use sample::{SampleError, Sampler};

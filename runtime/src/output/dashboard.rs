@@ -7,6 +7,7 @@
 //! page stays up `--dashboard-linger`.
 
 use super::rows::Values;
+use super::server::{Names, ServeError, Server};
 use crate::aggregate::Aggregator;
 use crate::engine::Observer;
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
@@ -87,18 +88,19 @@ pub struct Dashboard {
     thresholds: Vec<ThresholdSet>,
     shared: Arc<Shared>,
     seen: u64,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    /// Stops serving when the dashboard is dropped.
+    _server: Server,
 }
 
 /// `ADDR` of `--dashboard` (loopback unless told otherwise).
-pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
-    s.parse().map_err(|_| {
-        format!(
-            "--dashboard {s:?}: not an address to listen on; write e.g. --dashboard 127.0.0.1:5665"
-        )
-    })
+pub fn parse_addr(s: &str) -> Result<SocketAddr, AddrError> {
+    s.parse().map_err(|_| AddrError(s.into()))
 }
+
+/// `--dashboard ADDR` that is not an address.
+#[derive(Debug, thiserror::Error)]
+#[error("--dashboard {0:?}: not an address to listen on; write e.g. --dashboard 127.0.0.1:5665")]
+pub struct AddrError(String);
 
 impl Dashboard {
     /// Bind now (a busy port fails before the run) and serve on a thread.
@@ -106,22 +108,20 @@ impl Dashboard {
         addr: SocketAddr,
         linger: Duration,
         thresholds: Vec<ThresholdSet>,
-    ) -> Result<Self, String> {
-        let listener = std::net::TcpListener::bind(addr)
-            .and_then(|l| l.set_nonblocking(true).map(|_| l))
-            .map_err(|e| format!("--dashboard {addr}: cannot listen: {e}"))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    ) -> Result<Self, ServeError> {
         let (tx, _) = broadcast::channel(64);
         let shared = Arc::new(Shared {
             history: Mutex::new(Default::default()),
             tx,
         });
-        let (stop, stopped) = tokio::sync::oneshot::channel();
         let serving = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("volley-dashboard".into())
-            .spawn(move || serve(listener, serving, stopped))
-            .map_err(|e| format!("cannot start the dashboard: {e}"))?;
+        let names = Names {
+            flag: "--dashboard ",
+            title: "the dashboard",
+            thread: "volley-dashboard",
+            log: "dashboard",
+        };
+        let (server, addr) = Server::start(addr, names, move |req| respond(req, &serving))?;
         eprintln!("dashboard: http://{addr}/");
         Ok(Self {
             addr,
@@ -129,8 +129,7 @@ impl Dashboard {
             thresholds,
             shared,
             seen: 0,
-            stop: Some(stop),
-            thread: Some(thread),
+            _server: server,
         })
     }
 
@@ -287,21 +286,6 @@ impl Dashboard {
         }
         (totals, verdicts, errors)
     }
-
-    fn shutdown(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Dashboard {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
 }
 
 impl Observer for Dashboard {
@@ -336,55 +320,6 @@ fn page(shared: &Shared) -> String {
     let initial = initial.replace('<', "\\u003c");
     PAGE.replace("/*INITIAL*/[]", &initial)
         .replace("/*NEXT*/0", &next.to_string())
-}
-
-fn serve(
-    listener: std::net::TcpListener,
-    shared: Arc<Shared>,
-    mut stopped: tokio::sync::oneshot::Receiver<()>,
-) {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!("dashboard: cannot start a runtime: {e}");
-            return;
-        }
-    };
-    rt.block_on(async move {
-        let listener = match tokio::net::TcpListener::from_std(listener) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!("dashboard: {e}");
-                return;
-            }
-        };
-        loop {
-            let stream = tokio::select! {
-                _ = &mut stopped => break,
-                r = listener.accept() => match r {
-                    Ok((s, _)) => s,
-                    Err(e) => {
-                        tracing::warn!("dashboard: accept: {e}");
-                        continue;
-                    }
-                },
-            };
-            let shared = shared.clone();
-            let service = hyper::service::service_fn(move |req| {
-                let r = respond(&req, &shared);
-                async move { Ok::<_, Infallible>(r) }
-            });
-            tokio::spawn(async move {
-                let io = hyper_util::rt::TokioIo::new(stream);
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, service)
-                    .await;
-            });
-        }
-    });
 }
 
 fn respond(req: &hyper::Request<hyper::body::Incoming>, shared: &Shared) -> hyper::Response<Body> {

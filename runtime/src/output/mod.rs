@@ -11,12 +11,14 @@ mod prometheus;
 mod push;
 mod remote_write;
 mod rows;
+mod server;
 
-pub use dashboard::{Dashboard, parse_addr as parse_dashboard_addr};
+pub use dashboard::{AddrError, Dashboard, parse_addr as parse_dashboard_addr};
 pub use influx::{InfluxOptions, InfluxOutput};
 pub use prometheus::{Endpoint, PrometheusOptions};
 pub use remote_write::{RemoteWriteOptions, RemoteWriteOutput};
-pub use rows::{Line, Values, interval_lines};
+pub use rows::{FileError, Line, Values, interval_lines};
+pub use server::ServeError;
 
 use crate::engine::Observer;
 use std::net::SocketAddr;
@@ -35,6 +37,41 @@ pub(crate) struct Answer {
     pub unit: Unit,
     pub tags: Tags,
     pub slot: Slot,
+}
+
+/// An `--out` that cannot be read or opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error(
+        "--out {0:?}: write json=FILE, csv=FILE, prometheus=127.0.0.1:9464, influxdb=http://127.0.0.1:8086/volley or prometheus-rw=http://127.0.0.1:9090/api/v1/write"
+    )]
+    Shape(String),
+    #[error("--out {spec:?}: the value after {kind}= is empty")]
+    Empty { spec: String, kind: String },
+    #[error(
+        "--out {spec:?}: {addr:?} is not an address to listen on; write e.g. prometheus=127.0.0.1:9464"
+    )]
+    Address { spec: String, addr: String },
+    #[error("--out {spec:?}: linger: {e}")]
+    Linger {
+        spec: String,
+        e: volley_protocols::duration::DurationError,
+    },
+    #[error(
+        "--out {spec:?}: unknown option {opt:?}; the one option is linger=DURATION (e.g. linger=30s)"
+    )]
+    Option { spec: String, opt: String },
+    #[error(
+        "--out {spec:?}: unknown output {kind:?}; use json=FILE, csv=FILE, prometheus=ADDR, influxdb=URL or prometheus-rw=URL"
+    )]
+    Unknown { spec: String, kind: String },
+    /// The pushing outputs (InfluxDB, remote write) say it in their words.
+    #[error("{0}")]
+    Push(String),
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
 }
 
 /// One `--out` argument.
@@ -58,45 +95,54 @@ impl OutputSpec {
 
     /// `json=FILE`, `csv=FILE`, `prometheus=ADDR[,linger=DURATION]`,
     /// `influxdb=URL[,options]`, `prometheus-rw=URL[,options]`.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let (kind, arg) = s.split_once('=').ok_or_else(|| {
-            format!("--out {s:?}: write json=FILE, csv=FILE, prometheus=127.0.0.1:9464, influxdb=http://127.0.0.1:8086/volley or prometheus-rw=http://127.0.0.1:9090/api/v1/write")
-        })?;
+    pub fn parse(s: &str) -> Result<Self, OutputError> {
+        let spec = || s.to_string();
+        let (kind, arg) = s
+            .split_once('=')
+            .ok_or_else(|| OutputError::Shape(spec()))?;
         if arg.is_empty() {
-            return Err(format!("--out {s:?}: the value after {kind}= is empty"));
+            return Err(OutputError::Empty {
+                spec: spec(),
+                kind: kind.into(),
+            });
         }
         match kind {
             "json" => Ok(OutputSpec::Json(arg.into())),
             "csv" => Ok(OutputSpec::Csv(arg.into())),
-            "influxdb" => Ok(OutputSpec::InfluxDb(influx::parse(s, arg)?)),
-            "prometheus-rw" => Ok(OutputSpec::PrometheusRw(remote_write::parse(s, arg)?)),
+            "influxdb" => Ok(OutputSpec::InfluxDb(
+                influx::parse(s, arg).map_err(OutputError::Push)?,
+            )),
+            "prometheus-rw" => Ok(OutputSpec::PrometheusRw(
+                remote_write::parse(s, arg).map_err(OutputError::Push)?,
+            )),
             "prometheus" => {
                 let mut parts = arg.split(',');
                 let addr_text = parts.next().unwrap_or_default();
-                let addr: SocketAddr = addr_text.parse().map_err(|_| {
-                    format!(
-                        "--out {s:?}: {addr_text:?} is not an address to listen on; write e.g. prometheus=127.0.0.1:9464"
-                    )
+                let addr: SocketAddr = addr_text.parse().map_err(|_| OutputError::Address {
+                    spec: spec(),
+                    addr: addr_text.into(),
                 })?;
                 let mut linger = Duration::ZERO;
                 for opt in parts {
                     match opt.split_once('=') {
                         Some(("linger", v)) => {
                             linger = volley_protocols::duration::parse_duration(v)
-                                .map_err(|e| format!("--out {s:?}: linger: {e}"))?
+                                .map_err(|e| OutputError::Linger { spec: spec(), e })?
                         }
                         _ => {
-                            return Err(format!(
-                                "--out {s:?}: unknown option {opt:?}; the one option is linger=DURATION (e.g. linger=30s)"
-                            ));
+                            return Err(OutputError::Option {
+                                spec: spec(),
+                                opt: opt.into(),
+                            });
                         }
                     }
                 }
                 Ok(OutputSpec::Prometheus(PrometheusOptions { addr, linger }))
             }
-            other => Err(format!(
-                "--out {s:?}: unknown output {other:?}; use json=FILE, csv=FILE, prometheus=ADDR, influxdb=URL or prometheus-rw=URL"
-            )),
+            other => Err(OutputError::Unknown {
+                spec: spec(),
+                kind: other.into(),
+            }),
         }
     }
 }
@@ -112,7 +158,7 @@ pub struct Outputs {
 }
 
 impl Outputs {
-    pub fn open(specs: &[OutputSpec]) -> Result<Self, String> {
+    pub fn open(specs: &[OutputSpec]) -> Result<Self, OutputError> {
         let mut out = Outputs::default();
         for spec in specs {
             match spec {
@@ -123,10 +169,12 @@ impl Outputs {
                     out.files.push(rows::FileOutput::csv(path)?);
                 }
                 OutputSpec::Prometheus(opts) => out.endpoints.push(Endpoint::start(opts)?),
-                OutputSpec::InfluxDb(opts) => out.influx.push(InfluxOutput::start(opts.clone())?),
+                OutputSpec::InfluxDb(opts) => out
+                    .influx
+                    .push(InfluxOutput::start(opts.clone()).map_err(OutputError::Push)?),
                 OutputSpec::PrometheusRw(opts) => out
                     .remote_write
-                    .push(RemoteWriteOutput::start(opts.clone())?),
+                    .push(RemoteWriteOutput::start(opts.clone()).map_err(OutputError::Push)?),
             }
         }
         Ok(out)

@@ -9,6 +9,7 @@
 //! The snapshot is refreshed once per flush interval, only for the series
 //! that changed; encoding happens on the serving thread, at scrape time.
 
+use super::server::{Names, ServeError, Server};
 use crate::aggregate::Aggregator;
 use crate::engine::Observer;
 use http_body_util::Full;
@@ -248,36 +249,35 @@ pub struct Endpoint {
     shared: Arc<Shared>,
     /// Intervals already taken into the snapshot.
     seen: u64,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    /// Stops serving when the endpoint is dropped.
+    _server: Server,
 }
 
 impl Endpoint {
     /// Bind now (so a busy port fails before the run) and serve on a thread.
-    pub fn start(opts: &PrometheusOptions) -> Result<Self, String> {
-        let listener = std::net::TcpListener::bind(opts.addr)
-            .and_then(|l| l.set_nonblocking(true).map(|_| l))
-            .map_err(|e| format!("--out prometheus={}: cannot listen: {e}", opts.addr))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    pub fn start(opts: &PrometheusOptions) -> Result<Self, ServeError> {
         let shared = Arc::new(Shared::default());
         shared.snapshot.lock().expect("snapshot lock").running = true;
         let mut registry = Registry::with_prefix("volley");
         registry.register_collector(Box::new(SnapshotCollector(shared.clone())));
         let registry = Arc::new(registry);
-        let (stop, stopped) = tokio::sync::oneshot::channel();
         let serving = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("volley-prometheus".into())
-            .spawn(move || serve(listener, registry, serving, stopped))
-            .map_err(|e| format!("cannot start the Prometheus endpoint: {e}"))?;
+        let names = Names {
+            flag: "--out prometheus=",
+            title: "the Prometheus endpoint",
+            thread: "volley-prometheus",
+            log: "prometheus endpoint",
+        };
+        let (server, addr) = Server::start(opts.addr, names, move |req| {
+            respond(req, &registry, &serving)
+        })?;
         eprintln!("prometheus: serving http://{addr}/metrics");
         Ok(Self {
             addr,
             shared,
             linger: opts.linger,
             seen: 0,
-            stop: Some(stop),
-            thread: Some(thread),
+            _server: server,
         })
     }
 
@@ -333,21 +333,6 @@ impl Endpoint {
     pub fn final_scraped(&self) -> bool {
         self.shared.final_scraped.load(Ordering::Acquire)
     }
-
-    fn shutdown(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Endpoint {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
 }
 
 impl Observer for Endpoint {
@@ -359,56 +344,6 @@ impl Observer for Endpoint {
     fn on_end(&mut self, agg: &Aggregator, elapsed: Duration) {
         self.update(agg, elapsed, true);
     }
-}
-
-fn serve(
-    listener: std::net::TcpListener,
-    registry: Arc<Registry>,
-    shared: Arc<Shared>,
-    mut stopped: tokio::sync::oneshot::Receiver<()>,
-) {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!("prometheus endpoint: cannot start a runtime: {e}");
-            return;
-        }
-    };
-    rt.block_on(async move {
-        let listener = match tokio::net::TcpListener::from_std(listener) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!("prometheus endpoint: {e}");
-                return;
-            }
-        };
-        loop {
-            let stream = tokio::select! {
-                _ = &mut stopped => break,
-                r = listener.accept() => match r {
-                    Ok((s, _)) => s,
-                    Err(e) => {
-                        tracing::warn!("prometheus endpoint: accept: {e}");
-                        continue;
-                    }
-                },
-            };
-            let (registry, shared) = (registry.clone(), shared.clone());
-            let service = hyper::service::service_fn(move |req| {
-                let r = respond(&req, &registry, &shared);
-                async move { Ok::<_, std::convert::Infallible>(r) }
-            });
-            tokio::spawn(async move {
-                let io = hyper_util::rt::TokioIo::new(stream);
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, service)
-                    .await;
-            });
-        }
-    });
 }
 
 fn respond(

@@ -5,7 +5,7 @@ use crate::aggregate::Aggregator;
 use crate::engine::Observer;
 use serde::Serialize;
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 use volley_model::point::Point;
 use volley_protocols::metrics::{MetricKind, Tags, Unit};
@@ -216,27 +216,53 @@ pub struct FileOutput {
     pub failed: Option<String>,
 }
 
-fn create(path: &Path, what: &str) -> Result<Sink, String> {
-    super::dest::stream(path).map_err(|e| {
-        format!(
-            "--out {what}={}: cannot create the file: {e}",
-            path.display()
-        )
+/// An `--out json=` or `csv=` file that cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("--out {what}={}: cannot create the file: {e}", path.display())]
+    Create {
+        what: &'static str,
+        path: PathBuf,
+        e: std::io::Error,
+    },
+    #[error("--out csv={}: {e}", path.display())]
+    Header { path: PathBuf, e: csv::Error },
+}
+
+/// Why a write to an open file failed.
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Csv(#[from] csv::Error),
+}
+
+fn create(path: &Path, what: &'static str) -> Result<Sink, FileError> {
+    super::dest::stream(path).map_err(|e| FileError::Create {
+        what,
+        path: path.to_path_buf(),
+        e,
     })
 }
 
 impl FileOutput {
-    pub fn json(path: &Path) -> Result<Self, String> {
+    pub fn json(path: &Path) -> Result<Self, FileError> {
         let f = create(path, "json")?;
         Ok(Self::new("json", path, Format::Json(BufWriter::new(f))))
     }
 
-    pub fn csv(path: &Path) -> Result<Self, String> {
+    pub fn csv(path: &Path) -> Result<Self, FileError> {
         let f = create(path, "csv")?;
         let mut w = csv::Writer::from_writer(f);
         w.write_record(CSV_HEADER)
             .and_then(|_| w.flush().map_err(Into::into))
-            .map_err(|e| format!("--out csv={}: {e}", path.display()))?;
+            .map_err(|e| FileError::Header {
+                path: path.to_path_buf(),
+                e,
+            })?;
         Ok(Self::new("csv", path, Format::Csv(Box::new(w))))
     }
 
@@ -256,20 +282,20 @@ impl FileOutput {
         };
         let lines = interval_lines(agg, self.written, self.started, elapsed);
         self.written = agg.completed();
-        let result: Result<(), String> = (|| {
+        let result: Result<(), WriteError> = (|| {
             match format {
                 Format::Json(w) => {
                     for l in &lines {
-                        serde_json::to_writer(&mut *w, l).map_err(|e| e.to_string())?;
-                        w.write_all(b"\n").map_err(|e| e.to_string())?;
+                        serde_json::to_writer(&mut *w, l)?;
+                        w.write_all(b"\n")?;
                     }
-                    w.flush().map_err(|e| e.to_string())?;
+                    w.flush()?;
                 }
                 Format::Csv(w) => {
                     for l in &lines {
-                        w.write_record(csv_record(l)).map_err(|e| e.to_string())?;
+                        w.write_record(csv_record(l))?;
                     }
-                    w.flush().map_err(|e| e.to_string())?;
+                    w.flush()?;
                 }
             }
             Ok(())
