@@ -8,10 +8,9 @@
 #   DURATION=1 RUNS=1 scripts/bench-h2.sh     # a smoke check of the script (figures mean nothing)
 #
 # A shape CxM is C connections with M streams in flight on each: h2load -c C
-# -m M. A volley VU owns its connection and has one request in flight on it
-# (VUs share no connection), so volley runs C*M VUs on C*M connections: the
-# same requests in flight, not the same connections. 50x1 is like for like;
-# 10x10 shows what h2load's multiplexing (ten requests per write) buys.
+# -m M. A volley VU has one request in flight; volley runs C*M VUs with
+# vus_per_connection = M, so M VUs share each of C connections: the same
+# connections and the same streams in flight on each, like for like.
 #
 # The target is nginx (one process, pinned to core 1; `return 200`), which
 # speaks h2c by prior knowledge and h2 over TLS on two ports: volley serve has
@@ -93,6 +92,7 @@ run_volley() { # PROTO C M -> "req/s cpu_s rss_kb failed"
 driver = "http"
 executor = "constant-vus"
 vus = $(($2 * $3))
+vus_per_connection = $3
 duration = "${SECS}s"
 graceful_stop = "2s"
 http_version = "2"
@@ -148,6 +148,6 @@ EOF
   done
 done
 printf '\nmedians of %s runs (CPU: generator user+sys seconds per 100k requests; load average after: %s)\n' "$RUNS" "$(cut -d' ' -f1-3 /proc/loadavg)"
-echo "CxM: h2load C connections x M streams; volley C*M VUs, a connection each"
+echo "CxM: h2load C connections x M streams; volley C*M VUs, M sharing each of C connections"
 printf '%-5s %-6s %10s %10s %7s %9s %9s %7s %8s %8s\n' proto CxM "h2load/s" "volley/s" ratio "h2l CPU" "vol CPU" ratio "h2l MB" "vol MB"
 cat "$WORK/table"

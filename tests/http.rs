@@ -725,6 +725,42 @@ checks = { status = 200 }
     );
 }
 
+/// Over TLS with `http_version = "auto"`, VUs share the connections ALPN
+/// made HTTP/2: 6 VUs, 3 a connection, are 2 TLS sessions, and the
+/// server's count of requests is volley's.
+#[test]
+fn http2_vus_share_tls_connections_negotiated_by_alpn() {
+    let t = Target::start(ServeOptions::default());
+    let front = tls_front::Front::start(t.server.addr);
+    let d = Dir::new();
+    let p = plan(
+        &d,
+        r#"
+insecure_skip_tls_verify = true
+
+[scenarios.h2]
+driver = "http"
+executor = "per-vu-iterations"
+vus = 6
+iterations = 10
+vus_per_connection = 3
+
+[[scenarios.h2.requests]]
+url = "/api/v1/health"
+checks = { status = 200 }
+"#,
+        &format!("https://localhost:{}", front.addr.port()),
+    );
+    let (out, s) = run_plan(&d, &p, &["--workers", "1"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let s = s.unwrap();
+    assert_eq!(value(&s, "http_reqs", "count"), 60.0);
+    assert_eq!(value(&s, "http_reqs", "count") as u64, t.total());
+    assert_eq!(value(&s, "http_req_failed", "passes"), 0.0);
+    assert_eq!(front.h2_sessions(), 2, "3 VUs on each h2 connection");
+    assert_eq!(front.other_sessions(), 0);
+}
+
 /// A server that caps the requests per connection (nginx's
 /// keepalive_requests) ends each HTTP/2 connection with a GOAWAY, here while
 /// the VU thinks: the VU's next request meets the closed connection before
@@ -766,6 +802,136 @@ think_time = "100ms"
     // and be answered): three or four connections per VU.
     let connections = peer.connections();
     assert!((6..=8).contains(&connections), "{connections} connections");
+}
+
+/// A server that PINGs its HTTP/2 connections and closes those that do not
+/// answer (hyper's keep-alive) keeps a VU's connection through the VU's
+/// think time: the connection is read while no request waits on it, so
+/// every request goes on the one connection. (When only a waiting request
+/// read the connection, each think time cost the connection and the next
+/// request found it closed: one connection per request.)
+#[test]
+fn http2_pings_are_answered_while_the_vu_thinks() {
+    let peer = h2peer::Peer::pinging(Duration::from_millis(100));
+    let d = Dir::new();
+    let p = plan(
+        &d,
+        r#"
+[scenarios.h2]
+driver = "http"
+executor = "per-vu-iterations"
+vus = 1
+iterations = 4
+http_version = "2"
+
+[[scenarios.h2.requests]]
+url = "/pinged"
+checks = { status = 200 }
+think_time = "700ms"
+"#,
+        &format!("http://{}", peer.addr),
+    );
+    let (out, s) = run_plan(&d, &p, &[]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let s = s.unwrap();
+    assert_eq!(value(&s, "http_reqs", "count"), 4.0);
+    assert_eq!(peer.answered(), 4, "the server answered each request once");
+    assert_eq!(value(&s, "http_req_failed", "passes"), 0.0);
+    assert_eq!(peer.connections(), 1, "one connection for the whole run");
+}
+
+/// `vus_per_connection` shares each HTTP/2 connection among that many VUs, a
+/// stream each (as h2load's -m): 6 VUs, 3 a connection, open 2 connections,
+/// and every request is answered once.
+#[test]
+fn http2_vus_share_connections_when_asked() {
+    let peer = h2peer::Peer::start(u64::MAX);
+    let d = Dir::new();
+    let p = plan(
+        &d,
+        r#"
+[scenarios.h2]
+driver = "http"
+executor = "per-vu-iterations"
+vus = 6
+iterations = 5
+http_version = "2"
+vus_per_connection = 3
+
+[[scenarios.h2.requests]]
+url = "/shared"
+checks = { status = 200, body_contains = "ok" }
+"#,
+        &format!("http://{}", peer.addr),
+    );
+    let (out, s) = run_plan(&d, &p, &["--workers", "1"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let s = s.unwrap();
+    assert_eq!(value(&s, "http_reqs", "count"), 30.0);
+    assert_eq!(peer.answered(), 30, "the server answered each request once");
+    assert_eq!(value(&s, "http_req_failed", "passes"), 0.0);
+    assert_eq!(value(&s, "checks", "fails"), 0.0);
+    assert_eq!(peer.connections(), 2, "3 VUs on each connection");
+    // Every VU's share of the shared connections' bytes: at least the 30
+    // bodies' 60 bytes in, 30 requests out.
+    assert!(value(&s, "data_received", "count") >= 60.0);
+    assert!(value(&s, "data_sent", "count") >= 30.0);
+}
+
+/// A vus_per_connection volley cannot use is refused before anything is
+/// sent, at its place in the plan, with what to write instead.
+#[test]
+fn vus_per_connection_out_of_range_or_on_http1_is_refused() {
+    let d = Dir::new();
+    for (value, version, want) in [
+        (
+            "0",
+            "2",
+            "vus_per_connection = 0 is out of range: give 1 to 1000",
+        ),
+        (
+            "100000",
+            "2",
+            "vus_per_connection = 100000 is out of range: give 1 to 1000",
+        ),
+        (
+            "-3",
+            "2",
+            "vus_per_connection = -3 is out of range: give 1 to 1000",
+        ),
+        (
+            "4",
+            "1.1",
+            "vus_per_connection shares HTTP/2 connections, and this scenario speaks HTTP/1.1",
+        ),
+    ] {
+        let p = plan(
+            &d,
+            &format!(
+                r#"
+[scenarios.h2]
+driver = "http"
+executor = "per-vu-iterations"
+vus = 1
+iterations = 1
+http_version = "{version}"
+vus_per_connection = {value}
+
+[[scenarios.h2.requests]]
+url = "/never"
+"#
+            ),
+            "http://127.0.0.1:9",
+        );
+        let (out, _) = run_plan(&d, &p, &[]);
+        assert_eq!(code(&out), 2, "{}", text(&out));
+        let t = text(&out);
+        assert!(t.contains(want), "{value}: {t}");
+        assert!(
+            t.contains("plan.toml:11:22"),
+            "{value}: the place in the plan: {t}"
+        );
+    }
 }
 
 /// An HTTP/2 request the server read and then closed the connection on
@@ -1199,16 +1365,23 @@ mod h2peer {
 
     impl Peer {
         pub fn start(per_connection: u64) -> Self {
-            Self::with(per_connection, false)
+            Self::with(per_connection, false, None)
+        }
+
+        /// Answers every request, and PINGs each connection every `every`,
+        /// closing it when a PING goes unanswered for as long (hyper's
+        /// keep-alive, as servers and load balancers use to find dead peers).
+        pub fn pinging(every: std::time::Duration) -> Self {
+            Self::with(u64::MAX, false, Some(every))
         }
 
         /// Answers `per_connection` requests, reads the next one and closes
         /// the connection (FIN) without answering it.
         pub fn dropping(per_connection: u64) -> Self {
-            Self::with(per_connection, true)
+            Self::with(per_connection, true, None)
         }
 
-        fn with(per_connection: u64, drop_next: bool) -> Self {
+        fn with(per_connection: u64, drop_next: bool, ping: Option<std::time::Duration>) -> Self {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .enable_all()
@@ -1226,7 +1399,7 @@ mod h2peer {
                 while let Ok((tcp, _)) = l.accept().await {
                     c.fetch_add(1, Ordering::Relaxed);
                     let counts = (a.clone(), dr.clone());
-                    tokio::spawn(serve(tcp, per_connection, drop_next, counts));
+                    tokio::spawn(serve(tcp, per_connection, drop_next, ping, counts));
                 }
             });
             Peer {
@@ -1256,6 +1429,7 @@ mod h2peer {
         tcp: tokio::net::TcpStream,
         per_connection: u64,
         drop_next: bool,
+        ping: Option<std::time::Duration>,
         (answered, dropped): (Arc<AtomicU64>, Arc<AtomicU64>),
     ) {
         let count = Arc::new(AtomicU64::new(0));
@@ -1283,8 +1457,15 @@ mod h2peer {
                 )))
             }
         });
-        let conn = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-            .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc);
+        let mut builder =
+            hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+        if let Some(every) = ping {
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .keep_alive_interval(every)
+                .keep_alive_timeout(every);
+        }
+        let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(tcp), svc);
         tokio::pin!(conn);
         if drop_next {
             // Dropping the connection closes the socket: no GOAWAY, no answer.

@@ -470,6 +470,12 @@ fn http_keys() -> Vec<(&'static str, Value)> {
             "max_retry_after",
             dur("The longest Retry-After honored (60s unless set)."),
         ),
+        (
+            "vus_per_connection",
+            whole(
+                "HTTP/2: VUs sharing one connection, a stream each, as h2load's -m (1 unless set: a VU owns its connection; 1 to 1000).",
+            ),
+        ),
     ];
     keys.extend(connection_keys());
     keys.extend(tls_client_keys());

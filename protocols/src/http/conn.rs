@@ -2,12 +2,11 @@
 
 use super::HttpVersion;
 use bytes::Bytes;
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -15,19 +14,40 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Bytes a VU's connections moved on the wire (TLS records included).
+/// Atomic because an HTTP/2 connection is driven by a task of its own
+/// (`H2Conn`), which tokio may only spawn for a `Send` future.
 #[derive(Default)]
 pub struct IoCounters {
-    pub sent: Cell<u64>,
-    pub received: Cell<u64>,
+    pub sent: Counter,
+    pub received: Counter,
+}
+
+/// A byte count written by one task at a time and read by its VU.
+#[derive(Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The count so far, leaving zero.
+    pub fn take(&self) -> u64 {
+        self.0.swap(0, Ordering::Relaxed)
+    }
 }
 
 pub struct Counting<S> {
     inner: S,
-    counters: Rc<IoCounters>,
+    counters: Arc<IoCounters>,
 }
 
 impl<S> Counting<S> {
-    pub fn new(inner: S, counters: Rc<IoCounters>) -> Self {
+    pub fn new(inner: S, counters: Arc<IoCounters>) -> Self {
         Self { inner, counters }
     }
 }
@@ -41,8 +61,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counting<S> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = (buf.filled().len() - before) as u64;
-        let c = &self.counters.received;
-        c.set(c.get() + n);
+        self.counters.received.add(n);
         r
     }
 }
@@ -55,8 +74,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counting<S> {
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = r {
-            let c = &self.counters.sent;
-            c.set(c.get() + n as u64);
+            self.counters.sent.add(n as u64);
         }
         r
     }
@@ -68,8 +86,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counting<S> {
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = r {
-            let c = &self.counters.sent;
-            c.set(c.get() + n as u64);
+            self.counters.sent.add(n as u64);
         }
         r
     }
@@ -106,8 +123,7 @@ impl Stream {
                 match s.inner.try_read(&mut probe) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
                     Ok(n) => {
-                        let c = &s.counters.received;
-                        c.set(c.get() + n as u64);
+                        s.counters.received.add(n as u64);
                         false
                     }
                     Err(_) => false,
@@ -280,50 +296,59 @@ impl Target {
 }
 
 /// An HTTP/2 connection (the h2 crate, as hyper uses it, without hyper's
-/// dispatch task, channel and per-request task): requests go out on
-/// `sender`; the connection's I/O is driven by the VU awaiting a request on
-/// it (`H2Conn::drive`), in the VU's own task.
+/// dispatch channel and per-request task): requests go out on `sender`
+/// from the VU's task; the connection's I/O runs as a task of its own on the
+/// VU's thread, so it is read while no request waits on it too (a VU
+/// thinking, between iterations): PINGs and SETTINGS are answered, and a
+/// GOAWAY or a close is seen before the next request, as hyper does.
 pub struct H2Conn {
     pub origin: Origin,
     pub sender: h2::client::SendRequest<Bytes>,
-    /// Boxed: h2's connection state is kilobytes, and VU futures stay small.
-    io: Pin<Box<h2::client::Connection<Stream, Bytes>>>,
-    /// The connection ended (closed, GOAWAY, error): it takes no more requests.
-    pub ended: bool,
+    /// Set by the connection's task when it ends (closed, GOAWAY, error):
+    /// it takes no more requests.
+    ended: Arc<AtomicBool>,
+    task: tokio::task::AbortHandle,
 }
 
 impl H2Conn {
-    /// Poll the connection once: read and dispatch what arrived, write what
-    /// is queued. Marks it ended when it is.
-    pub fn poll_io(&mut self, cx: &mut Context<'_>) {
-        if !self.ended
-            && let Poll::Ready(r) = self.io.as_mut().poll(cx)
-        {
-            if let Err(e) = r {
+    fn start(origin: Origin, sender: h2::client::SendRequest<Bytes>, io: H2Io) -> H2Conn {
+        let ended = Arc::new(AtomicBool::new(false));
+        let flag = ended.clone();
+        let task = tokio::spawn(async move {
+            if let Err(e) = io.await {
                 tracing::debug!("HTTP/2 connection ended: {e}");
             }
-            self.ended = true;
+            flag.store(true, Ordering::Relaxed);
+        })
+        .abort_handle();
+        H2Conn {
+            origin,
+            sender,
+            ended,
+            task,
         }
     }
 
-    /// Await `f` (a request on this connection) while driving the
-    /// connection's I/O in this same task.
-    pub async fn drive<T>(
-        &mut self,
-        mut f: impl FnMut(&mut h2::client::SendRequest<Bytes>, &mut Context<'_>) -> Poll<T>,
-    ) -> T {
-        std::future::poll_fn(|cx| {
-            self.poll_io(cx);
-            let out = f(&mut self.sender, cx);
-            if out.is_pending() {
-                // What the request queued goes out now.
-                self.poll_io(cx);
-            }
-            out
-        })
-        .await
+    /// The connection ended: it takes no more requests.
+    pub fn ended(&self) -> bool {
+        self.ended.load(Ordering::Relaxed)
+    }
+
+    /// It refused a new stream (GOAWAY read, closing): no VU joins it.
+    pub fn mark_ended(&self) {
+        self.ended.store(true, Ordering::Relaxed);
     }
 }
+
+impl Drop for H2Conn {
+    /// Forgetting the connection closes it, as dropping a socket does, even
+    /// when the server still holds streams open.
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+type H2Io = h2::client::Connection<Stream, Bytes>;
 
 /// Timings of opening one connection.
 #[derive(Default, Clone, Copy)]
@@ -502,12 +527,7 @@ impl Connector {
             .handshake::<_, Bytes>(stream)
             .await
             .map_err(|e| ErrorKind::from_h2(&e))?;
-        Ok(H2Conn {
-            origin: origin.clone(),
-            sender,
-            io: Box::pin(io),
-            ended: false,
-        })
+        Ok(H2Conn::start(origin.clone(), sender, io))
     }
 
     /// TCP (and TLS) to `origin`, with connect and handshake times. The bool
@@ -515,7 +535,7 @@ impl Connector {
     pub async fn connect_stream(
         &self,
         origin: &Origin,
-        counters: &Rc<IoCounters>,
+        counters: &Arc<IoCounters>,
         times: &mut ConnectTimes,
     ) -> Result<(Stream, bool), ErrorKind> {
         let addrs = self.resolve(origin).await?;

@@ -402,7 +402,7 @@ mod tests {
     //! Against a raw TCP peer on loopback that answers with crafted bytes.
     use super::*;
     use crate::http::conn::{Counting, IoCounters};
-    use std::rc::Rc;
+    use std::sync::Arc;
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
@@ -436,7 +436,7 @@ mod tests {
         let tcp = TcpStream::connect(addr).await.unwrap();
         H1::new(Stream::Plain(Counting::new(
             tcp,
-            Rc::new(IoCounters::default()),
+            Arc::new(IoCounters::default()),
         )))
     }
 
@@ -623,7 +623,7 @@ mod tests {
             }
             (read, written)
         });
-        let counters = Rc::new(IoCounters::default());
+        let counters = Arc::new(IoCounters::default());
         let tcp = TcpStream::connect(addr).await.unwrap();
         let mut c = H1::new(Stream::Plain(Counting::new(tcp, counters.clone())));
         for _ in 0..2 {

@@ -1,7 +1,7 @@
 //! One VU's HTTP connection, shared by everything that speaks HTTP (the HTTP
 //! and webhook drivers, monitors): our lean HTTP/1.1 (`h1.rs`) or the h2
-//! crate for HTTP/2 (driven in the VU's task: `H2Conn::drive`), opened on
-//! first use, reopened when the server closes it.
+//! crate for HTTP/2 (its I/O a task of its own: `H2Conn`), opened on first
+//! use, reopened when the server closes it.
 //!
 //! A request is never sent twice: once written, whatever happens to it is
 //! its outcome (the server may have read it before closing, so sending it
@@ -14,7 +14,9 @@ use super::conn::{ConnectTimes, Connector, ErrorKind, H2Conn, IoCounters, Origin
 use super::h1::{self, H1};
 use bytes::Bytes;
 use http::{HeaderMap, Method};
+use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Where a response body goes as it arrives.
@@ -70,7 +72,116 @@ impl Keep {
 
 enum Open {
     H1 { origin: Origin, conn: H1 },
-    H2(H2Conn),
+    H2(H2Use),
+}
+
+/// A VU's use of an HTTP/2 connection, its own or shared with other VUs on
+/// its thread (`vus_per_connection`): its own handle for opening streams.
+struct H2Use {
+    slot: Rc<Slot>,
+    sender: h2::client::SendRequest<Bytes>,
+}
+
+/// One HTTP/2 connection, once up. VUs that share it wait for the first one
+/// to open it; when that fails, the next waiting VU tries.
+struct Slot {
+    conn: tokio::sync::OnceCell<H2Conn>,
+    /// Set when it is in the thread's shared list.
+    group: Option<u64>,
+    /// What the connection moved, taken by whichever VU ends a request next
+    /// (`Link::take_bytes`), so each byte is counted once.
+    io: Arc<IoCounters>,
+}
+
+impl H2Use {
+    fn of(slot: Rc<Slot>) -> Self {
+        let sender = slot.conn().sender.clone();
+        H2Use { slot, sender }
+    }
+
+    fn conn(&self) -> &H2Conn {
+        self.slot.conn()
+    }
+}
+
+impl Slot {
+    fn conn(&self) -> &H2Conn {
+        self.conn
+            .get()
+            .expect("an H2Use's slot holds its connection")
+    }
+}
+
+/// The shared HTTP/2 connections of this thread, as (origin, slot). The list
+/// holds one reference to a slot; each VU using it (or waiting for it to
+/// open) holds another. Looked at only when a VU opens a connection, never
+/// per request.
+type SharedList = RefCell<Vec<(Origin, Rc<Slot>)>>;
+
+thread_local! {
+    static SHARED: SharedList = const { RefCell::new(Vec::new()) };
+}
+
+impl Drop for H2Use {
+    /// The last VU to leave a shared connection takes it off the list, which
+    /// closes it.
+    fn drop(&mut self) {
+        leave(&self.slot);
+    }
+}
+
+fn leave(slot: &Rc<Slot>) {
+    if slot.group.is_some() && Rc::strong_count(slot) == 2 {
+        let _ = SHARED.try_with(|l| l.borrow_mut().retain(|(_, s)| !Rc::ptr_eq(s, slot)));
+    }
+}
+
+/// A shared slot of `sh.group` to `origin` with room for one more VU, or a
+/// new one, listed for the next VUs.
+fn take_slot(sh: Sharing, origin: &Origin) -> Rc<Slot> {
+    SHARED.with(|l| {
+        let mut l = l.borrow_mut();
+        l.retain(|(_, s)| !s.conn.get().is_some_and(H2Conn::ended));
+        let found = l.iter().find(|(o, s)| {
+            s.group == Some(sh.group) && o == origin && Rc::strong_count(s) - 1 < sh.per
+        });
+        if let Some((_, s)) = found {
+            return s.clone();
+        }
+        let s = Rc::new(Slot {
+            conn: tokio::sync::OnceCell::new(),
+            group: Some(sh.group),
+            io: Arc::default(),
+        });
+        l.push((origin.clone(), s.clone()));
+        s
+    })
+}
+
+/// What opening a connection gave when it is not an HTTP/2 one to share.
+enum NotShared {
+    Failed(ErrorKind),
+    /// The server chose HTTP/1.1 (ALPN): the VU keeps it for itself.
+    H1(super::conn::Stream),
+}
+
+/// `vus_per_connection`: VUs of one scenario on one thread share HTTP/2
+/// connections, up to `per` on each, as h2load's `-m` streams do.
+#[derive(Clone, Copy, Debug)]
+pub struct Sharing {
+    /// Told apart per scenario (`Sharing::new`).
+    pub group: u64,
+    pub per: usize,
+}
+
+impl Sharing {
+    pub fn new(per: usize) -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        Sharing {
+            group: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            per,
+        }
+    }
 }
 
 /// What came back, and when: `sent_at` is after any connecting, `headers_at`
@@ -86,15 +197,41 @@ pub struct Exchange {
 #[derive(Default)]
 pub struct Link {
     open: Option<Open>,
-    io: Rc<IoCounters>,
+    io: Arc<IoCounters>,
     /// The HTTP/1.1 request being written, reused.
     out: Vec<u8>,
+    share: Option<Sharing>,
 }
 
 impl Link {
+    /// A link whose HTTP/2 connections are shared with other VUs.
+    pub fn shared(share: Sharing) -> Self {
+        Link {
+            share: Some(share),
+            ..Link::default()
+        }
+    }
+
     /// Bytes sent and received on the wire so far (TLS records included).
     pub fn bytes(&self) -> (u64, u64) {
         (self.io.sent.get(), self.io.received.get())
+    }
+
+    /// Bytes sent and received since the last call: the VU's own
+    /// connections', or all of a shared HTTP/2 connection's since any of its
+    /// VUs last took them (each byte is counted once, by one VU).
+    pub fn take_bytes(&self) -> (u64, u64) {
+        let io = match &self.open {
+            Some(Open::H2(c)) => &c.slot.io,
+            _ => &self.io,
+        };
+        let own = (io.sent.take(), io.received.take());
+        if Arc::ptr_eq(io, &self.io) {
+            own
+        } else {
+            // What the VU's own connections moved before it joined.
+            (own.0 + self.io.sent.take(), own.1 + self.io.received.take())
+        }
     }
 
     /// Forget the connection (e.g. after a timeout cut an exchange short).
@@ -140,23 +277,73 @@ impl Link {
         times: &mut ConnectTimes,
     ) -> Result<Exchange, ErrorKind> {
         let mut reused = true;
+        // After a request a connection refused: a new connection, not a shared one.
+        let mut join = true;
         loop {
             let usable = match &mut self.open {
                 Some(Open::H1 { origin, conn }) => *origin == target.origin && conn.is_reusable(),
-                // A close or GOAWAY that came while it sat idle is read when
-                // the next request polls it: that request is then unsent.
-                Some(Open::H2(c)) => c.origin == target.origin && !c.ended,
+                // A close or GOAWAY that came while it sat idle has been
+                // read by the connection's task.
+                Some(Open::H2(c)) => c.conn().origin == target.origin && !c.conn().ended(),
                 None => false,
             };
             if !usable {
                 self.open = None;
                 reused = false;
+                if let Some(sh) = self.share
+                    && join
+                {
+                    let slot = take_slot(sh, &target.origin);
+                    reused = slot.conn.initialized();
+                    let opened = slot
+                        .conn
+                        .get_or_try_init(|| {
+                            Box::pin(async {
+                                let (stream, h2) = connector
+                                    .connect_stream(&target.origin, &self.io, times)
+                                    .await
+                                    .map_err(NotShared::Failed)?;
+                                if !h2 {
+                                    return Err(NotShared::H1(stream));
+                                }
+                                connector
+                                    .h2_handshake(&target.origin, stream)
+                                    .await
+                                    .map_err(NotShared::Failed)
+                            })
+                        })
+                        .await
+                        .map(|_| ());
+                    match opened {
+                        Ok(()) => self.open = Some(Open::H2(H2Use::of(slot))),
+                        Err(not) => {
+                            leave(&slot);
+                            match not {
+                                NotShared::Failed(e) => return Err(e),
+                                NotShared::H1(stream) => {
+                                    self.open = Some(Open::H1 {
+                                        origin: target.origin.clone(),
+                                        conn: H1::new(stream),
+                                    })
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            if self.open.is_none() {
                 // Boxed: the TLS handshake's state machine would otherwise make
                 // every request's future (moved on each call) several KB.
                 let (stream, h2) =
                     Box::pin(connector.connect_stream(&target.origin, &self.io, times)).await?;
                 self.open = Some(if h2 {
-                    Open::H2(Box::pin(connector.h2_handshake(&target.origin, stream)).await?)
+                    let c = Box::pin(connector.h2_handshake(&target.origin, stream)).await?;
+                    let slot = Slot {
+                        conn: tokio::sync::OnceCell::new_with(Some(c)),
+                        group: None,
+                        io: self.io.clone(),
+                    };
+                    Open::H2(H2Use::of(Rc::new(slot)))
                 } else {
                     Open::H1 {
                         origin: target.origin.clone(),
@@ -204,6 +391,8 @@ impl Link {
                         // request was never sent: nothing reached the
                         // server, so it goes once, on a fresh connection.
                         Err(H2Error::Unsent(_)) if reused => {
+                            c.conn().mark_ended();
+                            join = false;
                             self.open = None;
                             continue;
                         }
@@ -270,7 +459,7 @@ fn h2_headers(req: &mut http::Request<()>, body: &Bytes) {
 }
 
 async fn h2_exchange(
-    c: &mut H2Conn,
+    c: &mut H2Use,
     req: http::Request<()>,
     body: &Bytes,
     keep: Keep,
@@ -279,7 +468,9 @@ async fn h2_exchange(
     let unsent = |e: h2::Error| H2Error::Unsent(ErrorKind::from_h2(&e));
     // Room for one more stream (the server's limit on concurrent streams),
     // or the connection is gone and the request never leaves.
-    c.drive(|s, cx| s.poll_ready(cx)).await.map_err(unsent)?;
+    std::future::poll_fn(|cx| c.sender.poll_ready(cx))
+        .await
+        .map_err(unsent)?;
     let (mut response, mut send) = c
         .sender
         .send_request(req, body.is_empty())
@@ -294,8 +485,7 @@ async fn h2_exchange(
         // Queued whole; it leaves as the peer's flow-control window allows.
         send.send_data(body.clone(), true).map_err(failed)?;
     }
-    let resp = c
-        .drive(|_, cx| std::pin::Pin::new(&mut response).poll(cx))
+    let resp = (&mut response)
         .await
         .map_err(|e| H2Error::Failed(ErrorKind::from_h2(&e)))?;
     let headers_at = Instant::now();
@@ -310,7 +500,7 @@ async fn h2_exchange(
         }
         parts.headers = kept;
     }
-    while let Some(data) = c.drive(|_, cx| recv.poll_data(cx)).await {
+    while let Some(data) = std::future::poll_fn(|cx| recv.poll_data(cx)).await {
         let data = data.map_err(failed)?;
         let _ = recv.flow_control().release_capacity(data.len());
         if let Some(out) = sink.as_deref_mut() {

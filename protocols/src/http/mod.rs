@@ -67,6 +67,10 @@ crate::connection::with_connection_keys! {
         pub on_429: Option<On429>,
         /// The longest Retry-After honored (60s unless set).
         pub max_retry_after: Option<Dur>,
+        /// HTTP/2: how many VUs (of this scenario, on one worker thread) share a
+        /// connection, each with its own stream (1 unless set: a VU owns its
+        /// connection).
+        pub vus_per_connection: Option<Spanned<i64>>,
     }
 }
 
@@ -475,7 +479,13 @@ pub struct HttpDriver {
     strict: bool,
     /// Names of the captured vars, in slot order.
     var_names: Vec<String>,
+    /// `vus_per_connection` above 1: VUs share HTTP/2 connections.
+    sharing: Option<link::Sharing>,
 }
+
+/// The most VUs one HTTP/2 connection takes (servers allow 100 to 256
+/// concurrent streams; nginx 128 by default).
+const MAX_VUS_PER_CONNECTION: i64 = 1000;
 
 impl HttpDriver {
     pub fn build(options: HttpOptions, ctx: &BuildCtx<'_>) -> Result<Self, ConfigError> {
@@ -495,6 +505,25 @@ impl HttpDriver {
         let keys = options.connection();
         let mut client = Client::resolve(defaults, keys, Duration::from_secs(60));
         client.with_tls_files(&ctx.base_dir, defaults, keys)?;
+        let sharing = match &options.vus_per_connection {
+            None => None,
+            Some(v) if !(1..=MAX_VUS_PER_CONNECTION).contains(v.get_ref()) => {
+                return Err(ConfigError::at(
+                    v.span(),
+                    format!(
+                        "vus_per_connection = {} is out of range: give 1 to {MAX_VUS_PER_CONNECTION} (VUs sharing one HTTP/2 connection, a stream each), e.g. vus_per_connection = 10",
+                        v.get_ref()
+                    ),
+                ));
+            }
+            Some(v) if *v.get_ref() > 1 && client.version == HttpVersion::Http1 => {
+                return Err(ConfigError::at(
+                    v.span(),
+                    "vus_per_connection shares HTTP/2 connections, and this scenario speaks HTTP/1.1: set http_version = \"2\" (or \"auto\" for https://), or remove vus_per_connection",
+                ));
+            }
+            Some(v) => (*v.get_ref() > 1).then(|| link::Sharing::new(*v.get_ref() as usize)),
+        };
         let redirects = options
             .max_redirects
             .or(defaults.max_redirects)
@@ -552,6 +581,7 @@ impl HttpDriver {
             groups,
             strict: false,
             var_names: env.vars.clone(),
+            sharing,
         })
     }
 

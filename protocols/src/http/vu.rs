@@ -135,7 +135,7 @@ impl HttpVu {
             data_sent: rec.series(m.sent, &d.tags),
             data_received: rec.series(m.received, &d.tags),
             rec,
-            link: Link::default(),
+            link: d.sharing.map_or_else(Link::default, Link::shared),
             headers: HeaderMap::new(),
             body: Vec::new(),
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
@@ -266,7 +266,6 @@ impl HttpVu {
                 (_, Some(t)) => Ok(&**t),
                 (_, None) => Err(ErrorKind::BadRedirect),
             };
-            let (sent_before, received_before) = self.link.bytes();
             let mut times = ConnectTimes::default();
             if let (Some(jar), Ok(_)) = (&self.jar, &target)
                 && !jar.is_empty()
@@ -418,9 +417,9 @@ impl HttpVu {
             rec.time(s.connecting, times.connecting);
             rec.time(s.tls, times.tls);
             rec.rate(s.failed, !expected);
-            let (sent, received) = self.link.bytes();
-            rec.add(self.data_sent, sent - sent_before);
-            rec.add(self.data_received, received - received_before);
+            let (sent, received) = self.link.take_bytes();
+            rec.add(self.data_sent, sent);
+            rec.add(self.data_received, received);
 
             if let Some((u, target)) = next {
                 // 303, and 301/302 after a POST, become a GET without a

@@ -9,7 +9,7 @@ use crate::http::conn::{
 use http::{HeaderValue, Uri};
 use std::borrow::Cow;
 use std::io;
-use std::rc::Rc;
+use std::sync::Arc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -153,7 +153,7 @@ impl Connector {
     }
 
     /// Connect and upgrade. The request carries the URL, headers and subprotocols.
-    pub async fn connect(&self, request: Request, io: &Rc<IoCounters>) -> Result<Socket, Fault> {
+    pub async fn connect(&self, request: Request, io: &Arc<IoCounters>) -> Result<Socket, Fault> {
         let uri: &Uri = request.uri();
         let https = match uri.scheme_str() {
             Some("wss") => true,

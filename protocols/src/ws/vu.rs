@@ -13,7 +13,6 @@ use futures_util::{SinkExt, StreamExt};
 use http::HeaderValue;
 use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::time::{sleep_until, timeout_at};
@@ -135,7 +134,7 @@ pub struct WsVu {
     slot: u32,
     s: RoomSeries,
     errors: Vec<(Fault, SeriesId)>,
-    io: Rc<IoCounters>,
+    io: Arc<IoCounters>,
     io_seen: (u64, u64),
     locals: Locals,
     frame_cap: usize,
@@ -194,7 +193,7 @@ impl WsVu {
             slot,
             s,
             errors: Vec::new(),
-            io: Rc::default(),
+            io: Arc::default(),
             io_seen: (0, 0),
             locals,
             frame_cap: 64,
