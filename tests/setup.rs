@@ -244,7 +244,7 @@ fn bad_setup_input_exits_2_with_its_place() {
             format!(
                 "[setup]\nurl = \"http://127.0.0.1:9/\"\n[[setup.requests]]\nurl = \"http://127.0.0.1:9/\"\n{base}[[scenarios.api.requests]]\nurl = \"http://127.0.0.1:9/\"\n"
             ),
-            "plan.toml:2:1: [setup]: unknown key `url`, expected one of `flow`, `requests`, `base_url`, `headers`, `timeout`, `insecure_skip_tls_verify`, `http_version`, `client_cert`, `client_key`, `ca_file`, `cookies`, `reset_cookies`, `max_redirects`, `on_429`, `max_retry_after`; [setup] takes the HTTP driver's keys and max_duration",
+            "plan.toml:2:1: [setup]: unknown key `url`, expected one of `flow`, `requests`, `base_url`, `headers`, `timeout`, `insecure_skip_tls_verify`, `http_version`, `client_cert`, `client_key`, `ca_file`, `cookies`, `reset_cookies`, `max_redirects`, `on_429`, `max_retry_after`, `vus_per_connection`; [setup] takes the HTTP driver's keys and max_duration",
         ),
     ] {
         let p = d.write("plan.toml", &text_);
