@@ -22,6 +22,14 @@ pub struct IoCounters {
     pub received: Counter,
 }
 
+impl IoCounters {
+    /// Move `other`'s counts into these.
+    pub fn absorb(&self, other: &IoCounters) {
+        self.sent.add(other.sent.take());
+        self.received.add(other.received.take());
+    }
+}
+
 /// A byte count written by one task at a time and read by its VU.
 #[derive(Default)]
 pub struct Counter(AtomicU64);

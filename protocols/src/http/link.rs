@@ -85,12 +85,12 @@ struct H2Use {
 /// One HTTP/2 connection, once up. VUs that share it wait for the first one
 /// to open it; when that fails, the next waiting VU tries.
 struct Slot {
-    conn: tokio::sync::OnceCell<H2Conn>,
+    /// The connection, and what it moved on the wire: taken by whichever of
+    /// its VUs ends a request next (`Link::take_bytes`), so each byte is
+    /// counted once, whichever VUs have left it.
+    conn: tokio::sync::OnceCell<(H2Conn, Arc<IoCounters>)>,
     /// Set when it is in the thread's shared list.
     group: Option<u64>,
-    /// What the connection moved, taken by whichever VU ends a request next
-    /// (`Link::take_bytes`), so each byte is counted once.
-    io: Arc<IoCounters>,
 }
 
 impl H2Use {
@@ -106,6 +106,14 @@ impl H2Use {
 
 impl Slot {
     fn conn(&self) -> &H2Conn {
+        &self.opened().0
+    }
+
+    fn io(&self) -> &Arc<IoCounters> {
+        &self.opened().1
+    }
+
+    fn opened(&self) -> &(H2Conn, Arc<IoCounters>) {
         self.conn
             .get()
             .expect("an H2Use's slot holds its connection")
@@ -141,7 +149,7 @@ fn leave(slot: &Rc<Slot>) {
 fn take_slot(sh: Sharing, origin: &Origin) -> Rc<Slot> {
     SHARED.with(|l| {
         let mut l = l.borrow_mut();
-        l.retain(|(_, s)| !s.conn.get().is_some_and(H2Conn::ended));
+        l.retain(|(_, s)| !s.conn.get().is_some_and(|(c, _)| c.ended()));
         let found = l.iter().find(|(o, s)| {
             s.group == Some(sh.group) && o == origin && Rc::strong_count(s) - 1 < sh.per
         });
@@ -151,7 +159,6 @@ fn take_slot(sh: Sharing, origin: &Origin) -> Rc<Slot> {
         let s = Rc::new(Slot {
             conn: tokio::sync::OnceCell::new(),
             group: Some(sh.group),
-            io: Arc::default(),
         });
         l.push((origin.clone(), s.clone()));
         s
@@ -161,8 +168,9 @@ fn take_slot(sh: Sharing, origin: &Origin) -> Rc<Slot> {
 /// What opening a connection gave when it is not an HTTP/2 one to share.
 enum NotShared {
     Failed(ErrorKind),
-    /// The server chose HTTP/1.1 (ALPN): the VU keeps it for itself.
-    H1(super::conn::Stream),
+    /// The server chose HTTP/1.1 (ALPN): the VU keeps it for itself, and
+    /// its counters.
+    H1(super::conn::Stream, Arc<IoCounters>),
 }
 
 /// `vus_per_connection`: VUs of one scenario on one thread share HTTP/2
@@ -222,7 +230,7 @@ impl Link {
     /// VUs last took them (each byte is counted once, by one VU).
     pub fn take_bytes(&self) -> (u64, u64) {
         let io = match &self.open {
-            Some(Open::H2(c)) => &c.slot.io,
+            Some(Open::H2(c)) => c.slot.io(),
             _ => &self.io,
         };
         let own = (io.sent.take(), io.received.take());
@@ -299,17 +307,25 @@ impl Link {
                         .conn
                         .get_or_try_init(|| {
                             Box::pin(async {
-                                let (stream, h2) = connector
-                                    .connect_stream(&target.origin, &self.io, times)
-                                    .await
-                                    .map_err(NotShared::Failed)?;
+                                // The connection's own counters, not this
+                                // VU's: its bytes are counted after it leaves.
+                                let io = Arc::new(IoCounters::default());
+                                let connected =
+                                    connector.connect_stream(&target.origin, &io, times).await;
+                                let (stream, h2) = connected.map_err(|e| {
+                                    self.io.absorb(&io);
+                                    NotShared::Failed(e)
+                                })?;
                                 if !h2 {
-                                    return Err(NotShared::H1(stream));
+                                    return Err(NotShared::H1(stream, io));
                                 }
-                                connector
-                                    .h2_handshake(&target.origin, stream)
-                                    .await
-                                    .map_err(NotShared::Failed)
+                                match connector.h2_handshake(&target.origin, stream).await {
+                                    Ok(c) => Ok((c, io)),
+                                    Err(e) => {
+                                        self.io.absorb(&io);
+                                        Err(NotShared::Failed(e))
+                                    }
+                                }
                             })
                         })
                         .await
@@ -320,7 +336,9 @@ impl Link {
                             leave(&slot);
                             match not {
                                 NotShared::Failed(e) => return Err(e),
-                                NotShared::H1(stream) => {
+                                NotShared::H1(stream, io) => {
+                                    io.absorb(&self.io);
+                                    self.io = io;
                                     self.open = Some(Open::H1 {
                                         origin: target.origin.clone(),
                                         conn: H1::new(stream),
@@ -339,9 +357,8 @@ impl Link {
                 self.open = Some(if h2 {
                     let c = Box::pin(connector.h2_handshake(&target.origin, stream)).await?;
                     let slot = Slot {
-                        conn: tokio::sync::OnceCell::new_with(Some(c)),
+                        conn: tokio::sync::OnceCell::new_with(Some((c, self.io.clone()))),
                         group: None,
-                        io: self.io.clone(),
                     };
                     Open::H2(H2Use::of(Rc::new(slot)))
                 } else {
