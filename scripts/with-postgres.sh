@@ -52,7 +52,7 @@ trap cleanup EXIT INT TERM
 
 as_pg "$SERVER_BIN/initdb" -D "$DIR/data" -U postgres --auth=trust -E UTF8 >/dev/null
 as_pg "$SERVER_BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 \
-  -o "-p $PORT -k $DIR -c listen_addresses=127.0.0.1 -c max_connections=${VOLLEY_PG_MAX_CONNECTIONS:-200} -c fsync=off -c synchronous_commit=off -c shared_preload_libraries=pg_stat_statements" \
+  -o "-p $PORT -k $DIR -c listen_addresses=127.0.0.1 -c max_connections=${VOLLEY_PG_MAX_CONNECTIONS:-200} -c fsync=off -c synchronous_commit=off -c shared_preload_libraries=pg_stat_statements ${VOLLEY_PG_SERVER_OPTS:-}" \
   start >/dev/null
 
 export DATABASE_URL="postgres://postgres@127.0.0.1:$PORT/postgres"
