@@ -118,6 +118,24 @@ fn k8s_render_says_how_to_give_a_plan_its_variables() {
     );
     let out = render(&["-e", "VOLLEY_TEST_UNSET_BASE=http://127.0.0.1:9"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
+    // A template's {{ env.NAME }} gets the same advice as ${NAME}.
+    let plan = d.write(
+        "env.toml",
+        "[scenarios.a]\ndriver = \"http\"\nexecutor = \"constant-vus\"\nvus = 1\nduration = \"1s\"\n[[scenarios.a.requests]]\nurl = \"http://127.0.0.1:9/{{ env.VOLLEY_TEST_UNSET_PATH }}\"\n",
+    );
+    let out = within(
+        volley()
+            .args(["k8s", "render", "--parts", "2"])
+            .arg(&plan)
+            .env_remove("VOLLEY_TEST_UNSET_PATH"),
+    );
+    refused(
+        &out,
+        &[
+            "env.VOLLEY_TEST_UNSET_PATH is not set",
+            "checked before it is rendered",
+        ],
+    );
 }
 
 #[test]

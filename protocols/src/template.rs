@@ -378,6 +378,18 @@ pub enum TemplateError {
     UnknownFunction(String),
 }
 
+impl TemplateError {
+    /// This error at `span` of the plan, with its kind (an unset
+    /// `env.NAME` is one that callers advise on).
+    pub fn at(self, span: std::ops::Range<usize>) -> crate::ConfigError {
+        let kind = match self {
+            TemplateError::EnvUnset(_) => crate::ConfigErrorKind::UnsetVariable,
+            _ => crate::ConfigErrorKind::Other,
+        };
+        crate::ConfigError::at(span, self).with_kind(kind)
+    }
+}
+
 fn list_or_none(v: &[String]) -> String {
     if v.is_empty() {
         "none".into()

@@ -213,7 +213,7 @@ pub fn multipart(
             }
             v => Field::Text(
                 env.compile(&scalar(v, spec.span(), "multipart", name)?)
-                    .map_err(|e| ConfigError::at(spec.span(), e))?,
+                    .map_err(|e| e.at(spec.span()))?,
             ),
         };
         fields.push((name.clone(), field));

@@ -691,9 +691,9 @@ fn compile_request(
 ) -> Result<Request, ConfigError> {
     let base = cx.base;
     let scenario_headers = cx.headers;
-    fn at<E: std::fmt::Display>(s: &Spanned<String>) -> impl Fn(E) -> ConfigError {
+    fn at(s: &Spanned<String>) -> impl Fn(crate::template::TemplateError) -> ConfigError {
         let span = s.span();
-        move |e| ConfigError::at(span.clone(), e)
+        move |e| e.at(span.clone())
     }
     let method = match &spec.method {
         Some(m) => {
@@ -727,7 +727,7 @@ fn compile_request(
     let raw_url = spec.url.get_ref();
     let absolute = raw_url.starts_with("http://") || raw_url.starts_with("https://");
     let mut url = if absolute {
-        check_origin(raw_url).map_err(at(&spec.url))?;
+        check_origin(raw_url).map_err(|e| ConfigError::at(spec.url.span(), e))?;
         env.compile(raw_url).map_err(at(&spec.url))?
     } else {
         let base = base.ok_or_else(|| {

@@ -361,9 +361,7 @@ impl PgDriver {
             let mut lets = Vec::new();
             for (var, v) in &q.vars {
                 let text = value_text(v, "a var")?;
-                let t = env
-                    .compile(&text)
-                    .map_err(|e| ConfigError::at(v.span(), e))?;
+                let t = env.compile(&text).map_err(|e| e.at(v.span()))?;
                 lets.push((env.declare_var(var), t));
             }
             let mut mine = Vec::new();
@@ -590,10 +588,7 @@ fn compile_statement(
     let mut src = Vec::new();
     for p in params {
         let text = value_text(p, "a param")?;
-        templates.push(
-            env.compile(&text)
-                .map_err(|e| ConfigError::at(p.span(), e))?,
-        );
+        templates.push(env.compile(&text).map_err(|e| e.at(p.span()))?);
         let reads_capture = captured.iter().any(|c| text.contains(&format!("vars.{c}")));
         src.push((text, p.span(), reads_capture));
     }

@@ -315,8 +315,8 @@ impl Rooms {
     }
 }
 
-fn at<E: std::fmt::Display>(span: Range<usize>) -> impl Fn(E) -> ConfigError {
-    move |e| ConfigError::at(span.clone(), e)
+fn at(span: Range<usize>) -> impl Fn(crate::template::TemplateError) -> ConfigError {
+    move |e| e.at(span.clone())
 }
 
 /// A `join`/`message` value: a string is sent as written, a table as JSON.
@@ -383,7 +383,7 @@ impl WsDriver {
             (false, _) => None,
             (true, None) => Some(sio::Spec::new("/", false)),
             (true, Some(ns)) => {
-                sio::check_namespace(ns.get_ref()).map_err(at(ns.span()))?;
+                sio::check_namespace(ns.get_ref()).map_err(|e| ConfigError::at(ns.span(), e))?;
                 Some(sio::Spec::new(ns.get_ref(), false))
             }
         };
