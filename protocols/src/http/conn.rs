@@ -52,11 +52,22 @@ impl Counter {
 pub struct Counting<S> {
     inner: S,
     counters: Arc<IoCounters>,
+    /// Held while the connection is: it counts open loopback connections.
+    _lease: Option<super::tcp::Lease>,
 }
 
 impl<S> Counting<S> {
     pub fn new(inner: S, counters: Arc<IoCounters>) -> Self {
-        Self { inner, counters }
+        Self {
+            inner,
+            counters,
+            _lease: None,
+        }
+    }
+
+    fn leased(mut self, lease: Option<super::tcp::Lease>) -> Self {
+        self._lease = lease;
+        self
     }
 }
 
@@ -559,10 +570,10 @@ impl Connector {
                 Err(e) => last = ErrorKind::from_io(&e),
             }
         }
-        let tcp = tcp.ok_or(last)?;
+        let (tcp, lease) = tcp.ok_or(last)?;
         let _ = tcp.set_nodelay(true);
         times.connecting = started.elapsed();
-        let io = Counting::new(tcp, counters.clone());
+        let io = Counting::new(tcp, counters.clone()).leased(lease);
         if origin.https {
             let tls_started = Instant::now();
             let name = rustls::pki_types::ServerName::try_from(origin.host.clone())

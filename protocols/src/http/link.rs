@@ -165,12 +165,27 @@ fn take_slot(sh: Sharing, origin: &Origin) -> Rc<Slot> {
     })
 }
 
+/// Moves `from`'s counts into `into` when dropped while armed: the bytes of
+/// a shared connection that never came up are its opener's.
+struct Absorb {
+    from: Arc<IoCounters>,
+    into: Arc<IoCounters>,
+    armed: bool,
+}
+
+impl Drop for Absorb {
+    fn drop(&mut self) {
+        if self.armed {
+            self.into.absorb(&self.from);
+        }
+    }
+}
+
 /// What opening a connection gave when it is not an HTTP/2 one to share.
 enum NotShared {
     Failed(ErrorKind),
-    /// The server chose HTTP/1.1 (ALPN): the VU keeps it for itself, and
-    /// its counters.
-    H1(super::conn::Stream, Arc<IoCounters>),
+    /// The server chose HTTP/1.1 (ALPN): the VU keeps it for itself.
+    H1(super::conn::Stream),
 }
 
 /// `vus_per_connection`: VUs of one scenario on one thread share HTTP/2
@@ -244,6 +259,17 @@ impl Link {
 
     /// Forget the connection (e.g. after a timeout cut an exchange short).
     pub fn close(&mut self) {
+        self.forget();
+    }
+
+    /// Drop the connection; what a shared one moved and no VU has taken yet
+    /// becomes this VU's, so it is counted even when this VU was its last.
+    fn forget(&mut self) {
+        if let Some(Open::H2(c)) = &self.open
+            && !Arc::ptr_eq(c.slot.io(), &self.io)
+        {
+            self.io.absorb(c.slot.io());
+        }
         self.open = None;
     }
 
@@ -296,47 +322,54 @@ impl Link {
                 None => false,
             };
             if !usable {
-                self.open = None;
+                self.forget();
                 reused = false;
                 if let Some(sh) = self.share
                     && join
                 {
                     let slot = take_slot(sh, &target.origin);
                     reused = slot.conn.initialized();
+                    // The connection's own counters, not this VU's: its
+                    // bytes are counted after this VU leaves it. Until it
+                    // is up, what it moved is this VU's, even when a
+                    // timeout drops this future half way.
+                    let io = Arc::new(IoCounters::default());
+                    let mut guard = Absorb {
+                        from: io.clone(),
+                        into: self.io.clone(),
+                        armed: true,
+                    };
                     let opened = slot
                         .conn
                         .get_or_try_init(|| {
                             Box::pin(async {
-                                // The connection's own counters, not this
-                                // VU's: its bytes are counted after it leaves.
-                                let io = Arc::new(IoCounters::default());
-                                let connected =
-                                    connector.connect_stream(&target.origin, &io, times).await;
-                                let (stream, h2) = connected.map_err(|e| {
-                                    self.io.absorb(&io);
-                                    NotShared::Failed(e)
-                                })?;
+                                let (stream, h2) = connector
+                                    .connect_stream(&target.origin, &io, times)
+                                    .await
+                                    .map_err(NotShared::Failed)?;
                                 if !h2 {
-                                    return Err(NotShared::H1(stream, io));
+                                    return Err(NotShared::H1(stream));
                                 }
-                                match connector.h2_handshake(&target.origin, stream).await {
-                                    Ok(c) => Ok((c, io)),
-                                    Err(e) => {
-                                        self.io.absorb(&io);
-                                        Err(NotShared::Failed(e))
-                                    }
-                                }
+                                connector
+                                    .h2_handshake(&target.origin, stream)
+                                    .await
+                                    .map(|c| (c, io.clone()))
+                                    .map_err(NotShared::Failed)
                             })
                         })
                         .await
                         .map(|_| ());
                     match opened {
-                        Ok(()) => self.open = Some(Open::H2(H2Use::of(slot))),
+                        Ok(()) => {
+                            guard.armed = false;
+                            self.open = Some(Open::H2(H2Use::of(slot)));
+                        }
                         Err(not) => {
                             leave(&slot);
                             match not {
                                 NotShared::Failed(e) => return Err(e),
-                                NotShared::H1(stream, io) => {
+                                NotShared::H1(stream) => {
+                                    guard.armed = false;
                                     io.absorb(&self.io);
                                     self.io = io;
                                     self.open = Some(Open::H1 {
@@ -410,7 +443,7 @@ impl Link {
                         Err(H2Error::Unsent(_)) if reused => {
                             c.conn().mark_ended();
                             join = false;
-                            self.open = None;
+                            self.forget();
                             continue;
                         }
                         Err(H2Error::Unsent(e) | H2Error::Failed(e)) => Err(e),
@@ -419,7 +452,7 @@ impl Link {
             };
             let closed = matches!(&self.open, Some(Open::H1 { conn, .. }) if conn.is_closed());
             if closed || result.is_err() {
-                self.open = None;
+                self.forget();
             }
             return result;
         }
