@@ -3,7 +3,9 @@
 # and without `--out influxdb` (to a real influxd), `--out prometheus-rw` (to
 # a real prometheus) and `--dashboard` (with a page reading its stream), same
 # loopback server, alternating, RUNS times each; medians and the ratio to the
-# plain run. The issue's bar: within 5% of the plain run.
+# plain run, of req/s and of volley's CPU seconds (user+sys) per 100k
+# requests: the CPU an output adds shows there even when the machine's
+# drift moves req/s by more. The bar: within 5% of the plain run.
 #
 #   scripts/bench-outputs.sh [CONNECTIONS] [SECONDS] [RUNS]
 #
@@ -19,6 +21,7 @@ RUNS=${3:-3}
 missing=()
 command -v influxd >/dev/null || missing+=(influxdb)
 command -v prometheus >/dev/null || missing+=(prometheus)
+[ -x /usr/bin/time ] || missing+=(time)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -86,27 +89,40 @@ run() { # NAME ARGS...
     ( for _ in $(seq 100); do curl -sfN "http://127.0.0.1:$DASH/events" >/dev/null 2>&1 && break; sleep 0.1; done ) &
     reader=$!
   fi
-  taskset -c 0 "$BIN" run "$WORK/plan.toml" --quiet --workers 1 --summary-export "$WORK/$name.json" "$@" >/dev/null 2>"$WORK/$name.err"
+  /usr/bin/time -v -o "$WORK/$name.time" taskset -c 0 "$BIN" run "$WORK/plan.toml" --quiet --workers 1 \
+    --summary-export "$WORK/$name.json" "$@" >/dev/null 2>"$WORK/$name.err"
   [ -n "$reader" ] && { kill "$reader" 2>/dev/null || true; wait "$reader" 2>/dev/null || true; }
   [ -s "$WORK/$name.json" ] || { echo "bench-outputs: the $name run wrote no summary:" >&2; cat "$WORK/$name.err" >&2; exit 1; }
-  python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["metrics"]["http_reqs"]["values"]["rate"]))' "$WORK/$name.json"
+  local cpu
+  cpu=$(awk -F': ' '/User time/ {u=$2} /System time/ {s=$2} END {printf "%.3f", u + s}' "$WORK/$name.time")
+  # "req/s cpu_s_per_100k"
+  python3 -c 'import json,sys; m=json.load(open(sys.argv[1]))["metrics"]["http_reqs"]["values"]; print(round(m["rate"]), "%.3f" % (float(sys.argv[2]) / m["count"] * 1e5))' "$WORK/$name.json" "$cpu"
 }
 
-declare -A RESULTS
+declare -A RESULTS CPU
+record() { # NAME ARGS...
+  local out
+  out=$(run "$@")
+  RESULTS[$1]+="${out% *} "
+  CPU[$1]+="${out#* } "
+}
 for i in $(seq "$RUNS"); do
-  RESULTS[plain]+="$(run plain) "
-  RESULTS[influxdb]+="$(run influxdb --out "influxdb=http://127.0.0.1:$INFLUX/bench") "
-  RESULTS[prometheus_rw]+="$(run prometheus_rw --out "prometheus-rw=http://127.0.0.1:$PROM/api/v1/write,push=1s") "
-  RESULTS[dashboard]+="$(run dashboard "--dashboard=127.0.0.1:$DASH") "
-  RESULTS[all]+="$(run all --out "influxdb=http://127.0.0.1:$INFLUX/bench" "--dashboard=127.0.0.1:$DASH") "
+  record plain
+  record influxdb --out "influxdb=http://127.0.0.1:$INFLUX/bench"
+  record prometheus_rw --out "prometheus-rw=http://127.0.0.1:$PROM/api/v1/write,push=1s"
+  record dashboard "--dashboard=127.0.0.1:$DASH"
+  record all --out "influxdb=http://127.0.0.1:$INFLUX/bench" "--dashboard=127.0.0.1:$DASH"
   echo "run $i/$RUNS done" >&2
 done
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 base=$(echo "${RESULTS[plain]}" | median)
-printf '%-16s %10s %8s   runs\n' "volley" "req/s" "ratio"
+cbase=$(echo "${CPU[plain]}" | median)
+printf '%-16s %10s %8s %10s %8s   runs (req/s; CPU s per 100k)\n' "volley" "req/s" "ratio" "CPU/100k" "ratio"
 for k in plain influxdb prometheus_rw dashboard all; do
   m=$(echo "${RESULTS[$k]}" | median)
-  printf '%-16s %10s %8s   %s\n' "$k" "$m" "$(python3 -c "print(f'{$m/$base:.3f}')")" "${RESULTS[$k]}"
+  c=$(echo "${CPU[$k]}" | median)
+  printf '%-16s %10s %8s %10s %8s   %s; %s\n' "$k" "$m" "$(python3 -c "print(f'{$m/$base:.3f}')")" \
+    "$c" "$(python3 -c "print(f'{$c/$cbase:.3f}')")" "${RESULTS[$k]}" "${CPU[$k]}"
 done
 grep -h "points dropped" "$WORK"/*.err || true
