@@ -329,16 +329,20 @@ mod tests {
         assert_eq!(fill(&forms[..1], &t, &d), None);
     }
 
+    fn rates_by_kind() -> Figure {
+        Figure::RatesBy {
+            id: "x-kinds".into(),
+            title: "X by kind".into(),
+            metric: "x_duration".into(),
+            tags: vec!["kind".into()],
+        }
+    }
+
     #[test]
     fn a_descriptor_survives_json() {
         let d = Descriptor {
             name: "x".into(),
-            figures: vec![Figure::RatesBy {
-                id: "x-kinds".into(),
-                title: "X by kind".into(),
-                metric: "x_duration".into(),
-                tags: vec!["kind".into()],
-            }],
+            figures: vec![rates_by_kind()],
             facts: vec![Fact::Count {
                 metric: "x_reqs".into(),
                 label: "X requests".into(),
@@ -355,12 +359,7 @@ mod tests {
     fn kinds_from_a_newer_build_read_as_unknown() {
         let mut v = serde_json::to_value(Descriptor {
             name: "x".into(),
-            figures: vec![Figure::RatesBy {
-                id: "x-kinds".into(),
-                title: "X by kind".into(),
-                metric: "x_duration".into(),
-                tags: vec!["kind".into()],
-            }],
+            figures: vec![rates_by_kind()],
             ..Default::default()
         })
         .unwrap();

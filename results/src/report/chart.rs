@@ -9,6 +9,18 @@ pub const MAX_POINTS: usize = 600;
 const WIDTH: u32 = 640;
 const HEIGHT: u32 = 240;
 
+/// Every chart's margins, so the report's charts line up.
+fn framed<'a, 'b, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, plotters::coord::Shift>,
+) -> ChartBuilder<'a, 'b, DB> {
+    let mut b = ChartBuilder::on(root);
+    b.margin_top(12)
+        .margin_right(18)
+        .margin_left(6)
+        .margin_bottom(6);
+    b
+}
+
 /// How several seconds fold into one point when a run is long.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Fold {
@@ -214,11 +226,7 @@ pub fn svg_marked(data: &ChartData, title: &str, marks: &[Mark]) -> Result<Strin
     {
         let root = SVGBackend::with_string(&mut out, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin_top(12)
-            .margin_right(18)
-            .margin_left(6)
-            .margin_bottom(6)
+        let mut chart = framed(&root)
             .x_label_area_size(26)
             .y_label_area_size(58)
             .build_cartesian_2d(0f64..x_max / x_unit, 0f64..y_max)
@@ -396,11 +404,7 @@ pub fn distribution_svg(d: &Distribution, title: &str) -> Result<String, String>
     {
         let root = SVGBackend::with_string(&mut out, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin_top(12)
-            .margin_right(18)
-            .margin_left(6)
-            .margin_bottom(6)
+        let mut chart = framed(&root)
             .x_label_area_size(40)
             .y_label_area_size(76)
             .build_cartesian_2d(NinesAxis { top, keys }, 0f64..y_max)
