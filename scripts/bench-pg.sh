@@ -197,8 +197,9 @@ for c in $CLIENTS; do
   ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}'; }
   p_st=$(col "$WORK/p.$c" 1); v_st=$(col "$WORK/v.$c" 1)
   # Each run's volley/pgbench ratio of steady TPS (the two ran back to back),
-  # and their median: a drift in the machine's speed moves both of a pair.
-  pairs=$(paste -d' ' "$WORK/v.$c" "$WORK/p.$c" | awk '{printf "%.2f ", ($9 > 0 ? $1 / $9 : 0)}')
+  # and their median: a drift in the machine's speed moves both of a pair. A
+  # run without a steady figure ("-", too short) makes no pair.
+  pairs=$(paste -d' ' "$WORK/v.$c" "$WORK/p.$c" | awk '$1 + 0 > 0 && $9 + 0 > 0 {printf "%.2f ", $1 / $9}')
   paired=$(echo "$pairs" | tr ' ' '\n' | grep . | median)
   p_run=$(col "$WORK/p.$c" 2); v_run=$(col "$WORK/v.$c" 2)
   srv() { echo "$(col "$1" 6)us $(col "$1" 7)cs $(col "$1" 8)sc"; }
