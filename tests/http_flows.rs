@@ -598,82 +598,6 @@ url = "/api/v1/limited"
     assert_eq!(value(&s, "http_req_throttled", "count"), 0.0);
 }
 
-/// A CA, a server certificate for localhost and a client certificate, made
-/// by the openssl command.
-fn certificates(d: &Dir) {
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(&d.path)
-            .output_within(60);
-        assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    run(&[
-        &["req", "-x509"][..],
-        &ec,
-        &[
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=volley test CA",
-        ],
-    ]
-    .concat());
-    for (who, ext) in [
-        (
-            "server",
-            "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-        ),
-        (
-            "client",
-            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
-        ),
-    ] {
-        run(&[
-            &["req"][..],
-            &ec,
-            &[
-                "-keyout",
-                &format!("{who}.key"),
-                "-out",
-                &format!("{who}.csr"),
-                "-subj",
-                &format!("/CN={who}"),
-            ],
-        ]
-        .concat());
-        d.write(&format!("{who}.cnf"), ext);
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{who}.csr"),
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &format!("{who}.pem"),
-            "-days",
-            "2",
-            "-extfile",
-            &format!("{who}.cnf"),
-        ]);
-    }
-}
-
 /// TLS that demands a client certificate signed by the test CA, in front
 /// of the embedded target; returns its port.
 fn mtls_front(d: &Dir, backend: std::net::SocketAddr, rt: &tokio::runtime::Runtime) -> u16 {
@@ -721,7 +645,7 @@ fn mtls_front(d: &Dir, backend: std::net::SocketAddr, rt: &tokio::runtime::Runti
 fn mtls_is_refused_without_the_client_certificate_and_accepted_with_it() {
     let t = Target::start(ServeOptions::default());
     let d = Dir::new();
-    certificates(&d);
+    test_certificates(&d, true);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -784,7 +708,7 @@ fn webhooks_reach_an_mtls_endpoint_with_the_defaults_certificates() {
         ..Default::default()
     });
     let d = Dir::new();
-    certificates(&d);
+    test_certificates(&d, true);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

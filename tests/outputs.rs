@@ -251,62 +251,6 @@ fn bad_push_outputs_are_refused_before_any_load() {
 
 // ---- https:// push URLs ----
 
-/// A CA and a certificate for localhost signed by it, made by openssl.
-fn certificates(d: &Dir) {
-    let run = |args: &[&str]| {
-        let out = output_within(
-            std::process::Command::new("openssl")
-                .args(args)
-                .current_dir(&d.path),
-            60,
-        );
-        assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let subj = |cn: &str| format!("/CN={cn}");
-    run(&[
-        &["req", "-x509"][..],
-        &ec,
-        &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"],
-        &["-subj", &subj("volley test CA")],
-    ]
-    .concat());
-    run(&[
-        &["req"][..],
-        &ec,
-        &["-keyout", "server.key", "-out", "server.csr"],
-        &["-subj", &subj("localhost")],
-    ]
-    .concat());
-    d.write(
-        "server.cnf",
-        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-    );
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "server.cnf",
-    ]);
-}
-
 /// TLS on a loopback port in front of `backend` (plain HTTP); its port.
 fn tls_front(d: &Dir, backend: &str, rt: &tokio::runtime::Runtime) -> u16 {
     use rustls::pki_types::pem::PemObject;
@@ -348,7 +292,7 @@ fn https_push_urls_reach_both_databases_and_check_the_certificate() {
     let prom = tsdb::prometheus();
     let t = Target::start(ServeOptions::default());
     let d = Dir::new();
-    certificates(&d);
+    test_certificates(&d, false);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -768,72 +768,7 @@ struct ServerTls {
 impl ServerTls {
     fn enable() -> ServerTls {
         let dir = Dir::new();
-        let run = |args: &[&str]| {
-            let out = std::process::Command::new("openssl")
-                .args(args)
-                .current_dir(&dir.path)
-                .output()
-                .expect(
-                    "the openssl command makes the test certificates (apt-get install openssl)",
-                );
-            assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
-        };
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
-        run(&[
-            &["req", "-x509"][..],
-            &ec,
-            &[
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=volley test CA",
-            ],
-        ]
-        .concat());
-        run(&[
-            &["req"][..],
-            &ec,
-            &[
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=localhost",
-            ],
-        ]
-        .concat());
-        dir.write(
-            "ext.cnf",
-            "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-        );
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ]);
+        test_certificates(&dir, false);
         // The server reads these as its own user (postgres, when the tests run as root).
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&dir.path, std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -273,3 +273,66 @@ pub fn series<'a>(
 pub fn code(out: &Output) -> i32 {
     out.status.code().unwrap_or(-1)
 }
+
+/// Test certificates in `d`, made by the openssl command: a CA (`ca.pem`,
+/// `ca.key`), a server certificate for DNS:localhost (`server.pem`,
+/// `server.key`) and, with `client`, a client certificate (`client.pem`,
+/// `client.key`), all signed by the CA, valid for two days.
+pub fn test_certificates(d: &Dir, client: bool) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&d.path)
+            .output_within(60);
+        assert!(
+            out.status.success(),
+            "openssl {args:?} (the openssl command makes the test certificates): {}",
+            text(&out)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let days = ["-days", "2"];
+    run(&[
+        &["req", "-x509", "-keyout", "ca.key", "-out", "ca.pem"][..],
+        &ec,
+        &days,
+        &["-subj", "/CN=volley test CA"],
+    ]
+    .concat());
+    let server = "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n";
+    let client_ext =
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n";
+    let mut whom = vec![("server", "localhost", server)];
+    if client {
+        whom.push(("client", "client", client_ext));
+    }
+    for (who, cn, ext) in whom {
+        let (key, csr, pem, cnf) = (
+            format!("{who}.key"),
+            format!("{who}.csr"),
+            format!("{who}.pem"),
+            format!("{who}.cnf"),
+        );
+        run(&[
+            &["req", "-keyout", &key, "-out", &csr][..],
+            &ec,
+            &["-subj", &format!("/CN={cn}")],
+        ]
+        .concat());
+        d.write(&cnf, ext);
+        run(&[
+            &[
+                "x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key",
+            ][..],
+            &["-CAcreateserial", "-out", &pem, "-extfile", &cnf],
+            &days,
+        ]
+        .concat());
+    }
+}
